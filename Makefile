@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Everything else is set up on the way.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(PY) -m uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_COMPILE_BYTECODE := 1
+export HF_HUB_OFFLINE := 1
+export LANGSMITH_TRACING := false
+
+.PHONY: demo test check lint unit services install bench clean
+
+$(BIN)/switchboard: pyproject.toml uv.lock
+	@$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install -q "uv==0.13.9"
+	$(UV) sync --locked --quiet
+	@touch $@
+
+install: $(BIN)/switchboard
+
+# Start the machine's Redis and PostgreSQL if they are down (tests use the real servers on loopback).
+services:
+	@bash deploy/dev/services.sh
+
+demo: install
+	$(BIN)/switchboard demo
+
+check: install
+	$(BIN)/ruff format --check orchestrator agents evals tests
+	$(BIN)/ruff check orchestrator agents evals tests
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest -m unit -q
+
+test: install services check
+	$(BIN)/pytest -m "not live"
+
+clean:
+	rm -rf $(VENV) .switchboard .pytest_cache .mypy_cache .ruff_cache

