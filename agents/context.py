@@ -1,0 +1,63 @@
+"""The run context injected into every node: tenant systems, classifier, prompts, models, clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from langchain_core.language_models import BaseChatModel
+
+from agents.ports import IntentClassifier, Tenant
+from agents.prompts import Prompts
+
+
+class ModelRouter(Protocol):
+    """Chooses a chat model per turn from the routing policy (see prompts/routing.yaml)."""
+
+    def model_for(self, intent: str, confidence: float, failures: int = 0) -> BaseChatModel: ...
+
+    def router_model(self) -> BaseChatModel: ...
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class AgentContext:
+    """Dependencies of one graph run; the worker builds it once per process and shares it across calls.
+
+    Attributes:
+        tenant: the tenant's systems (customers, scheduling, billing, support, human desk).
+        classifier: the local intent classifier.
+        prompts: the prompts folder in use.
+        models: chat models by routing policy; None runs the deterministic flows (embedded default).
+        timezone: the tenant's local time zone, used to speak and parse times.
+        clock: current time (tests and evals pin it).
+        router_threshold: below this classifier confidence, the LLM (if any) decides the intent.
+        switch_threshold: confidence needed to leave an active specialist for another topic.
+    """
+
+    tenant: Tenant
+    classifier: IntentClassifier
+    prompts: Prompts
+    models: ModelRouter | None = None
+    timezone: str = "America/New_York"
+    clock: Callable[[], datetime] = field(default=_utc_now)
+    router_threshold: float = 0.55
+    switch_threshold: float = 0.7
+    max_verification_attempts: int = 3
+    max_llm_tool_rounds: int = 4
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def now(self) -> datetime:
+        return self.clock().astimezone(self.tz)
+
+    def today(self) -> date:
+        return self.now().date()

@@ -1,0 +1,195 @@
+"""Cheap, deterministic readers for what callers say: yes/no, digits, amounts, choices, days and times."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta
+
+_DIGIT_WORDS = {
+    "zero": "0",
+    "oh": "0",
+    "o": "0",
+    "one": "1",
+    "two": "2",
+    "to": "2",
+    "too": "2",
+    "three": "3",
+    "four": "4",
+    "for": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+}
+_YES = re.compile(
+    r"\b(yes|yeah|yep|yup|sure|correct|right|ok(ay)?|please do|go ahead|do it|that'?s right|sounds good|"
+    r"perfect|confirm(ed)?|absolutely|definitely|fine|great)\b"
+)
+_NO = re.compile(r"\b(no|nope|nah|don'?t|do not|not really|cancel that|never ?mind|wrong|stop|negative)\b")
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_ORDINALS = {
+    "first": 0,
+    "1st": 0,
+    "one": 0,
+    "second": 1,
+    "2nd": 1,
+    "two": 1,
+    "third": 2,
+    "3rd": 2,
+    "three": 2,
+    "last": -1,
+}
+
+
+def normalize(text: str) -> str:
+    """Lower-case, collapse whitespace, drop most punctuation (keeps $ . : for amounts and times)."""
+    text = text.lower().replace("’", "'")
+    text = re.sub(r"[^a-z0-9$.:'@+ -]", " ", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def yes_no(text: str) -> bool | None:
+    """True for an affirmative, False for a negative, None when the caller said neither."""
+    t = normalize(text)
+    no = bool(_NO.search(t))
+    yes = bool(_YES.search(t))
+    if no and not yes:
+        return False
+    if yes and not no:
+        return True
+    return None
+
+
+def digits(text: str) -> str:
+    """All digits the caller said, whether as numerals or as digit words ("one oh one" -> "101")."""
+    out = []
+    for token in normalize(text).replace("-", " ").split():
+        if token.isdigit():
+            out.append(token)
+        elif token in _DIGIT_WORDS:
+            out.append(_DIGIT_WORDS[token])
+        elif token.startswith("+") and token[1:].isdigit():
+            out.append(token[1:])
+    return "".join(out)
+
+
+def zip_code(text: str) -> str | None:
+    """A 5-digit ZIP code, if the utterance holds exactly one."""
+    found = re.findall(r"(?<!\d)\d{5}(?!\d)", normalize(text))
+    if len(found) == 1:
+        return str(found[0])
+    d = digits(text)
+    return d if len(d) == 5 else None
+
+
+def phone_number(text: str) -> str | None:
+    """An E.164 US number (+1 and ten digits) from what the caller said, if any."""
+    d = digits(text)
+    if len(d) == 11 and d.startswith("1"):
+        return "+" + d
+    if len(d) == 10:
+        return "+1" + d
+    return None
+
+
+def amount_cents(text: str) -> int | None:
+    """A money amount: "$42.50", "42 dollars", "forty" is not understood (ASR gives numerals)."""
+    t = normalize(text)
+    m = re.search(r"\$\s?(\d+(?:\.\d{1,2})?)", t) or re.search(r"(\d+(?:\.\d{1,2})?)\s*(?:dollars|bucks|usd)", t)
+    if not m:
+        m = re.fullmatch(r"(?:pay\s+)?(\d+(?:\.\d{1,2})?)", t)
+    if not m:
+        return None
+    return round(float(m.group(1)) * 100)
+
+
+def wants_everything(text: str) -> bool:
+    t = normalize(text)
+    return bool(re.search(r"\b(all|everything|full|whole|entire|in full|the balance|total)\b", t))
+
+
+def ordinal_choice(text: str, n: int) -> int | None:
+    """Index of "the first / second / last one" or "number 2" among n options."""
+    t = normalize(text)
+    m = re.search(r"\b(?:option|number|#)\s*(\d)\b", t) or re.fullmatch(r"(\d)", t)
+    if m and 1 <= int(m.group(1)) <= n:
+        return int(m.group(1)) - 1
+    for word, idx in _ORDINALS.items():
+        if re.search(rf"\b{word}\b", t) and (word not in {"one", "two", "three"} or "one" in t.split()[-1:]):
+            resolved = idx if idx >= 0 else n - 1
+            if resolved < n:
+                return resolved
+    return None
+
+
+def weekday(text: str, today: date) -> date | None:
+    """The date meant by "tomorrow", "today", or a weekday name (the next such day after today)."""
+    t = normalize(text)
+    if "tomorrow" in t:
+        return today + timedelta(days=1)
+    if re.search(r"\btoday\b", t):
+        return today
+    for idx, name in enumerate(_WEEKDAYS):
+        if re.search(rf"\b{name}s?\b", t):
+            ahead = (idx - today.weekday()) % 7 or 7
+            if "next week" in t and ahead < 7:
+                ahead += 7 if ahead <= (6 - today.weekday()) else 0
+            return today + timedelta(days=ahead)
+    if "next week" in t:
+        return today + timedelta(days=(7 - today.weekday()))
+    return None
+
+
+def hour_of_day(text: str) -> int | None:
+    """A clock hour (0-23) from "10", "10 am", "3pm", "15:00", "at 1"; afternoon hours 1-6 mean pm."""
+    t = normalize(text).replace("a.m.", "am").replace("p.m.", "pm")
+    m = re.search(r"\b(\d{1,2})(?::(\d{2}))?\s*(am|pm)?\b", t)
+    if not m:
+        return None
+    hour = int(m.group(1))
+    if hour > 23:
+        return None
+    suffix = m.group(3)
+    if suffix == "pm" and hour < 12:
+        hour += 12
+    elif suffix == "am" and hour == 12:
+        hour = 0
+    elif suffix is None and 1 <= hour <= 6:
+        hour += 12
+    return hour
+
+
+def part_of_day(text: str) -> str | None:
+    t = normalize(text)
+    if "morning" in t:
+        return "morning"
+    if "afternoon" in t or "evening" in t:
+        return "afternoon"
+    return None
+
+
+def choose(text: str, options: list[datetime], today: date) -> int | None:
+    """Pick one of several offered times from what the caller said ("the second", "Tuesday at 10")."""
+    if not options:
+        return None
+    idx = ordinal_choice(text, len(options))
+    day = weekday(text, today)
+    hour = hour_of_day(text)
+    matches = [
+        i
+        for i, start in enumerate(options)
+        if (day is None or start.date() == day) and (hour is None or start.hour == hour)
+    ]
+    if (day is not None or hour is not None) and len(matches) == 1:
+        return matches[0]
+    if idx is not None:
+        return idx
+    if len(options) == 1 and yes_no(text):
+        return 0
+    return None
+
+
+def mentions(text: str, *words: str) -> bool:
+    t = normalize(text)
+    return any(re.search(rf"\b{re.escape(w)}", t) for w in words)

@@ -1,0 +1,83 @@
+"""Prompt files: system prompts per agent and templated replies, loaded once per prompts folder."""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class PromptError(ValueError):
+    """A prompt file is missing, malformed, or a template names a field nobody gave."""
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """One version of the prompts folder: `<agent>.md` system prompts and `replies.yaml` templates."""
+
+    root: Path
+    replies: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, root: Path) -> Prompts:
+        return _load(root.resolve())
+
+    def reply(self, key: str, /, **values: Any) -> str:
+        """Render the reply template `key` ("scheduling.offer") with `values`."""
+        try:
+            template = self.replies[key]
+        except KeyError:
+            raise PromptError(f"{self.root / 'replies.yaml'}: no reply named {key!r}") from None
+        try:
+            return template.format(**values).strip()
+        except (KeyError, IndexError) as exc:
+            raise PromptError(f"{self.root / 'replies.yaml'}: reply {key!r} needs field {exc}") from None
+
+    def system(self, agent: str) -> str:
+        """The system prompt of `agent` for LLM mode (`prompts/<agent>.md`)."""
+        path = self.root / f"{agent}.md"
+        if not path.is_file():
+            raise PromptError(f"missing prompt file {path}")
+        return path.read_text(encoding="utf-8").strip()
+
+    def phrases(self) -> list[str]:
+        """Phrases worth pre-rendering for the voice cache: every template without fields, plus phrases.txt."""
+        fixed = [t.strip() for t in self.replies.values() if not _fields(t)]
+        extra_path = self.root / "phrases.txt"
+        extra = []
+        if extra_path.is_file():
+            extra = [ln.strip() for ln in extra_path.read_text(encoding="utf-8").splitlines()]
+            extra = [ln for ln in extra if ln and not ln.startswith("#")]
+        return list(dict.fromkeys(fixed + extra))
+
+
+def _fields(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def _flatten(prefix: str, node: Any, out: dict[str, str], path: Path) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), value, out, path)
+    elif isinstance(node, str):
+        out[prefix] = node
+    else:
+        raise PromptError(f"{path}: {prefix!r} must be a string or a mapping, not {type(node).__name__}")
+
+
+@lru_cache(maxsize=16)
+def _load(root: Path) -> Prompts:
+    path = root / "replies.yaml"
+    if not path.is_file():
+        raise PromptError(f"missing prompt file {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise PromptError(f"{path}: not valid YAML: {exc}") from exc
+    replies: dict[str, str] = {}
+    _flatten("", raw or {}, replies, path)
+    return Prompts(root=root, replies=replies)

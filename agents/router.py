@@ -1,0 +1,109 @@
+"""The router: reads the caller's intent with the local classifier and hands the call to a specialist."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from langchain_core.messages import HumanMessage, SystemMessage
+
+from agents import parsing
+from agents.context import AgentContext
+from agents.ports import INTENTS, IntentPrediction
+from agents.state import CallState, Handoff, Task
+
+ROUTABLE = ("scheduling", "billing", "support")
+
+
+def answers_pending(task: Task, verification_awaiting: str, text: str, today: Any) -> bool:
+    """Whether `text` reads as the answer to what the active specialist just asked."""
+    if verification_awaiting:
+        return bool(parsing.digits(text))
+    awaiting = task.get("awaiting", "")
+    if not awaiting:
+        return False
+    words = parsing.normalize(text).split()
+    if awaiting in {"confirm", "fixed"} or awaiting.startswith("offer_"):
+        return parsing.yes_no(text) is not None
+    if awaiting in {"zip", "phone"}:
+        return bool(parsing.digits(text))
+    if awaiting in {"slot", "which_appointment"}:
+        return any(
+            (
+                parsing.weekday(text, today) is not None,
+                parsing.hour_of_day(text) is not None,
+                parsing.ordinal_choice(text, 3) is not None,
+                parsing.part_of_day(text) is not None,
+            )
+        )
+    if awaiting == "amount":
+        return parsing.amount_cents(text) is not None or parsing.wants_everything(text)
+    # Free answers ("step", "line"): short replies belong to the running task.
+    return len(words) <= 4
+
+
+async def classify(ctx: AgentContext, state: CallState, text: str) -> tuple[IntentPrediction, str]:
+    """The local classifier first; the LLM only below the confidence threshold, when one is configured."""
+    prediction = ctx.classifier.classify(text)
+    if prediction.confidence >= ctx.router_threshold or ctx.models is None:
+        return prediction, "classifier"
+    model = ctx.models.router_model()
+    try:
+        answer = await model.ainvoke([SystemMessage(ctx.prompts.system("router")), HumanMessage(text)])
+    except Exception:  # noqa: BLE001 - a failing fallback must not fail the turn; the classifier's answer stands
+        return prediction, "classifier"
+    content = answer.content if isinstance(answer.content, str) else str(answer.content)
+    found = re.search(r"\b(" + "|".join(INTENTS) + r")\b", content.lower())
+    if not found:
+        return prediction, "classifier"
+    return IntentPrediction(intent=found.group(1), confidence=prediction.confidence, scores=prediction.scores), "llm"  # type: ignore[arg-type]
+
+
+async def route(ctx: AgentContext, state: CallState) -> dict[str, Any]:
+    """Decide who answers this turn: the active specialist, a new one, a human, or the router itself."""
+    text = state.get("utterance", "")
+    prediction, source = await classify(ctx, state, text)
+    intent, confidence = prediction.intent, prediction.confidence
+    active = state.get("active", "router")
+    task: Task = state.get("task") or {}  # type: ignore[assignment]
+    awaiting_verification = (state.get("verification") or {}).get("awaiting", "")
+    update: dict[str, Any] = {"intent": intent, "confidence": round(confidence, 4), "directive": None}
+    # The call's intent stays the active specialist's while the caller answers its questions.
+    staying = {"intent": active, "confidence": state.get("confidence", confidence), "directive": None}
+
+    if active in ROUTABLE:
+        if answers_pending(task, awaiting_verification, text, ctx.today()):
+            return staying
+        switching = intent != active and intent in (*ROUTABLE, "escalation") and confidence >= ctx.switch_threshold
+        if not switching:
+            return staying
+        if intent == "escalation":
+            update["directive"] = "escalate:complaint"
+            return update
+        return {**update, **_handoff(state, active, intent, "topic_change", source)}
+
+    if intent == "escalation" and (confidence >= ctx.router_threshold or source == "llm"):
+        update["directive"] = "escalate:complaint"
+        return update
+    if intent == "out_of_scope" and (confidence >= ctx.router_threshold or source == "llm"):
+        return {**update, "reply": ctx.prompts.reply("router.out_of_scope"), "directive": "respond"}
+    if confidence < ctx.router_threshold and source == "classifier":
+        failures = state.get("failures", 0) + (1 if state.get("intent") is not None else 0)
+        return {**update, "reply": ctx.prompts.reply("router.clarify"), "directive": "respond", "failures": failures}
+    return {**update, **_handoff(state, active, intent, f"intent:{intent}", source)}
+
+
+def _handoff(state: CallState, from_agent: str, to_agent: str, reason: str, source: str) -> dict[str, Any]:
+    who = (state.get("verification") or {}).get("name") or "unverified caller"
+    previous = state.get("task") or {}
+    context = f"{who}; said: {state.get('utterance', '')[:200]!r}; routed by {source}"
+    if previous.get("name"):
+        context += f"; left {from_agent} task {previous.get('name')} unfinished"
+    return {
+        "active": to_agent,
+        "task": {},
+        "failures": 0,
+        "handoffs": [
+            Handoff(turn=state.get("turn", 0), from_agent=from_agent, to_agent=to_agent, reason=reason, context=context)
+        ],
+    }

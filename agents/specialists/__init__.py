@@ -1,0 +1,1 @@
+"""Specialist agents: scheduling, billing, support and escalation."""

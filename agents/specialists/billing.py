@@ -1,0 +1,170 @@
+"""Billing specialist: balance, payments, disputed charges and refunds within policy."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from agents import parsing
+from agents.context import AgentContext
+from agents.ports import Invoice, PolicyViolation
+from agents.specialists.base import Step
+from agents.state import CallState, Task
+from agents.tools import CallerTools, money
+
+AGENT = "billing"
+
+
+def start(utterance: str) -> Task:
+    """Read which billing task the caller wants from their first words."""
+    if parsing.mentions(utterance, "refund", "money back", "reimburse", "credit back", "credit my"):
+        name = "refund"
+    elif parsing.mentions(
+        utterance, "dispute", "overcharg", "wrong", "incorrect", "don't recognize", "do not recognize",
+        "charged twice", "double charg", "extra charge", "unexpected", "shouldn't be", "mistake", "fee",
+    ):
+        name = "dispute"
+    elif parsing.mentions(utterance, "pay", "payment"):
+        name = "pay"
+    else:
+        name = "balance"
+    return Task(name=name, awaiting="", slots={"request": utterance[:300]})
+
+
+def needs_verification(_task: Task) -> bool:
+    return True
+
+
+async def flow(ctx: AgentContext, state: CallState, tools: CallerTools, task: Task) -> Step:
+    utterance = state.get("utterance", "")
+    slots: dict[str, Any] = task.setdefault("slots", {})
+    awaiting = task.get("awaiting", "")
+    p = ctx.prompts
+
+    if awaiting == "offer_pay":
+        if parsing.yes_no(utterance):
+            # "Yes" to "would you like to pay it now?" means the whole balance.
+            task.update(name="pay", awaiting="amount")
+            return await _ask_amount(ctx, tools, task, "all")
+        return Step(reply=p.reply("common.anything_else"), task=None, resolved=True)
+    if awaiting == "amount":
+        return await _ask_amount(ctx, tools, task, utterance)
+    if awaiting == "line":
+        return await _pick_line(ctx, tools, task, utterance)
+    if awaiting == "offer_human":
+        if parsing.yes_no(utterance):
+            return Step(reply="", escalate=slots.get("escalation_reason", "refund_over_policy"))
+        return Step(reply=p.reply("common.anything_else"), task=None, resolved=True)
+    if awaiting == "confirm":
+        answer = parsing.yes_no(utterance)
+        if answer is None:
+            return Step(reply=p.reply("common.yes_or_no"), task=task, progress=False)
+        if not answer:
+            return Step(reply=p.reply("billing.not_done") + " " + p.reply("common.anything_else"), task=None)
+        return await _commit(ctx, tools, task)
+
+    name = task["name"]
+    if name == "balance":
+        bal = await tools.balance()
+        if bal.due_cents <= 0:
+            return Step(reply=p.reply("billing.nothing_due") + " " + p.reply("common.anything_else"), resolved=True)
+        task["awaiting"] = "offer_pay"
+        due = f" due on {bal.next_due_on.strftime('%B')} {bal.next_due_on.day}" if bal.next_due_on else ""
+        return Step(reply=p.reply("billing.balance", amount=money(bal.due_cents), due=due), task=task, resolved=True)
+    if name == "pay":
+        return await _ask_amount(ctx, tools, task, slots.get("request", ""))
+    return await _pick_line(ctx, tools, task, slots.get("request", ""), first=True)
+
+
+async def _ask_amount(ctx: AgentContext, tools: CallerTools, task: Task, utterance: str) -> Step:
+    p = ctx.prompts
+    bal = await tools.balance()
+    if bal.due_cents <= 0:
+        return Step(reply=p.reply("billing.nothing_due") + " " + p.reply("common.anything_else"), task=None, resolved=True)
+    amount = parsing.amount_cents(utterance)
+    if amount is None and (parsing.wants_everything(utterance) or (task.get("awaiting") == "amount" and parsing.yes_no(utterance))):
+        amount = bal.due_cents
+    if amount is None:
+        first_time = task.get("awaiting") != "amount"
+        task["awaiting"] = "amount"
+        return Step(reply=p.reply("billing.ask_amount", balance=money(bal.due_cents)), task=task, progress=first_time)
+    if amount <= 0 or amount > bal.due_cents:
+        task["awaiting"] = "amount"
+        return Step(reply=p.reply("billing.bad_amount", balance=money(bal.due_cents)), task=task, progress=False)
+    task["slots"]["amount_cents"] = amount
+    task["awaiting"] = "confirm"
+    return Step(reply=p.reply("billing.confirm_pay", amount=money(amount)), task=task)
+
+
+async def _pick_line(ctx: AgentContext, tools: CallerTools, task: Task, utterance: str, first: bool = False) -> Step:
+    p = ctx.prompts
+    invoices = await tools.invoices()
+    lines = [(inv, line) for inv in invoices for line in inv.lines]
+    match = _match_line(utterance, lines)
+    if match is None:
+        task["awaiting"] = "line"
+        latest = invoices[0] if invoices else None
+        charges = _charges(latest) if latest else "no recent charges"
+        return Step(reply=p.reply("billing.which_charge", charges=charges), task=task, progress=first)
+    inv, line = match
+    task["slots"].update(invoice_id=inv.invoice_id, line_id=line.line_id, amount_cents=line.amount_cents,
+                         description=line.description, period=inv.period)
+    if task["name"] == "refund":
+        policy = tools.tenant.billing.refund_policy()
+        amount = parsing.amount_cents(task["slots"].get("request", "")) or line.amount_cents
+        task["slots"]["amount_cents"] = min(amount, line.amount_cents)
+        if task["slots"]["amount_cents"] > policy.max_cents:
+            return _over_policy(ctx, task, f"refunds over {money(policy.max_cents)} need a specialist's approval")
+    task["awaiting"] = "confirm"
+    key = "billing.confirm_refund" if task["name"] == "refund" else "billing.confirm_dispute"
+    return Step(
+        reply=p.reply(key, description=line.description, amount=money(task["slots"]["amount_cents"]), period=inv.period),
+        task=task,
+    )
+
+
+def _over_policy(ctx: AgentContext, task: Task, why: str) -> Step:
+    task["awaiting"] = "offer_human"
+    task["slots"]["escalation_reason"] = "refund_over_policy"
+    return Step(reply=ctx.prompts.reply("billing.over_policy", why=why), task=task)
+
+
+async def _commit(ctx: AgentContext, tools: CallerTools, task: Task) -> Step:
+    p = ctx.prompts
+    s = task["slots"]
+    if task["name"] == "pay":
+        payment = await tools.pay(s["amount_cents"])
+        return Step(reply=p.reply("billing.paid", amount=money(payment.amount_cents)) + " " + p.reply("common.anything_else"),
+                    resolved=True)
+    reason = s.get("request") or "caller disputes the charge"
+    if task["name"] == "refund":
+        try:
+            refund = await tools.refund(s["invoice_id"], s["amount_cents"], reason)
+        except PolicyViolation as exc:
+            return _over_policy(ctx, task, str(exc))
+        return Step(reply=p.reply("billing.refunded", amount=money(refund.amount_cents)) + " " + p.reply("common.anything_else"),
+                    resolved=True)
+    await tools.dispute(s["invoice_id"], s["line_id"], reason)
+    return Step(reply=p.reply("billing.disputed", description=s["description"]) + " " + p.reply("common.anything_else"),
+                resolved=True)
+
+
+_STOP = {"the", "a", "an", "my", "on", "for", "of", "i", "was", "is", "it", "that", "this", "charge", "bill", "fee", "me"}
+
+
+def _match_line(utterance: str, lines: list[tuple[Invoice, Any]]) -> tuple[Invoice, Any] | None:
+    words = {w for w in re.findall(r"[a-z]+", parsing.normalize(utterance)) if w not in _STOP and len(w) > 2}
+    if not words:
+        return None
+    best, best_score = None, 0
+    for inv, line in lines:
+        desc = set(re.findall(r"[a-z]+", line.description.lower()))
+        score = sum(1 for w in words if any(d.startswith(w[:5]) for d in desc))
+        if score > best_score:
+            best, best_score = (inv, line), score
+    return best
+
+
+def _charges(inv: Invoice) -> str:
+    items = [f"{ln.description} for {money(ln.amount_cents)}" for ln in inv.lines]
+    return ", ".join(items[:-1]) + (", and " if len(items) > 1 else "") + items[-1] if items else "no charges"

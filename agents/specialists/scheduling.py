@@ -1,0 +1,171 @@
+"""Scheduling specialist: book, move, cancel or look up a technician visit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from agents import parsing
+from agents.context import AgentContext
+from agents.ports import Slot
+from agents.specialists.base import Step
+from agents.state import CallState, Task
+from agents.tools import CallerTools, spoken_time
+
+AGENT = "scheduling"
+
+
+def start(utterance: str) -> Task:
+    """Read which scheduling task the caller wants from their first words."""
+    if parsing.mentions(utterance, "cancel", "call off", "don't need the", "no longer need"):
+        name = "cancel"
+    elif parsing.mentions(
+        utterance, "move", "reschedul", "change", "different", "another time", "another day", "push", "later", "earlier"
+    ):
+        name = "move"
+    elif parsing.mentions(utterance, "when is", "what time is", "confirm my", "do i have", "check my appointment"):
+        name = "check"
+    else:
+        name = "book"
+    return Task(name=name, awaiting="", slots={"request": utterance[:300]})
+
+
+def needs_verification(_task: Task) -> bool:
+    return True
+
+
+async def flow(ctx: AgentContext, state: CallState, tools: CallerTools, task: Task) -> Step:
+    utterance = state.get("utterance", "")
+    slots: dict[str, Any] = task.setdefault("slots", {})
+    awaiting = task.get("awaiting", "")
+    name = task["name"]
+    p = ctx.prompts
+
+    if awaiting == "slot":
+        return await _pick_slot(ctx, tools, task, utterance)
+    if awaiting == "confirm":
+        answer = parsing.yes_no(utterance)
+        if answer is None:
+            return Step(reply=p.reply("common.yes_or_no"), task=task, progress=False)
+        if not answer:
+            return await _offer(ctx, tools, task, utterance, exclude=[slots["chosen"]["slot_id"]] if "chosen" in slots else [])
+        return await _commit(ctx, tools, task)
+    if awaiting == "which_appointment":
+        appts = slots["appointments"]
+        idx = parsing.choose(utterance, [_local(ctx, a["start"]) for a in appts], ctx.today())
+        if idx is None:
+            return Step(reply=p.reply("scheduling.which_appointment", options=_list(ctx, appts)), task=task, progress=False)
+        slots["appointment"] = appts[idx]
+        return await _after_appointment(ctx, tools, task, slots.get("request", ""))
+    if awaiting == "offer_book":
+        if parsing.yes_no(utterance):
+            task.update(name="book", awaiting="")
+            return await _offer(ctx, tools, task, utterance)
+        return Step(reply=p.reply("common.anything_else"), task=None, resolved=True)
+
+    # First turn of the task (after verification).
+    if name == "book":
+        step = await _offer(ctx, tools, task, slots.get("request", ""))
+    else:
+        appts = await tools.appointments()
+        if not appts:
+            task.update(awaiting="offer_book")
+            step = Step(reply=p.reply("scheduling.none_booked"), task=task)
+        elif name == "check":
+            step = Step(
+                reply=p.reply("scheduling.your_visits", visits=_list(ctx, [_appt(a) for a in appts]))
+                + " "
+                + p.reply("common.anything_else"),
+                resolved=True,
+            )
+        elif len(appts) > 1:
+            slots["appointments"] = [_appt(a) for a in appts]
+            task["awaiting"] = "which_appointment"
+            step = Step(reply=p.reply("scheduling.which_appointment", options=_list(ctx, slots["appointments"])), task=task)
+        else:
+            slots["appointment"] = _appt(appts[0])
+            step = await _after_appointment(ctx, tools, task, slots.get("request", ""))
+    return step
+
+
+async def _after_appointment(ctx: AgentContext, tools: CallerTools, task: Task, utterance: str) -> Step:
+    appt = task["slots"]["appointment"]
+    when = spoken_time(datetime.fromisoformat(appt["start"]), ctx)
+    if task["name"] == "cancel":
+        task["awaiting"] = "confirm"
+        return Step(reply=ctx.prompts.reply("scheduling.confirm_cancel", when=when), task=task)
+    step = await _offer(ctx, tools, task, utterance, exclude=[appt["slot_id"]])
+    step.reply = ctx.prompts.reply("scheduling.current_visit", when=when) + " " + step.reply
+    return step
+
+
+async def _offer(
+    ctx: AgentContext, tools: CallerTools, task: Task, utterance: str, exclude: list[str] | None = None
+) -> Step:
+    day = parsing.weekday(utterance, ctx.today())
+    part = parsing.part_of_day(utterance)
+    offered = [s for s in await tools.open_slots(day, part) if s.slot_id not in (exclude or [])]
+    if not offered:
+        offered = [s for s in await tools.open_slots() if s.slot_id not in (exclude or [])]
+    if not offered:
+        return Step(reply=ctx.prompts.reply("scheduling.no_slots"), task=None, escalate="no_availability")
+    task["slots"]["offered"] = [_slot(s) for s in offered]
+    task["awaiting"] = "slot"
+    return Step(reply=ctx.prompts.reply("scheduling.offer", options=_list(ctx, task["slots"]["offered"])), task=task)
+
+
+async def _pick_slot(ctx: AgentContext, tools: CallerTools, task: Task, utterance: str) -> Step:
+    offered = task["slots"].get("offered", [])
+    idx = parsing.choose(utterance, [_local(ctx, s["start"]) for s in offered], ctx.today())
+    if idx is None:
+        if parsing.weekday(utterance, ctx.today()) or parsing.part_of_day(utterance):
+            return await _offer(ctx, tools, task, utterance)
+        if parsing.yes_no(utterance) is False or parsing.mentions(utterance, "none", "neither", "other", "else"):
+            return await _offer(ctx, tools, task, utterance, exclude=[s["slot_id"] for s in offered])
+        return Step(reply=ctx.prompts.reply("scheduling.pick_again", options=_list(ctx, offered)), task=task, progress=False)
+    task["slots"]["chosen"] = offered[idx]
+    task["awaiting"] = "confirm"
+    when = spoken_time(datetime.fromisoformat(offered[idx]["start"]), ctx)
+    key = "scheduling.confirm_move" if task["name"] == "move" else "scheduling.confirm_book"
+    return Step(reply=ctx.prompts.reply(key, when=when), task=task)
+
+
+async def _commit(ctx: AgentContext, tools: CallerTools, task: Task) -> Step:
+    slots = task["slots"]
+    p = ctx.prompts
+    if task["name"] == "cancel":
+        await tools.cancel_visit(slots["appointment"]["appointment_id"])
+        when = spoken_time(datetime.fromisoformat(slots["appointment"]["start"]), ctx)
+        return Step(reply=p.reply("scheduling.cancelled", when=when) + " " + p.reply("common.anything_else"), resolved=True)
+    chosen = slots["chosen"]
+    if task["name"] == "move":
+        appt = await tools.move_visit(slots["appointment"]["appointment_id"], chosen["slot_id"])
+        key = "scheduling.moved"
+    else:
+        appt = await tools.book_visit(chosen["slot_id"], slots.get("reason") or _reason(slots.get("request", "")))
+        key = "scheduling.booked"
+    when = spoken_time(appt.start, ctx)
+    return Step(reply=p.reply(key, when=when) + " " + p.reply("common.anything_else"), resolved=True)
+
+
+def _reason(request: str) -> str:
+    return request.strip()[:200] or "technician visit"
+
+
+def _slot(s: Slot) -> dict[str, str]:
+    return {"slot_id": s.slot_id, "start": s.start.isoformat()}
+
+
+def _appt(a: Any) -> dict[str, str]:
+    return {"appointment_id": a.appointment_id, "slot_id": a.slot_id, "start": a.start.isoformat()}
+
+
+def _local(ctx: AgentContext, iso: str) -> datetime:
+    return datetime.fromisoformat(iso).astimezone(ctx.tz)
+
+
+def _list(ctx: AgentContext, items: list[dict[str, str]]) -> str:
+    times = [spoken_time(datetime.fromisoformat(i["start"]), ctx) for i in items]
+    if len(times) <= 1:
+        return "".join(times)
+    return ", ".join(times[:-1]) + ", or " + times[-1]

@@ -1,0 +1,128 @@
+"""Support specialist: outage checks, guided router restarts and troubleshooting, password resets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents import parsing
+from agents.context import AgentContext
+from agents.specialists.base import Step
+from agents.state import CallState, Task
+from agents.tools import CallerTools
+
+AGENT = "support"
+
+
+def start(utterance: str) -> Task:
+    """Read which support task the caller wants from their first words."""
+    if parsing.mentions(utterance, "password", "log in", "login", "sign in", "locked out", "can't access", "cannot access"):
+        name = "password"
+    elif parsing.mentions(utterance, "restart", "reboot", "reset my router", "reset the router", "power cycle"):
+        name = "restart"
+    elif parsing.mentions(utterance, "slow", "wifi", "wi-fi", "wireless", "signal", "buffering", "lights", "blinking"):
+        name = "troubleshoot"
+    else:
+        name = "outage"
+    return Task(name=name, awaiting="", slots={"request": utterance[:300]})
+
+
+def needs_verification(task: Task) -> bool:
+    # Outage information and generic troubleshooting are public; account actions are not.
+    return task.get("name") == "password"
+
+
+async def flow(ctx: AgentContext, state: CallState, tools: CallerTools, task: Task) -> Step:
+    utterance = state.get("utterance", "")
+    slots: dict[str, Any] = task.setdefault("slots", {})
+    awaiting = task.get("awaiting", "")
+    p = ctx.prompts
+
+    if awaiting == "zip":
+        code = parsing.zip_code(utterance)
+        if code is None:
+            return Step(reply=p.reply("support.ask_zip_again"), task=task, progress=False)
+        return await _outage(ctx, tools, task, code)
+    if awaiting == "offer_restart":
+        if parsing.yes_no(utterance):
+            task.update(name="restart", awaiting="")
+            return await _walkthrough(ctx, tools, task, "restart router")
+        return Step(reply=p.reply("support.offer_visit"), task=_offer_visit(task))
+    if awaiting == "step":
+        if parsing.yes_no(utterance) is False and not parsing.mentions(utterance, "done", "next", "ok"):
+            return Step(reply=p.reply("support.take_your_time"), task=task, progress=True)
+        return _next_step(ctx, task)
+    if awaiting == "fixed":
+        answer = parsing.yes_no(utterance)
+        if answer is None:
+            return Step(reply=p.reply("common.yes_or_no"), task=task, progress=False)
+        if answer:
+            return Step(reply=p.reply("support.glad_fixed") + " " + p.reply("common.anything_else"), task=None, resolved=True)
+        return Step(reply=p.reply("support.offer_visit"), task=_offer_visit(task))
+    if awaiting == "offer_visit":
+        if parsing.yes_no(utterance):
+            reason = f"Connection problem not fixed by phone troubleshooting: {slots.get('request', '')}"[:200]
+            return Step(
+                reply=p.reply("support.handing_to_scheduling"),
+                task=None,
+                handoff=("scheduling", "technician_visit_needed", Task(name="book", awaiting="", slots={"reason": reason})),
+            )
+        return Step(reply=p.reply("common.anything_else"), task=None)
+
+    name = task["name"]
+    if name == "password":
+        masked = await tools.reset_password()
+        return Step(reply=p.reply("support.reset_sent", email=masked) + " " + p.reply("common.anything_else"), resolved=True)
+    if name in {"restart", "troubleshoot"}:
+        return await _walkthrough(ctx, tools, task, slots.get("request", "") if name == "troubleshoot" else "restart router")
+    # Outage check: the verified account's ZIP code, one the caller said, or ask for it.
+    code = parsing.zip_code(slots.get("request", ""))
+    if code is None and tools.account_id is None:
+        task["awaiting"] = "zip"
+        return Step(reply=p.reply("support.ask_zip"), task=task)
+    return await _outage(ctx, tools, task, code)
+
+
+async def _outage(ctx: AgentContext, tools: CallerTools, task: Task, code: str | None) -> Step:
+    p = ctx.prompts
+    outage = await tools.outage(code)
+    if outage is not None and outage.status != "resolved":
+        eta = ""
+        if outage.eta:
+            local = outage.eta.astimezone(ctx.tz)
+            eta = p.reply("support.outage_eta", when=f"{local.strftime('%A')} at {local.strftime('%I').lstrip('0')} {local.strftime('%p')}")
+        return Step(
+            reply=p.reply("support.outage", description=outage.description.rstrip(". "), eta=eta) + " " + p.reply("common.anything_else"),
+            task=None,
+            resolved=True,
+        )
+    task["awaiting"] = "offer_restart"
+    return Step(reply=p.reply("support.no_outage"), task=task)
+
+
+async def _walkthrough(ctx: AgentContext, tools: CallerTools, task: Task, query: str) -> Step:
+    articles = await tools.articles(query)
+    if not articles:
+        return Step(reply=ctx.prompts.reply("support.offer_visit"), task=_offer_visit(task))
+    article = articles[0]
+    task["slots"].update(article_id=article.article_id, steps=list(article.steps), step=0)
+    task["awaiting"] = "step"
+    intro = ctx.prompts.reply("support.walkthrough_intro", title=article.title, count=len(article.steps))
+    return Step(reply=f"{intro} {_step_text(ctx, task)}", task=task)
+
+
+def _next_step(ctx: AgentContext, task: Task) -> Step:
+    task["slots"]["step"] += 1
+    if task["slots"]["step"] >= len(task["slots"]["steps"]):
+        task["awaiting"] = "fixed"
+        return Step(reply=ctx.prompts.reply("support.is_it_fixed"), task=task)
+    return Step(reply=_step_text(ctx, task), task=task)
+
+
+def _step_text(ctx: AgentContext, task: Task) -> str:
+    i = task["slots"]["step"]
+    return ctx.prompts.reply("support.step", number=i + 1, text=task["slots"]["steps"][i])
+
+
+def _offer_visit(task: Task) -> Task:
+    task["awaiting"] = "offer_visit"
+    return task

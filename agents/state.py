@@ -1,0 +1,115 @@
+"""The call's state: what the graph remembers between turns, checkpointed per call (thread_id = call id)."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, Literal, TypedDict
+
+AgentName = Literal["router", "scheduling", "billing", "support", "escalation", "human"]
+SPECIALISTS: tuple[AgentName, ...] = ("scheduling", "billing", "support", "escalation")
+Outcome = Literal["resolved", "escalated", "abandoned"]
+
+
+class Turn(TypedDict):
+    """One line of the transcript."""
+
+    role: Literal["caller", "agent", "human"]
+    agent: str
+    text: str
+
+
+class Handoff(TypedDict):
+    """A change of who handles the call, with why and what the receiver was told."""
+
+    turn: int
+    from_agent: str
+    to_agent: str
+    reason: str
+    context: str
+
+
+class ToolEvent(TypedDict):
+    """A tool call made on the caller's behalf (arguments are the ones actually used)."""
+
+    turn: int
+    agent: str
+    name: str
+    args: dict[str, Any]
+    ok: bool
+    result: str
+
+
+class Intervention(TypedDict):
+    """A supervisor decision that changed the course of the call."""
+
+    turn: int
+    kind: Literal["escalate", "reroute", "correct_reply", "whisper", "take_over", "warn"]
+    reason: str
+    detail: str
+
+
+class Verification(TypedDict):
+    """Who the caller is. Tools act only on `account_id` once `status` is verified."""
+
+    status: Literal["unverified", "verified", "failed"]
+    account_id: str | None
+    name: str | None
+    attempts: int
+    # What the verification dialogue is waiting for, if anything.
+    awaiting: Literal["phone", "zip", ""]
+
+
+class Task(TypedDict, total=False):
+    """A specialist's slot-filling progress; the shape of `slots` is the specialist's own."""
+
+    name: str
+    agent: str
+    awaiting: str
+    slots: dict[str, Any]
+
+
+def replace_value(_old: Any, new: Any) -> Any:
+    return new
+
+
+class CallState(TypedDict, total=False):
+    """State of one call. List fields accumulate across turns; the rest are replaced."""
+
+    call_id: str
+    caller_id: str | None
+    # This turn's input: what the caller just said.
+    utterance: str
+    turn: int
+    transcript: Annotated[list[Turn], operator.add]
+    intent: str | None
+    confidence: float
+    active: AgentName
+    task: Task
+    verification: Verification
+    handoffs: Annotated[list[Handoff], operator.add]
+    tool_events: Annotated[list[ToolEvent], operator.add]
+    interventions: Annotated[list[Intervention], operator.add]
+    # Consecutive turns in which the agent could not make progress.
+    failures: int
+    # Caller frustration score, raised by the supervisor's cheap checks.
+    frustration: int
+    # This turn's reply, and whether a streaming specialist already spoke it.
+    reply: str
+    spoken: bool
+    # Requests fulfilled so far ("billing:pay"), for first-call resolution.
+    resolutions: Annotated[list[str], operator.add]
+    outcome: Outcome | None
+    # The conversation is over (the caller said goodbye, or a human took the call off the AI).
+    ended: bool
+    escalation_reason: str | None
+    ticket_id: str | None
+    # A human supervisor's pending instruction (whisper, reroute, take over), consumed by `supervise`.
+    override: dict[str, str] | None
+    # Guidance whispered by a human supervisor that the next replies must follow.
+    guidance: str | None
+    # Set by the supervisor for this turn only: which node answers, and why.
+    directive: str | None
+
+
+def new_verification() -> Verification:
+    return Verification(status="unverified", account_id=None, name=None, attempts=0, awaiting="")

@@ -1,0 +1,207 @@
+"""The supervisor: cheap deterministic checks before and after every turn; no model call on a normal turn."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from agents import parsing
+from agents.context import AgentContext
+from agents.state import CallState, Handoff, Intervention, Turn
+
+MAX_UTTERANCE_CHARS = 1000
+
+_HUMAN = re.compile(
+    r"\b(human|real person|live person|a person|someone real|(talk|speak|speaking) (to|with) (someone|somebody|a manager)|"
+    r"representative|operator|manager|supervisor|live agent|real agent|an agent|transfer me)\b"
+)
+_BARE_AGENT = re.compile(r"^(agent|representative|operator|human)( please)?$")
+_LEGAL = re.compile(
+    r"\b(lawyer|attorney|sue|suing|lawsuit|legal action|court|small claims|class action|fcc|attorney general|"
+    r"better business bureau|bbb)\b"
+)
+_EMERGENCY = re.compile(
+    r"\b(fire|smoke|sparks?|sparking|burning smell|electrocut\w*|live wire|downed (line|cable|wire)|911|emergency|"
+    r"gas leak|someone is hurt|injur\w*)\b"
+)
+_ABUSE = re.compile(r"\b(fuck\w*|shit\w*|bitch\w*|asshole|bastard|cunt|dickhead|moron|idiot|stupid bot|screw you)\b")
+_ANGER = re.compile(
+    r"\b(ridiculous|unacceptable|useless|terrible|worst|furious|angry|fed up|sick of|waste of time|joke|"
+    r"pathetic|horrible|awful|outrageous|disgusting|third time|again and again)\b"
+)
+_CLOSING = re.compile(
+    r"^(no|nope|nothing|that'?s (all|it)|that is all|no thanks?|no thank you|i'?m good|all good|bye|goodbye|"
+    r"thanks?,? (bye|that'?s all)|nothing else)\b"
+)
+_GREETING = re.compile(r"^(hi|hello|hey|good (morning|afternoon|evening))( there)?[.!]?$")
+_NON_ENGLISH = re.compile(
+    r"\b(hola|quiero|necesito|factura|por favor|gracias|bonjour|je|voudrais|merci|ich|bitte|rechnung|obrigado|"
+    r"quero|ciao|grazie|mi|cita|tengo|problema|internet no)\b"
+)
+_ENGLISH = re.compile(r"\b(the|my|i|is|to|a|and|you|it|please|need|want|can|with|what)\b")
+# Things the AI must never say (LLM mode can drift; flows never do).
+_OFF_SCRIPT = re.compile(r"(as an ai|language model|i am an ai|openai|anthropic|system prompt|my instructions)", re.I)
+_EMAIL = re.compile(r"\b([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[a-z]{2,})\b")
+_REFUND_PROMISE = re.compile(r"refund(?:ed)?[^.$]{0,40}\$\s?(\d+(?:\.\d{2})?)|\$\s?(\d+(?:\.\d{2})?)[^.]{0,40}refund", re.I)
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of the pre-turn checks on what the caller said."""
+
+    escalate: str | None = None
+    directive: str | None = None
+    frustration_delta: int = 0
+    warn: bool = False
+
+
+def check_utterance(text: str, state: CallState) -> Check:
+    """Classify the caller's words for the supervisor; pure, so it is unit-tested directly."""
+    t = parsing.normalize(text)
+    if not t:
+        return Check(directive="reprompt")
+    if _EMERGENCY.search(t):
+        return Check(escalate="emergency")
+    if _LEGAL.search(t):
+        return Check(escalate="legal_threat")
+    if _HUMAN.search(t) or _BARE_AGENT.match(t):
+        return Check(escalate="requested_human")
+    abusive = bool(_ABUSE.search(t))
+    if abusive and state.get("frustration", 0) >= 1:
+        return Check(escalate="abuse")
+    angry = abusive or bool(_ANGER.search(t)) or (text.isupper() and len(text) > 12)
+    if angry and state.get("frustration", 0) + 1 >= 3:
+        return Check(escalate="frustration")
+    callers = [x["text"] for x in state.get("transcript", []) if x["role"] == "caller"]
+    if len(callers) >= 2 and all(parsing.normalize(c) == t for c in callers[-2:]) and len(t) > 3:
+        return Check(escalate="loop")
+    if state.get("failures", 0) >= 3:
+        return Check(escalate="repeated_failures")
+    if _non_english(t):
+        return Check(directive="language", frustration_delta=int(angry))
+    last_agent = next((x["text"] for x in reversed(state.get("transcript", [])) if x["role"] == "agent"), "")
+    if _CLOSING.match(t) and ("anything else" in last_agent.lower() or "goodbye" in t or "bye" in t):
+        return Check(directive="close")
+    if _GREETING.match(t) and not state.get("task"):
+        return Check(directive="greet")
+    return Check(frustration_delta=int(angry), warn=abusive)
+
+
+def _non_english(t: str) -> bool:
+    letters = [c for c in t if c.isalpha()]
+    if letters and sum(c.isascii() for c in letters) / len(letters) < 0.6:
+        return True
+    return len(_NON_ENGLISH.findall(t)) >= 2 and len(_ENGLISH.findall(t)) == 0
+
+
+async def supervise(ctx: AgentContext, state: CallState) -> dict[str, Any]:
+    """Open the turn: record what the caller said, apply console overrides, run the cheap checks."""
+    raw = state.get("utterance", "") or ""
+    text = raw[:MAX_UTTERANCE_CHARS]
+    turn = state.get("turn", 0) + 1
+    update: dict[str, Any] = {
+        "turn": turn,
+        "utterance": text,
+        "reply": "",
+        "spoken": False,
+        "directive": None,
+        "transcript": [Turn(role="caller", agent="caller", text=text)],
+    }
+    if not state.get("active"):
+        update["active"] = "router"
+    interventions: list[Intervention] = []
+    override = state.get("override")
+    if override:
+        update["override"] = None
+        kind = override.get("kind", "")
+        if kind == "whisper":
+            update["guidance"] = override.get("text", "")
+            interventions.append(Intervention(turn=turn, kind="whisper", reason="supervisor", detail=override.get("text", "")))
+        elif kind == "reroute" and override.get("agent") in {"scheduling", "billing", "support"}:
+            target = override["agent"]
+            update.update(active=target, task={})
+            update["handoffs"] = [
+                Handoff(turn=turn, from_agent=state.get("active", "router"), to_agent=target, reason="supervisor_reroute", context="")
+            ]
+            interventions.append(Intervention(turn=turn, kind="reroute", reason="supervisor", detail=target))
+        elif kind == "take_over":
+            update.update(active="human", ended=False)
+            interventions.append(Intervention(turn=turn, kind="take_over", reason="supervisor", detail=override.get("by", "")))
+        elif kind == "escalate":
+            update["directive"] = "escalate:supervisor"
+    if update.get("active", state.get("active")) == "human":
+        update["directive"] = "hold"
+        update["interventions"] = interventions
+        return update
+    if update["directive"] is None:
+        check = check_utterance(text, state)
+        update["frustration"] = state.get("frustration", 0) + check.frustration_delta
+        if check.escalate:
+            update["directive"] = f"escalate:{check.escalate}"
+            interventions.append(Intervention(turn=turn, kind="escalate", reason=check.escalate, detail=""))
+        elif check.directive:
+            update["directive"] = check.directive
+            if check.directive == "reprompt":
+                update["failures"] = state.get("failures", 0) + 1
+        elif check.warn:
+            interventions.append(Intervention(turn=turn, kind="warn", reason="abuse", detail=""))
+    update["interventions"] = interventions
+    return update
+
+
+def canned(ctx: AgentContext, state: CallState) -> dict[str, Any]:
+    """Replies the supervisor gives itself: re-prompts, language, greetings, closing, hold."""
+    directive = state.get("directive") or ""
+    p = ctx.prompts
+    if directive == "close":
+        return {"reply": p.reply("common.goodbye"), "ended": True, "directive": None}
+    key = {"reprompt": "common.reprompt", "language": "common.english_only", "greet": "common.greet", "hold": "escalation.hold"}
+    return {"reply": p.reply(key.get(directive, "common.reprompt")), "directive": None}
+
+
+def review(ctx: AgentContext, state: CallState) -> dict[str, Any]:
+    """Close the turn: check the reply against policy, correct it if needed, and record it."""
+    reply = (state.get("reply") or "").strip()
+    turn = state.get("turn", 0)
+    interventions: list[Intervention] = []
+    update: dict[str, Any] = {}
+    if _OFF_SCRIPT.search(reply):
+        interventions.append(Intervention(turn=turn, kind="correct_reply", reason="off_script", detail=reply[:200]))
+        reply = ctx.prompts.reply("common.rephrase")
+    promised = _refund_promise_cents(reply)
+    granted = any(e["name"] == "request_refund" and e["ok"] and e["turn"] == turn for e in state.get("tool_events", []))
+    if promised is not None and not granted and promised > ctx.tenant.billing.refund_policy().max_cents:
+        interventions.append(Intervention(turn=turn, kind="correct_reply", reason="refund_policy", detail=reply[:200]))
+        reply = ctx.prompts.reply("billing.policy_correction")
+    reply = _mask_emails(reply)
+    guidance = state.get("guidance")
+    if guidance and ctx.models is None:
+        # Flows cannot rephrase, so a whisper in flow mode is spoken as the supervisor's words, once.
+        reply = f"{reply} {guidance}".strip()
+        update["guidance"] = None
+    agent_replies = [t["text"] for t in state.get("transcript", []) if t["role"] == "agent"]
+    if reply and len(agent_replies) >= 2 and agent_replies[-1] == agent_replies[-2] == reply:
+        interventions.append(Intervention(turn=turn, kind="escalate", reason="loop", detail=""))
+        update["directive"] = "escalate:loop"
+    if not reply:
+        reply = ctx.prompts.reply("common.reprompt")
+    update.update(reply=reply, interventions=interventions)
+    return update
+
+
+def speak(state: CallState) -> dict[str, Any]:
+    """The turn's final reply goes into the transcript (the graph streams it in the same node)."""
+    return {"transcript": [Turn(role="agent", agent=str(state.get("active", "router")), text=state.get("reply", ""))]}
+
+
+def _refund_promise_cents(reply: str) -> int | None:
+    m = _REFUND_PROMISE.search(reply)
+    if not m:
+        return None
+    return round(float(m.group(1) or m.group(2)) * 100)
+
+
+def _mask_emails(reply: str) -> str:
+    # Never read a full email address out; the masked form "j***@example.com" passes untouched.
+    return _EMAIL.sub(lambda m: m.group(0) if "***" in m.group(0) else f"{m.group(1)}***@{m.group(2)}", reply)

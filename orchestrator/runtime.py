@@ -1,0 +1,151 @@
+"""Services: builds everything a process needs to run calls (store, tenant, classifier, models, graph)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from langgraph.graph.state import CompiledStateGraph
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from agents.context import AgentContext
+from agents.graph import build_graph
+from agents.ports import IntentClassifier, Tenant
+from agents.prompts import Prompts
+from orchestrator.config import Settings, get_settings
+from orchestrator.domain import build_tenant, create_schema, open_engine, seed_demo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """One process's shared, long-lived dependencies. Build with `Services.open`, close with `aclose`."""
+
+    settings: Settings
+    engine: AsyncEngine
+    tenant: Tenant
+    classifier: IntentClassifier
+    prompts: Prompts
+    checkpointer: BaseCheckpointSaver[Any]
+    graph: CompiledStateGraph[Any, Any, Any, Any]
+    context: AgentContext
+    _stack: AsyncExitStack
+
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        classifier: IntentClassifier | None = None,
+        models: Any = None,
+        seed: bool = True,
+    ) -> Services:
+        """Open the store, seed the demo tenant if needed, load the classifier and compile the graph.
+
+        Args:
+            settings: defaults to the environment's.
+            clock: pins "now" for tests and evals.
+            classifier: overrides the local classifier (tests).
+            models: overrides the model registry (scripted models in tests); None builds it from settings.
+            seed: seed the demo tenant (idempotent).
+        """
+        settings = settings or get_settings()
+        stack = AsyncExitStack()
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            engine = open_engine(settings.sqlalchemy_url)
+            stack.push_async_callback(engine.dispose)
+            await create_schema(engine)
+            context_clock = clock
+            tenant = build_tenant(engine, clock=clock, timezone=settings.tenant_timezone)
+            if seed:
+                today = (clock() if clock else datetime.now().astimezone()).astimezone(_tz(settings)).date()
+                await seed_demo(engine, today=today)
+            if classifier is None:
+                from orchestrator.providers.intent import load_classifier
+
+                classifier = load_classifier()
+            if models is None and settings.llm_configured:
+                from orchestrator.providers.llm import ModelRegistry
+
+                models = ModelRegistry.from_settings(settings)
+            prompts = Prompts.load(settings.prompts_dir)
+            checkpointer = await _open_checkpointer(settings, stack)
+            graph = build_graph(checkpointer)
+            context = AgentContext(
+                tenant=tenant,
+                classifier=classifier,
+                prompts=prompts,
+                models=models,
+                timezone=settings.tenant_timezone,
+                router_threshold=settings.router_threshold,
+            )
+            if context_clock is not None:
+                context.clock = context_clock
+        except BaseException:
+            await stack.aclose()
+            raise
+        return cls(
+            settings=settings,
+            engine=engine,
+            tenant=tenant,
+            classifier=classifier,
+            prompts=prompts,
+            checkpointer=checkpointer,
+            graph=graph,
+            context=context,
+            _stack=stack,
+        )
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+
+    async def __aenter__(self) -> Services:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
+
+
+def _tz(settings: Settings) -> Any:
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(settings.tenant_timezone)
+
+
+async def _open_checkpointer(settings: Settings, stack: AsyncExitStack) -> BaseCheckpointSaver[Any]:
+    """Graph checkpoints live beside the call records: PostgreSQL in production, SQLite embedded."""
+    url = settings.database_url
+    if url and url.startswith(("postgres://", "postgresql")):
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+        from psycopg.rows import dict_row
+        from psycopg_pool import AsyncConnectionPool
+
+        conninfo = "postgresql://" + url.split("://", 1)[1]
+        conninfo = conninfo.replace("postgresql+psycopg://", "postgresql://").replace("postgresql+asyncpg://", "postgresql://")
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            conninfo, min_size=1, max_size=8, open=False, kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+        )
+        await pool.open()
+        stack.push_async_callback(pool.close)
+        saver: BaseCheckpointSaver[Any] = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+        await saver.setup()  # type: ignore[attr-defined]
+        return saver
+    path = (settings.data_dir / "checkpoints.db").resolve()
+    conn = await aiosqlite.connect(str(path), timeout=30)
+    stack.push_async_callback(conn.close)
+    # Several worker processes share the file: WAL lets readers and one writer proceed together.
+    await conn.execute("PRAGMA journal_mode=WAL")
+    await conn.execute("PRAGMA busy_timeout=30000")
+    sqlite_saver = AsyncSqliteSaver(conn)
+    await sqlite_saver.setup()
+    return sqlite_saver

@@ -1,0 +1,1 @@
+"""Sessions: LiveKit AgentSession wiring, GraphLLM and the transports (room, local text, local audio)."""

@@ -1,0 +1,150 @@
+"""GraphLLM: the LangGraph call graph as a livekit-agents LLM, streaming only speakable text.
+
+Unlike livekit-plugins-langchain's LLMAdapter, this adapter (a) uses LangGraph's `custom` stream mode so
+router output and tool results are never spoken, (b) runs one graph thread per call (thread_id = call
+id), and (c) feeds the graph only the newest caller utterance, once: the graph's checkpoint owns the call
+history, so assistant turns are never duplicated by LiveKit's echo of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from langgraph.graph.state import CompiledStateGraph
+from livekit.agents import llm
+from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, APIConnectOptions, NotGivenOr
+
+from agents.context import AgentContext
+
+log = logging.getLogger(__name__)
+
+# A graph turn must never be retried by the session: it has side effects (bookings, payments).
+_NO_RETRY = APIConnectOptions(max_retry=0, retry_interval=0.0, timeout=DEFAULT_API_CONNECT_OPTIONS.timeout)
+
+
+@dataclass
+class TurnTiming:
+    """Per-turn timings the session reads back (seconds, perf_counter based)."""
+
+    started: float = 0.0
+    first_token: float | None = None
+    finished: float | None = None
+
+
+@dataclass
+class GraphTurns:
+    """What the adapter saw, per turn; the session runner reads it for records and latency."""
+
+    timings: list[TurnTiming] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+class GraphLLM(llm.LLM):
+    """One call's graph, presented to AgentSession as its LLM."""
+
+    def __init__(
+        self,
+        graph: CompiledStateGraph[Any, Any, Any, Any],
+        context: AgentContext,
+        *,
+        call_id: str,
+        caller_id: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.graph = graph
+        self.context = context
+        self.call_id = call_id
+        self.caller_id = caller_id
+        self.turns = GraphTurns()
+        self._seen_items: set[str] = set()
+        self._first_turn = True
+
+    @property
+    def model(self) -> str:
+        return "switchboard-graph"
+
+    @property
+    def provider(self) -> str:
+        return "switchboard"
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"configurable": {"thread_id": self.call_id}}
+
+    def chat(
+        self,
+        *,
+        chat_ctx: llm.ChatContext,
+        tools: list[llm.Tool] | None = None,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+        parallel_tool_calls: NotGivenOr[bool] = NOT_GIVEN,
+        tool_choice: NotGivenOr[llm.ToolChoice] = NOT_GIVEN,
+        extra_kwargs: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
+    ) -> GraphStream:
+        return GraphStream(self, chat_ctx=chat_ctx, tools=tools or [], conn_options=_NO_RETRY)
+
+    def take_newest_utterance(self, chat_ctx: llm.ChatContext) -> str | None:
+        """The newest caller message not yet given to the graph, or None (nothing new: no turn)."""
+        for item in reversed(chat_ctx.items):
+            if item.type == "message" and item.role == "user":
+                if item.id in self._seen_items:
+                    return None
+                self._seen_items.add(item.id)
+                return item.text_content or ""
+        return None
+
+    def turn_input(self, utterance: str) -> dict[str, Any]:
+        data: dict[str, Any] = {"utterance": utterance}
+        if self._first_turn:
+            data.update(call_id=self.call_id, caller_id=self.caller_id)
+            self._first_turn = False
+        return data
+
+
+class GraphStream(llm.LLMStream):
+    """Runs one graph turn and forwards the `custom` stream as assistant text deltas."""
+
+    _llm: GraphLLM
+
+    async def _run(self) -> None:
+        graph_llm = self._llm
+        utterance = graph_llm.take_newest_utterance(self._chat_ctx)
+        if utterance is None:
+            return
+        timing = TurnTiming(started=time.perf_counter())
+        graph_llm.turns.timings.append(timing)
+        request_id = uuid.uuid4().hex
+        try:
+            async for chunk in graph_llm.graph.astream(
+                graph_llm.turn_input(utterance),
+                config=graph_llm.config,
+                context=graph_llm.context,
+                stream_mode="custom",
+            ):
+                text = chunk if isinstance(chunk, str) else str(chunk)
+                if not text:
+                    continue
+                if timing.first_token is None:
+                    timing.first_token = time.perf_counter()
+                self._event_ch.send_nowait(
+                    llm.ChatChunk(id=request_id, delta=llm.ChoiceDelta(role="assistant", content=text))
+                )
+        except Exception as exc:
+            # The caller must never be left in silence: apologise, keep the error for the call record.
+            log.exception("graph turn failed", extra={"call_id": graph_llm.call_id})
+            graph_llm.turns.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+            self._event_ch.send_nowait(
+                llm.ChatChunk(
+                    id=request_id,
+                    delta=llm.ChoiceDelta(
+                        role="assistant",
+                        content="I'm sorry, something went wrong on our side. Please bear with me.",
+                    ),
+                )
+            )
+        finally:
+            timing.finished = time.perf_counter()

@@ -1,0 +1,157 @@
+"""The local text transport: a call whose caller types (or is scripted), run through AgentSession.run."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from livekit.agents import Agent, AgentSession
+
+from orchestrator.runtime import Services
+from orchestrator.session.graph_llm import GraphLLM
+
+
+@dataclass
+class TurnRecord:
+    """One caller turn and the agent's answer, as the `call --json` output shows it."""
+
+    caller: str
+    agent: str
+    agent_name: str
+    intent: str | None
+    confidence: float | None
+    latency_ms: float
+    graph_ms: float
+
+    def public(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("graph_ms")
+        return data
+
+
+@dataclass
+class CallResult:
+    """The whole call: turns, handoffs, outcome, and what the supervisor and tools did."""
+
+    call_id: str
+    turns: list[TurnRecord] = field(default_factory=list)
+    handoffs: list[dict[str, Any]] = field(default_factory=list)
+    outcome: str = "abandoned"
+    escalation_reason: str | None = None
+    ticket_id: str | None = None
+    tool_events: list[dict[str, Any]] = field(default_factory=list)
+    interventions: list[dict[str, Any]] = field(default_factory=list)
+    resolutions: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "turns": [t.public() for t in self.turns],
+            "handoffs": self.handoffs,
+            "outcome": self.outcome,
+            "escalation_reason": self.escalation_reason,
+        }
+
+
+def outcome_of(state: dict[str, Any]) -> str:
+    if state.get("outcome") == "escalated":
+        return "escalated"
+    return "resolved" if state.get("resolutions") else "abandoned"
+
+
+class TextCall:
+    """A call on the local text transport: the same AgentSession and GraphLLM a voice call uses."""
+
+    def __init__(self, services: Services, *, call_id: str | None = None, caller_id: str | None = None) -> None:
+        self.services = services
+        self.call_id = call_id or f"call-{uuid.uuid4().hex[:12]}"
+        self.llm = GraphLLM(services.graph, services.context, call_id=self.call_id, caller_id=caller_id)
+        self.session: AgentSession[None] = AgentSession(llm=self.llm)
+        self.result = CallResult(call_id=self.call_id)
+        self._started = False
+
+    async def start(self) -> None:
+        await self.session.start(Agent(instructions="Northwind Broadband contact centre"))
+        self._started = True
+
+    async def state(self) -> dict[str, Any]:
+        snapshot = await self.services.graph.aget_state(self.llm.config)
+        return dict(snapshot.values or {})
+
+    async def say(self, utterance: str) -> TurnRecord:
+        """One caller turn through `AgentSession.run`; returns what the agent answered."""
+        if not self._started:
+            await self.start()
+        t0 = time.perf_counter()
+        run = self.session.run(user_input=utterance)
+        await run
+        latency_ms = (time.perf_counter() - t0) * 1000
+        reply = " ".join(
+            (ev.item.text_content or "").strip()
+            for ev in run.events
+            if ev.type == "message" and ev.item.role == "assistant"
+        ).strip()
+        state = await self.state()
+        timing = self.llm.turns.timings[-1] if self.llm.turns.timings else None
+        graph_ms = ((timing.finished or t0) - timing.started) * 1000 if timing else 0.0
+        record = TurnRecord(
+            caller=utterance,
+            agent=reply,
+            agent_name=str(state.get("active", "router")),
+            intent=state.get("intent"),
+            confidence=state.get("confidence"),
+            latency_ms=round(latency_ms, 2),
+            graph_ms=round(graph_ms, 2),
+        )
+        self.result.turns.append(record)
+        self._absorb(state)
+        return record
+
+    def _absorb(self, state: dict[str, Any]) -> None:
+        r = self.result
+        r.handoffs = [dict(h) for h in state.get("handoffs", [])]
+        r.outcome = outcome_of(state)
+        r.escalation_reason = state.get("escalation_reason")
+        r.ticket_id = state.get("ticket_id")
+        r.tool_events = [dict(e) for e in state.get("tool_events", [])]
+        r.interventions = [dict(i) for i in state.get("interventions", [])]
+        r.resolutions = list(state.get("resolutions", []))
+        r.errors = list(self.llm.turns.errors)
+
+    async def ended(self) -> bool:
+        return bool((await self.state()).get("ended"))
+
+    async def aclose(self) -> None:
+        if self._started:
+            await self.session.aclose()
+            self._started = False
+        await self.llm.aclose()
+
+
+async def run_text_call(
+    services: Services,
+    utterances: Sequence[str],
+    *,
+    call_id: str | None = None,
+    caller_id: str | None = None,
+    on_turn: Callable[[TurnRecord], Awaitable[None] | None] | None = None,
+) -> CallResult:
+    """Run a scripted text call to its end (script exhausted, or the call ended) and return the result."""
+    call = TextCall(services, call_id=call_id, caller_id=caller_id)
+    try:
+        await call.start()
+        for utterance in utterances:
+            record = await call.say(utterance)
+            if on_turn is not None:
+                maybe = on_turn(record)
+                if maybe is not None:
+                    await maybe
+            if await call.ended():
+                break
+    finally:
+        await call.aclose()
+    return call.result
