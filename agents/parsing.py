@@ -28,18 +28,8 @@ _YES = re.compile(
 )
 _NO = re.compile(r"\b(no|nope|nah|don'?t|do not|not really|cancel that|never ?mind|wrong|stop|negative)\b")
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-_ORDINALS = {
-    "first": 0,
-    "1st": 0,
-    "one": 0,
-    "second": 1,
-    "2nd": 1,
-    "two": 1,
-    "third": 2,
-    "3rd": 2,
-    "three": 2,
-    "last": -1,
-}
+_ORDINALS = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "last": -1}
+_CARDINALS = {"one": 0, "two": 1, "three": 2}
 
 
 def normalize(text: str) -> str:
@@ -110,16 +100,18 @@ def wants_everything(text: str) -> bool:
 
 
 def ordinal_choice(text: str, n: int) -> int | None:
-    """Index of "the first / second / last one" or "number 2" among n options."""
+    """Index of "the first / second / last one", "option 2" or a bare "two" among n options."""
     t = normalize(text)
     m = re.search(r"\b(?:option|number|#)\s*(\d)\b", t) or re.fullmatch(r"(\d)", t)
     if m and 1 <= int(m.group(1)) <= n:
         return int(m.group(1)) - 1
     for word, idx in _ORDINALS.items():
-        if re.search(rf"\b{word}\b", t) and (word not in {"one", "two", "three"} or "one" in t.split()[-1:]):
+        if re.search(rf"\b{word}\b", t):
             resolved = idx if idx >= 0 else n - 1
-            if resolved < n:
-                return resolved
+            return resolved if resolved < n else None
+    m = re.fullmatch(r"(?:(?:option|number) )?(one|two|three)(?: please)?", t)
+    if m and _CARDINALS[m.group(1)] < n:
+        return _CARDINALS[m.group(1)]
     return None
 
 

@@ -60,7 +60,8 @@ def check_utterance(text: str, state: CallState) -> Check:
     """Classify the caller's words for the supervisor; pure, so it is unit-tested directly."""
     t = parsing.normalize(text)
     if not t:
-        return Check(directive="reprompt")
+        # normalize() keeps ASCII only: a sentence in another script comes out empty.
+        return Check(directive="language" if _non_english(text.lower()) else "reprompt")
     if _EMERGENCY.search(t):
         return Check(escalate="emergency")
     if _LEGAL.search(t):

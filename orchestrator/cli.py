@@ -1,0 +1,207 @@
+"""The `switchboard` command: talk to the agent, run scripted calls, route text, evaluate, run the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from orchestrator.config import SettingsError, load_settings
+
+T = TypeVar("T")
+
+app = typer.Typer(help="Switchboard: a self-hostable multi-agent voice contact centre.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate the router and the agents.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _quiet_logs() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("livekit", "livekit.agents", "httpx", "httpx2", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    _quiet_logs()
+    try:
+        return asyncio.run(coro)
+    except SettingsError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+async def _services() -> Any:
+    from orchestrator.runtime import Services
+
+    return await Services.open(load_settings())
+
+
+@app.command()
+def route(
+    text: Annotated[str, typer.Argument(help="What the caller said.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Classify one utterance with the local router."""
+    _quiet_logs()
+    from orchestrator.providers.intent import load_classifier
+
+    classifier = load_classifier()
+    classifier.classify("warm up")
+    t0 = time.perf_counter()
+    prediction = classifier.classify(text)
+    latency_ms = (time.perf_counter() - t0) * 1000
+    out = {"intent": prediction.intent, "confidence": round(prediction.confidence, 4), "latency_ms": round(latency_ms, 3)}
+    if as_json:
+        print(json.dumps(out))
+    else:
+        console.print(f"[bold]{out['intent']}[/bold] (confidence {out['confidence']:.2f}, {out['latency_ms']:.2f} ms)")
+
+
+@app.command()
+def call(
+    say: Annotated[list[str], typer.Option("--say", help="A caller turn; repeat for each turn.")],
+    caller_id: Annotated[str | None, typer.Option("--caller-id", help="Caller ID, e.g. +15550100001.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the call as JSON.")] = False,
+) -> None:
+    """Run one scripted text call through the session and print its transcript."""
+
+    async def main() -> dict[str, Any]:
+        from orchestrator.session.text import run_text_call
+
+        async with await _services() as services:
+            result = await run_text_call(services, say, caller_id=caller_id)
+            return result.to_json()
+
+    out = _run(main())
+    if as_json:
+        print(json.dumps(out, indent=2))
+    else:
+        _print_call(out)
+
+
+@app.command()
+def chat(
+    caller_id: Annotated[str | None, typer.Option("--caller-id", help="Caller ID, e.g. +15550100001.")] = None,
+) -> None:
+    """Talk to the agent in the terminal; route and handoff events are shown as they happen."""
+
+    async def main() -> None:
+        from orchestrator.session.text import TextCall
+
+        async with await _services() as services:
+            call = TextCall(services, caller_id=caller_id)
+            await call.start()
+            console.print(f"[green]agent[/green]: {services.prompts.reply('greeting')}  [dim](Ctrl-D to hang up)[/dim]")
+            seen = 0
+            try:
+                while True:
+                    try:
+                        text = await asyncio.to_thread(console.input, "[cyan]you[/cyan]: ")
+                    except EOFError:
+                        break
+                    record = await call.say(text)
+                    for h in call.result.handoffs[seen:]:
+                        console.print(f"  [magenta]↪ handoff {h['from_agent']} → {h['to_agent']} ({h['reason']})[/magenta]")
+                    seen = len(call.result.handoffs)
+                    console.print(
+                        f"  [dim]route: {record.intent} ({(record.confidence or 0):.2f}) · agent: {record.agent_name}"
+                        f" · {record.latency_ms:.0f} ms[/dim]"
+                    )
+                    console.print(f"[green]{record.agent_name}[/green]: {record.agent}")
+                    if await call.ended():
+                        break
+            finally:
+                await call.aclose()
+            console.print(f"[bold]outcome:[/bold] {call.result.outcome}")
+
+    _run(main())
+
+
+@app.command()
+def demo(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the calls as JSON.")] = False,
+) -> None:
+    """Run scripted calls that cover all four specialists and escalations, and print their transcripts."""
+    from orchestrator.scenarios import SCENARIOS
+
+    async def main() -> list[dict[str, Any]]:
+        from orchestrator.session.text import run_text_call
+
+        calls = []
+        async with await _services() as services:
+            for scenario in SCENARIOS:
+                result = await run_text_call(services, scenario.turns, caller_id=scenario.caller_id)
+                data = result.to_json()
+                data["scenario"] = scenario.name
+                calls.append(data)
+                if not as_json:
+                    _print_call(data)
+        return calls
+
+    calls = _run(main())
+    if as_json:
+        print(json.dumps(calls, indent=2))
+        return
+    table = Table(title="Demo calls")
+    for col in ("scenario", "outcome", "route", "turns", "p50 turn ms"):
+        table.add_column(col)
+    for c in calls:
+        lat = sorted(t["latency_ms"] for t in c["turns"])
+        route_to = c["handoffs"][0]["to_agent"] if c["handoffs"] else "router"
+        table.add_row(c["scenario"], c["outcome"], route_to, str(len(c["turns"])), f"{lat[len(lat) // 2]:.0f}")
+    console.print(table)
+
+
+@eval_app.command("router")
+def eval_router(
+    data: Annotated[Path, typer.Option("--data", exists=True, dir_okay=False, help="JSONL lines of {text, label}.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Score the local router on a labelled file (the format of router-dev.jsonl)."""
+    _quiet_logs()
+    from evals.router.metrics import evaluate_file
+    from orchestrator.providers.intent import load_classifier
+
+    report = evaluate_file(data, load_classifier())
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    table = Table(title=f"Router on {data.name}: accuracy {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f}")
+    for col in ("label", "precision", "recall", "f1", "support"):
+        table.add_column(col)
+    for label, row in report["per_label"].items():
+        table.add_row(label, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"]))
+    console.print(table)
+    console.print(f"latency p50 {report['latency_ms']['p50']:.2f} ms, p99 {report['latency_ms']['p99']:.2f} ms")
+
+
+def _print_call(data: dict[str, Any]) -> None:
+    lines = []
+    for turn in data["turns"]:
+        lines.append(f"[cyan]caller[/cyan]: {turn['caller']}")
+        lines.append(f"[green]{turn['agent_name']}[/green]: {turn['agent']}")
+        lines.append(f"[dim]  intent {turn['intent']} ({(turn['confidence'] or 0):.2f}) · {turn['latency_ms']:.0f} ms[/dim]")
+    for h in data["handoffs"]:
+        lines.append(f"[magenta]handoff turn {h['turn']}: {h['from_agent']} → {h['to_agent']} ({h['reason']})[/magenta]")
+    reason = f" ({data['escalation_reason']})" if data.get("escalation_reason") else ""
+    title = f"{data.get('scenario', data['call_id'])}: {data['outcome']}{reason}"
+    console.print(Panel("\n".join(lines), title=title, expand=False))
+
+
+if __name__ == "__main__":
+    app()

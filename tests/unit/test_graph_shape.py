@@ -1,0 +1,30 @@
+"""The graph's shape is an artifact: a change to the wiring shows up as a diff of this snapshot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agents.graph import build_graph
+
+pytestmark = pytest.mark.unit
+
+SNAPSHOT = Path(__file__).with_name("snapshots") / "graph.mmd"
+
+
+def test_graph_shape_matches_snapshot() -> None:
+    drawn = build_graph().get_graph().draw_mermaid()
+    if not SNAPSHOT.exists():
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(drawn)
+        pytest.fail("snapshot written; review and commit tests/unit/snapshots/graph.mmd")
+    assert drawn == SNAPSHOT.read_text()
+
+
+def test_every_specialist_can_reach_a_human() -> None:
+    graph = build_graph().get_graph()
+    edges = {(e.source, e.target) for e in graph.edges}
+    for node in ("supervise", "route", "scheduling", "billing", "support", "review"):
+        assert (node, "escalate") in edges
+    assert ("escalate", "speak") in edges

@@ -1,0 +1,80 @@
+"""The supervisor's cheap checks: what escalates, what re-prompts, what passes."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.state import CallState, Turn
+from agents.supervisor import _mask_emails, _refund_promise_cents, check_utterance
+
+pytestmark = pytest.mark.unit
+
+
+def history(*caller_lines: str, agent_last: str = "") -> CallState:
+    transcript = [Turn(role="caller", agent="caller", text=t) for t in caller_lines]
+    if agent_last:
+        transcript.append(Turn(role="agent", agent="billing", text=agent_last))
+    return CallState(transcript=transcript)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("I want to talk to a real person", "requested_human"),
+        ("agent", "requested_human"),
+        ("representative please", "requested_human"),
+        ("I'm calling my lawyer about this", "legal_threat"),
+        ("I will take you to small claims court", "legal_threat"),
+        ("there's smoke coming out of the router", "emergency"),
+        ("the cable outside is sparking", "emergency"),
+    ],
+)
+def test_escalating_words(text: str, reason: str) -> None:
+    assert check_utterance(text, CallState()).escalate == reason
+
+
+@pytest.mark.parametrize("text", ["I need to book a visit", "what's my balance", "my wifi is slow", "yes", "10027"])
+def test_normal_turns_pass(text: str) -> None:
+    check = check_utterance(text, CallState())
+    assert check.escalate is None
+    assert check.directive is None
+
+
+def test_anger_accumulates_then_escalates() -> None:
+    assert check_utterance("this is ridiculous", CallState(frustration=0)).frustration_delta == 1
+    assert check_utterance("this is ridiculous", CallState(frustration=2)).escalate == "frustration"
+
+
+def test_abuse_warns_first_then_escalates() -> None:
+    first = check_utterance("you stupid bot", CallState(frustration=0))
+    assert first.warn
+    assert first.escalate is None
+    assert check_utterance("you stupid bot", CallState(frustration=1)).escalate == "abuse"
+
+
+def test_loops_and_repeated_failures_escalate() -> None:
+    state = history("what about the thing", "what about the thing")
+    assert check_utterance("what about the thing", state).escalate == "loop"
+    assert check_utterance("hmm", CallState(failures=3)).escalate == "repeated_failures"
+
+
+@pytest.mark.parametrize(("text", "directive"), [("", "reprompt"), ("   ", "reprompt"), ("hello", "greet")])
+def test_reprompts_and_greetings(text: str, directive: str) -> None:
+    assert check_utterance(text, CallState()).directive == directive
+
+
+@pytest.mark.parametrize("text", ["Hola, necesito ayuda con mi factura por favor", "我的网络断了", "Bonjour, je voudrais payer"])
+def test_other_languages_get_a_clear_reply(text: str) -> None:
+    assert check_utterance(text, CallState()).directive == "language"
+
+
+def test_closing_only_after_anything_else() -> None:
+    assert check_utterance("no thanks", history(agent_last="Is there anything else I can help you with?")).directive == "close"
+    assert check_utterance("no thanks", history(agent_last="Shall I book it?")).directive is None
+
+
+def test_reply_guards() -> None:
+    assert _refund_promise_cents("I've refunded $120.00 to your card.") == 12000
+    assert _refund_promise_cents("Your balance is $40.") is None
+    assert _mask_emails("sent to maria.gonzalez@example.com") == "sent to m***@example.com"
+    assert _mask_emails("sent to m***@example.com") == "sent to m***@example.com"
