@@ -1,0 +1,63 @@
+"""Northwind Broadband, the demo tenant: the `agents.ports` interfaces on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from agents.ports import RefundPolicy, Tenant
+from orchestrator.domain.billing import DEFAULT_REFUND_POLICY, SqlBilling
+from orchestrator.domain.customers import SqlCustomers
+from orchestrator.domain.db import DEFAULT_TIMEZONE, Clock, Store, create_schema, open_engine
+from orchestrator.domain.desk import SqlHumanDesk
+from orchestrator.domain.scheduling import SqlScheduling
+from orchestrator.domain.seed import DEMO_CUSTOMERS, seed_demo
+from orchestrator.domain.support import SqlSupport
+
+TENANT_NAME = "Northwind Broadband"
+
+__all__ = [
+    "DEFAULT_REFUND_POLICY",
+    "DEMO_CUSTOMERS",
+    "TENANT_NAME",
+    "Clock",
+    "SqlBilling",
+    "SqlCustomers",
+    "SqlHumanDesk",
+    "SqlScheduling",
+    "SqlSupport",
+    "build_tenant",
+    "create_schema",
+    "open_engine",
+    "seed_demo",
+]
+
+
+def build_tenant(
+    engine: AsyncEngine,
+    *,
+    clock: Clock | None = None,
+    timezone: str = DEFAULT_TIMEZONE,
+    refund_policy: RefundPolicy = DEFAULT_REFUND_POLICY,
+) -> Tenant:
+    """Wire the tenant's systems on one engine.
+
+    Args:
+        engine: From `open_engine`; the schema must exist (`create_schema`).
+        clock: Returns the current time as an aware datetime; tests and evals pin it. Defaults to
+            the system clock.
+        timezone: The tenant's time zone: returned datetimes are aware and expressed in it, and
+            "today" (refund window, open slots) is its local date.
+        refund_policy: What the AI may refund by itself.
+
+    Returns:
+        The tenant. `tenant.desk` is a `SqlHumanDesk`, which also has `accept` and `close`.
+    """
+    store = Store(engine, clock=clock, timezone=timezone)
+    return Tenant(
+        name=TENANT_NAME,
+        customers=SqlCustomers(store),
+        scheduling=SqlScheduling(store),
+        billing=SqlBilling(store, policy=refund_policy),
+        support=SqlSupport(store),
+        desk=SqlHumanDesk(store),
+    )

@@ -1,0 +1,146 @@
+"""Engine setup and the session plumbing shared by the tenant's implementations."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import event, select, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from agents.ports import NotFound
+from orchestrator.domain.models import Base, CustomerRow
+
+Clock = Callable[[], datetime]
+DEFAULT_TIMEZONE = "America/New_York"
+SQLITE_BUSY_TIMEOUT_MS = 5000
+# Marks the engine whose transactions write; on SQLite they start with BEGIN IMMEDIATE.
+_WRITE_OPTION = "switchboard_domain_write"
+# Any constant works; it only has to be the same in every process that creates the schema.
+_SCHEMA_LOCK_KEY = 0x5B_D0_4A_1E
+
+
+def utc_now() -> datetime:
+    """The default clock: an aware datetime in UTC."""
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    """A short random id for rows created at run time (seeded rows have fixed ids)."""
+    return f"{prefix}-{uuid.uuid4().hex[:12].upper()}"
+
+
+def money(cents: int) -> str:
+    """Cents as a speakable amount, e.g. 4999 -> "$49.99"."""
+    sign = "-" if cents < 0 else ""
+    return f"{sign}${abs(cents) // 100:,}.{abs(cents) % 100:02d}"
+
+
+def open_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """Create the async engine for the tenant's store.
+
+    Args:
+        url: An async SQLAlchemy URL (`sqlite+aiosqlite:///…`, `postgresql+psycopg://…` or
+            `postgresql+asyncpg://…`), e.g. `Settings.sqlalchemy_url`.
+        **kwargs: Passed on to `create_async_engine`.
+
+    Returns:
+        The engine. On SQLite, every connection runs in WAL mode with a busy timeout and foreign
+        keys on, and write transactions start with BEGIN IMMEDIATE, because several worker processes
+        share the file.
+    """
+    engine = create_async_engine(url, **kwargs)
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the driver: pysqlite's implicit BEGIN comes too late
+        # (after a SELECT), so a read-then-write transaction could fail with "database is locked".
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            if engine.url.database not in (None, "", ":memory:"):
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Writers take the write lock up front, so they queue on busy_timeout instead of failing
+        # when their read snapshot turns stale; readers stay concurrent under WAL.
+        immediate = conn.get_execution_options().get(_WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+async def create_schema(engine: AsyncEngine) -> None:
+    """Create the tenant's tables that do not exist yet (safe to run from several processes at once)."""
+    async with engine.execution_options(**{_WRITE_OPTION: True}).begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Two processes running create_all at once would both see a table missing and both create it.
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+        await conn.run_sync(Base.metadata.create_all)
+
+
+class Store:
+    """Sessions, clock and time zone shared by the tenant's implementations."""
+
+    def __init__(self, engine: AsyncEngine, *, clock: Clock | None = None, timezone: str = DEFAULT_TIMEZONE) -> None:
+        self.engine = engine
+        self.clock: Clock = clock or utc_now
+        self.tz = ZoneInfo(timezone)
+        self._read = async_sessionmaker(engine, expire_on_commit=False)
+        self._write = async_sessionmaker(engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A session in a read-only transaction."""
+        async with self._read() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """A session in a write transaction, committed on success and rolled back on error."""
+        async with self._write() as session, session.begin():
+            yield session
+
+    def now(self) -> datetime:
+        """The current time, aware, in UTC."""
+        now = self.clock()
+        if now.tzinfo is None:
+            raise ValueError("the clock must return aware datetimes")
+        return now.astimezone(UTC)
+
+    def today(self) -> date:
+        """Today's date in the tenant's time zone."""
+        return self.now().astimezone(self.tz).date()
+
+    def local(self, value: datetime) -> datetime:
+        """An aware datetime in the tenant's time zone (what callers hear)."""
+        return value.astimezone(self.tz)
+
+    def start_of(self, day: date) -> datetime:
+        """Local midnight of `day`, as an aware UTC datetime."""
+        return datetime.combine(day, time(0, 0), tzinfo=self.tz).astimezone(UTC)
+
+    async def customer(self, session: AsyncSession, account_id: str, *, lock: bool = False) -> CustomerRow:
+        """Load an account, optionally locking it to serialise billing changes on PostgreSQL."""
+        query = select(CustomerRow).where(CustomerRow.account_id == account_id)
+        if lock:
+            # SQLite drops FOR UPDATE; there BEGIN IMMEDIATE already serialises writers.
+            query = query.with_for_update()
+        row = (await session.execute(query)).scalar_one_or_none()
+        if row is None:
+            raise NotFound("I couldn't find that account.")
+        return row

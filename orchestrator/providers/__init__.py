@@ -1,0 +1,1 @@
+"""The only place vendor SDKs are chosen: LLM, STT, TTS and the phrase cache."""
