@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from langchain_core.exceptions import ModelAPIError, ModelConnectionError
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -29,7 +30,7 @@ from agents.specialists import escalation as escalation_flow
 from agents.specialists import scheduling as scheduling_flow
 from agents.specialists import support as support_flow
 from agents.specialists.base import run_specialist
-from agents.state import CallState
+from agents.state import CallState, Intervention
 
 SPECIALIST_NODES = ("scheduling", "billing", "support")
 
@@ -46,7 +47,16 @@ def _specialist(module: Any) -> Any:
     async def node(state: CallState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         ctx = runtime.context
         if ctx.models is not None:
-            return await run_llm_specialist(module.AGENT, ctx, state, runtime.stream_writer)
+            try:
+                return await run_llm_specialist(module.AGENT, ctx, state, runtime.stream_writer)
+            except (ModelAPIError, ModelConnectionError, TimeoutError) as exc:
+                # The model is down or too slow: the deterministic flow answers this turn instead,
+                # so the caller is never left in silence. (A partly streamed reply cannot be unsaid.)
+                fallback = await run_specialist(
+                    module.AGENT, ctx, state, module.start, module.flow, needs_verification=module.needs_verification
+                )
+                note = Intervention(turn=state.get("turn", 0), kind="warn", reason="llm_unavailable", detail=type(exc).__name__)
+                return {**fallback, "interventions": [note]}
         return await run_specialist(
             module.AGENT, ctx, state, module.start, module.flow, needs_verification=module.needs_verification
         )

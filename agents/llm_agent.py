@@ -90,6 +90,8 @@ async def run_llm_specialist(
     if not spoken:
         write(reply)
     update.update(reply=reply, spoken=True, tool_events=tools.events, failures=0)
+    if state.get("guidance"):
+        update["guidance"] = None  # a whisper steers the next reply, once
     if corrected:
         update["interventions"] = [
             {"turn": state.get("turn", 0), "kind": "correct_reply", "reason": "guard", "detail": ""}
