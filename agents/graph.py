@@ -55,7 +55,9 @@ def _specialist(module: Any) -> Any:
                 fallback = await run_specialist(
                     module.AGENT, ctx, state, module.start, module.flow, needs_verification=module.needs_verification
                 )
-                note = Intervention(turn=state.get("turn", 0), kind="warn", reason="llm_unavailable", detail=type(exc).__name__)
+                note = Intervention(
+                    turn=state.get("turn", 0), kind="warn", reason="llm_unavailable", detail=type(exc).__name__
+                )
                 return {**fallback, "interventions": [note]}
         return await run_specialist(
             module.AGENT, ctx, state, module.start, module.flow, needs_verification=module.needs_verification

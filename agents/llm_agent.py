@@ -10,7 +10,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 
 from agents.context import AgentContext
 from agents.specialists.base import verify
-from agents.state import CallState, new_verification
+from agents.state import CallState, new_verification, verification_of
 from agents.supervisor import _OFF_SCRIPT, _refund_promise_cents
 from agents.tools import CallerTools
 
@@ -41,7 +41,7 @@ async def run_llm_specialist(
             before = (state.get("verification") or new_verification())["attempts"]
             failures = 0 if verification["attempts"] == before else state.get("failures", 0) + 1
             return {**update, "reply": prompt, "failures": failures}
-        state = {**state, "verification": verification}  # type: ignore[typeddict-item]
+        state = CallState(**{**state, "verification": verification})
 
     tools = CallerTools(ctx, state, agent)
     llm_tools = tools.for_llm(agent)
@@ -96,13 +96,16 @@ async def run_llm_specialist(
         update["interventions"] = [
             {"turn": state.get("turn", 0), "kind": "correct_reply", "reason": "guard", "detail": ""}
         ]
-    if any(e["ok"] and e["name"] not in {"open_slots", "list_appointments", "list_invoices", "search_articles"} for e in tools.events):
+    if any(
+        e["ok"] and e["name"] not in {"open_slots", "list_appointments", "list_invoices", "search_articles"}
+        for e in tools.events
+    ):
         update["resolutions"] = [f"{agent}:llm"]
     return update
 
 
 def _messages(ctx: AgentContext, state: CallState, agent: str) -> list[BaseMessage]:
-    v = state.get("verification") or {}
+    v = verification_of(state)
     facts = [f"Today is {ctx.now().strftime('%A %Y-%m-%d %H:%M')} ({ctx.timezone})."]
     if v.get("status") == "verified":
         facts.append(f"The caller is verified as {v.get('name')}. Tools act on their account only.")

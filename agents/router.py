@@ -10,7 +10,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from agents import parsing
 from agents.context import AgentContext
 from agents.ports import INTENTS, IntentPrediction
-from agents.state import CallState, Handoff, Task
+from agents.state import CallState, Handoff, Task, verification_of
 
 ROUTABLE = ("scheduling", "billing", "support")
 
@@ -65,8 +65,8 @@ async def route(ctx: AgentContext, state: CallState) -> dict[str, Any]:
     prediction, source = await classify(ctx, state, text)
     intent, confidence = prediction.intent, prediction.confidence
     active = state.get("active", "router")
-    task: Task = state.get("task") or {}  # type: ignore[assignment]
-    awaiting_verification = (state.get("verification") or {}).get("awaiting", "")
+    task: Task = state.get("task") or Task()
+    awaiting_verification = verification_of(state)["awaiting"]
     update: dict[str, Any] = {"intent": intent, "confidence": round(confidence, 4), "directive": None}
     # The call's intent stays the active specialist's while the caller answers its questions.
     staying = {"intent": active, "confidence": state.get("confidence", confidence), "directive": None}
@@ -94,7 +94,7 @@ async def route(ctx: AgentContext, state: CallState) -> dict[str, Any]:
 
 
 def _handoff(state: CallState, from_agent: str, to_agent: str, reason: str, source: str) -> dict[str, Any]:
-    who = (state.get("verification") or {}).get("name") or "unverified caller"
+    who = verification_of(state)["name"] or "unverified caller"
     previous = state.get("task") or {}
     context = f"{who}; said: {state.get('utterance', '')[:200]!r}; routed by {source}"
     if previous.get("name"):

@@ -113,3 +113,8 @@ class CallState(TypedDict, total=False):
 
 def new_verification() -> Verification:
     return Verification(status="unverified", account_id=None, name=None, attempts=0, awaiting="")
+
+
+def verification_of(state: CallState) -> Verification:
+    """The call's verification record (a fresh one before the caller was asked anything)."""
+    return state.get("verification") or new_verification()

@@ -13,7 +13,8 @@ from agents.state import CallState, Handoff, Intervention, Turn
 MAX_UTTERANCE_CHARS = 1000
 
 _HUMAN = re.compile(
-    r"\b(human|real person|live person|a person|someone real|(talk|speak|speaking) (to|with) (someone|somebody|a manager)|"
+    r"\b(human|real person|live person|a person|someone real|"
+    r"(talk|speak|speaking) (to|with) (someone|somebody|a manager)|"
     r"representative|operator|manager|supervisor|live agent|real agent|an agent|transfer me)\b"
 )
 _BARE_AGENT = re.compile(r"^(agent|representative|operator|human)( please)?$")
@@ -43,7 +44,9 @@ _ENGLISH = re.compile(r"\b(the|my|i|is|to|a|and|you|it|please|need|want|can|with
 # Things the AI must never say (LLM mode can drift; flows never do).
 _OFF_SCRIPT = re.compile(r"(as an ai|language model|i am an ai|openai|anthropic|system prompt|my instructions)", re.I)
 _EMAIL = re.compile(r"\b([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[a-z]{2,})\b")
-_REFUND_PROMISE = re.compile(r"refund(?:ed)?[^.$]{0,40}\$\s?(\d+(?:\.\d{2})?)|\$\s?(\d+(?:\.\d{2})?)[^.]{0,40}refund", re.I)
+_REFUND_PROMISE = re.compile(
+    r"refund(?:ed)?[^.$]{0,40}\$\s?(\d+(?:\.\d{2})?)|\$\s?(\d+(?:\.\d{2})?)[^.]{0,40}refund", re.I
+)
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,11 @@ def check_utterance(text: str, state: CallState) -> Check:
     angry = abusive or bool(_ANGER.search(t)) or (text.isupper() and len(text) > 12)
     if angry and state.get("frustration", 0) + 1 >= 3:
         return Check(escalate="frustration")
+    # A loop: the caller says the same thing a third time and the agent's answers did not move on.
     callers = [x["text"] for x in state.get("transcript", []) if x["role"] == "caller"]
-    if len(callers) >= 2 and all(parsing.normalize(c) == t for c in callers[-2:]) and len(t) > 3:
+    agents = [x["text"] for x in state.get("transcript", []) if x["role"] == "agent"]
+    repeated = len(callers) >= 2 and all(parsing.normalize(c) == t for c in callers[-2:])
+    if repeated and len(agents) >= 2 and agents[-1] == agents[-2]:
         return Check(escalate="loop")
     if state.get("failures", 0) >= 3:
         return Check(escalate="repeated_failures")
@@ -118,17 +124,27 @@ async def supervise(ctx: AgentContext, state: CallState) -> dict[str, Any]:
         kind = override.get("kind", "")
         if kind == "whisper":
             update["guidance"] = override.get("text", "")
-            interventions.append(Intervention(turn=turn, kind="whisper", reason="supervisor", detail=override.get("text", "")))
+            interventions.append(
+                Intervention(turn=turn, kind="whisper", reason="supervisor", detail=override.get("text", ""))
+            )
         elif kind == "reroute" and override.get("agent") in {"scheduling", "billing", "support"}:
             target = override["agent"]
             update.update(active=target, task={})
             update["handoffs"] = [
-                Handoff(turn=turn, from_agent=state.get("active", "router"), to_agent=target, reason="supervisor_reroute", context="")
+                Handoff(
+                    turn=turn,
+                    from_agent=state.get("active", "router"),
+                    to_agent=target,
+                    reason="supervisor_reroute",
+                    context="",
+                )
             ]
             interventions.append(Intervention(turn=turn, kind="reroute", reason="supervisor", detail=target))
         elif kind == "take_over":
             update.update(active="human", ended=False)
-            interventions.append(Intervention(turn=turn, kind="take_over", reason="supervisor", detail=override.get("by", "")))
+            interventions.append(
+                Intervention(turn=turn, kind="take_over", reason="supervisor", detail=override.get("by", ""))
+            )
         elif kind == "escalate":
             update["directive"] = "escalate:supervisor"
     if update.get("active", state.get("active")) == "human":
@@ -140,6 +156,9 @@ async def supervise(ctx: AgentContext, state: CallState) -> dict[str, Any]:
         update["frustration"] = state.get("frustration", 0) + check.frustration_delta
         if check.escalate:
             update["directive"] = f"escalate:{check.escalate}"
+            if check.escalate not in {"repeated_failures", "loop"}:
+                # The supervisor's own reading of the turn: this caller needs a person.
+                update.update(intent="escalation", confidence=1.0)
             interventions.append(Intervention(turn=turn, kind="escalate", reason=check.escalate, detail=""))
         elif check.directive:
             update["directive"] = check.directive
@@ -157,7 +176,12 @@ def canned(ctx: AgentContext, state: CallState) -> dict[str, Any]:
     p = ctx.prompts
     if directive == "close":
         return {"reply": p.reply("common.goodbye"), "ended": True, "directive": None}
-    key = {"reprompt": "common.reprompt", "language": "common.english_only", "greet": "common.greet", "hold": "escalation.hold"}
+    key = {
+        "reprompt": "common.reprompt",
+        "language": "common.english_only",
+        "greet": "common.greet",
+        "hold": "escalation.hold",
+    }
     return {"reply": p.reply(key.get(directive, "common.reprompt")), "directive": None}
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from agents.context import AgentContext
 from agents.ports import Appointment, Article, Balance, Dispute, DomainError, Invoice, Outage, Payment, Refund, Slot
-from agents.state import CallState, ToolEvent
+from agents.state import CallState, ToolEvent, verification_of
 
 T = TypeVar("T")
 
@@ -32,7 +32,7 @@ def money(cents: int) -> str:
 
 
 def spoken_time(moment: datetime, ctx: AgentContext) -> str:
-    """"Tuesday, December 1 at 10 AM" in the tenant's time zone."""
+    """ "Tuesday, December 1 at 10 AM" in the tenant's time zone."""
     local = moment.astimezone(ctx.tz)
     hour = local.strftime("%I").lstrip("0")
     minutes = "" if local.minute == 0 else local.strftime(":%M")
@@ -45,10 +45,8 @@ class CallerTools:
     def __init__(self, ctx: AgentContext, state: CallState, agent: str) -> None:
         self.ctx = ctx
         self.tenant = ctx.tenant
-        verification = state.get("verification") or {}
-        self.account_id: str | None = (
-            verification.get("account_id") if verification.get("status") == "verified" else None
-        )
+        verification = verification_of(state)
+        self.account_id: str | None = verification["account_id"] if verification["status"] == "verified" else None
         self.call_id = state.get("call_id", "")
         self.turn = state.get("turn", 0)
         self.agent = agent
@@ -198,7 +196,13 @@ class CallerTools:
     def for_llm(self, agent: str) -> list[BaseTool]:
         """The tools an LLM specialist may call; each returns text the model can read."""
         tools = {
-            "scheduling": [self._t_open_slots(), self._t_appointments(), self._t_book(), self._t_move(), self._t_cancel()],
+            "scheduling": [
+                self._t_open_slots(),
+                self._t_appointments(),
+                self._t_book(),
+                self._t_move(),
+                self._t_cancel(),
+            ],
             "billing": [self._t_balance(), self._t_invoices(), self._t_pay(), self._t_dispute(), self._t_refund()],
             "support": [self._t_outage(), self._t_articles(), self._t_reset()],
         }
@@ -377,4 +381,3 @@ class _OutageArgs(BaseModel):
 
 class _QueryArgs(BaseModel):
     query: str
-

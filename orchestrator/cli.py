@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Coroutine
 from pathlib import Path
@@ -65,7 +66,11 @@ def route(
     t0 = time.perf_counter()
     prediction = classifier.classify(text)
     latency_ms = (time.perf_counter() - t0) * 1000
-    out = {"intent": prediction.intent, "confidence": round(prediction.confidence, 4), "latency_ms": round(latency_ms, 3)}
+    out = {
+        "intent": prediction.intent,
+        "confidence": round(prediction.confidence, 4),
+        "latency_ms": round(latency_ms, 3),
+    }
     if as_json:
         print(json.dumps(out))
     else:
@@ -116,7 +121,9 @@ def chat(
                         break
                     record = await call.say(text)
                     for h in call.result.handoffs[seen:]:
-                        console.print(f"  [magenta]↪ handoff {h['from_agent']} → {h['to_agent']} ({h['reason']})[/magenta]")
+                        console.print(
+                            f"  [magenta]↪ handoff {h['from_agent']} → {h['to_agent']} ({h['reason']})[/magenta]"
+                        )
                     seen = len(call.result.handoffs)
                     console.print(
                         f"  [dim]route: {record.intent} ({(record.confidence or 0):.2f}) · agent: {record.agent_name}"
@@ -140,17 +147,19 @@ def demo(
     from orchestrator.scenarios import SCENARIOS
 
     async def main() -> list[dict[str, Any]]:
+        from orchestrator.runtime import Services
         from orchestrator.session.text import run_text_call
 
         calls = []
-        async with await _services() as services:
-            for scenario in SCENARIOS:
-                result = await run_text_call(services, scenario.turns, caller_id=scenario.caller_id)
-                data = result.to_json()
-                data["scenario"] = scenario.name
-                calls.append(data)
-                if not as_json:
-                    _print_call(data)
+        # A fresh tenant every run, so the demo tells the same story each time.
+        with tempfile.TemporaryDirectory(prefix="switchboard-demo-") as data_dir:
+            async with await Services.open(load_settings(data_dir=Path(data_dir))) as services:
+                for scenario in SCENARIOS:
+                    result = await run_text_call(services, scenario.turns, caller_id=scenario.caller_id)
+                    data = {"scenario": scenario.name, **result.to_json()}
+                    calls.append(data)
+                    if not as_json:
+                        _print_call(data)
         return calls
 
     calls = _run(main())
@@ -195,9 +204,13 @@ def _print_call(data: dict[str, Any]) -> None:
     for turn in data["turns"]:
         lines.append(f"[cyan]caller[/cyan]: {turn['caller']}")
         lines.append(f"[green]{turn['agent_name']}[/green]: {turn['agent']}")
-        lines.append(f"[dim]  intent {turn['intent']} ({(turn['confidence'] or 0):.2f}) · {turn['latency_ms']:.0f} ms[/dim]")
+        lines.append(
+            f"[dim]  intent {turn['intent']} ({(turn['confidence'] or 0):.2f}) · {turn['latency_ms']:.0f} ms[/dim]"
+        )
     for h in data["handoffs"]:
-        lines.append(f"[magenta]handoff turn {h['turn']}: {h['from_agent']} → {h['to_agent']} ({h['reason']})[/magenta]")
+        lines.append(
+            f"[magenta]handoff turn {h['turn']}: {h['from_agent']} → {h['to_agent']} ({h['reason']})[/magenta]"
+        )
     reason = f" ({data['escalation_reason']})" if data.get("escalation_reason") else ""
     title = f"{data.get('scenario', data['call_id'])}: {data['outcome']}{reason}"
     console.print(Panel("\n".join(lines), title=title, expand=False))

@@ -131,13 +131,19 @@ async def _open_checkpointer(settings: Settings, stack: AsyncExitStack) -> BaseC
         from psycopg_pool import AsyncConnectionPool
 
         conninfo = "postgresql://" + url.split("://", 1)[1]
-        conninfo = conninfo.replace("postgresql+psycopg://", "postgresql://").replace("postgresql+asyncpg://", "postgresql://")
+        conninfo = conninfo.replace("postgresql+psycopg://", "postgresql://").replace(
+            "postgresql+asyncpg://", "postgresql://"
+        )
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            conninfo, min_size=1, max_size=8, open=False, kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+            conninfo,
+            min_size=1,
+            max_size=8,
+            open=False,
+            kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
         )
         await pool.open()
         stack.push_async_callback(pool.close)
-        saver: BaseCheckpointSaver[Any] = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+        saver: BaseCheckpointSaver[Any] = AsyncPostgresSaver(pool)
         await saver.setup()  # type: ignore[attr-defined]
         return saver
     path = (settings.data_dir / "checkpoints.db").resolve()

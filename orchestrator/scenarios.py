@@ -22,7 +22,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "book a technician visit",
         "+15550100008",
-        ("My internet keeps dropping, I need a technician to come out", "10011", "the second one", "yes", "no, that's all"),
+        ("I'd like to book a technician visit", "10011", "the second one", "yes", "no, that's all"),
         "resolved",
         "scheduling",
     ),
@@ -64,7 +64,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "router restart walkthrough",
         None,
-        ("My wifi is really slow", "done", "ok", "done", "done", "yes", "no thanks"),
+        ("My wifi is really slow", "done", "ok", "done", "done", "done", "yes", "no thanks"),
         "resolved",
         "support",
     ),
@@ -77,8 +77,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "topic change: billing then scheduling",
-        "+15550100002",
-        ("How much do I owe?", "10453", "no", "Actually, can I book a technician visit?", "the first one", "yes", "no"),
+        "+15550100003",
+        ("How much do I owe?", "11375", "no", "Actually, can I book a technician visit?", "the first one", "yes", "no"),
         "resolved",
         "billing",
     ),

@@ -9,7 +9,7 @@ from typing import Any
 from agents import parsing
 from agents.context import AgentContext
 from agents.ports import DomainError
-from agents.state import CallState, Handoff, Task, Verification, new_verification
+from agents.state import CallState, Handoff, Task, Verification, verification_of
 from agents.tools import CallerTools
 
 
@@ -43,7 +43,7 @@ async def verify(ctx: AgentContext, state: CallState, utterance: str) -> tuple[V
 
     Returns the new verification record and, while verification is not finished, what to say.
     """
-    v: Verification = dict(state.get("verification") or new_verification())  # type: ignore[assignment]
+    v = Verification(**verification_of(state))
     prompts = ctx.prompts
     if v["status"] in {"verified", "failed"}:
         return v, None
@@ -52,7 +52,7 @@ async def verify(ctx: AgentContext, state: CallState, utterance: str) -> tuple[V
         caller_id = state.get("caller_id")
         customer = await customers.find_by_phone(caller_id) if caller_id else None
         if customer:
-            v.update(account_id=customer.account_id, awaiting="zip")
+            v["account_id"], v["awaiting"] = customer.account_id, "zip"
             return v, prompts.reply("verify.ask_zip")
         v["awaiting"] = "phone"
         return v, prompts.reply("verify.ask_phone")
@@ -60,14 +60,14 @@ async def verify(ctx: AgentContext, state: CallState, utterance: str) -> tuple[V
         phone = parsing.phone_number(utterance)
         customer = await customers.find_by_phone(phone) if phone else None
         if customer:
-            v.update(account_id=customer.account_id, awaiting="zip")
+            v["account_id"], v["awaiting"] = customer.account_id, "zip"
             return v, prompts.reply("verify.ask_zip_after_phone")
         return _failed_attempt(ctx, v, "verify.retry_phone")
     # awaiting the ZIP code
     code = parsing.zip_code(utterance)
     if code and v["account_id"] and await customers.check_second_factor(v["account_id"], code):
         customer = await customers.get(v["account_id"])
-        v.update(status="verified", name=customer.name, awaiting="")
+        v["status"], v["name"], v["awaiting"] = "verified", customer.name, ""
         return v, None
     return _failed_attempt(ctx, v, "verify.retry_zip")
 
@@ -75,13 +75,13 @@ async def verify(ctx: AgentContext, state: CallState, utterance: str) -> tuple[V
 def _failed_attempt(ctx: AgentContext, v: Verification, retry_key: str) -> tuple[Verification, str | None]:
     v["attempts"] += 1
     if v["attempts"] >= ctx.max_verification_attempts:
-        v.update(status="failed", awaiting="")
+        v["status"], v["awaiting"] = "failed", ""
         return v, None
     return v, ctx.prompts.reply(retry_key)
 
 
 def first_name(state: CallState) -> str:
-    name = (state.get("verification") or {}).get("name") or ""
+    name = verification_of(state)["name"] or ""
     return name.split()[0] if name else ""
 
 
@@ -109,12 +109,14 @@ async def run_specialist(
         if verification["status"] == "failed":
             return {**update, "task": task, "directive": "escalate:verification_failed"}
         if prompt is not None:
-            progressed = verification["attempts"] == (state.get("verification") or new_verification())["attempts"]
+            progressed = verification["attempts"] == verification_of(state)["attempts"]
             reply = _join(carried, prompt)
             return {**update, "task": task, "reply": reply, "failures": _failures(state, progressed)}
-        if (state.get("verification") or {}).get("status") != "verified":
-            carried = _join(carried, ctx.prompts.reply("verify.thanks", name=(verification["name"] or "").split(" ")[0]))
-        state = {**state, "verification": verification}  # type: ignore[typeddict-item]
+        if verification_of(state)["status"] != "verified":
+            carried = _join(
+                carried, ctx.prompts.reply("verify.thanks", name=(verification["name"] or "").split(" ")[0])
+            )
+        state = CallState(**{**state, "verification": verification})
     tools = CallerTools(ctx, state, agent)
     try:
         step = await flow(ctx, state, tools, task)
@@ -157,7 +159,7 @@ def _failures(state: CallState, progressed: bool) -> int:
 
 
 def _context_for(state: CallState, task: Task | None) -> str:
-    who = (state.get("verification") or {}).get("name") or "unverified caller"
+    who = verification_of(state)["name"] or "unverified caller"
     want = f"; task {task.get('name')} {task.get('slots') or {}}" if task else ""
     return f"{who}{want}"
 

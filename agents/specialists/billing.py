@@ -20,8 +20,31 @@ def start(utterance: str) -> Task:
     if parsing.mentions(utterance, "refund", "money back", "reimburse", "credit back", "credit my"):
         name = "refund"
     elif parsing.mentions(
-        utterance, "dispute", "overcharg", "wrong", "incorrect", "don't recognize", "do not recognize",
-        "charged twice", "double charg", "extra charge", "unexpected", "shouldn't be", "mistake", "fee",
+        utterance,
+        "dispute",
+        "overcharg",
+        "wrong",
+        "incorrect",
+        "don't recognize",
+        "do not recognize",
+        "charged twice",
+        "double charg",
+        "extra charge",
+        "unexpected",
+        "shouldn't be",
+        "mistake",
+        "fee",
+        "charged for",
+        "charged me",
+        "never ordered",
+        "didn't order",
+        "did not order",
+        "never signed up",
+        "didn't sign up",
+        "unauthori",
+        "what is this charge",
+        "why was i charged",
+        "why am i being charged",
     ):
         name = "dispute"
     elif parsing.mentions(utterance, "pay", "payment"):
@@ -44,7 +67,7 @@ async def flow(ctx: AgentContext, state: CallState, tools: CallerTools, task: Ta
     if awaiting == "offer_pay":
         if parsing.yes_no(utterance):
             # "Yes" to "would you like to pay it now?" means the whole balance.
-            task.update(name="pay", awaiting="amount")
+            task["name"], task["awaiting"] = "pay", "amount"
             return await _ask_amount(ctx, tools, task, "all")
         return Step(reply=p.reply("common.anything_else"), task=None, resolved=True)
     if awaiting == "amount":
@@ -80,9 +103,13 @@ async def _ask_amount(ctx: AgentContext, tools: CallerTools, task: Task, utteran
     p = ctx.prompts
     bal = await tools.balance()
     if bal.due_cents <= 0:
-        return Step(reply=p.reply("billing.nothing_due") + " " + p.reply("common.anything_else"), task=None, resolved=True)
+        return Step(
+            reply=p.reply("billing.nothing_due") + " " + p.reply("common.anything_else"), task=None, resolved=True
+        )
     amount = parsing.amount_cents(utterance)
-    if amount is None and (parsing.wants_everything(utterance) or (task.get("awaiting") == "amount" and parsing.yes_no(utterance))):
+    if amount is None and (
+        parsing.wants_everything(utterance) or (task.get("awaiting") == "amount" and parsing.yes_no(utterance))
+    ):
         amount = bal.due_cents
     if amount is None:
         first_time = task.get("awaiting") != "amount"
@@ -107,8 +134,13 @@ async def _pick_line(ctx: AgentContext, tools: CallerTools, task: Task, utteranc
         charges = _charges(latest) if latest else "no recent charges"
         return Step(reply=p.reply("billing.which_charge", charges=charges), task=task, progress=first)
     inv, line = match
-    task["slots"].update(invoice_id=inv.invoice_id, line_id=line.line_id, amount_cents=line.amount_cents,
-                         description=line.description, period=inv.period)
+    task["slots"].update(
+        invoice_id=inv.invoice_id,
+        line_id=line.line_id,
+        amount_cents=line.amount_cents,
+        description=line.description,
+        period=inv.period,
+    )
     if task["name"] == "refund":
         policy = tools.tenant.billing.refund_policy()
         amount = parsing.amount_cents(task["slots"].get("request", "")) or line.amount_cents
@@ -118,7 +150,9 @@ async def _pick_line(ctx: AgentContext, tools: CallerTools, task: Task, utteranc
     task["awaiting"] = "confirm"
     key = "billing.confirm_refund" if task["name"] == "refund" else "billing.confirm_dispute"
     return Step(
-        reply=p.reply(key, description=line.description, amount=money(task["slots"]["amount_cents"]), period=inv.period),
+        reply=p.reply(
+            key, description=line.description, amount=money(task["slots"]["amount_cents"]), period=inv.period
+        ),
         task=task,
     )
 
@@ -134,22 +168,48 @@ async def _commit(ctx: AgentContext, tools: CallerTools, task: Task) -> Step:
     s = task["slots"]
     if task["name"] == "pay":
         payment = await tools.pay(s["amount_cents"])
-        return Step(reply=p.reply("billing.paid", amount=money(payment.amount_cents)) + " " + p.reply("common.anything_else"),
-                    resolved=True)
+        return Step(
+            reply=p.reply("billing.paid", amount=money(payment.amount_cents)) + " " + p.reply("common.anything_else"),
+            resolved=True,
+        )
     reason = s.get("request") or "caller disputes the charge"
     if task["name"] == "refund":
         try:
             refund = await tools.refund(s["invoice_id"], s["amount_cents"], reason)
         except PolicyViolation as exc:
             return _over_policy(ctx, task, str(exc))
-        return Step(reply=p.reply("billing.refunded", amount=money(refund.amount_cents)) + " " + p.reply("common.anything_else"),
-                    resolved=True)
+        return Step(
+            reply=p.reply("billing.refunded", amount=money(refund.amount_cents))
+            + " "
+            + p.reply("common.anything_else"),
+            resolved=True,
+        )
     await tools.dispute(s["invoice_id"], s["line_id"], reason)
-    return Step(reply=p.reply("billing.disputed", description=s["description"]) + " " + p.reply("common.anything_else"),
-                resolved=True)
+    return Step(
+        reply=p.reply("billing.disputed", description=s["description"]) + " " + p.reply("common.anything_else"),
+        resolved=True,
+    )
 
 
-_STOP = {"the", "a", "an", "my", "on", "for", "of", "i", "was", "is", "it", "that", "this", "charge", "bill", "fee", "me"}
+_STOP = {
+    "the",
+    "a",
+    "an",
+    "my",
+    "on",
+    "for",
+    "of",
+    "i",
+    "was",
+    "is",
+    "it",
+    "that",
+    "this",
+    "charge",
+    "bill",
+    "fee",
+    "me",
+}
 
 
 def _match_line(utterance: str, lines: list[tuple[Invoice, Any]]) -> tuple[Invoice, Any] | None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from agents.context import AgentContext
 from agents.ports import DomainError
-from agents.state import CallState, Handoff
+from agents.state import CallState, Handoff, verification_of
 from agents.tools import CallerTools
 
 AGENT = "escalation"
@@ -31,8 +31,12 @@ REASON_TEXT = {
 
 def summarize(state: CallState, reason: str) -> str:
     """A short, factual summary for the human who takes the call (no model call; deterministic)."""
-    v = state.get("verification") or {}
-    who = f"{v.get('name')} (verified, account {v.get('account_id')})" if v.get("status") == "verified" else "an unverified caller"
+    v = verification_of(state)
+    who = (
+        f"{v.get('name')} (verified, account {v.get('account_id')})"
+        if v.get("status") == "verified"
+        else "an unverified caller"
+    )
     topics = [h["to_agent"] for h in state.get("handoffs", []) if h["to_agent"] not in {"escalation", "human"}]
     done = state.get("resolutions", [])
     caller_lines = [t["text"] for t in state.get("transcript", []) if t["role"] == "caller" and t["text"].strip()]
@@ -55,7 +59,7 @@ async def escalate(ctx: AgentContext, state: CallState, reason: str) -> dict[str
     tools = CallerTools(ctx, state, AGENT)
     summary = summarize(state, reason)
     priority = PRIORITY.get(reason, 3)
-    v = state.get("verification") or {}
+    v = verification_of(state)
     if v.get("status") == "verified" and v.get("account_id"):
         try:
             if (await ctx.tenant.customers.get(str(v["account_id"]))).vip:

@@ -48,18 +48,22 @@ async def flow(ctx: AgentContext, state: CallState, tools: CallerTools, task: Ta
         if answer is None:
             return Step(reply=p.reply("common.yes_or_no"), task=task, progress=False)
         if not answer:
-            return await _offer(ctx, tools, task, utterance, exclude=[slots["chosen"]["slot_id"]] if "chosen" in slots else [])
+            return await _offer(
+                ctx, tools, task, utterance, exclude=[slots["chosen"]["slot_id"]] if "chosen" in slots else []
+            )
         return await _commit(ctx, tools, task)
     if awaiting == "which_appointment":
         appts = slots["appointments"]
         idx = parsing.choose(utterance, [_local(ctx, a["start"]) for a in appts], ctx.today())
         if idx is None:
-            return Step(reply=p.reply("scheduling.which_appointment", options=_list(ctx, appts)), task=task, progress=False)
+            return Step(
+                reply=p.reply("scheduling.which_appointment", options=_list(ctx, appts)), task=task, progress=False
+            )
         slots["appointment"] = appts[idx]
         return await _after_appointment(ctx, tools, task, slots.get("request", ""))
     if awaiting == "offer_book":
         if parsing.yes_no(utterance):
-            task.update(name="book", awaiting="")
+            task["name"], task["awaiting"] = "book", ""
             return await _offer(ctx, tools, task, utterance)
         return Step(reply=p.reply("common.anything_else"), task=None, resolved=True)
 
@@ -69,7 +73,7 @@ async def flow(ctx: AgentContext, state: CallState, tools: CallerTools, task: Ta
     else:
         appts = await tools.appointments()
         if not appts:
-            task.update(awaiting="offer_book")
+            task["awaiting"] = "offer_book"
             step = Step(reply=p.reply("scheduling.none_booked"), task=task)
         elif name == "check":
             step = Step(
@@ -81,7 +85,9 @@ async def flow(ctx: AgentContext, state: CallState, tools: CallerTools, task: Ta
         elif len(appts) > 1:
             slots["appointments"] = [_appt(a) for a in appts]
             task["awaiting"] = "which_appointment"
-            step = Step(reply=p.reply("scheduling.which_appointment", options=_list(ctx, slots["appointments"])), task=task)
+            step = Step(
+                reply=p.reply("scheduling.which_appointment", options=_list(ctx, slots["appointments"])), task=task
+            )
         else:
             slots["appointment"] = _appt(appts[0])
             step = await _after_appointment(ctx, tools, task, slots.get("request", ""))
@@ -122,7 +128,9 @@ async def _pick_slot(ctx: AgentContext, tools: CallerTools, task: Task, utteranc
             return await _offer(ctx, tools, task, utterance)
         if parsing.yes_no(utterance) is False or parsing.mentions(utterance, "none", "neither", "other", "else"):
             return await _offer(ctx, tools, task, utterance, exclude=[s["slot_id"] for s in offered])
-        return Step(reply=ctx.prompts.reply("scheduling.pick_again", options=_list(ctx, offered)), task=task, progress=False)
+        return Step(
+            reply=ctx.prompts.reply("scheduling.pick_again", options=_list(ctx, offered)), task=task, progress=False
+        )
     task["slots"]["chosen"] = offered[idx]
     task["awaiting"] = "confirm"
     when = spoken_time(datetime.fromisoformat(offered[idx]["start"]), ctx)
@@ -136,7 +144,9 @@ async def _commit(ctx: AgentContext, tools: CallerTools, task: Task) -> Step:
     if task["name"] == "cancel":
         await tools.cancel_visit(slots["appointment"]["appointment_id"])
         when = spoken_time(datetime.fromisoformat(slots["appointment"]["start"]), ctx)
-        return Step(reply=p.reply("scheduling.cancelled", when=when) + " " + p.reply("common.anything_else"), resolved=True)
+        return Step(
+            reply=p.reply("scheduling.cancelled", when=when) + " " + p.reply("common.anything_else"), resolved=True
+        )
     chosen = slots["chosen"]
     if task["name"] == "move":
         appt = await tools.move_visit(slots["appointment"]["appointment_id"], chosen["slot_id"])

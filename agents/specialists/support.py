@@ -15,7 +15,9 @@ AGENT = "support"
 
 def start(utterance: str) -> Task:
     """Read which support task the caller wants from their first words."""
-    if parsing.mentions(utterance, "password", "log in", "login", "sign in", "locked out", "can't access", "cannot access"):
+    if parsing.mentions(
+        utterance, "password", "log in", "login", "sign in", "locked out", "can't access", "cannot access"
+    ):
         name = "password"
     elif parsing.mentions(utterance, "restart", "reboot", "reset my router", "reset the router", "power cycle"):
         name = "restart"
@@ -44,7 +46,7 @@ async def flow(ctx: AgentContext, state: CallState, tools: CallerTools, task: Ta
         return await _outage(ctx, tools, task, code)
     if awaiting == "offer_restart":
         if parsing.yes_no(utterance):
-            task.update(name="restart", awaiting="")
+            task["name"], task["awaiting"] = "restart", ""
             return await _walkthrough(ctx, tools, task, "restart router")
         return Step(reply=p.reply("support.offer_visit"), task=_offer_visit(task))
     if awaiting == "step":
@@ -56,7 +58,9 @@ async def flow(ctx: AgentContext, state: CallState, tools: CallerTools, task: Ta
         if answer is None:
             return Step(reply=p.reply("common.yes_or_no"), task=task, progress=False)
         if answer:
-            return Step(reply=p.reply("support.glad_fixed") + " " + p.reply("common.anything_else"), task=None, resolved=True)
+            return Step(
+                reply=p.reply("support.glad_fixed") + " " + p.reply("common.anything_else"), task=None, resolved=True
+            )
         return Step(reply=p.reply("support.offer_visit"), task=_offer_visit(task))
     if awaiting == "offer_visit":
         if parsing.yes_no(utterance):
@@ -64,16 +68,24 @@ async def flow(ctx: AgentContext, state: CallState, tools: CallerTools, task: Ta
             return Step(
                 reply=p.reply("support.handing_to_scheduling"),
                 task=None,
-                handoff=("scheduling", "technician_visit_needed", Task(name="book", awaiting="", slots={"reason": reason})),
+                handoff=(
+                    "scheduling",
+                    "technician_visit_needed",
+                    Task(name="book", awaiting="", slots={"reason": reason}),
+                ),
             )
         return Step(reply=p.reply("common.anything_else"), task=None)
 
     name = task["name"]
     if name == "password":
         masked = await tools.reset_password()
-        return Step(reply=p.reply("support.reset_sent", email=masked) + " " + p.reply("common.anything_else"), resolved=True)
+        return Step(
+            reply=p.reply("support.reset_sent", email=masked) + " " + p.reply("common.anything_else"), resolved=True
+        )
     if name in {"restart", "troubleshoot"}:
-        return await _walkthrough(ctx, tools, task, slots.get("request", "") if name == "troubleshoot" else "restart router")
+        return await _walkthrough(
+            ctx, tools, task, slots.get("request", "") if name == "troubleshoot" else "restart router"
+        )
     # Outage check: the verified account's ZIP code, one the caller said, or ask for it.
     code = parsing.zip_code(slots.get("request", ""))
     if code is None and tools.account_id is None:
@@ -89,9 +101,14 @@ async def _outage(ctx: AgentContext, tools: CallerTools, task: Task, code: str |
         eta = ""
         if outage.eta:
             local = outage.eta.astimezone(ctx.tz)
-            eta = p.reply("support.outage_eta", when=f"{local.strftime('%A')} at {local.strftime('%I').lstrip('0')} {local.strftime('%p')}")
+            eta = p.reply(
+                "support.outage_eta",
+                when=f"{local.strftime('%A')} at {local.strftime('%I').lstrip('0')} {local.strftime('%p')}",
+            )
         return Step(
-            reply=p.reply("support.outage", description=outage.description.rstrip(". "), eta=eta) + " " + p.reply("common.anything_else"),
+            reply=p.reply("support.outage", description=outage.description.rstrip(". "), eta=eta)
+            + " "
+            + p.reply("common.anything_else"),
             task=None,
             resolved=True,
         )

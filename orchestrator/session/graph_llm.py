@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from livekit.agents import llm
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, APIConnectOptions, NotGivenOr
@@ -43,7 +44,7 @@ class GraphTurns:
     errors: list[str] = field(default_factory=list)
 
 
-class GraphLLM(llm.LLM):
+class GraphLLM(llm.LLM[Any]):
     """One call's graph, presented to AgentSession as its LLM."""
 
     def __init__(
@@ -72,7 +73,7 @@ class GraphLLM(llm.LLM):
         return "switchboard"
 
     @property
-    def config(self) -> dict[str, Any]:
+    def config(self) -> RunnableConfig:
         return {"configurable": {"thread_id": self.call_id}}
 
     def chat(

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from livekit.agents import Agent, AgentSession
+from livekit.agents.voice.run_result import RunResult
 
 from orchestrator.runtime import Services
 from orchestrator.session.graph_llm import GraphLLM
@@ -87,7 +88,7 @@ class TextCall:
         if not self._started:
             await self.start()
         t0 = time.perf_counter()
-        run = self.session.run(user_input=utterance)
+        run: RunResult[None] = self.session.run(user_input=utterance)
         await run
         latency_ms = (time.perf_counter() - t0) * 1000
         reply = " ".join(

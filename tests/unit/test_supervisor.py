@@ -10,8 +10,12 @@ from agents.supervisor import _mask_emails, _refund_promise_cents, check_utteran
 pytestmark = pytest.mark.unit
 
 
-def history(*caller_lines: str, agent_last: str = "") -> CallState:
-    transcript = [Turn(role="caller", agent="caller", text=t) for t in caller_lines]
+def history(*caller_lines: str, agent_last: str = "", agent_says: str = "") -> CallState:
+    transcript: list[Turn] = []
+    for text in caller_lines:
+        transcript.append(Turn(role="caller", agent="caller", text=text))
+        if agent_says:
+            transcript.append(Turn(role="agent", agent="billing", text=agent_says))
     if agent_last:
         transcript.append(Turn(role="agent", agent="billing", text=agent_last))
     return CallState(transcript=transcript)
@@ -53,8 +57,18 @@ def test_abuse_warns_first_then_escalates() -> None:
 
 
 def test_loops_and_repeated_failures_escalate() -> None:
-    state = history("what about the thing", "what about the thing")
-    assert check_utterance("what about the thing", state).escalate == "loop"
+    stuck = history("what about the thing", "what about the thing", agent_says="Sorry, which charge?")
+    assert check_utterance("what about the thing", stuck).escalate == "loop"
+    # Saying "done" at every step of a walkthrough is progress, not a loop.
+    steps = CallState(
+        transcript=[
+            Turn(role="caller", agent="caller", text="done"),
+            Turn(role="agent", agent="support", text="Step 2: unplug it."),
+            Turn(role="caller", agent="caller", text="done"),
+            Turn(role="agent", agent="support", text="Step 3: wait."),
+        ]
+    )
+    assert check_utterance("done", steps).escalate is None
     assert check_utterance("hmm", CallState(failures=3)).escalate == "repeated_failures"
 
 
@@ -63,13 +77,18 @@ def test_reprompts_and_greetings(text: str, directive: str) -> None:
     assert check_utterance(text, CallState()).directive == directive
 
 
-@pytest.mark.parametrize("text", ["Hola, necesito ayuda con mi factura por favor", "我的网络断了", "Bonjour, je voudrais payer"])
+@pytest.mark.parametrize(
+    "text", ["Hola, necesito ayuda con mi factura por favor", "我的网络断了", "Bonjour, je voudrais payer"]
+)
 def test_other_languages_get_a_clear_reply(text: str) -> None:
     assert check_utterance(text, CallState()).directive == "language"
 
 
 def test_closing_only_after_anything_else() -> None:
-    assert check_utterance("no thanks", history(agent_last="Is there anything else I can help you with?")).directive == "close"
+    assert (
+        check_utterance("no thanks", history(agent_last="Is there anything else I can help you with?")).directive
+        == "close"
+    )
     assert check_utterance("no thanks", history(agent_last="Shall I book it?")).directive is None
 
 
