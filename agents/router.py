@@ -42,9 +42,8 @@ def answers_pending(task: Task, verification_awaiting: str, text: str, today: An
     return len(words) <= 4
 
 
-async def classify(ctx: AgentContext, state: CallState, text: str) -> tuple[IntentPrediction, str]:
-    """The local classifier first; the LLM only below the confidence threshold, when one is configured."""
-    prediction = ctx.classifier.classify(text)
+async def classify(ctx: AgentContext, text: str, prediction: IntentPrediction) -> tuple[IntentPrediction, str]:
+    """Give the LLM the last word when the local classifier is unsure and a model is configured."""
     if prediction.confidence >= ctx.router_threshold or ctx.models is None:
         return prediction, "classifier"
     model = ctx.models.router_model()
@@ -56,24 +55,27 @@ async def classify(ctx: AgentContext, state: CallState, text: str) -> tuple[Inte
     found = re.search(r"\b(" + "|".join(INTENTS) + r")\b", content.lower())
     if not found:
         return prediction, "classifier"
-    return IntentPrediction(intent=found.group(1), confidence=prediction.confidence, scores=prediction.scores), "llm"  # type: ignore[arg-type]
+    intent = next(i for i in INTENTS if i == found.group(1))
+    return IntentPrediction(intent=intent, confidence=prediction.confidence, scores=prediction.scores), "llm"
 
 
 async def route(ctx: AgentContext, state: CallState) -> dict[str, Any]:
     """Decide who answers this turn: the active specialist, a new one, a human, or the router itself."""
     text = state.get("utterance", "")
-    prediction, source = await classify(ctx, state, text)
-    intent, confidence = prediction.intent, prediction.confidence
     active = state.get("active", "router")
     task: Task = state.get("task") or Task()
     awaiting_verification = verification_of(state)["awaiting"]
+    local = ctx.classifier.classify(text)
+    # The call's intent stays the active specialist's while the caller answers its questions;
+    # checked before any LLM fallback, so a ZIP code or a "yes" never costs a model call.
+    staying = {"intent": active, "confidence": state.get("confidence", local.confidence), "directive": None}
+    if active in ROUTABLE and answers_pending(task, awaiting_verification, text, ctx.today()):
+        return staying
+    prediction, source = await classify(ctx, text, local)
+    intent, confidence = prediction.intent, prediction.confidence
     update: dict[str, Any] = {"intent": intent, "confidence": round(confidence, 4), "directive": None}
-    # The call's intent stays the active specialist's while the caller answers its questions.
-    staying = {"intent": active, "confidence": state.get("confidence", confidence), "directive": None}
 
     if active in ROUTABLE:
-        if answers_pending(task, awaiting_verification, text, ctx.today()):
-            return staying
         switching = intent != active and intent in (*ROUTABLE, "escalation") and confidence >= ctx.switch_threshold
         if not switching:
             return staying

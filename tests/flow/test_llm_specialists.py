@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from langchain_core.language_models import BaseChatModel
 
-from agents.testing import ScriptedChatModel, ToolCall
+from agents.testing import FunctionChatModel, ScriptedChatModel, ToolCall
 from orchestrator.session.text import run_text_call
 
 pytestmark = pytest.mark.flow
@@ -18,16 +18,28 @@ MARIA = "+15550100001"
 
 
 class OneModel:
-    """A routing policy that always answers with the same scripted model."""
+    """A routing policy that gives every specialist the same scripted model.
+
+    The router's low-confidence fallback gets its own model, which answers with the intent the
+    classifier would have given, so it never eats a specialist's scripted step.
+    """
 
     def __init__(self, model: BaseChatModel) -> None:
         self.model = model
+        self.router = FunctionChatModel(lambda request: _keyword_intent(request.last_text))
 
     def model_for(self, intent: str, confidence: float, failures: int = 0) -> BaseChatModel:
         return self.model
 
     def router_model(self) -> BaseChatModel:
-        return self.model
+        return self.router
+
+
+def _keyword_intent(text: str) -> str:
+    lowered = text.lower()
+    if "appointment" in lowered or "visit" in lowered:
+        return "scheduling"
+    return "billing"
 
 
 async def test_llm_billing_uses_tools_after_deterministic_verification(open_services: Callable[..., Any]) -> None:

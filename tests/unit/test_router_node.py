@@ -1,0 +1,92 @@
+"""The router node: local classifier first, the LLM only when unsure, specialists keep their answers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from langchain_core.language_models import BaseChatModel
+
+from agents.context import AgentContext
+from agents.ports import Intent, IntentPrediction
+from agents.prompts import Prompts
+from agents.router import route
+from agents.state import CallState, Task
+from agents.testing import ScriptedChatModel
+from orchestrator.config import PROMPTS_DIR
+
+pytestmark = pytest.mark.unit
+
+
+class Fixed:
+    def __init__(self, intent: Intent, confidence: float) -> None:
+        self.prediction = IntentPrediction(intent=intent, confidence=confidence)
+
+    def classify(self, text: str) -> IntentPrediction:
+        return self.prediction
+
+
+class Models:
+    def __init__(self, router: BaseChatModel) -> None:
+        self.router = router
+
+    def model_for(self, intent: str, confidence: float, failures: int = 0) -> BaseChatModel:
+        raise AssertionError("no specialist model in these tests")
+
+    def router_model(self) -> BaseChatModel:
+        return self.router
+
+
+def context(intent: Intent, confidence: float, models: Any = None) -> AgentContext:
+    return AgentContext(
+        tenant=None,  # type: ignore[arg-type]  # the router never touches the tenant
+        classifier=Fixed(intent, confidence),
+        prompts=Prompts.load(PROMPTS_DIR),
+        models=models,
+        clock=lambda: datetime(2026, 11, 24, 19, tzinfo=UTC),
+    )
+
+
+async def test_confident_reading_hands_off_without_a_model() -> None:
+    model = ScriptedChatModel([])
+    update = await route(context("billing", 0.97, Models(model)), CallState(utterance="what's my balance", turn=1))
+    assert update["active"] == "billing"
+    assert update["handoffs"][0]["reason"] == "intent:billing"
+    model.assert_complete()
+
+
+async def test_unsure_reading_asks_the_llm() -> None:
+    model = ScriptedChatModel(["support"])
+    update = await route(context("billing", 0.3, Models(model)), CallState(utterance="the thing is broken", turn=1))
+    assert update["active"] == "support"
+    assert "routed by llm" in update["handoffs"][0]["context"]
+    model.assert_complete()
+
+
+async def test_unsure_without_llm_asks_the_caller() -> None:
+    update = await route(context("billing", 0.3), CallState(utterance="the thing", turn=1))
+    assert update["directive"] == "respond"
+    assert "right place" in update["reply"]
+
+
+async def test_answer_to_a_pending_question_stays_and_costs_no_model_call() -> None:
+    model = ScriptedChatModel([])
+    state = CallState(utterance="yes", turn=3, active="billing", task=Task(name="pay", awaiting="confirm"))
+    update = await route(context("out_of_scope", 0.2, Models(model)), state)
+    assert update["intent"] == "billing"
+    assert "handoffs" not in update
+    model.assert_complete()
+
+
+async def test_confident_topic_change_hands_off() -> None:
+    state = CallState(utterance="can I book a technician", turn=4, active="billing", task=Task(name="balance"))
+    update = await route(context("scheduling", 0.95), state)
+    assert update["active"] == "scheduling"
+    assert update["handoffs"][0]["reason"] == "topic_change"
+
+
+async def test_out_of_scope_gets_a_polite_answer() -> None:
+    update = await route(context("out_of_scope", 0.9), CallState(utterance="what's the weather", turn=1))
+    assert update["directive"] == "respond"
+    assert "not something I can help with" in update["reply"]
