@@ -125,6 +125,9 @@ class GraphStream(llm.LLMStream):
                 config=graph_llm.config,
                 context=graph_llm.context,
                 stream_mode="custom",
+                # One checkpoint per turn, written when the turn ends: a turn is the unit of resumption,
+                # and per-node writes cost a commit each on the critical path.
+                durability="exit",
             ):
                 text = chunk if isinstance(chunk, str) else str(chunk)
                 if not text:
