@@ -197,3 +197,26 @@ async def test_each_turn_runs_the_graph_once(services: Services) -> None:
     roles = [t["role"] for t in state["transcript"]]
     assert roles == ["caller", "agent", "caller", "agent"]
     assert state["turn"] == 2
+
+
+async def test_supervisor_override_reroutes_and_whispers(services: Services) -> None:
+    call = TextCall(services, caller_id=MARIA)
+    try:
+        await call.say("What's my balance?")
+        # A human supervisor re-routes the call from the console: applied before the next turn.
+        await services.graph.aupdate_state(call.llm.config, {"override": {"kind": "reroute", "agent": "scheduling"}})
+        await call.say("10027")
+        assert call.result.handoffs[-1]["reason"] == "supervisor_reroute"
+        assert call.result.turns[-1].agent_name == "scheduling"
+        await services.graph.aupdate_state(
+            call.llm.config, {"override": {"kind": "whisper", "text": "We can also waive the visit fee today."}}
+        )
+        await call.say("the first one")
+        assert call.result.turns[-1].agent.endswith("We can also waive the visit fee today.")
+        await services.graph.aupdate_state(call.llm.config, {"override": {"kind": "take_over", "by": "sam"}})
+        await call.say("hello?")
+        assert call.result.turns[-1].agent_name == "human"
+        kinds = [i["kind"] for i in call.result.interventions]
+        assert kinds == ["reroute", "whisper", "take_over"]
+    finally:
+        await call.aclose()
