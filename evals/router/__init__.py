@@ -1,0 +1,1 @@
+"""Router eval: split, train, bench and score the local intent classifier."""
