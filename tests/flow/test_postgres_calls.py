@@ -55,6 +55,11 @@ async def test_call_resumes_on_another_postgres_backed_process(database_url: str
         balance = await second.tenant.billing.balance("NW-1002")
     finally:
         await second.aclose()
-    assert [t["text"] for t in state["transcript"] if t["role"] == "caller"] == ["How much do I owe?", "10453", "yes", "yes"]
+    assert [t["text"] for t in state["transcript"] if t["role"] == "caller"] == [
+        "How much do I owe?",
+        "10453",
+        "yes",
+        "yes",
+    ]
     assert balance.due_cents == 0
     assert not (tmp_path / "checkpoints.db").exists(), "checkpoints must go to PostgreSQL, not SQLite"
