@@ -23,7 +23,7 @@ services:
 	@bash deploy/dev/services.sh
 
 demo: install
-	$(BIN)/switchboard demo
+	$(BIN)/switchboard demo-queue
 
 check: install
 	$(BIN)/ruff format --check orchestrator agents evals tests

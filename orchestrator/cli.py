@@ -199,6 +199,9 @@ def eval_router(
     console.print(f"latency p50 {report['latency_ms']['p50']:.2f} ms, p99 {report['latency_ms']['p99']:.2f} ms")
 
 
+__import__("evals.cli", fromlist=["register"]).register(eval_app)  # eval run / eval compare (evals/cli.py)
+
+
 def _print_call(data: dict[str, Any]) -> None:
     lines = []
     for turn in data["turns"]:
@@ -215,6 +218,14 @@ def _print_call(data: dict[str, Any]) -> None:
     title = f"{data.get('scenario', data['call_id'])}: {data['outcome']}{reason}"
     console.print(Panel("\n".join(lines), title=title, expand=False))
 
+
+__import__("orchestrator.cli_report", fromlist=["register"]).register(app)  # `switchboard report` (telemetry)
+
+from orchestrator.cli_ops import register  # noqa: E402  # registered last: the ops commands live in their own module
+
+register(app)
+
+__import__("orchestrator.cli_voice").cli_voice.register(app)  # voice commands: call-audio, tts warm, bench voice
 
 if __name__ == "__main__":
     app()

@@ -15,7 +15,9 @@ AGENT = "support"
 
 def start(utterance: str) -> Task:
     """Read which support task the caller wants from their first words."""
-    if parsing.mentions(
+    if parsing.mentions(utterance, "technician", "engineer", "send someone", "someone to come", "come out", "home visit"):
+        name = "visit"
+    elif parsing.mentions(
         utterance, "password", "log in", "login", "sign in", "locked out", "can't access", "cannot access"
     ):
         name = "password"
@@ -77,6 +79,14 @@ async def flow(ctx: AgentContext, state: CallState, tools: CallerTools, task: Ta
         return Step(reply=p.reply("common.anything_else"), task=None)
 
     name = task["name"]
+    if name == "visit":
+        # The caller already knows they need a technician: scheduling books it, no troubleshooting first.
+        reason = str(slots.get("request", ""))[:200] or "technician visit"
+        return Step(
+            reply="",
+            task=None,
+            handoff=("scheduling", "technician_requested", Task(name="book", awaiting="", slots={"reason": reason})),
+        )
     if name == "password":
         masked = await tools.reset_password()
         return Step(

@@ -55,6 +55,7 @@ class Reclaimer:
         self._on_lost = on_lost
         self.interval_s = interval_s if interval_s is not None else queue.heartbeat_ms / 1000
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def tick(self) -> None:
         """One pass of upkeep (the timer calls it; tests may call it directly)."""
@@ -74,25 +75,32 @@ class Reclaimer:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        # A stop flag, not only cancellation: redis-py can swallow a CancelledError that lands
+        # mid-command, and a timer that missed its cancel would tick (and sleep) forever.
+        while not self._stopping.is_set():
             started = loop.time()
             try:
                 await self.tick()
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if self._stopping.is_set():
+                    return
                 # Redis may be restarting: keep ticking, the next pass renews everything at once.
                 logger.exception("queue upkeep failed for consumer %s", self.consumer)
-            await asyncio.sleep(max(0.0, self.interval_s - (loop.time() - started)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), max(0.0, self.interval_s - (loop.time() - started)))
 
     def start(self) -> None:
         """Start the timer task (owned by this object; stopped by :meth:`aclose`)."""
         if self._task is None:
+            self._stopping.clear()
             self._task = asyncio.create_task(self._run(), name=f"queue-reclaimer-{self.consumer}")
 
     async def aclose(self, *, unregister: bool = True) -> None:
         """Stop the timer and (by default) withdraw the worker's slot registration."""
         task, self._task = self._task, None
+        self._stopping.set()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,0 +1,85 @@
+"""The FastAPI app factory: intake, queue and health routers over one CallQueue."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from livekit.api import TokenVerifier, WebhookReceiver
+
+from orchestrator.api import health, intake, queue_routes
+from orchestrator.api.errors import install_error_handlers
+from orchestrator.config import Settings
+from orchestrator.queue import CallQueue
+
+DEFAULT_ROOM_PREFIX = "call-"
+
+
+def open_queue(settings: Settings, url: str, *, prefix: str = "sb") -> CallQueue:
+    """A CallQueue that owns a blocking-pool client for ``url``, with the limits from ``settings``.
+
+    The pool blocks when every connection is busy rather than failing, so a burst of webhooks queues
+    in the client instead of turning into 503s.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=64, timeout=10)
+    return CallQueue.from_settings(settings, aioredis.Redis(connection_pool=pool), prefix=prefix, owns_client=True)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    queue: CallQueue | None = None,
+    queue_prefix: str = "sb",
+    room_prefix: str = DEFAULT_ROOM_PREFIX,
+) -> FastAPI:
+    """Build the API.
+
+    Args:
+        settings: Secrets (LiveKit, intake), admission limits and where Redis is.
+        queue: Use this queue (tests); the caller keeps ownership. Without it the lifespan opens one on
+            ``settings.redis_url``, or on an embedded Redis under ``data_dir`` when that is unset, and
+            closes both at shutdown.
+        queue_prefix: Key prefix of the queue the lifespan opens.
+        room_prefix: LiveKit rooms whose names start with it are calls (``room_started`` admits them).
+
+    Returns:
+        The app; later features add routers with ``app.include_router``.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            if queue is None:
+                url = settings.redis_url
+                if not url:
+                    from orchestrator.queue.embedded import EmbeddedRedis
+
+                    server = EmbeddedRedis(settings.data_dir / "redis")
+                    # Starting redis-server blocks for a moment; keep the loop free meanwhile.
+                    url = await asyncio.to_thread(server.start)
+                    stack.callback(server.shutdown)
+                opened = open_queue(settings, url, prefix=queue_prefix)
+                stack.push_async_callback(opened.aclose)
+                app.state.queue = opened
+            yield
+
+    app = FastAPI(
+        title="Switchboard",
+        version="0.1.0",
+        summary="Contact-centre orchestrator: call intake, queue and workers.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.queue = queue
+    app.state.room_prefix = room_prefix
+    app.state.webhook_receiver = WebhookReceiver(
+        TokenVerifier(settings.livekit_api_key, settings.livekit_api_secret.get_secret_value())
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(intake.router)
+    app.include_router(queue_routes.router)
+    return app

@@ -1,0 +1,462 @@
+"""Operations commands: `serve`, `worker`, `dlq`, `simulate` and `demo-queue` (registered on the main app)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator.config import Settings, SettingsError, load_settings
+
+console = Console()
+err = Console(stderr=True)
+
+PrefixOpt = Annotated[str, typer.Option("--prefix", help="Queue key prefix (isolates tenants and test runs).")]
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _quiet() -> None:
+    import logging
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("livekit", "livekit.agents", "httpx", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+# ---------------------------------------------------------------------------------------------- serve / worker
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    prefix: PrefixOpt = "sb",
+    room_prefix: Annotated[str, typer.Option(help="LiveKit rooms named like this are calls.")] = "call-",
+) -> None:
+    """Run the API (webhooks, /v1/calls, queue views, probes); embedded Redis when REDIS_URL is unset."""
+    import uvicorn
+
+    from orchestrator.api import create_app
+
+    _quiet()
+    app = create_app(_settings(), queue_prefix=prefix, room_prefix=room_prefix)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def worker(
+    slots: Annotated[int, typer.Option(min=1, help="Calls this process runs at once.")] = 4,
+    prefix: PrefixOpt = "sb",
+    drain_timeout: Annotated[float, typer.Option(help="Seconds running calls may finish after SIGTERM.")] = 30.0,
+    hold_interval: Annotated[float, typer.Option(help="Seconds between hold messages (0 = none).")] = 5.0,
+    burst: Annotated[bool, typer.Option(help="Exit once the queue is empty.")] = False,
+) -> None:
+    """Run a worker: pull calls into free slots, run their sessions, drain on SIGTERM."""
+    from orchestrator.worker.main import RedisNotConfigured, run_worker
+
+    _quiet()
+    try:
+        asyncio.run(
+            run_worker(
+                _settings(),
+                slots=slots,
+                prefix=prefix,
+                drain_timeout_s=drain_timeout,
+                hold_interval_s=hold_interval or None,
+                burst=burst,
+            )
+        )
+    except RedisNotConfigured as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+# ---------------------------------------------------------------------------------------------- dlq
+
+dlq_app = typer.Typer(help="Inspect and replay dead-lettered calls.", no_args_is_help=True)
+
+
+async def _with_queue(prefix: str, action: str, dead_id: str | None) -> Any:
+    from orchestrator.api.app import open_queue
+    from orchestrator.worker.main import resolve_redis_url
+
+    settings = _settings()
+    queue = open_queue(settings, resolve_redis_url(settings), prefix=prefix)
+    try:
+        if action == "list":
+            return [d.model_dump(mode="json") for d in await queue.dead_letters(1000)]
+        assert dead_id is not None
+        if action == "show":
+            found = await queue.dead_letter(dead_id)
+            return found.model_dump(mode="json") if found else None
+        return (await queue.replay(dead_id)).model_dump(mode="json")
+    finally:
+        await queue.aclose()
+
+
+def _dlq(prefix: str, action: str, dead_id: str | None = None) -> Any:
+    from orchestrator.queue import DeadLetterNotFound
+    from orchestrator.worker.main import RedisNotConfigured
+
+    try:
+        return asyncio.run(_with_queue(prefix, action, dead_id))
+    except (RedisNotConfigured, DeadLetterNotFound) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+
+
+@dlq_app.command("list")
+def dlq_list(
+    prefix: PrefixOpt = "sb", as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
+) -> None:
+    """List dead letters, newest first."""
+    items = _dlq(prefix, "list")
+    if as_json:
+        print(json.dumps(items, indent=2))
+        return
+    table = Table(title=f"{len(items)} dead letters")
+    for col in ("id", "call", "attempts", "failed at", "error"):
+        table.add_column(col)
+    for d in items:
+        table.add_row(d["id"], d["job"]["call_id"], str(d["attempts"]), d["failed_at"], d["error"][:60])
+    console.print(table)
+
+
+@dlq_app.command("show")
+def dlq_show(dead_id: Annotated[str, typer.Argument(help="Dead-letter id.")], prefix: PrefixOpt = "sb") -> None:
+    """Show one dead letter as JSON."""
+    item = _dlq(prefix, "show", dead_id)
+    if item is None:
+        err.print(f"[red]no dead letter {dead_id}[/red]")
+        raise typer.Exit(1)
+    print(json.dumps(item, indent=2))
+
+
+@dlq_app.command("replay")
+def dlq_replay(dead_id: Annotated[str, typer.Argument(help="Dead-letter id.")], prefix: PrefixOpt = "sb") -> None:
+    """Put a dead letter back into the queue (attempts reset)."""
+    job = _dlq(prefix, "replay", dead_id)
+    console.print(f"replayed call [bold]{job['call_id']}[/bold]")
+
+
+# ---------------------------------------------------------------------------------------------- simulate
+
+
+def _free_port() -> int:
+    from orchestrator.queue.embedded import free_port
+
+    return free_port()
+
+
+@contextlib.contextmanager
+def local_system(settings: Settings, *, workers: int, slots: int, prefix: str, hold_interval_s: float) -> Iterator[str]:
+    """Start Redis (embedded unless REDIS_URL), the API and worker processes; stop all of them on exit.
+
+    Yields:
+        The API's base URL.
+    """
+    from orchestrator.queue.embedded import EmbeddedRedis
+
+    run_dir = Path(settings.data_dir) / "simulate"
+    logs = run_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    server: EmbeddedRedis | None = None
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        url = settings.redis_url
+        if not url:
+            # Its own folder: never the one a running `switchboard serve` uses (start() stops stale servers).
+            server = EmbeddedRedis(run_dir / "redis")
+            url = server.start()
+        env = {**os.environ, "REDIS_URL": url, "SWITCHBOARD_DATA_DIR": str(Path(settings.data_dir).resolve())}
+        port = _free_port()
+        base = [sys.executable, "-m", "orchestrator.cli"]
+        commands = [[*base, "serve", "--port", str(port), "--prefix", prefix]]
+        commands += [
+            [*base, "worker", "--slots", str(slots), "--prefix", prefix, "--hold-interval", str(hold_interval_s)]
+            for _ in range(workers)
+        ]
+        for i, cmd in enumerate(commands):
+            log = (logs / f"{'api' if i == 0 else f'worker-{i}'}.log").open("wb")
+            # Own session: a Ctrl-C reaches only us, and we stop the children in order (drain first).
+            procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            log.close()
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for p in procs:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        if server is not None:
+            server.shutdown()
+
+
+@dataclass
+class _Run:
+    calls: int
+    placed: dict[str, str] = field(default_factory=dict)  # call_id -> scenario name
+    refused: int = 0
+    outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dead: set[str] = field(default_factory=set)
+    hold_messages: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))], 2)
+
+
+def summarize(run: _Run) -> dict[str, Any]:
+    """The simulate summary: success = completed with the scenario's expected outcome."""
+    from orchestrator.scenarios import SCENARIOS
+
+    expected = {s.name: s.expect_outcome for s in SCENARIOS}
+    completed = {c: o for c, o in run.outcomes.items() if o["status"] == "completed"}
+    dead = run.dead | {c for c, o in run.outcomes.items() if o["status"] == "dead_lettered"}
+    ok = sum(1 for c, o in completed.items() if o["outcome"] == expected.get(run.placed.get(c, ""), "?"))
+    waits = [float(o["queue_wait_ms"]) for o in completed.values()]
+    turns = [float(t) for o in completed.values() for t in o["turn_latency_ms"]]
+    routes: dict[str, int] = {}
+    for o in completed.values():
+        first = o["routes"][0] if o["routes"] else "none"
+        routes[first] = routes.get(first, 0) + 1
+    escalated = sum(1 for o in completed.values() if o["outcome"] == "escalated")
+    return {
+        "calls": run.calls,
+        "completed": len(completed),
+        "lost": len(set(run.placed) - set(completed) - dead),
+        "dead_lettered": len(dead),
+        "success_rate": round(ok / run.calls, 4) if run.calls else 0.0,
+        "queue_wait_ms": {"p50": _pct(waits, 0.5), "p95": _pct(waits, 0.95), "p99": _pct(waits, 0.99)},
+        "turn_latency_ms": {"p50": _pct(turns, 0.5), "p95": _pct(turns, 0.95), "p99": _pct(turns, 0.99)},
+        "escalation_rate": round(escalated / len(completed), 4) if completed else 0.0,
+        "routes": dict(sorted(routes.items())),
+    }
+
+
+async def _simulate(
+    api: str,
+    settings: Settings,
+    *,
+    calls: int,
+    rate: float,
+    concurrency: int,
+    turn_gap_ms: int,
+    timeout_s: float,
+    expect_slots: int,
+    show: bool,
+) -> _Run:
+    import httpx
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from orchestrator.api.signing import livekit_webhook_token
+    from orchestrator.scenarios import SCENARIOS
+
+    run = _Run(calls=calls)
+    tag = uuid.uuid4().hex[:8]
+    key, secret = settings.livekit_api_key, settings.livekit_api_secret.get_secret_value()
+    slots = asyncio.Semaphore(concurrency)
+    in_flight: set[str] = set()
+    async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                ready = await http.get("/readyz")
+                stats = (await http.get("/v1/queue")).json() if ready.status_code == 200 else {}
+                if stats.get("worker_slots", 0) >= expect_slots:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the API at {api} (and {expect_slots} worker slots) did not come up in 60 s")
+            await asyncio.sleep(0.2)
+
+        progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.fields[info]}"), console=err, disable=not show, transient=False,
+        )  # fmt: skip
+        with progress:
+            placed_bar = progress.add_task("placed", total=calls, info="")
+            done_bar = progress.add_task("finished", total=calls, info="")
+
+            async def read_outcomes() -> None:
+                cursor = "0-0"
+                while len(run.outcomes) < len(run.placed) or len(run.placed) + run.refused < calls:
+                    with contextlib.suppress(httpx.HTTPError):
+                        resp = await http.get("/v1/outcomes", params={"after": cursor, "wait_ms": 1000})
+                        body = resp.json()
+                        cursor = body["last_id"]
+                        for o in body["outcomes"]:
+                            cid = o["call_id"]
+                            if cid in run.placed and cid not in run.outcomes:
+                                run.outcomes[cid] = o
+                                if cid in in_flight:
+                                    in_flight.discard(cid)
+                                    slots.release()
+                    progress.update(done_bar, completed=len(run.outcomes), info=f"in flight {len(in_flight)}")
+
+            async def place(i: int) -> None:
+                scenario = SCENARIOS[i % len(SCENARIOS)]
+                name = f"call-sim-{tag}-{i}"
+                meta = {
+                    "caller_id": scenario.caller_id or "",
+                    "priority": 1,
+                    "simulated": True,
+                    "script": list(scenario.turns),
+                    "scenario": scenario.name,
+                    "turn_gap_ms": turn_gap_ms,
+                }
+                event = {"event": "room_started", "id": f"EV_{tag}_{i}", "room": {"sid": f"RM_{tag}_{i}", "name": name}}
+                event["room"]["metadata"] = json.dumps(meta)  # type: ignore[index]
+                body = json.dumps(event).encode()
+                for _ in range(20):
+                    headers = {"Authorization": livekit_webhook_token(key, secret, body)}
+                    try:
+                        resp = await http.post("/webhooks/livekit", content=body, headers=headers)
+                    except httpx.HTTPError:
+                        await asyncio.sleep(0.5)
+                        continue
+                    if resp.status_code == 202:
+                        cid = resp.json()["call_id"]
+                        run.placed[cid] = scenario.name
+                        in_flight.add(cid)
+                        return
+                    if resp.status_code == 503:
+                        await asyncio.sleep(min(5.0, float(resp.headers.get("Retry-After", "1"))))
+                        continue
+                    raise RuntimeError(f"webhook refused: {resp.status_code} {resp.text}")
+                run.refused += 1
+                slots.release()
+
+            reader = asyncio.create_task(read_outcomes(), name="simulate-outcomes")
+            placers: list[asyncio.Task[None]] = []
+            try:
+                for i in range(calls):
+                    await slots.acquire()
+                    placers.append(asyncio.create_task(place(i), name=f"simulate-place-{i}"))
+                    progress.update(placed_bar, completed=i + 1)
+                    await asyncio.sleep(1 / rate if rate > 0 else 0)
+                await asyncio.gather(*placers)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(reader), timeout_s)
+            finally:
+                reader.cancel()
+                for t in placers:
+                    t.cancel()
+                await asyncio.gather(reader, *placers, return_exceptions=True)
+
+        with contextlib.suppress(httpx.HTTPError):
+            dead = (await http.get("/v1/dead-letters", params={"limit": 1000})).json()
+            run.dead = {d["job"]["call_id"] for d in dead if d["job"]["call_id"] in run.placed}
+            for cid in run.placed:
+                held = (await http.get(f"/v1/calls/{cid}/hold-messages")).json()
+                run.hold_messages += len(held["messages"])
+    return run
+
+
+def simulate(
+    calls: Annotated[int, typer.Option(min=1, help="Calls to place.")] = 50,
+    rate: Annotated[float, typer.Option(help="New calls per second.")] = 10.0,
+    concurrency: Annotated[int, typer.Option(min=1, help="Most calls in flight from the simulator.")] = 50,
+    api: Annotated[str | None, typer.Option(help="Target a running API instead of starting the system.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only the JSON summary.")] = False,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes to start (without --api).")] = 2,
+    slots: Annotated[int, typer.Option(min=1, help="Slots per started worker.")] = 4,
+    turn_gap_ms: Annotated[int, typer.Option(min=0, help="Caller pause before each turn.")] = 150,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for outcomes after the last call.")] = 120.0,
+    prefix: Annotated[str | None, typer.Option(help="Queue prefix (default: a fresh one per run).")] = None,
+) -> None:
+    """Place simulated calls through the signed LiveKit webhook and report how they went.
+
+    Callers speak scripted turns drawn round-robin from the demo scenarios. Success means the call
+    completed with its scenario's expected outcome. Without --api it starts embedded Redis (unless
+    REDIS_URL is set), the API and worker processes, and stops them all at the end.
+    """
+    _quiet()
+    settings = _settings()
+    show = not as_json
+    started = time.monotonic()
+
+    def go(url: str, expect_slots: int) -> _Run:
+        return asyncio.run(
+            _simulate(
+                url, settings, calls=calls, rate=rate, concurrency=concurrency, turn_gap_ms=turn_gap_ms,
+                timeout_s=timeout, expect_slots=expect_slots, show=show,
+            )
+        )  # fmt: skip
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM (a CI timeout, `kill`) must stop the processes we started just like Ctrl-C does.
+    previous = signal.signal(signal.SIGTERM, interrupted)
+    try:
+        if api:
+            run = go(api.rstrip("/"), 0)
+        else:
+            run_prefix = prefix or f"sim-{uuid.uuid4().hex[:8]}"
+            with local_system(settings, workers=workers, slots=slots, prefix=run_prefix, hold_interval_s=1.0) as url:
+                if show:
+                    err.print(f"[dim]started API at {url} and {workers} workers x {slots} slots[/dim]")
+                run = go(url, workers * slots)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted; every process started was stopped[/yellow]")
+        raise typer.Exit(130) from None
+    except RuntimeError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    summary = summarize(run)
+    if as_json:
+        print(json.dumps(summary))
+        return
+    table = Table(title=f"{calls} simulated calls in {time.monotonic() - started:.1f} s")
+    table.add_column("metric")
+    table.add_column("value")
+    for k, v in summary.items():
+        table.add_row(k, json.dumps(v))
+    table.add_row("hold messages heard", str(run.hold_messages))
+    console.print(table)
+
+
+def demo_queue() -> None:
+    """The queued demo: about 50 simulated calls through the webhook, queue and two workers, then a summary."""
+    simulate(calls=50, rate=20.0, concurrency=50, api=None, as_json=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the operations commands to the `switchboard` app."""
+    app.command()(serve)
+    app.command()(worker)
+    app.command()(simulate)
+    app.command("demo-queue")(demo_queue)
+    app.add_typer(dlq_app, name="dlq")

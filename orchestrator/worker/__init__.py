@@ -1,0 +1,6 @@
+"""The worker process: pulls calls when it has free slots, runs their sessions, heartbeats, drains on SIGTERM.
+
+Import the parts from their modules (``worker.Worker``, ``runner.TextCallRunner``, ``outcomes``,
+``hold``, ``main.run_worker``); this package stays light so the API can read outcomes and hold
+messages without loading the session stack.
+"""

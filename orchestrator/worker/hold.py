@@ -1,0 +1,130 @@
+"""Hold announcements: every waiting caller periodically hears their place in the queue and the expected wait.
+
+One announcer runs per worker process, but a Redis lock lets only one of them speak per interval, so
+callers do not hear the same message once per worker. Each message is appended to the per-call stream
+``<prefix>:hold:<call_id>`` (fields ``position``, ``expected_wait_s``, ``text``), which the transport
+that holds the caller (a LiveKit room playing hold audio, or the simulator) consumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import uuid
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from orchestrator.queue import CallQueue
+
+logger = logging.getLogger(__name__)
+
+HOLD_TTL_S = 3600
+HOLD_MAXLEN = 50
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def hold_key(prefix: str, call_id: str) -> str:
+    """The hold-message stream of one call."""
+    return f"{prefix}:hold:{call_id}"
+
+
+def hold_text(position: int, expected_wait_s: float) -> str:
+    """What a waiting caller hears, e.g. "You're number 3 in the queue; the expected wait is about 20 seconds."."""
+    if expected_wait_s < 1:
+        wait = "you'll be connected in a moment"
+    elif expected_wait_s < 90:
+        # Round up to 5 s: "about 20 seconds" sounds honest, "about 17 seconds" sounds like a bug.
+        wait = f"the expected wait is about {max(5, 5 * math.ceil(expected_wait_s / 5))} seconds"
+    else:
+        wait = f"the expected wait is about {math.ceil(expected_wait_s / 60)} minutes"
+    return f"You're number {position} in the queue; {wait}."
+
+
+async def read_hold_messages(redis: aioredis.Redis, prefix: str, call_id: str) -> list[dict[str, Any]]:
+    """Every hold message a call has been given (oldest first; capped at the last ``HOLD_MAXLEN``)."""
+    entries: Any = await redis.xrange(hold_key(prefix, call_id))
+    out = []
+    for entry_id, fields in entries:
+        f = {_s(k): _s(v) for k, v in fields.items()}
+        out.append(
+            {
+                "id": _s(entry_id),
+                "position": int(f.get("position", 0)),
+                "expected_wait_s": float(f.get("expected_wait_s", 0)),
+                "text": f.get("text", ""),
+            }
+        )
+    return out
+
+
+class HoldAnnouncer:
+    """Publishes a hold message to every waiting call every ``interval_s`` (one speaker across processes)."""
+
+    def __init__(self, queue: CallQueue, *, interval_s: float = 5.0, name: str | None = None) -> None:
+        """Build an announcer; nothing runs until :meth:`start`.
+
+        Args:
+            queue: The call queue (its prefix namespaces the hold streams).
+            interval_s: Time between two messages to the same caller.
+            name: Identity in the leader lock (default a random one).
+        """
+        self.queue = queue
+        self.interval_s = interval_s
+        self.name = name or uuid.uuid4().hex
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._lock_key = f"{queue.keys.prefix}:hold:lock"
+
+    async def announce(self) -> int:
+        """Give every waiting call one hold message now (ignores the lock); returns how many were sent."""
+        waiting = await self.queue.waiting()
+        if not waiting:
+            return 0
+        prefix = self.queue.keys.prefix
+        async with self.queue.redis.pipeline(transaction=False) as pipe:
+            for w in waiting:
+                key = hold_key(prefix, w.call_id)
+                fields: dict[Any, Any] = {
+                    "position": w.position,
+                    "expected_wait_s": round(w.expected_wait_s, 1),
+                    "text": hold_text(w.position, w.expected_wait_s),
+                }
+                pipe.xadd(key, fields, maxlen=HOLD_MAXLEN, approximate=False)
+                pipe.expire(key, HOLD_TTL_S)
+            await pipe.execute()
+        return len(waiting)
+
+    async def tick(self) -> int:
+        """Announce if no other process did within this interval; returns how many messages were sent."""
+        won = await self.queue.redis.set(self._lock_key, self.name, nx=True, px=max(1, int(self.interval_s * 1000)))
+        if not won:
+            return 0
+        return await self.announce()
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.tick()
+            except Exception:
+                # Redis may be restarting; a missed hold message is not worth stopping for.
+                logger.exception("hold announcement failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.interval_s / 4)
+
+    def start(self) -> None:
+        """Start the timer task (owned by this object; stopped by :meth:`aclose`)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="hold-announcer")
+
+    async def aclose(self) -> None:
+        """Stop the timer between two ticks (not by cancelling a Redis command mid-flight)."""
+        task, self._task = self._task, None
+        if task is not None:
+            self._stop.set()
+            await task

@@ -1,0 +1,108 @@
+"""The worker process: open services and the queue, run a Worker, drain on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+from orchestrator.config import Settings
+from orchestrator.queue import CallQueue
+from orchestrator.queue.embedded import STATE_FILE
+from orchestrator.worker.outcomes import CallOutcome
+from orchestrator.worker.runner import TextCallRunner, TurnHook
+from orchestrator.worker.worker import OutcomeHook, Worker
+
+logger = logging.getLogger(__name__)
+
+
+class RedisNotConfigured(RuntimeError):
+    """No REDIS_URL and no embedded Redis running under data_dir."""
+
+
+def resolve_redis_url(settings: Settings) -> str:
+    """REDIS_URL, else the embedded Redis that ``switchboard serve`` started under ``data_dir/redis``.
+
+    Raises:
+        RedisNotConfigured: Neither is available.
+    """
+    if settings.redis_url:
+        return settings.redis_url
+    state = Path(settings.data_dir) / "redis" / STATE_FILE
+    try:
+        port = int(json.loads(state.read_text())["port"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise RedisNotConfigured(
+            f"REDIS_URL is not set and no embedded Redis runs under {state.parent} "
+            "(start `switchboard serve` first, or set REDIS_URL)"
+        ) from exc
+    return f"redis://127.0.0.1:{port}/0"
+
+
+async def run_worker(
+    settings: Settings,
+    *,
+    slots: int,
+    prefix: str = "sb",
+    name: str | None = None,
+    drain_timeout_s: float = 30.0,
+    hold_interval_s: float | None = 5.0,
+    burst: bool = False,
+    on_start: TurnHook | None = None,
+    on_turn: TurnHook | None = None,
+    on_outcome: OutcomeHook | None = None,
+    on_ready: TurnHook | None = None,
+) -> Worker:
+    """Run one worker process until SIGTERM/SIGINT (drain) or, with ``burst``, until the queue is empty.
+
+    Args:
+        settings: Redis, storage and queue timers.
+        slots: Concurrent calls.
+        prefix: Queue key prefix.
+        name: Consumer name (default host-pid-random).
+        drain_timeout_s: How long running calls may finish after SIGTERM before they are handed back.
+        hold_interval_s: Hold-message period (None: no announcer in this process).
+        burst: Return once the queue is empty.
+        on_start: Hook ``(call_id, turns_already_done)`` when a call (re)starts.
+        on_turn: Progress hook ``(call_id, turns_done)``.
+        on_outcome: Called with each finished call's outcome.
+        on_ready: Called once with ``(worker_name, slots)`` when the worker starts claiming.
+
+    Returns:
+        The worker (for its counters).
+    """
+    from orchestrator.api.app import open_queue
+    from orchestrator.runtime import Services
+
+    url = resolve_redis_url(settings)
+    async with AsyncExitStack() as stack:
+        services = await Services.open(settings)
+        stack.push_async_callback(services.aclose)
+        queue: CallQueue = open_queue(settings, url, prefix=prefix)
+        stack.push_async_callback(queue.aclose)
+        runner = TextCallRunner(services, on_start=on_start, on_turn=on_turn)
+        await runner.warm_up()
+        worker = Worker(
+            queue,
+            runner,
+            slots=slots,
+            name=name,
+            drain_timeout_s=drain_timeout_s,
+            hold_interval_s=hold_interval_s,
+            on_outcome=on_outcome,
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.drain)
+            stack.callback(loop.remove_signal_handler, sig)
+        if on_ready is not None:
+            on_ready(worker.name, slots)
+        logger.info("worker %s: %d slots on %s (prefix %s)", worker.name, slots, url, prefix)
+        await worker.run(burst=burst)
+    return worker
+
+
+__all__ = ["CallOutcome", "RedisNotConfigured", "resolve_redis_url", "run_worker"]

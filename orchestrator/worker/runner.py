@@ -1,0 +1,123 @@
+"""Call runners: how a worker runs one claimed call's session. The local text transport today; a LiveKit room later."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from orchestrator.queue import ClaimedCall
+from orchestrator.runtime import Services
+from orchestrator.worker.outcomes import CallOutcome
+
+# Simulated callers may pause between turns (room metadata ``turn_gap_ms``) so that calls last as long
+# as real ones would; the worker sleeps that long before feeding each scripted turn.
+TURN_GAP_KEY = "turn_gap_ms"
+MAX_TURN_GAP_S = 30.0
+
+TurnHook = Callable[[str, int], None]
+
+
+class CallRunner(Protocol):
+    """Runs one claimed call to its end and says how it went.
+
+    A runner resumes a call whose graph checkpoint already holds turns (a crashed worker's call), and
+    must stop promptly when its task is cancelled (drain deadline, or the call was taken over).
+    """
+
+    async def run(self, claimed: ClaimedCall) -> CallOutcome:
+        """Run the call's session to its end.
+
+        Returns:
+            The outcome; the worker fills in ``worker``, ``attempt`` and ``queue_wait_ms``.
+        """
+        ...
+
+
+class TextCallRunner:
+    """Runs calls on the local text transport (``TextCall``), feeding simulated callers' scripts.
+
+    A resumed call continues at ``script[state.turn:]``: turns already in the checkpoint are not said
+    again. A call without a script has no caller on this transport and ends at once; real callers
+    arrive through the LiveKit room runner (the voice issue adds it beside this class).
+    """
+
+    def __init__(
+        self, services: Services, *, on_start: TurnHook | None = None, on_turn: TurnHook | None = None
+    ) -> None:
+        """Build a runner.
+
+        Args:
+            services: The process's graph, store and tenant.
+            on_start: Called with ``(call_id, turns_already_done)`` when a call (re)starts.
+            on_turn: Called with ``(call_id, turns_done)`` after each caller turn (progress, tests).
+        """
+        self.services = services
+        self.on_start = on_start
+        self.on_turn = on_turn
+
+    async def warm_up(self) -> None:
+        """Start and close one throwaway session, so the first real (or reclaimed) call does not pay for it.
+
+        The first ``AgentSession`` of a process sets up the framework's machinery (about a second under
+        load); a call taken over from a dead worker must not wait for that on top of the reclaim time.
+        No caller turn is run, so no checkpoint is written.
+        """
+        from orchestrator.session.text import TextCall
+
+        call = TextCall(self.services, call_id=f"warm-up-{uuid.uuid4().hex}")
+        try:
+            await call.start()
+            await call.state()
+        finally:
+            await call.aclose()
+
+    async def run(self, claimed: ClaimedCall) -> CallOutcome:
+        """Run (or resume) the call and return its outcome."""
+        from orchestrator.session.text import TextCall, outcome_of
+
+        job = claimed.job
+        call = TextCall(self.services, call_id=job.call_id, caller_id=job.caller_id or None)
+        latencies: list[float] = []
+        try:
+            await call.start()
+            state = await call.state()
+            resumed_at = int(state.get("turn") or 0)
+            if self.on_start is not None:
+                self.on_start(job.call_id, resumed_at)
+            gap_s = _turn_gap_s(job.metadata)
+            done = resumed_at
+            if not state.get("ended"):
+                for utterance in (job.script or [])[resumed_at:]:
+                    if gap_s:
+                        await asyncio.sleep(gap_s)
+                    record = await call.say(utterance)
+                    latencies.append(record.latency_ms)
+                    done += 1
+                    if self.on_turn is not None:
+                        self.on_turn(job.call_id, done)
+                    if await call.ended():
+                        break
+            final: dict[str, Any] = await call.state()
+        finally:
+            await call.aclose()
+        handoffs = [dict(h) for h in final.get("handoffs", [])]
+        return CallOutcome(
+            call_id=job.call_id,
+            outcome=outcome_of(final),
+            escalation_reason=final.get("escalation_reason"),
+            turns=int(final.get("turn") or 0),
+            turn_latency_ms=latencies,
+            routes=[str(h.get("to_agent")) for h in handoffs if h.get("to_agent")],
+            handoffs=handoffs,
+            resumed_at_turn=resumed_at,
+        )
+
+
+def _turn_gap_s(metadata: dict[str, str]) -> float:
+    try:
+        gap = float(metadata.get(TURN_GAP_KEY, 0)) / 1000
+    except ValueError:
+        return 0.0
+    return min(max(gap, 0.0), MAX_TURN_GAP_S)

@@ -1,0 +1,48 @@
+"""Schemathesis against the served OpenAPI document: no generated request may cause a 5xx or break the schema."""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.python.asgi import shutdown_lifespans
+
+from orchestrator.api import create_app
+from orchestrator.config import load_settings
+from tests.conftest import REDIS_TEST_URL
+
+pytestmark = pytest.mark.contract
+
+PREFIX = f"schema-{uuid.uuid4().hex[:10]}"
+# The lifespan opens the queue on real Redis, in the event loop schemathesis runs the app in.
+APP = create_app(
+    load_settings(redis_url=REDIS_TEST_URL, data_dir=tempfile.mkdtemp(prefix="sb-schema-")), queue_prefix=PREFIX
+)
+schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cleanup() -> Iterator[None]:
+    client = redis.Redis.from_url(REDIS_TEST_URL)
+    # An outcome with a huge entry id: reads after any smaller cursor return at once instead of
+    # blocking for the generated wait_ms, which keeps this module fast.
+    client.xadd(f"{PREFIX}:outcomes", {"o": '{"call_id": "seed"}'}, id=f"{2**63}-0")
+    yield
+    shutdown_lifespans()
+    try:
+        keys = list(client.scan_iter(f"{PREFIX}:*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@schema.parametrize()
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+def test_api_conforms_to_its_openapi_document(case: schemathesis.Case) -> None:
+    case.call_and_validate()
