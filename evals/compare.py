@@ -1,0 +1,260 @@
+"""A/B comparison of two prompt versions on the same scenarios: deltas with CIs, paired tests, regressions."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from agents.ports import IntentClassifier
+from evals import svg
+from evals.grading import CompareGates, GradeTable
+from evals.metrics import HIGHER_IS_BETTER, compute_metrics, flatten
+from evals.report import grades_for, page
+from evals.runner import RunConfig, RunResult, TrialResult, _llm_caller_factory, run_trial
+from evals.schema import Suite
+from evals.stats import mcnemar_exact, paired_bootstrap_ci, wilcoxon_signed_rank
+
+COMPARED = (
+    "success_rate",
+    "first_call_resolution",
+    "escalation_rate",
+    "escalation_correctness",
+    "routing_accuracy",
+    "tool_accuracy",
+    "pass_k",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "cost_per_call",
+)
+
+
+@dataclass
+class ComparePair:
+    """The two runs, trial by trial in the same order."""
+
+    base: RunResult
+    candidate: RunResult
+
+
+async def run_pair(
+    suites: list[Suite],
+    base: RunConfig,
+    candidate: RunConfig,
+    classifier: IntentClassifier | None = None,
+) -> ComparePair:
+    """Run every scenario trial on both prompt versions, interleaved so both see the same machine load."""
+    if classifier is None:
+        from orchestrator.providers.intent import load_classifier
+
+        classifier = load_classifier()
+    gate = asyncio.Semaphore(max(1, base.concurrency))
+    t0 = time.perf_counter()
+
+    async def one(config: RunConfig, suite: str, scenario: Any, trial: int) -> TrialResult:
+        async with gate:
+            return await run_trial(suite, scenario, trial, config, classifier, _llm_caller_factory(config))
+
+    units = [(s.suite, sc, t) for s in suites for sc in s.scenarios for t in range(base.repeat)]
+    jobs = [one(cfg, suite, sc, t) for suite, sc, t in units for cfg in (base, candidate)]
+    results = await asyncio.gather(*jobs)
+    elapsed = time.perf_counter() - t0
+    names = [s.suite for s in suites]
+
+    def run(cfg: RunConfig, trials: list[TrialResult]) -> RunResult:
+        return RunResult(trials, names, cfg.repeat, elapsed, str(cfg.prompts_dir))
+
+    return ComparePair(run(base, list(results[0::2])), run(candidate, list(results[1::2])))
+
+
+def _metric_values(trials: list[TrialResult], k: int) -> dict[str, float]:
+    return flatten(compute_metrics(trials, k))
+
+
+def compare(
+    pair: ComparePair, table: GradeTable, rules: CompareGates, *, resamples: int = 400, seed: int = 0
+) -> dict[str, Any]:
+    """Deltas (candidate − base) with paired-bootstrap CIs, paired tests and the regressions.
+
+    Returns:
+        A JSON-able dict: `metrics` (per metric base, candidate, delta, ci, regression), `tests`,
+        `scenario_regressions`, `scenario_improvements`, `regressions` (sentences) and `ok`.
+    """
+    b, c = pair.base.trials, pair.candidate.trials
+    k = pair.base.repeat
+    # The bootstrap resamples scenarios (with all their trials), keeping base and candidate paired.
+    keys = sorted({(t.suite, t.scenario) for t in b})
+    by_key_b: dict[tuple[str, str], list[TrialResult]] = {key: [] for key in keys}
+    by_key_c: dict[tuple[str, str], list[TrialResult]] = {key: [] for key in keys}
+    for tb, tc in zip(b, c, strict=True):
+        by_key_b[(tb.suite, tb.scenario)].append(tb)
+        by_key_c[(tc.suite, tc.scenario)].append(tc)
+    base_vals, cand_vals = _metric_values(b, k), _metric_values(c, k)
+    cache: dict[bytes, tuple[dict[str, float], dict[str, float]]] = {}
+
+    def resampled(idx: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
+        token = idx.tobytes()
+        if token not in cache:
+            tb = [t for i in idx for t in by_key_b[keys[int(i)]]]
+            tc = [t for i in idx for t in by_key_c[keys[int(i)]]]
+            cache[token] = (_metric_values(tb, k), _metric_values(tc, k))
+        return cache[token]
+
+    rng_seed = seed
+    metrics: dict[str, Any] = {}
+    regressions: list[str] = []
+    for name in COMPARED:
+        if name not in base_vals or name not in cand_vals:
+            continue
+        delta = cand_vals[name] - base_vals[name]
+
+        def fn(idx: np.ndarray, name: str = name) -> float:
+            vb, vc = resampled(idx)
+            return vc.get(name, 0.0) - vb.get(name, 0.0)
+
+        lo, hi = paired_bootstrap_ci(len(keys), fn, resamples=resamples, seed=rng_seed)
+        higher = name in HIGHER_IS_BETTER
+        worse = -delta if higher else delta
+        ci_bad = (hi < 0) if higher else (lo > 0)
+        limit = (rules.max_drop if higher else rules.max_rise).get(name)
+        regression = ci_bad or (limit is not None and worse > limit)
+        if regression:
+            regressions.append(
+                f"{name} {'fell' if higher else 'rose'} from {base_vals[name]:.3f} to {cand_vals[name]:.3f} "
+                f"(delta {delta:+.3f}, 95% CI [{lo:+.3f}, {hi:+.3f}])"
+            )
+        metrics[name] = {
+            "base": base_vals[name],
+            "candidate": cand_vals[name],
+            "delta": delta,
+            "ci95": [lo, hi],
+            "regression": regression,
+        }
+    success = mcnemar_exact([t.passed for t in b], [t.passed for t in c])
+    lat = wilcoxon_signed_rank(
+        [float(np.mean(t.latencies)) if t.latencies else 0.0 for t in b],
+        [float(np.mean(t.latencies)) if t.latencies else 0.0 for t in c],
+    )
+    lost = [
+        {"scenario": tc.scenario, "suite": tc.suite, "trial": tc.trial, "why": tc.why}
+        for tb, tc in zip(b, c, strict=True)
+        if tb.passed and not tc.passed
+    ]
+    gained = [
+        {"scenario": tc.scenario, "suite": tc.suite, "trial": tc.trial}
+        for tb, tc in zip(b, c, strict=True)
+        if tc.passed and not tb.passed
+    ]
+    if len(lost) > rules.max_scenario_regressions:
+        regressions.append(f"{len(lost)} scenario trial(s) passed on the base and fail on the candidate")
+    if success.p_value < rules.alpha and len(lost) > len(gained):
+        regressions.append(f"success dropped significantly (McNemar exact p={success.p_value:.4f})")
+    return {
+        "base": pair.base.prompts_dir,
+        "candidate": pair.candidate.prompts_dir,
+        "trials": len(b),
+        "metrics": metrics,
+        "grades": {
+            "base": grades_for(compute_metrics(b, k), table),
+            "candidate": grades_for(compute_metrics(c, k), table),
+        },
+        "tests": {
+            "success_mcnemar": {"lost": len(lost), "gained": len(gained), "p_value": success.p_value},
+            "latency_wilcoxon": {"w_plus": lat.statistic, "n": lat.n, "p_value": lat.p_value},
+        },
+        "scenario_regressions": lost,
+        "scenario_improvements": gained,
+        "regressions": regressions,
+        "ok": not regressions,
+    }
+
+
+def print_compare(result: dict[str, Any], console: Console) -> None:
+    """The comparison as terminal tables, regressions in red."""
+    t = Table(title=f"Compare: base {result['base']} → candidate {result['candidate']} ({result['trials']} trials)")
+    for col in ("metric", "base", "candidate", "delta", "95% CI", "verdict"):
+        t.add_column(col)
+    for name, m in result["metrics"].items():
+        verdict = (
+            "[bold red]REGRESSION[/]" if m["regression"] else ("[green]better[/]" if _better(name, m["delta"]) else "")
+        )
+        lo, hi = m["ci95"]
+        t.add_row(
+            name, f"{m['base']:.3f}", f"{m['candidate']:.3f}", f"{m['delta']:+.3f}", f"[{lo:+.3f}, {hi:+.3f}]", verdict
+        )
+    console.print(t)
+    tests = result["tests"]
+    s = tests["success_mcnemar"]
+    w = tests["latency_wilcoxon"]
+    console.print(
+        f"success, McNemar exact: {s['lost']} lost, {s['gained']} gained, p={s['p_value']:.4f}; "
+        f"mean turn latency, Wilcoxon signed-rank: n={w['n']}, p={w['p_value']:.4f}"
+    )
+    for r in result["scenario_regressions"]:
+        console.print(f"[bold red]regressed[/] {r['suite']}/{r['scenario']}[{r['trial']}]: {r['why']}")
+    for r in result["regressions"]:
+        console.print(f"[bold red]regression:[/] {r}")
+    console.print("[bold green]no regressions[/]" if result["ok"] else "[bold red]the candidate regresses[/]")
+
+
+def _better(name: str, delta: float) -> bool:
+    return delta > 0 if name in HIGHER_IS_BETTER else delta < 0
+
+
+def write_compare_html(result: dict[str, Any], pair: ComparePair, path: Path) -> None:
+    """The comparison as one HTML page: delta plot with CIs, metric table, per-scenario verdicts."""
+    rows = [
+        (name, m["delta"], m["ci95"][0], m["ci95"][1], m["regression"])
+        for name, m in result["metrics"].items()
+        if not name.startswith("latency") and name != "cost_per_call"
+    ]
+    lat_rows = [
+        (name, m["delta"], m["ci95"][0], m["ci95"][1], m["regression"])
+        for name, m in result["metrics"].items()
+        if name.startswith("latency")
+    ]
+    mt = "".join(
+        f"<tr class='{'regression' if m['regression'] else ''}'><td>{name}</td><td>{m['base']:.3f}</td>"
+        f"<td>{m['candidate']:.3f}</td><td>{m['delta']:+.3f}</td>"
+        f"<td>[{m['ci95'][0]:+.3f}, {m['ci95'][1]:+.3f}]</td></tr>"
+        for name, m in result["metrics"].items()
+    )
+    sc = []
+    for tb, tc in zip(pair.base.trials, pair.candidate.trials, strict=True):
+        cls = "regression" if tb.passed and not tc.passed else ("improvement" if tc.passed and not tb.passed else "")
+        sc.append(
+            f"<tr class='{cls}'><td>{tb.suite}</td><td>{tb.scenario}</td><td>{tb.trial}</td>"
+            f"<td class='{tb.status}'>{tb.status}</td><td class='{tc.status}'>{tc.status}</td>"
+            f"<td>{html.escape(tc.why if not tc.passed else '')}</td></tr>"
+        )
+    regs = "".join(f"<li class='below'>{html.escape(r)}</li>" for r in result["regressions"]) or "<li>none</li>"
+    s = result["tests"]["success_mcnemar"]
+    w = result["tests"]["latency_wilcoxon"]
+    body = (
+        f"<p>base <code>{html.escape(result['base'])}</code> vs candidate <code>{html.escape(result['candidate'])}"
+        f"</code>, {result['trials']} paired trials.</p><h2>Regressions</h2><ul>{regs}</ul>"
+        f"<p>Success, McNemar exact: {s['lost']} lost, {s['gained']} gained, p = {s['p_value']:.4f}. "
+        f"Mean turn latency, Wilcoxon signed-rank: n = {w['n']}, p = {w['p_value']:.4f}.</p>"
+        "<h2>Rates: candidate − base, 95% paired-bootstrap CI</h2>"
+        + svg.delta_chart(rows)
+        + "<h2>Latency (ms)</h2>"
+        + svg.delta_chart(lat_rows)
+        + "<table><tr><th>metric</th><th>base</th><th>candidate</th><th>delta</th><th>95% CI</th></tr>"
+        + mt
+        + "</table>"
+        "<h2>Scenarios</h2><table><tr><th>suite</th><th>scenario</th><th>trial</th><th>base</th><th>candidate</th>"
+        "<th>why the candidate failed</th></tr>" + "".join(sc) + "</table>"
+    )
+    path.write_text(page("Switchboard prompt comparison", body), encoding="utf-8")
+
+
+def with_prompts(config: RunConfig, prompts_dir: Path) -> RunConfig:
+    """The same run configuration on another prompts folder."""
+    return replace(config, prompts_dir=prompts_dir)

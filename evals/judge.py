@@ -1,0 +1,42 @@
+"""LLM-as-judge rubrics: run only when an LLM key is configured; otherwise reported as skipped."""
+
+from __future__ import annotations
+
+from langchain_core.messages import HumanMessage, SystemMessage
+
+from evals.schema import Scenario
+from evals.scorers import Check, Observation
+from orchestrator.config import Settings
+
+_SYSTEM = (
+    "You grade one contact-centre call against one rubric. Read the transcript and answer on the first line "
+    "PASS or FAIL, then one sentence saying why. Judge only what the rubric asks."
+)
+
+
+async def judge_rubrics(settings: Settings, scenario: Scenario, obs: Observation) -> list[Check]:
+    """One check per rubric; with no key configured the rubrics pass as skipped (deterministic checks still run)."""
+    if not settings.llm_configured:
+        return [
+            Check(f"rubric.{i + 1}", True, "skipped: no LLM key configured")
+            for i in range(len(scenario.expect.rubrics))
+        ]
+    from orchestrator.providers.llm import ModelRegistry
+
+    registry = ModelRegistry.from_settings(settings)
+    if registry is None:
+        return []
+    model = registry.tier_model("large")
+    transcript = "\n".join(f"CALLER: {t['caller']}\nAGENT ({t['agent_name']}): {t['agent']}" for t in obs.turns)
+    checks = []
+    for i, rubric in enumerate(scenario.expect.rubrics):
+        prompt = f"Caller persona: {scenario.persona}\nGoal: {scenario.goal}\nRubric: {rubric}\n\n{transcript}"
+        try:
+            answer = await model.ainvoke([SystemMessage(_SYSTEM), HumanMessage(prompt)])
+        except Exception as exc:  # noqa: BLE001 - a judge outage fails the rubric with the reason, not the run
+            checks.append(Check(f"rubric.{i + 1}", False, f"judge unavailable: {type(exc).__name__}"))
+            continue
+        text = answer.content if isinstance(answer.content, str) else str(answer.content)
+        verdict = text.strip().upper().startswith("PASS")
+        checks.append(Check(f"rubric.{i + 1}", verdict, text.strip()[:300]))
+    return checks

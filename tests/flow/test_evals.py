@@ -1,0 +1,142 @@
+"""The eval engine end to end: failing and timed-out scenarios, the smoke suite via the CLI, and compare."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from agents.ports import IntentClassifier
+from evals.compare import compare, run_pair
+from evals.grading import load_gates, load_grades
+from evals.loader import load_suite
+from evals.prompts_ref import resolve_prompts
+from evals.runner import RunConfig, run_suites
+from evals.schema import Scenario, Suite
+from orchestrator.config import PROMPTS_DIR, REPO_ROOT
+
+pytestmark = pytest.mark.flow
+
+SMOKE = REPO_ROOT / "evals" / "suites" / "smoke.yaml"
+
+
+@pytest.fixture(scope="module")
+def classifier() -> IntentClassifier:
+    from orchestrator.providers.intent import load_classifier
+
+    return load_classifier()
+
+
+def suite(*scenarios: dict[str, Any]) -> Suite:
+    return Suite(suite="t", scenarios=[Scenario.model_validate(s) for s in scenarios])
+
+
+async def test_a_scenario_that_must_fail_fails_with_the_reason(classifier: IntentClassifier) -> None:
+    wrong = {
+        "id": "balance-is-not-a-move",
+        "persona": "James",
+        "goal": "balance",
+        "caller": {"account": "NW-1002"},
+        "turns": ["What's my balance?", "10453", "no"],
+        "expect": {"routes": ["scheduling"], "tools": [{"name": "move_visit"}], "db": {"balance_cents": 0}},
+    }
+    known_bug = {**wrong, "id": "known-bug", "expect_failure": "documented bug"}
+    run = await run_suites([suite(wrong, known_bug)], RunConfig(concurrency=2), classifier=classifier)
+    failed, xfail = run.trials
+    assert failed.status == "failed"
+    assert failed.counts_as_failure
+    assert "routes: expected ['scheduling'], got ['billing']" in failed.why
+    assert "tools.move_visit" in failed.why
+    assert "db.balance_cents: balance 14498, expected 0" in failed.why
+    assert xfail.status == "xfail"
+    assert not xfail.counts_as_failure
+
+
+async def test_a_timeout_counts_as_failed_with_the_reason(classifier: IntentClassifier) -> None:
+    slow = {
+        "id": "too-slow",
+        "persona": "p",
+        "goal": "g",
+        "caller": {"account": "NW-1001"},
+        "turns": ["Can I reschedule my technician appointment?", "10027", "the first one", "yes"],
+        "timeout_s": 0.05,
+    }
+    run = await run_suites([suite(slow)], RunConfig(), classifier=classifier)
+    (trial,) = run.trials
+    assert trial.status == "failed"
+    assert re.match(r"call: timed out after 0\.05 s \(at caller turn [1-4]\)$", trial.why), trial.why
+
+
+def test_smoke_suite_passes_through_the_cli() -> None:
+    from orchestrator.cli import app
+
+    result = CliRunner().invoke(app, ["eval", "run", str(SMOKE), "--json", "--concurrency", "3"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report) >= {"scenarios", "passed", "failed", "metrics", "grades", "failures"}
+    assert set(report["metrics"]) >= {
+        "success_rate",
+        "first_call_resolution",
+        "escalation_rate",
+        "routing_accuracy",
+        "tool_accuracy",
+        "pass_k",
+        "latency_ms",
+        "cost_per_call",
+    }
+    assert set(report["metrics"]["latency_ms"]) == {"p50", "p95", "p99"}
+    assert report["failed"] == 0
+    assert report["failures"] == []
+    assert report["passed"] == report["scenarios"] >= 12
+    assert report["grades"]["success_rate"] == "excellent"
+
+
+def test_audio_is_refused_clearly() -> None:
+    from orchestrator.cli import app
+
+    result = CliRunner().invoke(app, ["eval", "run", str(SMOKE), "--audio"])
+    assert result.exit_code == 2
+    assert "voice issue" in result.output
+
+
+async def test_compare_catches_a_prompt_version_that_breaks_a_reply(
+    classifier: IntentClassifier, tmp_path: Path
+) -> None:
+    broken = tmp_path / "prompts"
+    shutil.copytree(PROMPTS_DIR, broken)
+    replies = yaml.safe_load((broken / "replies.yaml").read_text(encoding="utf-8"))
+    replies["billing"]["disputed"] = "Noted. Someone may look at the {description} charge at some point."
+    (broken / "replies.yaml").write_text(yaml.safe_dump(replies), encoding="utf-8")
+
+    smoke = load_suite(SMOKE)
+    picked = Suite(
+        suite="smoke",
+        scenarios=[
+            s for s in smoke.scenarios if s.id in {"smoke-dispute-charge", "smoke-pay-balance", "smoke-emergency"}
+        ],
+    )
+    with ExitStack() as stack:
+        base_dir = resolve_prompts("HEAD", stack)  # the committed prompts, unpacked from git
+        assert (base_dir / "replies.yaml").is_file()
+        pair = await run_pair(
+            [picked],
+            RunConfig(prompts_dir=base_dir, concurrency=3),
+            RunConfig(prompts_dir=broken, concurrency=3),
+            classifier=classifier,
+        )
+    result = compare(pair, load_grades(), load_gates().compare, resamples=100)
+    assert not result["ok"]
+    (lost,) = result["scenario_regressions"]
+    assert lost["scenario"] == "smoke-dispute-charge"
+    assert "no agent reply said 'opened a dispute'" in lost["why"]
+    assert result["metrics"]["success_rate"]["delta"] == pytest.approx(-1 / 3)
+    assert result["metrics"]["success_rate"]["regression"]
+    assert any("passed on the base and fail on the candidate" in r for r in result["regressions"])
+    assert result["tests"]["success_mcnemar"]["lost"] == 1
