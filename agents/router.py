@@ -30,6 +30,8 @@ def answers_pending(task: Task, verification_awaiting: str, text: str, today: An
     if awaiting in {"slot", "which_appointment"}:
         return any(
             (
+                parsing.yes_no(text) is not None,
+                parsing.mentions(text, "none", "neither", "other", "else", "different", "later", "earlier"),
                 parsing.weekday(text, today) is not None,
                 parsing.hour_of_day(text) is not None,
                 parsing.ordinal_choice(text, 3) is not None,

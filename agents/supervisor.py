@@ -63,8 +63,11 @@ def check_utterance(text: str, state: CallState) -> Check:
     """Classify the caller's words for the supervisor; pure, so it is unit-tested directly."""
     t = parsing.normalize(text)
     if not t:
-        # normalize() keeps ASCII only: a sentence in another script comes out empty.
-        return Check(directive="language" if _non_english(text.lower()) else "reprompt")
+        if _non_english(text.lower()):
+            return Check(directive="language")  # normalize() keeps ASCII only: another script comes out empty
+        if state.get("failures", 0) >= 3:
+            return Check(escalate="repeated_failures")
+        return Check(directive="reprompt")
     if _EMERGENCY.search(t):
         return Check(escalate="emergency")
     if _LEGAL.search(t):

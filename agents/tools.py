@@ -6,7 +6,7 @@ asks for. Ids of appointments, invoices and lines are checked against that accou
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import date, datetime
 from typing import Any, TypeVar
 
@@ -72,11 +72,14 @@ class CallerTools:
 
     # Scheduling ---------------------------------------------------------------------------------
 
-    async def open_slots(self, on_or_after: date | None = None, part_of_day: str | None = None) -> list[Slot]:
+    async def open_slots(
+        self, on_or_after: date | None = None, part_of_day: str | None = None, exclude: Collection[str] = ()
+    ) -> list[Slot]:
         start = max(on_or_after or self.ctx.today(), self.ctx.today())
 
         async def call() -> list[Slot]:
-            slots = await self.tenant.scheduling.open_slots(on_or_after=start, limit=12)
+            slots = await self.tenant.scheduling.open_slots(on_or_after=start, limit=12 + len(exclude))
+            slots = [s for s in slots if s.slot_id not in exclude]
             if part_of_day:
                 local_hours = [(s, s.start.astimezone(self.ctx.tz).hour) for s in slots]
                 slots = [s for s, h in local_hours if (h < 12) == (part_of_day == "morning")]

@@ -20,7 +20,18 @@ def start(utterance: str) -> Task:
     if parsing.mentions(utterance, "cancel", "call off", "don't need the", "no longer need"):
         name = "cancel"
     elif parsing.mentions(
-        utterance, "move", "reschedul", "change", "different", "another time", "another day", "push", "later", "earlier"
+        utterance,
+        "move",
+        "reschedul",
+        "re schedul",
+        "re-schedul",
+        "change",
+        "different",
+        "another time",
+        "another day",
+        "push",
+        "later",
+        "earlier",
     ):
         name = "move"
     elif parsing.mentions(utterance, "when is", "what time is", "confirm my", "do i have", "check my appointment"):
@@ -110,9 +121,9 @@ async def _offer(
 ) -> Step:
     day = parsing.weekday(utterance, ctx.today())
     part = parsing.part_of_day(utterance)
-    offered = [s for s in await tools.open_slots(day, part) if s.slot_id not in (exclude or [])]
+    offered = await tools.open_slots(day, part, exclude=exclude or ())
     if not offered:
-        offered = [s for s in await tools.open_slots() if s.slot_id not in (exclude or [])]
+        offered = await tools.open_slots(exclude=exclude or ())
     if not offered:
         return Step(reply=ctx.prompts.reply("scheduling.no_slots"), task=None, escalate="no_availability")
     task["slots"]["offered"] = [_slot(s) for s in offered]

@@ -15,7 +15,9 @@ AGENT = "support"
 
 def start(utterance: str) -> Task:
     """Read which support task the caller wants from their first words."""
-    if parsing.mentions(utterance, "technician", "engineer", "send someone", "someone to come", "come out", "home visit"):
+    if parsing.mentions(
+        utterance, "technician", "engineer", "send someone", "someone to come", "come out", "home visit"
+    ):
         name = "visit"
     elif parsing.mentions(
         utterance, "password", "log in", "login", "sign in", "locked out", "can't access", "cannot access"
@@ -111,9 +113,12 @@ async def _outage(ctx: AgentContext, tools: CallerTools, task: Task, code: str |
         eta = ""
         if outage.eta:
             local = outage.eta.astimezone(ctx.tz)
-            eta = p.reply(
-                "support.outage_eta",
-                when=f"{local.strftime('%A')} at {local.strftime('%I').lstrip('0')} {local.strftime('%p')}",
+            eta = (
+                p.reply(
+                    "support.outage_eta",
+                    when=f"{local.strftime('%A')} at {local.strftime('%I').lstrip('0')} {local.strftime('%p')}",
+                )
+                + " "
             )
         return Step(
             reply=p.reply("support.outage", description=outage.description.rstrip(". "), eta=eta)
