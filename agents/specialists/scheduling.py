@@ -7,7 +7,7 @@ from typing import Any
 
 from agents import parsing
 from agents.context import AgentContext
-from agents.ports import Slot
+from agents.ports import PolicyViolation, Slot
 from agents.specialists.base import Step
 from agents.state import CallState, Task
 from agents.tools import CallerTools, spoken_time
@@ -159,12 +159,18 @@ async def _commit(ctx: AgentContext, tools: CallerTools, task: Task) -> Step:
             reply=p.reply("scheduling.cancelled", when=when) + " " + p.reply("common.anything_else"), resolved=True
         )
     chosen = slots["chosen"]
-    if task["name"] == "move":
-        appt = await tools.move_visit(slots["appointment"]["appointment_id"], chosen["slot_id"])
-        key = "scheduling.moved"
-    else:
-        appt = await tools.book_visit(chosen["slot_id"], slots.get("reason") or _reason(slots.get("request", "")))
-        key = "scheduling.booked"
+    try:
+        if task["name"] == "move":
+            appt = await tools.move_visit(slots["appointment"]["appointment_id"], chosen["slot_id"])
+            key = "scheduling.moved"
+        else:
+            appt = await tools.book_visit(chosen["slot_id"], slots.get("reason") or _reason(slots.get("request", "")))
+            key = "scheduling.booked"
+    except PolicyViolation:
+        # Someone else took the slot between the offer and the confirmation: offer fresh times.
+        step = await _offer(ctx, tools, task, "", exclude=[chosen["slot_id"]])
+        step.reply = p.reply("scheduling.slot_taken") + " " + step.reply
+        return step
     when = spoken_time(appt.start, ctx)
     return Step(reply=p.reply(key, when=when) + " " + p.reply("common.anything_else"), resolved=True)
 
