@@ -125,7 +125,9 @@ if total >= tonumber(ARGV[5]) then
 end
 local position = before + 1
 local wait = math.floor(expected_wait_ms(position, slots, busy, avg))
-if wait > tonumber(ARGV[6]) then
+-- With no worker registered (a cold start, a deploy) the wait cannot be estimated: only the depth
+-- limit applies, so a burst before the workers come up becomes a queue rather than refusals.
+if slots > 0 and wait > tonumber(ARGV[6]) then
   redis.call('HINCRBY', KEYS[5], 'refused', 1)
   return {'full', 'wait', tostring(wait - tonumber(ARGV[6])), tostring(wait)}
 end

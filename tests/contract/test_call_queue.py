@@ -209,6 +209,16 @@ async def test_queue_full_past_max_expected_wait(make_queue: Callable[..., CallQ
     assert (exc.value.reason, exc.value.retry_after_s) == ("wait", 20)
 
 
+async def test_cold_start_queues_calls_before_any_worker_registers(make_queue: Callable[..., CallQueue]) -> None:
+    # No capacity known yet: the wait limit cannot be judged, so only the depth limit refuses.
+    q = make_queue(max_expected_wait_s=100, default_handle_s=60, max_depth=8)
+    admitted = [await q.admit(job(f"cold{i}")) for i in range(8)]
+    assert [a.position for a in admitted] == list(range(1, 9))
+    with pytest.raises(QueueFull) as exc:
+        await q.admit(job("cold8"))
+    assert exc.value.reason == "depth"
+
+
 async def test_heartbeat_keeps_a_long_call(make_queue: Callable[..., CallQueue]) -> None:
     q = make_queue(**FAST)
     await q.admit(job("long"))
