@@ -1,0 +1,104 @@
+"""`switchboard report`: the production report from the call records (terminal, HTML, JSON)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from orchestrator.config import Settings, SettingsError, load_settings
+
+
+async def _report_from_store(settings: Settings, since: datetime | None) -> Any:
+    from orchestrator.domain import open_engine
+    from orchestrator.store import CallStore
+    from orchestrator.telemetry.report import build_report
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = open_engine(settings.sqlalchemy_url)
+    try:
+        store = CallStore(engine, timezone=settings.tenant_timezone)
+        await store.create_schema()
+        return build_report(await store.load_calls(since=since), since=since)
+    finally:
+        await engine.dispose()
+
+
+async def _simulate(settings: Settings, repeat: int) -> None:
+    """Run the demo scenarios through the traced, recorded path (production prices) into the store."""
+    from orchestrator.runtime import Services
+    from orchestrator.scenarios import SCENARIOS
+    from orchestrator.telemetry.cost import ProviderProfile
+    from orchestrator.telemetry.service import Telemetry, run_traced_text_call
+
+    async with await Services.open(settings) as services:
+        telemetry = await Telemetry.open(
+            settings, engine=services.engine, join_livekit=False, profile=ProviderProfile.production()
+        )
+        try:
+            for _ in range(repeat):
+                for scenario in SCENARIOS:
+                    await run_traced_text_call(telemetry, services, scenario.turns, caller_id=scenario.caller_id)
+        finally:
+            await telemetry.aclose()
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `report` command to the `switchboard` app."""
+
+    @app.command()
+    def report(
+        since: Annotated[
+            str | None, typer.Option("--since", help="Only calls since: 30m, 24h, 7d, 2w or an ISO date/time.")
+        ] = None,
+        html_file: Annotated[
+            Path | None, typer.Option("--html", help="Also write an HTML report with plots to FILE.", dir_okay=False)
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+        simulate: Annotated[
+            int,
+            typer.Option(
+                "--simulate",
+                help="First run the demo scenarios N times on a fresh tenant (production prices) and report on them.",
+            ),
+        ] = 0,
+    ) -> None:
+        """Summarise the call records: success, latency, escalations, first-call resolution, cost, anomalies."""
+        from orchestrator.cli import _quiet_logs
+        from orchestrator.telemetry.report import parse_since, render_html, render_terminal
+
+        _quiet_logs()
+        console = Console()
+        try:
+            cutoff = parse_since(since)
+        except ValueError:
+            Console(stderr=True).print(f"[red]--since: cannot read {since!r}[/red]")
+            raise typer.Exit(2) from None
+
+        async def main() -> Any:
+            if simulate > 0:
+                with tempfile.TemporaryDirectory(prefix="switchboard-report-") as data_dir:
+                    settings = load_settings(data_dir=Path(data_dir), database_url=None)
+                    await _simulate(settings, simulate)
+                    return await _report_from_store(settings, cutoff)
+            return await _report_from_store(load_settings(), cutoff)
+
+        try:
+            built = asyncio.run(main())
+        except SettingsError as exc:
+            Console(stderr=True).print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+        if html_file is not None:
+            html_file.write_text(render_html(built), encoding="utf-8")
+        if as_json:
+            print(json.dumps(built.summary(), indent=2))
+        else:
+            render_terminal(built, console)
+            if html_file is not None:
+                console.print(f"HTML report written to {html_file}")

@@ -1,0 +1,366 @@
+"""Call records: write one finished call (redacted), list and search calls, load one, purge old ones."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import delete, func, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.orm import selectinload
+
+from orchestrator.store.models import AnomalyRow, CallRow, EventRow, RecordsBase, TurnRow
+from orchestrator.telemetry.alerts import percentile
+from orchestrator.telemetry.anomaly import AnomalyFlag
+from orchestrator.telemetry.cost import CallCost, segments_of
+from orchestrator.telemetry.metrics import is_first_contact_resolution, is_success
+from orchestrator.telemetry.redact import names_in, redact_text, redact_turns
+
+if TYPE_CHECKING:
+    from orchestrator.session.text import CallResult
+
+# Any constant works; it only has to be the same in every process that creates the records' tables.
+_SCHEMA_LOCK_KEY = 0x5B_D0_CA_11
+
+
+async def create_records_schema(engine: AsyncEngine) -> None:
+    """Create the `cc_*` tables that do not exist yet (safe from several processes at once)."""
+    async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+        await conn.run_sync(RecordsBase.metadata.create_all)
+
+
+@dataclass(frozen=True)
+class TurnView:
+    """One stored turn (redacted)."""
+
+    idx: int
+    caller: str
+    agent: str
+    agent_name: str
+    intent: str | None
+    confidence: float | None
+    latency_ms: float
+    graph_ms: float
+    cost_usd: float
+    segment: str
+
+
+@dataclass(frozen=True)
+class CallView:
+    """One stored call; `turns`, `events` and `anomalies` are filled by `get_call` and `load_calls`."""
+
+    call_id: str
+    started_at: datetime
+    ended_at: datetime
+    local_hour: int
+    duration_s: float
+    outcome: str
+    success: bool
+    first_contact_resolved: bool
+    escalation_reason: str | None
+    ticket_id: str | None
+    intent: str | None
+    agent: str | None
+    turn_count: int
+    queue_wait_ms: float | None
+    worker: str
+    attempt: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    cost_usd: float | None
+    cost_known_usd: float
+    cost_unknown: list[str]
+    cost_by_component: dict[str, float]
+    anomaly_count: int
+    trace_id: str | None
+    errors: list[str]
+    turns: list[TurnView] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    anomalies: list[AnomalyFlag] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if k not in {"turns", "events", "anomalies"}}
+        data["started_at"] = self.started_at.isoformat()
+        data["ended_at"] = self.ended_at.isoformat()
+        data["turns"] = [t.__dict__ for t in self.turns]
+        data["events"] = self.events
+        data["anomalies"] = [a.to_json() | {"turn": a.turn, "score": a.score} for a in self.anomalies]
+        return data
+
+
+def _redact_value(value: Any, names: set[str]) -> Any:
+    if isinstance(value, str):
+        return redact_text(value, names=names)
+    if isinstance(value, Mapping):
+        return {str(k): _redact_value(v, names) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(v, names) for v in value]
+    return value if isinstance(value, int | float | bool) or value is None else str(value)
+
+
+def _view(row: CallRow, *, full: bool) -> CallView:
+    return CallView(
+        call_id=row.call_id,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        local_hour=row.local_hour,
+        duration_s=row.duration_s,
+        outcome=row.outcome,
+        success=row.success,
+        first_contact_resolved=row.first_contact_resolved,
+        escalation_reason=row.escalation_reason,
+        ticket_id=row.ticket_id,
+        intent=row.intent,
+        agent=row.agent,
+        turn_count=row.turns,
+        queue_wait_ms=row.queue_wait_ms,
+        worker=row.worker,
+        attempt=row.attempt,
+        latency_p50_ms=row.latency_p50_ms,
+        latency_p95_ms=row.latency_p95_ms,
+        cost_usd=row.cost_usd,
+        cost_known_usd=row.cost_known_usd,
+        cost_unknown=list(row.cost_unknown or []),
+        cost_by_component=dict(row.cost_by_component or {}),
+        anomaly_count=row.anomaly_count,
+        trace_id=row.trace_id,
+        errors=list(row.errors or []),
+        turns=[
+            TurnView(
+                t.idx,
+                t.caller,
+                t.agent,
+                t.agent_name,
+                t.intent,
+                t.confidence,
+                t.latency_ms,
+                t.graph_ms,
+                t.cost_usd,
+                t.segment,
+            )
+            for t in row.turn_rows
+        ]
+        if full
+        else [],
+        events=[{**e.data, "event": e.kind, "turn": e.turn} for e in row.event_rows] if full else [],
+        anomalies=[AnomalyFlag(row.call_id, a.kind, a.why, a.turn, a.score) for a in row.anomaly_rows] if full else [],
+    )
+
+
+class CallStore:
+    """Call records on the tenant's database (SQLite embedded, PostgreSQL in production).
+
+    Args:
+        engine: The async engine (`Services.engine`, or `open_engine(settings.sqlalchemy_url)`).
+        timezone: The tenant's time zone, for the hour-of-day of each call.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, timezone: str = "America/New_York") -> None:
+        self.engine = engine
+        self.tz = ZoneInfo(timezone)
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def create_schema(self) -> None:
+        await create_records_schema(self.engine)
+
+    async def record_call(
+        self,
+        result: CallResult,
+        *,
+        started_at: datetime,
+        duration_s: float,
+        queue_wait_ms: float | None = None,
+        worker: str = "",
+        attempt: int = 1,
+        cost: CallCost | None = None,
+        anomalies: Sequence[AnomalyFlag] = (),
+        trace_id: str | None = None,
+        names: Iterable[str] = (),
+    ) -> CallView:
+        """Store one finished call, replacing an earlier record of it (delivery is at least once).
+
+        Args:
+            result: The session's result (turns, handoffs, tool events, interventions, outcome).
+            started_at: When the session started (aware).
+            duration_s: Wall-clock length of the session.
+            queue_wait_ms: Enqueue-to-claim wait of the attempt that finished it.
+            worker: The worker that ran it.
+            attempt: 1-based attempt that finished it.
+            cost: The priced usage (None: not priced at all).
+            anomalies: Flags from the anomaly detector.
+            trace_id: The call's trace id (32 hex), to jump from a record to its trace.
+            names: The verified caller's names, masked everywhere (spoken names are found on their own).
+        """
+        raw_turns = [(t.caller, t.agent) for t in result.turns]
+        all_names = set(names) | names_in(a for _, a in raw_turns)
+        redacted = redact_turns(raw_turns, names=all_names)
+        agents = [t.agent_name for t in result.turns]
+        segments = segments_of(agents)
+        per_turn = cost.by_turn(len(result.turns)) if cost is not None else [0.0] * len(result.turns)
+        latencies = [t.latency_ms for t in result.turns]
+        intent = next((t.intent for t in result.turns if t.intent and t.intent != "out_of_scope"), None)
+        agent = next((str(h.get("to_agent")) for h in result.handoffs if h.get("to_agent")), None)
+        ended_at = started_at + timedelta(seconds=duration_s)
+        row = CallRow(
+            call_id=result.call_id,
+            started_at=started_at,
+            ended_at=ended_at,
+            local_hour=started_at.astimezone(self.tz).hour,
+            duration_s=round(duration_s, 3),
+            outcome=result.outcome,
+            success=is_success(result.outcome, result.errors),
+            first_contact_resolved=is_first_contact_resolution(result.outcome, result.resolutions),
+            escalation_reason=result.escalation_reason,
+            ticket_id=result.ticket_id,
+            intent=intent,
+            agent=agent,
+            turns=len(result.turns),
+            resolutions=list(result.resolutions),
+            errors=[e.split(":", 1)[0] for e in result.errors],
+            queue_wait_ms=queue_wait_ms,
+            worker=worker,
+            attempt=attempt,
+            latency_p50_ms=round(percentile(latencies, 50), 2) if latencies else None,
+            latency_p95_ms=round(percentile(latencies, 95), 2) if latencies else None,
+            latency_max_ms=max(latencies) if latencies else None,
+            cost_usd=cost.total_usd if cost is not None else None,
+            cost_known_usd=cost.known_usd if cost is not None else 0.0,
+            cost_unknown=cost.unknown if cost is not None else ["unpriced"],
+            cost_by_component=cost.by_component() if cost is not None else {},
+            anomaly_count=len(anomalies),
+            trace_id=trace_id,
+        )
+        row.turn_rows = [
+            TurnRow(
+                idx=i,
+                caller=r.caller,
+                agent=r.agent,
+                agent_name=t.agent_name,
+                intent=t.intent,
+                confidence=t.confidence,
+                latency_ms=t.latency_ms,
+                graph_ms=t.graph_ms,
+                cost_usd=round(per_turn[i - 1], 8) if i - 1 < len(per_turn) else 0.0,
+                segment=segments[i - 1],
+            )
+            for i, (t, r) in enumerate(zip(result.turns, redacted, strict=True), start=1)
+        ]
+        events: list[EventRow] = []
+        for kind, items in (
+            ("handoff", result.handoffs),
+            ("intervention", result.interventions),
+            ("tool", result.tool_events),
+        ):
+            for item in items:
+                data = _redact_value({k: v for k, v in item.items() if k != "turn"}, all_names)
+                events.append(
+                    EventRow(
+                        kind=kind, turn=int(item.get("turn", 0) or 0), data=json.loads(json.dumps(data, default=str))
+                    )
+                )
+        row.event_rows = events
+        row.anomaly_rows = [AnomalyRow(kind=a.kind, why=a.why, turn=a.turn, score=a.score) for a in anomalies]
+        async with self._sessions() as session, session.begin():
+            for child in (TurnRow, EventRow, AnomalyRow):
+                await session.execute(delete(child).where(child.call_id == result.call_id))
+            await session.execute(delete(CallRow).where(CallRow.call_id == result.call_id))
+            await session.flush()
+            session.add(row)
+        return _view(row, full=True)
+
+    async def get_call(self, call_id: str) -> CallView | None:
+        """One call with its turns, events and anomaly flags."""
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(CallRow)
+                    .where(CallRow.call_id == call_id)
+                    .options(
+                        selectinload(CallRow.turn_rows),
+                        selectinload(CallRow.event_rows),
+                        selectinload(CallRow.anomaly_rows),
+                    )
+                )
+            ).scalar_one_or_none()
+            return _view(row, full=True) if row is not None else None
+
+    async def list_calls(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        outcome: str | None = None,
+        intent: str | None = None,
+        anomalous: bool | None = None,
+        search: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[CallView]:
+        """Calls, newest first, without their turns.
+
+        Args:
+            since: Started at or after.
+            until: Started before.
+            outcome: `resolved`, `escalated` or `abandoned`.
+            intent: The call's first routed intent.
+            anomalous: Only calls with (True) or without (False) anomaly flags.
+            search: Case-insensitive text in the redacted transcript, or a call id prefix.
+            limit: Page size.
+            offset: Rows to skip.
+        """
+        query = select(CallRow).order_by(CallRow.started_at.desc()).limit(limit).offset(offset)
+        if since is not None:
+            query = query.where(CallRow.started_at >= since)
+        if until is not None:
+            query = query.where(CallRow.started_at < until)
+        if outcome:
+            query = query.where(CallRow.outcome == outcome)
+        if intent:
+            query = query.where(CallRow.intent == intent)
+        if anomalous is not None:
+            query = query.where(CallRow.anomaly_count > 0 if anomalous else CallRow.anomaly_count == 0)
+        if search:
+            like = f"%{search.lower()}%"
+            matching = select(TurnRow.call_id).where(
+                or_(func.lower(TurnRow.caller).like(like), func.lower(TurnRow.agent).like(like))
+            )
+            query = query.where(or_(CallRow.call_id.startswith(search), CallRow.call_id.in_(matching)))
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).scalars().all()
+            return [_view(r, full=False) for r in rows]
+
+    async def load_calls(self, *, since: datetime | None = None, until: datetime | None = None) -> list[CallView]:
+        """Every call in a period with turns and anomalies, oldest first (for reports)."""
+        query = (
+            select(CallRow)
+            .order_by(CallRow.started_at)
+            .options(
+                selectinload(CallRow.turn_rows), selectinload(CallRow.event_rows), selectinload(CallRow.anomaly_rows)
+            )
+        )
+        if since is not None:
+            query = query.where(CallRow.started_at >= since)
+        if until is not None:
+            query = query.where(CallRow.started_at < until)
+        async with self._sessions() as session:
+            return [_view(r, full=True) for r in (await session.execute(query)).scalars().all()]
+
+    async def purge_expired(self, retention_days: int, *, now: datetime | None = None) -> int:
+        """Delete calls that started more than `retention_days` ago (0 keeps everything); returns how many."""
+        if retention_days <= 0:
+            return 0
+        cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
+        async with self._sessions() as session, session.begin():
+            old = select(CallRow.call_id).where(CallRow.started_at < cutoff)
+            # Children first: SQLite enforces ON DELETE CASCADE only with foreign keys on, which not every
+            # engine that reaches here has.
+            for child in (TurnRow, EventRow, AnomalyRow):
+                await session.execute(delete(child).where(child.call_id.in_(old)))
+            result = await session.execute(delete(CallRow).where(CallRow.started_at < cutoff))
+            return int(getattr(result, "rowcount", 0) or 0)
