@@ -199,9 +199,6 @@ def eval_router(
     console.print(f"latency p50 {report['latency_ms']['p50']:.2f} ms, p99 {report['latency_ms']['p99']:.2f} ms")
 
 
-__import__("evals.cli", fromlist=["register"]).register(eval_app)  # eval run / eval compare (evals/cli.py)
-
-
 def _print_call(data: dict[str, Any]) -> None:
     lines = []
     for turn in data["turns"]:
@@ -219,13 +216,20 @@ def _print_call(data: dict[str, Any]) -> None:
     console.print(Panel("\n".join(lines), title=title, expand=False))
 
 
-__import__("orchestrator.cli_report", fromlist=["register"]).register(app)  # `switchboard report` (telemetry)
+def _register_commands() -> None:
+    """Commands that live beside their subsystem, each module exposing `register`."""
+    from evals.cli import register as register_evals
+    from orchestrator.cli_ops import register as register_ops
+    from orchestrator.cli_report import register as register_report
+    from orchestrator.cli_voice import register as register_voice
 
-from orchestrator.cli_ops import register  # noqa: E402  # registered last: the ops commands live in their own module
+    register_evals(eval_app)  # eval run, eval compare
+    register_report(app)  # report
+    register_ops(app)  # serve, worker, simulate, dlq, demo-queue
+    register_voice(app)  # call-audio, tts warm, bench voice
 
-register(app)
 
-__import__("orchestrator.cli_voice").cli_voice.register(app)  # voice commands: call-audio, tts warm, bench voice
+_register_commands()
 
 if __name__ == "__main__":
     app()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -14,6 +15,8 @@ from orchestrator.api import health, intake, queue_routes
 from orchestrator.api.errors import install_error_handlers
 from orchestrator.config import Settings
 from orchestrator.queue import CallQueue
+from orchestrator.telemetry.metrics import CallMetrics
+from orchestrator.telemetry.setup import metrics_router, setup_telemetry
 
 DEFAULT_ROOM_PREFIX = "call-"
 
@@ -64,6 +67,9 @@ def create_app(
                 opened = open_queue(settings, url, prefix=queue_prefix)
                 stack.push_async_callback(opened.aclose)
                 app.state.queue = opened
+            poller = asyncio.create_task(_poll_queue_stats(app), name="queue-stats-poller")
+            stack.push_async_callback(_cancel, poller)
+            stack.callback(app.state.telemetry.shutdown)
             yield
 
     app = FastAPI(
@@ -78,8 +84,33 @@ def create_app(
     app.state.webhook_receiver = WebhookReceiver(
         TokenVerifier(settings.livekit_api_key, settings.livekit_api_secret.get_secret_value())
     )
+    # The API's spans start each call's trace; its /metrics shows the queue gauges.
+    app.state.telemetry = setup_telemetry(settings, set_global=False, join_livekit=False)
+    app.state.call_metrics = CallMetrics(app.state.telemetry.meter)
     install_error_handlers(app)
+    app.include_router(metrics_router(app.state.telemetry))
     app.include_router(health.router)
     app.include_router(intake.router)
     app.include_router(queue_routes.router)
     return app
+
+
+QUEUE_STATS_INTERVAL_S = 5.0
+
+
+async def _poll_queue_stats(app: FastAPI) -> None:
+    """Feed the queue gauges (depth, oldest wait, dead letters) from the queue every few seconds."""
+    while True:
+        queue: CallQueue | None = app.state.queue
+        if queue is not None:
+            try:
+                app.state.call_metrics.update_queue(await queue.stats())
+            except Exception:  # noqa: BLE001 - Redis may be restarting; the next poll catches up
+                pass
+        await asyncio.sleep(QUEUE_STATS_INTERVAL_S)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from google.protobuf.json_format import ParseError
 from livekit.api import WebhookReceiver
 from livekit.protocol.webhook import WebhookEvent
+from opentelemetry import context as otel_context
 from pydantic import ValidationError
 
 from orchestrator.api.deps import QueueDep, SettingsDep
@@ -21,6 +22,7 @@ from orchestrator.api.models import Admitted, CallRequest, Ignored
 from orchestrator.api.signing import SignatureError, verify_intake
 from orchestrator.contracts import CallJob
 from orchestrator.queue import CallQueue
+from orchestrator.telemetry.tracing import context_from, current_traceparent, webhook_span
 
 router = APIRouter(tags=["intake"])
 
@@ -46,13 +48,20 @@ async def _body(request: Request) -> bytes:
     return body
 
 
-async def _admit(queue: CallQueue, job: CallJob) -> JSONResponse:
+async def _admit(request: Request, queue: CallQueue, job: CallJob) -> JSONResponse:
     # The 202 is built only after admit returned, i.e. after the XADD succeeded: an accepted call
     # is in Redis before its sender hears so. QueueFull and Redis errors become 503s (errors.py).
+    # The admission span starts the call's trace (or continues the sender's); its traceparent
+    # travels in the job, so the worker's spans join the same trace.
+    token = otel_context.attach(context_from(job.traceparent))
     try:
-        admission = await queue.admit(job)
+        with webhook_span(request.app.state.telemetry.tracer, call_id=job.call_id, source=job.source):
+            job = job.model_copy(update={"traceparent": current_traceparent()})
+            admission = await queue.admit(job)
     except ValueError as exc:
         raise ApiError(422, "unknown_priority", str(exc)) from None
+    finally:
+        otel_context.detach(token)
     return JSONResponse(Admitted.of(admission).model_dump(), status_code=202)
 
 
@@ -98,7 +107,7 @@ async def livekit_webhook(
         job = job_from_event(event, traceparent=request.headers.get("traceparent"))
     except BadEvent as exc:
         raise ApiError(422, exc.code, exc.message) from None
-    return await _admit(queue, job)
+    return await _admit(request, queue, job)
 
 
 def _receive(request: Request, text: str, token: str, key: str, secret: str) -> WebhookEvent:
@@ -182,4 +191,4 @@ async def create_call(
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
         raise ApiError(422, "invalid_call", problems) from None
-    return await _admit(queue, call.job(request.headers.get("traceparent")))
+    return await _admit(request, queue, call.job(request.headers.get("traceparent")))

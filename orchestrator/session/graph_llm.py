@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from livekit.agents import llm
@@ -54,8 +56,10 @@ class GraphLLM(llm.LLM[Any]):
         *,
         call_id: str,
         caller_id: str | None = None,
+        callbacks: Sequence[BaseCallbackHandler] = (),
     ) -> None:
         super().__init__()
+        self.callbacks = list(callbacks)
         self.graph = graph
         self.context = context
         self.call_id = call_id
@@ -74,7 +78,8 @@ class GraphLLM(llm.LLM[Any]):
 
     @property
     def config(self) -> RunnableConfig:
-        return {"configurable": {"thread_id": self.call_id}}
+        # Callbacks (the telemetry's span handler) see every node, tool and model call of the turn.
+        return {"configurable": {"thread_id": self.call_id}, "callbacks": self.callbacks}
 
     def chat(
         self,

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from langchain_core.callbacks import BaseCallbackHandler
 from livekit.agents import Agent, AgentSession
 from livekit.agents.voice.run_result import RunResult
 
@@ -67,10 +68,19 @@ def outcome_of(state: dict[str, Any]) -> str:
 class TextCall:
     """A call on the local text transport: the same AgentSession and GraphLLM a voice call uses."""
 
-    def __init__(self, services: Services, *, call_id: str | None = None, caller_id: str | None = None) -> None:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        call_id: str | None = None,
+        caller_id: str | None = None,
+        callbacks: Sequence[BaseCallbackHandler] = (),
+    ) -> None:
         self.services = services
         self.call_id = call_id or f"call-{uuid.uuid4().hex[:12]}"
-        self.llm = GraphLLM(services.graph, services.context, call_id=self.call_id, caller_id=caller_id)
+        self.llm = GraphLLM(
+            services.graph, services.context, call_id=self.call_id, caller_id=caller_id, callbacks=callbacks
+        )
         self.session: AgentSession[None] = AgentSession(llm=self.llm)
         self.result = CallResult(call_id=self.call_id)
         self._started = False

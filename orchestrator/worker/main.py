@@ -12,9 +12,11 @@ from pathlib import Path
 from orchestrator.config import Settings
 from orchestrator.queue import CallQueue
 from orchestrator.queue.embedded import STATE_FILE
+from orchestrator.telemetry.service import Telemetry
+from orchestrator.telemetry.setup import start_metrics_server
 from orchestrator.worker.outcomes import CallOutcome
 from orchestrator.worker.runner import TextCallRunner, TurnHook
-from orchestrator.worker.worker import OutcomeHook, Worker
+from orchestrator.worker.worker import OutcomeHook, Worker, default_worker_name
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ async def run_worker(
     on_turn: TurnHook | None = None,
     on_outcome: OutcomeHook | None = None,
     on_ready: TurnHook | None = None,
+    metrics_port: int | None = None,
 ) -> Worker:
     """Run one worker process until SIGTERM/SIGINT (drain) or, with ``burst``, until the queue is empty.
 
@@ -70,6 +73,7 @@ async def run_worker(
         on_turn: Progress hook ``(call_id, turns_done)``.
         on_outcome: Called with each finished call's outcome.
         on_ready: Called once with ``(worker_name, slots)`` when the worker starts claiming.
+        metrics_port: Serve Prometheus ``/metrics`` on this port (None: no metrics server).
 
     Returns:
         The worker (for its counters).
@@ -83,17 +87,29 @@ async def run_worker(
         stack.push_async_callback(services.aclose)
         queue: CallQueue = open_queue(settings, url, prefix=prefix)
         stack.push_async_callback(queue.aclose)
-        runner = TextCallRunner(services, on_start=on_start, on_turn=on_turn)
+        telemetry = await Telemetry.open(settings, engine=services.engine, set_global=True)
+        stack.push_async_callback(telemetry.aclose)
+        if metrics_port is not None:
+            stack.callback(start_metrics_server(telemetry.handles, metrics_port))
+        worker_name = name or default_worker_name()
+        runner = TextCallRunner(
+            services, on_start=on_start, on_turn=on_turn, telemetry=telemetry, worker_name=worker_name
+        )
         await runner.warm_up()
         worker = Worker(
             queue,
             runner,
             slots=slots,
-            name=name,
+            name=worker_name,
             drain_timeout_s=drain_timeout_s,
             hold_interval_s=hold_interval_s,
             on_outcome=on_outcome,
+            on_dead_letter=lambda call_id, error, attempt: telemetry.dead_letter(
+                call_id=call_id, error=error, attempts=attempt
+            ),
         )
+        telemetry.metrics.set_worker_slots(worker_name, slots)
+        stack.callback(telemetry.metrics.set_worker_slots, worker_name, -slots)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.drain)

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Protocol
+
+from langchain_core.callbacks import BaseCallbackHandler
 
 from orchestrator.queue import ClaimedCall
 from orchestrator.runtime import Services
+from orchestrator.session.text import TextCall, outcome_of
+from orchestrator.telemetry.service import Telemetry
 from orchestrator.worker.outcomes import CallOutcome
 
 # Simulated callers may pause between turns (room metadata ``turn_gap_ms``) so that calls last as long
@@ -44,7 +50,13 @@ class TextCallRunner:
     """
 
     def __init__(
-        self, services: Services, *, on_start: TurnHook | None = None, on_turn: TurnHook | None = None
+        self,
+        services: Services,
+        *,
+        on_start: TurnHook | None = None,
+        on_turn: TurnHook | None = None,
+        telemetry: Telemetry | None = None,
+        worker_name: str = "",
     ) -> None:
         """Build a runner.
 
@@ -52,10 +64,14 @@ class TextCallRunner:
             services: The process's graph, store and tenant.
             on_start: Called with ``(call_id, turns_already_done)`` when a call (re)starts.
             on_turn: Called with ``(call_id, turns_done)`` after each caller turn (progress, tests).
+            telemetry: Traces, meters and records each call (the call's span continues the job's trace).
+            worker_name: Recorded with each call.
         """
         self.services = services
         self.on_start = on_start
         self.on_turn = on_turn
+        self.telemetry = telemetry
+        self.worker_name = worker_name
 
     async def warm_up(self) -> None:
         """Start and close one throwaway session, so the first real (or reclaimed) call does not pay for it.
@@ -64,8 +80,6 @@ class TextCallRunner:
         load); a call taken over from a dead worker must not wait for that on top of the reclaim time.
         No caller turn is run, so no checkpoint is written.
         """
-        from orchestrator.session.text import TextCall
-
         call = TextCall(self.services, call_id=f"warm-up-{uuid.uuid4().hex}")
         try:
             await call.start()
@@ -75,10 +89,45 @@ class TextCallRunner:
 
     async def run(self, claimed: ClaimedCall) -> CallOutcome:
         """Run (or resume) the call and return its outcome."""
-        from orchestrator.session.text import TextCall, outcome_of
-
+        if self.telemetry is None:
+            return await self._run(claimed, None)
         job = claimed.job
-        call = TextCall(self.services, call_id=job.call_id, caller_id=job.caller_id or None)
+        handler = self.telemetry.graph_handler(job.call_id)
+        started_at = datetime.now(UTC)
+        t0 = time.perf_counter()
+        with self.telemetry.call_span(
+            call_id=job.call_id,
+            traceparent=job.traceparent,
+            attempt=claimed.attempt,
+            worker=self.worker_name,
+            queue_wait_ms=claimed.waited_s * 1000,
+            source=job.source,
+            caller_id=job.caller_id or None,
+        ) as span:
+            calls: list[TextCall] = []
+            outcome = await self._run(claimed, handler, calls)
+            # Records and metrics never fail a call: finish_call swallows and logs its own errors.
+            await self.telemetry.finish_call(
+                calls[0].result,
+                started_at=started_at,
+                duration_s=time.perf_counter() - t0,
+                queue_wait_ms=claimed.waited_s * 1000,
+                worker=self.worker_name,
+                attempt=claimed.attempt,
+                handler=handler,
+                span=span,
+            )
+        return outcome
+
+    async def _run(
+        self, claimed: ClaimedCall, handler: BaseCallbackHandler | None, calls: list[TextCall] | None = None
+    ) -> CallOutcome:
+        job = claimed.job
+        call = TextCall(
+            self.services, call_id=job.call_id, caller_id=job.caller_id or None, callbacks=[handler] if handler else ()
+        )
+        if calls is not None:
+            calls.append(call)
         latencies: list[float] = []
         try:
             await call.start()

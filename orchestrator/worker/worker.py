@@ -60,6 +60,7 @@ class Worker:
         hold_interval_s: float | None = 5.0,
         claim_block_ms: int = 250,
         on_outcome: OutcomeHook | None = None,
+        on_dead_letter: Callable[[str, str, int], None] | None = None,
     ) -> None:
         """Build a worker; nothing runs until :meth:`run`.
 
@@ -73,8 +74,8 @@ class Worker:
             hold_interval_s: Hold-message period for waiting callers; None disables the announcer.
             claim_block_ms: Longest blocking read for new calls; also bounds how long a drain
                 request waits for the claim in progress.
-            on_outcome: Called after a call's outcome is published (the seam where the monitoring
-                issue writes call records).
+            on_outcome: Called after a call's outcome is published.
+            on_dead_letter: Called with ``(call_id, error, attempt)`` when a call is dead-lettered (alerts).
         """
         if slots < 1:
             raise ValueError("slots must be at least 1")
@@ -86,6 +87,7 @@ class Worker:
         self.hold_interval_s = hold_interval_s
         self.claim_block_ms = claim_block_ms
         self.on_outcome = on_outcome
+        self.on_dead_letter = on_dead_letter
         self._running: dict[str, _Running] = {}
         self._lost: set[str] = set()
         self._aux: set[asyncio.Task[None]] = set()
@@ -280,6 +282,8 @@ class Worker:
             )
             with contextlib.suppress(Exception):
                 await publish_outcome(self.queue.redis, self.queue.keys.prefix, dead)
+            if self.on_dead_letter is not None:
+                self.on_dead_letter(claimed.call_id, error, claimed.attempt)
 
     # ------------------------------------------------------------------ shutdown
     async def _finish(self, *, deadline_s: float | None) -> None:

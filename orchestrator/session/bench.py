@@ -1,0 +1,258 @@
+"""Voice benchmark: first-audio latency of our turn path vs an LLM-router baseline, providers simulated by profile."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import statistics
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from livekit.agents import tts, utils
+from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
+
+from orchestrator.config import Settings
+from orchestrator.providers.phrase_cache import CachedTTS, PhraseCache, split_sentences
+from orchestrator.runtime import Services
+
+__all__ = ["Profile", "SimulatedTTS", "percentile", "run_voice_bench"]
+
+# Routine first turns of the demo tenant, one per specialist; a call takes them round-robin.
+UTTERANCES = [
+    "What's my balance?",
+    "I need to book a technician visit.",
+    "My internet keeps dropping.",
+    "I want to pay my bill.",
+    "Can you reschedule my appointment?",
+    "Is there an outage in my area?",
+]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The standard simulated-provider profile (DESIGN.md §6), in seconds."""
+
+    stt_final_s: float = 0.150
+    llm_first_token_s: float = 0.300
+    tts_first_byte_s: float = 0.080
+
+
+class SimulatedTTS(tts.TTS[Any]):
+    """A TTS stand-in: first audio after `first_byte_s`, then 100 ms of silence per 10 characters."""
+
+    def __init__(self, first_byte_s: float, *, sample_rate: int = 16000) -> None:
+        super().__init__(capabilities=tts.TTSCapabilities(streaming=False), sample_rate=sample_rate, num_channels=1)
+        self.first_byte_s = first_byte_s
+
+    def cache_identity(self) -> dict[str, Any]:
+        return {"provider": "simulated", "sample_rate": self.sample_rate}
+
+    def synthesize(
+        self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
+    ) -> tts.ChunkedStream:
+        return _SimStream(tts=self, input_text=text, conn_options=conn_options)
+
+
+class _SimStream(tts.ChunkedStream):
+    _tts: SimulatedTTS
+
+    async def _run(self, output_emitter: tts.AudioEmitter) -> None:
+        output_emitter.initialize(
+            request_id=utils.shortuuid(), sample_rate=self._tts.sample_rate, num_channels=1, mime_type="audio/pcm"
+        )
+        await asyncio.sleep(self._tts.first_byte_s)
+        samples = self._tts.sample_rate // 10 * max(1, len(self._input_text) // 10)
+        output_emitter.push(b"\0\0" * samples)
+        output_emitter.flush()
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+@dataclass
+class _Sample:
+    first_audio: float
+    overhead: float
+
+
+async def _first_sentence(text_stream: Any) -> str:
+    """Collect streamed reply text until the first sentence is complete (what the TTS is first asked for)."""
+    buffer = ""
+    async for chunk in text_stream:
+        buffer += chunk if isinstance(chunk, str) else str(chunk)
+        sentences = await split_sentences(buffer)
+        if len(sentences) > 1:
+            return sentences[0]
+    sentences = await split_sentences(buffer)
+    return sentences[0] if sentences else ""
+
+
+async def _ours(services: Services, speaker: CachedTTS, profile: Profile, utterance: str) -> _Sample:
+    """One turn of our design: STT final → graph (classifier + flows) → first sentence → phrase cache / TTS."""
+    end_of_speech = time.perf_counter()
+    await asyncio.sleep(profile.stt_final_s)  # the STT provider finalising
+    call_id = f"bench-{uuid.uuid4().hex[:12]}"
+    stream = services.graph.astream(
+        {"utterance": utterance, "call_id": call_id, "caller_id": None},
+        config={"configurable": {"thread_id": call_id}},
+        context=services.context,
+        stream_mode="custom",
+        durability="exit",
+    )
+    try:
+        sentence = await _first_sentence(stream)
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]  # astream returns an async generator
+    before = len(speaker.journal.records)
+    async with speaker.synthesize(sentence) as audio:
+        async for _ in audio:
+            break
+    first_audio = time.perf_counter() - end_of_speech
+    cached = speaker.journal.records[before].cached if len(speaker.journal.records) > before else False
+    providers = profile.stt_final_s + (0.0 if cached else profile.tts_first_byte_s)
+    return _Sample(first_audio=first_audio, overhead=first_audio - providers)
+
+
+async def _baseline(speaker: tts.TTS[Any], profile: Profile, utterance: str) -> _Sample:
+    """The LLM-router design: STT final → router LLM → specialist LLM first token → TTS first byte."""
+    end_of_speech = time.perf_counter()
+    await asyncio.sleep(profile.stt_final_s)
+    await asyncio.sleep(profile.llm_first_token_s)  # router LLM: its (short) answer decides the specialist
+    await asyncio.sleep(profile.llm_first_token_s)  # specialist LLM: first token of the reply
+    async with speaker.synthesize(utterance) as audio:
+        async for _ in audio:
+            break
+    first_audio = time.perf_counter() - end_of_speech
+    providers = profile.stt_final_s + 2 * profile.llm_first_token_s + profile.tts_first_byte_s
+    return _Sample(first_audio=first_audio, overhead=first_audio - providers)
+
+
+async def _level(concurrency: int, total: int, turn: Any) -> list[_Sample]:
+    counter = itertools.count()
+    samples: list[_Sample] = []
+
+    async def caller() -> None:
+        while (i := next(counter)) < total:
+            samples.append(await turn(UTTERANCES[i % len(UTTERANCES)]))
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(concurrency):
+            group.create_task(caller())
+    return samples
+
+
+def _ms(v: float) -> float:
+    return round(v * 1000, 1)
+
+
+async def run_voice_bench(
+    settings: Settings,
+    *,
+    calls: int = 200,
+    levels: list[int] | None = None,
+    embedded: bool = True,
+    profile: Profile | None = None,
+) -> dict[str, Any]:
+    """Run the simulated-provider comparison at each concurrency level (and the real embedded stack at 1 and 2).
+
+    Args:
+        settings: base settings; the bench uses its own temporary data folder.
+        calls: turns measured per level and design.
+        levels: concurrency levels (default 1, 10, 50, 100).
+        embedded: also measure real audio calls on the local stack.
+    """
+    profile = profile or Profile()
+    levels = levels or [1, 10, 50, 100]
+    out: dict[str, Any] = {"profile": {k: _ms(v) for k, v in asdict(profile).items()}, "runs": []}
+    with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
+        bench_settings = settings.model_copy(update={"data_dir": Path(tmp)})
+        async with await Services.open(bench_settings) as services:
+            cache = PhraseCache(local_entries=1024)
+            sentences = []
+            for phrase in services.prompts.phrases():
+                sentences.extend(await split_sentences(phrase))
+            ours_tts = CachedTTS(SimulatedTTS(profile.tts_first_byte_s), cache, phrases=sentences)
+            for sentence in sentences:  # `switchboard tts warm`, in memory
+                await ours_tts.render(sentence)
+            baseline_tts = SimulatedTTS(profile.tts_first_byte_s)
+            await _level(4, 12, lambda u: _ours(services, ours_tts, profile, u))  # warm-up: imports, JIT caches
+            for n in levels:
+                ours = await _level(n, max(calls, n), lambda u: _ours(services, ours_tts, profile, u))
+                base = await _level(n, max(calls, n), lambda u: _baseline(baseline_tts, profile, u))
+                ours_fa = [s.first_audio for s in ours]
+                base_fa = [s.first_audio for s in base]
+                out["runs"].append(
+                    {
+                        "concurrency": n,
+                        "turns": len(ours),
+                        "ours": {
+                            "p50": _ms(percentile(ours_fa, 50)),
+                            "p95": _ms(percentile(ours_fa, 95)),
+                            "p99": _ms(percentile(ours_fa, 99)),
+                            "overhead_p99": _ms(percentile([s.overhead for s in ours], 99)),
+                        },
+                        "baseline": {
+                            "p50": _ms(percentile(base_fa, 50)),
+                            "p95": _ms(percentile(base_fa, 95)),
+                            "p99": _ms(percentile(base_fa, 99)),
+                        },
+                        "speedup_p50": round(statistics.median(base_fa) / statistics.median(ours_fa), 2),
+                    }
+                )
+            out["phrase_cache"] = cache.stats.public()
+            if embedded:
+                out["embedded"] = await _embedded(bench_settings, services)
+    return out
+
+
+async def _embedded(settings: Settings, services: Services) -> list[dict[str, Any]]:
+    """Real first-audio latency of the local stack (silero, Whisper tiny.en, local TTS) at 1 and 2 calls."""
+    from livekit.agents.utils import http_context
+
+    from orchestrator.providers.voice import open_voice
+    from orchestrator.session.audio import AudioCall
+
+    results = []
+    async with http_context.open():
+        stacks = [await open_voice(settings, phrases=services.prompts.phrases()) for _ in range(2)]
+        try:
+            for n in (1, 2):
+
+                async def one(i: int) -> dict[str, Any]:
+                    stack = stacks[i]
+                    call = AudioCall(
+                        services,
+                        stt=stack.stt,
+                        tts=stack.tts,
+                        vad=stack.vad,
+                        caller_id="+15550100001",
+                        realtime_playout=False,
+                    )
+                    try:
+                        turn = await call.say(UTTERANCES[i % len(UTTERANCES)])
+                    finally:
+                        await call.aclose()
+                    return turn.breakdown
+
+                turns = await asyncio.gather(*(one(i) for i in range(n)))
+                first = [t["first_audio"] for t in turns if t["first_audio"] is not None]
+                results.append(
+                    {
+                        "concurrency": n,
+                        "first_audio_ms": first,
+                        "stt_final_ms": [t["stt_final"] for t in turns],
+                        "tts_first_byte_ms": [t["tts_first_byte"] for t in turns],
+                    }
+                )
+        finally:
+            for stack in stacks:
+                await stack.aclose()
+    return results

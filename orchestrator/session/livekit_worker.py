@@ -1,0 +1,137 @@
+"""The LiveKit agent worker: explicit dispatch by agent name, job-count load, readiness from registration."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+from livekit.agents import Agent, AgentServer, AgentSession, JobContext, JobProcess
+from livekit.agents.utils import http_context
+
+from orchestrator.config import Settings, get_settings
+from orchestrator.providers.stt import load_vad
+from orchestrator.session.audio import turn_handling
+from orchestrator.session.graph_llm import GraphLLM
+
+__all__ = ["ReadinessServer", "build_server", "run_agent_worker", "run_room_call"]
+
+log = logging.getLogger(__name__)
+
+
+class ReadinessServer:
+    """`GET /readyz`: 503 until the worker has registered with LiveKit, 200 after (and 503 again while draining).
+
+    livekit's own health endpoint answers 200 while the worker is still failing to connect
+    (research/livekit.md §2d), so a load balancer or Kubernetes must not use it for readiness.
+    """
+
+    def __init__(self, server: AgentServer, *, port: int) -> None:
+        self.server = server
+        self.port = port
+        self.registered = False
+        self.draining = False
+        self._runner: web.AppRunner | None = None
+        server.on("worker_registered", self._on_registered)
+
+    def _on_registered(self, *_: Any) -> None:
+        self.registered = True
+
+    async def _ready(self, _request: web.Request) -> web.Response:
+        ok = self.registered and not self.draining
+        body = json.dumps({"registered": self.registered, "draining": self.draining})
+        return web.Response(status=200 if ok else 503, text=body, content_type="application/json")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/readyz", self._ready)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "0.0.0.0", self.port).start()
+
+    async def aclose(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+def _prewarm(proc: JobProcess) -> None:
+    # Each job process loads silero (~1 s) once, before a call lands on it.
+    proc.userdata["vad"] = load_vad()
+
+
+def build_server(settings: Settings | None = None) -> AgentServer:
+    """An `AgentServer` for explicit dispatch (`agent_name`), whose load is active jobs / slots.
+
+    Load by jobs, not CPU: CPU load is sampled and lags a burst, while the queue worker needs a hard cap
+    on concurrent calls per process to keep pull-based admission honest.
+    """
+    settings = settings or get_settings()
+    slots = settings.agent_slots
+
+    def load(server: AgentServer) -> float:
+        return min(1.0, len(server.active_jobs) / slots)
+
+    server = AgentServer(
+        setup_fnc=_prewarm,
+        load_fnc=load,
+        # WS_FULL at the last slot: the server never offers a job beyond `slots`.
+        load_threshold=(slots - 0.5) / slots,
+        num_idle_processes=min(slots, 2),
+        port=0,
+    )
+
+    @server.rtc_session(agent_name=settings.agent_name)
+    async def entrypoint(ctx: JobContext) -> None:
+        await run_room_call(ctx, settings)
+
+    return server
+
+
+async def run_room_call(ctx: JobContext, settings: Settings) -> None:
+    """One call in its LiveKit room: the same GraphLLM and providers as the local transports."""
+    from orchestrator.providers.voice import open_voice
+    from orchestrator.runtime import Services
+
+    metadata = json.loads(ctx.job.metadata or "{}")
+    call_id = str(metadata.get("call_id") or ctx.room.name)
+    async with await Services.open(settings) as services, http_context.open():
+        voice = await open_voice(
+            settings,
+            phrases=services.prompts.phrases(),
+            redis_url=settings.redis_url,
+            vad_instance=ctx.proc.userdata.get("vad"),
+        )
+        graph_llm = GraphLLM(services.graph, services.context, call_id=call_id, caller_id=metadata.get("caller_id"))
+        session: AgentSession[None] = AgentSession(
+            llm=graph_llm,
+            stt=voice.stt,
+            vad=voice.vad,
+            tts=voice.tts,
+            turn_handling=turn_handling(),  # type: ignore[arg-type]
+        )
+        closed = asyncio.Event()
+        session.on("close", lambda _ev: closed.set())
+        try:
+            await session.start(Agent(instructions="Northwind Broadband contact centre"), room=ctx.room)
+            await ctx.connect()
+            await closed.wait()
+        finally:
+            await session.aclose()
+            await graph_llm.aclose()
+            await voice.aclose()
+
+
+async def run_agent_worker(settings: Settings | None = None) -> None:
+    """Run the agent worker with its readiness endpoint until it stops (SIGTERM drains)."""
+    settings = settings or get_settings()
+    server = build_server(settings)
+    readiness = ReadinessServer(server, port=settings.agent_health_port)
+    await readiness.start()
+    try:
+        await server.run()
+    finally:
+        readiness.draining = True
+        await readiness.aclose()
