@@ -280,7 +280,7 @@ async def _simulate(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from orchestrator.api.signing import livekit_webhook_token
-    from orchestrator.scenarios import SCENARIOS
+    from orchestrator.scenarios import simulated_caller
 
     run = _Run(calls=calls)
     tag = uuid.uuid4().hex[:8]
@@ -324,7 +324,7 @@ async def _simulate(
                     progress.update(done_bar, completed=len(run.outcomes), info=f"in flight {len(in_flight)}")
 
             async def place(i: int) -> None:
-                scenario = SCENARIOS[i % len(SCENARIOS)]
+                scenario = simulated_caller(i)
                 name = f"call-sim-{tag}-{i}"
                 meta = {
                     "caller_id": scenario.caller_id or "",

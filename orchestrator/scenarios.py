@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -91,3 +91,25 @@ SCENARIOS: tuple[Scenario, ...] = (
         "escalation",
     ),
 )
+
+
+# Scenarios whose caller can be any customer: later rounds of a simulation give them other (filler)
+# accounts, so a batch of simulated calls is not the same few people calling many times at once.
+_ANY_CUSTOMER = {"book a technician visit": ("10011", 1)}
+
+
+def simulated_caller(index: int) -> Scenario:
+    """The index-th simulated caller: the scenarios round-robin, with varied accounts where they allow it."""
+    from orchestrator.domain.seed import DEMO_CUSTOMERS, all_customers
+
+    scenario = SCENARIOS[index % len(SCENARIOS)]
+    round_ = index // len(SCENARIOS)
+    if round_ == 0 or scenario.name not in _ANY_CUSTOMER:
+        return scenario
+    zip_code, zip_turn = _ANY_CUSTOMER[scenario.name]
+    fillers = all_customers()[len(DEMO_CUSTOMERS) :]
+    customer = fillers[(round_ - 1) % len(fillers)]
+    turns = list(scenario.turns)
+    assert turns[zip_turn] == zip_code
+    turns[zip_turn] = customer.zip_code
+    return replace(scenario, caller_id=customer.phone, turns=tuple(turns))

@@ -184,7 +184,16 @@ async def _commit(ctx: AgentContext, tools: CallerTools, task: Task) -> Step:
             + p.reply("common.anything_else"),
             resolved=True,
         )
-    await tools.dispute(s["invoice_id"], s["line_id"], reason)
+    try:
+        await tools.dispute(s["invoice_id"], s["line_id"], reason)
+    except PolicyViolation:
+        # Already disputed (an earlier call, or a second line open at once): the caller's need is met.
+        return Step(
+            reply=p.reply("billing.already_disputed", description=s["description"])
+            + " "
+            + p.reply("common.anything_else"),
+            resolved=True,
+        )
     return Step(
         reply=p.reply("billing.disputed", description=s["description"]) + " " + p.reply("common.anything_else"),
         resolved=True,

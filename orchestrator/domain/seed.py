@@ -444,3 +444,8 @@ def _is_paid(account_id: str, k: int) -> bool:
     if account_id == "NW-1008":
         return True  # pays as soon as the bill arrives
     return k > 0
+
+
+def all_customers() -> list[DemoCustomer]:
+    """Every seeded customer: the documented demo ones, then the fillers (they do not depend on the date)."""
+    return _DemoData(date(2000, 1, 3), ZoneInfo(DEFAULT_TIMEZONE)).customers()
