@@ -1,0 +1,485 @@
+"""The local audio transport: caller text → TTS → line audio → AgentSession (VAD ▸ STT ▸ graph ▸ TTS) → captured."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from livekit import rtc
+from livekit.agents import AgentSession, io, stt, tts, vad
+from livekit.agents.voice.events import (
+    AgentStateChangedEvent,
+    ConversationItemAddedEvent,
+    UserInputTranscribedEvent,
+)
+
+from orchestrator.providers.phrase_cache import CachedTTS
+from orchestrator.runtime import Services
+from orchestrator.session.text import CallResult, TextCall, TurnRecord
+
+__all__ = [
+    "AudioCall",
+    "AudioTurnRecord",
+    "CaptureAudioOutput",
+    "LineAudioInput",
+    "mulaw_decode",
+    "mulaw_encode",
+    "run_audio_call",
+    "turn_handling",
+    "word_error_rate",
+]
+
+_FRAME_MS = 20
+
+
+# ---------------------------------------------------------------------------------------------
+# Telephony line codec and scoring
+# ---------------------------------------------------------------------------------------------
+
+_MU_BIAS = 0x84
+_MU_CLIP = 32635
+
+
+def mulaw_encode(pcm: np.ndarray[Any, np.dtype[np.int16]]) -> np.ndarray[Any, np.dtype[np.uint8]]:
+    """G.711 μ-law encode 16-bit PCM (audioop is deprecated, and we need only this)."""
+    x = pcm.astype(np.int32)
+    sign = (x < 0).astype(np.int32)
+    mag = np.minimum(np.abs(x), _MU_CLIP) + _MU_BIAS
+    exponent = np.floor(np.log2(mag)).astype(np.int32) - 7
+    exponent = np.clip(exponent, 0, 7)
+    mantissa = (mag >> (exponent + 3)) & 0x0F
+    code: np.ndarray[Any, np.dtype[np.uint8]] = (~((sign << 7) | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8)
+    return code
+
+
+def mulaw_decode(code: np.ndarray[Any, np.dtype[np.uint8]]) -> np.ndarray[Any, np.dtype[np.int16]]:
+    """G.711 μ-law decode to 16-bit PCM."""
+    u = (~code.astype(np.int32)) & 0xFF
+    sign = u & 0x80
+    exponent = (u >> 4) & 0x07
+    mantissa = u & 0x0F
+    mag = (((mantissa << 3) + _MU_BIAS) << exponent) - _MU_BIAS
+    return np.where(sign != 0, -mag, mag).astype(np.int16)
+
+
+_NUMBERS = {
+    "0": "zero", "1": "one", "2": "two", "3": "three", "4": "four",
+    "5": "five", "6": "six", "7": "seven", "8": "eight", "9": "nine",
+}  # fmt: skip
+
+
+def _words(text: str) -> list[str]:
+    text = text.lower().replace("’", "'")
+    text = re.sub(r"(?<=\d),(?=\d)", "", text)
+    text = re.sub(r"[^a-z0-9' ]+", " ", text)
+    out: list[str] = []
+    for word in text.split():
+        word = word.strip("'")
+        if word.isdigit() and len(word) == 1:
+            word = _NUMBERS[word]
+        if word:
+            out.append(word)
+    return out
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """WER on normalised words (lower case, punctuation dropped, single digits spelled out)."""
+    ref, hyp = _words(reference), _words(hypothesis)
+    if not ref:
+        return 0.0 if not hyp else 1.0
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1] / len(ref)
+
+
+# ---------------------------------------------------------------------------------------------
+# Audio I/O
+# ---------------------------------------------------------------------------------------------
+
+
+class LineAudioInput(io.AudioInput):
+    """A phone line into the session: queued caller speech, silence otherwise, paced like a real microphone.
+
+    A frame is handed over when its 20 ms have "elapsed" (divided by `pace`), so end-of-speech time is the
+    moment the last speech frame is delivered. If the session reads late, pacing restarts rather than
+    bursting a backlog of silence.
+
+    Args:
+        sample_rate: 16000, or 8000 for telephony.
+        pace: 1.0 is real time; 2.0 delivers audio twice as fast (latency figures then mean less).
+        noise_level: RMS of background noise in int16 units (0: digital silence).
+    """
+
+    def __init__(self, *, sample_rate: int = 16000, pace: float = 1.0, noise_level: float = 0.0) -> None:
+        super().__init__(label="switchboard-line")
+        self.sample_rate = sample_rate
+        self.pace = pace
+        self.noise_level = noise_level
+        self._samples = sample_rate * _FRAME_MS // 1000
+        self._pending: list[tuple[bytes, asyncio.Future[float] | None]] = []
+        self._next_at: float | None = None
+        self._rng = np.random.default_rng(7)
+        self.frames_delivered = 0
+
+    def play(self, pcm: bytes) -> asyncio.Future[float]:
+        """Queue caller speech (16-bit mono at `sample_rate`); the future gets the end-of-speech time."""
+        step = self._samples * 2
+        chunks = [pcm[i : i + step] for i in range(0, len(pcm), step)] or [b""]
+        done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        for i, chunk in enumerate(chunks):
+            chunk = chunk.ljust(step, b"\0")
+            self._pending.append((chunk, done if i == len(chunks) - 1 else None))
+        return done
+
+    def _silence(self) -> bytes:
+        if self.noise_level <= 0:
+            return b"\0" * (self._samples * 2)
+        noise = self._rng.normal(0.0, self.noise_level, self._samples).clip(-32768, 32767).astype(np.int16)
+        return noise.tobytes()
+
+    async def __anext__(self) -> rtc.AudioFrame:
+        period = _FRAME_MS / 1000 / self.pace
+        now = time.perf_counter()
+        if self._next_at is None or now - self._next_at > 0.2:
+            self._next_at = now + period
+        delay = self._next_at - now
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self._next_at += period
+        data, done = self._pending.pop(0) if self._pending else (self._silence(), None)
+        self.frames_delivered += 1
+        if done is not None and not done.done():
+            done.set_result(time.perf_counter())
+        return rtc.AudioFrame(data, self.sample_rate, 1, self._samples)
+
+
+@dataclass
+class CapturedFrame:
+    at: float
+    frame: rtc.AudioFrame
+
+
+class CaptureAudioOutput(io.AudioOutput):
+    """The session's speaker: keeps every agent frame with its arrival time and plays out in real time.
+
+    Real-time playout matters: the session considers the agent speaking until playback finishes, which is
+    what makes barge-in (and "do not talk over the caller") behave as on a real line.
+    """
+
+    def __init__(self, *, realtime: bool = True) -> None:
+        super().__init__(label="switchboard-capture", capabilities=io.AudioOutputCapabilities(pause=False))
+        self.realtime = realtime
+        self.frames: list[CapturedFrame] = []
+        self.interruptions = 0
+        self._segment_start: float | None = None
+        self._segment_pushed = 0.0
+        self._finish_task: asyncio.Task[None] | None = None
+
+    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+        await super().capture_frame(frame)
+        now = time.perf_counter()
+        if self._segment_start is None:
+            self._segment_start = now
+            self._segment_pushed = 0.0
+            self.on_playback_started(created_at=time.time())
+        self.frames.append(CapturedFrame(now, frame))
+        self._segment_pushed += frame.duration
+
+    def flush(self) -> None:
+        super().flush()
+        if self._segment_start is None:
+            return
+        start, pushed = self._segment_start, self._segment_pushed
+        self._segment_start = None
+        remaining = (start + pushed - time.perf_counter()) if self.realtime else 0.0
+        if remaining <= 0:
+            self.on_playback_finished(playback_position=pushed, interrupted=False)
+            return
+        self._finish_task = asyncio.create_task(self._finish_later(remaining, pushed), name="capture.playout")
+
+    async def _finish_later(self, delay: float, pushed: float) -> None:
+        await asyncio.sleep(delay)
+        self._finish_task = None
+        self.on_playback_finished(playback_position=pushed, interrupted=False)
+
+    def clear_buffer(self) -> None:
+        task, self._finish_task = self._finish_task, None
+        if task is not None:
+            task.cancel()
+            self.interruptions += 1
+            self.on_playback_finished(playback_position=0.0, interrupted=True)
+        elif self._segment_start is not None:
+            played = min(self._segment_pushed, time.perf_counter() - self._segment_start)
+            self._segment_start = None
+            io.AudioOutput.flush(self)  # the segment is over: the next frame opens a new one
+            self.interruptions += 1
+            self.on_playback_finished(playback_position=played, interrupted=True)
+
+    async def aclose(self) -> None:
+        task, self._finish_task = self._finish_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+# ---------------------------------------------------------------------------------------------
+# The call
+# ---------------------------------------------------------------------------------------------
+
+
+def turn_handling(*, min_delay: float = 0.2, allow_interruptions: bool = True) -> dict[str, Any]:
+    """Turn settings pinned for self-hosting: VAD endpointing, no cloud turn model, no preemptive graph runs.
+
+    Preemptive generation is off because a graph turn has side effects (bookings, payments) and must run once.
+    """
+    return {
+        "turn_detection": "vad",
+        "endpointing": {"mode": "fixed", "min_delay": min_delay, "max_delay": 3.0},
+        "interruption": {
+            "enabled": allow_interruptions,
+            "mode": "vad",
+            "min_duration": 0.5,
+            "resume_false_interruption": False,
+            "false_interruption_timeout": None,
+        },
+        "preemptive_generation": {"enabled": False},
+    }
+
+
+@dataclass
+class AudioTurnRecord(TurnRecord):
+    """A text turn record plus what the audio path measured (all times in ms from end of caller speech)."""
+
+    heard: str = ""
+    wer: float | None = None
+    agent_audio_ms: float = 0.0
+    breakdown: dict[str, float | None] = field(default_factory=dict)
+    cached_sentences: int = 0
+
+    def public(self) -> dict[str, Any]:
+        data = super().public()
+        data.pop("breakdown", None)
+        data["latency_ms"] = self.breakdown
+        return data
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value * 1000, 1)
+
+
+class AudioCall(TextCall):
+    """A call on the local audio transport: the same GraphLLM and session as a LiveKit room call.
+
+    Args:
+        services: the process's services (graph, tenant, classifier).
+        stt: a streaming STT (e.g. `local_stt(vad=...)` or a fallback chain).
+        tts: the agent's TTS; wrap it in `CachedTTS` to use the phrase cache (timings are read from it).
+        vad: the session's VAD (silero).
+        caller_tts: the TTS that voices the scripted caller; default the agent's inner engine.
+        telephony: 8 kHz μ-law line instead of 16 kHz linear.
+        pace: line speed (1.0 real time).
+        reply_timeout_s: how long a turn may wait for the agent before it is recorded as silence.
+        realtime_playout: play the agent's audio out in real time (needed for barge-in); False finishes
+            playback as soon as the audio is captured (faster tests and benchmarks).
+    """
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        stt: stt.STT[Any],
+        tts: CachedTTS,
+        vad: vad.VAD,
+        caller_tts: tts.TTS[Any] | None = None,
+        telephony: bool = False,
+        pace: float = 1.0,
+        noise_level: float = 0.0,
+        reply_timeout_s: float = 20.0,
+        call_id: str | None = None,
+        caller_id: str | None = None,
+        endpointing_s: float = 0.2,
+        realtime_playout: bool = True,
+    ) -> None:
+        super().__init__(services, call_id=call_id, caller_id=caller_id)
+        self.tts = tts
+        self.caller_tts = caller_tts or tts.inner
+        self.telephony = telephony
+        self.reply_timeout_s = reply_timeout_s
+        self.line = LineAudioInput(sample_rate=8000 if telephony else 16000, pace=pace, noise_level=noise_level)
+        self.speaker = CaptureAudioOutput(realtime=realtime_playout)
+        self.session = AgentSession(
+            llm=self.llm,
+            stt=stt,
+            vad=vad,
+            tts=tts,
+            turn_handling=turn_handling(min_delay=endpointing_s),  # type: ignore[arg-type]
+            user_away_timeout=None,
+        )
+        self.session.input.audio = self.line
+        self.session.output.audio = self.speaker
+        self._finals: list[tuple[float, str]] = []
+        self._assistant_items: list[tuple[float, str]] = []
+        self._agent_states: list[tuple[float, str]] = []
+        self._reply_event = asyncio.Event()
+        self.session.on("user_input_transcribed", self._on_transcript)
+        self.session.on("conversation_item_added", self._on_item)
+        self.session.on("agent_state_changed", self._on_state)
+
+    def _on_transcript(self, ev: UserInputTranscribedEvent) -> None:
+        if ev.is_final and ev.transcript.strip():
+            self._finals.append((time.perf_counter(), ev.transcript.strip()))
+
+    def _on_item(self, ev: ConversationItemAddedEvent) -> None:
+        item = ev.item
+        if getattr(item, "role", None) == "assistant":
+            self._assistant_items.append((time.perf_counter(), item.text_content or ""))  # type: ignore[union-attr]
+            self._reply_event.set()
+
+    def _on_state(self, ev: AgentStateChangedEvent) -> None:
+        self._agent_states.append((time.perf_counter(), ev.new_state))
+
+    async def caller_audio(self, text: str) -> bytes:
+        """The caller's words as line audio: local TTS, resampled to the line rate, μ-law on telephony."""
+        frame = await self.caller_tts.synthesize(text).collect()
+        rate = self.line.sample_rate
+        if frame.sample_rate != rate:
+            resampler = rtc.AudioResampler(
+                input_rate=frame.sample_rate, output_rate=rate, quality=rtc.AudioResamplerQuality.HIGH
+            )
+            frame = rtc.combine_audio_frames(resampler.push(frame) + resampler.flush())
+        pcm = np.frombuffer(frame.data, dtype=np.int16)
+        if self.telephony:
+            pcm = mulaw_decode(mulaw_encode(pcm))
+        # A short lead-in of line silence, as a caller breathes before speaking.
+        return b"\0" * (rate // 10 * 2) + pcm.tobytes()
+
+    async def say(self, utterance: str) -> AudioTurnRecord:
+        """Speak one caller turn down the line and wait for the agent's spoken answer."""
+        if not self._started:
+            await self.start()
+        pcm = await self.caller_audio(utterance)
+        # Anything before this point belongs to an earlier turn.
+        mark = time.perf_counter()
+        n_finals, n_items, n_frames = len(self._finals), len(self._assistant_items), len(self.speaker.frames)
+        n_timings, n_synth = len(self.llm.turns.timings), len(self.tts.journal.records)
+        self._reply_event.clear()
+        speech_end = await self.line.play(pcm)
+        deadline = speech_end + self.reply_timeout_s
+        while len(self._assistant_items) == n_items:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            self._reply_event.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._reply_event.wait(), timeout=remaining)
+        return await self._record(utterance, mark, speech_end, n_finals, n_items, n_frames, n_timings, n_synth)
+
+    async def _record(
+        self,
+        utterance: str,
+        mark: float,
+        speech_end: float,
+        n_finals: int,
+        n_items: int,
+        n_frames: int,
+        n_timings: int,
+        n_synth: int,
+    ) -> AudioTurnRecord:
+        finals = [(t, s) for t, s in self._finals[n_finals:] if t >= mark]
+        heard = " ".join(s for _, s in finals)
+        reply = " ".join(s for _, s in self._assistant_items[n_items:]).strip()
+        frames = [f for f in self.speaker.frames[n_frames:] if f.at >= speech_end]
+        timing = self.llm.turns.timings[n_timings] if len(self.llm.turns.timings) > n_timings else None
+        synth = self.tts.journal.records[n_synth:]
+        first_synth = synth[0] if synth else None
+        stt_final_at = finals[-1][0] if finals else None
+        first_audio_at = frames[0].at if frames else None
+
+        stt_final = (stt_final_at - speech_end) if stt_final_at else None
+        graph_ft = (timing.first_token - timing.started) if timing and timing.first_token else None
+        tts_fb = first_synth.first_audio - first_synth.started if first_synth and first_synth.first_audio else None
+        first_audio = (first_audio_at - speech_end) if first_audio_at else None
+        endpointing = (timing.started - stt_final_at) if timing and stt_final_at else None
+        overhead = None
+        if first_audio is not None and None not in (stt_final, graph_ft, tts_fb, endpointing):
+            # What is neither a provider nor the deliberate endpointing wait: queues, scheduling, resampling.
+            overhead = first_audio - (stt_final or 0) - (graph_ft or 0) - (tts_fb or 0) - (endpointing or 0)
+        breakdown = {
+            "first_audio": _ms(first_audio),
+            "stt_final": _ms(stt_final),
+            "graph_first_token": _ms(graph_ft),
+            "tts_first_byte": _ms(tts_fb),
+            "overhead": _ms(overhead),
+            "endpointing": _ms(endpointing),
+        }
+        state = await self.state()
+        record = AudioTurnRecord(
+            caller=utterance,
+            agent=reply,
+            agent_name=str(state.get("active", "router")),
+            intent=state.get("intent"),
+            confidence=state.get("confidence"),
+            latency_ms=breakdown["first_audio"] or 0.0,
+            graph_ms=round(((timing.finished or timing.started) - timing.started) * 1000, 2) if timing else 0.0,
+            heard=heard,
+            wer=round(word_error_rate(utterance, heard), 4),
+            agent_audio_ms=round(sum(f.frame.duration for f in frames) * 1000, 1),
+            breakdown=breakdown,
+            cached_sentences=sum(1 for s in synth if s.cached),
+        )
+        self.result.turns.append(record)
+        self._absorb(state)
+        return record
+
+    async def silence(self, seconds: float) -> list[tuple[float, str]]:
+        """Let the line carry only silence (or noise) for `seconds`; returns what the agent said meanwhile."""
+        n_items = len(self._assistant_items)
+        await asyncio.sleep(seconds)
+        return self._assistant_items[n_items:]
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        await self.speaker.aclose()
+
+
+async def run_audio_call(
+    services: Services,
+    utterances: Sequence[str],
+    *,
+    stt: stt.STT[Any],
+    tts: CachedTTS,
+    vad: vad.VAD,
+    telephony: bool = False,
+    pace: float = 1.0,
+    call_id: str | None = None,
+    caller_id: str | None = None,
+    on_turn: Callable[[AudioTurnRecord], Awaitable[None] | None] | None = None,
+) -> CallResult:
+    """Run a scripted audio call to its end and return the result (turns are `AudioTurnRecord`s)."""
+    call = AudioCall(
+        services, stt=stt, tts=tts, vad=vad, telephony=telephony, pace=pace, call_id=call_id, caller_id=caller_id
+    )
+    try:
+        await call.start()
+        for utterance in utterances:
+            record = await call.say(utterance)
+            if on_turn is not None:
+                maybe = on_turn(record)
+                if maybe is not None:
+                    await maybe
+            if await call.ended():
+                break
+    finally:
+        await call.aclose()
+    return call.result
