@@ -9,7 +9,7 @@ export UV_COMPILE_BYTECODE := 1
 export HF_HUB_OFFLINE := 1
 export LANGSMITH_TRACING := false
 
-.PHONY: demo test check lint unit services install bench clean
+.PHONY: demo test check unit services system install evals clean
 
 $(BIN)/switchboard: pyproject.toml uv.lock
 	@$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install -q "uv==0.13.9"
@@ -22,6 +22,10 @@ install: $(BIN)/switchboard
 services:
 	@bash deploy/dev/services.sh
 
+# Debian packages the tests need (flite for the local voice, chromium for the console tests).
+system:
+	@bash deploy/dev/system.sh
+
 demo: install
 	$(BIN)/switchboard demo-queue
 
@@ -33,8 +37,12 @@ check: install
 unit: install
 	$(BIN)/pytest -m unit -q
 
-test: install services check
+test: install services system check
 	$(BIN)/pytest -m "not live"
+
+# The smoke eval suite, gated by evals/gates.yaml (non-zero exit on a failed scenario or a breached gate).
+evals: install
+	$(BIN)/switchboard eval run evals/suites/smoke.yaml
 
 clean:
 	rm -rf $(VENV) .switchboard .pytest_cache .mypy_cache .ruff_cache
