@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -67,7 +68,9 @@ async def route(ctx: AgentContext, state: CallState) -> dict[str, Any]:
     active = state.get("active", "router")
     task: Task = state.get("task") or Task()
     awaiting_verification = verification_of(state)["awaiting"]
-    local = ctx.classifier.classify(text)
+    # The classifier is CPU work that releases the GIL (onnxruntime): off the event loop, other calls'
+    # turns proceed on the loop meanwhile, and a second core can run it.
+    local = await asyncio.to_thread(ctx.classifier.classify, text)
     # The call's intent stays the active specialist's while the caller answers its questions;
     # checked before any LLM fallback, so a ZIP code or a "yes" never costs a model call.
     staying = {"intent": active, "confidence": state.get("confidence", local.confidence), "directive": None}

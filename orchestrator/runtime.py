@@ -151,6 +151,9 @@ async def _open_checkpointer(settings: Settings, stack: AsyncExitStack) -> BaseC
     stack.push_async_callback(conn.close)
     # Several worker processes share the file: WAL lets readers and one writer proceed together.
     await conn.execute("PRAGMA journal_mode=WAL")
+    # WAL + NORMAL: a commit survives a process crash (what resumption needs) without an fsync per
+    # turn; a power loss may drop the last turns. Use PostgreSQL where that matters.
+    await conn.execute("PRAGMA synchronous=NORMAL")
     await conn.execute("PRAGMA busy_timeout=30000")
     sqlite_saver = AsyncSqliteSaver(conn)
     await sqlite_saver.setup()

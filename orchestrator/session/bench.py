@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import statistics
 import tempfile
 import time
@@ -136,6 +137,7 @@ async def _baseline(speaker: tts.TTS[Any], profile: Profile, utterance: str) -> 
 
 
 async def _level(concurrency: int, total: int, turn: Any) -> list[_Sample]:
+    """Burst: every caller takes its next turn the moment the last one ended (the worst case)."""
     counter = itertools.count()
     samples: list[_Sample] = []
 
@@ -149,6 +151,51 @@ async def _level(concurrency: int, total: int, turn: Any) -> list[_Sample]:
     return samples
 
 
+async def _paced(concurrency: int, duration_s: float, cycle_s: float, turn: Any, seed: int = 7) -> list[_Sample]:
+    """Paced: each call takes a turn about every `cycle_s` (caller speaks, agent answers), as live calls do.
+
+    Calls start at random offsets within one cycle and jitter ±25 % around it, so `concurrency` calls
+    in progress give about concurrency / cycle_s turns a second, not all turns at once.
+    """
+    rng = random.Random(seed)
+    samples: list[_Sample] = []
+    loop = asyncio.get_running_loop()
+    end = loop.time() + duration_s
+
+    async def caller(offset: float, index: int) -> None:
+        await asyncio.sleep(offset)
+        i = index
+        while loop.time() < end:
+            samples.append(await turn(UTTERANCES[i % len(UTTERANCES)]))
+            i += concurrency
+            await asyncio.sleep(cycle_s * rng.uniform(0.75, 1.25))
+
+    async with asyncio.TaskGroup() as group:
+        for n in range(concurrency):
+            group.create_task(caller(rng.uniform(0, cycle_s), n))
+    return samples
+
+
+def _summary(ours: list[_Sample], base: list[_Sample]) -> dict[str, Any]:
+    ours_fa = [s.first_audio for s in ours]
+    base_fa = [s.first_audio for s in base]
+    return {
+        "turns": len(ours),
+        "ours": {
+            "p50": _ms(percentile(ours_fa, 50)),
+            "p95": _ms(percentile(ours_fa, 95)),
+            "p99": _ms(percentile(ours_fa, 99)),
+            "overhead_p99": _ms(percentile([s.overhead for s in ours], 99)),
+        },
+        "baseline": {
+            "p50": _ms(percentile(base_fa, 50)),
+            "p95": _ms(percentile(base_fa, 95)),
+            "p99": _ms(percentile(base_fa, 99)),
+        },
+        "speedup_p50": round(statistics.median(base_fa) / statistics.median(ours_fa), 2),
+    }
+
+
 def _ms(v: float) -> float:
     return round(v * 1000, 1)
 
@@ -160,6 +207,8 @@ async def run_voice_bench(
     levels: list[int] | None = None,
     embedded: bool = True,
     profile: Profile | None = None,
+    cycle_s: float = 4.0,
+    paced_s: float = 12.0,
 ) -> dict[str, Any]:
     """Run the simulated-provider comparison at each concurrency level (and the real embedded stack at 1 and 2).
 
@@ -168,10 +217,19 @@ async def run_voice_bench(
         calls: turns measured per level and design.
         levels: concurrency levels (default 1, 10, 50, 100).
         embedded: also measure real audio calls on the local stack.
+        cycle_s: paced mode: seconds between one call's turns (the caller speaks, the agent answers).
+        paced_s: paced mode: how long each level runs.
+
+    Each level is measured twice: paced (the headline numbers: calls in progress, each taking a turn
+    about every `cycle_s`) and burst (every call takes its next turn at once, back to back: the worst
+    case, where one process's per-turn CPU time queues up on its event loop).
     """
     profile = profile or Profile()
     levels = levels or [1, 10, 50, 100]
-    out: dict[str, Any] = {"profile": {k: _ms(v) for k, v in asdict(profile).items()}, "runs": []}
+    out: dict[str, Any] = {
+        "profile": {**{k: _ms(v) for k, v in asdict(profile).items()}, "turn_cycle_ms": _ms(cycle_s)},
+        "runs": [],
+    }
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
         bench_settings = settings.model_copy(update={"data_dir": Path(tmp)})
         async with await Services.open(bench_settings) as services:
@@ -185,27 +243,12 @@ async def run_voice_bench(
             baseline_tts = SimulatedTTS(profile.tts_first_byte_s)
             await _level(4, 12, lambda u: _ours(services, ours_tts, profile, u))  # warm-up: imports, JIT caches
             for n in levels:
-                ours = await _level(n, max(calls, n), lambda u: _ours(services, ours_tts, profile, u))
-                base = await _level(n, max(calls, n), lambda u: _baseline(baseline_tts, profile, u))
-                ours_fa = [s.first_audio for s in ours]
-                base_fa = [s.first_audio for s in base]
+                paced_ours = await _paced(n, paced_s, cycle_s, lambda u: _ours(services, ours_tts, profile, u))
+                paced_base = await _paced(n, paced_s, cycle_s, lambda u: _baseline(baseline_tts, profile, u))
+                burst_ours = await _level(n, max(calls, n), lambda u: _ours(services, ours_tts, profile, u))
+                burst_base = await _level(n, max(calls, n), lambda u: _baseline(baseline_tts, profile, u))
                 out["runs"].append(
-                    {
-                        "concurrency": n,
-                        "turns": len(ours),
-                        "ours": {
-                            "p50": _ms(percentile(ours_fa, 50)),
-                            "p95": _ms(percentile(ours_fa, 95)),
-                            "p99": _ms(percentile(ours_fa, 99)),
-                            "overhead_p99": _ms(percentile([s.overhead for s in ours], 99)),
-                        },
-                        "baseline": {
-                            "p50": _ms(percentile(base_fa, 50)),
-                            "p95": _ms(percentile(base_fa, 95)),
-                            "p99": _ms(percentile(base_fa, 99)),
-                        },
-                        "speedup_p50": round(statistics.median(base_fa) / statistics.median(ours_fa), 2),
-                    }
+                    {"concurrency": n, **_summary(paced_ours, paced_base), "burst": _summary(burst_ours, burst_base)}
                 )
             out["phrase_cache"] = cache.stats.public()
             if embedded:
