@@ -82,8 +82,20 @@ def call(
     say: Annotated[list[str], typer.Option("--say", help="A caller turn; repeat for each turn.")],
     caller_id: Annotated[str | None, typer.Option("--caller-id", help="Caller ID, e.g. +15550100001.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the call as JSON.")] = False,
+    audio: Annotated[
+        bool, typer.Option("--audio", help="Speak the turns: local TTS ▸ VAD ▸ STT ▸ graph ▸ TTS.")
+    ] = False,
+    telephony: Annotated[bool, typer.Option("--telephony", help="With --audio: an 8 kHz mu-law line.")] = False,
 ) -> None:
-    """Run one scripted text call through the session and print its transcript."""
+    """Run one scripted call through the session (text, or audio with --audio) and print its transcript."""
+    if audio:
+        from orchestrator.cli_voice import call_audio
+
+        call_audio(say, caller_id=caller_id, telephony=telephony, as_json=as_json)
+        return
+    if telephony:
+        err.print("[red]--telephony needs --audio[/red]")
+        raise typer.Exit(2)
 
     async def main() -> dict[str, Any]:
         from orchestrator.session.text import run_text_call

@@ -135,36 +135,36 @@ async def audio_call(
         return out
 
 
+def call_audio(
+    say: Annotated[list[str], typer.Option("--say", help="A caller turn; repeat for each turn.")],
+    caller_id: Annotated[str | None, typer.Option("--caller-id", help="Caller ID, e.g. +15550100001.")] = None,
+    telephony: Annotated[bool, typer.Option("--telephony", help="8 kHz mu-law line instead of 16 kHz.")] = False,
+    pace: Annotated[float, typer.Option("--pace", help="Line speed; 1.0 is real time.")] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the call as JSON.")] = False,
+) -> None:
+    """Run one scripted call as audio: caller TTS → line → VAD → STT → graph → TTS (captured)."""
+    _quiet()
+    settings = _settings()
+    with phrase_cache_redis(settings) as url:
+        out = asyncio.run(audio_call(settings, say, caller_id=caller_id, telephony=telephony, pace=pace, redis_url=url))
+    if as_json:
+        print(json.dumps(out, indent=2))
+        return
+    for turn in out["turns"]:
+        lat = turn["latency_ms"]
+        typer.echo(f"caller: {turn['caller']}\n  heard: {turn['heard']} (WER {turn['wer']:.2f})")
+        typer.echo(f"{turn['agent_name']}: {turn['agent']}")
+        typer.echo(
+            f"  first audio {lat['first_audio']} ms (stt {lat['stt_final']}, graph {lat['graph_first_token']},"
+            f" tts {lat['tts_first_byte']}, overhead {lat['overhead']}); {turn['agent_audio_ms']:.0f} ms of audio"
+        )
+    typer.echo(f"outcome: {out['outcome']}; phrase cache {out['phrase_cache']}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the voice commands (`call-audio`, `tts warm`, `bench voice`) to the `switchboard` app."""
 
-    @app.command("call-audio")
-    def call_audio(
-        say: Annotated[list[str], typer.Option("--say", help="A caller turn; repeat for each turn.")],
-        caller_id: Annotated[str | None, typer.Option("--caller-id", help="Caller ID, e.g. +15550100001.")] = None,
-        telephony: Annotated[bool, typer.Option("--telephony", help="8 kHz mu-law line instead of 16 kHz.")] = False,
-        pace: Annotated[float, typer.Option("--pace", help="Line speed; 1.0 is real time.")] = 1.0,
-        as_json: Annotated[bool, typer.Option("--json", help="Print the call as JSON.")] = False,
-    ) -> None:
-        """Run one scripted call as audio: caller TTS → line → VAD → STT → graph → TTS (captured)."""
-        _quiet()
-        settings = _settings()
-        with phrase_cache_redis(settings) as url:
-            out = asyncio.run(
-                audio_call(settings, say, caller_id=caller_id, telephony=telephony, pace=pace, redis_url=url)
-            )
-        if as_json:
-            print(json.dumps(out, indent=2))
-            return
-        for turn in out["turns"]:
-            lat = turn["latency_ms"]
-            typer.echo(f"caller: {turn['caller']}\n  heard: {turn['heard']} (WER {turn['wer']:.2f})")
-            typer.echo(f"{turn['agent_name']}: {turn['agent']}")
-            typer.echo(
-                f"  first audio {lat['first_audio']} ms (stt {lat['stt_final']}, graph {lat['graph_first_token']},"
-                f" tts {lat['tts_first_byte']}, overhead {lat['overhead']}); {turn['agent_audio_ms']:.0f} ms of audio"
-            )
-        typer.echo(f"outcome: {out['outcome']}; phrase cache {out['phrase_cache']}")
+    app.command("call-audio")(call_audio)
 
     @tts_app.command("warm")
     def tts_warm(

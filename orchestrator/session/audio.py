@@ -76,14 +76,17 @@ _NUMBERS = {
 
 def _words(text: str) -> list[str]:
     text = text.lower().replace("’", "'")
-    text = re.sub(r"(?<=\d),(?=\d)", "", text)
+    # "10027", "10,027", "1-0-0-2-7" and "one oh oh two seven" are the same ZIP code: compare digit by digit.
+    text = re.sub(r"(?<=\d)[-,. ](?=\d)", "", text)
     text = re.sub(r"[^a-z0-9' ]+", " ", text)
     out: list[str] = []
     for word in text.split():
         word = word.strip("'")
-        if word.isdigit() and len(word) == 1:
-            word = _NUMBERS[word]
-        if word:
+        if word.isdigit():
+            out.extend(_NUMBERS[d] for d in word)
+        elif word == "oh":
+            out.append(_NUMBERS["0"])
+        elif word:
             out.append(word)
     return out
 
@@ -351,7 +354,7 @@ class AudioCall(TextCall):
 
     async def caller_audio(self, text: str) -> bytes:
         """The caller's words as line audio: local TTS, resampled to the line rate, μ-law on telephony."""
-        frame = await self.caller_tts.synthesize(text).collect()
+        frame = await self.caller_tts.synthesize(spoken_digits(text)).collect()
         rate = self.line.sample_rate
         if frame.sample_rate != rate:
             resampler = rtc.AudioResampler(
@@ -483,3 +486,15 @@ async def run_audio_call(
     finally:
         await call.aclose()
     return call.result
+
+
+_DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def spoken_digits(text: str) -> str:
+    """Read runs of three or more digits one by one, as callers say ZIP codes and phone numbers.
+
+    A TTS reads "10027" as "ten thousand twenty-seven", which no caller says and no STT writes back as
+    the same digits.
+    """
+    return re.sub(r"\d{3,}", lambda m: " ".join(_DIGIT_NAMES[int(d)] for d in m.group(0)), text)
