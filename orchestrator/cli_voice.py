@@ -166,6 +166,21 @@ def register(app: typer.Typer) -> None:
 
     app.command("call-audio")(call_audio)
 
+    @app.command("agent-worker")
+    def agent_worker() -> None:
+        """Run the LiveKit agent worker (explicit dispatch, `/readyz` once registered); needs LIVEKIT_URL."""
+        from orchestrator.session.livekit_worker import run_agent_worker
+
+        _quiet()
+        settings = _settings()
+        if not settings.livekit_url:
+            typer.echo(
+                "agent-worker needs LIVEKIT_URL (and LIVEKIT_API_KEY / LIVEKIT_API_SECRET): the LiveKit server",
+                err=True,
+            )
+            raise typer.Exit(2)
+        asyncio.run(run_agent_worker(settings))
+
     @tts_app.command("warm")
     def tts_warm(
         force: Annotated[bool, typer.Option("--force", help="Drop this version's entries and render again.")] = False,
