@@ -150,6 +150,15 @@ async def supervise(ctx: AgentContext, state: CallState) -> dict[str, Any]:
             )
         elif kind == "escalate":
             update["directive"] = "escalate:supervisor"
+        elif kind == "release" and state.get("active") == "human":
+            # Back to the AI: the specialist the human took the call from, else the router decides afresh.
+            target = _released_to(state, override.get("agent", ""))
+            update.update(active=target, task={} if target == "router" else state.get("task", {}))
+            update["handoffs"] = [
+                Handoff(turn=turn, from_agent="human", to_agent=target, reason="supervisor_release", context="")
+            ]
+            # Intervention.kind has no "release" yet; a release is a reroute whose reason says so.
+            interventions.append(Intervention(turn=turn, kind="reroute", reason="release", detail=target))
     if update.get("active", state.get("active")) == "human":
         update["directive"] = "hold"
         update["interventions"] = interventions
@@ -171,6 +180,18 @@ async def supervise(ctx: AgentContext, state: CallState) -> dict[str, Any]:
             interventions.append(Intervention(turn=turn, kind="warn", reason="abuse", detail=""))
     update["interventions"] = interventions
     return update
+
+
+def _released_to(state: CallState, asked: str) -> str:
+    """Who answers after a release: the asked specialist, else the last specialist before the human."""
+    specialists = {"scheduling", "billing", "support"}
+    if asked in specialists:
+        return asked
+    for handoff in reversed(state.get("handoffs", [])):
+        for agent in (handoff["to_agent"], handoff["from_agent"]):
+            if agent in specialists:
+                return agent
+    return "router"
 
 
 def canned(ctx: AgentContext, state: CallState) -> dict[str, Any]:

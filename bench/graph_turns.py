@@ -83,7 +83,11 @@ async def main(rounds: int, levels: list[int]) -> dict[str, Any]:
                     router_ms.append((time.perf_counter() - t0) * 1000)
             await run_level(services, 1, 1)  # warm caches and the SQLite file
             runs = [await run_level(services, rounds, level) for level in levels]
-    return {"router_ms": summary(router_ms), "runs": runs, "median_graph_p50": statistics.median(r["graph_ms"]["p50"] for r in runs)}
+    return {
+        "router_ms": summary(router_ms),
+        "runs": runs,
+        "median_graph_p50": statistics.median(r["graph_ms"]["p50"] for r in runs),
+    }
 
 
 if __name__ == "__main__":

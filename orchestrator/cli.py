@@ -231,6 +231,7 @@ def _print_call(data: dict[str, Any]) -> None:
 def _register_commands() -> None:
     """Commands that live beside their subsystem, each module exposing `register`."""
     from evals.cli import register as register_evals
+    from orchestrator.cli_console import register as register_console
     from orchestrator.cli_ops import register as register_ops
     from orchestrator.cli_report import register as register_report
     from orchestrator.cli_voice import register as register_voice
@@ -238,7 +239,8 @@ def _register_commands() -> None:
     register_evals(eval_app)  # eval run, eval compare
     register_report(app)  # report
     register_ops(app)  # serve, worker, simulate, dlq, demo-queue
-    register_voice(app)  # call-audio, tts warm, bench voice
+    register_voice(app)  # call-audio, agent-worker, tts warm, bench voice
+    register_console(app)  # users add/list/remove/token
 
 
 _register_commands()

@@ -168,6 +168,18 @@ class Settings(BaseSettings):
     agent_name: str = "switchboard-voice"
     agent_slots: int = Field(default=4, gt=0)
     agent_health_port: int = Field(default=8082, ge=0)
+    # Supervisor console (issue 7). Users live in the database (`switchboard users add`); the secret signs
+    # session cookies, so set it in production (every process of one deployment needs the same value).
+    console_secret: SecretStr = SecretStr("switchboard-console-dev-secret-change-me")
+    # Sessions end this long after login, however active the supervisor is.
+    console_session_ttl_s: int = Field(default=8 * 3600, gt=0)
+    # Send the session cookie over HTTPS only: set it in production behind TLS (off so localhost HTTP works).
+    console_cookie_secure: bool = False
+    # A supervisor holding a call (take-over, accepted escalation) must be heard from this often (the
+    # transcript stream or a heartbeat), else the call goes back to the AI or the escalation queue.
+    console_lease_s: float = Field(default=15.0, gt=0)
+    # After the transcript stream closes, how long a reconnect may take before the call is released.
+    console_disconnect_grace_s: float = Field(default=5.0, ge=0)
 
 
 def load_settings(**overrides: object) -> Settings:

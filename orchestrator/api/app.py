@@ -92,6 +92,11 @@ def create_app(
     app.include_router(health.router)
     app.include_router(intake.router)
     app.include_router(queue_routes.router)
+    from orchestrator.console import api as console_api
+    from orchestrator.console import pages as console_pages
+
+    app.include_router(console_api.router)  # /v1/console (its lifespan opens the console beside the queue)
+    app.include_router(console_pages.router)  # /console pages
     return app
 
 

@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 from orchestrator.config import Settings
+from orchestrator.console.live import LiveFeed
 from orchestrator.queue import CallQueue
 from orchestrator.queue.embedded import STATE_FILE
 from orchestrator.telemetry.service import Telemetry
@@ -93,7 +94,13 @@ async def run_worker(
             stack.callback(start_metrics_server(telemetry.handles, metrics_port))
         worker_name = name or default_worker_name()
         runner = TextCallRunner(
-            services, on_start=on_start, on_turn=on_turn, telemetry=telemetry, worker_name=worker_name
+            services,
+            on_start=on_start,
+            on_turn=on_turn,
+            telemetry=telemetry,
+            worker_name=worker_name,
+            # The supervisor console's live view: calls, transcripts, and commands between turns.
+            live=LiveFeed(queue.redis, prefix=prefix),
         )
         await runner.warm_up()
         worker = Worker(

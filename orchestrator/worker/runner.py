@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from langchain_core.callbacks import BaseCallbackHandler
 
@@ -16,6 +16,9 @@ from orchestrator.runtime import Services
 from orchestrator.session.text import TextCall, outcome_of
 from orchestrator.telemetry.service import Telemetry
 from orchestrator.worker.outcomes import CallOutcome
+
+if TYPE_CHECKING:
+    from orchestrator.console.live import LiveFeed
 
 # Simulated callers may pause between turns (room metadata ``turn_gap_ms``) so that calls last as long
 # as real ones would; the worker sleeps that long before feeding each scripted turn.
@@ -57,6 +60,7 @@ class TextCallRunner:
         on_turn: TurnHook | None = None,
         telemetry: Telemetry | None = None,
         worker_name: str = "",
+        live: LiveFeed | None = None,
     ) -> None:
         """Build a runner.
 
@@ -66,12 +70,14 @@ class TextCallRunner:
             on_turn: Called with ``(call_id, turns_done)`` after each caller turn (progress, tests).
             telemetry: Traces, meters and records each call (the call's span continues the job's trace).
             worker_name: Recorded with each call.
+            live: Publishes each turn to the console's live feed and applies its commands between turns.
         """
         self.services = services
         self.on_start = on_start
         self.on_turn = on_turn
         self.telemetry = telemetry
         self.worker_name = worker_name
+        self.live = live
 
     async def warm_up(self) -> None:
         """Start and close one throwaway session, so the first real (or reclaimed) call does not pay for it.
@@ -135,13 +141,19 @@ class TextCallRunner:
             resumed_at = int(state.get("turn") or 0)
             if self.on_start is not None:
                 self.on_start(job.call_id, resumed_at)
+            if self.live is not None:
+                await self.live.call_started(job, worker=self.worker_name, resumed_at=resumed_at)
             gap_s = _turn_gap_s(job.metadata)
             done = resumed_at
             if not state.get("ended"):
                 for utterance in (job.script or [])[resumed_at:]:
                     if gap_s:
                         await asyncio.sleep(gap_s)
+                    if self.live is not None:
+                        await self.live.before_turn(call)
                     record = await call.say(utterance)
+                    if self.live is not None:
+                        await self.live.turn_done(call, utterance, record)
                     latencies.append(record.latency_ms)
                     done += 1
                     if self.on_turn is not None:
@@ -149,6 +161,8 @@ class TextCallRunner:
                     if await call.ended():
                         break
             final: dict[str, Any] = await call.state()
+            if self.live is not None:
+                await self.live.call_ended(job.call_id, outcome_of(final))
         finally:
             await call.aclose()
         handoffs = [dict(h) for h in final.get("handoffs", [])]

@@ -1,0 +1,89 @@
+"""`switchboard users`: console users (supervisors, admins) and admin API tokens, in the store."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from orchestrator.config import SettingsError, load_settings
+
+users_app = typer.Typer(help="Console users: supervisors and admins (passwords are stored as scrypt hashes).")
+T = TypeVar("T")
+
+
+def _with_users(action: Callable[[Any], Awaitable[T]]) -> T:
+    async def run() -> T:
+        from orchestrator.console.auth import UserStore
+        from orchestrator.console.models import create_console_schema
+        from orchestrator.domain import open_engine
+
+        try:
+            settings = load_settings()
+        except SettingsError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = open_engine(settings.sqlalchemy_url)
+        try:
+            await create_console_schema(engine)
+            return await action(UserStore(engine))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+@users_app.command("add")
+def add(
+    username: Annotated[str, typer.Argument(help="Login name: letters, digits, '.', '-' or '_'.")],
+    role: Annotated[str, typer.Option(help="supervisor or admin.")] = "supervisor",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin (scripts) instead of a prompt.")
+    ] = False,
+) -> None:
+    """Create a user, or set a new password and role for an existing one."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        _with_users(lambda users: users.add(username, password, role))
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"{username} ({role}) saved")
+
+
+@users_app.command("list")
+def list_users() -> None:
+    """Every user and their role."""
+    for username, role in _with_users(lambda users: users.list()):
+        typer.echo(f"{username}\t{role}")
+
+
+@users_app.command("remove")
+def remove(username: str) -> None:
+    """Delete a user and their API tokens (sessions already open last until they expire)."""
+    if not _with_users(lambda users: users.remove(username)):
+        typer.echo(f"error: no user {username!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{username} removed")
+
+
+@users_app.command("token")
+def token(username: str) -> None:
+    """Create a bearer API token for an admin (printed once; send it as `Authorization: Bearer ...`)."""
+    try:
+        value = _with_users(lambda users: users.create_token(username))
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(value)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `users` command group to the `switchboard` app."""
+    app.add_typer(users_app, name="users")

@@ -1,0 +1,1 @@
+"""The supervisor console: live calls, escalations, call controls and history, behind authentication."""

@@ -1,0 +1,64 @@
+"""ORM models of the console (tables prefixed `console_`): users, admin API tokens and the audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Index, Integer, String, Text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from orchestrator.domain.models import UTCDateTime
+
+
+class ConsoleBase(DeclarativeBase):
+    """Declarative base with the console's own metadata, so its `create_all` touches only `console_*` tables."""
+
+    type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime()}
+
+
+class UserRow(ConsoleBase):
+    """A console user: a supervisor or an admin, with a salted scrypt hash of the password."""
+
+    __tablename__ = "console_users"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime]
+
+
+class TokenRow(ConsoleBase):
+    """An admin's bearer API token; only the SHA-256 of the secret is kept (it has 256 bits of entropy)."""
+
+    __tablename__ = "console_tokens"
+
+    token_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class AuditRow(ConsoleBase):
+    """One supervisor action (or an automatic one the console took on a supervisor's behalf)."""
+
+    __tablename__ = "console_audit"
+    __table_args__ = (Index("ix_console_audit_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime]
+    username: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(32))
+    call_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    ticket_id: Mapped[str | None] = mapped_column(String(100))
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+async def create_console_schema(engine: AsyncEngine) -> None:
+    """Create the `console_*` tables that do not exist yet."""
+    async with engine.begin() as conn:
+        await conn.run_sync(ConsoleBase.metadata.create_all)

@@ -1,0 +1,233 @@
+"""The console's HTML pages (server-rendered Jinja2, a little vanilla JavaScript), behind the API's sessions."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qs, quote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from orchestrator.api.errors import ApiError
+from orchestrator.console.api import get_console, set_session_cookie
+from orchestrator.console.auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, Principal, csrf_ok
+from orchestrator.console.live import sentiment
+from orchestrator.console.service import AGENTS, Console
+
+HERE = Path(__file__).parent
+STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+ConsoleDep = Annotated[Console, Depends(get_console)]
+
+
+def _login_required(reason: str, next_url: str) -> StarletteHTTPException:
+    # A 303 with Location: browsers go to the login page; the app's error handler keeps the JSON shape.
+    location = f"/console/login?reason={reason}&next={quote(next_url)}"
+    return StarletteHTTPException(303, detail="log in first", headers={"Location": location})
+
+
+async def page_user(request: Request, console: ConsoleDep) -> Principal:
+    """The logged-in user of a page; anyone else is sent to the login page (with why)."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    next_url = request.url.path
+    if not cookie:
+        raise _login_required("login", next_url)
+    session_id = console.signer.unsign(cookie)
+    principal = await console.sessions.get(session_id) if session_id else None
+    if principal is None:
+        raise _login_required("expired", next_url)
+    return principal
+
+
+PageUser = Annotated[Principal, Depends(page_user)]
+
+
+def _render(request: Request, name: str, who: Principal | None, status: int = 200, **context: Any) -> HTMLResponse:
+    response = templates.TemplateResponse(
+        request,
+        name,
+        {"who": who, "csrf": who.csrf if who else "", "agents": AGENTS, "sentiment": sentiment, **context},
+        status_code=status,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    # Pages may only load our own scripts and styles, and never be framed (clickjacking on the controls).
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
+    )
+    response.headers["X-Frame-Options"] = "DENY"
+    return response
+
+
+_REASONS = {
+    "expired": "Your session has expired. Please log in again.",
+    "login": "Please log in to use the console.",
+    "logout": "You have logged out.",
+}
+
+
+@router.get("/static/{name}")
+async def static(name: str) -> FileResponse:
+    if name not in STATIC:
+        raise ApiError(404, "not_found", "no such file")
+    return FileResponse(HERE / "static" / name, media_type=STATIC[name])
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(request: Request, reason: str = "", next: str = "/console/calls") -> HTMLResponse:
+    token = secrets.token_urlsafe(24)
+    response = _render(
+        request, "login.html", None, message=_REASONS.get(reason, ""), next=_safe_next(next), token=token
+    )
+    # Double-submit token: a cross-site form cannot read this cookie, so it cannot log a victim in.
+    response.set_cookie(LOGIN_COOKIE, token, max_age=3600, httponly=True, samesite="strict", path="/console/login")
+    return response
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login_submit(request: Request, console: ConsoleDep) -> Response:
+    form = await _form(request)
+    next_url = _safe_next(form.get("next", "/console/calls"))
+    username, password = form.get("username", ""), form.get("password", "")
+    token = secrets.token_urlsafe(24)
+
+    def refuse(message: str, status: int) -> Response:
+        response = _render(
+            request,
+            "login.html",
+            None,
+            status,
+            message=message,
+            error=True,
+            next=next_url,
+            token=token,
+            username=username,
+        )
+        response.set_cookie(LOGIN_COOKIE, token, max_age=3600, httponly=True, samesite="strict", path="/console/login")
+        return response
+
+    if not csrf_ok(request.cookies.get(LOGIN_COOKIE, ""), form.get(CSRF_FIELD)):
+        return refuse("The login form expired. Please try again.", 403)
+    user = await console.users.authenticate(username, password) if username and password else None
+    if user is None:
+        await console.audit.record(username or "-", "login", outcome="refused", detail="wrong credentials")
+        return refuse("Wrong username or password.", 401)
+    principal = await console.sessions.create(user)
+    await console.audit.record(principal, "login")
+    response = RedirectResponse(next_url, status_code=303)
+    set_session_cookie(response, console, principal)
+    response.delete_cookie(LOGIN_COOKIE, path="/console/login")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, who: PageUser, console: ConsoleDep) -> Response:
+    form = await _form(request)
+    if not csrf_ok(who.csrf, form.get(CSRF_FIELD)):
+        raise ApiError(403, "csrf_failed", "missing or wrong CSRF token")
+    await console.sessions.end(who.session_id)
+    await console.audit.record(who, "logout")
+    response = RedirectResponse("/console/login?reason=logout", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("")
+async def home(who: PageUser) -> Response:
+    return RedirectResponse("/console/calls", status_code=303)
+
+
+@router.get("/calls", response_class=HTMLResponse)
+async def calls_page(request: Request, who: PageUser, console: ConsoleDep) -> HTMLResponse:
+    calls = await console.feed.live_calls()
+    return _render(request, "calls.html", who, calls=calls, page="calls")
+
+
+@router.get("/calls/{call_id}", response_class=HTMLResponse)
+async def call_page(request: Request, call_id: str, who: PageUser, console: ConsoleDep) -> HTMLResponse:
+    call = await console.feed.get(call_id)
+    if call is None:
+        return _render(request, "missing.html", who, 404, what=f"No live or recent call {call_id}.", page="calls")
+    join = console.livekit_join(who, call) if call.controller == who.username else None
+    return _render(request, "call.html", who, call=call, join=join, page="calls")
+
+
+@router.get("/escalations", response_class=HTMLResponse)
+async def escalations_page(request: Request, who: PageUser, console: ConsoleDep) -> HTMLResponse:
+    tickets = await console.desk.waiting()
+    now = datetime.now(UTC)
+    rows = [(t, (now - t.created_at.astimezone(UTC)).total_seconds()) for t in tickets]
+    return _render(request, "escalations.html", who, rows=rows, page="escalations")
+
+
+@router.get("/escalations/{ticket_id}", response_class=HTMLResponse)
+async def escalation_page(request: Request, ticket_id: str, who: PageUser, console: ConsoleDep) -> HTMLResponse:
+    try:
+        ticket = await console.ticket(ticket_id)
+    except ApiError:
+        return _render(request, "missing.html", who, 404, what=f"No escalation {ticket_id}.", page="escalations")
+    agent = await console.ticket_agent(ticket_id)
+    call = await console.feed.get(ticket.call_id)
+    join = console.livekit_join(who, call) if agent == who.username else None
+    return _render(
+        request, "escalation.html", who, ticket=ticket, agent=agent, call=call, join=join, page="escalations"
+    )
+
+
+@router.get("/history", response_class=HTMLResponse)
+async def history_page(
+    request: Request,
+    who: PageUser,
+    console: ConsoleDep,
+    search: str = "",
+    outcome: str = "",
+    anomalous: str = "",
+) -> HTMLResponse:
+    calls = await console.records.list_calls(
+        search=search.strip()[:200] or None,
+        outcome=outcome if outcome in {"resolved", "escalated", "abandoned"} else None,
+        anomalous=True if anomalous == "1" else None,
+        limit=100,
+    )
+    return _render(
+        request, "history.html", who, calls=calls, search=search, outcome=outcome, anomalous=anomalous, page="history"
+    )
+
+
+@router.get("/history/{call_id}", response_class=HTMLResponse)
+async def record_page(request: Request, call_id: str, who: PageUser, console: ConsoleDep) -> HTMLResponse:
+    view = await console.records.get_call(call_id)
+    if view is None:
+        return _render(request, "missing.html", who, 404, what=f"No call record {call_id}.", page="history")
+    return _render(request, "record.html", who, view=view, page="history")
+
+
+@router.get("/audit", response_class=HTMLResponse)
+async def audit_page(
+    request: Request, who: PageUser, console: ConsoleDep, call_id: str = "", username: str = ""
+) -> HTMLResponse:
+    if not who.is_admin:
+        return _render(request, "missing.html", who, 403, what="The audit log is for admins only.", page="audit")
+    entries, total = await console.audit.entries(limit=200, call_id=call_id or None, username=username or None)
+    return _render(
+        request, "audit.html", who, entries=entries, total=total, call_id=call_id, username=username, page="audit"
+    )
+
+
+async def _form(request: Request) -> dict[str, str]:
+    # python-multipart is not a dependency; these forms are urlencoded and small.
+    body = (await request.body())[:16_384].decode("utf-8", "replace")
+    return {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
+
+
+def _safe_next(url: str) -> str:
+    # Only our own pages: never an open redirect to another site.
+    if url.startswith("/console") and not url.startswith("//") and "\\" not in url and "/login" not in url:
+        return url
+    return "/console/calls"

@@ -1,0 +1,413 @@
+"""The console's actions (whisper, speak, take over, release, re-route, accept), the audit log, the lease watchdog."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from langgraph.graph.state import CompiledStateGraph
+from livekit.api import AccessToken, VideoGrants
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from agents.ports import HumanTicket, IntentPrediction, NotFound, PolicyViolation
+from orchestrator.api.errors import ApiError
+from orchestrator.config import Settings
+from orchestrator.console.auth import CookieSigner, Principal, SessionStore, UserStore
+from orchestrator.console.live import LiveCall, LiveFeed
+from orchestrator.console.models import AuditRow, create_console_schema
+from orchestrator.domain.desk import SqlHumanDesk
+from orchestrator.domain.models import TicketRow
+from orchestrator.store.records import CallStore, create_records_schema
+
+log = logging.getLogger(__name__)
+
+AGENTS = ("scheduling", "billing", "support")
+MAX_TEXT = 500
+WATCHDOG_INTERVAL_S = 0.5
+
+
+class _NoClassifier:
+    """The console never runs a caller turn, so it does not load the intent model."""
+
+    def classify(self, text: str) -> IntentPrediction:
+        raise RuntimeError("the console process does not classify intents")
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One line of the audit log."""
+
+    id: int
+    at: datetime
+    username: str
+    role: str
+    action: str
+    call_id: str | None
+    ticket_id: str | None
+    outcome: str
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.__dict__, "at": self.at.isoformat()}
+
+
+class AuditLog:
+    """Every supervisor action, allowed or refused, in ``console_audit``."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def record(
+        self,
+        who: Principal | str,
+        action: str,
+        *,
+        call_id: str | None = None,
+        ticket_id: str | None = None,
+        outcome: str = "ok",
+        detail: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        username, role = (who.username, who.role) if isinstance(who, Principal) else (who, "system")
+        async with self._sessions.begin() as session:
+            session.add(
+                AuditRow(
+                    at=datetime.now(UTC),
+                    username=username,
+                    role=role,
+                    action=action,
+                    call_id=call_id,
+                    ticket_id=ticket_id,
+                    outcome=outcome,
+                    detail=detail[:2000],
+                    data=data or {},
+                )
+            )
+
+    async def entries(
+        self, *, limit: int = 100, offset: int = 0, call_id: str | None = None, username: str | None = None
+    ) -> tuple[list[AuditEntry], int]:
+        """Newest first, and the total count matching the filters."""
+        query = select(AuditRow)
+        count = select(func.count()).select_from(AuditRow)
+        if call_id:
+            query, count = query.where(AuditRow.call_id == call_id), count.where(AuditRow.call_id == call_id)
+        if username:
+            query, count = query.where(AuditRow.username == username), count.where(AuditRow.username == username)
+        async with self._sessions() as session:
+            rows = (await session.execute(query.order_by(AuditRow.id.desc()).limit(limit).offset(offset))).scalars()
+            total = int((await session.execute(count)).scalar_one())
+            return [
+                AuditEntry(r.id, r.at, r.username, r.role, r.action, r.call_id, r.ticket_id, r.outcome, r.detail)
+                for r in rows
+            ], total
+
+
+class Console:
+    """Everything the console's pages and API do, on one object that the app's lifespan builds.
+
+    Args:
+        settings: Console secrets and timers, LiveKit (for join tokens).
+        engine: The store (users, audit log, call records, the tenant's human desk).
+        graph: The call graph, whose checkpoints hold each call's state.
+        desk: The human desk (escalation tickets).
+        feed: The live-call registry.
+        sessions: Server-side sessions.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: AsyncEngine,
+        graph: CompiledStateGraph[Any, Any, Any, Any],
+        desk: SqlHumanDesk,
+        feed: LiveFeed,
+        sessions: SessionStore,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.graph = graph
+        self.desk = desk
+        self.feed = feed
+        self.sessions = sessions
+        self.users = UserStore(engine)
+        self.audit = AuditLog(engine)
+        self.records = CallStore(engine, timezone=settings.tenant_timezone)
+        self.signer = CookieSigner(settings.console_secret.get_secret_value())
+        self._tickets = async_sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, settings: Settings, feed: LiveFeed) -> AsyncIterator[Console]:
+        """Open the store and graph (no intent model), create the console's tables, run the lease watchdog."""
+        from orchestrator.runtime import Services
+
+        async with AsyncExitStack() as stack:
+            services = await Services.open(settings, classifier=_NoClassifier(), seed=False)
+            stack.push_async_callback(services.aclose)
+            await create_console_schema(services.engine)
+            await create_records_schema(services.engine)
+            desk = services.tenant.desk
+            assert isinstance(desk, SqlHumanDesk)
+            sessions = SessionStore(feed.redis, prefix=feed.prefix, ttl_s=settings.console_session_ttl_s)
+            console = cls(
+                settings, engine=services.engine, graph=services.graph, desk=desk, feed=feed, sessions=sessions
+            )
+            watchdog = asyncio.create_task(console.watch_leases(), name="console-lease-watchdog")
+            stack.push_async_callback(_cancel, watchdog)
+            yield console
+
+    # ------------------------------------------------------------------ reading
+    async def call_state(self, call_id: str) -> dict[str, Any]:
+        snapshot = await self.graph.aget_state({"configurable": {"thread_id": call_id}})
+        return dict(snapshot.values or {})
+
+    async def live_call(self, call_id: str) -> LiveCall:
+        """The live (or just ended) call, or 404."""
+        call = await self.feed.get(call_id)
+        if call is None:
+            raise ApiError(404, "call_not_found", f"no live or recent call {call_id!r}")
+        return call
+
+    async def ticket(self, ticket_id: str) -> HumanTicket:
+        async with self._tickets() as session:
+            row = await session.get(TicketRow, ticket_id)
+        if row is None:
+            raise ApiError(404, "ticket_not_found", f"no escalation ticket {ticket_id!r}")
+        return HumanTicket(
+            ticket_id=row.ticket_id,
+            call_id=row.call_id,
+            account_id=row.account_id,
+            reason=row.reason,
+            summary=row.summary,
+            priority=row.priority,
+            status=row.status,  # type: ignore[arg-type]  # the column only holds the Literal's values
+            created_at=row.created_at,
+        )
+
+    async def ticket_agent(self, ticket_id: str) -> str | None:
+        async with self._tickets() as session:
+            row = await session.get(TicketRow, ticket_id)
+        return row.agent if row is not None else None
+
+    # ------------------------------------------------------------------ call controls
+    async def _live_or_refuse(self, who: Principal, action: str, call_id: str) -> LiveCall:
+        call = await self.feed.get(call_id)
+        if call is None or call.status != "live":
+            await self.audit.record(who, action, call_id=call_id, outcome="refused", detail="not a live call")
+            status, code = (404, "call_not_found") if call is None else (409, "call_ended")
+            raise ApiError(status, code, f"call {call_id!r} is not live; controls apply to live calls only")
+        return call
+
+    async def _holder_check(self, who: Principal, action: str, call: LiveCall) -> None:
+        if call.controller and call.controller != who.username:
+            await self.audit.record(who, action, call_id=call.call_id, outcome="refused", detail=call.controller)
+            raise ApiError(409, "held_by_other", f"{call.controller} holds this call; they must release it first")
+
+    async def whisper(self, who: Principal, call_id: str, text: str) -> None:
+        """Guidance for the AI agent: its next reply follows it (flows speak it; LLM prompts include it)."""
+        text = _clean(text)
+        await self._live_or_refuse(who, "whisper", call_id)
+        await self.feed.push_command(call_id, {"kind": "whisper", "text": text, "by": who.username})
+        await self.feed.append(call_id, "event", who.username, f"{who.username} whispered to the agent: {text}")
+        await self.audit.record(who, "whisper", call_id=call_id, detail=text)
+
+    async def say(self, who: Principal, call_id: str, text: str) -> str:
+        """A supervisor speaks to the caller: a barge-in while the AI has the call, a reply once they hold it.
+
+        Returns:
+            ``barge_in`` or ``human_reply``.
+        """
+        text = _clean(text)
+        call = await self._live_or_refuse(who, "say", call_id)
+        await self._holder_check(who, "say", call)
+        action = "human_reply" if call.controller == who.username else "barge_in"
+        await self.feed.append(call_id, "human", who.username, text, turn=call.turns)
+        await self.feed.push_command(call_id, {"kind": "say", "text": text, "by": who.username})
+        await self.audit.record(who, action, call_id=call_id, detail=text)
+        return action
+
+    async def take_over(self, who: Principal, call_id: str) -> None:
+        """The supervisor takes the call off the AI (it stops answering) and holds it under a lease."""
+        call = await self._live_or_refuse(who, "take_over", call_id)
+        holder = await self.feed.acquire(
+            call_id, who.username, mode="take_over", ticket_id=call.ticket_id, lease_s=self.settings.console_lease_s
+        )
+        if holder is not None:
+            await self.audit.record(who, "take_over", call_id=call_id, outcome="refused", detail=holder)
+            raise ApiError(409, "held_by_other", f"{holder} already holds this call")
+        await self.feed.push_command(call_id, {"kind": "take_over", "by": who.username})
+        await self.feed.append(call_id, "event", who.username, f"{who.username} took over the call.")
+        await self.audit.record(who, "take_over", call_id=call_id)
+
+    async def release(self, who: Principal | str, call_id: str, *, action: str = "release") -> None:
+        """Send the call back to the AI (the specialist it had, else the router) and close its ticket."""
+        call = await self.feed.get(call_id)
+        if isinstance(who, Principal):
+            call = await self._live_or_refuse(who, action, call_id)
+            await self._holder_check(who, action, call)
+        held = await self.feed.drop(call_id)
+        if call is None or call.status != "live":
+            return
+        await self.feed.push_command(call_id, {"kind": "release", "by": _name(who)})
+        ticket_id = held.get("ticket_id") or call.ticket_id
+        if ticket_id:
+            with contextlib.suppress(PolicyViolation, NotFound):
+                await self.desk.close(ticket_id)
+        note = "sent the call back to the AI" if action == "release" else "lost contact; the call goes back to the AI"
+        await self.feed.append(call_id, "event", _name(who), f"{_name(who)} {note}.")
+        await self.audit.record(who, action, call_id=call_id, ticket_id=ticket_id or None)
+
+    async def reroute(self, who: Principal, call_id: str, agent: str) -> None:
+        """Hand the call to another specialist from the next turn on."""
+        if agent not in AGENTS:
+            raise ApiError(422, "invalid_request", f"agent: must be one of {', '.join(AGENTS)}")
+        call = await self._live_or_refuse(who, "reroute", call_id)
+        await self._holder_check(who, "reroute", call)
+        if call.controller:
+            # A held call goes back to the AI at the chosen specialist: release with a target.
+            await self.feed.drop(call_id)
+            await self.feed.push_command(call_id, {"kind": "release", "agent": agent, "by": who.username})
+        else:
+            await self.feed.push_command(call_id, {"kind": "reroute", "agent": agent, "by": who.username})
+        await self.feed.append(call_id, "event", who.username, f"{who.username} re-routed the call to {agent}.")
+        await self.audit.record(who, "reroute", call_id=call_id, detail=agent)
+
+    async def heartbeat(self, who: Principal, call_id: str) -> bool:
+        """Keep holding the call; False (and nothing renewed) if ``who`` does not hold it."""
+        return await self.feed.renew(call_id, who.username, lease_s=self.settings.console_lease_s)
+
+    async def stream_closed(self, who: Principal, call_id: str) -> None:
+        """The holder's transcript stream closed: release after the grace period unless they come back."""
+        holder = await self.feed.holder(call_id)
+        if holder.get("username") == who.username:
+            await self.feed.redis.zadd(
+                self.feed.leases_key, {call_id: time.time() + self.settings.console_disconnect_grace_s}, xx=True
+            )
+
+    # ------------------------------------------------------------------ escalations
+    async def accept(self, who: Principal, ticket_id: str) -> tuple[HumanTicket, dict[str, str] | None]:
+        """Take an escalation: exactly one of two concurrent accepts wins (409 for the other).
+
+        Returns:
+            The ticket (its summary is shown before the supervisor joins) and, with LiveKit configured,
+            ``{"url", "room", "token"}`` for joining the room.
+        """
+        try:
+            ticket = await self.desk.accept(ticket_id, who.username)
+        except NotFound:
+            await self.audit.record(who, "accept", ticket_id=ticket_id, outcome="refused", detail="no such ticket")
+            raise ApiError(404, "ticket_not_found", f"no escalation ticket {ticket_id!r}") from None
+        except PolicyViolation:
+            taker = await self.ticket_agent(ticket_id)
+            await self.audit.record(who, "accept", ticket_id=ticket_id, outcome="refused", detail=f"taken by {taker}")
+            raise ApiError(
+                409, "already_taken", f"{taker or 'another supervisor'} has already taken this escalation"
+            ) from None
+        call = await self.feed.get(ticket.call_id)
+        if call is not None and call.status == "live":
+            await self.feed.drop(ticket.call_id)
+            await self.feed.acquire(
+                ticket.call_id,
+                who.username,
+                mode="escalation",
+                ticket_id=ticket_id,
+                lease_s=self.settings.console_lease_s,
+            )
+            await self.feed.append(ticket.call_id, "event", who.username, f"{who.username} accepted the escalation.")
+        await self.audit.record(who, "accept", call_id=ticket.call_id, ticket_id=ticket_id)
+        return ticket, self.livekit_join(who, call)
+
+    def livekit_join(self, who: Principal, call: LiveCall | None) -> dict[str, str] | None:
+        """A LiveKit access token for the call's room, when LiveKit is configured."""
+        if not self.settings.livekit_url or call is None:
+            return None
+        room = call.room or call.call_id
+        token = (
+            AccessToken(self.settings.livekit_api_key, self.settings.livekit_api_secret.get_secret_value())
+            .with_identity(f"supervisor-{who.username}")
+            .with_name(who.username)
+            .with_grants(VideoGrants(room_join=True, room=room, can_publish=True, can_subscribe=True))
+            .to_jwt()
+        )
+        return {"url": self.settings.livekit_url, "room": room, "token": token}
+
+    async def close_ticket(self, who: Principal, ticket_id: str) -> None:
+        ticket = await self.ticket(ticket_id)
+        try:
+            await self.desk.close(ticket_id)
+        except PolicyViolation as exc:
+            raise ApiError(409, "ticket_closed", str(exc)) from None
+        holder = await self.feed.holder(ticket.call_id)
+        if holder.get("ticket_id") == ticket_id:
+            await self.feed.drop(ticket.call_id)
+        await self.audit.record(who, "close_ticket", call_id=ticket.call_id, ticket_id=ticket_id)
+
+    async def requeue(self, ticket_id: str, call_id: str, by: str) -> None:
+        """Put an accepted escalation whose supervisor vanished back in the queue, one step more urgent."""
+        ticket = await self.ticket(ticket_id)
+        with contextlib.suppress(PolicyViolation, NotFound):
+            await self.desk.close(ticket_id)
+        again = await self.desk.open_ticket(
+            call_id=ticket.call_id,
+            account_id=ticket.account_id,
+            reason=ticket.reason,
+            summary=ticket.summary,
+            priority=max(0, ticket.priority - 1),
+        )
+        await self.feed.redis.hset(self.feed._k("call", call_id), "ticket_id", again.ticket_id)
+        await self.feed.append(call_id, "event", by, f"{by} lost contact; the call is back in the escalation queue.")
+        await self.audit.record(by, "auto_requeue", call_id=call_id, ticket_id=again.ticket_id, detail=ticket_id)
+
+    # ------------------------------------------------------------------ the watchdog
+    async def watch_leases(self) -> None:
+        """Release held calls whose supervisor went silent: back to the AI, or back to the escalation queue."""
+        while True:
+            try:
+                for call_id in await self.feed.lapsed():
+                    held = await self.feed.drop(call_id)
+                    if not held:
+                        continue  # released meanwhile, or another API process got there first
+                    by = held.get("username", "")
+                    call = await self.feed.get(call_id)
+                    if call is None or call.status != "live":
+                        continue
+                    if held.get("mode") == "escalation" and held.get("ticket_id"):
+                        await self.requeue(held["ticket_id"], call_id, by)
+                    else:
+                        await self.feed.push_command(call_id, {"kind": "release", "by": by})
+                        await self.feed.append(
+                            call_id, "event", by, f"{by} lost contact; the call goes back to the AI."
+                        )
+                        await self.audit.record(by, "auto_release", call_id=call_id)
+            except Exception:  # noqa: BLE001 - one bad round (Redis restarting) must not end the watchdog
+                log.exception("console lease watchdog")
+            await asyncio.sleep(WATCHDOG_INTERVAL_S)
+
+
+def _clean(text: str) -> str:
+    text = " ".join((text or "").split())
+    if not text:
+        raise ApiError(422, "invalid_request", "text: must not be empty")
+    if len(text) > MAX_TEXT:
+        raise ApiError(422, "invalid_request", f"text: at most {MAX_TEXT} characters")
+    return text
+
+
+def _name(who: Principal | str) -> str:
+    return who.username if isinstance(who, Principal) else who
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

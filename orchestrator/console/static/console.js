@@ -1,0 +1,214 @@
+// Switchboard console: a little vanilla JavaScript over the /v1/console API (no build step, no CDN).
+"use strict";
+
+const csrf = document.querySelector('meta[name="csrf-token"]')?.content || "";
+
+async function api(method, url, body) {
+  const init = { method, credentials: "same-origin", headers: { "X-CSRF-Token": csrf } };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(url, init);
+  let data = null;
+  try { data = await response.json(); } catch (_) { /* SSE or empty bodies */ }
+  if (response.status === 401) {
+    location.href = "/console/login?reason=expired&next=" + encodeURIComponent(location.pathname);
+  }
+  return { ok: response.ok, status: response.status, data };
+}
+
+function flash(message, kind) {
+  const box = document.getElementById("flash");
+  if (!box) return;
+  box.textContent = message;
+  box.className = "flash " + (kind || "info");
+  box.hidden = false;
+  clearTimeout(flash.timer);
+  flash.timer = setTimeout(() => { box.hidden = true; }, 6000);
+}
+
+function errorText(result) {
+  return (result.data && result.data.error && result.data.error.message) || ("request failed (" + result.status + ")");
+}
+
+function el(tag, cls, text) {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined) node.textContent = text; // never innerHTML: transcripts are caller input
+  return node;
+}
+
+function seconds(s) {
+  s = Math.max(0, Math.round(s));
+  return s < 60 ? s + " s" : Math.floor(s / 60) + " min " + (s % 60) + " s";
+}
+
+// ---------------------------------------------------------------- live calls list
+function renderCalls(calls) {
+  const body = document.querySelector("#live-calls tbody");
+  body.replaceChildren();
+  for (const c of calls) {
+    const row = el("tr");
+    row.dataset.callId = c.call_id;
+    const caller = el("td", "", c.caller_id || "unknown");
+    caller.append(el("div", "sub", c.call_id));
+    const agent = el("td");
+    agent.append(el("span", "agent agent-" + c.agent, c.agent));
+    const mood = el("td");
+    mood.append(el("span", "mood mood-" + c.sentiment, c.sentiment));
+    const flags = el("td");
+    for (const f of c.flags) flags.append(el("span", "flag", f));
+    const open = el("td");
+    const link = el("a", "button", "Open");
+    link.href = "/console/calls/" + encodeURIComponent(c.call_id);
+    open.append(link);
+    const dur = el("td", "dur", seconds(c.duration_s));
+    row.append(caller, el("td", "", c.intent || "—"), agent, dur, mood, flags, el("td", "", c.controller), open);
+    body.append(row);
+  }
+  document.getElementById("live-count").textContent = calls.length;
+  document.getElementById("no-calls").hidden = calls.length > 0;
+}
+
+async function pollCalls() {
+  const result = await api("GET", "/v1/console/calls");
+  if (result.ok) renderCalls(result.data);
+  setTimeout(pollCalls, 1000);
+}
+
+// ---------------------------------------------------------------- one call
+function callPage() {
+  const root = document.getElementById("call");
+  const callId = root.dataset.callId;
+  const me = root.dataset.me;
+  const transcript = document.getElementById("transcript");
+  const seen = new Set();
+  const base = "/v1/console/calls/" + encodeURIComponent(callId);
+
+  function addLine(line) {
+    if (seen.has(line.id)) return;
+    seen.add(line.id);
+    const row = el("div", "line " + line.role);
+    row.dataset.role = line.role;
+    row.dataset.agent = line.agent;
+    // While a human holds the call the AI only says the hold line: label it so, not as the human.
+    const agent = line.role === "agent" && line.agent === "human" ? "on hold" : line.agent;
+    const who = line.role === "caller" ? "caller" : line.role === "event" ? "" : agent;
+    if (who) row.append(el("b", "", who + (line.role === "human" ? " (human)" : "")));
+    row.append(document.createTextNode(" " + line.text));
+    transcript.append(row);
+    transcript.scrollTop = transcript.scrollHeight;
+  }
+
+  function showCall(c) {
+    document.getElementById("f-status").textContent = c.status;
+    document.getElementById("f-agent").textContent = c.agent;
+    document.getElementById("f-intent").textContent = c.intent || "—";
+    document.getElementById("f-sentiment").textContent = c.sentiment;
+    document.getElementById("f-flags").textContent = c.flags.join(", ") || "—";
+    document.getElementById("f-controller").textContent = c.controller || "the AI";
+    const mine = c.controller === me;
+    document.getElementById("take-over-btn").disabled = mine || c.status !== "live";
+    document.getElementById("release-btn").disabled = !c.controller || c.status !== "live";
+    document.getElementById("say-btn").textContent = mine ? "Reply as human" : "Barge in";
+    root.dataset.status = c.status;
+    root.dataset.controller = c.controller;
+  }
+
+  const state = document.getElementById("stream-state");
+  const stream = new EventSource(base + "/stream");
+  stream.addEventListener("open", () => { state.textContent = "live"; });
+  stream.addEventListener("error", () => { state.textContent = "reconnecting…"; });
+  stream.addEventListener("line", (e) => addLine(JSON.parse(e.data)));
+  stream.addEventListener("call", (e) => showCall(JSON.parse(e.data)));
+
+  async function act(url, body, done) {
+    const result = await api("POST", base + url, body);
+    if (result.ok) flash(done, "ok");
+    else flash(errorText(result), "error");
+    return result;
+  }
+
+  document.getElementById("whisper-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const input = document.getElementById("whisper-text");
+    if (!input.value.trim()) return;
+    const r = await act("/whisper", { text: input.value }, "Whisper sent: the agent's next reply follows it.");
+    if (r.ok) input.value = "";
+  });
+  document.getElementById("say-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const input = document.getElementById("say-text");
+    if (!input.value.trim()) return;
+    const r = await act("/say", { text: input.value }, "Said to the caller.");
+    if (r.ok) input.value = "";
+  });
+  document.getElementById("take-over-btn").addEventListener("click", () =>
+    act("/take-over", undefined, "You have the call: the AI has stopped answering."));
+  document.getElementById("release-btn").addEventListener("click", () =>
+    act("/release", undefined, "The call is back with the AI."));
+  document.getElementById("reroute-btn").addEventListener("click", () => {
+    const agent = document.getElementById("reroute-agent").value;
+    act("/reroute", { agent }, "Re-routed to " + agent + ".");
+  });
+}
+
+// ---------------------------------------------------------------- escalations
+async function accept(ticket) {
+  const result = await api("POST", "/v1/console/escalations/" + encodeURIComponent(ticket) + "/accept");
+  if (result.ok) location.href = "/console/escalations/" + encodeURIComponent(ticket);
+  else flash(errorText(result), "error");
+}
+
+function escalationButtons() {
+  document.body.addEventListener("click", (e) => {
+    const button = e.target.closest("button.accept");
+    if (button) accept(button.dataset.ticket);
+  });
+  const close = document.getElementById("close-ticket");
+  if (close) close.addEventListener("click", async () => {
+    const result = await api("POST", "/v1/console/escalations/" + encodeURIComponent(close.dataset.ticket) + "/close");
+    if (result.ok) location.href = "/console/escalations";
+    else flash(errorText(result), "error");
+  });
+}
+
+function renderQueue(tickets) {
+  const body = document.querySelector("#escalations tbody");
+  body.replaceChildren();
+  for (const t of tickets) {
+    const row = el("tr");
+    row.dataset.ticketId = t.ticket_id;
+    const prio = el("td");
+    prio.append(el("span", "prio prio-" + t.priority, "P" + t.priority));
+    const reason = el("td", "", t.reason.replaceAll("_", " "));
+    reason.append(el("div", "sub", t.call_id + (t.call_live ? "" : " (call ended)")));
+    const action = el("td");
+    const button = el("button", "primary accept", "Accept");
+    button.dataset.ticket = t.ticket_id;
+    action.append(button);
+    row.append(prio, reason, el("td", "wait", seconds(t.waiting_s)), el("td", "summary", t.summary), action);
+    body.append(row);
+  }
+  document.getElementById("queue-count").textContent = tickets.length;
+  document.getElementById("no-escalations").hidden = tickets.length > 0;
+}
+
+async function pollQueue() {
+  const result = await api("GET", "/v1/console/escalations");
+  if (result.ok) {
+    const badge = document.getElementById("esc-count");
+    if (badge) badge.textContent = result.data.length || "";
+    if (document.getElementById("escalations")) renderQueue(result.data);
+  }
+  setTimeout(pollQueue, 2000);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  if (!csrf) return; // the login page
+  if (document.getElementById("live-calls")) pollCalls();
+  if (document.getElementById("call")) callPage();
+  escalationButtons();
+  pollQueue();
+});

@@ -1,0 +1,294 @@
+"""The console API on a real server and Redis: authentication, CSRF, the accept race, the audit log, disconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from orchestrator.api import create_app
+from orchestrator.config import load_settings
+from orchestrator.console.auth import SESSION_COOKIE, hash_password, verify_password
+from orchestrator.console.testing import ServedApp, app_routes, served
+from orchestrator.contracts import CallJob
+from tests.conftest import REDIS_TEST_URL
+
+pytestmark = pytest.mark.contract
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServedApp]:
+    prefix = f"console-{uuid.uuid4().hex[:10]}"
+    settings = load_settings(
+        redis_url=REDIS_TEST_URL,
+        data_dir=tempfile.mkdtemp(prefix="sb-console-"),
+        console_lease_s=2.0,
+        console_disconnect_grace_s=0.3,
+    )
+    with served(create_app(settings, queue_prefix=prefix)) as srv:
+        srv.add_user("sam", PASSWORD, "supervisor")
+        srv.add_user("kim", PASSWORD, "supervisor")
+        srv.add_user("ada", PASSWORD, "admin")
+        yield srv
+    client = redis.Redis.from_url(REDIS_TEST_URL)
+    try:
+        keys = list(client.scan_iter(f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def login(server: ServedApp, username: str) -> tuple[httpx.Client, str]:
+    client = httpx.Client(base_url=server.url, timeout=10)
+    r = client.post("/v1/console/login", json={"username": username, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return client, r.json()["csrf_token"]
+
+
+def live_call(server: ServedApp, *, caller: str = "+15550100001") -> str:
+    """A call the live feed shows as running (as a worker's `call_started` publishes it)."""
+    call_id = f"call-{uuid.uuid4().hex[:10]}"
+    job = CallJob(call_id=call_id, source="simulate", room=call_id, caller_id=caller)
+    server.call(server.app.state.console.feed.call_started(job, worker="w1", resumed_at=0))
+    return call_id
+
+
+def commands(server: ServedApp, call_id: str) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = server.call(server.app.state.console.feed.pending_commands(call_id))
+    return result
+
+
+def audit(server: ServedApp, **params: str) -> list[dict[str, Any]]:
+    admin, _ = login(server, "ada")
+    r = admin.get("/v1/console/audit", params=params)
+    assert r.status_code == 200, r.text
+    entries: list[dict[str, Any]] = r.json()["entries"]
+    return entries
+
+
+def test_passwords_are_salted_scrypt_hashes() -> None:
+    first, second = hash_password(PASSWORD), hash_password(PASSWORD)
+    assert first.startswith("scrypt$")
+    assert first != second
+    assert verify_password(PASSWORD, first)
+    assert not verify_password("wrong", first)
+    assert not verify_password(PASSWORD, "plain-text")
+
+
+def test_every_api_path_refuses_anonymous_callers(server: ServedApp) -> None:
+    client = httpx.Client(base_url=server.url, timeout=10)
+    checked = 0
+    for route in app_routes(server.app.routes):
+        path = getattr(route, "path", "")
+        if not path.startswith("/v1/console"):
+            continue
+        for method in sorted(getattr(route, "methods", set()) - {"HEAD", "OPTIONS"}):
+            if (method, path) == ("POST", "/v1/console/login"):
+                continue  # the login itself
+            url = path.replace("{call_id}", "c1").replace("{ticket_id}", "t1")
+            r = client.request(method, url, json={})
+            assert r.status_code == 401, (method, path, r.status_code)
+            assert r.json()["error"]["code"] == "unauthenticated"
+            checked += 1
+    assert checked >= 15
+
+
+def test_wrong_credentials_bad_cookies_and_expired_sessions_are_refused(server: ServedApp) -> None:
+    client = httpx.Client(base_url=server.url, timeout=10)
+    r = client.post("/v1/console/login", json={"username": "sam", "password": "nope"})
+    assert r.status_code == 401
+    assert r.json()["error"] == {"code": "bad_credentials", "message": "wrong username or password"}
+    r = client.post("/v1/console/login", json={"username": "nobody", "password": "nope"})
+    assert r.status_code == 401
+
+    client.cookies.set(SESSION_COOKIE, "forged.signature")
+    assert client.get("/v1/console/calls").json()["error"]["code"] == "bad_session"
+
+    sam, _ = login(server, "sam")
+    cookie = sam.cookies[SESSION_COOKIE]
+    session_id = server.app.state.console.signer.unsign(cookie)
+    server.call(server.app.state.console.sessions.end(session_id))  # what expiry does
+    r = sam.get("/v1/console/calls")
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "session_expired"
+
+
+def test_the_session_cookie_is_httponly_lax_and_expires(server: ServedApp) -> None:
+    client = httpx.Client(base_url=server.url, timeout=10)
+    r = client.post("/v1/console/login", json={"username": "sam", "password": PASSWORD})
+    cookie = r.headers["set-cookie"].lower()
+    assert "httponly" in cookie
+    assert "samesite=lax" in cookie
+    assert "max-age=28800" in cookie
+    r = client.post("/v1/console/login", content=b'{"username": "sam"}', headers={"content-type": "text/plain"})
+    assert r.status_code in {415, 422}
+
+
+def test_state_changes_need_the_csrf_token(server: ServedApp) -> None:
+    sam, csrf = login(server, "sam")
+    call_id = live_call(server)
+    r = sam.post(f"/v1/console/calls/{call_id}/whisper", json={"text": "offer a credit"})
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "csrf_failed"
+    r = sam.post(
+        f"/v1/console/calls/{call_id}/whisper", json={"text": "offer a credit"}, headers={"X-CSRF-Token": "guess"}
+    )
+    assert r.status_code == 403
+    assert commands(server, call_id) == []
+    r = sam.post(
+        f"/v1/console/calls/{call_id}/whisper", json={"text": "offer a credit"}, headers={"X-CSRF-Token": csrf}
+    )
+    assert r.status_code == 200
+    assert commands(server, call_id) == [{"kind": "whisper", "text": "offer a credit", "by": "sam"}]
+    # Logging out also needs it, so another site cannot log a supervisor out.
+    assert sam.post("/v1/console/logout").status_code == 403
+    assert sam.post("/v1/console/logout", headers={"X-CSRF-Token": csrf}).status_code == 200
+    assert sam.get("/v1/console/calls").status_code == 401
+
+
+def test_admin_bearer_tokens_need_no_csrf_and_supervisors_get_none(server: ServedApp) -> None:
+    token = server.create_token("ada")
+    api = httpx.Client(base_url=server.url, timeout=10, headers={"Authorization": f"Bearer {token}"})
+    call_id = live_call(server)
+    assert api.post(f"/v1/console/calls/{call_id}/reroute", json={"agent": "billing"}).status_code == 200
+    assert api.get("/v1/console/audit").status_code == 200
+    bad = httpx.Client(base_url=server.url, timeout=10, headers={"Authorization": f"Bearer {token}x"})
+    assert bad.get("/v1/console/calls").status_code == 401
+    with pytest.raises(ValueError):
+        server.create_token("sam")
+    sam, _ = login(server, "sam")
+    r = sam.get("/v1/console/audit")
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "forbidden"
+
+
+async def test_two_supervisors_accepting_one_escalation_exactly_one_wins(server: ServedApp) -> None:
+    call_id = live_call(server)
+    ticket = server.call(
+        server.app.state.console.desk.open_ticket(
+            call_id=call_id, account_id=None, reason="requested_human", summary="Caller wants a person.", priority=2
+        )
+    )
+    sessions = [login(server, name) for name in ("sam", "kim")]
+
+    async def accept(pair: tuple[httpx.Client, str]) -> httpx.Response:
+        client, csrf = pair
+        async with httpx.AsyncClient(base_url=server.url, cookies=client.cookies, timeout=10) as ac:
+            return await ac.post(f"/v1/console/escalations/{ticket.ticket_id}/accept", headers={"X-CSRF-Token": csrf})
+
+    results = await asyncio.gather(*(accept(pair) for pair in sessions))
+    statuses = sorted(r.status_code for r in results)
+    assert statuses == [200, 409], [r.text for r in results]
+    winner = next(r for r in results if r.status_code == 200).json()
+    loser = next(r for r in results if r.status_code == 409).json()
+    assert winner["ticket"]["summary"] == "Caller wants a person."
+    assert winner["call_url"] == f"/console/calls/{call_id}"
+    assert winner["livekit"] is None  # no LIVEKIT_URL in tests
+    assert loser["error"]["code"] == "already_taken"
+    assert winner["ticket"]["agent"] in loser["error"]["message"]
+    actions = [(e["action"], e["outcome"]) for e in audit(server, call_id=call_id)]
+    assert ("accept", "ok") in actions
+    refused = [e for e in audit(server) if e["ticket_id"] == ticket.ticket_id and e["outcome"] == "refused"]
+    assert len(refused) == 1
+
+
+def test_every_control_is_audited_and_reaches_the_worker(server: ServedApp) -> None:
+    sam, csrf = login(server, "sam")
+    kim, kim_csrf = login(server, "kim")
+    call_id = live_call(server)
+    h = {"X-CSRF-Token": csrf}
+    assert sam.post(f"/v1/console/calls/{call_id}/say", json={"text": "Hi, I'm Sam."}, headers=h).json()["action"] == (
+        "barge_in"
+    )
+    assert sam.post(f"/v1/console/calls/{call_id}/take-over", headers=h).status_code == 200
+    r = kim.post(f"/v1/console/calls/{call_id}/take-over", headers={"X-CSRF-Token": kim_csrf})
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "held_by_other"
+    r = sam.post(f"/v1/console/calls/{call_id}/say", json={"text": "I can fix that."}, headers=h)
+    assert r.json()["action"] == "human_reply"
+    assert sam.post(f"/v1/console/calls/{call_id}/release", headers=h).status_code == 200
+    assert sam.post(f"/v1/console/calls/{call_id}/reroute", json={"agent": "nowhere"}, headers=h).status_code == 422
+    assert [c["kind"] for c in commands(server, call_id)] == ["say", "take_over", "say", "release"]
+    detail = sam.get(f"/v1/console/calls/{call_id}").json()
+    assert [ln["role"] for ln in detail["lines"] if ln["role"] == "human"] == ["human", "human"]
+    actions = [(e["username"], e["action"], e["outcome"]) for e in reversed(audit(server, call_id=call_id))]
+    assert actions == [
+        ("sam", "barge_in", "ok"),
+        ("sam", "take_over", "ok"),
+        ("kim", "take_over", "refused"),
+        ("sam", "human_reply", "ok"),
+        ("sam", "release", "ok"),
+    ]
+
+
+def _open_stream_and_disconnect(server: ServedApp, client: httpx.Client, call_id: str) -> None:
+    with client.stream("GET", f"/v1/console/calls/{call_id}/stream") as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("event: call"):
+                break
+    # Leaving the block closes the connection: the supervisor is gone.
+
+
+def _wait_for(predicate: Any, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_a_supervisor_who_disconnects_sends_the_call_back_to_the_ai(server: ServedApp) -> None:
+    sam, csrf = login(server, "sam")
+    call_id = live_call(server)
+    assert sam.post(f"/v1/console/calls/{call_id}/take-over", headers={"X-CSRF-Token": csrf}).status_code == 200
+    _open_stream_and_disconnect(server, sam, call_id)
+    _wait_for(lambda: [c["kind"] for c in commands(server, call_id)] == ["take_over", "release"])
+    assert sam.get(f"/v1/console/calls/{call_id}").json()["call"]["controller"] == ""
+    assert ("system", "auto_release") in [(e["role"], e["action"]) for e in audit(server, call_id=call_id)]
+
+
+def test_a_held_call_whose_heartbeats_stop_goes_back_to_the_ai(server: ServedApp) -> None:
+    sam, csrf = login(server, "sam")
+    call_id = live_call(server)
+    h = {"X-CSRF-Token": csrf}
+    assert sam.post(f"/v1/console/calls/{call_id}/take-over", headers=h).status_code == 200
+    assert sam.post(f"/v1/console/calls/{call_id}/heartbeat", headers=h).json() == {"holding": True}
+    # The lease is 2 s in this module; without heartbeats the watchdog releases it.
+    _wait_for(lambda: [c["kind"] for c in commands(server, call_id)] == ["take_over", "release"])
+    assert sam.post(f"/v1/console/calls/{call_id}/heartbeat", headers=h).json() == {"holding": False}
+
+
+def test_an_accepted_escalation_whose_supervisor_vanishes_goes_back_to_the_queue(server: ServedApp) -> None:
+    sam, csrf = login(server, "sam")
+    call_id = live_call(server)
+    console = server.app.state.console
+    ticket = server.call(
+        console.desk.open_ticket(
+            call_id=call_id, account_id=None, reason="frustration", summary="Angry about a bill.", priority=2
+        )
+    )
+    r = sam.post(f"/v1/console/escalations/{ticket.ticket_id}/accept", headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200
+    _open_stream_and_disconnect(server, sam, call_id)
+
+    def requeued() -> bool:
+        waiting = sam.get("/v1/console/escalations").json()
+        return any(t["call_id"] == call_id for t in waiting)
+
+    _wait_for(requeued)
+    again = next(t for t in sam.get("/v1/console/escalations").json() if t["call_id"] == call_id)
+    assert again["summary"] == "Angry about a bill."
+    assert again["priority"] == 1  # one step more urgent than before
+    assert again["ticket_id"] != ticket.ticket_id
+    assert ("auto_requeue", "ok") in [(e["action"], e["outcome"]) for e in audit(server, call_id=call_id)]

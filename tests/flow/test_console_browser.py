@@ -1,0 +1,318 @@
+"""The supervisor console in real headless Chromium: login, live calls, escalations, whisper, take-over, refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from playwright.async_api import Browser, Page, async_playwright
+
+from orchestrator.api import create_app
+from orchestrator.api.app import open_queue
+from orchestrator.config import REPO_ROOT, Settings, load_settings
+from orchestrator.console.testing import ServedApp, app_routes, live_worker, served
+from orchestrator.contracts import CallJob
+from tests.conftest import REDIS_TEST_URL
+
+pytestmark = pytest.mark.flow
+
+CHROMIUM = os.environ.get("SWITCHBOARD_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"]
+SHOTS = REPO_ROOT / "artifacts" / "screenshots"
+PASSWORD = "correct horse battery"
+MARIA = "+15550100001"
+WHISPER = "We can also waive the visit fee today."
+# Callers pause between turns so that a supervisor has time to act, as on a real call.
+TURN_GAP_MS = "2500"
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def settings() -> Settings:
+    return load_settings(
+        redis_url=REDIS_TEST_URL,
+        data_dir=tempfile.mkdtemp(prefix="sb-console-browser-"),
+        console_lease_s=5.0,
+        console_disconnect_grace_s=2.0,
+    )
+
+
+@pytest.fixture(scope="module")
+def prefix() -> Iterator[str]:
+    name = f"console-ui-{uuid.uuid4().hex[:10]}"
+    yield name
+    client = redis.Redis.from_url(REDIS_TEST_URL)
+    try:
+        keys = list(client.scan_iter(f"{name}:*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def server(settings: Settings, prefix: str) -> Iterator[ServedApp]:
+    with served(create_app(settings, queue_prefix=prefix)) as srv:
+        srv.add_user("sam", PASSWORD, "supervisor")
+        srv.add_user("kim", PASSWORD, "supervisor")
+        srv.add_user("ada", PASSWORD, "admin")
+        yield srv
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+async def logged_in(browser: Browser, server: ServedApp, username: str) -> Page:
+    context = await browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    await page.goto("/console/login")
+    await page.fill("#username", username)
+    await page.fill("#password", PASSWORD)
+    await page.click("#login-btn")
+    await page.wait_for_url("**/console/calls")
+    return page
+
+
+async def lines(page: Page) -> list[dict[str, str]]:
+    result: list[dict[str, str]] = await page.eval_on_selector_all(
+        "#transcript .line",
+        "els => els.map(e => ({role: e.dataset.role, agent: e.dataset.agent, text: e.textContent.trim()}))",
+    )
+    return result
+
+
+async def until(
+    check: Callable[[], Awaitable[Any]], what: str, timeout_s: float = 20.0, page: Page | None = None
+) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            if page is not None:
+                await page.screenshot(path=str(SHOTS / "failure.png"))
+                raise AssertionError(f"timed out waiting for {what}; lines: {await lines(page)}")
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+def agent_lines_after(all_lines: list[dict[str, str]], marker: str) -> list[dict[str, str]]:
+    """Agent lines after the event line containing ``marker``."""
+    at = next(i for i, ln in enumerate(all_lines) if ln["role"] == "event" and marker in ln["text"])
+    return [ln for ln in all_lines[at + 1 :] if ln["role"] == "agent"]
+
+
+async def test_login_refuses_wrong_credentials_then_lets_a_supervisor_in(browser: Browser, server: ServedApp) -> None:
+    page = await (await browser.new_context(base_url=server.url)).new_page()
+    await page.goto("/console/calls")
+    assert "/console/login" in page.url
+    assert "Please log in" in await page.inner_text("#login-message")
+    await page.fill("#username", "sam")
+    await page.fill("#password", "not the password")
+    await page.click("#login-btn")
+    assert "Wrong username or password." in await page.inner_text("#login-message")
+    await page.screenshot(path=str(SHOTS / "login-refused.png"))
+    await page.fill("#password", PASSWORD)
+    await page.click("#login-btn")
+    await page.wait_for_url("**/console/calls")
+    assert "sam" in await page.inner_text("form.who")
+    cookie = next(c for c in await page.context.cookies() if c["name"] == "sb_console")
+    assert cookie["httpOnly"]
+    assert cookie["sameSite"] == "Lax"
+    # An expired session sends the supervisor back to the login page with a clear message.
+    console = server.app.state.console
+    server.call(console.sessions.end(console.signer.unsign(cookie["value"])))
+    await page.goto("/console/escalations")
+    assert "/console/login" in page.url
+    assert "Your session has expired" in await page.inner_text("#login-message")
+
+
+async def test_unauthenticated_access_is_refused_on_every_page_and_api_path(
+    browser: Browser, server: ServedApp
+) -> None:
+    context = await browser.new_context(base_url=server.url)
+    page = await context.new_page()
+    pages = apis = 0
+    for route in app_routes(server.app.routes):
+        path: str = getattr(route, "path", "")
+        methods = sorted(set(getattr(route, "methods", None) or ()) - {"HEAD", "OPTIONS"})
+        url = path.replace("{call_id}", "call-1").replace("{ticket_id}", "TK-1").replace("{name}", "x")
+        if path.startswith("/console") and path not in {"/console/login", "/console/static/{name}"}:
+            for method in methods:
+                if method == "GET":
+                    await page.goto(url)
+                    assert page.url.startswith(f"{server.url}/console/login"), (path, page.url)
+                    assert await page.is_visible("#login-btn")
+                else:
+                    r = await context.request.fetch(url, method=method, max_redirects=0)
+                    assert r.status == 303, (method, path, r.status)
+                    assert "/console/login" in r.headers["location"]
+                pages += 1
+        elif path.startswith("/v1/console"):
+            for method in methods:
+                if (method, path) == ("POST", "/v1/console/login"):
+                    continue  # logging in is the one thing anyone may try
+                r = await context.request.fetch(url, method=method, data="{}", max_redirects=0)
+                assert r.status == 401, (method, path, r.status)
+                assert (await r.json())["error"]["code"] == "unauthenticated"
+                apis += 1
+    assert pages >= 8
+    assert apis >= 15
+
+
+async def test_supervisors_watch_whisper_take_over_and_answer_escalations(
+    browser: Browser, server: ServedApp, settings: Settings, prefix: str
+) -> None:
+    queue = open_queue(settings, REDIS_TEST_URL, prefix=prefix)
+    await queue.setup()
+    billing_call, escalated_call = f"call-a-{uuid.uuid4().hex[:8]}", f"call-b-{uuid.uuid4().hex[:8]}"
+    billing_script = ["What's my balance?", "10027", "when is my next bill due", "hmm okay", "and what plan am I on"]
+    billing_script += ["hmm okay", "and what plan am I on", "hmm okay", "and what plan am I on", "hmm okay"]
+    escalated_script = ["I want to talk to a real person", "hello?", "is anyone there?", "hello?", "still waiting"]
+    escalated_script += ["hello?", "okay", "hello?"]
+    try:
+        async with live_worker(settings, queue) as worker:
+            sam = await logged_in(browser, server, "sam")
+            kim = await logged_in(browser, server, "kim")
+            for call_id, script in ((billing_call, billing_script), (escalated_call, escalated_script)):
+                await queue.admit(
+                    CallJob(
+                        call_id=call_id,
+                        source="simulate",
+                        room=call_id,
+                        caller_id=MARIA if call_id == billing_call else "+15550109999",
+                        script=script,
+                        metadata={"turn_gap_ms": TURN_GAP_MS},
+                    )
+                )
+            await asyncio.gather(
+                _watch_whisper_take_over(sam, billing_call), _accept_and_reply(kim, escalated_call, worker)
+            )
+            # Every action is in the audit log, which only admins can read.
+            await sam.goto("/console/audit")
+            assert "admins only" in await sam.inner_text("main")
+            ada = await logged_in(browser, server, "ada")
+            await ada.goto(f"/console/audit?call_id={billing_call}")
+            audited = await ada.inner_text("#audit")
+            for action in ("whisper", "take_over", "human_reply", "release"):
+                assert action in audited
+            await ada.screenshot(path=str(SHOTS / "audit.png"))
+    finally:
+        await queue.aclose()
+
+
+async def _watch_whisper_take_over(page: Page, call_id: str) -> None:
+    # The simulated call appears in the live list as soon as a worker answers it.
+    row = page.locator(f'#live-calls tr[data-call-id="{call_id}"]')
+    await row.wait_for(timeout=20_000)
+    await until(lambda: row.inner_text(), "the row's text")
+    await page.screenshot(path=str(SHOTS / "live-calls.png"))
+    await row.locator("a").click()
+    await page.wait_for_url(f"**/console/calls/{call_id}")
+
+    # Whisper once the caller is verified; the agent's next reply carries it.
+    await until(lambda: _has(page, lambda ls: any("you're verified" in ln["text"] for ln in ls)), "verification", 30)
+    await page.fill("#whisper-text", WHISPER)
+    await page.click("#whisper-btn")
+    after = await until(
+        lambda: _after(page, "whispered", lambda a: any(WHISPER in ln["text"] for ln in a)), "the whispered reply"
+    )
+    # The very next reply follows it (or the one after, if a turn was already running when it was sent).
+    assert any(WHISPER in ln["text"] for ln in after[:2]), after
+    await page.screenshot(path=str(SHOTS / "whisper.png"))
+
+    # Take over: from the next turn the AI no longer answers; the caller hears the hold line until the human speaks.
+    await page.click("#take-over-btn")
+    await until(lambda: _text_is(page, "#f-controller", "sam"), "sam holding the call", page=page)
+    held = await until(
+        lambda: _after(page, "took over", lambda a: len(a) >= 2 and a[-1]["agent"] == "human"), "the hold reply"
+    )
+    assert "holding" in held[-1]["text"].lower(), held
+    await page.fill("#say-text", "This is Sam, a supervisor. I can sort out your bill myself.")
+    await page.click("#say-btn")
+    await until(lambda: _has(page, lambda ls: any(ln["role"] == "human" for ln in ls)), "the human line")
+    # While Sam holds the call, no AI specialist answers.
+    await asyncio.sleep(3)
+    held = await _after(page, "took over", lambda a: True)
+    assert held is not None
+    first_human = next(i for i, ln in enumerate(held) if ln["agent"] == "human")
+    assert all(ln["agent"] == "human" for ln in held[first_human:]), held
+    await page.screenshot(path=str(SHOTS / "take-over.png"))
+
+    # Send it back to the AI: the specialist answers again.
+    await page.click("#release-btn")
+    back = await until(
+        lambda: _after(page, "sent the call back", lambda a: any(ln["agent"] == "billing" for ln in a)), "the AI again"
+    )
+    assert any(ln["agent"] == "billing" for ln in back)
+    await page.screenshot(path=str(SHOTS / "released.png"))
+
+
+async def _accept_and_reply(page: Page, call_id: str, worker: Any) -> None:
+    await page.goto("/console/escalations")
+    row = page.locator("#escalations tr", has_text=call_id)
+    await row.wait_for(timeout=30_000)
+    assert "requested human" in await row.inner_text()
+    await page.screenshot(path=str(SHOTS / "escalations.png"))
+    await row.locator("button.accept").click()
+    # Warm transfer: the AI's summary first, then join.
+    await page.wait_for_url("**/console/escalations/TK*")
+    summary = await page.inner_text("#summary")
+    assert "Escalated because the caller asked for a person" in summary
+    await page.screenshot(path=str(SHOTS / "escalation-summary.png"))
+    await page.click("#join-call")
+    await page.wait_for_url(f"**/console/calls/{call_id}")
+    await until(lambda: _text_is(page, "#f-controller", "kim"), "kim holding the call", page=page)
+    await page.fill("#say-text", "Hi, this is Kim from Northwind. How can I help?")
+    await page.click("#say-btn")
+    await until(
+        lambda: _has(page, lambda ls: any(ln["role"] == "human" and "Kim from Northwind" in ln["text"] for ln in ls)),
+        "Kim's line in the transcript",
+        page=page,
+    )
+    # The human's line reaches the call's own transcript (the graph checkpoint) before the caller's next turn.
+    services = worker.runner.services
+
+    async def in_checkpoint() -> bool:
+        state = await services.graph.aget_state({"configurable": {"thread_id": call_id}})
+        return any(t["role"] == "human" for t in (state.values or {}).get("transcript", []))
+
+    await until(in_checkpoint, "the human line in the checkpoint")
+    await page.screenshot(path=str(SHOTS / "human-reply.png"))
+
+
+async def _text_is(page: Page, selector: str, text: str) -> bool:
+    return (await page.inner_text(selector)).strip() == text
+
+
+async def _has(page: Page, predicate: Callable[[list[dict[str, str]]], bool]) -> bool:
+    return predicate(await lines(page))
+
+
+async def _after(
+    page: Page, marker: str, predicate: Callable[[list[dict[str, str]]], bool]
+) -> list[dict[str, str]] | None:
+    all_lines = await lines(page)
+    if not any(ln["role"] == "event" and marker in ln["text"] for ln in all_lines):
+        return None
+    after = agent_lines_after(all_lines, marker)
+    return after if predicate(after) else None
