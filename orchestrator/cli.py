@@ -199,6 +199,10 @@ def eval_router(
     from orchestrator.providers.intent import load_classifier
 
     report = evaluate_file(data, load_classifier())
+    # Graded against the same benchmark table as the agent evals (evals/grades.yaml).
+    from evals.grading import load_grades
+
+    report["grades"] = load_grades().grade_all({"routing_accuracy": report["accuracy"]})
     if as_json:
         print(json.dumps(report, indent=2))
         return
@@ -209,6 +213,7 @@ def eval_router(
         table.add_row(label, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"]))
     console.print(table)
     console.print(f"latency p50 {report['latency_ms']['p50']:.2f} ms, p99 {report['latency_ms']['p99']:.2f} ms")
+    console.print(f"grades: {report['grades']}")
 
 
 def _print_call(data: dict[str, Any]) -> None:

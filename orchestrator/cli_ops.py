@@ -71,6 +71,9 @@ def worker(
     drain_timeout: Annotated[float, typer.Option(help="Seconds running calls may finish after SIGTERM.")] = 30.0,
     hold_interval: Annotated[float, typer.Option(help="Seconds between hold messages (0 = none).")] = 5.0,
     burst: Annotated[bool, typer.Option(help="Exit once the queue is empty.")] = False,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus /metrics on this port (default: none).")
+    ] = None,
 ) -> None:
     """Run a worker: pull calls into free slots, run their sessions, drain on SIGTERM."""
     from orchestrator.worker.main import RedisNotConfigured, run_worker
@@ -85,6 +88,7 @@ def worker(
                 drain_timeout_s=drain_timeout,
                 hold_interval_s=hold_interval or None,
                 burst=burst,
+                metrics_port=metrics_port,
             )
         )
     except RedisNotConfigured as exc:
