@@ -21,7 +21,7 @@ from livekit.agents.voice.events import (
 
 from orchestrator.providers.phrase_cache import CachedTTS
 from orchestrator.runtime import Services
-from orchestrator.session.text import CallResult, TextCall, TurnRecord
+from orchestrator.session.text import CallResult, TextCall, TurnRecord, play_script
 
 __all__ = [
     "AudioCall",
@@ -473,19 +473,7 @@ async def run_audio_call(
     call = AudioCall(
         services, stt=stt, tts=tts, vad=vad, telephony=telephony, pace=pace, call_id=call_id, caller_id=caller_id
     )
-    try:
-        await call.start()
-        for utterance in utterances:
-            record = await call.say(utterance)
-            if on_turn is not None:
-                maybe = on_turn(record)
-                if maybe is not None:
-                    await maybe
-            if await call.ended():
-                break
-    finally:
-        await call.aclose()
-    return call.result
+    return await play_script(call, utterances, on_turn)
 
 
 _DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")

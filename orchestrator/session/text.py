@@ -152,7 +152,13 @@ async def run_text_call(
     on_turn: Callable[[TurnRecord], Awaitable[None] | None] | None = None,
 ) -> CallResult:
     """Run a scripted text call to its end (script exhausted, or the call ended) and return the result."""
-    call = TextCall(services, call_id=call_id, caller_id=caller_id)
+    return await play_script(TextCall(services, call_id=call_id, caller_id=caller_id), utterances, on_turn)
+
+
+async def play_script(
+    call: TextCall, utterances: Sequence[str], on_turn: Callable[[Any], Awaitable[None] | None] | None = None
+) -> CallResult:
+    """Say each scripted turn on `call` (any transport built on TextCall) until the script or the call ends."""
     try:
         await call.start()
         for utterance in utterances:
