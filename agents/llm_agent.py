@@ -11,7 +11,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from agents.context import AgentContext
 from agents.specialists.base import verify
 from agents.state import CallState, new_verification, verification_of
-from agents.supervisor import _OFF_SCRIPT, _refund_promise_cents
+from agents.supervisor import CORRECTIONS, reply_breach
 from agents.tools import CallerTools
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -58,11 +58,11 @@ async def run_llm_specialist(
         sentence = sentence.strip()
         if not sentence:
             return
-        promised = _refund_promise_cents(sentence)
         granted = any(e["name"] == "request_refund" and e["ok"] for e in tools.events)
-        if _OFF_SCRIPT.search(sentence) or (promised is not None and promised > policy_max and not granted):
+        breach = reply_breach(sentence, max_refund_cents=policy_max, refund_granted=granted)
+        if breach:
             corrected = True
-            sentence = ctx.prompts.reply("common.rephrase")
+            sentence = ctx.prompts.reply(CORRECTIONS[breach])
         spoken.append(sentence)
         write(sentence + " ")
 

@@ -215,14 +215,11 @@ def review(ctx: AgentContext, state: CallState) -> dict[str, Any]:
     turn = state.get("turn", 0)
     interventions: list[Intervention] = []
     update: dict[str, Any] = {}
-    if _OFF_SCRIPT.search(reply):
-        interventions.append(Intervention(turn=turn, kind="correct_reply", reason="off_script", detail=reply[:200]))
-        reply = ctx.prompts.reply("common.rephrase")
-    promised = _refund_promise_cents(reply)
     granted = any(e["name"] == "request_refund" and e["ok"] and e["turn"] == turn for e in state.get("tool_events", []))
-    if promised is not None and not granted and promised > ctx.tenant.billing.refund_policy().max_cents:
-        interventions.append(Intervention(turn=turn, kind="correct_reply", reason="refund_policy", detail=reply[:200]))
-        reply = ctx.prompts.reply("billing.policy_correction")
+    breach = reply_breach(reply, max_refund_cents=ctx.tenant.billing.refund_policy().max_cents, refund_granted=granted)
+    if breach:
+        interventions.append(Intervention(turn=turn, kind="correct_reply", reason=breach, detail=reply[:200]))
+        reply = ctx.prompts.reply(CORRECTIONS[breach])
     reply = _mask_emails(reply)
     guidance = state.get("guidance")
     if guidance and ctx.models is None:
@@ -242,6 +239,20 @@ def review(ctx: AgentContext, state: CallState) -> dict[str, Any]:
 def speak(state: CallState) -> dict[str, Any]:
     """The turn's final reply goes into the transcript (the graph streams it in the same node)."""
     return {"transcript": [Turn(role="agent", agent=str(state.get("active", "router")), text=state.get("reply", ""))]}
+
+
+# What replaces a reply (or, in LLM mode, a streamed sentence) that breaks a rule.
+CORRECTIONS = {"off_script": "common.rephrase", "refund_policy": "billing.policy_correction"}
+
+
+def reply_breach(text: str, *, max_refund_cents: int, refund_granted: bool) -> str | None:
+    """The rule a reply breaks, if any: talk the agent must never say, or a refund promise past policy."""
+    if _OFF_SCRIPT.search(text):
+        return "off_script"
+    promised = _refund_promise_cents(text)
+    if promised is not None and promised > max_refund_cents and not refund_granted:
+        return "refund_policy"
+    return None
 
 
 def _refund_promise_cents(reply: str) -> int | None:
