@@ -245,7 +245,8 @@ class CachedTTS(tts.TTS[Any]):
 
     The session's stream adapter feeds it one sentence at a time, so a reply such as "Let me look that up.
     Your balance is $42." plays its first sentence from the cache and synthesises only the second.
-    Phrase-set sentences that miss are synthesised once and stored (lazy warming).
+    Phrase-set sentences that miss are synthesised once and stored (lazy warming), unless the inner stream
+    reports that its audio is not the whole sentence in the inner engine's voice (see `_cache_safe`).
 
     Args:
         inner: the real TTS (local or cloud); its `synthesize` is used for everything not cached.
@@ -302,8 +303,9 @@ class CachedTTS(tts.TTS[Any]):
             frame = await self.cache.get(self.identity, text)
             if frame is not None:
                 return frame, True
-        frame = await self.inner.synthesize(text).collect()
-        if self.cache is not None and self.cacheable(text):
+        stream = self.inner.synthesize(text)
+        frame = await stream.collect()
+        if self.cache is not None and self.cacheable(text) and _cache_safe(stream):
             await self.cache.put(self.identity, text, frame)
         return frame, False
 
@@ -347,9 +349,19 @@ class _CachedStream(tts.ChunkedStream):
                 frames.append(ev.frame)
                 output_emitter.push(bytes(ev.frame.data.cast("B")))
         output_emitter.flush()
-        if cache is not None and frames and wrapper.cacheable(text):
+        if cache is not None and frames and wrapper.cacheable(text) and _cache_safe(stream):
             # Off the critical path: the audio is already on its way to the caller.
             await asyncio.shield(cache.put(wrapper.identity, text, rtc.combine_audio_frames(frames)))
+
+
+def _cache_safe(stream: tts.ChunkedStream) -> bool:
+    """Whether a finished inner synthesis may be stored under the inner engine's identity.
+
+    An engine whose audio can differ from its identity per request (a fallback chain that fell back, or one
+    whose primary was cut mid-sentence: livekit ends such a request normally) says so with `cache_safe`.
+    A plain engine renders every sentence whole in its own voice.
+    """
+    return bool(getattr(stream, "cache_safe", True))
 
 
 def _at_rate(frame: rtc.AudioFrame, rate: int) -> bytes:

@@ -258,12 +258,6 @@ async def test_deepgram_hung_handshake_falls_back_within_the_timeout(
     assert "balance" in final.alternatives[0].text.lower(), final.alternatives[0].text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="bug: voice_fallback_timeout_s bounds only Deepgram's websocket connect; a Deepgram that accepts "
-    "audio and never answers is never abandoned, so the caller is not heard (see report)",
-)
 async def test_deepgram_silent_after_connect_falls_back(
     deepgram_standin: DeepgramStandin, http: aiohttp.ClientSession, silero: vad.VAD, caller_pcm: bytes
 ) -> None:
@@ -413,16 +407,7 @@ def assert_flite(frame: rtc.AudioFrame, cartesia_pcm: bytes = b"") -> None:
         pytest.param(Fail(500), id="http-500"),
         pytest.param(Fail(401, "Unauthorized", "Invalid API key"), id="http-401"),
         pytest.param(Cut(after_chunks=0), id="disconnect-before-audio"),
-        pytest.param(
-            Stall(after_chunks=0),
-            id="timeout",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=TimeoutError,
-                reason="bug: the Cartesia bytes request's only deadline is the plugin's 30 s total; "
-                "voice_fallback_timeout_s bounds just the TCP connect (see report)",
-            ),
-        ),
+        pytest.param(Stall(after_chunks=0), id="timeout"),
     ],
 )
 async def test_cartesia_bytes_fault_falls_back_to_flite(
@@ -496,12 +481,6 @@ async def test_cartesia_websocket_fault_falls_back_to_flite(
 # -- the phrase cache over a failing Cartesia -----------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: CachedTTS stores the fallback's (flite) audio under Cartesia's cache identity, so a phrase "
-    "rendered during an outage keeps the wrong voice for the entry's TTL (see report)",
-)
 async def test_phrase_rendered_by_the_fallback_is_not_cached_as_cartesia(
     cartesia_standin: CartesiaStandin, http: aiohttp.ClientSession
 ) -> None:
@@ -520,12 +499,6 @@ async def test_phrase_rendered_by_the_fallback_is_not_cached_as_cartesia(
     assert_intact(after, tone(600))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: a Cartesia stream cut mid-sentence ends without an error (livekit keeps the partial audio), and "
-    "CachedTTS stores the truncated sentence in the phrase cache for every later call (see report)",
-)
 async def test_truncated_sentence_is_not_cached(cartesia_standin: CartesiaStandin, http: aiohttp.ClientSession) -> None:
     cartesia_standin.enqueue(Cut(after_chunks=2), Speak(audio_ms=600), Speak(audio_ms=600))
     engine = session_tts(settings_for(cartesia=cartesia_standin, phrase_cache_enabled=True), http)
