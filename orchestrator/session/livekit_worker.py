@@ -114,14 +114,47 @@ async def run_room_call(ctx: JobContext, settings: Settings) -> None:
         )
         closed = asyncio.Event()
         session.on("close", lambda _ev: closed.set())
+        error: str | None = None
         try:
             await session.start(Agent(instructions="Northwind Broadband contact centre"), room=ctx.room)
             await ctx.connect()
             await closed.wait()
+        except (Exception, asyncio.CancelledError) as exc:
+            # A failed (or cancelled) session is reported too, so the queue worker retries at once
+            # instead of at its session timeout.
+            error = f"{type(exc).__name__}: {exc}"
+            raise
         finally:
             await session.aclose()
             await graph_llm.aclose()
             await voice.aclose()
+            # After the cleanup, so the checkpoint the queue worker then reads holds the whole call.
+            await _mark_session_end(settings, metadata, call_id, error=error)
+
+
+async def _mark_session_end(
+    settings: Settings, metadata: dict[str, Any], call_id: str, error: str | None = None
+) -> None:
+    """Tell the queue worker holding the call that its session is over (it then acks the call)."""
+    import redis.asyncio as aioredis
+
+    from orchestrator.worker.dispatch import DEFAULT_PREFIX, PREFIX_METADATA_KEY, push_session_ended
+    from orchestrator.worker.main import RedisNotConfigured, resolve_redis_url
+
+    try:
+        url = resolve_redis_url(settings)
+    except RedisNotConfigured:
+        log.warning("call %s: no Redis configured, so no queue worker learns that its session ended", call_id)
+        return
+    client = aioredis.Redis.from_url(url)
+    try:
+        prefix = str(metadata.get(PREFIX_METADATA_KEY) or DEFAULT_PREFIX)
+        await push_session_ended(client, prefix, call_id, status="failed" if error else "ended", error=error)
+    except Exception:
+        # Never mask the session's own result; the queue worker's session timeout covers a lost marker.
+        log.exception("call %s: could not push the end-of-session marker", call_id)
+    finally:
+        await client.aclose()
 
 
 async def run_agent_worker(settings: Settings | None = None) -> None:

@@ -15,6 +15,7 @@ from orchestrator.queue import CallQueue
 from orchestrator.queue.embedded import STATE_FILE
 from orchestrator.telemetry.service import Telemetry
 from orchestrator.telemetry.setup import start_metrics_server
+from orchestrator.worker.dispatch import LiveKitDispatchRunner, RoutingRunner
 from orchestrator.worker.outcomes import CallOutcome
 from orchestrator.worker.runner import TextCallRunner, TurnHook
 from orchestrator.worker.worker import OutcomeHook, Worker, default_worker_name
@@ -93,7 +94,7 @@ async def run_worker(
         if metrics_port is not None:
             stack.callback(start_metrics_server(telemetry.handles, metrics_port))
         worker_name = name or default_worker_name()
-        runner = TextCallRunner(
+        text_runner = TextCallRunner(
             services,
             on_start=on_start,
             on_turn=on_turn,
@@ -102,7 +103,14 @@ async def run_worker(
             # The supervisor console's live view: calls, transcripts, and commands between turns.
             live=LiveFeed(queue.redis, prefix=prefix),
         )
-        await runner.warm_up()
+        await text_runner.warm_up()
+        # Real calls (no script) go to the LiveKit voice agent by explicit dispatch when LiveKit is configured.
+        dispatch = (
+            LiveKitDispatchRunner(services, queue.redis, settings=settings, prefix=prefix)
+            if settings.livekit_url
+            else None
+        )
+        runner = RoutingRunner(text_runner, dispatch)
         worker = Worker(
             queue,
             runner,

@@ -1,4 +1,4 @@
-"""Call runners: how a worker runs one claimed call's session. The local text transport today; a LiveKit room later."""
+"""Call runners: how a worker runs one claimed call's session, here on the local text transport."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ class TextCallRunner:
 
     A resumed call continues at ``script[state.turn:]``: turns already in the checkpoint are not said
     again. A call without a script has no caller on this transport and ends at once; real callers
-    arrive through the LiveKit room runner (the voice issue adds it beside this class).
+    arrive through ``LiveKitDispatchRunner`` (``orchestrator.worker.dispatch``).
     """
 
     def __init__(
@@ -165,17 +165,37 @@ class TextCallRunner:
                 await self.live.call_ended(job.call_id, outcome_of(final))
         finally:
             await call.aclose()
-        handoffs = [dict(h) for h in final.get("handoffs", [])]
-        return CallOutcome(
-            call_id=job.call_id,
-            outcome=outcome_of(final),
-            escalation_reason=final.get("escalation_reason"),
-            turns=int(final.get("turn") or 0),
-            turn_latency_ms=latencies,
-            routes=[str(h.get("to_agent")) for h in handoffs if h.get("to_agent")],
-            handoffs=handoffs,
-            resumed_at_turn=resumed_at,
-        )
+        return outcome_from_state(job.call_id, final, resumed_at=resumed_at, turn_latency_ms=latencies)
+
+
+async def checkpoint_state(services: Services, call_id: str) -> dict[str, Any]:
+    """The call's graph state from its checkpoint (``thread_id = call_id``); empty before its first turn."""
+    snapshot = await services.graph.aget_state({"configurable": {"thread_id": call_id}})
+    return dict(snapshot.values or {})
+
+
+def outcome_from_state(
+    call_id: str, final: dict[str, Any], *, resumed_at: int, turn_latency_ms: list[float] | None = None
+) -> CallOutcome:
+    """A call's outcome from its final graph state, whichever transport ran the session.
+
+    Args:
+        call_id: The call.
+        final: The graph state once the session ended.
+        resumed_at: Caller turns already in the checkpoint when this attempt started.
+        turn_latency_ms: Latencies of the turns this attempt ran, when the runner measured them.
+    """
+    handoffs = [dict(h) for h in final.get("handoffs", [])]
+    return CallOutcome(
+        call_id=call_id,
+        outcome=outcome_of(final),
+        escalation_reason=final.get("escalation_reason"),
+        turns=int(final.get("turn") or 0),
+        turn_latency_ms=list(turn_latency_ms or []),
+        routes=[str(h.get("to_agent")) for h in handoffs if h.get("to_agent")],
+        handoffs=handoffs,
+        resumed_at_turn=resumed_at,
+    )
 
 
 def _turn_gap_s(metadata: dict[str, str]) -> float:

@@ -1,0 +1,188 @@
+"""Real LiveKit calls: dispatch the voice agent into the call's room, wait for its session to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any, Literal
+
+import redis.asyncio as aioredis
+from livekit import api
+
+from orchestrator.config import Settings
+from orchestrator.queue import ClaimedCall
+from orchestrator.runtime import Services
+from orchestrator.worker.outcomes import CallOutcome
+from orchestrator.worker.runner import CallRunner, checkpoint_state, outcome_from_state
+
+__all__ = [
+    "PREFIX_METADATA_KEY",
+    "LiveKitDispatchRunner",
+    "RoutingRunner",
+    "SessionFailed",
+    "push_session_ended",
+    "session_ended_key",
+]
+
+logger = logging.getLogger(__name__)
+
+# The dispatch metadata carries the queue prefix, because the agent worker is started without one and
+# must push the end marker where this queue's runner waits for it.
+PREFIX_METADATA_KEY = "queue_prefix"
+DEFAULT_PREFIX = "sb"
+# Markers outlive a queue worker that dies between the push and the ack, so its successor finds them.
+MARKER_TTL_S = 24 * 3600
+
+
+class SessionFailed(RuntimeError):
+    """The agent worker's session for the call ended with an error (the worker retries the call)."""
+
+
+def session_ended_key(prefix: str, call_id: str) -> str:
+    """The Redis list the agent worker pushes a call's end marker to."""
+    return f"{prefix}:session-ended:{call_id}"
+
+
+async def push_session_ended(
+    redis: aioredis.Redis,
+    prefix: str,
+    call_id: str,
+    *,
+    status: Literal["ended", "failed"] = "ended",
+    error: str | None = None,
+) -> None:
+    """Push a call's end marker: ``ended`` once its session closed, ``failed`` if it crashed."""
+    key = session_ended_key(prefix, call_id)
+    marker = json.dumps({"status": status, "error": error, "at": time.time()})
+    pipe = redis.pipeline(transaction=True)
+    pipe.rpush(key, marker)
+    pipe.expire(key, MARKER_TTL_S)
+    await pipe.execute()
+
+
+class LiveKitDispatchRunner:
+    """Runs a real LiveKit call: explicit dispatch of the voice agent, then a wait for its end marker.
+
+    ``run`` asks LiveKit's ``AgentDispatchService`` for the agent ``settings.agent_name`` in the call's
+    room (metadata ``{call_id, caller_id, queue_prefix}``), then polls ``<prefix>:session-ended:<call_id>``
+    until the agent worker (``run_room_call``) pushes the marker, and reads the outcome from the graph
+    checkpoint. A dispatch error, a ``failed`` marker or no marker within ``max_session_s`` raises, so
+    the worker's fail/retry/dead-letter path handles it. The wait is a plain sleep between pops, so a
+    drain deadline or a take-over cancels it at once.
+
+    A marker already waiting when a call is claimed (the previous holder died between the marker and
+    the ack) means its session is over: the outcome is read without dispatching again.
+    """
+
+    def __init__(
+        self,
+        services: Services,
+        redis: aioredis.Redis,
+        *,
+        settings: Settings,
+        prefix: str = DEFAULT_PREFIX,
+        poll_interval_s: float = 0.25,
+        max_session_s: float = 4 * 3600.0,
+    ) -> None:
+        """Build a runner.
+
+        Args:
+            services: The process's graph (its checkpoint holds each call's outcome).
+            redis: The queue's client; the markers live under the queue's prefix.
+            settings: LiveKit URL and credentials, and the agent name to dispatch.
+            prefix: Queue key prefix.
+            poll_interval_s: Pause between marker pops (the extra delay before a slot frees).
+            max_session_s: Give up on a session that never reports its end (its agent job died).
+
+        Raises:
+            ValueError: ``settings.livekit_url`` is not set.
+        """
+        if not settings.livekit_url:
+            raise ValueError("LiveKitDispatchRunner needs settings.livekit_url")
+        self.services = services
+        self.redis = redis
+        self.settings = settings
+        self.prefix = prefix
+        self.poll_interval_s = poll_interval_s
+        self.max_session_s = max_session_s
+
+    async def run(self, claimed: ClaimedCall) -> CallOutcome:
+        """Dispatch the agent (unless the session already ended), wait for the end marker, return the outcome."""
+        job = claimed.job
+        resumed_at = int((await checkpoint_state(self.services, job.call_id)).get("turn") or 0)
+        marker = await self._pop_marker(job.call_id)
+        if marker is None or marker.get("status") != "ended":
+            # No marker, or a stale failure the previous holder never handled: start a (new) session.
+            await self._dispatch(claimed)
+            marker = await self._wait_marker(job.call_id)
+        if marker.get("status") != "ended":
+            raise SessionFailed(f"session of call {job.call_id} failed: {marker.get('error') or 'unknown error'}")
+        final = await checkpoint_state(self.services, job.call_id)
+        return outcome_from_state(job.call_id, final, resumed_at=resumed_at)
+
+    async def _dispatch(self, claimed: ClaimedCall) -> None:
+        job = claimed.job
+        metadata = {"call_id": job.call_id, "caller_id": job.caller_id, PREFIX_METADATA_KEY: self.prefix}
+        request = api.CreateAgentDispatchRequest(
+            agent_name=self.settings.agent_name, room=job.room or job.call_id, metadata=json.dumps(metadata)
+        )
+        lk = api.LiveKitAPI(
+            self.settings.livekit_url,
+            self.settings.livekit_api_key,
+            self.settings.livekit_api_secret.get_secret_value(),
+        )
+        try:
+            dispatch = await lk.agent_dispatch.create_dispatch(request)
+        finally:
+            await lk.aclose()
+        logger.info(
+            "call %s: dispatched %s to room %s (%s)", job.call_id, request.agent_name, request.room, dispatch.id
+        )
+
+    async def _wait_marker(self, call_id: str) -> dict[str, Any]:
+        # Poll rather than BLPOP: the queue's client is a bounded pool shared with heartbeats and claims,
+        # and one blocked connection per running call would starve them on a worker with many slots.
+        deadline = time.monotonic() + self.max_session_s
+        while True:
+            marker = await self._pop_marker(call_id)
+            if marker is not None:
+                return marker
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no end of session for call {call_id} after {self.max_session_s:.0f} s")
+            await asyncio.sleep(self.poll_interval_s)
+
+    async def _pop_marker(self, call_id: str) -> dict[str, Any] | None:
+        raw: Any = await self.redis.lpop(session_ended_key(self.prefix, call_id))
+        if raw is None:
+            return None
+        try:
+            marker = json.loads(raw)
+        except ValueError:
+            marker = None
+        return marker if isinstance(marker, dict) else {"status": "failed", "error": f"bad end marker {raw!r}"}
+
+
+class RoutingRunner:
+    """Sends each call to the runner for its transport.
+
+    Simulated calls (a ``script``, even an empty one) run on the text runner; real calls (no script) go
+    to the dispatch runner, or to the text runner when no LiveKit is configured (they end at once there).
+    """
+
+    def __init__(self, text: CallRunner, dispatch: CallRunner | None = None) -> None:
+        """Build a router.
+
+        Args:
+            text: Runs simulated calls (and real ones when ``dispatch`` is None).
+            dispatch: Runs real LiveKit calls.
+        """
+        self.text = text
+        self.dispatch = dispatch
+
+    async def run(self, claimed: ClaimedCall) -> CallOutcome:
+        """Run the call on the runner for its transport."""
+        if claimed.job.script is None and self.dispatch is not None:
+            return await self.dispatch.run(claimed)
+        return await self.text.run(claimed)

@@ -1,0 +1,228 @@
+"""LiveKitDispatchRunner against a Twirp stand-in for LiveKit's AgentDispatchService, on real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
+from livekit.api import TokenVerifier
+from livekit.api.twirp_client import ServerError
+from livekit.protocol.agent_dispatch import AgentDispatch, CreateAgentDispatchRequest
+
+from orchestrator.config import Settings, load_settings
+from orchestrator.contracts import CallJob
+from orchestrator.queue import ClaimedCall
+from orchestrator.runtime import Services
+from orchestrator.scenarios import SCENARIOS
+from orchestrator.session.livekit_worker import _mark_session_end
+from orchestrator.session.text import TextCall, outcome_of
+from orchestrator.worker.dispatch import (
+    LiveKitDispatchRunner,
+    RoutingRunner,
+    SessionFailed,
+    push_session_ended,
+    session_ended_key,
+)
+from orchestrator.worker.outcomes import CallOutcome
+from tests.conftest import REDIS_TEST_URL
+
+pytestmark = pytest.mark.contract
+
+API_KEY = "test-key"
+API_SECRET = "test-secret-that-is-long-enough-for-hs256"
+DISPATCH_PATH = "/twirp/livekit.AgentDispatchService/CreateDispatch"
+
+
+@dataclass
+class DispatchStandIn:
+    """LiveKit's Twirp endpoint for CreateDispatch: records requests, answers an AgentDispatch (or a 500)."""
+
+    url: str = ""
+    fail: bool = False
+    requests: list[tuple[CreateAgentDispatchRequest, dict[str, str]]] = field(default_factory=list)
+    received: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = CreateAgentDispatchRequest.FromString(await request.read())
+        self.requests.append((body, dict(request.headers)))
+        self.received.set()
+        if self.fail:
+            return web.json_response({"code": "internal", "msg": "dispatch store down"}, status=500)
+        answer = AgentDispatch(id=f"AD_{uuid.uuid4().hex[:8]}", agent_name=body.agent_name, room=body.room)
+        answer.metadata = body.metadata
+        return web.Response(body=answer.SerializeToString(), content_type="application/protobuf")
+
+
+@pytest.fixture
+async def livekit() -> AsyncIterator[DispatchStandIn]:
+    stand_in = DispatchStandIn()
+    app = web.Application()
+    app.router.add_post(DISPATCH_PATH, stand_in.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    stand_in.url = f"http://127.0.0.1:{port}"
+    try:
+        yield stand_in
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, livekit: DispatchStandIn) -> Settings:
+    return load_settings(
+        data_dir=tmp_path / "data",
+        livekit_url=livekit.url,
+        livekit_api_key=API_KEY,
+        livekit_api_secret=API_SECRET,
+        redis_url=REDIS_TEST_URL,
+    )
+
+
+@pytest.fixture
+async def services(settings: Settings) -> AsyncIterator[Services]:
+    svc = await Services.open(settings)
+    try:
+        yield svc
+    finally:
+        await svc.aclose()
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[tuple[aioredis.Redis, str]]:
+    client = aioredis.Redis.from_url(REDIS_TEST_URL)
+    prefix = f"lkd-{uuid.uuid4().hex[:10]}"
+    try:
+        yield client, prefix
+    finally:
+        keys = [k async for k in client.scan_iter(f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+def claimed_call(call_id: str, *, script: list[str] | None = None) -> ClaimedCall:
+    job = CallJob(call_id=call_id, source="livekit", room=f"call-{call_id}", caller_id="+15550100", script=script)
+    return ClaimedCall(
+        job=job, entry_id="1-0", priority=1, deliveries=1, waited_s=0.0, consumer="w1", claimed_at=time.monotonic()
+    )
+
+
+def make_runner(services: Services, settings: Settings, redis: tuple[aioredis.Redis, str]) -> LiveKitDispatchRunner:
+    client, prefix = redis
+    return LiveKitDispatchRunner(services, client, settings=settings, prefix=prefix, poll_interval_s=0.05)
+
+
+async def test_dispatches_the_agent_into_the_room_and_returns_the_outcome_at_the_end_marker(
+    services: Services, settings: Settings, livekit: DispatchStandIn, redis: tuple[aioredis.Redis, str]
+) -> None:
+    call_id = f"lk-{uuid.uuid4().hex[:8]}"
+    task = asyncio.create_task(make_runner(services, settings, redis).run(claimed_call(call_id)))
+    try:
+        await asyncio.wait_for(livekit.received.wait(), 10)
+        [(request, headers)] = livekit.requests
+        assert (request.agent_name, request.room) == (settings.agent_name, f"call-{call_id}")
+        assert json.loads(request.metadata) == {
+            "call_id": call_id,
+            "caller_id": "+15550100",
+            "queue_prefix": redis[1],
+        }
+        assert headers["Content-Type"] == "application/protobuf"
+        scheme, _, token = headers["Authorization"].partition(" ")
+        claims = TokenVerifier(API_KEY, API_SECRET).verify(token)  # checks the signature and expiry
+        assert scheme == "Bearer"
+        assert claims.video is not None
+        assert (claims.video.room_admin, claims.video.room) == (True, f"call-{call_id}")
+
+        # The agent side: the voice session runs turns on the same graph thread, then reports its end.
+        await asyncio.sleep(0.2)
+        assert not task.done()
+        agent = TextCall(services, call_id=call_id, caller_id="+15550100")
+        try:
+            for utterance in SCENARIOS[0].turns[:2]:
+                await agent.say(utterance)
+            state = await agent.state()
+        finally:
+            await agent.aclose()
+        await _mark_session_end(settings, json.loads(request.metadata), call_id)
+        outcome = await asyncio.wait_for(task, 10)
+    finally:
+        task.cancel()
+    assert isinstance(outcome, CallOutcome)
+    assert (outcome.call_id, outcome.turns, outcome.resumed_at_turn) == (call_id, int(state["turn"]), 0)
+    assert outcome.turns >= 1
+    assert outcome.outcome == outcome_of(state)
+    assert outcome.handoffs == [dict(h) for h in state.get("handoffs", [])]
+    assert await redis[0].exists(session_ended_key(redis[1], call_id)) == 0
+
+
+async def test_a_dispatch_error_raises(
+    services: Services, settings: Settings, livekit: DispatchStandIn, redis: tuple[aioredis.Redis, str]
+) -> None:
+    livekit.fail = True
+    with pytest.raises(ServerError) as caught:
+        await asyncio.wait_for(make_runner(services, settings, redis).run(claimed_call("lk-fails")), 10)
+    assert caught.value.status == 500
+    assert len(livekit.requests) == 1
+
+
+async def test_cancelling_the_wait_returns_promptly(
+    services: Services, settings: Settings, livekit: DispatchStandIn, redis: tuple[aioredis.Redis, str]
+) -> None:
+    task = asyncio.create_task(make_runner(services, settings, redis).run(claimed_call("lk-cancel")))
+    await asyncio.wait_for(livekit.received.wait(), 10)
+    await asyncio.sleep(0.1)
+    t0 = time.perf_counter()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 2)
+    assert time.perf_counter() - t0 < 0.5
+
+
+async def test_a_failed_session_raises_and_a_waiting_end_marker_skips_the_dispatch(
+    services: Services, settings: Settings, livekit: DispatchStandIn, redis: tuple[aioredis.Redis, str]
+) -> None:
+    client, prefix = redis
+    runner = make_runner(services, settings, redis)
+    task = asyncio.create_task(runner.run(claimed_call("lk-crash")))
+    await asyncio.wait_for(livekit.received.wait(), 10)
+    await push_session_ended(client, prefix, "lk-crash", status="failed", error="RuntimeError: room gone")
+    with pytest.raises(SessionFailed, match="room gone"):
+        await asyncio.wait_for(task, 10)
+
+    # The previous holder died between the marker and the ack: the session is over, no second agent.
+    await push_session_ended(client, prefix, "lk-done")
+    outcome = await asyncio.wait_for(runner.run(claimed_call("lk-done")), 10)
+    assert (outcome.call_id, outcome.turns) == ("lk-done", 0)
+    assert [r.room for r, _ in livekit.requests] == ["call-lk-crash"]
+
+
+class _Recorder:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.seen: list[str] = []
+
+    async def run(self, claimed: ClaimedCall) -> CallOutcome:
+        self.seen.append(claimed.call_id)
+        return CallOutcome(call_id=claimed.call_id, worker=self.name)
+
+
+async def test_routing_sends_scripted_calls_to_text_and_real_calls_to_dispatch() -> None:
+    text, dispatch = _Recorder("text"), _Recorder("dispatch")
+    router = RoutingRunner(text, dispatch)
+    for call in (claimed_call("sim", script=["hi"]), claimed_call("sim-empty", script=[]), claimed_call("real")):
+        await router.run(call)
+    assert (text.seen, dispatch.seen) == (["sim", "sim-empty"], ["real"])
+    no_livekit = _Recorder("text")
+    await RoutingRunner(no_livekit, None).run(claimed_call("real"))
+    assert no_livekit.seen == ["real"]
