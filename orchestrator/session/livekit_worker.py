@@ -28,9 +28,10 @@ class ReadinessServer:
     (research/livekit.md §2d), so a load balancer or Kubernetes must not use it for readiness.
     """
 
-    def __init__(self, server: AgentServer, *, port: int) -> None:
+    def __init__(self, server: AgentServer, *, port: int, host: str = "0.0.0.0") -> None:
         self.server = server
         self.port = port
+        self.host = host
         self.registered = False
         self.draining = False
         self._runner: web.AppRunner | None = None
@@ -49,7 +50,7 @@ class ReadinessServer:
         app.router.add_get("/readyz", self._ready)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "0.0.0.0", self.port).start()
+        await web.TCPSite(self._runner, self.host, self.port).start()
 
     async def aclose(self) -> None:
         if self._runner is not None:
@@ -83,11 +84,14 @@ def build_server(settings: Settings | None = None) -> AgentServer:
         port=0,
     )
 
-    @server.rtc_session(agent_name=settings.agent_name)
-    async def entrypoint(ctx: JobContext) -> None:
-        await run_room_call(ctx, settings)
-
+    server.rtc_session(agent_name=settings.agent_name)(_entrypoint)
     return server
+
+
+async def _entrypoint(ctx: JobContext) -> None:
+    # Module level, not a closure: job processes receive the entrypoint by pickling it, and they read
+    # their settings from the environment they inherited.
+    await run_room_call(ctx, get_settings())
 
 
 async def run_room_call(ctx: JobContext, settings: Settings) -> None:
@@ -96,7 +100,7 @@ async def run_room_call(ctx: JobContext, settings: Settings) -> None:
     from orchestrator.runtime import Services
 
     metadata = json.loads(ctx.job.metadata or "{}")
-    call_id = str(metadata.get("call_id") or ctx.room.name)
+    call_id = str(metadata.get("call_id") or ctx.job.room.name)
     async with await Services.open(settings) as services, http_context.open():
         voice = await open_voice(
             settings,
