@@ -9,6 +9,7 @@ from sqlalchemy import JSON, Index, Integer, String, Text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from orchestrator.domain.db import create_schema
 from orchestrator.domain.models import UTCDateTime
 
 
@@ -59,6 +60,5 @@ class AuditRow(ConsoleBase):
 
 
 async def create_console_schema(engine: AsyncEngine) -> None:
-    """Create the `console_*` tables that do not exist yet."""
-    async with engine.begin() as conn:
-        await conn.run_sync(ConsoleBase.metadata.create_all)
+    """Create the `console_*` tables that do not exist yet (safe from several processes at once)."""
+    await create_schema(engine, ConsoleBase.metadata)

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import event, select, text
+from sqlalchemy import MetaData, event, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -84,13 +84,19 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-async def create_schema(engine: AsyncEngine) -> None:
-    """Create the tenant's tables that do not exist yet (safe to run from several processes at once)."""
+async def create_schema(engine: AsyncEngine, metadata: MetaData | None = None) -> None:
+    """Create the tables of `metadata` (default: the tenant's) that do not exist yet.
+
+    Safe to run from several processes at once, on every store: the tenant, the call records and the
+    console all create their tables through here.
+    """
+    # On SQLite the write lock is taken up front (BEGIN IMMEDIATE): create_all reads the schema, then
+    # writes, and a deferred transaction that must upgrade its lock fails at once instead of waiting.
     async with engine.execution_options(**{_WRITE_OPTION: True}).begin() as conn:
         if conn.dialect.name == "postgresql":
             # Two processes running create_all at once would both see a table missing and both create it.
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
-        await conn.run_sync(Base.metadata.create_all)
+        await conn.run_sync((metadata or Base.metadata).create_all)
 
 
 class Store:

@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, or_, select, text
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
+from orchestrator.domain.db import create_schema
 from orchestrator.store.models import AnomalyRow, CallRow, EventRow, RecordsBase, TurnRow
 from orchestrator.telemetry.alerts import percentile
 from orchestrator.telemetry.anomaly import AnomalyFlag
@@ -29,10 +30,7 @@ _SCHEMA_LOCK_KEY = 0x5B_D0_CA_11
 
 async def create_records_schema(engine: AsyncEngine) -> None:
     """Create the `cc_*` tables that do not exist yet (safe from several processes at once)."""
-    async with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
-        await conn.run_sync(RecordsBase.metadata.create_all)
+    await create_schema(engine, RecordsBase.metadata)
 
 
 @dataclass(frozen=True)
