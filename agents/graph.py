@@ -10,6 +10,7 @@ One graph run is one caller turn (thread_id = call id; the checkpointer keeps th
                └─▶ the active specialist is reached through route, which keeps it unless the topic changed
 
 Only `speak` (and LLM specialists, sentence by sentence) write speakable text to the stream.
+Every node and edge function is async: LangGraph runs sync ones in a thread pool, a hop per step.
 """
 
 from __future__ import annotations
@@ -72,23 +73,23 @@ async def escalate(state: CallState, runtime: Runtime[AgentContext]) -> dict[str
     return await escalation_flow.escalate(runtime.context, state, reason)
 
 
-def respond(state: CallState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+async def respond(state: CallState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     if state.get("reply"):
         return {"directive": None}
     return supervisor.canned(runtime.context, state)
 
 
-def review(state: CallState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+async def review(state: CallState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     return supervisor.review(runtime.context, state)
 
 
-def speak(state: CallState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+async def speak(state: CallState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     if not state.get("spoken"):
         runtime.stream_writer(state.get("reply", ""))
     return supervisor.speak(state)
 
 
-def after_supervise(state: CallState) -> str:
+async def after_supervise(state: CallState) -> str:
     directive = state.get("directive") or ""
     if directive.startswith("escalate:"):
         return "escalate"
@@ -97,7 +98,7 @@ def after_supervise(state: CallState) -> str:
     return "route"
 
 
-def after_route(state: CallState) -> str:
+async def after_route(state: CallState) -> str:
     directive = state.get("directive") or ""
     if directive.startswith("escalate:"):
         return "escalate"
@@ -107,7 +108,7 @@ def after_route(state: CallState) -> str:
     return active if active in SPECIALIST_NODES else "respond"
 
 
-def after_specialist(state: CallState) -> str:
+async def after_specialist(state: CallState) -> str:
     directive = state.get("directive") or ""
     if directive.startswith("escalate:"):
         return "escalate"
@@ -116,7 +117,7 @@ def after_specialist(state: CallState) -> str:
     return "review"
 
 
-def after_review(state: CallState) -> str:
+async def after_review(state: CallState) -> str:
     return "escalate" if (state.get("directive") or "").startswith("escalate:") else "speak"
 
 
