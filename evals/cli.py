@@ -9,9 +9,12 @@ import os
 import sys
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
+
+if TYPE_CHECKING:
+    from evals.grading import Gates, GradeTable
 from rich.console import Console
 
 SuitesArg = Annotated[list[Path], typer.Argument(help="Suite files, e.g. evals/suites/smoke.yaml.")]
@@ -67,6 +70,16 @@ def _progress(as_json: bool) -> Any:
     return None if as_json else show
 
 
+def _grades_and_gates(gates: Path | None) -> tuple[GradeTable, Gates]:
+    """The benchmark table and the CI gates, or a clear exit naming the bad file."""
+    from evals.grading import ConfigError, load_gates, load_grades
+
+    try:
+        return load_grades(), load_gates(gates)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+
+
 def register(eval_app: typer.Typer) -> None:
     """Add `run` and `compare` to the `switchboard eval` command group."""
 
@@ -98,18 +111,14 @@ def register(eval_app: typer.Typer) -> None:
                 "--audio is not available yet: audio calls need the local audio transport from the voice issue "
                 "(STT/TTS on the embedded default). Run without --audio for text calls.",
             )
-        from evals.grading import ConfigError, check_gates, load_gates, load_grades
+        from evals.grading import check_gates
         from evals.metrics import flatten
         from evals.prompts_ref import PromptsRefError, resolve_prompts
         from evals.report import build_report, print_report, write_html, write_junit
         from evals.runner import RunConfig, run_suites
 
         loaded = _load(suites)
-        try:
-            table = load_grades()
-            gate_cfg = load_gates(gates)
-        except ConfigError as exc:
-            raise _fail(str(exc)) from None
+        table, gate_cfg = _grades_and_gates(gates)
         with ExitStack() as stack:
             try:
                 prompts_dir = resolve_prompts(prompts, stack)
@@ -159,17 +168,13 @@ def register(eval_app: typer.Typer) -> None:
         """
         _quiet()
         from evals.compare import compare, print_compare, run_pair, write_compare_html
-        from evals.grading import ConfigError, check_gates, load_gates, load_grades
+        from evals.grading import check_gates
         from evals.metrics import compute_metrics, flatten
         from evals.prompts_ref import PromptsRefError, resolve_prompts
         from evals.runner import RunConfig
 
         loaded = _load(suites)
-        try:
-            table = load_grades()
-            gate_cfg = load_gates(gates)
-        except ConfigError as exc:
-            raise _fail(str(exc)) from None
+        table, gate_cfg = _grades_and_gates(gates)
         with ExitStack() as stack:
             try:
                 base_dir = resolve_prompts(base, stack)
