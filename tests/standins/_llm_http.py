@@ -6,9 +6,11 @@ import json
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from aiohttp import web
+
+from tests.standins._loopback import LoopbackServer
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class HttpError:
 Handler = Callable[[web.Request, Any, Recorded], Awaitable[web.StreamResponse]]
 
 
-class LoopbackStandin:
+class LoopbackStandin(LoopbackServer):
     """A tiny aiohttp server on 127.0.0.1 (free port) that answers from a FIFO script and records requests.
 
     Subclasses give the route and turn each scripted item into a wire response.
@@ -47,33 +49,14 @@ class LoopbackStandin:
     route: str = "/"
 
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[Recorded] = []
         self.script: deque[Any] = deque()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self) -> Self:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post(self.route, self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
-        return self
-
-    async def aclose(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     # -- scripting ---------------------------------------------------------------------------
 

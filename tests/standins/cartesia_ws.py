@@ -6,20 +6,20 @@ livekit-plugins-cartesia==1.8.9; nothing recorded from the real service.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import json
 import math
 import struct
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from aiohttp import WSMsgType, web
 from cartesia.types.websocket_response import Chunk, Done, Error, Timestamps
 from cartesia.types.word_timestamps import WordTimestamps
+
+from tests.standins._loopback import WebSocketServer
 
 __all__ = ["CartesiaStandin", "Cut", "Fail", "Speak", "Stall", "SynthesisRecord", "pcm_tone"]
 
@@ -117,7 +117,7 @@ def _rate(packet: dict[str, Any]) -> int:
     return int(output.get("sample_rate", 24000))
 
 
-class CartesiaStandin:
+class CartesiaStandin(WebSocketServer):
     """Cartesia's TTS API on 127.0.0.1 (free port), scripted per synthesis, recording every request.
 
     Point the plugin at `base_url` (`cartesia.TTS(base_url=...)`, settings `cartesia_base_url`). A
@@ -125,46 +125,16 @@ class CartesiaStandin:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.script: deque[Item] = deque()
         self.requests: list[SynthesisRecord] = []
         self.connections: list[dict[str, Any]] = []
-        self._runner: web.AppRunner | None = None
-        self._sockets: set[web.WebSocketResponse] = set()
-        # Stalled handlers wait on this so that closing the stand-in never waits on a hung reply.
-        self._release = asyncio.Event()
-        self.port = 0
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self) -> Self:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/tts/websocket", self._websocket)
         app.router.add_post("/tts/bytes", self._bytes)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
-        return self
-
-    async def aclose(self) -> None:
-        self._release.set()
-        for ws in list(self._sockets):
-            with contextlib.suppress(Exception):
-                await ws.close(code=1001)
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     # -- scripting ---------------------------------------------------------------------------
 

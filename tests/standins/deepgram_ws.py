@@ -7,14 +7,13 @@ and the client in livekit-plugins-deepgram==1.8.9; nothing recorded from the rea
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import hashlib
 import json
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import WSMsgType, web
 from deepgram.listen.v1.types import (
@@ -35,6 +34,8 @@ from deepgram.types import (
     ListenV1ResponseResultsChannelsItemAlternativesItem,
     ListenV1ResponseResultsChannelsItemAlternativesItemWordsItem,
 )
+
+from tests.standins._loopback import WebSocketServer
 
 __all__ = [
     "BatchError",
@@ -183,7 +184,7 @@ def _query(request: web.Request) -> dict[str, list[str]]:
     return {key: request.query.getall(key) for key in request.query}
 
 
-class DeepgramStandin:
+class DeepgramStandin(WebSocketServer):
     """Deepgram's listen API on 127.0.0.1 (free port): streaming websocket and batch, scripted per test.
 
     Point the plugin at `listen_url` (`deepgram.STT(base_url=...)`, settings `deepgram_base_url`); the
@@ -192,20 +193,12 @@ class DeepgramStandin:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.script: deque[Stream | Reject | Hang] = deque()
         self.batch_script: deque[BatchTranscript | BatchError] = deque()
         self.default: Stream | Reject | Hang = Reject(503)
         self.streams: list[StreamRecord] = []
         self.batches: list[BatchRecord] = []
-        self._runner: web.AppRunner | None = None
-        self._sockets: set[web.WebSocketResponse] = set()
-        # Hung handshakes wait on this so that closing the stand-in never waits on them.
-        self._release = asyncio.Event()
-        self.port = 0
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def listen_url(self) -> str:
@@ -213,31 +206,9 @@ class DeepgramStandin:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self) -> Self:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/listen", self._listen)
         app.router.add_post("/v1/listen", self._batch)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
-        return self
-
-    async def aclose(self) -> None:
-        self._release.set()
-        for ws in list(self._sockets):
-            with contextlib.suppress(Exception):
-                await ws.close(code=1001)
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     # -- scripting ---------------------------------------------------------------------------
 
