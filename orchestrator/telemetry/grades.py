@@ -1,13 +1,18 @@
-"""The Acceptable/Good/Excellent table the production report grades against (one place for these numbers).
+"""The Acceptable/Good/Excellent table the production report grades against.
 
-The same table lives in `evals/grades.yaml` for the eval suites; the two should become one file (read by
-both) once the evals package settles. Until then, keep the numbers here equal to that file's.
+The numbers live in one file, `evals/grades.yaml`, which the eval suites grade against too, so the
+report and the evals can never disagree about what "good" means.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
+
+import yaml
+
+from orchestrator.config import REPO_ROOT
 
 Grade = Literal["excellent", "good", "acceptable", "below"]
 
@@ -30,13 +35,23 @@ class Band:
         return "below"
 
 
-GRADES: dict[str, Band] = {
-    "success_rate": Band(higher=True, excellent=0.98, good=0.95, acceptable=0.90),
-    "first_call_resolution": Band(higher=True, excellent=0.90, good=0.80, acceptable=0.70),
-    "escalation_rate": Band(higher=False, excellent=0.10, good=0.20, acceptable=0.25),
-    "latency_p95_ms": Band(higher=False, excellent=300, good=500, acceptable=800),
-    "cost_per_call": Band(higher=False, excellent=0.05, good=0.15, acceptable=0.30),
-}
+GRADES_FILE = REPO_ROOT / "evals" / "grades.yaml"
+
+
+def _load(path: Path) -> dict[str, Band]:
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return {
+        name: Band(
+            higher=row["direction"] == "higher",
+            excellent=float(row["excellent"]),
+            good=float(row["good"]),
+            acceptable=float(row["acceptable"]),
+        )
+        for name, row in raw["metrics"].items()
+    }
+
+
+GRADES: dict[str, Band] = _load(GRADES_FILE)
 
 
 def grade_all(values: dict[str, float | None]) -> dict[str, Grade]:
