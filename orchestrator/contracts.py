@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -126,3 +127,40 @@ class DeadLetter(BaseModel):
     error: str
     attempts: int
     failed_at: datetime
+
+
+class CallOutcome(BaseModel):
+    """What happened to one call.
+
+    Attributes:
+        call_id: The call.
+        status: ``completed`` (the session ended and the call was acked) or ``dead_lettered``.
+        outcome: The graph's outcome: ``resolved``, ``escalated`` or ``abandoned``.
+        escalation_reason: Why it was escalated, if it was.
+        turns: Caller turns in the whole call (all attempts, from the checkpoint).
+        turn_latency_ms: Latency of each turn run by the finishing attempt (earlier attempts' turns are
+            in the checkpoint's transcript but their timings died with their worker).
+        queue_wait_ms: Enqueue-to-claim wait of the finishing attempt (0 for reclaimed calls).
+        routes: Specialists the call was handed to, in order.
+        handoffs: Handoff events from the checkpoint.
+        worker: Consumer name of the worker that finished it.
+        attempt: 1-based attempt that finished it.
+        resumed_at_turn: Caller turns already in the checkpoint when this attempt started.
+        error: The last error of a dead-lettered call.
+        finished_at: When the record was written (UTC).
+    """
+
+    call_id: str
+    status: Literal["completed", "dead_lettered"] = "completed"
+    outcome: str = "abandoned"
+    escalation_reason: str | None = None
+    turns: int = 0
+    turn_latency_ms: list[float] = Field(default_factory=list)
+    queue_wait_ms: float = 0.0
+    routes: list[str] = Field(default_factory=list)
+    handoffs: list[dict[str, Any]] = Field(default_factory=list)
+    worker: str = ""
+    attempt: int = 1
+    resumed_at_turn: int = 0
+    error: str | None = None
+    finished_at: datetime = Field(default_factory=_utcnow)

@@ -12,9 +12,9 @@ import redis.asyncio as aioredis
 from livekit import api
 
 from orchestrator.config import Settings
+from orchestrator.contracts import CallOutcome
 from orchestrator.queue import ClaimedCall
 from orchestrator.runtime import Services
-from orchestrator.worker.outcomes import CallOutcome
 from orchestrator.worker.runner import CallRunner, checkpoint_state, outcome_from_state
 
 __all__ = [

@@ -11,12 +11,12 @@ from pathlib import Path
 
 from orchestrator.config import Settings
 from orchestrator.console.live import LiveFeed
+from orchestrator.contracts import CallOutcome
 from orchestrator.queue import CallQueue
 from orchestrator.queue.embedded import STATE_FILE
 from orchestrator.telemetry.service import Telemetry
 from orchestrator.telemetry.setup import start_metrics_server
 from orchestrator.worker.dispatch import LiveKitDispatchRunner, RoutingRunner
-from orchestrator.worker.outcomes import CallOutcome
 from orchestrator.worker.runner import TextCallRunner, TurnHook
 from orchestrator.worker.worker import OutcomeHook, Worker, default_worker_name
 

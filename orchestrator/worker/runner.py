@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from langchain_core.callbacks import BaseCallbackHandler
 
+from orchestrator.contracts import CallOutcome
 from orchestrator.queue import ClaimedCall
 from orchestrator.runtime import Services
 from orchestrator.session.text import TextCall, outcome_of
 from orchestrator.telemetry.service import Telemetry
-from orchestrator.worker.outcomes import CallOutcome
 
 if TYPE_CHECKING:
     from orchestrator.console.live import LiveFeed

@@ -12,9 +12,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from orchestrator.contracts import CallOutcome
 from orchestrator.queue import CallQueue, ClaimedCall, Reclaimer
 from orchestrator.worker.hold import HoldAnnouncer
-from orchestrator.worker.outcomes import CallOutcome, publish_outcome
+from orchestrator.worker.outcomes import publish_outcome
 from orchestrator.worker.runner import CallRunner
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from livekit.api.twirp_client import ServerError
 from livekit.protocol.agent_dispatch import AgentDispatch, CreateAgentDispatchRequest
 
 from orchestrator.config import Settings, load_settings
-from orchestrator.contracts import CallJob
+from orchestrator.contracts import CallJob, CallOutcome
 from orchestrator.queue import ClaimedCall
 from orchestrator.runtime import Services
 from orchestrator.scenarios import SCENARIOS
@@ -31,7 +31,6 @@ from orchestrator.worker.dispatch import (
     push_session_ended,
     session_ended_key,
 )
-from orchestrator.worker.outcomes import CallOutcome
 from tests.conftest import REDIS_TEST_URL
 
 pytestmark = pytest.mark.contract

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from orchestrator.contracts import CallJob
+from orchestrator.contracts import CallJob, CallOutcome
 from orchestrator.queue import CallQueue
 from orchestrator.runtime import Services
 from orchestrator.scenarios import SCENARIOS
 from orchestrator.worker.hold import HoldAnnouncer, read_hold_messages
-from orchestrator.worker.outcomes import CallOutcome, read_outcomes
+from orchestrator.worker.outcomes import read_outcomes
 from orchestrator.worker.runner import TURN_GAP_KEY, TextCallRunner
 from orchestrator.worker.worker import Worker
 from tests.conftest import REDIS_TEST_URL

@@ -11,8 +11,8 @@ import sys
 import time
 
 from orchestrator.config import load_settings
+from orchestrator.contracts import CallOutcome
 from orchestrator.worker.main import run_worker
-from orchestrator.worker.outcomes import CallOutcome
 
 
 def emit(kind: str, **fields: object) -> None:
