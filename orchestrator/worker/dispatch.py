@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import redis.asyncio as aioredis
 from livekit import api
+from livekit.protocol import agent
 
 from orchestrator.config import Settings
 from orchestrator.contracts import CallOutcome
@@ -134,6 +135,12 @@ class LiveKitDispatchRunner:
             self.settings.livekit_api_secret.get_secret_value(),
         )
         try:
+            # A call handed back by a draining or dead worker may still have its agent in the room:
+            # adopt that live dispatch instead of sending a second agent to talk over the first.
+            for existing in await lk.agent_dispatch.list_dispatch(request.room):
+                if _is_live_dispatch_of(existing, request.agent_name, job.call_id):
+                    logger.info("call %s: adopting live dispatch %s in room %s", job.call_id, existing.id, request.room)
+                    return
             dispatch = await lk.agent_dispatch.create_dispatch(request)
         finally:
             await lk.aclose()
@@ -186,3 +193,18 @@ class RoutingRunner:
         if claimed.job.script is None and self.dispatch is not None:
             return await self.dispatch.run(claimed)
         return await self.text.run(claimed)
+
+
+_ENDED_JOBS = {agent.JobStatus.JS_SUCCESS, agent.JobStatus.JS_FAILED, agent.JobStatus.JS_CANCELLED}
+
+
+def _is_live_dispatch_of(dispatch: api.AgentDispatch, agent_name: str, call_id: str) -> bool:
+    """Our agent, for this call, and no job of it has ended (pending or running)."""
+    if dispatch.agent_name != agent_name:
+        return False
+    try:
+        if json.loads(dispatch.metadata or "{}").get("call_id") != call_id:
+            return False
+    except ValueError:
+        return False
+    return not any(job.state.status in _ENDED_JOBS for job in dispatch.state.jobs)

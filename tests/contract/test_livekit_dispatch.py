@@ -15,7 +15,13 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from livekit.api import TokenVerifier
 from livekit.api.twirp_client import ServerError
-from livekit.protocol.agent_dispatch import AgentDispatch, CreateAgentDispatchRequest
+from livekit.protocol.agent import Job, JobState, JobStatus
+from livekit.protocol.agent_dispatch import (
+    AgentDispatch,
+    CreateAgentDispatchRequest,
+    ListAgentDispatchRequest,
+    ListAgentDispatchResponse,
+)
 
 from orchestrator.config import Settings, load_settings
 from orchestrator.contracts import CallJob, CallOutcome
@@ -38,16 +44,23 @@ pytestmark = pytest.mark.contract
 API_KEY = "test-key"
 API_SECRET = "test-secret-that-is-long-enough-for-hs256"
 DISPATCH_PATH = "/twirp/livekit.AgentDispatchService/CreateDispatch"
+LIST_PATH = "/twirp/livekit.AgentDispatchService/ListDispatch"
 
 
 @dataclass
 class DispatchStandIn:
-    """LiveKit's Twirp endpoint for CreateDispatch: records requests, answers an AgentDispatch (or a 500)."""
+    """LiveKit's Twirp AgentDispatchService: CreateDispatch (recorded; or a 500) and ListDispatch per room."""
 
     url: str = ""
     fail: bool = False
     requests: list[tuple[CreateAgentDispatchRequest, dict[str, str]]] = field(default_factory=list)
     received: asyncio.Event = field(default_factory=asyncio.Event)
+    dispatches: list[AgentDispatch] = field(default_factory=list)
+
+    async def list(self, request: web.Request) -> web.Response:
+        room = ListAgentDispatchRequest.FromString(await request.read()).room
+        answer = ListAgentDispatchResponse(agent_dispatches=[d for d in self.dispatches if d.room == room])
+        return web.Response(body=answer.SerializeToString(), content_type="application/protobuf")
 
     async def handle(self, request: web.Request) -> web.Response:
         body = CreateAgentDispatchRequest.FromString(await request.read())
@@ -57,6 +70,7 @@ class DispatchStandIn:
             return web.json_response({"code": "internal", "msg": "dispatch store down"}, status=500)
         answer = AgentDispatch(id=f"AD_{uuid.uuid4().hex[:8]}", agent_name=body.agent_name, room=body.room)
         answer.metadata = body.metadata
+        self.dispatches.append(answer)
         return web.Response(body=answer.SerializeToString(), content_type="application/protobuf")
 
 
@@ -65,6 +79,7 @@ async def livekit() -> AsyncIterator[DispatchStandIn]:
     stand_in = DispatchStandIn()
     app = web.Application()
     app.router.add_post(DISPATCH_PATH, stand_in.handle)
+    app.router.add_post(LIST_PATH, stand_in.list)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -225,3 +240,39 @@ async def test_routing_sends_scripted_calls_to_text_and_real_calls_to_dispatch()
     no_livekit = _Recorder("text")
     await RoutingRunner(no_livekit, None).run(claimed_call("real"))
     assert no_livekit.seen == ["real"]
+
+
+async def test_a_handed_back_call_adopts_its_live_agent_instead_of_dispatching_a_second(
+    services: Services, settings: Settings, livekit: DispatchStandIn, redis: tuple[aioredis.Redis, str]
+) -> None:
+    client, prefix = redis
+    first = asyncio.create_task(make_runner(services, settings, redis).run(claimed_call("lk-handback")))
+    await asyncio.wait_for(livekit.received.wait(), 10)
+    first.cancel()  # the worker drains: the call goes back to the queue, its agent stays in the room
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    second = asyncio.create_task(make_runner(services, settings, redis).run(claimed_call("lk-handback")))
+    await asyncio.sleep(0.3)
+    await push_session_ended(client, prefix, "lk-handback", status="ended")
+    outcome = await asyncio.wait_for(second, 10)
+    assert outcome.call_id == "lk-handback"
+    assert len(livekit.requests) == 1, "the live agent was adopted, not dispatched again"
+
+
+async def test_an_ended_dispatch_is_not_adopted(
+    services: Services, settings: Settings, livekit: DispatchStandIn, redis: tuple[aioredis.Redis, str]
+) -> None:
+    client, prefix = redis
+    ended = AgentDispatch(
+        id="AD_old",
+        agent_name=settings.agent_name,
+        room="call-lk-again",
+        metadata=json.dumps({"call_id": "lk-again"}),
+    )
+    ended.state.jobs.append(Job(id="AJ_old", state=JobState(status=JobStatus.JS_FAILED)))
+    livekit.dispatches.append(ended)
+    task = asyncio.create_task(make_runner(services, settings, redis).run(claimed_call("lk-again")))
+    await asyncio.wait_for(livekit.received.wait(), 10)
+    await push_session_ended(client, prefix, "lk-again", status="ended")
+    await asyncio.wait_for(task, 10)
+    assert len(livekit.requests) == 1, "a dispatch whose job ended does not count as a live agent"
