@@ -40,6 +40,13 @@ class HttpError:
 Handler = Callable[[web.Request, Any, Recorded], Awaitable[web.StreamResponse]]
 
 
+def stream_pieces(text: str) -> list[str]:
+    """Split a reply into the word-sized chunks a streaming API sends (spaces kept, joining gives `text`)."""
+    parts = [word + " " for word in text.split(" ")]
+    parts[-1] = parts[-1][:-1]
+    return [part for part in parts if part]
+
+
 class LoopbackStandin(LoopbackServer):
     """A tiny aiohttp server on 127.0.0.1 (free port) that answers from a FIFO script and records requests.
 

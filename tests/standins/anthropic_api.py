@@ -27,7 +27,7 @@ from anthropic.types import (
 )
 from anthropic.types.raw_message_delta_event import Delta
 
-from tests.standins._llm_http import HttpError, LoopbackStandin, Recorded
+from tests.standins._llm_http import HttpError, LoopbackStandin, Recorded, stream_pieces
 
 
 @dataclass(frozen=True)
@@ -75,21 +75,11 @@ def server_error(*, retry_after_ms: int | None = None) -> HttpError:
     return _error(500, "api_error", "Internal server error", headers)
 
 
-def _words(text: str) -> list[str]:
-    parts = [word + " " for word in text.split(" ")]
-    parts[-1] = parts[-1][:-1]
-    return [part for part in parts if part]
-
-
 class AnthropicStandin(LoopbackStandin):
     """Serves `/v1/messages` from a FIFO of `MessageReply`s and `HttpError`s; records every request."""
 
+    # `base_url` is the server root: the anthropic SDK appends `/v1/messages` itself.
     route = "/v1/messages"
-
-    @property
-    def base_url(self) -> str:
-        # The anthropic SDK appends `/v1/messages` itself.
-        return f"http://127.0.0.1:{self.port}"
 
     async def respond(self, request: web.Request, item: Any, recorded: Recorded) -> web.StreamResponse:
         assert isinstance(item, MessageReply), item
@@ -148,7 +138,7 @@ class AnthropicStandin(LoopbackStandin):
                     type="content_block_start", index=0, content_block=TextBlock(text="", type="text")
                 )
             )
-            pieces = list(item.chunks) if item.chunks is not None else _words(item.text)
+            pieces = list(item.chunks) if item.chunks is not None else stream_pieces(item.text)
             for n, piece in enumerate(pieces):
                 if item.cut_after is not None and n >= item.cut_after:
                     return events, item.cut

@@ -18,7 +18,7 @@ from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
 from openai.types.chat.chat_completion_chunk import ChoiceDelta, ChoiceDeltaToolCall, ChoiceDeltaToolCallFunction
 from openai.types.chat.chat_completion_message_function_tool_call import ChatCompletionMessageFunctionToolCall, Function
 
-from tests.standins._llm_http import HttpError, LoopbackStandin, Recorded
+from tests.standins._llm_http import HttpError, LoopbackStandin, Recorded, stream_pieces
 
 
 @dataclass(frozen=True)
@@ -70,12 +70,6 @@ def server_error(*, retry_after_ms: int | None = None) -> HttpError:
         }
     }
     return HttpError(500, body, headers)
-
-
-def _words(text: str) -> list[str]:
-    parts = [word + " " for word in text.split(" ")]
-    parts[-1] = parts[-1][:-1]
-    return [part for part in parts if part]
 
 
 class OpenAIStandin(LoopbackStandin):
@@ -139,7 +133,7 @@ class OpenAIStandin(LoopbackStandin):
             return payload.model_dump_json(exclude_none=True)
 
         events: list[tuple[str | None, str]] = [(None, chunk(ChoiceDelta(role="assistant", content="")))]
-        pieces = list(item.chunks) if item.chunks is not None else (_words(item.text) if item.text else [])
+        pieces = list(item.chunks) if item.chunks is not None else (stream_pieces(item.text) if item.text else [])
         for index, piece in enumerate(pieces):
             if item.cut_after is not None and index >= item.cut_after:
                 return events, item.cut
