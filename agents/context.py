@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -10,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from langchain_core.language_models import BaseChatModel
 
-from agents.ports import IntentClassifier, Tenant
+from agents.ports import IntentClassifier, IntentPrediction, Tenant
 from agents.prompts import Prompts
 
 
@@ -24,6 +26,35 @@ class ModelRouter(Protocol):
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class IntentPrefetch:
+    """Classifications started before the `route` node needs them, keyed by (call, turn, text).
+
+    `supervise` starts the classifier as soon as it knows the turn goes on to `route`, so the model runs
+    on another core while LangGraph moves to the next step. A turn that fails in between leaves its entry
+    behind; at most `limit` are kept, the oldest dropped first.
+    """
+
+    def __init__(self, classifier: IntentClassifier, limit: int = 1024) -> None:
+        self._classifier = classifier
+        self._limit = limit
+        self._pending: OrderedDict[tuple[str, int, str], asyncio.Future[IntentPrediction]] = OrderedDict()
+
+    def start(self, key: tuple[str, int, str]) -> None:
+        if key in self._pending:
+            return
+        self._pending[key] = asyncio.ensure_future(asyncio.to_thread(self._classifier.classify, key[2]))
+        while len(self._pending) > self._limit:
+            self._pending.popitem(last=False)[1].cancel()
+
+    async def result(self, key: tuple[str, int, str]) -> IntentPrediction:
+        """The started classification of `key`, or a new one. CPU work off the event loop either way:
+        onnxruntime releases the GIL, so other calls' turns go on meanwhile."""
+        pending = self._pending.pop(key, None)
+        if pending is None:
+            return await asyncio.to_thread(self._classifier.classify, key[2])
+        return await pending
 
 
 @dataclass
@@ -51,6 +82,10 @@ class AgentContext:
     switch_threshold: float = 0.7
     max_verification_attempts: int = 3
     max_llm_tool_rounds: int = 4
+    intents: IntentPrefetch = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.intents = IntentPrefetch(self.classifier)
 
     @property
     def tz(self) -> ZoneInfo:

@@ -2,26 +2,34 @@
 
 One graph run is one caller turn (thread_id = call id; the checkpointer keeps the call's state):
 
-    supervise ─┬─▶ route ─┬─▶ scheduling | billing | support ─┬─▶ review ─┬─▶ speak ─▶ END
-               │          ├─▶ escalate                          │          └─▶ escalate
-               │          └─▶ respond (out of scope, clarify)    ├─▶ (another specialist: same-turn handoff)
+    supervise ─┬─▶ route ─┬─▶ scheduling | billing | support ─┬─▶ review (speaks) ─┬─▶ END
+               │          ├─▶ escalate ─▶ speak ─▶ END          │                    └─▶ escalate
+               │          └─▶ respond ─▶ speak ─▶ END           ├─▶ (another specialist: same-turn handoff)
                ├─▶ escalate (human asked, legal, emergency, ...) └─▶ escalate
                ├─▶ respond (re-prompt, greeting, language, goodbye, hold)
                └─▶ the active specialist is reached through route, which keeps it unless the topic changed
 
-Only `speak` (and LLM specialists, sentence by sentence) write speakable text to the stream.
-Every node and edge function is async: LangGraph runs sync ones in a thread pool, a hop per step.
+Only `review` and `speak` (and LLM specialists, sentence by sentence) write speakable text to the stream,
+and whichever speaks last writes `END_OF_REPLY` after it, so the voice pipeline can start speaking the last
+sentence before the turn's checkpoint is written.
+
+Each routing decision is taken inside its node (the node returns a `Command`), not by a conditional edge:
+an edge costs LangGraph a read of the whole state per step, which was most of its per-turn cost. For
+the same reason `review` speaks a reply that passes review itself instead of handing it to `speak`.
+Every node is async: LangGraph runs sync ones in a thread pool, a hop per step.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 from langchain_core.exceptions import ModelAPIError, ModelConnectionError
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
+from langgraph.types import Command
 
 from agents import router, supervisor
 from agents.context import AgentContext
@@ -36,8 +44,23 @@ from agents.state import CallState, Intervention
 SPECIALIST_NODES = ("scheduling", "billing", "support")
 
 
-async def supervise(state: CallState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
-    return await supervisor.supervise(runtime.context, state)
+class EndOfReply:
+    """Written to the custom stream once the turn's reply is complete (nothing speakable follows)."""
+
+    def __repr__(self) -> str:
+        return "END_OF_REPLY"
+
+
+END_OF_REPLY = EndOfReply()
+
+
+async def supervise(state: CallState, runtime: Runtime[AgentContext]) -> Command[str]:
+    update = await supervisor.supervise(runtime.context, state)
+    opened = cast(CallState, {**state, **update})
+    goto = after_supervise(opened)
+    if goto == "route":
+        router.prefetch(runtime.context, opened)  # the classifier runs while LangGraph moves on to `route`
+    return Command(update=update, goto=goto)
 
 
 async def route(state: CallState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
@@ -79,17 +102,27 @@ async def respond(state: CallState, runtime: Runtime[AgentContext]) -> dict[str,
     return supervisor.canned(runtime.context, state)
 
 
-async def review(state: CallState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
-    return supervisor.review(runtime.context, state)
+async def review(state: CallState, runtime: Runtime[AgentContext]) -> Command[str]:
+    update = supervisor.review(runtime.context, state)
+    reviewed = cast(CallState, {**state, **update})
+    if after_review(reviewed) == "escalate":
+        return Command(update=update, goto="escalate")
+    return Command(update={**update, **_say(reviewed, runtime)}, goto=END)
 
 
 async def speak(state: CallState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    return _say(state, runtime)
+
+
+def _say(state: CallState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """Stream the turn's reply (unless a streaming specialist already did), then mark the reply complete."""
     if not state.get("spoken"):
         runtime.stream_writer(state.get("reply", ""))
+    runtime.stream_writer(END_OF_REPLY)
     return supervisor.speak(state)
 
 
-async def after_supervise(state: CallState) -> str:
+def after_supervise(state: CallState) -> str:
     directive = state.get("directive") or ""
     if directive.startswith("escalate:"):
         return "escalate"
@@ -98,7 +131,7 @@ async def after_supervise(state: CallState) -> str:
     return "route"
 
 
-async def after_route(state: CallState) -> str:
+def after_route(state: CallState) -> str:
     directive = state.get("directive") or ""
     if directive.startswith("escalate:"):
         return "escalate"
@@ -108,7 +141,7 @@ async def after_route(state: CallState) -> str:
     return active if active in SPECIALIST_NODES else "respond"
 
 
-async def after_specialist(state: CallState) -> str:
+def after_specialist(state: CallState) -> str:
     directive = state.get("directive") or ""
     if directive.startswith("escalate:"):
         return "escalate"
@@ -117,30 +150,43 @@ async def after_specialist(state: CallState) -> str:
     return "review"
 
 
-async def after_review(state: CallState) -> str:
+def after_review(state: CallState) -> str:
     return "escalate" if (state.get("directive") or "").startswith("escalate:") else "speak"
+
+
+Node = Callable[[CallState, Runtime[AgentContext]], Awaitable[dict[str, Any]]]
+
+
+def _then(node: Node, decide: Callable[[CallState], str]) -> Callable[..., Awaitable[Command[str]]]:
+    """The node, followed by its routing decision, as one step: it returns where the call goes next.
+
+    Deciding inside the node (a `Command`) instead of with a conditional edge spares LangGraph a read
+    of the whole state after every node, which is most of its per-turn cost. The decision reads only
+    plain (last-value) fields, so the state plus the node's update is exactly what an edge would see.
+    """
+
+    async def step(state: CallState, runtime: Runtime[AgentContext]) -> Command[str]:
+        update = await node(state, runtime)
+        return Command(update=update, goto=decide(cast(CallState, {**state, **update})))
+
+    step.__name__ = getattr(node, "__name__", "step")
+    return step
 
 
 def build_graph(checkpointer: BaseCheckpointSaver[Any] | None = None) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Compile the call graph; pass a durable checkpointer so another process can resume a call."""
     g: StateGraph[Any, Any, Any, Any] = StateGraph(CallState, context_schema=AgentContext)
-    g.add_node("supervise", supervise)
-    g.add_node("route", route)
-    g.add_node("scheduling", _specialist(scheduling_flow))
-    g.add_node("billing", _specialist(billing_flow))
-    g.add_node("support", _specialist(support_flow))
+    g.add_node("supervise", supervise, destinations=("route", "escalate", "respond"))
+    g.add_node("route", _then(route, after_route), destinations=(*SPECIALIST_NODES, "escalate", "respond"))
+    for name, module in zip(SPECIALIST_NODES, (scheduling_flow, billing_flow, support_flow), strict=True):
+        others = tuple(n for n in SPECIALIST_NODES if n != name)
+        g.add_node(name, _then(_specialist(module), after_specialist), destinations=(*others, "escalate", "review"))
+    g.add_node("review", review, destinations=(END, "escalate"))
     g.add_node("escalate", escalate)
     g.add_node("respond", respond)
-    g.add_node("review", review)
     g.add_node("speak", speak)
 
     g.add_edge(START, "supervise")
-    g.add_conditional_edges("supervise", after_supervise, ["route", "escalate", "respond"])
-    g.add_conditional_edges("route", after_route, [*SPECIALIST_NODES, "escalate", "respond"])
-    for name in SPECIALIST_NODES:
-        others = [n for n in SPECIALIST_NODES if n != name]
-        g.add_conditional_edges(name, after_specialist, [*others, "escalate", "review"])
-    g.add_conditional_edges("review", after_review, ["speak", "escalate"])
     g.add_edge("escalate", "speak")
     g.add_edge("respond", "speak")
     g.add_edge("speak", END)

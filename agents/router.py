@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
 
@@ -62,20 +61,34 @@ async def classify(ctx: AgentContext, text: str, prediction: IntentPrediction) -
     return IntentPrediction(intent=intent, confidence=prediction.confidence, scores=prediction.scores), "llm"
 
 
+def needs_classifier(ctx: AgentContext, state: CallState) -> bool:
+    """Whether `route` must classify this turn: not while the caller answers the active specialist."""
+    active = state.get("active", "router")
+    task: Task = state.get("task") or Task()
+    text = state.get("utterance", "")
+    return not (active in ROUTABLE and answers_pending(task, verification_of(state)["awaiting"], text, ctx.today()))
+
+
+def intent_key(state: CallState) -> tuple[str, int, str]:
+    return (state.get("call_id") or "", state.get("turn", 0), state.get("utterance", ""))
+
+
+def prefetch(ctx: AgentContext, state: CallState) -> None:
+    """Start this turn's classification now (the turn is on its way to `route`), if route will need it."""
+    if needs_classifier(ctx, state):
+        ctx.intents.start(intent_key(state))
+
+
 async def route(ctx: AgentContext, state: CallState) -> dict[str, Any]:
     """Decide who answers this turn: the active specialist, a new one, a human, or the router itself."""
     text = state.get("utterance", "")
     active = state.get("active", "router")
-    task: Task = state.get("task") or Task()
-    awaiting_verification = verification_of(state)["awaiting"]
-    # The classifier is CPU work that releases the GIL (onnxruntime): off the event loop, other calls'
-    # turns proceed on the loop meanwhile, and a second core can run it.
-    local = await asyncio.to_thread(ctx.classifier.classify, text)
-    # The call's intent stays the active specialist's while the caller answers its questions;
-    # checked before any LLM fallback, so a ZIP code or a "yes" never costs a model call.
-    staying = {"intent": active, "confidence": state.get("confidence", local.confidence), "directive": None}
-    if active in ROUTABLE and answers_pending(task, awaiting_verification, text, ctx.today()):
+    # The call's intent stays the active specialist's while the caller answers its questions:
+    # checked first, so a ZIP code or a "yes" costs neither the classifier nor a model call.
+    staying = {"intent": active, "confidence": state.get("confidence", 0.0), "directive": None}
+    if not needs_classifier(ctx, state):
         return staying
+    local = await ctx.intents.result(intent_key(state))
     prediction, source = await classify(ctx, text, local)
     intent, confidence = prediction.intent, prediction.confidence
     update: dict[str, Any] = {"intent": intent, "confidence": round(confidence, 4), "directive": None}
@@ -83,7 +96,7 @@ async def route(ctx: AgentContext, state: CallState) -> dict[str, Any]:
     if active in ROUTABLE:
         switching = intent != active and intent in (*ROUTABLE, "escalation") and confidence >= ctx.switch_threshold
         if not switching:
-            return staying
+            return {**staying, "confidence": state.get("confidence", local.confidence)}
         if intent == "escalation":
             update["directive"] = "escalate:complaint"
             return update
