@@ -12,7 +12,6 @@ import argparse
 import hashlib
 import json
 import math
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -342,7 +341,6 @@ def classifier_from_head(
     clf.temperature = head.temperature
     clf._sparse_weight = 1.0
     clf._encoder = builder.encoder if "minilm" in kinds else None
-    clf._lock = threading.Lock()
     return clf
 
 

@@ -52,10 +52,14 @@ class MiniLMEncoder:
         # The exported tokenizer.json pads every input to 128 tokens; padding to the longest input in the
         # batch instead cuts single-utterance latency several times over.
         self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        # onnxruntime's run() is thread-safe; the tokenizer's is not promised to be. Only tokenizing is
+        # serialised, so two calls' classifications can run on two cores at once.
+        self._tokenize_lock = threading.Lock()
 
     def embed(self, texts: Sequence[str]) -> FloatArray:
         """Embeds texts as unit-length 384-d float32 vectors, one row per text."""
-        encodings = self._tokenizer.encode_batch(list(texts))
+        with self._tokenize_lock:
+            encodings = self._tokenizer.encode_batch(list(texts))
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         hidden = self._session.run(
@@ -141,16 +145,12 @@ class OnnxIntentClassifier:
         if "minilm" in self.features:
             files = self.manifest["files"]
             self._encoder = MiniLMEncoder(self.model_dir / files["onnx"], self.model_dir / files["tokenizer"], threads)
-        # onnxruntime sessions are thread-safe for run(), but the tokenizer's padding state is shared;
-        # a lock keeps concurrent callers (several calls in one worker) from racing on it.
-        self._lock = threading.Lock()
 
     def logits(self, texts: Sequence[str]) -> FloatArray:
         """Raw head scores (before temperature), shape (len(texts), 5), in `self.labels` order."""
         out = np.tile(self._bias, (len(texts), 1))
         if self._encoder is not None and self._w_dense is not None:
-            with self._lock:
-                dense = self._encoder.embed(texts)
+            dense = self._encoder.embed(texts)
             out += dense @ self._w_dense
         if self._w_sparse is not None and self._idf is not None:
             dim = self._w_sparse.shape[0]
