@@ -16,6 +16,7 @@ from typing import Any
 from livekit.agents import tts, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
 
+from agents.graph import EndOfReply
 from orchestrator.config import Settings
 from orchestrator.providers.phrase_cache import CachedTTS, PhraseCache, split_sentences
 from orchestrator.runtime import Services
@@ -84,15 +85,35 @@ class _Sample:
     overhead: float
 
 
-async def _first_sentence(text_stream: Any) -> str:
-    """Collect streamed reply text until the first sentence is complete (what the TTS is first asked for)."""
+async def _first_sentence(text_stream: Any, ready: asyncio.Future[str]) -> None:
+    """Read a turn's stream to its end; resolve `ready` with the first sentence once it is complete.
+
+    A sentence is complete when the next one starts or when the graph marks the reply complete: the
+    voice session flushes its sentence splitter there (`GraphAgent`), before the turn's checkpoint write.
+    The stream is still read to its end, as the session does, so the rest of the turn costs what it costs.
+    """
     buffer = ""
-    async for chunk in text_stream:
-        buffer += chunk if isinstance(chunk, str) else str(chunk)
-        sentences = await split_sentences(buffer)
-        if len(sentences) > 1:
-            return sentences[0]
-    sentences = await split_sentences(buffer)
+    try:
+        async for chunk in text_stream:
+            if ready.done():
+                continue
+            if isinstance(chunk, EndOfReply):
+                ready.set_result(await _first_of(buffer))
+                continue
+            buffer += chunk if isinstance(chunk, str) else str(chunk)
+            sentences = await split_sentences(buffer)
+            if len(sentences) > 1:
+                ready.set_result(sentences[0])
+    except Exception as exc:  # noqa: BLE001 - handed to the waiting turn, which raises it
+        if not ready.done():
+            ready.set_exception(exc)
+        return
+    if not ready.done():
+        ready.set_result(await _first_of(buffer))
+
+
+async def _first_of(text: str) -> str:
+    sentences = await split_sentences(text)
     return sentences[0] if sentences else ""
 
 
@@ -108,15 +129,15 @@ async def _ours(services: Services, speaker: CachedTTS, profile: Profile, uttera
         stream_mode="custom",
         durability="exit",
     )
-    try:
-        sentence = await _first_sentence(stream)
-    finally:
-        await stream.aclose()  # type: ignore[attr-defined]  # astream returns an async generator
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    rest_of_turn = asyncio.create_task(_first_sentence(stream, ready))
+    sentence = await ready
     before = len(speaker.journal.records)
     async with speaker.synthesize(sentence) as audio:
         async for _ in audio:
             break
     first_audio = time.perf_counter() - end_of_speech
+    await rest_of_turn  # the turn ends (its checkpoint written) before the caller speaks again
     cached = speaker.journal.records[before].cached if len(speaker.journal.records) > before else False
     providers = profile.stt_final_s + (0.0 if cached else profile.tts_first_byte_s)
     return _Sample(first_audio=first_audio, overhead=first_audio - providers)

@@ -11,22 +11,54 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
-from livekit.agents import llm
-from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, APIConnectOptions, NotGivenOr
+from livekit.agents import Agent, ModelSettings, llm
+from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, APIConnectOptions, FlushSentinel, NotGivenOr
 
 from agents.context import AgentContext
+from agents.graph import EndOfReply
 
 log = logging.getLogger(__name__)
 
 # A graph turn must never be retried by the session: it has side effects (bookings, payments).
 _NO_RETRY = APIConnectOptions(max_retry=0, retry_interval=0.0, timeout=DEFAULT_API_CONNECT_OPTIONS.timeout)
+
+# Marks the chunk that says the turn's reply is complete (`ChoiceDelta.extra`); see `GraphAgent`.
+END_OF_REPLY_KEY = "switchboard.end_of_reply"
+
+
+def is_end_of_reply(chunk: object) -> bool:
+    """Whether a chunk from `GraphLLM` marks the end of the turn's speakable reply."""
+    return (
+        isinstance(chunk, llm.ChatChunk)
+        and chunk.delta is not None
+        and bool(chunk.delta.extra)
+        and bool(chunk.delta.extra.get(END_OF_REPLY_KEY))  # type: ignore[union-attr]  # checked just above
+    )
+
+
+class GraphAgent(Agent):
+    """The call's agent: speaks what the graph streams, and its last sentence as soon as the reply is complete.
+
+    The TTS's sentence splitter holds a reply's last sentence until its text stream ends, and the graph's
+    stream ends only after the turn's checkpoint is written. The graph marks the end of the reply
+    first; this agent turns that mark into a flush, so the write is never on the way to the caller's ear.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(instructions="The call graph decides every reply; see agents/graph.py.")
+
+    async def llm_node(
+        self, chat_ctx: llm.ChatContext, tools: list[llm.Tool], model_settings: ModelSettings
+    ) -> AsyncIterator[llm.ChatChunk | str | FlushSentinel]:
+        async for chunk in Agent.default.llm_node(self, chat_ctx, tools, model_settings):
+            yield FlushSentinel() if is_end_of_reply(chunk) else chunk
 
 
 @dataclass
@@ -134,6 +166,11 @@ class GraphStream(llm.LLMStream):
                 # and per-node writes cost a commit each on the critical path.
                 durability="exit",
             ):
+                if isinstance(chunk, EndOfReply):
+                    self._event_ch.send_nowait(
+                        llm.ChatChunk(id=request_id, delta=llm.ChoiceDelta(extra={END_OF_REPLY_KEY: True}))
+                    )
+                    continue
                 text = chunk if isinstance(chunk, str) else str(chunk)
                 if not text:
                     continue

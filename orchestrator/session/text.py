@@ -9,11 +9,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
-from livekit.agents import Agent, AgentSession
+from livekit.agents import AgentSession
 from livekit.agents.voice.run_result import RunResult
 
 from orchestrator.runtime import Services
-from orchestrator.session.graph_llm import GraphLLM
+from orchestrator.session.graph_llm import GraphAgent, GraphLLM
 
 
 @dataclass
@@ -86,7 +86,7 @@ class TextCall:
         self._started = False
 
     async def start(self) -> None:
-        await self.session.start(Agent(instructions="Northwind Broadband contact centre"))
+        await self.session.start(GraphAgent())
         self._started = True
 
     async def state(self) -> dict[str, Any]:
