@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from livekit import rtc
 from livekit.agents import AgentSession, io, stt, tts, vad
+from livekit.agents.llm import ChatMessage
 from livekit.agents.voice.events import (
-    AgentStateChangedEvent,
     ConversationItemAddedEvent,
     UserInputTranscribedEvent,
 )
@@ -176,24 +176,38 @@ class CaptureAudioOutput(io.AudioOutput):
     """The session's speaker: keeps every agent frame with its arrival time and plays out in real time.
 
     Real-time playout matters: the session considers the agent speaking until playback finishes, which is
-    what makes barge-in (and "do not talk over the caller") behave as on a real line.
+    what makes barge-in (and "do not talk over the caller") behave as on a real line. Like LiveKit's room
+    output, a real-time speaker takes audio only as fast as it plays it (plus a small jitter buffer), so
+    an interruption cuts the reply where the caller stopped hearing it: `frames` is what was played.
+
+    Args:
+        realtime: pace and play out in real time; False accepts audio at once and finishes on flush.
+        buffer_s: how far ahead of playout a real-time speaker accepts audio.
     """
 
-    def __init__(self, *, realtime: bool = True) -> None:
+    def __init__(self, *, realtime: bool = True, buffer_s: float = 0.2) -> None:
         super().__init__(label="switchboard-capture", capabilities=io.AudioOutputCapabilities(pause=False))
         self.realtime = realtime
+        self.buffer_s = buffer_s
         self.frames: list[CapturedFrame] = []
         self.interruptions = 0
+        self.playing = asyncio.Event()
         self._segment_start: float | None = None
         self._segment_pushed = 0.0
         self._finish_task: asyncio.Task[None] | None = None
+        self._draining: tuple[float, float] | None = None  # (start, pushed) of a flushed segment still playing
 
     async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+        if self.realtime and self._segment_start is not None:
+            ahead = self._segment_start + self._segment_pushed - self.buffer_s - time.perf_counter()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
         await super().capture_frame(frame)
         now = time.perf_counter()
         if self._segment_start is None:
             self._segment_start = now
             self._segment_pushed = 0.0
+            self.playing.set()
             self.on_playback_started(created_at=time.time())
         self.frames.append(CapturedFrame(now, frame))
         self._segment_pushed += frame.duration
@@ -206,27 +220,36 @@ class CaptureAudioOutput(io.AudioOutput):
         self._segment_start = None
         remaining = (start + pushed - time.perf_counter()) if self.realtime else 0.0
         if remaining <= 0:
-            self.on_playback_finished(playback_position=pushed, interrupted=False)
+            self._finished(pushed, interrupted=False)
             return
+        self._draining = (start, pushed)
         self._finish_task = asyncio.create_task(self._finish_later(remaining, pushed), name="capture.playout")
 
     async def _finish_later(self, delay: float, pushed: float) -> None:
         await asyncio.sleep(delay)
         self._finish_task = None
-        self.on_playback_finished(playback_position=pushed, interrupted=False)
+        self._draining = None
+        self._finished(pushed, interrupted=False)
+
+    def _finished(self, position: float, *, interrupted: bool) -> None:
+        if interrupted:
+            self.interruptions += 1
+        if self._segment_start is None and self._finish_task is None:
+            self.playing.clear()
+        self.on_playback_finished(playback_position=position, interrupted=interrupted)
 
     def clear_buffer(self) -> None:
         task, self._finish_task = self._finish_task, None
-        if task is not None:
+        if task is not None and self._draining is not None:
             task.cancel()
-            self.interruptions += 1
-            self.on_playback_finished(playback_position=0.0, interrupted=True)
+            start, pushed = self._draining
+            self._draining = None
+            self._finished(min(pushed, time.perf_counter() - start), interrupted=True)
         elif self._segment_start is not None:
             played = min(self._segment_pushed, time.perf_counter() - self._segment_start)
             self._segment_start = None
             io.AudioOutput.flush(self)  # the segment is over: the next frame opens a new one
-            self.interruptions += 1
-            self.on_playback_finished(playback_position=played, interrupted=True)
+            self._finished(played, interrupted=True)
 
     async def aclose(self) -> None:
         task, self._finish_task = self._finish_task, None
@@ -262,11 +285,15 @@ def turn_handling(*, min_delay: float = 0.2, allow_interruptions: bool = True) -
 
 @dataclass
 class AudioTurnRecord(TurnRecord):
-    """A text turn record plus what the audio path measured (all times in ms from end of caller speech)."""
+    """A text turn record plus what the audio path measured (all times in ms from end of caller speech).
+
+    `agent_audio_ms` is the agent audio the caller heard; `interrupted` says the caller cut the reply off.
+    """
 
     heard: str = ""
     wer: float | None = None
     agent_audio_ms: float = 0.0
+    interrupted: bool = False
     breakdown: dict[str, float | None] = field(default_factory=dict)
     cached_sentences: int = 0
 
@@ -275,6 +302,16 @@ class AudioTurnRecord(TurnRecord):
         data.pop("breakdown", None)
         data["latency_ms"] = self.breakdown
         return data
+
+
+@dataclass
+class _Item:
+    """A message the session added to the conversation, as the call saw it arrive."""
+
+    at: float
+    role: str
+    text: str
+    interrupted: bool
 
 
 def _ms(value: float | None) -> float | None:
@@ -328,16 +365,18 @@ class AudioCall(TextCall):
             tts=tts,
             turn_handling=turn_handling(min_delay=endpointing_s),  # type: ignore[arg-type]
             user_away_timeout=None,
+            # The line carries only the caller: the agent's audio goes to `speaker` and never echoes back.
+            # The default AEC warm-up (3 s from the agent's first word) would hand STT silence in place of
+            # a caller who barges in, and hold the interruption, so their sentence was never transcribed.
+            aec_warmup_duration=None,
         )
         self.session.input.audio = self.line
         self.session.output.audio = self.speaker
         self._finals: list[tuple[float, str]] = []
-        self._assistant_items: list[tuple[float, str]] = []
-        self._agent_states: list[tuple[float, str]] = []
-        self._reply_event = asyncio.Event()
+        self._items: list[_Item] = []
+        self._item_added = asyncio.Event()
         self.session.on("user_input_transcribed", self._on_transcript)
         self.session.on("conversation_item_added", self._on_item)
-        self.session.on("agent_state_changed", self._on_state)
 
     def _on_transcript(self, ev: UserInputTranscribedEvent) -> None:
         if ev.is_final and ev.transcript.strip():
@@ -345,12 +384,21 @@ class AudioCall(TextCall):
 
     def _on_item(self, ev: ConversationItemAddedEvent) -> None:
         item = ev.item
-        if getattr(item, "role", None) == "assistant":
-            self._assistant_items.append((time.perf_counter(), item.text_content or ""))  # type: ignore[union-attr]
-            self._reply_event.set()
+        if isinstance(item, ChatMessage) and item.role in ("user", "assistant"):
+            self._items.append(_Item(time.perf_counter(), item.role, item.text_content or "", item.interrupted))
+            self._item_added.set()
 
-    def _on_state(self, ev: AgentStateChangedEvent) -> None:
-        self._agent_states.append((time.perf_counter(), ev.new_state))
+    def _answer(self, since: int) -> tuple[_Item | None, list[_Item]]:
+        """The first caller message committed after item `since`, and the agent's messages answering it."""
+        user_at = next((i for i in range(since, len(self._items)) if self._items[i].role == "user"), None)
+        if user_at is None:
+            return None, []
+        replies: list[_Item] = []
+        for item in self._items[user_at + 1 :]:
+            if item.role == "user":
+                break
+            replies.append(item)
+        return self._items[user_at], replies
 
     async def caller_audio(self, text: str) -> bytes:
         """The caller's words as line audio: local TTS, resampled to the line rate, μ-law on telephony."""
@@ -368,24 +416,40 @@ class AudioCall(TextCall):
         return b"\0" * (rate // 10 * 2) + pcm.tobytes()
 
     async def say(self, utterance: str) -> AudioTurnRecord:
-        """Speak one caller turn down the line and wait for the agent's spoken answer."""
+        """Speak one caller turn down the line and wait for the agent's spoken answer to it."""
+        if not self._started:
+            await self.start()
+        return await self._turn(utterance, await self.caller_audio(utterance))
+
+    async def barge_in(self, utterance: str) -> AudioTurnRecord:
+        """Speak over the agent: wait until its reply is playing, say `utterance`, wait for the answer to it.
+
+        Run the turn being interrupted as a task (`say`); it ends with the cut-off reply (`interrupted`).
+
+        Raises:
+            TimeoutError: the agent did not start speaking within `reply_timeout_s`.
+        """
         if not self._started:
             await self.start()
         pcm = await self.caller_audio(utterance)
-        # Anything before this point belongs to an earlier turn.
+        async with asyncio.timeout(self.reply_timeout_s):
+            await self.speaker.playing.wait()
+        return await self._turn(utterance, pcm)
+
+    async def _turn(self, utterance: str, pcm: bytes) -> AudioTurnRecord:
+        # Anything before this point belongs to an earlier turn (possibly still being answered).
         mark = time.perf_counter()
-        n_finals, n_items, n_frames = len(self._finals), len(self._assistant_items), len(self.speaker.frames)
+        n_finals, n_items, n_frames = len(self._finals), len(self._items), len(self.speaker.frames)
         n_timings, n_synth = len(self.llm.turns.timings), len(self.tts.journal.records)
-        self._reply_event.clear()
         speech_end = await self.line.play(pcm)
         deadline = speech_end + self.reply_timeout_s
-        while len(self._assistant_items) == n_items:
+        while not self._answer(n_items)[1]:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 break
-            self._reply_event.clear()
+            self._item_added.clear()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._reply_event.wait(), timeout=remaining)
+                await asyncio.wait_for(self._item_added.wait(), timeout=remaining)
         return await self._record(utterance, mark, speech_end, n_finals, n_items, n_frames, n_timings, n_synth)
 
     async def _record(
@@ -399,9 +463,12 @@ class AudioCall(TextCall):
         n_timings: int,
         n_synth: int,
     ) -> AudioTurnRecord:
-        finals = [(t, s) for t, s in self._finals[n_finals:] if t >= mark]
+        user, replies = self._answer(n_items)
+        # What STT heard for this turn: the finals that made up its caller message (all of them, if none
+        # was committed), not the next turn's, which a caller barging in may already have said.
+        finals = [(t, s) for t, s in self._finals[n_finals:] if t >= mark and (user is None or t <= user.at)]
         heard = " ".join(s for _, s in finals)
-        reply = " ".join(s for _, s in self._assistant_items[n_items:]).strip()
+        reply = " ".join(r.text for r in replies).strip()
         frames = [f for f in self.speaker.frames[n_frames:] if f.at >= speech_end]
         timing = self.llm.turns.timings[n_timings] if len(self.llm.turns.timings) > n_timings else None
         synth = self.tts.journal.records[n_synth:]
@@ -438,6 +505,7 @@ class AudioCall(TextCall):
             heard=heard,
             wer=round(word_error_rate(utterance, heard), 4),
             agent_audio_ms=round(sum(f.frame.duration for f in frames) * 1000, 1),
+            interrupted=any(r.interrupted for r in replies),
             breakdown=breakdown,
             cached_sentences=sum(1 for s in synth if s.cached),
         )
@@ -447,9 +515,9 @@ class AudioCall(TextCall):
 
     async def silence(self, seconds: float) -> list[tuple[float, str]]:
         """Let the line carry only silence (or noise) for `seconds`; returns what the agent said meanwhile."""
-        n_items = len(self._assistant_items)
+        n_items = len(self._items)
         await asyncio.sleep(seconds)
-        return self._assistant_items[n_items:]
+        return [(i.at, i.text) for i in self._items[n_items:] if i.role == "assistant"]
 
     async def aclose(self) -> None:
         await super().aclose()

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
 from livekit.agents import tts as lk_tts
 
+from agents.graph import build_graph
 from orchestrator.config import load_settings
 from orchestrator.providers.tts import FliteTTS, LocalTTSUnavailable, local_tts, piper_available
 from orchestrator.providers.voice import VoiceStack, open_voice
@@ -100,22 +110,104 @@ async def test_silence_and_line_noise_start_no_turn(services: Services, voice: V
 
 
 async def test_barge_in_stops_the_agent(services: Services, voice: VoiceStack) -> None:
+    """The caller talks over the agent's first reply with a new request: the agent stops, hears it, answers it."""
     call = AudioCall(
         services, stt=voice.stt, tts=voice.tts, vad=voice.vad, caller_tts=caller_voice(), caller_id=CALLER,
     )  # fmt: skip
     try:
-        first = asyncio.create_task(call.say("What's my balance?"))
+        first = asyncio.create_task(call.say("My internet keeps dropping."))
         try:
-            async with asyncio.timeout(30):
-                while not call.speaker.frames:  # noqa: ASYNC110  # polling a plain list the output appends to
-                    await asyncio.sleep(0.05)
-            # The agent is talking (its answer is several seconds long): the caller cuts in.
-            await asyncio.sleep(0.3)
-            await call.line.play(await call.caller_audio("Wait, I want to speak to a person."))
-            turn = await first
+            # Into the agent's first words: the window in which AEC warm-up used to feed STT silence instead.
+            second = await call.barge_in("Actually, what's my balance?")
+            cut = await first
         finally:
             first.cancel()
     finally:
         await call.aclose()
-    assert call.speaker.interruptions >= 1, "the agent stopped talking when the caller barged in"
-    assert turn.agent, "the interrupted answer is still on the record"
+
+    # The support reply was cut off: the caller heard only its start.
+    assert cut.intent == "support"
+    assert cut.interrupted
+    assert call.speaker.interruptions >= 1
+    full_reply = await voice.tts.synthesize(cut.agent).collect()
+    assert full_reply.duration > 2.5, "the reply is long enough to cut off"
+    assert cut.agent_audio_ms < full_reply.duration * 1000 / 2, (cut.agent_audio_ms, full_reply.duration)
+    assert cut.wer is not None
+    assert cut.wer <= 0.34, cut.heard
+    assert "balance" not in cut.heard.lower(), "the barge-in's words belong to the next turn"
+
+    # The words the caller barged in with are the next turn, and that turn is answered by billing.
+    assert second.wer is not None
+    assert second.wer <= 0.34, second.heard
+    assert second.intent == "billing"
+    assert second.agent_name == "billing"
+    assert second.agent, "billing answered"
+    assert second.agent != cut.agent
+    assert not second.interrupted
+    assert second.agent_audio_ms > 1000, "and the answer was spoken"
+    assert_turn_measured(second)
+    assert [t.caller for t in call.result.turns] == ["My internet keeps dropping.", "Actually, what's my balance?"]
+    assert [(h["from_agent"], h["to_agent"]) for h in call.result.handoffs] == [
+        ("router", "support"),
+        ("support", "billing"),
+    ]
+    assert call.result.errors == []
+
+
+class HeldWrites(BaseCheckpointSaver[Any]):
+    """The real checkpointer, with the turn's checkpoint write held until the test lets it go."""
+
+    def __init__(self, inner: BaseCheckpointSaver[Any]) -> None:
+        super().__init__(serde=inner.serde)
+        self.inner = inner
+        self.writing = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await self.inner.aget_tuple(config)
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        self.writing.set()
+        await self.release.wait()
+        return await self.inner.aput(config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
+    ) -> None:
+        await self.inner.aput_writes(config, writes, task_id, task_path)
+
+    def get_next_version(self, current: Any, channel: None) -> Any:
+        return self.inner.get_next_version(current, channel)
+
+
+async def test_the_reply_is_spoken_before_the_turn_is_saved(services: Services, voice: VoiceStack) -> None:
+    """A one-sentence reply reaches the caller's ear while the turn's checkpoint write is still held.
+
+    The TTS's sentence splitter keeps a reply's last sentence until the text stream ends, and the graph's
+    stream ends after its checkpoint write; the graph's end-of-reply mark flushes it first (`GraphAgent`).
+    """
+    held = HeldWrites(services.checkpointer)
+    call = AudioCall(
+        replace(services, graph=build_graph(held)), stt=voice.stt, tts=voice.tts, vad=voice.vad,
+        caller_tts=caller_voice(), caller_id=CALLER, realtime_playout=False,
+    )  # fmt: skip
+    try:
+        turn = asyncio.create_task(call.say("Hello?"))
+        async with asyncio.timeout(60):
+            await held.writing.wait()
+            await call.speaker.playing.wait()  # never set if the reply waited for the write
+        assert not turn.done()
+        held.release.set()
+        record = await turn
+    finally:
+        held.release.set()
+        await call.aclose()
+    assert record.agent.count(".") + record.agent.count("!") + record.agent.count("?") <= 2, record.agent
+    assert record.agent_audio_ms > 500
+    assert (await services.checkpointer.aget_tuple({"configurable": {"thread_id": call.call_id}})) is not None
