@@ -245,7 +245,7 @@ def _register_commands() -> None:
     register_report(app)  # report
     register_ops(app)  # serve, worker, simulate, dlq, demo-queue
     register_voice(app)  # call-audio, agent-worker, tts warm, bench voice
-    register_console(app)  # users add/list/remove/token
+    register_console(app)  # users add/list/remove/disable/token
 
 
 _register_commands()

@@ -44,7 +44,10 @@ def add(
         bool, typer.Option("--password-stdin", help="Read the password from stdin (scripts) instead of a prompt.")
     ] = False,
 ) -> None:
-    """Create a user, or set a new password and role for an existing one."""
+    """Create a user, or set a new password and role for an existing one.
+
+    An existing user's open sessions end; a disabled user is enabled again.
+    """
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
@@ -59,18 +62,30 @@ def add(
 
 @users_app.command("list")
 def list_users() -> None:
-    """Every user and their role."""
-    for username, role in _with_users(lambda users: users.list()):
-        typer.echo(f"{username}\t{role}")
+    """Every user, their role, and whether they are disabled."""
+    for username, role, disabled in _with_users(lambda users: users.list()):
+        typer.echo(f"{username}\t{role}" + ("\tdisabled" if disabled else ""))
 
 
 @users_app.command("remove")
 def remove(username: str) -> None:
-    """Delete a user and their API tokens (sessions already open last until they expire)."""
+    """Delete a user and their API tokens; their open console sessions end at once."""
     if not _with_users(lambda users: users.remove(username)):
         typer.echo(f"error: no user {username!r}", err=True)
         raise typer.Exit(1)
     typer.echo(f"{username} removed")
+
+
+@users_app.command("disable")
+def disable(username: str) -> None:
+    """Lock a user out but keep them: login refused, open sessions ended, API tokens deleted.
+
+    `users add NAME` with a new password enables them again.
+    """
+    if not _with_users(lambda users: users.disable(username)):
+        typer.echo(f"error: no user {username!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{username} disabled")
 
 
 @users_app.command("token")

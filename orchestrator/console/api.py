@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -18,10 +19,13 @@ from orchestrator.console.auth import (
     CSRF_HEADER,
     SESSION_COOKIE,
     Principal,
+    console_secret_problem,
     csrf_ok,
 )
 from orchestrator.console.live import LiveFeed
 from orchestrator.console.service import Console
+
+log = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 STREAM_BLOCK_MS = 1000
@@ -29,7 +33,14 @@ STREAM_BLOCK_MS = 1000
 
 @asynccontextmanager
 async def console_lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Open the console beside the app's queue (its Redis holds sessions, live calls and leases)."""
+    """Open the console beside the app's queue (its Redis holds sessions, live calls and leases).
+
+    However the app is started, a weak console secret is logged as a warning here; `switchboard serve`
+    also refuses one outright on an address other machines can reach (`check_console_secret`).
+    """
+    problem = console_secret_problem(app.state.settings)
+    if problem is not None:
+        log.warning("%s", problem)
     queue = app.state.queue
     feed = LiveFeed(queue.redis, prefix=queue.keys.prefix)
     async with Console.open(app.state.settings, feed) as console:
@@ -315,14 +326,15 @@ async def live_call(call_id: str, who: User, console: ConsoleDep) -> CallDetail:
     "/calls/{call_id}/stream",
     summary="Live transcript (server-sent events)",
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "`line` and `call` events"}},
+    responses={200: {"content": {"text/event-stream": {}}, "description": "`line`, `call` and `session_ended` events"}},
 )
 async def transcript_stream(call_id: str, request: Request, who: User, console: ConsoleDep) -> EventSourceResponse:
     """Every transcript line (``line`` events) and changes of the call (``call`` events), as they happen.
 
     While the supervisor who holds the call keeps this stream open, their hold is renewed; when it
     closes and they do not reconnect within the grace period, the call goes back to the AI (or, for an
-    escalation, back to the queue).
+    escalation, back to the queue). When the session ends meanwhile (logout, expiry, or the user was
+    removed, disabled or given a new password or role), a ``session_ended`` event closes the stream.
     """
     await console.live_call(call_id)
     last_event = request.headers.get("last-event-id", "")
@@ -336,6 +348,9 @@ async def _stream(console: Console, who: Principal, call_id: str, after: str) ->
             after = line.id
             yield ServerSentEvent(data=json.dumps(line.to_json()), event="line", id=line.id)
         while True:
+            if not await console.still_valid(who):
+                yield ServerSentEvent(data=json.dumps({"reason": "session_ended"}), event="session_ended")
+                return
             call = await console.feed.get(call_id)
             if call is not None:
                 state = call.to_json()

@@ -7,6 +7,7 @@ import base64
 import functools
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import time
 from dataclasses import dataclass
@@ -14,9 +15,11 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
+from pydantic import SecretStr
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from orchestrator.config import Settings
 from orchestrator.console.models import TokenRow, UserRow
 
 Role = Literal["supervisor", "admin"]
@@ -26,6 +29,12 @@ LOGIN_COOKIE = "sb_console_login"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 TOKEN_PREFIX = "sbt_"
+# A disabled user's password hash carries this mark (as a locked account's does in /etc/shadow): no password
+# matches it. Enabling means a new password (`add`), so the sessions of before can never come back.
+DISABLED_MARK = "!"
+SECRET_SETTING = "SWITCHBOARD_CONSOLE_SECRET"
+# 32 characters of a random token are ~190 bits: far beyond guessing the HMAC key from a signed cookie.
+MIN_SECRET_CHARS = 32
 
 # scrypt at N=2**14, r=8 (16 MiB, ~50 ms on one core): the interactive-login cost scrypt's paper recommends.
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P, _SCRYPT_LEN = 2**14, 8, 1, 32
@@ -86,6 +95,7 @@ class Principal:
         via: ``session`` (cookie; state changes need the CSRF token) or ``token`` (admin bearer token).
         session_id: The session, for ``via == "session"``.
         csrf: The session's CSRF token, for ``via == "session"``.
+        stamp: The user's credential stamp when they proved who they are (see `credential_stamp`).
     """
 
     username: str
@@ -93,20 +103,42 @@ class Principal:
     via: Literal["session", "token"] = "session"
     session_id: str = ""
     csrf: str = ""
+    stamp: str = ""
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
 
 
+def credential_stamp(role: str, password_hash: str) -> str:
+    """A fingerprint of what a user's sessions were granted on: their role and their password hash.
+
+    A session keeps the stamp of its login and is honoured only while the user's current stamp matches,
+    so deleting or disabling a user, or changing their password or role, ends every session they have
+    open, from whichever process made the change (the CLI never needs to reach Redis). It is a digest,
+    never the hash itself, so Redis holds nothing a password could be guessed against.
+    """
+    return hashlib.sha256(f"switchboard-console-stamp\0{role}\0{password_hash}".encode()).hexdigest()
+
+
+def is_disabled(password_hash: str) -> bool:
+    return password_hash.startswith(DISABLED_MARK)
+
+
 class UserStore:
-    """Console users and admin API tokens in the database (tables ``console_users``, ``console_tokens``)."""
+    """Console users and admin API tokens in the database (tables ``console_users``, ``console_tokens``).
+
+    Every change to a user (removal, disabling, a new password or role) ends their open sessions at once:
+    sessions are honoured only while the user's `credential_stamp` is the one they logged in with.
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     async def add(self, username: str, password: str, role: Role) -> None:
         """Create a user, or replace the password and role of an existing one.
+
+        An existing user's open sessions end (their credentials changed), and a disabled user is enabled again.
 
         Raises:
             ValueError: Bad role, empty username or a password shorter than 8 characters.
@@ -130,27 +162,54 @@ class UserStore:
                 row.role, row.password_hash = role, hashed
 
     async def remove(self, username: str) -> bool:
-        """Delete a user and their tokens; False if there was no such user."""
+        """Delete a user and their tokens (their open sessions end with them); False if there was no such user."""
         async with self._sessions.begin() as session:
             await session.execute(delete(TokenRow).where(TokenRow.username == username))
             result: Any = await session.execute(delete(UserRow).where(UserRow.username == username))
             return bool(result.rowcount)
 
-    async def list(self) -> list[tuple[str, str]]:
-        """``(username, role)`` of every user, by name."""
+    async def disable(self, username: str) -> bool:
+        """Lock a user out but keep them: no login, their sessions end, their API tokens are deleted.
+
+        There is no undo that revives those sessions: `add` with a new password enables the user again.
+
+        Returns:
+            False if there is no such user.
+        """
+        async with self._sessions.begin() as session:
+            row = await session.get(UserRow, username)
+            if row is None:
+                return False
+            await session.execute(delete(TokenRow).where(TokenRow.username == username))
+            if not is_disabled(row.password_hash):
+                row.password_hash = DISABLED_MARK + row.password_hash
+            return True
+
+    async def list(self) -> list[tuple[str, str, bool]]:
+        """``(username, role, disabled)`` of every user, by name."""
         async with self._sessions() as session:
             rows = (await session.execute(select(UserRow).order_by(UserRow.username))).scalars().all()
-            return [(r.username, r.role) for r in rows]
+            return [(r.username, r.role, is_disabled(r.password_hash)) for r in rows]
+
+    async def stamp(self, username: str) -> str | None:
+        """The user's current credential stamp, or None when they were removed or disabled."""
+        async with self._sessions() as session:
+            row = await session.get(UserRow, username)
+        if row is None or is_disabled(row.password_hash) or row.role not in ROLES:
+            return None
+        return credential_stamp(row.role, row.password_hash)
 
     async def authenticate(self, username: str, password: str) -> Principal | None:
         """The user if the password is right, else None (same cost whether or not the user exists)."""
         async with self._sessions() as session:
             row = await session.get(UserRow, username)
-        stored = row.password_hash if row is not None else _dummy_hash()
+        usable = row is not None and not is_disabled(row.password_hash)
+        # Unknown and disabled users cost a full scrypt too, so timing tells nobody which names exist.
+        stored = row.password_hash if row is not None and usable else _dummy_hash()
         ok = await asyncio.to_thread(verify_password, password, stored)
-        if row is None or not ok or row.role not in ROLES:
+        if row is None or not usable or not ok or row.role not in ROLES:
             return None
-        return Principal(username=row.username, role=row.role)
+        return Principal(username=row.username, role=row.role, stamp=credential_stamp(row.role, row.password_hash))
 
     async def create_token(self, username: str) -> str:
         """A new bearer token for an admin: ``sbt_<id>_<secret>``, shown once.
@@ -181,11 +240,13 @@ class UserStore:
         async with self._sessions() as session:
             row = await session.get(TokenRow, token_id)
             user = await session.get(UserRow, row.username) if row is not None else None
-        if row is None or user is None or user.role != "admin":
+        if row is None or user is None or user.role != "admin" or is_disabled(user.password_hash):
             return None
         if not hmac.compare_digest(hashlib.sha256(secret.encode()).hexdigest(), row.secret_sha256):
             return None
-        return Principal(username=user.username, role="admin", via="token")
+        return Principal(
+            username=user.username, role="admin", via="token", stamp=credential_stamp(user.role, user.password_hash)
+        )
 
 
 class CookieSigner:
@@ -209,10 +270,13 @@ class SessionStore:
     """Server-side sessions in Redis (``<prefix>:console:sess:<id>``) with an absolute expiry.
 
     The cookie holds only the signed id; logout or expiry deletes the record, so a stolen cookie dies with it.
+    A session is also checked against its user on every use: once the user is removed or disabled, or their
+    password or role changes, the session is deleted and refused (see `credential_stamp`).
     """
 
-    def __init__(self, redis: aioredis.Redis, *, prefix: str, ttl_s: int) -> None:
+    def __init__(self, redis: aioredis.Redis, users: UserStore, *, prefix: str, ttl_s: int) -> None:
         self.redis = redis
+        self.users = users
         self.prefix = prefix
         self.ttl_s = ttl_s
 
@@ -226,17 +290,29 @@ class SessionStore:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(
                 key,
-                mapping={"username": user.username, "role": user.role, "csrf": csrf, "created": str(int(time.time()))},
+                mapping={
+                    "username": user.username,
+                    "role": user.role,
+                    "csrf": csrf,
+                    "stamp": user.stamp,
+                    "created": str(int(time.time())),
+                },
             )
             pipe.expire(key, self.ttl_s)
             await pipe.execute()
-        return Principal(username=user.username, role=user.role, via="session", session_id=session_id, csrf=csrf)
+        return Principal(
+            username=user.username, role=user.role, via="session", session_id=session_id, csrf=csrf, stamp=user.stamp
+        )
 
     async def get(self, session_id: str) -> Principal | None:
-        """The session's principal, or None once it expired or was ended."""
+        """The session's principal, or None once it expired, was ended, or its user changed (then it is ended)."""
         raw: Any = await self.redis.hgetall(self._key(session_id))
         data = {_s(k): _s(v) for k, v in raw.items()}
         if not data.get("username") or data.get("role") not in ROLES:
+            return None
+        current = await self.users.stamp(data["username"])
+        if current is None or not hmac.compare_digest(current, data.get("stamp", "")):
+            await self.end(session_id)
             return None
         return Principal(
             username=data["username"],
@@ -244,10 +320,61 @@ class SessionStore:
             via="session",
             session_id=session_id,
             csrf=data.get("csrf", ""),
+            stamp=current,
         )
 
     async def end(self, session_id: str) -> None:
         await self.redis.delete(self._key(session_id))
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything, so it is treated as reachable
+
+
+class InsecureConsoleSecret(RuntimeError):
+    """The console would sign its cookies with a guessable secret on an address other machines can reach."""
+
+
+def console_secret_problem(settings: Settings) -> str | None:
+    """What is wrong with the console secret (the development default, or too short), or None when it is fine."""
+    secret = settings.console_secret.get_secret_value()
+    default = Settings.model_fields["console_secret"].default
+    if isinstance(default, SecretStr) and secret == default.get_secret_value():
+        problem = "is the development default, which is public"
+    elif len(secret) < MIN_SECRET_CHARS:
+        problem = f"is shorter than {MIN_SECRET_CHARS} characters"
+    else:
+        return None
+    return (
+        f"{SECRET_SETTING} {problem}, so the console's session cookie signatures prove nothing. Set it to a random "
+        f"value of {MIN_SECRET_CHARS}+ characters, the same in every API process "
+        "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')."
+    )
+
+
+def check_console_secret(settings: Settings, *, host: str) -> str | None:
+    """The rule `switchboard serve` applies before it binds ``host``.
+
+    A weak secret (see `console_secret_problem`) is tolerated only on a loopback address, where nobody
+    else can reach the console; there the problem is returned, for a warning. Any other address (``0.0.0.0``,
+    a LAN or public IP, a host name) with a weak secret is refused.
+
+    Raises:
+        InsecureConsoleSecret: A weak secret on an address other machines can reach.
+    """
+    problem = console_secret_problem(settings)
+    if problem is not None and not is_loopback(host):
+        raise InsecureConsoleSecret(
+            f"refusing to serve the console on {host}: {problem} "
+            "A weak secret is allowed only on a loopback address (--host 127.0.0.1)."
+        )
+    return problem
 
 
 def csrf_ok(expected: str, given: str | None) -> bool:

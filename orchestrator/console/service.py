@@ -139,7 +139,7 @@ class Console:
         self.desk = desk
         self.feed = feed
         self.sessions = sessions
-        self.users = UserStore(engine)
+        self.users = sessions.users
         self.audit = AuditLog(engine)
         self.records = CallStore(engine, timezone=settings.tenant_timezone)
         self.signer = CookieSigner(settings.console_secret.get_secret_value())
@@ -158,13 +158,27 @@ class Console:
             await create_records_schema(services.engine)
             desk = services.tenant.desk
             assert isinstance(desk, SqlHumanDesk)
-            sessions = SessionStore(feed.redis, prefix=feed.prefix, ttl_s=settings.console_session_ttl_s)
+            sessions = SessionStore(
+                feed.redis, UserStore(services.engine), prefix=feed.prefix, ttl_s=settings.console_session_ttl_s
+            )
             console = cls(
                 settings, engine=services.engine, graph=services.graph, desk=desk, feed=feed, sessions=sessions
             )
             watchdog = asyncio.create_task(console.watch_leases(), name="console-lease-watchdog")
             stack.push_async_callback(_cancel, watchdog)
             yield console
+
+    # ------------------------------------------------------------------ who
+    async def still_valid(self, who: Principal) -> bool:
+        """Whether ``who`` may still act; long-lived streams ask as they go.
+
+        Not once their session ended, nor once their user was removed, disabled, or given another password
+        or role after they proved who they are.
+        """
+        if who.via == "session":
+            return await self.sessions.get(who.session_id) is not None
+        current = await self.users.stamp(who.username)
+        return current is not None and current == who.stamp
 
     # ------------------------------------------------------------------ reading
     async def call_state(self, call_id: str) -> dict[str, Any]:

@@ -1,8 +1,9 @@
-"""The console API on a real server and Redis: authentication, CSRF, the accept race, the audit log, disconnects."""
+"""The console API on a real server and Redis: authentication, CSRF, revoked users, the accept race, disconnects."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import tempfile
 import time
 import uuid
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from typer.testing import CliRunner
 
 from orchestrator.api import create_app
 from orchestrator.config import load_settings
@@ -292,3 +294,122 @@ def test_an_accepted_escalation_whose_supervisor_vanishes_goes_back_to_the_queue
     assert again["priority"] == 1  # one step more urgent than before
     assert again["ticket_id"] != ticket.ticket_id
     assert ("auto_requeue", "ok") in [(e["action"], e["outcome"]) for e in audit(server, call_id=call_id)]
+
+
+# ---------------------------------------------------------------------- users who change or go away
+def users_cli(server: ServedApp, monkeypatch: pytest.MonkeyPatch, *args: str, stdin: str | None = None) -> str:
+    """`switchboard users ...` on the server's store, as an operator runs it: its own process, no Redis."""
+    from orchestrator.cli import app
+
+    monkeypatch.setenv("SWITCHBOARD_DATA_DIR", str(server.app.state.settings.data_dir))
+    result = CliRunner().invoke(app, ["users", *args], input=stdin)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def login_as(server: ServedApp, username: str, password: str = PASSWORD) -> tuple[httpx.Client, str]:
+    client = httpx.Client(base_url=server.url, timeout=10)
+    r = client.post("/v1/console/login", json={"username": username, "password": password})
+    assert r.status_code == 200, r.text
+    return client, r.json()["csrf_token"]
+
+
+def session_key(server: ServedApp, client: httpx.Client) -> str:
+    console = server.app.state.console
+    session_id = console.signer.unsign(client.cookies[SESSION_COOKIE])
+    return f"{console.sessions.prefix}:console:sess:{session_id}"
+
+
+def test_removing_a_user_ends_every_session_they_have_open(server: ServedApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    server.add_user("lee", PASSWORD, "supervisor")
+    laptop, _ = login_as(server, "lee")
+    phone, _ = login_as(server, "lee")
+    call_id = live_call(server)
+    raw = redis.Redis.from_url(REDIS_TEST_URL)
+    try:
+        assert raw.exists(session_key(server, laptop))
+        with laptop.stream("GET", f"/v1/console/calls/{call_id}/stream") as stream:
+            assert stream.status_code == 200
+            events = (line for line in stream.iter_lines() if line.startswith("event: "))
+            for event in events:  # the transcript so far, then the call
+                if event == "event: call":
+                    break
+
+            assert "lee removed" in users_cli(server, monkeypatch, "remove", "lee")
+
+            # The open transcript stream is told within about a second, then the server closes it.
+            rest = list(events)
+            assert rest[-1:] == ["event: session_ended"], rest
+        for client in (laptop, phone):
+            r = client.get("/v1/console/calls")
+            assert r.status_code == 401
+            assert r.json()["error"]["code"] == "session_expired"
+        # A refused session is deleted, not just ignored.
+        assert not raw.exists(session_key(server, phone))
+        page = phone.get("/console/calls", follow_redirects=False)
+        assert page.status_code == 303
+        assert page.headers["location"].startswith("/console/login?reason=expired")
+        r = httpx.post(f"{server.url}/v1/console/login", json={"username": "lee", "password": PASSWORD})
+        assert r.status_code == 401
+    finally:
+        raw.close()
+
+
+def test_disabling_a_user_ends_their_sessions_and_tokens_until_a_new_password(
+    server: ServedApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.add_user("max", PASSWORD, "admin")
+    token = server.create_token("max")
+    bearer = httpx.Client(base_url=server.url, timeout=10, headers={"Authorization": f"Bearer {token}"})
+    browser, _ = login_as(server, "max")
+    assert bearer.get("/v1/console/audit").status_code == 200
+    assert browser.get("/v1/console/audit").status_code == 200
+
+    assert "max disabled" in users_cli(server, monkeypatch, "disable", "max")
+    assert "max\tadmin\tdisabled" in users_cli(server, monkeypatch, "list").splitlines()
+
+    assert browser.get("/v1/console/me").json()["error"]["code"] == "session_expired"
+    assert bearer.get("/v1/console/me").json()["error"]["code"] == "bad_token"
+    r = httpx.post(f"{server.url}/v1/console/login", json={"username": "max", "password": PASSWORD})
+    assert r.json()["error"]["code"] == "bad_credentials"
+
+    # A new password enables the user again; the old session and token stay dead.
+    users_cli(server, monkeypatch, "add", "max", "--role", "admin", "--password-stdin", stdin="a brand new one\n")
+    assert "max\tadmin" in users_cli(server, monkeypatch, "list").splitlines()
+    again, _ = login_as(server, "max", "a brand new one")
+    assert again.get("/v1/console/me").json()["username"] == "max"
+    assert browser.get("/v1/console/me").status_code == 401
+    assert bearer.get("/v1/console/me").status_code == 401
+
+
+def test_a_new_password_or_role_ends_the_sessions_opened_before(server: ServedApp) -> None:
+    server.add_user("noa", PASSWORD, "supervisor")
+    before, csrf = login_as(server, "noa")
+    assert before.get("/v1/console/audit").json()["error"]["code"] == "forbidden"
+
+    server.add_user("noa", PASSWORD, "admin")  # promoted: what the session was granted on changed
+    r = before.post("/v1/console/logout", headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "session_expired"
+    admin, _ = login_as(server, "noa")
+    assert admin.get("/v1/console/audit").status_code == 200
+
+    server.add_user("noa", "another password", "admin")
+    assert admin.get("/v1/console/audit").status_code == 401
+    login_as(server, "noa", "another password")
+    # Sessions of other users are untouched.
+    sam, _ = login(server, "sam")
+    server.add_user("noa", PASSWORD, "supervisor")
+    assert sam.get("/v1/console/me").status_code == 200
+
+
+def test_starting_the_console_with_the_development_secret_logs_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    settings = load_settings(redis_url=REDIS_TEST_URL, data_dir=tempfile.mkdtemp(prefix="sb-console-"))
+    prefix = f"console-{uuid.uuid4().hex[:10]}"
+    with (
+        caplog.at_level(logging.WARNING, logger="orchestrator.console.api"),
+        served(create_app(settings, queue_prefix=prefix)),
+    ):
+        pass
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "orchestrator.console.api"]
+    assert warning.startswith("SWITCHBOARD_CONSOLE_SECRET is the development default")

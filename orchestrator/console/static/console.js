@@ -122,6 +122,11 @@ function callPage() {
   stream.addEventListener("error", () => { state.textContent = "reconnecting…"; });
   stream.addEventListener("line", (e) => addLine(JSON.parse(e.data)));
   stream.addEventListener("call", (e) => showCall(JSON.parse(e.data)));
+  stream.addEventListener("session_ended", () => {
+    // Logged out elsewhere, expired, or the account changed: reconnecting would only be refused.
+    stream.close();
+    location.href = "/console/login?reason=expired&next=" + encodeURIComponent(location.pathname);
+  });
 
   async function act(url, body, done) {
     const result = await api("POST", base + url, body);
