@@ -8,6 +8,7 @@ from typing import Any
 
 from evals.runner import TrialResult
 from evals.stats import mean, pass_hat_k, percentile
+from orchestrator.telemetry.report import first_call_resolution
 
 # Metrics where a drop is bad; the others (escalation rate, latency, cost) are bad when they rise.
 HIGHER_IS_BETTER = {
@@ -27,11 +28,13 @@ def _share(flags: Sequence[bool]) -> float | None:
 def compute_metrics(trials: Sequence[TrialResult], k: int = 1) -> dict[str, Any]:
     """The `metrics` object of the --json output.
 
-    Definitions: success = every check passed; first-call resolution = share of calls the scenario
-    expects the AI to resolve that ended resolved; escalation rate = share of calls that reached a
-    human; escalation correctness = share of calls with an escalation expectation that met it (whether
-    and why); routing accuracy = share of calls with routing expectations that met all of them; tool
-    accuracy = share of expected tool calls made and forbidden tools avoided; pass^k over scenarios;
+    Definitions: success = every check passed; first-call resolution = share of in-scope calls that
+    ended resolved, with policy escalations (the caller asked for a person, legal threats, emergencies...)
+    out of scope, exactly as `switchboard report` computes it (`orchestrator.telemetry.report.
+    first_call_resolution`; what a scenario expected plays no part); escalation rate = share of calls that
+    reached a human; escalation correctness = share of calls with an escalation expectation that met it
+    (whether and why); routing accuracy = share of calls with routing expectations that met all of them;
+    tool accuracy = share of expected tool calls made and forbidden tools avoided; pass^k over scenarios;
     latency over every caller turn; cost = mean USD per call. A metric nothing measured is None.
     """
     per_scenario: dict[tuple[str, str], list[bool]] = defaultdict(list)
@@ -51,7 +54,7 @@ def compute_metrics(trials: Sequence[TrialResult], k: int = 1) -> dict[str, Any]
     latencies = [lat for t in trials for lat in t.latencies]
     return {
         "success_rate": _share([t.passed for t in trials]),
-        "first_call_resolution": _share([t.outcome == "resolved" for t in trials if t.expected_outcome == "resolved"]),
+        "first_call_resolution": first_call_resolution(trials),
         "escalation_rate": _share([t.outcome == "escalated" for t in trials]),
         "escalation_correctness": _share(escalation),
         "routing_accuracy": _share(routing),

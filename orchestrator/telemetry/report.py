@@ -5,10 +5,10 @@ from __future__ import annotations
 import html
 import re
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from orchestrator.store.records import CallView
 from orchestrator.telemetry.alerts import percentile
@@ -52,12 +52,63 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
+# Escalations that no first contact with the AI could have resolved, because policy sends them to a person
+# whatever the AI does (escalation reasons: agents/specialists/escalation.py). They are out of FCR's scope.
+# Escalations after the AI failed (frustration, loops, repeated misunderstanding, failed verification, no
+# slots, abuse, a supervisor stepping in) stay in scope and count as not resolved.
+OUT_OF_SCOPE_ESCALATIONS: frozenset[str] = frozenset(
+    {"requested_human", "legal_threat", "emergency", "refund_over_policy", "complaint"}
+)
+
+
+class CallEnd(Protocol):
+    """How a call ended: what FCR needs of it (stored calls and eval trials both have it)."""
+
+    @property
+    def outcome(self) -> str: ...
+
+    @property
+    def escalation_reason(self) -> str | None: ...
+
+
+def fcr_in_scope(outcome: str, escalation_reason: str | None) -> bool:
+    """Whether a call counts in first-call resolution: all but the policy escalations (`OUT_OF_SCOPE_ESCALATIONS`)."""
+    return not (outcome == "escalated" and escalation_reason in OUT_OF_SCOPE_ESCALATIONS)
+
+
+def first_call_resolution(calls: Iterable[CallEnd]) -> float | None:
+    """First-call resolution (FCR): the one definition `switchboard report` and the evals both use.
+
+    FCR is the share of in-scope calls whose issue was resolved on that call, by the AI, with no transfer
+    to a person: the calls that ended ``resolved``. Escalated and abandoned calls are not resolved.
+    Out of scope, and left out of the denominator as contact centres do for contacts the channel may
+    not resolve, are the escalations policy requires whatever the AI does: the caller asked for a
+    person, a legal threat, a possible emergency, a refund above the AI's limit, a formal complaint
+    (`OUT_OF_SCOPE_ESCALATIONS`). An escalation after the AI failed (frustration, loops, failed
+    verification, no slots...) stays in scope and counts against FCR.
+
+    Repeat contacts (the same caller calling back about the same issue within days) would also undo a
+    first-call resolution; nothing links two calls to one issue yet, so they are not detected: this FCR
+    is an upper bound of the industry's repeat-aware one.
+
+    Args:
+        calls: Stored calls (`CallView`) or eval trials (`TrialResult`): anything with ``outcome`` and
+            ``escalation_reason``.
+
+    Returns:
+        The share (unrounded), or None when no call is in scope.
+    """
+    in_scope = [c.outcome for c in calls if fcr_in_scope(c.outcome, c.escalation_reason)]
+    return sum(outcome == "resolved" for outcome in in_scope) / len(in_scope) if in_scope else None
+
+
 def build_report(calls: Sequence[CallView], *, since: datetime | None = None, bins: int = 12) -> Report:
     """Aggregate stored calls into a report.
 
-    Success is "resolved or handed to a human, with no error"; first-call resolution is resolved
-    without a human; latency percentiles are over every caller turn; cost per call is the mean known
-    cost of the calls whose every part had a price (calls with an unknown part are counted apart).
+    Success is "resolved or handed to a human, with no error"; first-call resolution is the share of
+    in-scope calls resolved without a human (`first_call_resolution`, the evals' definition too); latency
+    percentiles are over every caller turn; cost per call is the mean known cost of the calls whose every
+    part had a price (calls with an unknown part are counted apart).
     """
     calls = sorted(calls, key=lambda c: c.started_at)
     total = len(calls)
@@ -79,7 +130,8 @@ def build_report(calls: Sequence[CallView], *, since: datetime | None = None, bi
     p = {q: round(percentile(latencies, q), 1) if latencies else None for q in (50, 95, 99)}
     success_rate = _rate(sum(c.success for c in calls), total)
     escalation_rate = _rate(sum(c.outcome == "escalated" for c in calls), total)
-    fcr = _rate(sum(c.first_contact_resolved for c in calls), total)
+    fcr_share = first_call_resolution(calls)
+    fcr = round(fcr_share, 4) if fcr_share is not None else None
     anomalies = [a.to_json() for c in calls for a in c.anomalies]
     data: dict[str, Any] = {
         "calls": total,

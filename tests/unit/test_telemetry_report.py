@@ -10,7 +10,14 @@ import pytest
 from orchestrator.store.records import CallView, TurnView
 from orchestrator.telemetry.anomaly import AnomalyFlag
 from orchestrator.telemetry.grades import GRADES
-from orchestrator.telemetry.report import build_report, parse_since, render_html, render_terminal
+from orchestrator.telemetry.report import (
+    OUT_OF_SCOPE_ESCALATIONS,
+    build_report,
+    first_call_resolution,
+    parse_since,
+    render_html,
+    render_terminal,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -77,7 +84,8 @@ def test_json_has_exactly_the_issue_shape() -> None:
     assert set(data["latency_ms"]) == {"p50", "p95", "p99"}
     assert data["latency_ms"]["p50"] == 250.0
     assert data["escalation_rate"] == 0.25
-    assert data["first_call_resolution"] == 0.5
+    # Two of the three in-scope calls: the escalation the caller asked for is out of scope.
+    assert data["first_call_resolution"] == 0.6667
     # The call with an unknown price is left out of the mean rather than counted as free.
     assert data["cost_per_call"]["mean"] == pytest.approx(0.03)
     assert set(data["cost_per_call"]) == {"mean", "by_intent", "by_hour"}
@@ -96,6 +104,59 @@ def test_json_has_exactly_the_issue_shape() -> None:
     assert data["grades"]["success_rate"] == "below"
     assert data["grades"]["cost_per_call"] == "excellent"
     assert data["grades"]["escalation_rate"] == "acceptable"
+
+
+# (outcome, escalation reason, what an eval scenario expected): every way a call can count for FCR.
+ENDINGS = [
+    ("resolved", None, "resolved"),
+    ("resolved", None, None),
+    ("escalated", "requested_human", "escalated"),  # policy: out of scope
+    ("escalated", "legal_threat", "resolved"),  # out of scope even where a scenario hoped otherwise
+    ("escalated", "frustration", "resolved"),  # the AI failed: in scope, not resolved
+    ("escalated", "verification_failed", "escalated"),  # the right move, yet the issue is not resolved
+    ("abandoned", None, "resolved"),
+]
+
+
+def test_first_call_resolution_leaves_out_only_the_escalations_policy_requires() -> None:
+    calls = [call(i, outcome, ms=100, cost=0.01, reason=reason) for i, (outcome, reason, _) in enumerate(ENDINGS)]
+    assert first_call_resolution(calls) == pytest.approx(2 / 5)
+    assert build_report(calls).summary()["first_call_resolution"] == 0.4
+    assert first_call_resolution([]) is None
+    out_of_scope = [call(i, "escalated", ms=100, cost=0.01, reason=r) for i, r in enumerate(OUT_OF_SCOPE_ESCALATIONS)]
+    assert first_call_resolution(out_of_scope) is None
+    # The escalation reasons the agents can give, each classified on purpose (a new one must be too).
+    from agents.specialists.escalation import REASON_TEXT
+
+    assert set(REASON_TEXT) >= OUT_OF_SCOPE_ESCALATIONS
+
+
+def test_the_report_and_the_evals_compute_the_same_first_call_resolution() -> None:
+    from evals.metrics import compute_metrics
+    from evals.runner import TrialResult
+
+    calls = [call(i, outcome, ms=100, cost=0.01, reason=reason) for i, (outcome, reason, _) in enumerate(ENDINGS)]
+    trials = [
+        TrialResult(
+            suite="s",
+            scenario=f"sc{i}",
+            trial=0,
+            status="passed",
+            checks=[],
+            turns=[],
+            outcome=outcome,
+            escalation_reason=reason,
+            routes=[],
+            tool_events=[],
+            cost_usd=0.0,
+            duration_s=1.0,
+            expected_outcome=expected,
+        )
+        for i, (outcome, reason, expected) in enumerate(ENDINGS)
+    ]
+    from_evals = compute_metrics(trials)["first_call_resolution"]
+    assert from_evals == first_call_resolution(calls) == pytest.approx(0.4)
+    assert build_report(calls).summary()["first_call_resolution"] == round(from_evals, 4)
 
 
 def test_an_empty_period_reports_zero_calls() -> None:
