@@ -73,13 +73,18 @@ class CallerTools:
     # Scheduling ---------------------------------------------------------------------------------
 
     async def open_slots(
-        self, on_or_after: date | None = None, part_of_day: str | None = None, exclude: Collection[str] = ()
+        self,
+        on_or_after: date | None = None,
+        part_of_day: str | None = None,
+        exclude: Collection[str] = (),
+        not_at: Collection[datetime] = (),
     ) -> list[Slot]:
+        """Up to three open slots to offer; `exclude` drops slot ids, `not_at` start times (a visit being moved)."""
         start = max(on_or_after or self.ctx.today(), self.ctx.today())
 
         async def call() -> list[Slot]:
-            slots = await self.tenant.scheduling.open_slots(on_or_after=start, limit=12 + len(exclude))
-            slots = [s for s in slots if s.slot_id not in exclude]
+            slots = await self.tenant.scheduling.open_slots(on_or_after=start, limit=12 + len(exclude) + len(not_at))
+            slots = [s for s in slots if s.slot_id not in exclude and s.start not in not_at]
             if part_of_day:
                 local_hours = [(s, s.start.astimezone(self.ctx.tz).hour) for s in slots]
                 slots = [s for s, h in local_hours if (h < 12) == (part_of_day == "morning")]

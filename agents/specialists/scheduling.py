@@ -111,7 +111,7 @@ async def _after_appointment(ctx: AgentContext, tools: CallerTools, task: Task, 
     if task["name"] == "cancel":
         task["awaiting"] = "confirm"
         return Step(reply=ctx.prompts.reply("scheduling.confirm_cancel", when=when), task=task)
-    step = await _offer(ctx, tools, task, utterance, exclude=[appt["slot_id"]])
+    step = await _offer(ctx, tools, task, utterance)
     step.reply = ctx.prompts.reply("scheduling.current_visit", when=when) + " " + step.reply
     return step
 
@@ -121,9 +121,12 @@ async def _offer(
 ) -> Step:
     day = parsing.weekday(utterance, ctx.today())
     part = parsing.part_of_day(utterance)
-    offered = await tools.open_slots(day, part, exclude=exclude or ())
+    # A visit being moved is never offered its own time (another technician may be free then).
+    moving = task["slots"].get("appointment") if task.get("name") == "move" else None
+    not_at = [datetime.fromisoformat(moving["start"])] if moving else []
+    offered = await tools.open_slots(day, part, exclude=exclude or (), not_at=not_at)
     if not offered:
-        offered = await tools.open_slots(exclude=exclude or ())
+        offered = await tools.open_slots(exclude=exclude or (), not_at=not_at)
     if not offered:
         return Step(reply=ctx.prompts.reply("scheduling.no_slots"), task=None, escalate="no_availability")
     task["slots"]["offered"] = [_slot(s) for s in offered]

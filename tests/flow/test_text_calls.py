@@ -47,6 +47,18 @@ async def test_move_a_visit_to_the_chosen_slot(services: Services) -> None:
     assert spoken_day in result.turns[-1].agent
 
 
+async def test_a_moved_visit_is_never_offered_its_own_time(services: Services) -> None:
+    # Another technician is free at the visit's own time; offering it would "move" the visit nowhere.
+    current = (await services.tenant.scheduling.appointments("NW-1001"))[0].start.astimezone(services.context.tz)
+    ask = f"Something on {current:%A} {'morning' if current.hour < 12 else 'afternoon'} please"
+    result = await talk(services, "Can I reschedule my technician appointment?", "10027", ask, caller_id=MARIA)
+    offers = [e for e in result.tool_events if e["name"] == "open_slots" and e["ok"]]
+    assert len(offers) == 2, result.tool_events
+    said = current.strftime("%B %-d at %-I %p")
+    assert result.turns[1].agent.count(said) == 1, result.turns[1].agent  # "currently booked for ...", not offered
+    assert said not in result.turns[2].agent, result.turns[2].agent
+
+
 async def test_cancel_a_visit(services: Services) -> None:
     result = await talk(services, "I want to cancel my technician visit", "10027", "yes", caller_id=MARIA)
     assert "cancel_visit" in tools_ok(result)
