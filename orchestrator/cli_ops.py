@@ -57,20 +57,21 @@ def serve(
 ) -> None:
     """Run the API (webhooks, /v1/calls, queue views, probes, console); embedded Redis when REDIS_URL is unset.
 
-    With a weak SWITCHBOARD_CONSOLE_SECRET (the development default, or under 32 characters) it serves only
-    on a loopback address, with a warning; on any other address it refuses to start.
+    With a weak secret (SWITCHBOARD_CONSOLE_SECRET, SWITCHBOARD_INTAKE_SECRET or LIVEKIT_API_SECRET left at
+    the development default, or under 32 characters) it serves only on a loopback address, with a warning;
+    on any other address it refuses to start.
     """
     import uvicorn
 
     from orchestrator.api import create_app
-    from orchestrator.console.auth import InsecureConsoleSecret, check_console_secret
+    from orchestrator.api.secret_policy import InsecureSecrets, check_served_secrets
 
     _quiet()
     settings = _settings()
     try:
         # The app's lifespan logs the warning itself, for every way of starting it; here only the refusal.
-        check_console_secret(settings, host=host)
-    except InsecureConsoleSecret as exc:
+        check_served_secrets(settings, host=host)
+    except InsecureSecrets as exc:
         err.print(f"error: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     app = create_app(settings, queue_prefix=prefix, room_prefix=room_prefix)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -13,10 +14,13 @@ from livekit.api import TokenVerifier, WebhookReceiver
 
 from orchestrator.api import health, intake, queue_routes
 from orchestrator.api.errors import install_error_handlers
+from orchestrator.api.secret_policy import secret_problems
 from orchestrator.config import Settings
 from orchestrator.queue import CallQueue
 from orchestrator.telemetry.metrics import CallMetrics
 from orchestrator.telemetry.setup import metrics_router, setup_telemetry
+
+log = logging.getLogger(__name__)
 
 DEFAULT_ROOM_PREFIX = "call-"
 
@@ -54,6 +58,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # However the app is started; `switchboard serve` also refuses weak secrets off loopback.
+        for problem in secret_problems(settings):
+            log.warning("%s", problem)
         async with AsyncExitStack() as stack:
             if queue is None:
                 url = settings.redis_url

@@ -19,7 +19,6 @@ from orchestrator.console.auth import (
     CSRF_HEADER,
     SESSION_COOKIE,
     Principal,
-    console_secret_problem,
     csrf_ok,
 )
 from orchestrator.console.live import LiveFeed
@@ -33,14 +32,7 @@ STREAM_BLOCK_MS = 1000
 
 @asynccontextmanager
 async def console_lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Open the console beside the app's queue (its Redis holds sessions, live calls and leases).
-
-    However the app is started, a weak console secret is logged as a warning here; `switchboard serve`
-    also refuses one outright on an address other machines can reach (`check_console_secret`).
-    """
-    problem = console_secret_problem(app.state.settings)
-    if problem is not None:
-        log.warning("%s", problem)
+    """Open the console beside the app's queue (its Redis holds sessions, live calls and leases)."""
     queue = app.state.queue
     feed = LiveFeed(queue.redis, prefix=queue.keys.prefix)
     async with Console.open(app.state.settings, feed) as console:

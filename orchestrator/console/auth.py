@@ -7,7 +7,6 @@ import base64
 import functools
 import hashlib
 import hmac
-import ipaddress
 import secrets
 import time
 from dataclasses import dataclass
@@ -15,11 +14,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
-from pydantic import SecretStr
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from orchestrator.config import Settings
 from orchestrator.console.models import TokenRow, UserRow
 
 Role = Literal["supervisor", "admin"]
@@ -32,9 +29,6 @@ TOKEN_PREFIX = "sbt_"
 # A disabled user's password hash carries this mark (as a locked account's does in /etc/shadow): no password
 # matches it. Enabling means a new password (`add`), so the sessions of before can never come back.
 DISABLED_MARK = "!"
-SECRET_SETTING = "SWITCHBOARD_CONSOLE_SECRET"
-# 32 characters of a random token are ~190 bits: far beyond guessing the HMAC key from a signed cookie.
-MIN_SECRET_CHARS = 32
 
 # scrypt at N=2**14, r=8 (16 MiB, ~50 ms on one core): the interactive-login cost scrypt's paper recommends.
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P, _SCRYPT_LEN = 2**14, 8, 1, 32
@@ -325,56 +319,6 @@ class SessionStore:
 
     async def end(self, session_id: str) -> None:
         await self.redis.delete(self._key(session_id))
-
-
-def is_loopback(host: str) -> bool:
-    """True for an address only this machine can reach (``localhost``, 127.0.0.0/8, ``::1``)."""
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to anything, so it is treated as reachable
-
-
-class InsecureConsoleSecret(RuntimeError):
-    """The console would sign its cookies with a guessable secret on an address other machines can reach."""
-
-
-def console_secret_problem(settings: Settings) -> str | None:
-    """What is wrong with the console secret (the development default, or too short), or None when it is fine."""
-    secret = settings.console_secret.get_secret_value()
-    default = Settings.model_fields["console_secret"].default
-    if isinstance(default, SecretStr) and secret == default.get_secret_value():
-        problem = "is the development default, which is public"
-    elif len(secret) < MIN_SECRET_CHARS:
-        problem = f"is shorter than {MIN_SECRET_CHARS} characters"
-    else:
-        return None
-    return (
-        f"{SECRET_SETTING} {problem}, so the console's session cookie signatures prove nothing. Set it to a random "
-        f"value of {MIN_SECRET_CHARS}+ characters, the same in every API process "
-        "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')."
-    )
-
-
-def check_console_secret(settings: Settings, *, host: str) -> str | None:
-    """The rule `switchboard serve` applies before it binds ``host``.
-
-    A weak secret (see `console_secret_problem`) is tolerated only on a loopback address, where nobody
-    else can reach the console; there the problem is returned, for a warning. Any other address (``0.0.0.0``,
-    a LAN or public IP, a host name) with a weak secret is refused.
-
-    Raises:
-        InsecureConsoleSecret: A weak secret on an address other machines can reach.
-    """
-    problem = console_secret_problem(settings)
-    if problem is not None and not is_loopback(host):
-        raise InsecureConsoleSecret(
-            f"refusing to serve the console on {host}: {problem} "
-            "A weak secret is allowed only on a loopback address (--host 127.0.0.1)."
-        )
-    return problem
 
 
 def csrf_ok(expected: str, given: str | None) -> bool:

@@ -403,13 +403,18 @@ def test_a_new_password_or_role_ends_the_sessions_opened_before(server: ServedAp
     assert sam.get("/v1/console/me").status_code == 200
 
 
-def test_starting_the_console_with_the_development_secret_logs_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+def test_starting_the_api_with_development_secrets_logs_a_warning_for_each(caplog: pytest.LogCaptureFixture) -> None:
     settings = load_settings(redis_url=REDIS_TEST_URL, data_dir=tempfile.mkdtemp(prefix="sb-console-"))
     prefix = f"console-{uuid.uuid4().hex[:10]}"
     with (
-        caplog.at_level(logging.WARNING, logger="orchestrator.console.api"),
+        caplog.at_level(logging.WARNING, logger="orchestrator.api.app"),
         served(create_app(settings, queue_prefix=prefix)),
     ):
         pass
-    (warning,) = [r.getMessage() for r in caplog.records if r.name == "orchestrator.console.api"]
-    assert warning.startswith("SWITCHBOARD_CONSOLE_SECRET is the development default")
+    warnings = [r.getMessage() for r in caplog.records if r.name == "orchestrator.api.app"]
+    assert [w.split(" ", 1)[0] for w in warnings] == [
+        "SWITCHBOARD_CONSOLE_SECRET",
+        "SWITCHBOARD_INTAKE_SECRET",
+        "LIVEKIT_API_SECRET",
+    ]
+    assert all(" is the development default, which is public" in w for w in warnings)

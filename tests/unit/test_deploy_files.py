@@ -15,8 +15,8 @@ import yaml
 from packaging.specifiers import SpecifierSet
 from pydantic import AliasChoices
 
+from orchestrator.api.secret_policy import check_served_secrets, is_loopback
 from orchestrator.config import PROMPTS_DIR, REPO_ROOT, Settings
-from orchestrator.console.auth import check_console_secret, is_loopback
 
 pytestmark = pytest.mark.unit
 
@@ -253,9 +253,9 @@ def test_the_environment_of_each_service_makes_valid_settings(monkeypatch: pytes
             assert settings.redis_url == "redis://127.0.0.1:6379/0", name
             assert settings.sqlalchemy_url.startswith("postgresql+psycopg://"), name
             assert settings.livekit_url == "ws://127.0.0.1:7880", name
-            # The console secret is required, so the API never runs on the public development default.
+            # The secrets are required, so the API never runs on the public development defaults.
             serve = serve_params()
-            assert check_console_secret(settings, host=serve["host"]) is None, name
+            assert check_served_secrets(settings, host=serve["host"]) == [], name
 
 
 def test_every_interpolated_variable_is_in_the_env_template_of_deploy_readme() -> None:
