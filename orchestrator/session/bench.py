@@ -18,6 +18,7 @@ from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
 
 from agents.graph import EndOfReply
 from orchestrator.config import Settings
+from orchestrator.heap import settle_heap
 from orchestrator.providers.phrase_cache import CachedTTS, PhraseCache, split_sentences
 from orchestrator.runtime import Services
 
@@ -263,6 +264,7 @@ async def run_voice_bench(
                 await ours_tts.render(sentence)
             baseline_tts = SimulatedTTS(profile.tts_first_byte_s)
             await _level(4, 12, lambda u: _ours(services, ours_tts, profile, u))  # warm-up: imports, JIT caches
+            settle_heap()  # as a worker does once it has started
             for n in levels:
                 paced_ours = await _paced(n, paced_s, cycle_s, lambda u: _ours(services, ours_tts, profile, u))
                 paced_base = await _paced(n, paced_s, cycle_s, lambda u: _baseline(baseline_tts, profile, u))

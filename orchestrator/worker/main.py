@@ -12,6 +12,7 @@ from pathlib import Path
 from orchestrator.config import Settings
 from orchestrator.console.live import LiveFeed
 from orchestrator.contracts import CallOutcome
+from orchestrator.heap import settle_heap
 from orchestrator.queue import CallQueue
 from orchestrator.queue.embedded import STATE_FILE
 from orchestrator.telemetry.service import Telemetry
@@ -104,6 +105,7 @@ async def run_worker(
             live=LiveFeed(queue.redis, prefix=prefix),
         )
         await text_runner.warm_up()
+        settle_heap()  # started: a full collection must never walk the models and the graph mid-call
         # Real calls (no script) go to the LiveKit voice agent by explicit dispatch when LiveKit is configured.
         dispatch = (
             LiveKitDispatchRunner(services, queue.redis, settings=settings, prefix=prefix)
