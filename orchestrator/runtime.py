@@ -48,15 +48,21 @@ class Services:
         classifier: IntentClassifier | None = None,
         models: Any = None,
         seed: bool = True,
+        prompts: Prompts | None = None,
+        graph: CompiledStateGraph[Any, Any, Any, Any] | None = None,
     ) -> Services:
         """Open the store, seed the demo tenant if needed, load the classifier and compile the graph.
 
         Args:
             settings: defaults to the environment's.
             clock: pins "now" for tests and evals.
-            classifier: overrides the local classifier (tests).
+            classifier: overrides the local classifier (tests), or reuses one loaded ahead of time (the
+                agent worker's prewarm).
             models: overrides the model registry (scripted models in tests); None builds it from settings.
             seed: seed the demo tenant (idempotent).
+            prompts: prompts loaded ahead of time; None loads them from `settings.prompts_dir`.
+            graph: the call graph compiled ahead of time without a checkpointer (`build_graph()`); a copy
+                bound to this store's checkpointer is used. None compiles it here.
         """
         settings = settings or get_settings()
         stack = AsyncExitStack()
@@ -78,9 +84,10 @@ class Services:
                 from orchestrator.providers.llm import ModelRegistry
 
                 models = ModelRegistry.from_settings(settings)
-            prompts = Prompts.load(settings.prompts_dir)
+            if prompts is None:
+                prompts = Prompts.load(settings.prompts_dir)
             checkpointer = await _open_checkpointer(settings, stack)
-            graph = build_graph(checkpointer)
+            graph = build_graph(checkpointer) if graph is None else graph.copy(update={"checkpointer": checkpointer})
             context = AgentContext(
                 tenant=tenant,
                 classifier=classifier,

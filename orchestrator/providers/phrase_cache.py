@@ -9,9 +9,9 @@ import logging
 import struct
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from livekit import rtc
 from livekit.agents import tokenize, tts, utils
@@ -20,6 +20,7 @@ from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
 __all__ = [
     "CachedTTS",
     "CacheStats",
+    "LookupResult",
     "PhraseCache",
     "SynthesisRecord",
     "normalize",
@@ -66,9 +67,18 @@ async def split_sentences(text: str) -> list[str]:
     return [s for s in out if s]
 
 
+# What happened to one spoken sentence: played from the cache, synthesised (a phrase not cached yet), or
+# synthesised without asking the cache (not in the phrase set).
+LookupResult = Literal["hit", "miss", "bypass"]
+
+
 @dataclass
 class CacheStats:
-    """Hit-rate counters. `hit_rate` is the share of spoken sentences served with no TTS call."""
+    """Hit-rate counters. `hit_rate` is the share of spoken sentences served with no TTS call.
+
+    The cache is the only place these are counted: `hits`/`misses` by `PhraseCache.get`, `bypass` by
+    `PhraseCache.bypass`; listeners (the telemetry's counter) see each count as it happens.
+    """
 
     hits: int = 0
     local_hits: int = 0
@@ -136,6 +146,7 @@ class PhraseCache:
         self.version = version
         self.prefix = prefix
         self.stats = CacheStats()
+        self._listeners: list[Callable[[LookupResult], None]] = []
         self._local: OrderedDict[str, bytes] = OrderedDict()
         # After a Redis error the shared tier is skipped for a while: an outage must not add a
         # connect timeout to every sentence of every call.
@@ -150,6 +161,27 @@ class PhraseCache:
         self._redis_down_until = time.monotonic() + self.breaker_s
         log.warning("phrase cache: redis %s failed (%s); local tier only for %.0f s", op, exc, self.breaker_s)
 
+    def on_lookup(self, listener: Callable[[LookupResult], None]) -> None:
+        """Call `listener` with each sentence's result as it is counted (metrics read the cache's own count)."""
+        self._listeners.append(listener)
+
+    def _count(self, result: LookupResult) -> None:
+        if result == "hit":
+            self.stats.hits += 1
+        elif result == "miss":
+            self.stats.misses += 1
+        else:
+            self.stats.bypass += 1
+        for listener in self._listeners:
+            try:
+                listener(result)
+            except Exception:  # a metrics failure must never cost a turn its audio
+                log.debug("phrase cache listener failed", exc_info=True)
+
+    def bypass(self) -> None:
+        """Count a sentence spoken without a lookup (outside the phrase set)."""
+        self._count("bypass")
+
     def key(self, identity: Mapping[str, Any], text: str) -> str:
         return f"{self.prefix}{self.version}:{phrase_key(identity, text, self.version)}"
 
@@ -162,8 +194,12 @@ class PhraseCache:
             self._local.popitem(last=False)
 
     async def get(self, identity: Mapping[str, Any], text: str) -> rtc.AudioFrame | None:
-        """The cached rendering of `text` for this voice, or None."""
-        key = self.key(identity, text)
+        """The cached rendering of `text` for this voice, or None; counted as a hit or a miss."""
+        frame = await self._lookup(self.key(identity, text))
+        self._count("miss" if frame is None else "hit")
+        return frame
+
+    async def _lookup(self, key: str) -> rtc.AudioFrame | None:
         blob = self._local.get(key)
         if blob is not None:
             self._local.move_to_end(key)
@@ -295,7 +331,7 @@ class CachedTTS(tts.TTS[Any]):
     def synthesize(
         self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
     ) -> tts.ChunkedStream:
-        return _CachedStream(tts=self, input_text=text, conn_options=conn_options)
+        return CachedStream(tts=self, input_text=text, conn_options=conn_options)
 
     async def render(self, text: str) -> tuple[rtc.AudioFrame, bool]:
         """Render one sentence (cache first); returns the audio and whether it came from the cache."""
@@ -303,6 +339,8 @@ class CachedTTS(tts.TTS[Any]):
             frame = await self.cache.get(self.identity, text)
             if frame is not None:
                 return frame, True
+        elif self.cache is not None:
+            self.cache.bypass()
         stream = self.inner.synthesize(text)
         frame = await stream.collect()
         if self.cache is not None and self.cacheable(text) and _cache_safe(stream):
@@ -313,13 +351,19 @@ class CachedTTS(tts.TTS[Any]):
         self.inner.off("metrics_collected", self._forward_metrics)
 
 
-class _CachedStream(tts.ChunkedStream):
+class CachedStream(tts.ChunkedStream):
+    """One sentence's synthesis; `record` says whether it came from the cache, and when its audio did."""
+
     _tts: CachedTTS
+
+    def __init__(self, *, tts: CachedTTS, input_text: str, conn_options: APIConnectOptions) -> None:
+        self.record = SynthesisRecord(text=normalize(input_text), started=time.perf_counter())
+        super().__init__(tts=tts, input_text=input_text, conn_options=conn_options)
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
         wrapper = self._tts
-        text = normalize(self._input_text)
-        record = SynthesisRecord(text=text, started=time.perf_counter())
+        record = self.record
+        text = record.text
         wrapper.journal.add(record)
         output_emitter.initialize(
             request_id=utils.shortuuid(),
@@ -331,15 +375,13 @@ class _CachedStream(tts.ChunkedStream):
         if cache is not None and wrapper.cacheable(text):
             frame = await cache.get(wrapper.identity, text)
             if frame is not None:
-                cache.stats.hits += 1
                 record.cached = True
                 record.first_audio = time.perf_counter()
                 output_emitter.push(_at_rate(frame, wrapper.sample_rate))
                 output_emitter.flush()
                 return
-            cache.stats.misses += 1
         elif cache is not None:
-            cache.stats.bypass += 1
+            cache.bypass()
         frames: list[rtc.AudioFrame] = []
         conn_options = wrapper.inner_conn_options or self._conn_options
         async with wrapper.inner.synthesize(text, conn_options=conn_options) as stream:

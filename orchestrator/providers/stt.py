@@ -31,6 +31,8 @@ _WHISPER_RATE = 16000
 # CTranslate2 models are safe to share across threads.
 _MODELS: dict[tuple[str, int], Any] = {}
 _MODELS_LOCK = threading.Lock()
+# Models whose first decode (CTranslate2 allocating its buffers) this process has already paid for.
+_WARMED: set[tuple[str, int]] = set()
 
 
 def default_model_path() -> Path:
@@ -115,11 +117,19 @@ class WhisperSTT(stt.STT[Any]):
     def prewarm(self) -> None:
         _load_model(self._model_path, self._threads)
 
-    async def load(self) -> None:
-        """Load the model off the event loop (first use would otherwise block a turn for ~1 s)."""
-        await asyncio.to_thread(_load_model, self._model_path, self._threads)
+    def warm(self) -> None:
+        """Load the model and pay for its first decode, once per process (blocking: prewarm, or a thread)."""
+        key = (str(self._model_path), self._threads)
+        if key in _WARMED:
+            return
+        _load_model(self._model_path, self._threads)
         # CTranslate2's first decode allocates its buffers: pay for it here, not on the caller's first turn.
-        await asyncio.to_thread(self.transcribe, np.zeros(_WHISPER_RATE // 2, dtype=np.float32))
+        self.transcribe(np.zeros(_WHISPER_RATE // 2, dtype=np.float32))
+        _WARMED.add(key)
+
+    async def load(self) -> None:
+        """Load and warm the model off the event loop (first use would otherwise block a turn for ~1 s)."""
+        await asyncio.to_thread(self.warm)
 
     def transcribe(self, audio: np.ndarray[Any, np.dtype[np.float32]]) -> str:
         """Blocking transcription of 16 kHz mono float32 audio (also used for batch re-transcription)."""

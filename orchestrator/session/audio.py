@@ -264,10 +264,17 @@ class CaptureAudioOutput(io.AudioOutput):
 # ---------------------------------------------------------------------------------------------
 
 
-def turn_handling(*, min_delay: float = 0.2, allow_interruptions: bool = True) -> dict[str, Any]:
+def turn_handling(
+    *, min_delay: float = 0.2, allow_interruptions: bool = True, resume_after_noise: bool = False
+) -> dict[str, Any]:
     """Turn settings pinned for self-hosting: VAD endpointing, no cloud turn model, no preemptive graph runs.
 
     Preemptive generation is off because a graph turn has side effects (bookings, payments) and must run once.
+
+    Args:
+        resume_after_noise: an output that can pause (a LiveKit room's) pauses when the caller seems to cut
+            in, and resumes the reply if no words follow within 2 s, so line noise never leaves the caller
+            in silence. The local line's capture cannot pause, so there a cut-in always stops the reply.
     """
     return {
         "turn_detection": "vad",
@@ -276,8 +283,8 @@ def turn_handling(*, min_delay: float = 0.2, allow_interruptions: bool = True) -
             "enabled": allow_interruptions,
             "mode": "vad",
             "min_duration": 0.5,
-            "resume_false_interruption": False,
-            "false_interruption_timeout": None,
+            "resume_false_interruption": resume_after_noise,
+            "false_interruption_timeout": 2.0 if resume_after_noise else None,
         },
         "preemptive_generation": {"enabled": False},
     }

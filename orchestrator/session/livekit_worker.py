@@ -5,18 +5,30 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from livekit.agents import Agent, AgentServer, AgentSession, JobContext, JobProcess
+from livekit.agents import AgentServer, JobContext, JobProcess
 from livekit.agents.utils import http_context
 
 from orchestrator.config import Settings, get_settings
+from orchestrator.heap import settle_heap
 from orchestrator.providers.stt import load_vad
-from orchestrator.session.audio import turn_handling
-from orchestrator.session.graph_llm import GraphLLM
 
-__all__ = ["ReadinessServer", "build_server", "run_agent_worker", "run_room_call"]
+if TYPE_CHECKING:
+    from livekit.agents.vad import VAD
+
+    from agents.ports import IntentClassifier
+    from agents.prompts import Prompts
+    from orchestrator.providers.voice import VoiceStack
+    from orchestrator.telemetry.cost import ProviderProfile
+    from orchestrator.telemetry.service import Telemetry
+    from orchestrator.worker.dispatch import DispatchedCall
+
+__all__ = ["AgentParts", "ReadinessServer", "build_server", "run_agent_worker", "run_room_call"]
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +70,65 @@ class ReadinessServer:
             self._runner = None
 
 
+# What every call needs, imported once in the forkserver that every job process is forked from, instead of
+# in each job on its caller's time (about two seconds of imports: LangGraph, SQLAlchemy, the voice plugins).
+PRELOAD_MODULES = [
+    "orchestrator.runtime",
+    "orchestrator.providers.intent",
+    "orchestrator.providers.voice",
+    "orchestrator.session.room",
+    "orchestrator.telemetry.service",
+    "orchestrator.telemetry.voice",
+    "orchestrator.console.live",
+    "orchestrator.worker.dispatch",
+    "orchestrator.worker.main",
+    "orchestrator.worker.tracking",
+]
+PARTS_KEY = "switchboard.parts"
+
+
+@dataclass
+class AgentParts:
+    """What a job process builds before it is given a call, in livekit's synchronous prewarm.
+
+    A job process runs one call, so everything here is off that call's start: the intent classifier (an
+    ONNX model), the prompts, silero VAD, the Whisper model past its first decode, and the telemetry
+    providers. Only the parts that need the job's event loop (the store, the checkpointer, the phrase
+    cache's Redis) are opened by the job, around these.
+    """
+
+    classifier: IntentClassifier
+    prompts: Prompts
+    vad: VAD
+    telemetry: Telemetry
+
+    @classmethod
+    def load(cls, settings: Settings) -> AgentParts:
+        """Load everything; blocking (seconds), so only where no call waits: a job process's prewarm."""
+        from agents.prompts import Prompts
+        from orchestrator.providers.intent import load_classifier
+        from orchestrator.providers.stt import WhisperSTT
+        from orchestrator.telemetry.service import Telemetry
+
+        classifier = load_classifier()
+        # Whisper is the local STT and the cloud STT's fallback, so every session loads it. The model is
+        # cached per process, and its first decode allocates CTranslate2's buffers: both happen here.
+        whisper = WhisperSTT(
+            model_path=settings.local_stt_model, cpu_threads=settings.local_stt_threads, hotwords=settings.stt_hotwords
+        )
+        whisper.warm()
+        return cls(
+            classifier=classifier,
+            prompts=Prompts.load(settings.prompts_dir),
+            vad=load_vad(),
+            # The process's one set of providers; set as OpenTelemetry's globals for livekit's own metrics.
+            telemetry=Telemetry.build(settings, set_global=True),
+        )
+
+
 def _prewarm(proc: JobProcess) -> None:
-    # Each job process loads silero (~1 s) once, before a call lands on it.
-    proc.userdata["vad"] = load_vad()
+    proc.userdata[PARTS_KEY] = AgentParts.load(get_settings())
+    settle_heap()  # loaded: a full collection must never walk the models mid-call
 
 
 def build_server(settings: Settings | None = None) -> AgentServer:
@@ -81,6 +149,10 @@ def build_server(settings: Settings | None = None) -> AgentServer:
         # WS_FULL at the last slot: the server never offers a job beyond `slots`.
         load_threshold=(slots - 0.5) / slots,
         num_idle_processes=min(slots, 2),
+        preload_modules=PRELOAD_MODULES,
+        # The prewarm loads two models and decodes once: seconds on a busy host, more than livekit's 10 s
+        # default allows when a burst starts several processes at once.
+        initialize_process_timeout=60.0,
         port=0,
     )
 
@@ -95,45 +167,120 @@ async def _entrypoint(ctx: JobContext) -> None:
 
 
 async def run_room_call(ctx: JobContext, settings: Settings) -> None:
-    """One call in its LiveKit room: the same GraphLLM and providers as the local transports."""
+    """One dispatched call: the same GraphLLM and providers as the local transports, tracked like a text call.
+
+    The call span continues the job's trace (the dispatch carries the job), the console sees each turn
+    as it is spoken and its commands reach the checkpoint before each caller turn, and the call record,
+    metrics and alerts are written when the session ends. A dispatch whose job has a ``script`` is a
+    simulated caller: it speaks on a local line instead of the room.
+    """
+    from orchestrator.worker.dispatch import PREFIX_METADATA_KEY, DispatchedCall
+
+    t0 = time.perf_counter()
+    parts = ctx.proc.userdata.get(PARTS_KEY)
+    if not isinstance(parts, AgentParts):
+        log.warning("job process was not prewarmed: loading the call's models on its time")
+        parts = AgentParts.load(settings)
+    dispatched = DispatchedCall.parse(ctx.job.metadata, room=ctx.job.room.name)
+    error: str | None = None
+    try:
+        await _run_session(ctx, settings, parts, dispatched, t0)
+    except (Exception, asyncio.CancelledError) as exc:
+        # A failed (or cancelled) session is reported too, so the queue worker retries at once
+        # instead of at its session timeout.
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        # After the cleanup, so the checkpoint the queue worker then reads holds the whole call.
+        await _mark_session_end(settings, {PREFIX_METADATA_KEY: dispatched.prefix}, dispatched.call_id, error=error)
+        # A job process ends with its call: export its spans and metrics now (bounded; never raises).
+        await parts.telemetry.aclose()
+
+
+async def _run_session(
+    ctx: JobContext, settings: Settings, parts: AgentParts, dispatched: DispatchedCall, t0: float
+) -> None:
+    import redis.asyncio as aioredis
+
+    from orchestrator.console.live import LiveFeed
+    from orchestrator.providers.tts import local_tts
     from orchestrator.providers.voice import open_voice
     from orchestrator.runtime import Services
+    from orchestrator.session.room import LocalLine, VoiceCall, play_caller
+    from orchestrator.telemetry import names
+    from orchestrator.telemetry.voice import watch_voice
+    from orchestrator.worker.main import RedisNotConfigured, resolve_redis_url
+    from orchestrator.worker.tracking import CallTracker
 
-    metadata = json.loads(ctx.job.metadata or "{}")
-    call_id = str(metadata.get("call_id") or ctx.job.room.name)
-    async with await Services.open(settings) as services, http_context.open():
-        voice = await open_voice(
-            settings,
-            phrases=services.prompts.phrases(),
-            redis_url=settings.redis_url,
-            vad_instance=ctx.proc.userdata.get("vad"),
-        )
-        graph_llm = GraphLLM(services.graph, services.context, call_id=call_id, caller_id=metadata.get("caller_id"))
-        session: AgentSession[None] = AgentSession(
-            llm=graph_llm,
-            stt=voice.stt,
-            vad=voice.vad,
-            tts=voice.tts,
-            turn_handling=turn_handling(),  # type: ignore[arg-type]
-        )
-        closed = asyncio.Event()
-        session.on("close", lambda _ev: closed.set())
-        error: str | None = None
+    job = dispatched.ticket.job
+    telemetry = parts.telemetry
+    async with AsyncExitStack() as stack:
+        # The queue worker and the API seed the tenant; a call has no time for it.
+        services = await Services.open(settings, classifier=parts.classifier, prompts=parts.prompts, seed=False)
+        stack.push_async_callback(services.aclose)
+        await stack.enter_async_context(http_context.open())
+        await telemetry.attach_store(services.engine)
         try:
-            await session.start(Agent(instructions="Northwind Broadband contact centre"), room=ctx.room)
-            await ctx.connect()
-            await closed.wait()
-        except (Exception, asyncio.CancelledError) as exc:
-            # A failed (or cancelled) session is reported too, so the queue worker retries at once
-            # instead of at its session timeout.
-            error = f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            await session.aclose()
-            await graph_llm.aclose()
-            await voice.aclose()
-            # After the cleanup, so the checkpoint the queue worker then reads holds the whole call.
-            await _mark_session_end(settings, metadata, call_id, error=error)
+            redis_url: str | None = resolve_redis_url(settings)
+        except RedisNotConfigured:
+            log.warning("call %s: no Redis configured: no console, no shared phrase cache", job.call_id)
+            redis_url = None
+        voice = await open_voice(settings, phrases=parts.prompts.phrases(), redis_url=redis_url, vad_instance=parts.vad)
+        stack.push_async_callback(voice.aclose)
+        line = LocalLine.open() if job.script is not None else None
+        telemetry.profile = _profile(settings, voice, simulated=line is not None, source=job.source)
+        stack.callback(watch_voice(telemetry.metrics, stt_engine=voice.stt, tts_engine=voice.tts, cache=voice.cache))
+        live = None
+        if redis_url is not None:
+            redis = aioredis.Redis.from_url(redis_url)
+            stack.push_async_callback(redis.aclose)
+            live = LiveFeed(redis, prefix=dispatched.prefix)
+        tracker = CallTracker(dispatched.ticket, telemetry=telemetry, live=live)
+        call = VoiceCall(
+            services,
+            voice,
+            call_id=job.call_id,
+            caller_id=job.caller_id or None,
+            callbacks=tracker.callbacks,
+            room=ctx.room if line is None else None,
+            line=line,
+            before_turn=tracker.before_turn,
+            on_turn=tracker.turn_done,
+        )
+
+        async def conversation(resumed_at: int) -> None:
+            start_ms = (time.perf_counter() - t0) * 1000
+            log.info("call %s: session ready %.0f ms after the job started", job.call_id, start_ms)
+            if tracker.span is not None:
+                tracker.span.set_attribute(names.ATTR_CALL_START_MS, round(start_ms, 1))
+            if line is None:
+                await ctx.connect()
+                await call.closed.wait()
+            else:
+                caller = local_tts(settings.local_tts_engine, voice=settings.local_tts_voice)
+                await play_caller(call, caller, (job.script or [])[resumed_at:])
+            await call.drain()
+
+        await tracker.run(call, conversation)
+
+
+def _profile(settings: Settings, voice: VoiceStack, *, simulated: bool, source: str) -> ProviderProfile:
+    """The priced providers of this process's calls, as the voice stack was actually built."""
+    from orchestrator.telemetry.cost import ProviderProfile
+
+    deepgram = settings.stt_provider == "deepgram" and settings.deepgram_api_key is not None
+    cartesia = settings.tts_provider == "cartesia" and settings.cartesia_api_key is not None
+    if simulated:
+        telephony, livekit = "none", "none"
+    else:
+        telephony = "sip-trunk" if source == "sip" else "none"
+        livekit = "livekit-cloud" if ".livekit.cloud" in (settings.livekit_url or "") else "self-hosted"
+    return ProviderProfile(
+        stt="deepgram" if deepgram else "faster-whisper",
+        tts="cartesia" if cartesia else voice.tts.inner.model,
+        telephony=telephony,
+        livekit=livekit,
+    )
 
 
 async def _mark_session_end(

@@ -105,8 +105,14 @@ class CallMetrics:
         cost: CallCost | None,
         cost_intent: Mapping[str, float] | None = None,
         anomaly_kinds: Iterable[str] = (),
+        stage_ms: Iterable[tuple[str, float]] = (),
     ) -> None:
-        """Record one finished call. Called once per call by `Telemetry.finish_call`."""
+        """Record one finished call. Called once per call by `Telemetry.finish_call`.
+
+        `turn_latencies_ms` are the turns' end-to-end latencies (a voice turn whose first audio was never
+        measured, e.g. cut off by the caller, carries 0 and is left out); `stage_ms` are the other stages
+        a voice turn splits into, as `(stage, ms)` pairs (`names.STAGES`).
+        """
         errors = list(errors)
         success = is_success(outcome, errors)
         with self._lock:
@@ -118,9 +124,12 @@ class CallMetrics:
         if outcome == "escalated":
             self.escalations.add(1, {n.L_REASON: escalation_reason or "unspecified"})
         for ms in turn_latencies_ms:
-            self.turn_latency.record(ms, {n.L_STAGE: n.STAGE_E2E})
+            if ms > 0:
+                self.turn_latency.record(ms, {n.L_STAGE: n.STAGE_E2E})
         for ms in graph_ms:
             self.turn_latency.record(ms, {n.L_STAGE: n.STAGE_GRAPH})
+        for stage, ms in stage_ms:
+            self.observe_stage(stage, ms)
         for h in handoffs:
             self.handoffs.add(1, {n.L_FROM: str(h.get("from_agent")), n.L_TO: str(h.get("to_agent"))})
         for e in tool_events:
@@ -149,7 +158,7 @@ class CallMetrics:
                 self.tokens.add(u.input_tokens, {**model, n.L_DIRECTION: "input"})
                 self.tokens.add(u.output_tokens, {**model, n.L_DIRECTION: "output"})
             elif u.component == "tts":
-                self.phrase_cache.add(1, {n.L_RESULT: "hit" if u.cached else "miss"})
+                # Lookups are counted by the phrase cache itself (`observe_phrase_cache`), not inferred here.
                 if not u.cached:
                     self.characters.add(u.characters, {n.L_PROVIDER: u.provider})
             else:
@@ -180,9 +189,9 @@ class CallMetrics:
         """A turn fell back to another path (LLM down: deterministic flow; TTS down: another voice)."""
         self.provider_fallbacks.add(1, {n.L_KIND: kind, n.L_REASON: reason})
 
-    def observe_phrase_cache(self, hit: bool) -> None:
-        """One phrase-cache lookup by the TTS path."""
-        self.phrase_cache.add(1, {n.L_RESULT: "hit" if hit else "miss"})
+    def observe_phrase_cache(self, result: str) -> None:
+        """One sentence through the phrase cache, as the cache counted it (`names.CACHE_*`)."""
+        self.phrase_cache.add(1, {n.L_RESULT: result})
 
     # Workers and queue ---------------------------------------------------------------------------
 

@@ -50,6 +50,8 @@ ATTR_TURNS: Final = "cc.call.turns"
 ATTR_COST_USD: Final = "cc.cost.usd"
 ATTR_COST_UNKNOWN: Final = "cc.cost.unknown"
 ATTR_ANOMALIES: Final = "cc.anomalies"
+# Time from the agent job's start to the session being ready to hear the caller (voice calls).
+ATTR_CALL_START_MS: Final = "cc.call.start_ms"
 
 # PII lives only under a `pii` segment, so livekit-agents' own filter (which drops any key with a `pii`
 # segment when PII is not allowed) treats ours like its `lk.pii.*`; values are redacted before they are set.
@@ -78,7 +80,7 @@ M_DEAD_LETTERS: Final = "cc.queue.dead_letters"  # gauge (entries in the dead-le
 M_DEAD_LETTERED: Final = "cc.calls.dead_lettered"  # counter (calls this process dead-lettered)
 M_IN_FLIGHT: Final = "cc.worker.in_flight"  # up-down counter {worker}
 M_WORKER_SLOTS: Final = "cc.worker.slots"  # up-down counter {worker}
-M_PHRASE_CACHE: Final = "cc.phrase_cache.lookups"  # counter {result=hit|miss}
+M_PHRASE_CACHE: Final = "cc.phrase_cache.lookups"  # counter {result=hit|miss|bypass}, counted by the cache
 M_PROVIDER_ERRORS: Final = "cc.provider.errors"  # counter {provider, kind, error}
 M_PROVIDER_FALLBACKS: Final = "cc.provider.fallbacks"  # counter {kind, reason}
 M_TOKENS: Final = "cc.usage.tokens"  # counter {provider, model, direction}
@@ -113,14 +115,30 @@ L_INTENT: Final = "intent"
 L_AGENT: Final = "agent"
 L_RULE: Final = "rule"
 
-# Latency stages (values of the `stage` label).
+# Latency stages (values of the `stage` label). A voice turn's first audio (e2e) splits into STT
+# finalisation, endpointing, the graph's first speakable token, TTS first byte and our own overhead.
 STAGE_E2E: Final = "e2e"  # end of caller speech (or text turn) to first agent audio/text
 STAGE_GRAPH: Final = "graph"  # one graph run
 STAGE_STT: Final = "stt"  # STT finalisation after end of speech
-STAGE_LLM_TTFT: Final = "llm_ttft"  # LLM first token
+STAGE_ENDPOINTING: Final = "endpointing"  # the deliberate end-of-turn wait after the final transcript
+STAGE_LLM_TTFT: Final = "llm_ttft"  # the session's LLM (the graph) first speakable token
 STAGE_TTS_TTFB: Final = "tts_ttfb"  # TTS first byte
-STAGE_OVERHEAD: Final = "overhead"  # e2e minus the provider stages: our own cost
-STAGES: Final = (STAGE_E2E, STAGE_GRAPH, STAGE_STT, STAGE_LLM_TTFT, STAGE_TTS_TTFB, STAGE_OVERHEAD)
+STAGE_OVERHEAD: Final = "overhead"  # e2e minus the stages above: our own cost
+STAGES: Final = (
+    STAGE_E2E,
+    STAGE_GRAPH,
+    STAGE_STT,
+    STAGE_ENDPOINTING,
+    STAGE_LLM_TTFT,
+    STAGE_TTS_TTFB,
+    STAGE_OVERHEAD,
+)
+
+# Phrase-cache lookup results (values of the `result` label): a hit plays with no TTS call, a miss is a
+# phrase synthesised (and stored), a bypass a sentence outside the phrase set.
+CACHE_HIT: Final = "hit"
+CACHE_MISS: Final = "miss"
+CACHE_BYPASS: Final = "bypass"
 
 # Histogram bucket bounds: the 300 ms and 500 ms bars of the seed's table fall on bucket edges.
 LATENCY_BUCKETS_MS: Final = (5, 10, 25, 50, 100, 200, 300, 400, 500, 750, 1000, 1500, 2500, 5000, 10000)

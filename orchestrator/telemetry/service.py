@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -31,6 +31,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _EMPTY_PRICES = PriceTable("USD", {}, {}, {}, {}, {})
+
+
+class TelemetryOptions(TypedDict, total=False):
+    """`Telemetry.build`'s keyword arguments, which `Telemetry.open` passes on."""
+
+    span_exporters: Sequence[SpanExporter]
+    metric_readers: Sequence[MetricReader]
+    simple: bool
+    set_global: bool
+    join_livekit: bool
+    profile: ProviderProfile | None
+    stream: AlertStream | None
+    notifier: WebhookNotifier | None
 
 
 class Telemetry:
@@ -65,10 +78,24 @@ class Telemetry:
 
     @classmethod
     async def open(
+        cls, settings: Settings, *, engine: AsyncEngine | None = None, **options: Unpack[TelemetryOptions]
+    ) -> Telemetry:
+        """Set up providers (`build`, which documents ``options``) and open the records store.
+
+        Args:
+            settings: Telemetry settings (OTLP endpoint, price table, budget, webhook, prompts folder).
+            engine: The records database (`Services.engine`); None keeps no records.
+        """
+        telemetry = cls.build(settings, **options)
+        if engine is not None:
+            await telemetry.attach_store(engine)
+        return telemetry
+
+    @classmethod
+    def build(
         cls,
         settings: Settings,
         *,
-        engine: AsyncEngine | None = None,
         span_exporters: Sequence[SpanExporter] = (),
         metric_readers: Sequence[MetricReader] = (),
         simple: bool = False,
@@ -78,11 +105,12 @@ class Telemetry:
         stream: AlertStream | None = None,
         notifier: WebhookNotifier | None = None,
     ) -> Telemetry:
-        """Set up providers and open the records store.
+        """Everything `open` sets up except the records store, without an event loop (a job's prewarm).
+
+        Attach the store with `attach_store` once a loop runs.
 
         Args:
             settings: Telemetry settings (OTLP endpoint, price table, budget, webhook, prompts folder).
-            engine: The records database (`Services.engine`); None keeps no records.
             span_exporters: Extra span exporters (tests).
             metric_readers: Extra metric readers (tests).
             simple: Export spans as they end (tests).
@@ -118,20 +146,22 @@ class Telemetry:
             phrases = Prompts.load(settings.prompts_dir).phrases()
         except Exception:
             phrases = []
-        store = None
-        if engine is not None:
-            store = CallStore(engine, timezone=settings.tenant_timezone)
-            await store.create_schema()
         return cls(
             settings,
             handles,
-            store=store,
+            store=None,
             prices=prices,
             detector=detector,
             alerts=alerts,
             cached_phrases=phrases,
             profile=profile or ProviderProfile.text(),
         )
+
+    async def attach_store(self, engine: AsyncEngine) -> None:
+        """Keep call records in `engine`'s database (`Services.engine`), creating its tables if needed."""
+        store = CallStore(engine, timezone=self.settings.tenant_timezone)
+        await store.create_schema()
+        self.store = store
 
     @property
     def tracer(self) -> Any:
@@ -281,6 +311,7 @@ class Telemetry:
                 cost=cost,
                 cost_intent=by_intent,
                 anomaly_kinds=[f.kind for f in flags],
+                stage_ms=_voice_stages(result),
             )
         except Exception:
             log.exception("metering call %s failed", result.call_id)
@@ -329,48 +360,50 @@ async def run_traced_text_call(
     attempt: int = 1,
     source: str = "simulate",
 ) -> tuple[CallResult, CallView | None]:
-    """Run a scripted text call the way a worker should: in its call span, traced, recorded, metered.
+    """Run a scripted text call the way a worker does: in its call span, traced, recorded, metered.
 
-    This is the reference for wiring telemetry into a call runner (see the report of issue 5): open the
-    call span from the job's traceparent, give the graph a `GraphSpanHandler`, run the session inside the
-    span, then `finish_call`.
+    The same `CallTracker` as the workers' runners (`orchestrator.worker.tracking`), without a queue or a
+    console: for reports, tests and benchmarks that need telemetry on calls run in process.
     """
-    import time
-    from datetime import UTC
+    import uuid
 
+    from orchestrator.contracts import CallJob
     from orchestrator.session.text import TextCall
-    from orchestrator.telemetry.tracing import instrument_graph_llm
+    from orchestrator.worker.tracking import CallTicket, CallTracker
 
-    call = TextCall(services, call_id=call_id, caller_id=caller_id)
-    handler = telemetry.graph_handler(call.call_id)
-    instrument_graph_llm(call.llm, handler)
-    started_at = datetime.now(UTC)
-    t0 = time.perf_counter()
-    with telemetry.call_span(
-        call_id=call.call_id,
+    job = CallJob(
+        call_id=call_id or f"call-{uuid.uuid4().hex[:12]}",
+        source=source,
+        caller_id=caller_id or "",
         traceparent=traceparent,
         attempt=attempt,
-        worker=worker,
-        queue_wait_ms=queue_wait_ms,
-        source=source,
-        caller_id=caller_id,
-    ) as span:
-        try:
-            await call.start()
-            for utterance in utterances:
-                await call.say(utterance)
-                if await call.ended():
-                    break
-        finally:
-            await call.aclose()
-        view = await telemetry.finish_call(
-            call.result,
-            started_at=started_at,
-            duration_s=time.perf_counter() - t0,
-            queue_wait_ms=queue_wait_ms,
-            worker=worker,
-            attempt=attempt,
-            handler=handler,
-            span=span,
-        )
-    return call.result, view
+    )
+    tracker = CallTracker(
+        CallTicket(job, attempt=attempt, worker=worker, queue_wait_ms=queue_wait_ms), telemetry=telemetry
+    )
+    call = TextCall(services, call_id=job.call_id, caller_id=caller_id, callbacks=tracker.callbacks)
+
+    async def conversation(_resumed_at: int) -> None:
+        for utterance in utterances:
+            await call.say(utterance)
+            if await call.ended():
+                break
+
+    await tracker.run(call, conversation)
+    return call.result, tracker.view
+
+
+def _voice_stages(result: CallResult) -> list[tuple[str, float]]:
+    """The measured stages of a voice call's turns, besides end to end and graph (those have fields of their own).
+
+    Voice turn records carry a `stages` mapping (`orchestrator.session.room.VoiceTurnRecord`); text turns
+    have none.
+    """
+    out: list[tuple[str, float]] = []
+    for turn in result.turns:
+        stages = getattr(turn, "stages", None)
+        if isinstance(stages, Mapping):
+            out.extend(
+                (str(stage), float(ms)) for stage, ms in stages.items() if stage not in (n.STAGE_E2E, n.STAGE_GRAPH)
+            )
+    return out

@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
+from langgraph.types import Command
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -241,8 +242,9 @@ class GraphSpanHandler(BaseCallbackHandler):
                 self.nodes.append(NodeTiming(self.turn, run.node, ms))
                 if self.metrics is not None:
                     self.metrics.node_duration.record(ms, {n.L_NODE: run.node})
-                if isinstance(outputs, Mapping):
-                    self._annotate_node(run, outputs)
+                update = _node_update(outputs)
+                if update is not None:
+                    self._annotate_node(run, update)
                 run.span.end()
         except Exception:
             pass
@@ -448,6 +450,13 @@ class GraphSpanHandler(BaseCallbackHandler):
             pass
 
 
+def _node_update(outputs: Any) -> Mapping[str, Any] | None:
+    """A node's state update, whether it returned the update or a `Command` carrying it (and where to go)."""
+    if isinstance(outputs, Command):
+        outputs = outputs.update
+    return outputs if isinstance(outputs, Mapping) else None
+
+
 def _token_usage(response: Any) -> tuple[int, int]:
     """Input and output tokens of an `LLMResult` (message usage metadata, or the provider's llm_output)."""
     tokens_in = tokens_out = 0
@@ -461,29 +470,3 @@ def _token_usage(response: Any) -> tuple[int, int]:
         tokens_in = int(raw.get("prompt_tokens", 0) or 0)
         tokens_out = int(raw.get("completion_tokens", 0) or 0)
     return tokens_in, tokens_out
-
-
-class _TracedGraph:
-    """A compiled graph whose `astream` always carries a callback handler; everything else passes through."""
-
-    def __init__(self, graph: Any, handler: BaseCallbackHandler) -> None:
-        self._graph = graph
-        self._handler = handler
-
-    def astream(self, input: Any, config: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
-        cfg = dict(config or {})
-        cfg["callbacks"] = [*list(cfg.get("callbacks") or []), self._handler]
-        return self._graph.astream(input, config=cfg, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._graph, name)
-
-
-def instrument_graph_llm(graph_llm: Any, handler: BaseCallbackHandler) -> None:
-    """Make a `GraphLLM` run its graph with `handler` in the run config (idempotent).
-
-    A stop-gap until `GraphLLM` takes `callbacks=`: it wraps the adapter's `graph` attribute, which
-    only `GraphStream` streams from; state reads go to `Services.graph` directly and are untouched.
-    """
-    if not isinstance(graph_llm.graph, _TracedGraph):
-        graph_llm.graph = _TracedGraph(graph_llm.graph, handler)

@@ -6,23 +6,28 @@ import asyncio
 import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
 from livekit import api
 from livekit.protocol import agent
+from pydantic import ValidationError
 
 from orchestrator.config import Settings
-from orchestrator.contracts import CallOutcome
+from orchestrator.contracts import CallJob, CallOutcome
 from orchestrator.queue import ClaimedCall
 from orchestrator.runtime import Services
 from orchestrator.worker.runner import CallRunner, checkpoint_state, outcome_from_state
+from orchestrator.worker.tracking import CallTicket
 
 __all__ = [
     "PREFIX_METADATA_KEY",
+    "DispatchedCall",
     "LiveKitDispatchRunner",
     "RoutingRunner",
     "SessionFailed",
+    "dispatch_metadata",
     "push_session_ended",
     "session_ended_key",
 ]
@@ -35,6 +40,70 @@ PREFIX_METADATA_KEY = "queue_prefix"
 DEFAULT_PREFIX = "sb"
 # Markers outlive a queue worker that dies between the push and the ack, so its successor finds them.
 MARKER_TTL_S = 24 * 3600
+
+
+def dispatch_metadata(claimed: ClaimedCall, *, prefix: str) -> dict[str, Any]:
+    """What a dispatch tells the agent worker: the whole job (its trace, caller, admission time), this
+    attempt, the queue worker holding the call, and the queue prefix its end marker goes under.
+
+    ``call_id`` and ``caller_id`` stay at the top level too: a worker adopting a live dispatch matches
+    on ``call_id`` (`_is_live_dispatch_of`).
+    """
+    job = claimed.job
+    return {
+        "call_id": job.call_id,
+        "caller_id": job.caller_id,
+        PREFIX_METADATA_KEY: prefix,
+        "job": job.model_dump(mode="json"),
+        "attempt": claimed.attempt,
+        "worker": claimed.consumer,
+        "queue_wait_ms": claimed.waited_s * 1000,
+    }
+
+
+@dataclass(frozen=True)
+class DispatchedCall:
+    """A dispatch's metadata as the agent worker reads it (see `dispatch_metadata`).
+
+    Attributes:
+        ticket: The call and this attempt, for the agent's call span, record and console.
+        prefix: The queue prefix the end-of-session marker and the console keys live under.
+    """
+
+    ticket: CallTicket
+    prefix: str = DEFAULT_PREFIX
+
+    @property
+    def call_id(self) -> str:
+        return self.ticket.job.call_id
+
+    @classmethod
+    def parse(cls, metadata: str | None, *, room: str) -> DispatchedCall:
+        """Read a dispatch's metadata; a dispatch without the job (a simulated job) is the room's call."""
+        try:
+            data = json.loads(metadata or "{}")
+        except ValueError:
+            data = {}
+        if not isinstance(data, dict):
+            data = {}
+        job: CallJob | None = None
+        if isinstance(data.get("job"), dict):
+            try:
+                job = CallJob.model_validate(data["job"])
+            except ValidationError:
+                logger.warning("dispatch for room %s carries an unreadable job; using its call id", room)
+        if job is None:
+            job = CallJob(call_id=str(data.get("call_id") or room), caller_id=str(data.get("caller_id") or ""))
+        if not job.room:
+            job = job.model_copy(update={"room": room})
+        try:
+            wait = data.get("queue_wait_ms")
+            queue_wait_ms = float(wait) if wait is not None else None
+            attempt = int(data.get("attempt") or job.attempt)
+        except (TypeError, ValueError):
+            queue_wait_ms, attempt = None, job.attempt
+        ticket = CallTicket(job, attempt=attempt, worker=str(data.get("worker") or ""), queue_wait_ms=queue_wait_ms)
+        return cls(ticket, prefix=str(data.get(PREFIX_METADATA_KEY) or DEFAULT_PREFIX))
 
 
 class SessionFailed(RuntimeError):
@@ -67,11 +136,11 @@ class LiveKitDispatchRunner:
     """Runs a real LiveKit call: explicit dispatch of the voice agent, then a wait for its end marker.
 
     ``run`` asks LiveKit's ``AgentDispatchService`` for the agent ``settings.agent_name`` in the call's
-    room (metadata ``{call_id, caller_id, queue_prefix}``), then polls ``<prefix>:session-ended:<call_id>``
-    until the agent worker (``run_room_call``) pushes the marker, and reads the outcome from the graph
-    checkpoint. A dispatch error, a ``failed`` marker or no marker within ``max_session_s`` raises, so
-    the worker's fail/retry/dead-letter path handles it. The wait is a plain sleep between pops, so a
-    drain deadline or a take-over cancels it at once.
+    room (metadata: `dispatch_metadata`, so the agent's call span continues the job's trace), then polls
+    ``<prefix>:session-ended:<call_id>`` until the agent worker (``run_room_call``) pushes the marker, and
+    reads the outcome from the graph checkpoint. A dispatch error, a ``failed`` marker or no marker within
+    ``max_session_s`` raises, so the worker's fail/retry/dead-letter path handles it. The wait is a plain
+    sleep between pops, so a drain deadline or a take-over cancels it at once.
 
     A marker already waiting when a call is claimed (the previous holder died between the marker and
     the ack) means its session is over: the outcome is read without dispatching again.
@@ -125,7 +194,7 @@ class LiveKitDispatchRunner:
 
     async def _dispatch(self, claimed: ClaimedCall) -> None:
         job = claimed.job
-        metadata = {"call_id": job.call_id, "caller_id": job.caller_id, PREFIX_METADATA_KEY: self.prefix}
+        metadata = dispatch_metadata(claimed, prefix=self.prefix)
         request = api.CreateAgentDispatchRequest(
             agent_name=self.settings.agent_name, room=job.room or job.call_id, metadata=json.dumps(metadata)
         )

@@ -3,29 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
-
-from langchain_core.callbacks import BaseCallbackHandler
 
 from orchestrator.contracts import CallOutcome
 from orchestrator.queue import ClaimedCall
 from orchestrator.runtime import Services
 from orchestrator.session.text import TextCall, outcome_of
 from orchestrator.telemetry.service import Telemetry
+from orchestrator.worker.tracking import CallTicket, CallTracker, TurnHook
 
 if TYPE_CHECKING:
     from orchestrator.console.live import LiveFeed
+
+__all__ = [
+    "TURN_GAP_KEY",
+    "CallRunner",
+    "TextCallRunner",
+    "TurnHook",
+    "checkpoint_state",
+    "outcome_from_state",
+]
 
 # Simulated callers may pause between turns (room metadata ``turn_gap_ms``) so that calls last as long
 # as real ones would; the worker sleeps that long before feeding each scripted turn.
 TURN_GAP_KEY = "turn_gap_ms"
 MAX_TURN_GAP_S = 30.0
-
-TurnHook = Callable[[str, int], None]
 
 
 class CallRunner(Protocol):
@@ -95,76 +98,32 @@ class TextCallRunner:
 
     async def run(self, claimed: ClaimedCall) -> CallOutcome:
         """Run (or resume) the call and return its outcome."""
-        if self.telemetry is None:
-            return await self._run(claimed, None)
         job = claimed.job
-        handler = self.telemetry.graph_handler(job.call_id)
-        started_at = datetime.now(UTC)
-        t0 = time.perf_counter()
-        with self.telemetry.call_span(
-            call_id=job.call_id,
-            traceparent=job.traceparent,
-            attempt=claimed.attempt,
-            worker=self.worker_name,
-            queue_wait_ms=claimed.waited_s * 1000,
-            source=job.source,
-            caller_id=job.caller_id or None,
-        ) as span:
-            calls: list[TextCall] = []
-            outcome = await self._run(claimed, handler, calls)
-            # Records and metrics never fail a call: finish_call swallows and logs its own errors.
-            await self.telemetry.finish_call(
-                calls[0].result,
-                started_at=started_at,
-                duration_s=time.perf_counter() - t0,
-                queue_wait_ms=claimed.waited_s * 1000,
-                worker=self.worker_name,
-                attempt=claimed.attempt,
-                handler=handler,
-                span=span,
-            )
-        return outcome
-
-    async def _run(
-        self, claimed: ClaimedCall, handler: BaseCallbackHandler | None, calls: list[TextCall] | None = None
-    ) -> CallOutcome:
-        job = claimed.job
-        call = TextCall(
-            self.services, call_id=job.call_id, caller_id=job.caller_id or None, callbacks=[handler] if handler else ()
+        tracker = CallTracker(
+            CallTicket.claimed(claimed, worker=self.worker_name),
+            telemetry=self.telemetry,
+            live=self.live,
+            on_start=self.on_start,
+            on_turn=self.on_turn,
         )
-        if calls is not None:
-            calls.append(call)
+        call = TextCall(
+            self.services, call_id=job.call_id, caller_id=job.caller_id or None, callbacks=tracker.callbacks
+        )
         latencies: list[float] = []
-        try:
-            await call.start()
-            state = await call.state()
-            resumed_at = int(state.get("turn") or 0)
-            if self.on_start is not None:
-                self.on_start(job.call_id, resumed_at)
-            if self.live is not None:
-                await self.live.call_started(job, worker=self.worker_name, resumed_at=resumed_at)
+
+        async def conversation(resumed_at: int) -> None:
             gap_s = _turn_gap_s(job.metadata)
-            done = resumed_at
-            if not state.get("ended"):
-                for utterance in (job.script or [])[resumed_at:]:
-                    if gap_s:
-                        await asyncio.sleep(gap_s)
-                    if self.live is not None:
-                        await self.live.before_turn(call)
-                    record = await call.say(utterance)
-                    if self.live is not None:
-                        await self.live.turn_done(call, utterance, record)
-                    latencies.append(record.latency_ms)
-                    done += 1
-                    if self.on_turn is not None:
-                        self.on_turn(job.call_id, done)
-                    if await call.ended():
-                        break
-            final: dict[str, Any] = await call.state()
-            if self.live is not None:
-                await self.live.call_ended(job.call_id, outcome_of(final))
-        finally:
-            await call.aclose()
+            for utterance in (job.script or [])[resumed_at:]:
+                if gap_s:
+                    await asyncio.sleep(gap_s)
+                await tracker.before_turn(call)
+                record = await call.say(utterance)
+                await tracker.turn_done(call, utterance, record)
+                latencies.append(record.latency_ms)
+                if await call.ended():
+                    break
+
+        final, resumed_at = await tracker.run(call, conversation)
         return outcome_from_state(job.call_id, final, resumed_at=resumed_at, turn_latency_ms=latencies)
 
 

@@ -141,16 +141,22 @@ async def test_dispatches_the_agent_into_the_room_and_returns_the_outcome_at_the
     services: Services, settings: Settings, livekit: DispatchStandIn, redis: tuple[aioredis.Redis, str]
 ) -> None:
     call_id = f"lk-{uuid.uuid4().hex[:8]}"
-    task = asyncio.create_task(make_runner(services, settings, redis).run(claimed_call(call_id)))
+    claimed = claimed_call(call_id)
+    task = asyncio.create_task(make_runner(services, settings, redis).run(claimed))
     try:
         await asyncio.wait_for(livekit.received.wait(), 10)
         [(request, headers)] = livekit.requests
         assert (request.agent_name, request.room) == (settings.agent_name, f"call-{call_id}")
-        assert json.loads(request.metadata) == {
+        metadata = json.loads(request.metadata)
+        assert {k: metadata[k] for k in ("call_id", "caller_id", "queue_prefix", "worker", "attempt")} == {
             "call_id": call_id,
             "caller_id": "+15550100",
             "queue_prefix": redis[1],
+            "worker": "w1",
+            "attempt": 1,
         }
+        # The whole job travels, traceparent included, so the voice call's span joins the admission trace.
+        assert CallJob.model_validate(metadata["job"]) == claimed.job
         assert headers["Content-Type"] == "application/protobuf"
         scheme, _, token = headers["Authorization"].partition(" ")
         claims = TokenVerifier(API_KEY, API_SECRET).verify(token)  # checks the signature and expiry

@@ -111,3 +111,19 @@ async def test_redis_outage_costs_a_synthesis_not_the_turn() -> None:
 async def test_split_matches_the_session_tokenizer() -> None:
     sentences = await split_sentences("Thanks for calling Northwind Broadband. How can I help you today?")
     assert sentences == ["Thanks for calling Northwind Broadband.", "How can I help you today?"]
+
+
+async def test_listeners_see_each_count_as_the_cache_makes_it(cache: PhraseCache) -> None:
+    seen: list[str] = []
+
+    def broken(_result: str) -> None:
+        raise RuntimeError("a metrics backend is down")
+
+    cache.on_lookup(broken)
+    cache.on_lookup(seen.append)
+    wrapper = CachedTTS(CountingTTS(), cache, phrases=["Let me look that up."])
+    for text in ("Let me look that up.", "Let me look that up.", "Anything else?"):
+        frame = await wrapper.synthesize(text).collect()
+        assert frame.duration > 0, "a failing listener never costs the sentence its audio"
+    assert seen == ["miss", "hit", "bypass"]
+    assert (cache.stats.hits, cache.stats.misses, cache.stats.bypass) == (1, 1, 1)

@@ -59,7 +59,7 @@ def exported_names(tmp_path: Path) -> set[str]:
     m.first_contact.add(1)
     m.observe_dead_letter()
     m.observe_provider_error("openai", "llm", "APIError")
-    m.observe_phrase_cache(True)
+    m.observe_phrase_cache(names.CACHE_HIT)
     m.alerts.add(1, {"rule": "x"})
     m.node_duration.record(1, {"node": "route"})
     m.update_queue({"waiting_by_priority": {1: 2}, "oldest_wait_s": 1.0, "dead_letters": 0})

@@ -1,0 +1,274 @@
+"""A voice call in a LiveKit room (or on a local line for simulated callers), its turns recorded as they happen."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.callbacks import BaseCallbackHandler
+from livekit import rtc
+from livekit.agents import AgentSession, llm, tts
+from livekit.agents.voice.events import ConversationItemAddedEvent
+from opentelemetry import context as otel_context
+
+from orchestrator.providers.voice import VoiceStack
+from orchestrator.runtime import Services
+from orchestrator.session.audio import CaptureAudioOutput, LineAudioInput, spoken_digits, turn_handling
+from orchestrator.session.graph_llm import GraphAgent
+from orchestrator.session.text import TextCall, TurnRecord
+from orchestrator.telemetry import names as n
+from orchestrator.telemetry.voice import turn_stages
+
+__all__ = ["LocalLine", "VoiceCall", "VoiceTurnRecord", "play_caller"]
+
+log = logging.getLogger(__name__)
+
+BeforeTurn = Callable[[TextCall], Awaitable[None]]
+TurnDone = Callable[[TextCall, str, TurnRecord], Awaitable[None]]
+
+# How long a turn's record waits for the graph run behind it to finish (its checkpoint holds the turn's
+# agent and intent); the reply is normally spoken only after that, so this is a bound, not a delay.
+_GRAPH_SETTLE_S = 2.0
+
+
+@dataclass
+class VoiceTurnRecord(TurnRecord):
+    """A voice call's caller turn, with its latency by stage as the session measured it.
+
+    ``latency_ms`` is the first agent audio after the caller stopped speaking (0 when the reply never
+    played); ``stages`` maps `names.STAGES` to milliseconds; ``interrupted`` says the caller cut the reply.
+    """
+
+    stages: dict[str, float] = field(default_factory=dict)
+    interrupted: bool = False
+
+    def public(self) -> dict[str, Any]:
+        data = super().public()
+        data["stages"] = dict(self.stages)
+        data["interrupted"] = self.interrupted
+        return data
+
+
+@dataclass
+class LocalLine:
+    """A phone line into a session with no room: a simulated caller's speech in, the agent's audio out."""
+
+    input: LineAudioInput
+    output: CaptureAudioOutput
+
+    @classmethod
+    def open(cls, *, sample_rate: int = 16000) -> LocalLine:
+        # No real-time playout: nobody listens, and the agent's reply is over once it is rendered.
+        return cls(LineAudioInput(sample_rate=sample_rate), CaptureAudioOutput(realtime=False))
+
+
+class _CallAgent(GraphAgent):
+    """The graph's agent, applying the console's commands before the graph runs each caller turn."""
+
+    def __init__(self, before_turn: Callable[[], Awaitable[None]]) -> None:
+        super().__init__()
+        self._before_turn = before_turn
+
+    async def on_user_turn_completed(self, turn_ctx: llm.ChatContext, new_message: llm.ChatMessage) -> None:
+        # Whispers, take-overs and a supervisor's lines reach the checkpoint before the turn reads it,
+        # exactly as between two text turns.
+        await self._before_turn()
+
+
+class VoiceCall(TextCall):
+    """A call heard and answered through the voice providers, in a LiveKit room or on a `LocalLine`.
+
+    The caller drives the turns. Each caller message the session commits, with the reply spoken to it,
+    becomes a `VoiceTurnRecord` (appended to ``result`` and given to ``on_turn``) once the reply is over;
+    ``before_turn`` runs before the graph runs each caller turn. ``closed`` is set when the session closes
+    (in a room: the caller hung up).
+
+    Args:
+        services: The process's graph and tenant.
+        voice: VAD, STT and TTS (with the phrase cache) for this call.
+        call_id: The call (the graph thread).
+        caller_id: The caller's number, for verification.
+        callbacks: The graph's LangChain callbacks (the telemetry's span handler).
+        room: The call's LiveKit room; None with ``line``.
+        line: A local line instead of a room (simulated callers).
+        before_turn: Called with the call before the graph runs a caller turn.
+        on_turn: Called with the call, the caller's words and the record after each answered turn.
+    """
+
+    def __init__(
+        self,
+        services: Services,
+        voice: VoiceStack,
+        *,
+        call_id: str,
+        caller_id: str | None = None,
+        callbacks: Sequence[BaseCallbackHandler] = (),
+        room: rtc.Room | None = None,
+        line: LocalLine | None = None,
+        before_turn: BeforeTurn | None = None,
+        on_turn: TurnDone | None = None,
+    ) -> None:
+        if (room is None) == (line is None):
+            raise ValueError("a voice call runs in a room or on a local line, exactly one of them")
+        super().__init__(services, call_id=call_id, caller_id=caller_id, callbacks=callbacks)
+        self.room = room
+        self.line = line
+        self.before_turn = before_turn
+        self.on_turn = on_turn
+        # A local line carries only the caller (no echo to cancel), and a script has pauses of its own.
+        line_options: dict[str, Any] = {} if line is None else {"user_away_timeout": None, "aec_warmup_duration": None}
+        self.session = AgentSession(
+            llm=self.llm,
+            stt=voice.stt,
+            vad=voice.vad,
+            tts=voice.tts,
+            turn_handling=turn_handling(resume_after_noise=line is None),  # type: ignore[arg-type]  # livekit types it as a TypedDict
+            **line_options,
+        )
+        if line is not None:
+            self.session.input.audio = line.input
+            self.session.output.audio = line.output
+        self.closed = asyncio.Event()
+        self._items: asyncio.Queue[llm.ChatMessage | None] = asyncio.Queue()
+        self._recorder: asyncio.Task[None] | None = None
+        self._recorded = asyncio.Condition()
+        self.session.on("conversation_item_added", self._on_item)
+        self.session.on("close", lambda _ev: self.closed.set())
+
+    async def start(self) -> None:
+        self._recorder = asyncio.create_task(self._record_turns(), name=f"voice-turns-{self.call_id}")
+        agent = _CallAgent(self._apply_console)
+        if self.room is not None:
+            await self.session.start(agent, room=self.room)
+        else:
+            await self.session.start(agent)
+        self._started = True
+
+    async def _apply_console(self) -> None:
+        if self.before_turn is not None:
+            await self.before_turn(self)
+
+    def _on_item(self, ev: ConversationItemAddedEvent) -> None:
+        item = ev.item
+        if isinstance(item, llm.ChatMessage) and item.role in ("user", "assistant"):
+            self._items.put_nowait(item)
+
+    async def _record_turns(self) -> None:
+        """Pair each reply with the caller messages it answers, in order, until `drain` ends the stream."""
+        callers: list[llm.ChatMessage] = []
+        while (item := await self._items.get()) is not None:
+            if item.role == "user":
+                callers.append(item)
+            elif callers:
+                await self._record(callers, item)
+                callers = []
+            # A reply with no caller message before it (a greeting) answers no turn.
+        if callers:
+            await self._record(callers, None)
+
+    async def _record(self, callers: list[llm.ChatMessage], reply: llm.ChatMessage | None) -> None:
+        try:
+            await self._graph_settled()
+            state = await self.state()
+            utterance = " ".join((m.text_content or "").strip() for m in callers).strip()
+            stages = turn_stages(callers[-1].metrics, reply.metrics if reply is not None else {})
+            timing = self.llm.turns.timings[-1] if self.llm.turns.timings else None
+            record = VoiceTurnRecord(
+                caller=utterance,
+                agent=(reply.text_content or "").strip() if reply is not None else "",
+                agent_name=str(state.get("active", "router")),
+                intent=state.get("intent"),
+                confidence=state.get("confidence"),
+                latency_ms=stages.get(n.STAGE_E2E, 0.0),
+                graph_ms=round(((timing.finished or timing.started) - timing.started) * 1000, 2) if timing else 0.0,
+                stages=stages,
+                interrupted=bool(reply is not None and reply.interrupted),
+            )
+            self.result.turns.append(record)
+            self._absorb(state)
+            if self.on_turn is not None:
+                await self.on_turn(self, utterance, record)
+        except Exception:
+            # A turn that cannot be published must not stop the recording of the next ones.
+            log.exception("call %s: recording a voice turn failed", self.call_id)
+        finally:
+            async with self._recorded:
+                self._recorded.notify_all()
+
+    async def _graph_settled(self) -> None:
+        deadline = time.monotonic() + _GRAPH_SETTLE_S
+        while self.llm.turns.timings and self.llm.turns.timings[-1].finished is None:
+            if time.monotonic() >= deadline:
+                return
+            await asyncio.sleep(0.01)
+
+    async def wait_turns(self, count: int, *, timeout_s: float) -> bool:
+        """Wait until ``count`` turns are recorded (or the session closed); False on timeout."""
+        async with self._recorded:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._recorded.wait_for(lambda: len(self.result.turns) >= count or self.closed.is_set()),
+                    timeout_s,
+                )
+        return len(self.result.turns) >= count
+
+    async def drain(self) -> None:
+        """Close the session and record what it committed last (idempotent)."""
+        if self._started:
+            await self.session.aclose()
+            self._started = False
+        if self._recorder is not None:
+            self._items.put_nowait(None)
+            await self._recorder
+            self._recorder = None
+
+    async def aclose(self) -> None:
+        try:
+            await self.drain()
+        finally:
+            await super().aclose()
+            if self.line is not None:
+                await self.line.output.aclose()
+
+
+async def caller_speech(engine: tts.TTS[Any], text: str, *, sample_rate: int) -> bytes:
+    """A simulated caller's words as 16-bit line audio at ``sample_rate``, after a breath of silence."""
+    # The caller's voice is not part of the call's work: its synthesis stays out of the call's trace.
+    token = otel_context.attach(otel_context.Context())
+    try:
+        stream = engine.synthesize(spoken_digits(text))
+        try:
+            frame = await stream.collect()
+        finally:
+            await stream.aclose()
+    finally:
+        otel_context.detach(token)
+    if frame.sample_rate != sample_rate:
+        resampler = rtc.AudioResampler(
+            input_rate=frame.sample_rate, output_rate=sample_rate, quality=rtc.AudioResamplerQuality.HIGH
+        )
+        frame = rtc.combine_audio_frames(resampler.push(frame) + resampler.flush())
+    return b"\0" * (sample_rate // 10 * 2) + bytes(frame.data.cast("B"))
+
+
+async def play_caller(
+    call: VoiceCall, engine: tts.TTS[Any], script: Sequence[str], *, reply_timeout_s: float = 20.0
+) -> None:
+    """Speak a simulated caller's script down the call's line, each turn once the previous one was answered.
+
+    Stops at the end of the script or of the call (the graph ended it, or the session closed).
+    """
+    if call.line is None:
+        raise ValueError("play_caller needs a call on a local line")
+    for utterance in script:
+        answered = len(call.result.turns) + 1
+        await call.line.input.play(await caller_speech(engine, utterance, sample_rate=call.line.input.sample_rate))
+        if not await call.wait_turns(answered, timeout_s=reply_timeout_s):
+            log.warning("call %s: no answer to a scripted turn within %.0f s", call.call_id, reply_timeout_s)
+        if call.closed.is_set() or await call.ended():
+            return
