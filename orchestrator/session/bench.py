@@ -19,7 +19,7 @@ from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
 from agents.graph import EndOfReply
 from orchestrator.config import Settings
 from orchestrator.heap import settle_heap
-from orchestrator.providers.phrase_cache import CachedTTS, PhraseCache, split_sentences
+from orchestrator.providers.phrase_cache import CachedStream, CachedTTS, PhraseCache, split_sentences
 from orchestrator.runtime import Services
 
 __all__ = ["Profile", "SimulatedTTS", "percentile", "run_voice_bench"]
@@ -133,13 +133,12 @@ async def _ours(services: Services, speaker: CachedTTS, profile: Profile, uttera
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     rest_of_turn = asyncio.create_task(_first_sentence(stream, ready))
     sentence = await ready
-    before = len(speaker.journal.records)
     async with speaker.synthesize(sentence) as audio:
         async for _ in audio:
             break
     first_audio = time.perf_counter() - end_of_speech
     await rest_of_turn  # the turn ends (its checkpoint written) before the caller speaks again
-    cached = speaker.journal.records[before].cached if len(speaker.journal.records) > before else False
+    cached = isinstance(audio, CachedStream) and audio.record.cached
     providers = profile.stt_final_s + (0.0 if cached else profile.tts_first_byte_s)
     return _Sample(first_audio=first_audio, overhead=first_audio - providers)
 
