@@ -29,31 +29,32 @@ def _utc_now() -> datetime:
 
 
 class IntentPrefetch:
-    """Classifications started before the `route` node needs them, keyed by (call, turn, text).
+    """Classifications started before the `route` node needs them, keyed by (call, words).
 
-    `supervise` starts the classifier as soon as it knows the turn goes on to `route`, so the model runs
-    on another core while LangGraph moves to the next step. A turn that fails in between leaves its entry
-    behind; at most `limit` are kept, the oldest dropped first.
+    The session adapter starts one as soon as a turn's words are known, and `supervise` as soon as it knows
+    the turn goes on to `route` (a no-op if already started), so the model runs on another core while the
+    turn's checkpoint is read and LangGraph moves through its steps. The classifier is deterministic, so a
+    result is right for any turn of that call with the same words; at most `limit` are kept, oldest out first.
     """
 
     def __init__(self, classifier: IntentClassifier, limit: int = 1024) -> None:
         self._classifier = classifier
         self._limit = limit
-        self._pending: OrderedDict[tuple[str, int, str], asyncio.Future[IntentPrediction]] = OrderedDict()
+        self._pending: OrderedDict[tuple[str, str], asyncio.Future[IntentPrediction]] = OrderedDict()
 
-    def start(self, key: tuple[str, int, str]) -> None:
+    def start(self, key: tuple[str, str]) -> None:
         if key in self._pending:
             return
-        self._pending[key] = asyncio.ensure_future(asyncio.to_thread(self._classifier.classify, key[2]))
+        self._pending[key] = asyncio.ensure_future(asyncio.to_thread(self._classifier.classify, key[1]))
         while len(self._pending) > self._limit:
             self._pending.popitem(last=False)[1].cancel()
 
-    async def result(self, key: tuple[str, int, str]) -> IntentPrediction:
+    async def result(self, key: tuple[str, str]) -> IntentPrediction:
         """The started classification of `key`, or a new one. CPU work off the event loop either way:
         onnxruntime releases the GIL, so other calls' turns go on meanwhile."""
         pending = self._pending.pop(key, None)
         if pending is None:
-            return await asyncio.to_thread(self._classifier.classify, key[2])
+            return await asyncio.to_thread(self._classifier.classify, key[1])
         return await pending
 
 

@@ -11,6 +11,7 @@ from agents import parsing
 from agents.context import AgentContext
 from agents.ports import INTENTS, IntentPrediction
 from agents.state import CallState, Handoff, Task, verification_of
+from agents.supervisor import MAX_UTTERANCE_CHARS
 
 ROUTABLE = ("scheduling", "billing", "support")
 
@@ -69,14 +70,25 @@ def needs_classifier(ctx: AgentContext, state: CallState) -> bool:
     return not (active in ROUTABLE and answers_pending(task, verification_of(state)["awaiting"], text, ctx.today()))
 
 
-def intent_key(state: CallState) -> tuple[str, int, str]:
-    return (state.get("call_id") or "", state.get("turn", 0), state.get("utterance", ""))
+def intent_key(call_id: str, text: str) -> tuple[str, str]:
+    """Where a turn's classification is kept: its call, and its words as the graph will see them."""
+    return (call_id, text[:MAX_UTTERANCE_CHARS])
+
+
+def speculate(ctx: AgentContext, call_id: str, utterance: str) -> None:
+    """Start classifying a turn's words before its graph run begins (the session adapter calls this).
+
+    The classifier then overlaps the checkpoint read and the supervisor's checks. On turns that never
+    reach `route` (an answer to a specialist's question, a supervisor reply) the work is wasted, on a
+    core the event loop does not need.
+    """
+    ctx.intents.start(intent_key(call_id, utterance))
 
 
 def prefetch(ctx: AgentContext, state: CallState) -> None:
     """Start this turn's classification now (the turn is on its way to `route`), if route will need it."""
     if needs_classifier(ctx, state):
-        ctx.intents.start(intent_key(state))
+        ctx.intents.start(intent_key(state.get("call_id") or "", state.get("utterance", "")))
 
 
 async def route(ctx: AgentContext, state: CallState) -> dict[str, Any]:
@@ -88,7 +100,7 @@ async def route(ctx: AgentContext, state: CallState) -> dict[str, Any]:
     staying = {"intent": active, "confidence": state.get("confidence", 0.0), "directive": None}
     if not needs_classifier(ctx, state):
         return staying
-    local = await ctx.intents.result(intent_key(state))
+    local = await ctx.intents.result(intent_key(state.get("call_id") or "", text))
     prediction, source = await classify(ctx, text, local)
     intent, confidence = prediction.intent, prediction.confidence
     update: dict[str, Any] = {"intent": intent, "confidence": round(confidence, 4), "directive": None}

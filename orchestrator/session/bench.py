@@ -13,14 +13,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from livekit.agents import tts, utils
+from livekit.agents import llm, tts, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
 
-from agents.graph import EndOfReply
 from orchestrator.config import Settings
 from orchestrator.heap import settle_heap
 from orchestrator.providers.phrase_cache import CachedStream, CachedTTS, PhraseCache, split_sentences
 from orchestrator.runtime import Services
+from orchestrator.session.graph_llm import GraphLLM, is_end_of_reply
 
 __all__ = ["Profile", "SimulatedTTS", "percentile", "run_voice_bench"]
 
@@ -86,7 +86,7 @@ class _Sample:
     overhead: float
 
 
-async def _first_sentence(text_stream: Any, ready: asyncio.Future[str]) -> None:
+async def _first_sentence(stream: llm.LLMStream, ready: asyncio.Future[str]) -> None:
     """Read a turn's stream to its end; resolve `ready` with the first sentence once it is complete.
 
     A sentence is complete when the next one starts or when the graph marks the reply complete: the
@@ -95,16 +95,17 @@ async def _first_sentence(text_stream: Any, ready: asyncio.Future[str]) -> None:
     """
     buffer = ""
     try:
-        async for chunk in text_stream:
-            if ready.done():
-                continue
-            if isinstance(chunk, EndOfReply):
-                ready.set_result(await _first_of(buffer))
-                continue
-            buffer += chunk if isinstance(chunk, str) else str(chunk)
-            sentences = await split_sentences(buffer)
-            if len(sentences) > 1:
-                ready.set_result(sentences[0])
+        async with stream:
+            async for chunk in stream:
+                if ready.done():
+                    continue
+                if is_end_of_reply(chunk):
+                    ready.set_result(await _first_of(buffer))
+                    continue
+                buffer += (chunk.delta.content or "") if chunk.delta else ""
+                sentences = await split_sentences(buffer)
+                if len(sentences) > 1:
+                    ready.set_result(sentences[0])
     except Exception as exc:  # noqa: BLE001 - handed to the waiting turn, which raises it
         if not ready.done():
             ready.set_exception(exc)
@@ -119,19 +120,17 @@ async def _first_of(text: str) -> str:
 
 
 async def _ours(services: Services, speaker: CachedTTS, profile: Profile, utterance: str) -> _Sample:
-    """One turn of our design: STT final → graph (classifier + flows) → first sentence → phrase cache / TTS."""
+    """One turn of our design: STT final → GraphLLM (classifier + graph) → first sentence → phrase cache / TTS.
+
+    The turn goes through `GraphLLM`, the adapter a voice session uses, so its own costs count too.
+    """
     end_of_speech = time.perf_counter()
     await asyncio.sleep(profile.stt_final_s)  # the STT provider finalising
-    call_id = f"bench-{uuid.uuid4().hex[:12]}"
-    stream = services.graph.astream(
-        {"utterance": utterance, "call_id": call_id, "caller_id": None},
-        config={"configurable": {"thread_id": call_id}},
-        context=services.context,
-        stream_mode="custom",
-        durability="exit",
-    )
+    graph_llm = GraphLLM(services.graph, services.context, call_id=f"bench-{uuid.uuid4().hex[:12]}")
+    chat_ctx = llm.ChatContext.empty()
+    chat_ctx.add_message(role="user", content=utterance)
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    rest_of_turn = asyncio.create_task(_first_sentence(stream, ready))
+    rest_of_turn = asyncio.create_task(_first_sentence(graph_llm.chat(chat_ctx=chat_ctx), ready))
     sentence = await ready
     async with speaker.synthesize(sentence) as audio:
         async for _ in audio:

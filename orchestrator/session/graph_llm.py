@@ -21,6 +21,7 @@ from langgraph.graph.state import CompiledStateGraph
 from livekit.agents import Agent, ModelSettings, llm
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, APIConnectOptions, FlushSentinel, NotGivenOr
 
+from agents import router
 from agents.context import AgentContext
 from agents.graph import EndOfReply
 
@@ -155,6 +156,8 @@ class GraphStream(llm.LLMStream):
             return
         timing = TurnTiming(started=time.perf_counter())
         graph_llm.turns.timings.append(timing)
+        # The classifier starts now, on another core, while the graph reads its checkpoint and supervises.
+        router.speculate(graph_llm.context, graph_llm.call_id, utterance)
         request_id = uuid.uuid4().hex
         try:
             async for chunk in graph_llm.graph.astream(

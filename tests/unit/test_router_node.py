@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from langchain_core.language_models import BaseChatModel
 
-from agents.context import AgentContext
+from agents.context import AgentContext, IntentPrefetch
 from agents.ports import Intent, IntentPrediction
 from agents.prompts import Prompts
-from agents.router import route
+from agents.router import route, speculate
 from agents.state import CallState, Task
+from agents.supervisor import MAX_UTTERANCE_CHARS
 from agents.testing import ScriptedChatModel
 from orchestrator.config import PROMPTS_DIR
 
@@ -90,3 +92,41 @@ async def test_out_of_scope_gets_a_polite_answer() -> None:
     update = await route(context("out_of_scope", 0.9), CallState(utterance="what's the weather", turn=1))
     assert update["directive"] == "respond"
     assert "not something I can help with" in update["reply"]
+
+
+class Counting(Fixed):
+    def __init__(self, intent: Intent, confidence: float) -> None:
+        super().__init__(intent, confidence)
+        self.seen: list[str] = []
+
+    def classify(self, text: str) -> IntentPrediction:
+        self.seen.append(text)
+        return self.prediction
+
+
+async def test_a_speculated_classification_is_the_one_route_uses() -> None:
+    ctx = context("billing", 0.97)
+    counting = Counting("billing", 0.97)
+    ctx.classifier = counting
+    ctx.intents = IntentPrefetch(counting)
+    words = "what's my balance " * 100  # longer than the graph keeps: the key must match what route sees
+    speculate(ctx, "call-1", words)
+    async with asyncio.timeout(10):
+        while not counting.seen:  # the classifier runs in a worker thread, before the node is reached
+            await asyncio.sleep(0.005)
+    state = CallState(utterance=words[:MAX_UTTERANCE_CHARS], turn=1, call_id="call-1")
+    update = await route(ctx, state)
+    assert update["active"] == "billing"
+    assert counting.seen == [words[:MAX_UTTERANCE_CHARS]], "classified once, ahead of the node, and reused"
+    await route(ctx, state)  # nothing left over: a later turn classifies afresh
+    assert len(counting.seen) == 2
+
+
+async def test_no_classifier_while_the_caller_answers_a_question() -> None:
+    ctx = context("billing", 0.97)
+    counting = Counting("out_of_scope", 0.2)
+    ctx.classifier = counting
+    ctx.intents = IntentPrefetch(counting)
+    state = CallState(utterance="yes", turn=3, active="billing", task=Task(name="pay", awaiting="confirm"))
+    await route(ctx, state)
+    assert counting.seen == []
