@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -98,9 +99,11 @@ class Counting(Fixed):
     def __init__(self, intent: Intent, confidence: float) -> None:
         super().__init__(intent, confidence)
         self.seen: list[str] = []
+        self.classified = threading.Event()
 
     def classify(self, text: str) -> IntentPrediction:
         self.seen.append(text)
+        self.classified.set()
         return self.prediction
 
 
@@ -111,9 +114,8 @@ async def test_a_speculated_classification_is_the_one_route_uses() -> None:
     ctx.intents = IntentPrefetch(counting)
     words = "what's my balance " * 100  # longer than the graph keeps: the key must match what route sees
     speculate(ctx, "call-1", words)
-    async with asyncio.timeout(10):
-        while not counting.seen:  # the classifier runs in a worker thread, before the node is reached
-            await asyncio.sleep(0.005)
+    # The classifier runs in a worker thread, before the node is reached.
+    assert await asyncio.to_thread(counting.classified.wait, 10)
     state = CallState(utterance=words[:MAX_UTTERANCE_CHARS], turn=1, call_id="call-1")
     update = await route(ctx, state)
     assert update["active"] == "billing"
