@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -319,6 +321,32 @@ class LiveFeed:
         if not resp:
             return []
         return [_line(entry_id, fields) for _stream, entries in resp for entry_id, fields in entries]
+
+    async def human_lines(self, call_id: str, *, block_ms: int = 1000) -> AsyncIterator[str]:
+        """What supervisors type into the call from now on (barge-in, take-over), as it arrives.
+
+        A voice call speaks these to the caller at once; the same lines reach the graph's transcript through
+        the command queue (`before_turn`). "Now" is when this returns: lines typed earlier are not repeated
+        (a call resumed in another process must not say them twice).
+        """
+        key = self._k("tx", call_id)
+        newest: Any = await self.redis.xrevrange(key, count=1)
+        return self._human_lines_after(key, _s(newest[0][0]) if newest else "0-0", block_ms)
+
+    async def _human_lines_after(self, key: str, after: str, block_ms: int) -> AsyncIterator[str]:
+        while True:
+            try:
+                resp: Any = await self.redis.xread({key: after}, block=block_ms, count=50)
+            except RedisError as exc:
+                log.warning("live feed: human lines of %s: %s", key, exc)
+                await asyncio.sleep(block_ms / 1000)
+                continue
+            for _stream, entries in resp or []:
+                for entry_id, fields in entries:
+                    after = _s(entry_id)
+                    line = _line(entry_id, fields)
+                    if line.role == "human" and line.text.strip():
+                        yield line.text
 
     async def push_command(self, call_id: str, command: dict[str, str]) -> None:
         """Queue a command for the worker running the call (applied before the caller's next turn)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -246,6 +247,8 @@ async def _run_session(
             line=line,
             before_turn=tracker.before_turn,
             on_turn=tracker.turn_done,
+            # A supervisor's typed lines are spoken to the caller as they arrive, not at the next turn.
+            human_lines=None if live is None else functools.partial(live.human_lines, job.call_id),
         )
 
         async def conversation(resumed_at: int) -> None:

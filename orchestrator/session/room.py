@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,8 @@ __all__ = ["LocalLine", "VoiceCall", "VoiceTurnRecord", "play_caller"]
 log = logging.getLogger(__name__)
 
 BeforeTurn = Callable[[TextCall], Awaitable[None]]
+# Opens what supervisors type into a call from now on, as it arrives (the console's live feed).
+HumanLines = Callable[[], Awaitable[AsyncIterator[str]]]
 TurnDone = Callable[[TextCall, str, TurnRecord], Awaitable[None]]
 
 # How long a turn's record waits for the graph run behind it to finish (its checkpoint holds the turn's
@@ -98,6 +100,8 @@ class VoiceCall(TextCall):
         line: A local line instead of a room (simulated callers).
         before_turn: Called with the call before the graph runs a caller turn.
         on_turn: Called with the call, the caller's words and the record after each answered turn.
+        human_lines: Lines a supervisor types into the call (barge-in, take-over); each is spoken to the
+            caller as it arrives, in the agent's voice. (They reach the graph's transcript by `before_turn`.)
     """
 
     def __init__(
@@ -112,6 +116,7 @@ class VoiceCall(TextCall):
         line: LocalLine | None = None,
         before_turn: BeforeTurn | None = None,
         on_turn: TurnDone | None = None,
+        human_lines: HumanLines | None = None,
     ) -> None:
         if (room is None) == (line is None):
             raise ValueError("a voice call runs in a room or on a local line, exactly one of them")
@@ -120,6 +125,8 @@ class VoiceCall(TextCall):
         self.line = line
         self.before_turn = before_turn
         self.on_turn = on_turn
+        self.human_lines = human_lines
+        self._speaker: asyncio.Task[None] | None = None
         # A local line carries only the caller (no echo to cancel), and a script has pauses of its own.
         line_options: dict[str, Any] = {} if line is None else {"user_away_timeout": None, "aec_warmup_duration": None}
         self.session = AgentSession(
@@ -148,6 +155,18 @@ class VoiceCall(TextCall):
         else:
             await self.session.start(agent)
         self._started = True
+        if self.human_lines is not None:
+            lines = await self.human_lines()
+            self._speaker = asyncio.create_task(self._speak(lines), name=f"voice-human-{self.call_id}")
+
+    async def _speak(self, lines: AsyncIterator[str]) -> None:
+        try:
+            async for text in lines:
+                # Not added to the session's chat context: the graph's checkpoint owns the transcript, and
+                # the line must not be taken for the agent's answer to a caller turn.
+                self.session.say(text, add_to_chat_ctx=False)
+        except Exception:
+            log.exception("call %s: speaking a supervisor's lines failed", self.call_id)
 
     async def _apply_console(self) -> None:
         if self.before_turn is not None:
@@ -219,6 +238,11 @@ class VoiceCall(TextCall):
 
     async def drain(self) -> None:
         """Close the session and record what it committed last (idempotent)."""
+        if self._speaker is not None:
+            self._speaker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._speaker
+            self._speaker = None
         if self._started:
             await self.session.aclose()
             self._started = False
