@@ -112,6 +112,18 @@ def test_thresholds_in_the_rules_match_the_in_app_alerts() -> None:
     assert f"> {th.cost_per_call_usd_max}" in text
 
 
+def test_the_fcr_rule_leaves_out_the_same_escalations_as_the_report() -> None:
+    from orchestrator.telemetry.report import OUT_OF_SCOPE_ESCALATIONS
+
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
+    (fcr,) = [
+        r for g in rules["groups"] for r in g["rules"] if r.get("record") == "switchboard:first_call_resolution:1h"
+    ]
+    found = re.search(r'cc_escalations_total\{reason=~"([^"]+)"\}', fcr["expr"])
+    assert found is not None, fcr["expr"]
+    assert set(found.group(1).split("|")) == OUT_OF_SCOPE_ESCALATIONS
+
+
 @pytest.mark.parametrize("raw", ["route", "Transfer To Billing", "I'm 555-010-0002, my card is 4111", "é" * 100])
 def test_span_names_never_carry_free_text(raw: str) -> None:
     name = names.node_span(raw)
