@@ -20,6 +20,7 @@ from orchestrator.heap import settle_heap
 from orchestrator.providers.stt import load_vad
 
 if TYPE_CHECKING:
+    from langgraph.graph.state import CompiledStateGraph
     from livekit.agents.vad import VAD
 
     from agents.ports import IntentClassifier
@@ -102,10 +103,13 @@ class AgentParts:
     prompts: Prompts
     vad: VAD
     telemetry: Telemetry
+    # Compiled once without a checkpointer; each job binds a copy to its own store's checkpointer.
+    graph: CompiledStateGraph[Any, Any, Any, Any]
 
     @classmethod
     def load(cls, settings: Settings) -> AgentParts:
         """Load everything; blocking (seconds), so only where no call waits: a job process's prewarm."""
+        from agents.graph import build_graph
         from agents.prompts import Prompts
         from orchestrator.providers.intent import load_classifier
         from orchestrator.providers.stt import WhisperSTT
@@ -124,6 +128,7 @@ class AgentParts:
             vad=load_vad(),
             # The process's one set of providers; set as OpenTelemetry's globals for livekit's own metrics.
             telemetry=Telemetry.build(settings, set_global=True),
+            graph=build_graph(),
         )
 
 
@@ -217,7 +222,9 @@ async def _run_session(
     telemetry = parts.telemetry
     async with AsyncExitStack() as stack:
         # The queue worker and the API seed the tenant; a call has no time for it.
-        services = await Services.open(settings, classifier=parts.classifier, prompts=parts.prompts, seed=False)
+        services = await Services.open(
+            settings, classifier=parts.classifier, prompts=parts.prompts, graph=parts.graph, seed=False
+        )
         stack.push_async_callback(services.aclose)
         await stack.enter_async_context(http_context.open())
         await telemetry.attach_store(services.engine)
