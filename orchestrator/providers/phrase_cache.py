@@ -266,14 +266,24 @@ class SynthesisRecord:
 
 
 @dataclass
-class _Journal:
+class SynthesisJournal:
+    """The latest `limit` syntheses. `added` counts all of them, so a reader marks where it started with
+    `added` and reads what came since with `since`: list positions shift once the oldest are dropped."""
+
     records: list[SynthesisRecord] = field(default_factory=list)
     limit: int = 512
+    added: int = 0
 
     def add(self, record: SynthesisRecord) -> None:
         self.records.append(record)
+        self.added += 1
         if len(self.records) > self.limit:
             del self.records[: len(self.records) - self.limit]
+
+    def since(self, mark: int) -> list[SynthesisRecord]:
+        """The records added after `added` was `mark` (those still kept)."""
+        newer = min(self.added - mark, len(self.records))
+        return self.records[len(self.records) - newer :] if newer > 0 else []
 
 
 class CachedTTS(tts.TTS[Any]):
@@ -310,7 +320,7 @@ class CachedTTS(tts.TTS[Any]):
         self.cache = cache
         self.identity = tts_identity(inner)
         self.phrases: set[str] | None = None if phrases is None else {normalize(p) for p in phrases}
-        self.journal = _Journal()
+        self.journal = SynthesisJournal()
         self.inner_conn_options = inner_conn_options
         inner.on("metrics_collected", self._forward_metrics)
 

@@ -447,7 +447,7 @@ class AudioCall(TextCall):
         # Anything before this point belongs to an earlier turn (possibly still being answered).
         mark = time.perf_counter()
         n_finals, n_items, n_frames = len(self._finals), len(self._items), len(self.speaker.frames)
-        n_timings, n_synth = len(self.llm.turns.timings), len(self.tts.journal.records)
+        n_timings, n_synth = len(self.llm.turns.timings), self.tts.journal.added
         speech_end = await self.line.play(pcm)
         deadline = speech_end + self.reply_timeout_s
         while not self._answer(n_items)[1]:
@@ -478,7 +478,7 @@ class AudioCall(TextCall):
         reply = " ".join(r.text for r in replies).strip()
         frames = [f for f in self.speaker.frames[n_frames:] if f.at >= speech_end]
         timing = self.llm.turns.timings[n_timings] if len(self.llm.turns.timings) > n_timings else None
-        synth = self.tts.journal.records[n_synth:]
+        synth = self.tts.journal.since(n_synth)
         first_synth = synth[0] if synth else None
         stt_final_at = finals[-1][0] if finals else None
         first_audio_at = frames[0].at if frames else None

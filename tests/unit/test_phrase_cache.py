@@ -10,7 +10,14 @@ from livekit import rtc
 from livekit.agents import tts, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
 
-from orchestrator.providers.phrase_cache import CachedTTS, PhraseCache, phrase_key, split_sentences
+from orchestrator.providers.phrase_cache import (
+    CachedTTS,
+    PhraseCache,
+    SynthesisJournal,
+    SynthesisRecord,
+    phrase_key,
+    split_sentences,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -127,3 +134,15 @@ async def test_listeners_see_each_count_as_the_cache_makes_it(cache: PhraseCache
         assert frame.duration > 0, "a failing listener never costs the sentence its audio"
     assert seen == ["miss", "hit", "bypass"]
     assert (cache.stats.hits, cache.stats.misses, cache.stats.bypass) == (1, 1, 1)
+
+
+def test_the_journal_reads_what_came_since_a_mark_after_it_dropped_its_oldest() -> None:
+    journal = SynthesisJournal(limit=3)
+    for n in range(4):
+        journal.add(SynthesisRecord(text=f"s{n}", started=float(n)))
+    mark = journal.added
+    journal.add(SynthesisRecord(text="s4", started=4.0))
+    # The list is full, so positions moved: the mark, not the length seen before, finds the new record.
+    assert [r.text for r in journal.since(mark)] == ["s4"]
+    assert [r.text for r in journal.since(0)] == ["s2", "s3", "s4"]
+    assert journal.since(journal.added) == []
