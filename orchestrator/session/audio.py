@@ -18,6 +18,7 @@ from livekit.agents.voice.events import (
     ConversationItemAddedEvent,
     UserInputTranscribedEvent,
 )
+from opentelemetry import context as otel_context
 
 from orchestrator.providers.phrase_cache import CachedTTS
 from orchestrator.runtime import Services
@@ -28,6 +29,7 @@ __all__ = [
     "AudioTurnRecord",
     "CaptureAudioOutput",
     "LineAudioInput",
+    "caller_speech",
     "mulaw_decode",
     "mulaw_encode",
     "run_audio_call",
@@ -264,6 +266,28 @@ class CaptureAudioOutput(io.AudioOutput):
 # ---------------------------------------------------------------------------------------------
 
 
+async def caller_speech(engine: tts.TTS[Any], text: str, *, sample_rate: int) -> bytes:
+    """A simulated caller's words as 16-bit line audio at ``sample_rate``, after a breath of silence.
+
+    The caller's own TTS is not part of the call's work, so its synthesis stays out of the call's trace.
+    """
+    token = otel_context.attach(otel_context.Context())
+    try:
+        stream = engine.synthesize(spoken_digits(text))
+        try:
+            frame = await stream.collect()
+        finally:
+            await stream.aclose()
+    finally:
+        otel_context.detach(token)
+    if frame.sample_rate != sample_rate:
+        resampler = rtc.AudioResampler(
+            input_rate=frame.sample_rate, output_rate=sample_rate, quality=rtc.AudioResamplerQuality.HIGH
+        )
+        frame = rtc.combine_audio_frames(resampler.push(frame) + resampler.flush())
+    return b"\0" * (sample_rate // 10 * 2) + bytes(frame.data.cast("B"))
+
+
 def turn_handling(
     *, min_delay: float = 0.2, allow_interruptions: bool = True, resume_after_noise: bool = False
 ) -> dict[str, Any]:
@@ -408,19 +432,11 @@ class AudioCall(TextCall):
         return self._items[user_at], replies
 
     async def caller_audio(self, text: str) -> bytes:
-        """The caller's words as line audio: local TTS, resampled to the line rate, μ-law on telephony."""
-        frame = await self.caller_tts.synthesize(spoken_digits(text)).collect()
-        rate = self.line.sample_rate
-        if frame.sample_rate != rate:
-            resampler = rtc.AudioResampler(
-                input_rate=frame.sample_rate, output_rate=rate, quality=rtc.AudioResamplerQuality.HIGH
-            )
-            frame = rtc.combine_audio_frames(resampler.push(frame) + resampler.flush())
-        pcm = np.frombuffer(frame.data, dtype=np.int16)
-        if self.telephony:
-            pcm = mulaw_decode(mulaw_encode(pcm))
-        # A short lead-in of line silence, as a caller breathes before speaking.
-        return b"\0" * (rate // 10 * 2) + pcm.tobytes()
+        """The caller's words as line audio: local TTS at the line rate, through μ-law on telephony."""
+        audio = await caller_speech(self.caller_tts, text, sample_rate=self.line.sample_rate)
+        if not self.telephony:
+            return audio
+        return mulaw_decode(mulaw_encode(np.frombuffer(audio, dtype=np.int16))).tobytes()
 
     async def say(self, utterance: str) -> AudioTurnRecord:
         """Speak one caller turn down the line and wait for the agent's spoken answer to it."""

@@ -14,11 +14,10 @@ from langchain_core.callbacks import BaseCallbackHandler
 from livekit import rtc
 from livekit.agents import AgentSession, llm, tts
 from livekit.agents.voice.events import ConversationItemAddedEvent
-from opentelemetry import context as otel_context
 
 from orchestrator.providers.voice import VoiceStack
 from orchestrator.runtime import Services
-from orchestrator.session.audio import CaptureAudioOutput, LineAudioInput, spoken_digits, turn_handling
+from orchestrator.session.audio import CaptureAudioOutput, LineAudioInput, caller_speech, turn_handling
 from orchestrator.session.graph_llm import GraphAgent
 from orchestrator.session.text import TextCall, TurnRecord
 from orchestrator.telemetry import names as n
@@ -258,26 +257,6 @@ class VoiceCall(TextCall):
             await super().aclose()
             if self.line is not None:
                 await self.line.output.aclose()
-
-
-async def caller_speech(engine: tts.TTS[Any], text: str, *, sample_rate: int) -> bytes:
-    """A simulated caller's words as 16-bit line audio at ``sample_rate``, after a breath of silence."""
-    # The caller's voice is not part of the call's work: its synthesis stays out of the call's trace.
-    token = otel_context.attach(otel_context.Context())
-    try:
-        stream = engine.synthesize(spoken_digits(text))
-        try:
-            frame = await stream.collect()
-        finally:
-            await stream.aclose()
-    finally:
-        otel_context.detach(token)
-    if frame.sample_rate != sample_rate:
-        resampler = rtc.AudioResampler(
-            input_rate=frame.sample_rate, output_rate=sample_rate, quality=rtc.AudioResamplerQuality.HIGH
-        )
-        frame = rtc.combine_audio_frames(resampler.push(frame) + resampler.flush())
-    return b"\0" * (sample_rate // 10 * 2) + bytes(frame.data.cast("B"))
 
 
 async def play_caller(
