@@ -329,24 +329,21 @@ class LiveFeed:
         the command queue (`before_turn`). "Now" is when this returns: lines typed earlier are not repeated
         (a call resumed in another process must not say them twice).
         """
-        key = self._k("tx", call_id)
-        newest: Any = await self.redis.xrevrange(key, count=1)
-        return self._human_lines_after(key, _s(newest[0][0]) if newest else "0-0", block_ms)
+        newest: Any = await self.redis.xrevrange(self._k("tx", call_id), count=1)
+        return self._human_lines_after(call_id, _s(newest[0][0]) if newest else "0-0", block_ms)
 
-    async def _human_lines_after(self, key: str, after: str, block_ms: int) -> AsyncIterator[str]:
+    async def _human_lines_after(self, call_id: str, after: str, block_ms: int) -> AsyncIterator[str]:
         while True:
             try:
-                resp: Any = await self.redis.xread({key: after}, block=block_ms, count=50)
+                lines = await self.wait_lines(call_id, after=after, block_ms=block_ms)
             except RedisError as exc:
-                log.warning("live feed: human lines of %s: %s", key, exc)
+                log.warning("live feed: human lines of %s: %s", call_id, exc)
                 await asyncio.sleep(block_ms / 1000)
                 continue
-            for _stream, entries in resp or []:
-                for entry_id, fields in entries:
-                    after = _s(entry_id)
-                    line = _line(entry_id, fields)
-                    if line.role == "human" and line.text.strip():
-                        yield line.text
+            for line in lines:
+                after = line.id
+                if line.role == "human" and line.text.strip():
+                    yield line.text
 
     async def push_command(self, call_id: str, command: dict[str, str]) -> None:
         """Queue a command for the worker running the call (applied before the caller's next turn)."""
