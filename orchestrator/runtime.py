@@ -21,6 +21,7 @@ from agents.ports import IntentClassifier, Tenant
 from agents.prompts import Prompts
 from orchestrator.config import Settings, get_settings
 from orchestrator.domain import build_tenant, create_schema, open_engine, seed_demo
+from orchestrator.store.checkpoints import LatestCheckpointCache
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,8 @@ class Services:
                 models = ModelRegistry.from_settings(settings)
             if prompts is None:
                 prompts = Prompts.load(settings.prompts_dir)
-            checkpointer = await _open_checkpointer(settings, stack)
+            # The latest checkpoint of each call this process runs is answered from memory (write-through).
+            checkpointer = LatestCheckpointCache(await _open_checkpointer(settings, stack))
             graph = build_graph(checkpointer) if graph is None else graph.copy(update={"checkpointer": checkpointer})
             context = AgentContext(
                 tenant=tenant,

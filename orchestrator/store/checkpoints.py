@@ -1,0 +1,199 @@
+"""Graph checkpoints: the durable store, with the latest checkpoint of each live call kept in memory.
+
+Every caller turn starts with LangGraph reading the call's latest checkpoint. From SQLite that is a hop
+to aiosqlite's thread and back (about 1 ms at the median, several under load); from PostgreSQL, a
+round trip. Yet the process that runs a call wrote that checkpoint itself at the end of the previous
+turn. `LatestCheckpointCache` keeps what it wrote and answers the next read from memory:
+
+- **Write-through.** Every write goes to the durable store first and is cached only once it is
+  committed, so a crash loses nothing the store did not already have, and another process resuming
+  the call (after a crash, or a reclaim) reads the store as before.
+- **Only the latest checkpoint of a thread**, only for reads that ask for "the latest" (no
+  `checkpoint_id`), and only at the top level (`checkpoint_ns` ""). History, listing, replays and
+  subgraphs go to the store.
+- **A copy per read.** LangGraph changes the checkpoint and metadata it loads in place, so the cache
+  keeps them serialised (the store's own serde) and decodes them on each read, as the store would.
+- **Writes between checkpoints** (`aput_writes`: a failed or interrupted step's pending writes) drop
+  the thread from the cache; its next read goes to the store, which returns them.
+- **One process owns a live call**, which is how calls run: a worker claims a call and runs it to the
+  end. A process that does not run the call (the console) never writes through this cache.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+    get_checkpoint_id,
+)
+
+__all__ = ["LatestCheckpointCache"]
+
+
+@dataclass(frozen=True)
+class _Latest:
+    config: RunnableConfig
+    parent_config: RunnableConfig | None
+    checkpoint: tuple[str, bytes]
+    metadata: tuple[str, bytes]
+
+
+class LatestCheckpointCache(BaseCheckpointSaver[Any]):
+    """A checkpoint saver that writes through to `store` and answers "latest checkpoint" reads from memory.
+
+    Args:
+        store: the durable saver (SQLite or PostgreSQL) every read and write falls back to.
+        threads: how many threads' latest checkpoints to keep; the least recently used go first.
+    """
+
+    def __init__(self, store: BaseCheckpointSaver[Any], *, threads: int = 2048) -> None:
+        super().__init__(serde=store.serde)
+        self.store = store
+        self.threads = threads
+        self.hits = 0
+        self.misses = 0
+        self._latest: OrderedDict[str, _Latest] = OrderedDict()
+
+    @staticmethod
+    def _key(config: RunnableConfig) -> str | None:
+        """The thread whose latest top-level checkpoint `config` asks for, or None (not cacheable)."""
+        configurable = config.get("configurable", {})
+        if get_checkpoint_id(config) or configurable.get("checkpoint_ns", ""):
+            return None
+        thread = configurable.get("thread_id")
+        return str(thread) if thread is not None else None
+
+    def _remember(self, saved: RunnableConfig, parent: RunnableConfig, checkpoint: Checkpoint, meta: Any) -> None:
+        configurable = parent.get("configurable", {})
+        thread, namespace = configurable.get("thread_id"), configurable.get("checkpoint_ns", "")
+        if thread is None or namespace:
+            return
+        parent_id = configurable.get("checkpoint_id")
+        entry = _Latest(
+            config=saved,
+            parent_config=(
+                {"configurable": {"thread_id": thread, "checkpoint_ns": "", "checkpoint_id": parent_id}}
+                if parent_id
+                else None
+            ),
+            checkpoint=self.serde.dumps_typed(checkpoint),
+            metadata=self.serde.dumps_typed(dict(meta)),
+        )
+        self._latest[str(thread)] = entry
+        self._latest.move_to_end(str(thread))
+        while len(self._latest) > self.threads:
+            self._latest.popitem(last=False)
+
+    def _forget(self, config: RunnableConfig | str) -> None:
+        thread = config if isinstance(config, str) else config.get("configurable", {}).get("thread_id")
+        if thread is not None:
+            self._latest.pop(str(thread), None)
+
+    def _cached(self, config: RunnableConfig) -> CheckpointTuple | None:
+        key = self._key(config)
+        entry = self._latest.get(key) if key is not None else None
+        if entry is None:
+            return None
+        self._latest.move_to_end(key)  # type: ignore[arg-type]  # key is not None when entry is
+        return CheckpointTuple(
+            config=entry.config,
+            checkpoint=self.serde.loads_typed(entry.checkpoint),
+            metadata=self.serde.loads_typed(entry.metadata),
+            parent_config=entry.parent_config,
+            pending_writes=[],
+        )
+
+    # async API (what the graph uses)
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        cached = self._cached(config)
+        if cached is not None:
+            self.hits += 1
+            return cached
+        self.misses += 1
+        return await self.store.aget_tuple(config)
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        saved = await self.store.aput(config, checkpoint, metadata, new_versions)
+        self._remember(saved, config, checkpoint, metadata)
+        return saved
+
+    async def aput_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
+    ) -> None:
+        self._forget(config)
+        await self.store.aput_writes(config, writes, task_id, task_path)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,  # noqa: A002 - the saver API's name
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        async for item in self.store.alist(config, filter=filter, before=before, limit=limit):
+            yield item
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        self._forget(thread_id)
+        await self.store.adelete_thread(thread_id)
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return await self.store.aget_delta_channel_history(config=config, channels=channels)
+
+    # sync API: straight to the store; a write drops the thread from the cache
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self.store.get_tuple(config)
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,  # noqa: A002 - the saver API's name
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        return self.store.list(config, filter=filter, before=before, limit=limit)
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        self._forget(config)
+        return self.store.put(config, checkpoint, metadata, new_versions)
+
+    def put_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
+    ) -> None:
+        self._forget(config)
+        self.store.put_writes(config, writes, task_id, task_path)
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._forget(thread_id)
+        self.store.delete_thread(thread_id)
+
+    def get_next_version(self, current: Any, channel: None) -> Any:
+        return self.store.get_next_version(current, channel)

@@ -1,0 +1,133 @@
+"""The latest checkpoint of a call is answered from memory, and is always what the durable store holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+from agents.graph import build_graph
+from orchestrator.runtime import Services
+from orchestrator.session.text import TextCall
+from orchestrator.store.checkpoints import LatestCheckpointCache
+
+pytestmark = pytest.mark.flow
+
+CALLER = "+15550100002"
+
+
+def thread(call_id: str) -> RunnableConfig:
+    return {"configurable": {"thread_id": call_id}}
+
+
+async def test_turns_read_the_latest_checkpoint_from_memory_and_it_matches_the_store(services: Services) -> None:
+    cache = services.checkpointer
+    assert isinstance(cache, LatestCheckpointCache)
+    call = TextCall(services, call_id="call-cache-1", caller_id=CALLER)
+    try:
+        hits, misses = cache.hits, cache.misses
+        await call.say("How much do I owe?")
+        assert cache.misses == misses + 1  # a new call: nothing in memory, the store is asked
+        await call.say("10453")
+        await call.say("yes")
+        assert cache.hits >= hits + 2  # every later turn started from memory
+    finally:
+        await call.aclose()
+    cached = await cache.aget_tuple(thread("call-cache-1"))
+    stored = await cache.store.aget_tuple(thread("call-cache-1"))
+    assert cached is not None
+    assert stored is not None
+    assert cached.config == stored.config
+    assert cached.parent_config == stored.parent_config
+    assert cached.checkpoint == stored.checkpoint
+    assert cached.metadata == stored.metadata
+    assert cached.pending_writes == stored.pending_writes == []
+    assert [t["text"] for t in cached.checkpoint["channel_values"]["transcript"] if t["role"] == "caller"] == [
+        "How much do I owe?",
+        "10453",
+        "yes",
+    ]
+
+
+async def test_a_read_is_a_copy_the_graph_may_change(services: Services) -> None:
+    cache = services.checkpointer
+    call = TextCall(services, call_id="call-cache-2", caller_id=CALLER)
+    try:
+        await call.say("How much do I owe?")
+    finally:
+        await call.aclose()
+    first = await cache.aget_tuple(thread("call-cache-2"))
+    assert first is not None
+    first.checkpoint["channel_values"]["transcript"].append({"role": "caller", "agent": "", "text": "tampered"})
+    first.checkpoint["channel_versions"]["transcript"] = "tampered"
+    first.metadata["step"] = 999
+    second = await cache.aget_tuple(thread("call-cache-2"))
+    assert second is not None
+    assert "tampered" not in str(second.checkpoint)
+    assert second.metadata["step"] != 999
+
+
+async def test_pending_writes_and_other_checkpoints_are_read_from_the_store(services: Services) -> None:
+    cache = services.checkpointer
+    assert isinstance(cache, LatestCheckpointCache)
+    call = TextCall(services, call_id="call-cache-3", caller_id=CALLER)
+    try:
+        await call.say("How much do I owe?")
+        await call.say("10453")
+    finally:
+        await call.aclose()
+    latest = await cache.aget_tuple(thread("call-cache-3"))
+    assert latest is not None
+    assert latest.parent_config is not None
+    # An exact checkpoint (here the previous turn's) is not the cache's to answer.
+    misses = cache.misses
+    previous = await cache.aget_tuple(latest.parent_config)
+    assert cache.misses == misses + 1
+    assert previous is not None
+    assert previous.checkpoint["id"] == latest.parent_config["configurable"]["checkpoint_id"]
+    # Writes put after the latest checkpoint (a failed step's) drop it from memory; the store returns them.
+    await cache.aput_writes(latest.config, [("utterance", "pending")], task_id="task-1")
+    misses = cache.misses
+    reread = await cache.aget_tuple(thread("call-cache-3"))
+    assert cache.misses == misses + 1
+    assert reread is not None
+    assert [(task, channel, value) for task, channel, value in reread.pending_writes or []] == [
+        ("task-1", "utterance", "pending")
+    ]
+
+
+async def test_another_process_resumes_from_the_store_and_deleting_a_thread_forgets_it(tmp_path: Path) -> None:
+    path = str(tmp_path / "checkpoints.db")
+    async with aiosqlite.connect(path) as one, aiosqlite.connect(path) as two:
+        first = LatestCheckpointCache(AsyncSqliteSaver(one))
+        await first.store.setup()  # type: ignore[attr-defined]
+        second = LatestCheckpointCache(AsyncSqliteSaver(two))
+        graph_one, graph_two = build_graph(first), build_graph(second)
+        # One "process" writes; the other has nothing in memory and reads what was written from the store.
+        config: Any = thread("call-cache-4")
+        await graph_one.aupdate_state(config, {"utterance": "hello", "turn": 1})
+        state = await graph_two.aget_state(config)
+        assert state.values["utterance"] == "hello"
+        assert second.misses >= 1
+        assert second.hits == 0
+        await first.adelete_thread("call-cache-4")
+        assert await first.aget_tuple(config) is None
+
+
+async def test_memory_keeps_only_the_most_recently_used_threads(tmp_path: Path) -> None:
+    async with aiosqlite.connect(str(tmp_path / "checkpoints.db")) as conn:
+        cache = LatestCheckpointCache(AsyncSqliteSaver(conn), threads=2)
+        await cache.store.setup()  # type: ignore[attr-defined]
+        graph = build_graph(cache)
+        for call_id in ("a", "b", "c"):
+            await graph.aupdate_state(thread(call_id), {"utterance": call_id})
+        hits, misses = cache.hits, cache.misses
+        assert (await graph.aget_state(thread("c"))).values["utterance"] == "c"
+        assert (await graph.aget_state(thread("b"))).values["utterance"] == "b"
+        assert (cache.hits, cache.misses) == (hits + 2, misses)
+        assert (await graph.aget_state(thread("a"))).values["utterance"] == "a"  # evicted: read from the store
+        assert cache.misses == misses + 1
