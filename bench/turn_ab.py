@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import importlib.util
 import statistics
 import subprocess
@@ -82,7 +83,7 @@ async def run(args: argparse.Namespace) -> None:
                     agents.router.speculate = speculate
                     thread0, process0 = time.thread_time(), time.process_time()
                     samples = await bench._level(
-                        args.concurrency, args.turns, lambda u: bench._ours(services, speaker, profile, u)
+                        args.concurrency, args.turns, functools.partial(bench._OurCall, services, speaker, profile)
                     )
                     if block == 0:
                         settle_heap()

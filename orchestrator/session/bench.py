@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import random
 import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,18 +22,16 @@ from orchestrator.config import Settings
 from orchestrator.heap import settle_heap
 from orchestrator.providers.phrase_cache import CachedStream, CachedTTS, PhraseCache, split_sentences
 from orchestrator.runtime import Services
+from orchestrator.scenarios import simulated_caller
 from orchestrator.session.graph_llm import GraphLLM, is_end_of_reply
 
 __all__ = ["Profile", "SimulatedTTS", "percentile", "run_voice_bench"]
 
-# Routine first turns of the demo tenant, one per specialist; a call takes them round-robin.
+# First turns of the real audio calls (`_embedded`), one per specialist.
 UTTERANCES = [
     "What's my balance?",
     "I need to book a technician visit.",
     "My internet keeps dropping.",
-    "I want to pay my bill.",
-    "Can you reschedule my appointment?",
-    "Is there an outage in my area?",
 ]
 
 
@@ -119,27 +119,37 @@ async def _first_of(text: str) -> str:
     return sentences[0] if sentences else ""
 
 
-async def _ours(services: Services, speaker: CachedTTS, profile: Profile, utterance: str) -> _Sample:
-    """One turn of our design: STT final → GraphLLM (classifier + graph) → first sentence → phrase cache / TTS.
+class _OurCall:
+    """One call in progress on our design: one `GraphLLM` (one graph thread) for all its turns, as a session has.
 
-    The turn goes through `GraphLLM`, the adapter a voice session uses, so its own costs count too.
+    Each turn: STT final → GraphLLM (classifier + graph) → first sentence → phrase cache / TTS. The turn goes
+    through `GraphLLM`, the adapter a voice session uses, so its own costs count too; and from the second
+    turn on, the graph resumes the call from its checkpoint, with the call's history, as a live call does.
     """
-    end_of_speech = time.perf_counter()
-    await asyncio.sleep(profile.stt_final_s)  # the STT provider finalising
-    graph_llm = GraphLLM(services.graph, services.context, call_id=f"bench-{uuid.uuid4().hex[:12]}")
-    chat_ctx = llm.ChatContext.empty()
-    chat_ctx.add_message(role="user", content=utterance)
-    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    rest_of_turn = asyncio.create_task(_first_sentence(graph_llm.chat(chat_ctx=chat_ctx), ready))
-    sentence = await ready
-    async with speaker.synthesize(sentence) as audio:
-        async for _ in audio:
-            break
-    first_audio = time.perf_counter() - end_of_speech
-    await rest_of_turn  # the turn ends (its checkpoint written) before the caller speaks again
-    cached = isinstance(audio, CachedStream) and audio.record.cached
-    providers = profile.stt_final_s + (0.0 if cached else profile.tts_first_byte_s)
-    return _Sample(first_audio=first_audio, overhead=first_audio - providers)
+
+    def __init__(self, services: Services, speaker: CachedTTS, profile: Profile, caller_id: str | None) -> None:
+        call_id = f"bench-{uuid.uuid4().hex[:12]}"
+        self.graph_llm = GraphLLM(services.graph, services.context, call_id=call_id, caller_id=caller_id)
+        self.speaker = speaker
+        self.profile = profile
+
+    async def __call__(self, utterance: str) -> _Sample:
+        profile = self.profile
+        end_of_speech = time.perf_counter()
+        await asyncio.sleep(profile.stt_final_s)  # the STT provider finalising
+        chat_ctx = llm.ChatContext.empty()
+        chat_ctx.add_message(role="user", content=utterance)
+        ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        rest_of_turn = asyncio.create_task(_first_sentence(self.graph_llm.chat(chat_ctx=chat_ctx), ready))
+        sentence = await ready
+        async with self.speaker.synthesize(sentence) as audio:
+            async for _ in audio:
+                break
+        first_audio = time.perf_counter() - end_of_speech
+        await rest_of_turn  # the turn ends (its checkpoint written) before the caller speaks again
+        cached = isinstance(audio, CachedStream) and audio.record.cached
+        providers = profile.stt_final_s + (0.0 if cached else profile.tts_first_byte_s)
+        return _Sample(first_audio=first_audio, overhead=first_audio - providers)
 
 
 async def _baseline(speaker: tts.TTS[Any], profile: Profile, utterance: str) -> _Sample:
@@ -156,14 +166,37 @@ async def _baseline(speaker: tts.TTS[Any], profile: Profile, utterance: str) -> 
     return _Sample(first_audio=first_audio, overhead=first_audio - providers)
 
 
-async def _level(concurrency: int, total: int, turn: Any) -> list[_Sample]:
+Turn = Callable[[str], Awaitable[_Sample]]
+NewCall = Callable[[str | None], Turn]  # a call from this caller ID (None: withheld)
+
+
+class _Line:
+    """A line that takes calls one after another: the demo's scripted callers (`simulated_caller`), each
+    call turn by turn to its end, then the next. Verification answers, slot answers, topic changes and
+    escalations all come up, as in live traffic; `calls` numbers the calls across all lines."""
+
+    def __init__(self, new_call: NewCall, calls: Iterator[int]) -> None:
+        self._new_call = new_call
+        self._calls = calls
+        self._call: Turn | None = None
+        self._script: list[str] = []
+
+    async def turn(self) -> _Sample:
+        if not self._script or self._call is None:
+            caller = simulated_caller(next(self._calls))
+            self._call, self._script = self._new_call(caller.caller_id), list(caller.turns)
+        return await self._call(self._script.pop(0))
+
+
+async def _level(concurrency: int, total: int, new_call: NewCall) -> list[_Sample]:
     """Burst: every caller takes its next turn the moment the last one ended (the worst case)."""
-    counter = itertools.count()
+    counter, calls = itertools.count(), itertools.count()
     samples: list[_Sample] = []
 
     async def caller() -> None:
-        while (i := next(counter)) < total:
-            samples.append(await turn(UTTERANCES[i % len(UTTERANCES)]))
+        line = _Line(new_call, calls)
+        while next(counter) < total:
+            samples.append(await line.turn())
 
     async with asyncio.TaskGroup() as group:
         for _ in range(concurrency):
@@ -171,7 +204,9 @@ async def _level(concurrency: int, total: int, turn: Any) -> list[_Sample]:
     return samples
 
 
-async def _paced(concurrency: int, duration_s: float, cycle_s: float, turn: Any, seed: int = 7) -> list[_Sample]:
+async def _paced(
+    concurrency: int, duration_s: float, cycle_s: float, new_call: NewCall, seed: int = 7
+) -> list[_Sample]:
     """Paced: each call takes a turn about every `cycle_s` (caller speaks, agent answers), as live calls do.
 
     Calls start at random offsets within one cycle and jitter ±25 % around it, so `concurrency` calls
@@ -182,17 +217,18 @@ async def _paced(concurrency: int, duration_s: float, cycle_s: float, turn: Any,
     loop = asyncio.get_running_loop()
     end = loop.time() + duration_s
 
-    async def caller(offset: float, index: int) -> None:
+    calls = itertools.count()
+
+    async def caller(offset: float) -> None:
         await asyncio.sleep(offset)
-        i = index
+        line = _Line(new_call, calls)
         while loop.time() < end:
-            samples.append(await turn(UTTERANCES[i % len(UTTERANCES)]))
-            i += concurrency
+            samples.append(await line.turn())
             await asyncio.sleep(cycle_s * rng.uniform(0.75, 1.25))
 
     async with asyncio.TaskGroup() as group:
-        for n in range(concurrency):
-            group.create_task(caller(rng.uniform(0, cycle_s), n))
+        for _ in range(concurrency):
+            group.create_task(caller(rng.uniform(0, cycle_s)))
     return samples
 
 
@@ -258,16 +294,18 @@ async def run_voice_bench(
             for phrase in services.prompts.phrases():
                 sentences.extend(await split_sentences(phrase))
             ours_tts = CachedTTS(SimulatedTTS(profile.tts_first_byte_s), cache, phrases=sentences)
-            for sentence in sentences:  # `switchboard tts warm`, in memory
-                await ours_tts.render(sentence)
+            # `switchboard tts warm`, in memory
+            await asyncio.gather(*(ours_tts.render(sentence) for sentence in sentences))
             baseline_tts = SimulatedTTS(profile.tts_first_byte_s)
-            await _level(4, 12, lambda u: _ours(services, ours_tts, profile, u))  # warm-up: imports, JIT caches
+            ours: NewCall = functools.partial(_OurCall, services, ours_tts, profile)
+            baseline: NewCall = lambda _caller: functools.partial(_baseline, baseline_tts, profile)  # noqa: E731
+            await _level(4, 12, ours)  # warm-up: imports, JIT caches
             settle_heap()  # as a worker does once it has started
             for n in levels:
-                paced_ours = await _paced(n, paced_s, cycle_s, lambda u: _ours(services, ours_tts, profile, u))
-                paced_base = await _paced(n, paced_s, cycle_s, lambda u: _baseline(baseline_tts, profile, u))
-                burst_ours = await _level(n, max(calls, n), lambda u: _ours(services, ours_tts, profile, u))
-                burst_base = await _level(n, max(calls, n), lambda u: _baseline(baseline_tts, profile, u))
+                paced_ours = await _paced(n, paced_s, cycle_s, ours)
+                paced_base = await _paced(n, paced_s, cycle_s, baseline)
+                burst_ours = await _level(n, max(calls, n), ours)
+                burst_base = await _level(n, max(calls, n), baseline)
                 out["runs"].append(
                     {"concurrency": n, **_summary(paced_ours, paced_base), "burst": _summary(burst_ours, burst_base)}
                 )
