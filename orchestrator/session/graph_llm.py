@@ -156,7 +156,8 @@ class GraphStream(llm.LLMStream):
             return
         timing = TurnTiming(started=time.perf_counter())
         graph_llm.turns.timings.append(timing)
-        # The classifier starts now, on another core, while the graph reads its checkpoint and supervises.
+        # The classifier starts now (unless the words are a short answer), on another core, while the graph
+        # starts and supervises.
         router.speculate(graph_llm.context, graph_llm.call_id, utterance)
         request_id = uuid.uuid4().hex
         try:

@@ -124,6 +124,20 @@ async def test_a_speculated_classification_is_the_one_route_uses() -> None:
     assert len(counting.seen) == 2
 
 
+async def test_short_answers_are_not_speculated_but_route_still_classifies_a_short_request() -> None:
+    ctx = context("billing", 0.97)
+    counting = Counting("billing", 0.97)
+    ctx.classifier = counting
+    ctx.intents = IntentPrefetch(counting)
+    for answer in ("10453", "yes please", "the second one", "what's my balance"):
+        speculate(ctx, "call-2", answer)
+    assert not ctx.intents._pending, "a short utterance is not classified ahead of the graph"
+    # A short request that does reach `route` (nothing pending) is classified there.
+    update = await route(ctx, CallState(utterance="what's my balance", turn=1, call_id="call-2"))
+    assert update["active"] == "billing"
+    assert counting.seen == ["what's my balance"]
+
+
 async def test_no_classifier_while_the_caller_answers_a_question() -> None:
     ctx = context("billing", 0.97)
     counting = Counting("out_of_scope", 0.2)
