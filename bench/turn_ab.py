@@ -83,7 +83,11 @@ async def run(args: argparse.Namespace) -> None:
                     agents.router.speculate = speculate
                     thread0, process0 = time.thread_time(), time.process_time()
                     samples = await bench._level(
-                        args.concurrency, args.turns, functools.partial(bench._OurCall, services, speaker, profile)
+                        args.concurrency,
+                        args.turns,
+                        functools.partial(
+                            bench._OurCall, services, bench._timed_context(services.context), speaker, profile
+                        ),
                     )
                     if block == 0:
                         settle_heap()
