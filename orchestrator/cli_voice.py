@@ -205,11 +205,24 @@ def register(app: typer.Typer) -> None:
         """First-audio latency with simulated providers (standard profile) vs an LLM-router baseline."""
         _quiet()
         from orchestrator.session.bench import run_voice_bench
+        from orchestrator.telemetry.setup import setup_telemetry
 
         settings = _settings()
-        out = asyncio.run(
-            run_voice_bench(settings, calls=calls, levels=[int(x) for x in levels.split(",") if x], embedded=embedded)
-        )
+        # Turns are traced as in a worker (our spans and livekit-agents' own), exported only if
+        # OTEL_EXPORTER_OTLP_ENDPOINT is set: tracing is part of what a turn costs.
+        telemetry = setup_telemetry(settings)
+        try:
+            out = asyncio.run(
+                run_voice_bench(
+                    settings,
+                    calls=calls,
+                    levels=[int(x) for x in levels.split(",") if x],
+                    embedded=embedded,
+                    tracer=telemetry.tracer,
+                )
+            )
+        finally:
+            telemetry.shutdown()
         typer.echo(json.dumps(out, indent=2 if as_json else None))
 
     app.add_typer(tts_app, name="tts")

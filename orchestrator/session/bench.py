@@ -19,15 +19,18 @@ from typing import Any, cast
 
 from livekit.agents import llm, tts, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
+from opentelemetry.trace import Tracer
 
 from agents.context import AgentContext
 from agents.ports import Tenant
 from orchestrator.config import Settings
 from orchestrator.heap import settle_heap
 from orchestrator.providers.phrase_cache import CachedStream, CachedTTS, PhraseCache, split_sentences
+from orchestrator.providers.tts import LocalTTSUnavailable
 from orchestrator.runtime import Services
 from orchestrator.scenarios import simulated_caller
 from orchestrator.session.graph_llm import GraphLLM, is_end_of_reply
+from orchestrator.telemetry.tracing import GraphSpanHandler
 
 __all__ = ["Profile", "SimulatedTTS", "percentile", "run_voice_bench"]
 
@@ -176,10 +179,19 @@ class _OurCall:
     """
 
     def __init__(
-        self, services: Services, context: AgentContext, speaker: CachedTTS, profile: Profile, caller_id: str | None
+        self,
+        services: Services,
+        context: AgentContext,
+        speaker: CachedTTS,
+        profile: Profile,
+        caller_id: str | None,
+        *,
+        tracer: Tracer | None = None,
     ) -> None:
         call_id = f"bench-{uuid.uuid4().hex[:12]}"
-        self.graph_llm = GraphLLM(services.graph, context, call_id=call_id, caller_id=caller_id)
+        # With a tracer, each node and tool becomes a span, as in a worker (`GraphSpanHandler`).
+        callbacks = [GraphSpanHandler(tracer, call_id=call_id)] if tracer is not None else []
+        self.graph_llm = GraphLLM(services.graph, context, call_id=call_id, caller_id=caller_id, callbacks=callbacks)
         self.speaker = speaker
         self.profile = profile
 
@@ -324,6 +336,7 @@ async def run_voice_bench(
     profile: Profile | None = None,
     cycle_s: float = 4.0,
     paced_s: float = 12.0,
+    tracer: Tracer | None = None,
 ) -> dict[str, Any]:
     """Run the simulated-provider comparison at each concurrency level (and the real embedded stack at 1 and 2).
 
@@ -334,6 +347,7 @@ async def run_voice_bench(
         embedded: also measure real audio calls on the local stack.
         cycle_s: paced mode: seconds between one call's turns (the caller speaks, the agent answers).
         paced_s: paced mode: how long each level runs.
+        tracer: trace every turn with it, as a worker does (`switchboard bench voice` passes one).
 
     Each level is measured twice: paced (the headline numbers: calls in progress, each taking a turn
     about every `cycle_s`) and burst (every call takes its next turn at once, back to back: the worst
@@ -344,6 +358,7 @@ async def run_voice_bench(
     out: dict[str, Any] = {
         "profile": {**{k: _ms(v) for k, v in asdict(profile).items()}, "turn_cycle_ms": _ms(cycle_s)},
         "runs": [],
+        "traced": tracer is not None,
     }
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
         bench_settings = settings.model_copy(update={"data_dir": Path(tmp)})
@@ -356,7 +371,9 @@ async def run_voice_bench(
             # `switchboard tts warm`, in memory
             await asyncio.gather(*(ours_tts.render(sentence) for sentence in sentences))
             baseline_tts = SimulatedTTS(profile.tts_first_byte_s)
-            ours: NewCall = functools.partial(_OurCall, services, _timed_context(services.context), ours_tts, profile)
+            ours: NewCall = functools.partial(
+                _OurCall, services, _timed_context(services.context), ours_tts, profile, tracer=tracer
+            )
             baseline: NewCall = lambda _caller: functools.partial(_baseline, baseline_tts, profile)  # noqa: E731
             await _level(4, 12, ours)  # warm-up: imports, JIT caches
             settle_heap()  # as a worker does once it has started
@@ -370,7 +387,10 @@ async def run_voice_bench(
                 )
             out["phrase_cache"] = cache.stats.public()
             if embedded:
-                out["embedded"] = await _embedded(bench_settings, services)
+                try:
+                    out["embedded"] = await _embedded(bench_settings, services)
+                except LocalTTSUnavailable as exc:  # the simulated runs above still count
+                    out["embedded"] = {"error": str(exc)}
     return out
 
 

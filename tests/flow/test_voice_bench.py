@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from orchestrator.config import load_settings
 from orchestrator.session.bench import Profile, run_voice_bench
@@ -12,8 +15,18 @@ pytestmark = pytest.mark.flow
 
 async def test_voice_bench_reports_both_designs_at_each_level() -> None:
     profile = Profile()
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
     out = await run_voice_bench(
-        load_settings(), calls=4, levels=[2], embedded=False, cycle_s=0.5, paced_s=1.2, profile=profile
+        load_settings(),
+        calls=4,
+        levels=[2],
+        embedded=False,
+        cycle_s=0.5,
+        paced_s=1.2,
+        profile=profile,
+        tracer=provider.get_tracer("bench-test"),
     )
     assert out["profile"] == {
         "stt_final_s": 150.0,
@@ -28,7 +41,7 @@ async def test_voice_bench_reports_both_designs_at_each_level() -> None:
             ours, base = mode["ours"], mode["baseline"]
             assert ours["p50"] <= ours["p95"] <= ours["p99"]
             # The demo tenant's systems are a stage of their own; added back, they give the whole picture.
-            assert 0.0 < ours["tenant_p99"]
+            assert ours["tenant_p99"] > 0.0
             assert ours["overhead_with_tenant_p99"] >= ours["overhead_p99"]
             # Both designs wait for the simulated STT; only the baseline waits for two LLM calls.
             assert ours["p50"] >= 150.0
@@ -36,3 +49,7 @@ async def test_voice_bench_reports_both_designs_at_each_level() -> None:
             assert mode["speedup_p50"] > 1.5
     # The scripted callers' routine sentences come from the phrase cache.
     assert out["phrase_cache"]["hits"] > 0
+    # Turns were traced as in a worker: a span per graph run, and per node.
+    names = {span.name for span in spans.get_finished_spans()}
+    assert out["traced"] is True
+    assert {"cc.graph", "cc.node.supervise", "cc.node.route"} <= names
