@@ -418,3 +418,14 @@ def test_the_build_context_holds_the_sources_and_never_secrets_or_local_state() 
     ]
     assert [p for p in sent if _dockerignore_excludes(patterns, p)] == []
     assert [p for p in kept_out if not _dockerignore_excludes(patterns, p)] == []
+
+
+def test_every_image_is_pinned() -> None:
+    """A `latest` (or untagged) image changes under a deployment without a commit that says so."""
+    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    images = {name: svc["image"] for name, svc in services.items() if "image" in svc and "build" not in svc}
+    assert images, "compose names the third-party images it runs"
+    for name, image in images.items():
+        _, colon, tag = image.rpartition(":")
+        assert colon, f"{name}: pin a version, not {image!r}"
+        assert tag not in {"", "latest"}, f"{name}: pin a version, not {image!r}"
