@@ -24,6 +24,7 @@ from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, APIConn
 from agents import router
 from agents.context import AgentContext
 from agents.graph import EndOfReply
+from orchestrator.store.checkpoints import LatestCheckpointCache
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,10 @@ class GraphLLM(llm.LLM[Any]):
         self.turns = GraphTurns()
         self._seen_items: set[str] = set()
         self._first_turn = True
+        if isinstance(graph.checkpointer, LatestCheckpointCache):
+            # The call starts (or resumes) here: its state comes from the store, whatever this process
+            # remembers of it from an earlier stint (the call may have run on another worker since).
+            graph.checkpointer.forget(call_id)
 
     @property
     def model(self) -> str:

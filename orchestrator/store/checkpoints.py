@@ -16,7 +16,9 @@ turn. `LatestCheckpointCache` keeps what it wrote and answers the next read from
 - **Writes between checkpoints** (`aput_writes`: a failed or interrupted step's pending writes) drop
   the thread from the cache; its next read goes to the store, which returns them.
 - **One process owns a live call**, which is how calls run: a worker claims a call and runs it to the
-  end. A process that does not run the call (the console) never writes through this cache.
+  end. A process that does not run the call (the console) never writes through this cache. A call that
+  starts or resumes in a process is forgotten first (`forget`, called by the session adapter), so a call
+  that went to another worker and came back is read from the store, never from an older memory of it.
 """
 
 from __future__ import annotations
@@ -94,10 +96,14 @@ class LatestCheckpointCache(BaseCheckpointSaver[Any]):
         while len(self._latest) > self.threads:
             self._latest.popitem(last=False)
 
+    def forget(self, thread_id: str) -> None:
+        """Drop what memory holds of a thread: its next read goes to the store."""
+        self._latest.pop(thread_id, None)
+
     def _forget(self, config: RunnableConfig | str) -> None:
         thread = config if isinstance(config, str) else config.get("configurable", {}).get("thread_id")
         if thread is not None:
-            self._latest.pop(str(thread), None)
+            self.forget(str(thread))
 
     def _cached(self, config: RunnableConfig) -> CheckpointTuple | None:
         key = self._key(config)

@@ -118,6 +118,29 @@ async def test_another_process_resumes_from_the_store_and_deleting_a_thread_forg
         assert await first.aget_tuple(config) is None
 
 
+async def test_a_call_that_comes_back_to_a_process_is_read_from_the_store(services: Services, tmp_path: Path) -> None:
+    cache = services.checkpointer
+    assert isinstance(cache, LatestCheckpointCache)
+    first = TextCall(services, call_id="call-cache-5", caller_id=CALLER)
+    try:
+        await first.say("How much do I owe?")
+    finally:
+        await first.aclose()
+    # Meanwhile the call went on in another worker process, which wrote its own checkpoint to the store.
+    path = services.settings.data_dir / "checkpoints.db"
+    async with aiosqlite.connect(str(path.resolve())) as conn:
+        elsewhere = build_graph(AsyncSqliteSaver(conn))
+        await elsewhere.aupdate_state(thread("call-cache-5"), {"utterance": "said on another worker", "turn": 7})
+    # Back in this process, the call's session reads the store, not this process's older memory.
+    again = TextCall(services, call_id="call-cache-5", caller_id=CALLER)
+    try:
+        state = await again.state()
+    finally:
+        await again.aclose()
+    assert state["utterance"] == "said on another worker"
+    assert state["turn"] == 7
+
+
 async def test_memory_keeps_only_the_most_recently_used_threads(tmp_path: Path) -> None:
     async with aiosqlite.connect(str(tmp_path / "checkpoints.db")) as conn:
         cache = LatestCheckpointCache(AsyncSqliteSaver(conn), threads=2)
