@@ -351,7 +351,10 @@ async def run_voice_bench(
 
     Each level is measured twice: paced (the headline numbers: calls in progress, each taking a turn
     about every `cycle_s`) and burst (every call takes its next turn at once, back to back: the worst
-    case, where one process's per-turn CPU time queues up on its event loop).
+    case, where one process's per-turn CPU time queues up on its event loop). The calls are the demo's
+    scripted callers (`_Line`), each to its end, so the turns mix as in live traffic. Our overhead is
+    first audio minus the simulated providers and minus the time spent in the tenant's systems, which
+    is reported beside it (`tenant_*`, and `overhead_with_tenant_p99` for the two together).
     """
     profile = profile or Profile()
     levels = levels or [1, 10, 50, 100]
