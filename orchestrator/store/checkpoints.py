@@ -161,6 +161,19 @@ class LatestCheckpointCache(BaseCheckpointSaver[Any]):
         self._forget(thread_id)
         await self.store.adelete_thread(thread_id)
 
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._latest.clear()  # which threads the runs belong to is the store's to know
+        await self.store.adelete_for_runs(run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self.forget(target_thread_id)
+        await self.store.acopy_thread(source_thread_id, target_thread_id)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        for thread_id in thread_ids:
+            self.forget(thread_id)
+        await self.store.aprune(thread_ids, strategy=strategy)
+
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
@@ -200,6 +213,19 @@ class LatestCheckpointCache(BaseCheckpointSaver[Any]):
     def delete_thread(self, thread_id: str) -> None:
         self._forget(thread_id)
         self.store.delete_thread(thread_id)
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._latest.clear()
+        self.store.delete_for_runs(run_ids)
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self.forget(target_thread_id)
+        self.store.copy_thread(source_thread_id, target_thread_id)
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        for thread_id in thread_ids:
+            self.forget(thread_id)
+        self.store.prune(thread_ids, strategy=strategy)
 
     def get_next_version(self, current: Any, channel: None) -> Any:
         return self.store.get_next_version(current, channel)
