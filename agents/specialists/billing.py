@@ -134,6 +134,15 @@ async def _pick_line(ctx: AgentContext, tools: CallerTools, task: Task, utteranc
         charges = _charges(latest) if latest else "no recent charges"
         return Step(reply=p.reply("billing.which_charge", charges=charges), task=task, progress=first)
     inv, line = match
+    if line.amount_cents <= 0:
+        # The best match is a credit: an earlier refund, whose description repeats the words the caller
+        # used to ask for it. Asking again is not a new charge to refund or dispute.
+        return Step(
+            reply=p.reply("billing.already_credited", amount=money(-line.amount_cents), period=inv.period)
+            + " "
+            + p.reply("common.anything_else"),
+            resolved=True,
+        )
     task["slots"].update(
         invoice_id=inv.invoice_id,
         line_id=line.line_id,
@@ -177,7 +186,10 @@ async def _commit(ctx: AgentContext, tools: CallerTools, task: Task) -> Step:
         try:
             refund = await tools.refund(s["invoice_id"], s["amount_cents"], reason)
         except PolicyViolation as exc:
-            return _over_policy(ctx, task, str(exc))
+            # The tenant's refusal is a whole sentence already ("I can refund at most $50 myself; ...").
+            task["awaiting"] = "offer_human"
+            task["slots"]["escalation_reason"] = "refund_over_policy"
+            return Step(reply=p.reply("billing.refund_refused", why=str(exc)), task=task)
         return Step(
             reply=p.reply("billing.refunded", amount=money(refund.amount_cents))
             + " "
@@ -235,5 +247,5 @@ def _match_line(utterance: str, lines: list[tuple[Invoice, Any]]) -> tuple[Invoi
 
 
 def _charges(inv: Invoice) -> str:
-    items = [f"{ln.description} for {money(ln.amount_cents)}" for ln in inv.lines]
+    items = [f"{ln.description} for {money(ln.amount_cents)}" for ln in inv.lines if ln.amount_cents > 0]
     return ", ".join(items[:-1]) + (", and " if len(items) > 1 else "") + items[-1] if items else "no charges"

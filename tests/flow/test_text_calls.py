@@ -95,6 +95,26 @@ async def test_refund_past_policy_goes_to_a_human(services: Services) -> None:
     assert "request_refund" not in tools_ok(result)
 
 
+async def test_a_refund_the_tenant_refuses_is_explained_in_its_words(services: Services) -> None:
+    # Within the amount the AI may grant, but Robert already had two refunds this year: the tenant refuses.
+    result = await talk(services, "I want a refund on the router rental", "11201", "yes", caller_id=ROBERT)
+    assert "request_refund" not in tools_ok(result)
+    refusal = result.turns[-1].agent
+    assert refusal.startswith("This account already had 2 refunds in the past year"), refusal
+    assert "because" not in refusal
+    assert ".." not in refusal
+    assert refusal.endswith("Would you like me to transfer you to a billing specialist who can review it?")
+
+
+async def test_asking_again_for_a_refund_already_granted_is_not_refunded_twice(services: Services) -> None:
+    first = await talk(services, "I'd like a refund for the technician visit fee", "10301", "yes", caller_id=SOFIA)
+    assert "request_refund" in tools_ok(first)
+    again = await talk(services, "I'd like a refund for the technician visit fee", "10301", caller_id=SOFIA)
+    assert "request_refund" not in tools_ok(again), [t.agent for t in again.turns]
+    assert "already been credited" in again.turns[-1].agent
+    assert again.outcome == "resolved"
+
+
 async def test_outage_check_for_an_affected_zip(services: Services) -> None:
     result = await talk(services, "Is there an outage? My internet is down.", "11215", caller_id=TOM)
     assert result.turns[0].intent == "support"
