@@ -49,6 +49,10 @@ class IntentPrefetch:
         while len(self._pending) > self._limit:
             self._pending.popitem(last=False)[1].cancel()
 
+    def started(self, key: tuple[str, str]) -> bool:
+        """Whether a classification of `key` is under way (or done) and not yet taken."""
+        return key in self._pending
+
     async def result(self, key: tuple[str, str]) -> IntentPrediction:
         """The started classification of `key`, or a new one. CPU work off the event loop either way:
         onnxruntime releases the GIL, so other calls' turns go on meanwhile."""

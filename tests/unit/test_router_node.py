@@ -13,7 +13,7 @@ from langchain_core.language_models import BaseChatModel
 from agents.context import AgentContext, IntentPrefetch
 from agents.ports import Intent, IntentPrediction
 from agents.prompts import Prompts
-from agents.router import route, speculate
+from agents.router import intent_key, route, speculate
 from agents.state import CallState, Task
 from agents.supervisor import MAX_UTTERANCE_CHARS
 from agents.testing import ScriptedChatModel
@@ -129,13 +129,18 @@ async def test_short_answers_are_not_speculated_but_route_still_classifies_a_sho
     counting = Counting("billing", 0.97)
     ctx.classifier = counting
     ctx.intents = IntentPrefetch(counting)
-    for answer in ("10453", "yes please", "the second one", "what's my balance"):
+    answers = ("10453", "yes please", "the second one", "what's my balance")
+    for answer in answers:
         speculate(ctx, "call-2", answer)
-    assert not ctx.intents._pending, "a short utterance is not classified ahead of the graph"
+    assert not any(ctx.intents.started(intent_key("call-2", a)) for a in answers), "short: not classified ahead"
     # A short request that does reach `route` (nothing pending) is classified there.
     update = await route(ctx, CallState(utterance="what's my balance", turn=1, call_id="call-2"))
     assert update["active"] == "billing"
     assert counting.seen == ["what's my balance"]
+    # A longer one is.
+    speculate(ctx, "call-2", "I need to move my technician visit")
+    assert ctx.intents.started(intent_key("call-2", "I need to move my technician visit"))
+    await ctx.intents.result(intent_key("call-2", "I need to move my technician visit"))
 
 
 async def test_no_classifier_while_the_caller_answers_a_question() -> None:
