@@ -23,6 +23,7 @@ turn. `LatestCheckpointCache` keeps what it wrote and answers the next read from
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ from langgraph.checkpoint.base import (
 )
 
 __all__ = ["LatestCheckpointCache"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,11 @@ class LatestCheckpointCache(BaseCheckpointSaver[Any]):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         saved = await self.store.aput(config, checkpoint, metadata, new_versions)
-        self._remember(saved, config, checkpoint, metadata)
+        try:
+            self._remember(saved, config, checkpoint, metadata)
+        except Exception:  # noqa: BLE001 - the store has the checkpoint; memory must never fail the turn
+            self._forget(config)
+            log.warning("checkpoint cache: could not keep %s; its next read goes to the store", self._key(config))
         return saved
 
     async def aput_writes(

@@ -154,3 +154,24 @@ async def test_memory_keeps_only_the_most_recently_used_threads(tmp_path: Path) 
         assert (cache.hits, cache.misses) == (hits + 2, misses)
         assert (await graph.aget_state(thread("a"))).values["utterance"] == "a"  # evicted: read from the store
         assert cache.misses == misses + 1
+
+
+async def test_a_checkpoint_memory_cannot_keep_is_still_stored_and_read_back(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = services.checkpointer
+    assert isinstance(cache, LatestCheckpointCache)
+
+    def unkeepable(*_args: Any) -> None:
+        raise TypeError("cannot serialise this")
+
+    monkeypatch.setattr(cache, "_remember", unkeepable)
+    call = TextCall(services, call_id="call-cache-6", caller_id=CALLER)
+    try:
+        await call.say("How much do I owe?")  # the turn goes on: the store has its checkpoint
+        misses = cache.misses
+        state = await call.state()
+    finally:
+        await call.aclose()
+    assert cache.misses == misses + 1
+    assert state["turn"] == 1
