@@ -69,14 +69,13 @@ class LatestCheckpointCache(BaseCheckpointSaver[Any]):
         self.misses = 0
         self._latest: OrderedDict[str, _Latest] = OrderedDict()
 
-    @staticmethod
-    def _key(config: RunnableConfig) -> str | None:
+    @classmethod
+    def _key(cls, config: RunnableConfig) -> str | None:
         """The thread whose latest top-level checkpoint `config` asks for, or None (not cacheable)."""
         configurable = config.get("configurable", {})
         if get_checkpoint_id(config) or configurable.get("checkpoint_ns", ""):
             return None
-        thread = configurable.get("thread_id")
-        return str(thread) if thread is not None else None
+        return cls._thread(config)
 
     def _remember(self, saved: RunnableConfig, parent: RunnableConfig, checkpoint: Checkpoint, meta: Any) -> None:
         configurable = parent.get("configurable", {})
@@ -103,10 +102,14 @@ class LatestCheckpointCache(BaseCheckpointSaver[Any]):
         """Drop what memory holds of a thread: its next read goes to the store."""
         self._latest.pop(thread_id, None)
 
-    def _forget(self, config: RunnableConfig | str) -> None:
-        thread = config if isinstance(config, str) else config.get("configurable", {}).get("thread_id")
-        if thread is not None:
-            self.forget(str(thread))
+    @staticmethod
+    def _thread(config: RunnableConfig) -> str | None:
+        thread = config.get("configurable", {}).get("thread_id")
+        return str(thread) if thread is not None else None
+
+    def _forget(self, config: RunnableConfig) -> None:
+        if (thread := self._thread(config)) is not None:
+            self.forget(thread)
 
     def _cached(self, config: RunnableConfig) -> CheckpointTuple | None:
         key = self._key(config)
@@ -144,7 +147,7 @@ class LatestCheckpointCache(BaseCheckpointSaver[Any]):
             self._remember(saved, config, checkpoint, metadata)
         except Exception:  # noqa: BLE001 - the store has the checkpoint; memory must never fail the turn
             self._forget(config)
-            log.warning("checkpoint cache: could not keep %s; its next read goes to the store", self._key(config))
+            log.warning("checkpoint cache: could not keep %s; its next read goes to the store", self._thread(config))
         return saved
 
     async def aput_writes(
@@ -165,7 +168,7 @@ class LatestCheckpointCache(BaseCheckpointSaver[Any]):
             yield item
 
     async def adelete_thread(self, thread_id: str) -> None:
-        self._forget(thread_id)
+        self.forget(thread_id)
         await self.store.adelete_thread(thread_id)
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
@@ -218,7 +221,7 @@ class LatestCheckpointCache(BaseCheckpointSaver[Any]):
         self.store.put_writes(config, writes, task_id, task_path)
 
     def delete_thread(self, thread_id: str) -> None:
-        self._forget(thread_id)
+        self.forget(thread_id)
         self.store.delete_thread(thread_id)
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
