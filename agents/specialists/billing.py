@@ -155,7 +155,8 @@ async def _pick_line(ctx: AgentContext, tools: CallerTools, task: Task, utteranc
         amount = parsing.amount_cents(task["slots"].get("request", "")) or line.amount_cents
         task["slots"]["amount_cents"] = min(amount, line.amount_cents)
         if task["slots"]["amount_cents"] > policy.max_cents:
-            return _over_policy(ctx, task, f"refunds over {money(policy.max_cents)} need a specialist's approval")
+            why = f"refunds over {money(policy.max_cents)} need a specialist's approval"
+            return _offer_specialist(task, ctx.prompts.reply("billing.over_policy", why=why))
     task["awaiting"] = "confirm"
     key = "billing.confirm_refund" if task["name"] == "refund" else "billing.confirm_dispute"
     return Step(
@@ -166,10 +167,11 @@ async def _pick_line(ctx: AgentContext, tools: CallerTools, task: Task, utteranc
     )
 
 
-def _over_policy(ctx: AgentContext, task: Task, why: str) -> Step:
+def _offer_specialist(task: Task, reply: str) -> Step:
+    """A refund the AI may not grant: say why (`reply`) and offer a billing specialist."""
     task["awaiting"] = "offer_human"
     task["slots"]["escalation_reason"] = "refund_over_policy"
-    return Step(reply=ctx.prompts.reply("billing.over_policy", why=why), task=task)
+    return Step(reply=reply, task=task)
 
 
 async def _commit(ctx: AgentContext, tools: CallerTools, task: Task) -> Step:
@@ -187,9 +189,7 @@ async def _commit(ctx: AgentContext, tools: CallerTools, task: Task) -> Step:
             refund = await tools.refund(s["invoice_id"], s["amount_cents"], reason)
         except PolicyViolation as exc:
             # The tenant's refusal is a whole sentence already ("I can refund at most $50 myself; ...").
-            task["awaiting"] = "offer_human"
-            task["slots"]["escalation_reason"] = "refund_over_policy"
-            return Step(reply=p.reply("billing.refund_refused", why=str(exc)), task=task)
+            return _offer_specialist(task, p.reply("billing.refund_refused", why=str(exc)))
         return Step(
             reply=p.reply("billing.refunded", amount=money(refund.amount_cents))
             + " "
