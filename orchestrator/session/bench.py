@@ -13,16 +13,15 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from livekit.agents import llm, tts, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
 from opentelemetry.trace import Tracer
 
 from agents.context import AgentContext
-from agents.ports import Tenant
 from orchestrator.config import Settings
 from orchestrator.heap import settle_heap
 from orchestrator.providers.phrase_cache import CachedStream, CachedTTS, PhraseCache, split_sentences
@@ -33,8 +32,6 @@ from orchestrator.session.graph_llm import GraphLLM, is_end_of_reply
 from orchestrator.telemetry.tracing import GraphSpanHandler
 
 __all__ = ["Profile", "SimulatedTTS", "percentile", "run_voice_bench"]
-
-TENANT_PORTS = ("customers", "scheduling", "billing", "support", "desk")
 
 # First turns of the real audio calls (`_embedded`), one per specialist.
 UTTERANCES = [
@@ -130,11 +127,8 @@ class _TimedPort:
 def _timed_context(context: AgentContext) -> AgentContext:
     """The agents' context with every tenant port timed (`_TimedPort`)."""
     tenant = context.tenant
-    timed = Tenant(
-        name=tenant.name,
-        **{port: cast(Any, _TimedPort(getattr(tenant, port))) for port in TENANT_PORTS},
-    )
-    return replace(context, tenant=timed)
+    ports: dict[str, Any] = {f.name: _TimedPort(getattr(tenant, f.name)) for f in fields(tenant) if f.name != "name"}
+    return replace(context, tenant=replace(tenant, **ports))
 
 
 async def _first_sentence(stream: llm.LLMStream, ready: asyncio.Future[str]) -> None:
