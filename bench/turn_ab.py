@@ -41,7 +41,7 @@ import agents.router  # noqa: E402
 from agents.graph import build_graph  # noqa: E402
 from orchestrator.config import load_settings  # noqa: E402
 from orchestrator.heap import settle_heap  # noqa: E402
-from orchestrator.providers.phrase_cache import CachedTTS, PhraseCache, split_sentences  # noqa: E402
+from orchestrator.providers.phrase_cache import CachedTTS, PhraseCache, phrase_sentences  # noqa: E402
 from orchestrator.runtime import Services  # noqa: E402
 from orchestrator.session import bench  # noqa: E402
 from orchestrator.store.checkpoints import LatestCheckpointCache  # noqa: E402
@@ -139,9 +139,7 @@ async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="switchboard-turn-ab-") as tmp:
         variants = variants_for(args.comparison, args.base, Path(tmp))
         async with await Services.open(load_settings(data_dir=Path(tmp))) as services:
-            sentences: list[str] = []
-            for phrase in services.prompts.phrases():
-                sentences.extend(await split_sentences(phrase))
+            sentences = await phrase_sentences(services.prompts.phrases())
             profile = bench.Profile(stt_final_s=0.0, tts_first_byte_s=0.0)
             speaker = CachedTTS(bench.SimulatedTTS(0.0), PhraseCache(local_entries=1024), phrases=sentences)
             await asyncio.gather(*(speaker.render(sentence) for sentence in sentences))

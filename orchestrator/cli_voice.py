@@ -53,8 +53,8 @@ def phrase_cache_redis(settings: Settings) -> Iterator[str | None]:
 async def warm_phrases(settings: Settings, redis_url: str | None, *, force: bool = False) -> dict[str, Any]:
     """Pre-render every sentence of `Prompts.phrases()` for the configured voice into the cache."""
     from agents.prompts import Prompts
-    from orchestrator.providers.phrase_cache import CachedTTS, PhraseCache
-    from orchestrator.providers.voice import build_tts, phrase_sentences
+    from orchestrator.providers.phrase_cache import CachedTTS, PhraseCache, phrase_sentences
+    from orchestrator.providers.voice import build_tts
 
     redis_client = PhraseCache.connect(redis_url, timeout_s=5.0) if redis_url else None
     cache = PhraseCache(

@@ -25,6 +25,7 @@ __all__ = [
     "SynthesisRecord",
     "normalize",
     "phrase_key",
+    "phrase_sentences",
     "split_sentences",
     "tts_identity",
 ]
@@ -65,6 +66,14 @@ async def split_sentences(text: str) -> list[str]:
     out = [normalize(ev.token) for ev in [ev async for ev in stream]]
     await stream.aclose()
     return [s for s in out if s]
+
+
+async def phrase_sentences(phrases: list[str]) -> list[str]:
+    """The phrase list as the sentences the session will actually ask the TTS for."""
+    out: list[str] = []
+    for phrase in phrases:
+        out.extend(await split_sentences(phrase))
+    return list(dict.fromkeys(out))
 
 
 # What happened to one spoken sentence: played from the cache, synthesised (a phrase not cached yet), or

@@ -21,14 +21,14 @@ from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, APIConn
 from livekit.agents.utils import AudioBuffer
 
 from orchestrator.config import Settings
-from orchestrator.providers.phrase_cache import CachedTTS, PhraseCache, split_sentences
+from orchestrator.providers.phrase_cache import CachedTTS, PhraseCache, phrase_sentences
 from orchestrator.providers.stt import WhisperSTT, load_vad, local_stt
 from orchestrator.providers.tts import local_tts
 
 # Plugins register themselves on import and must be imported on the main thread (livekit rule).
 from livekit.plugins import cartesia, deepgram  # isort: skip
 
-__all__ = ["VoiceStack", "batch_transcribe", "build_stt", "build_tts", "open_voice", "phrase_sentences"]
+__all__ = ["VoiceStack", "batch_transcribe", "build_stt", "build_tts", "open_voice"]
 
 log = logging.getLogger(__name__)
 
@@ -365,14 +365,6 @@ class _IdentifiedChunkedStream(FallbackChunkedStream):
             raise
         finally:
             await attempt.aclose()
-
-
-async def phrase_sentences(phrases: list[str]) -> list[str]:
-    """The phrase list as the sentences the session will actually ask the TTS for."""
-    out: list[str] = []
-    for phrase in phrases:
-        out.extend(await split_sentences(phrase))
-    return list(dict.fromkeys(out))
 
 
 @dataclass

@@ -24,7 +24,7 @@ from opentelemetry.trace import Tracer
 from agents.context import AgentContext
 from orchestrator.config import Settings
 from orchestrator.heap import settle_heap
-from orchestrator.providers.phrase_cache import CachedStream, CachedTTS, PhraseCache, split_sentences
+from orchestrator.providers.phrase_cache import CachedStream, CachedTTS, PhraseCache, phrase_sentences, split_sentences
 from orchestrator.providers.tts import LocalTTSUnavailable
 from orchestrator.runtime import Services
 from orchestrator.scenarios import simulated_caller
@@ -361,9 +361,7 @@ async def run_voice_bench(
         bench_settings = settings.model_copy(update={"data_dir": Path(tmp)})
         async with await Services.open(bench_settings) as services:
             cache = PhraseCache(local_entries=1024)
-            sentences = []
-            for phrase in services.prompts.phrases():
-                sentences.extend(await split_sentences(phrase))
+            sentences = await phrase_sentences(services.prompts.phrases())
             ours_tts = CachedTTS(SimulatedTTS(profile.tts_first_byte_s), cache, phrases=sentences)
             # `switchboard tts warm`, in memory
             await asyncio.gather(*(ours_tts.render(sentence) for sentence in sentences))
