@@ -189,6 +189,10 @@ class _OurCall:
         self.speaker = speaker
         self.profile = profile
 
+    async def start(self) -> None:
+        """What a session does as the call starts, while the caller hears the greeting."""
+        await self.graph_llm.prepare()
+
     async def __call__(self, utterance: str) -> _Sample:
         profile = self.profile
         end_of_speech = time.perf_counter()
@@ -244,6 +248,8 @@ class _Line:
         if not self._script or self._call is None:
             caller = simulated_caller(next(self._calls))
             self._call, self._script = self._new_call(caller.caller_id), list(caller.turns)
+            if isinstance(self._call, _OurCall):
+                await self._call.start()
         return await self._call(self._script.pop(0))
 
 

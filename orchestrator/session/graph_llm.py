@@ -106,6 +106,12 @@ class GraphLLM(llm.LLM[Any]):
             # remembers of it from an earlier stint (the call may have run on another worker since).
             graph.checkpointer.forget(call_id)
 
+    async def prepare(self) -> None:
+        """Read the call's checkpoint into memory before its first turn (the session calls this as the
+        call starts, while the caller hears the greeting), so the first turn starts without a store read."""
+        if isinstance(self.graph.checkpointer, LatestCheckpointCache):
+            await self.graph.checkpointer.load(self.call_id)
+
     @property
     def model(self) -> str:
         return "switchboard-graph"

@@ -147,6 +147,7 @@ class VoiceCall(TextCall):
         self.session.on("close", lambda _ev: self.closed.set())
 
     async def start(self) -> None:
+        await self.llm.prepare()
         self._recorder = asyncio.create_task(self._record_turns(), name=f"voice-turns-{self.call_id}")
         agent = _CallAgent(self._apply_console)
         if self.room is not None:

@@ -86,6 +86,7 @@ class TextCall:
         self._started = False
 
     async def start(self) -> None:
+        await self.llm.prepare()
         await self.session.start(GraphAgent())
         self._started = True
 

@@ -19,6 +19,9 @@ turn. `LatestCheckpointCache` keeps what it wrote and answers the next read from
   end. A process that does not run the call (the console) never writes through this cache. A call that
   starts or resumes in a process is forgotten first (`forget`, called by the session adapter), so a call
   that went to another worker and came back is read from the store, never from an older memory of it.
+- **Read before the first turn.** A call's first turn would still start with a read from the store. The
+  session adapter loads the call (`load`) as the call starts, while the caller hears the greeting, so
+  the first turn starts from memory too. A thread the store has nothing of is remembered as new.
 """
 
 from __future__ import annotations
@@ -67,7 +70,10 @@ class LatestCheckpointCache(BaseCheckpointSaver[Any]):
         self.threads = threads
         self.hits = 0
         self.misses = 0
-        self._latest: OrderedDict[str, _Latest] = OrderedDict()
+        # thread -> its latest checkpoint, or None: the store has none (a new call, see `load`)
+        self._latest: OrderedDict[str, _Latest | None] = OrderedDict()
+        # threads being loaded -> still unchanged since the load began (see `load`)
+        self._loading: dict[str, bool] = {}
 
     @classmethod
     def _key(cls, config: RunnableConfig) -> str | None:
@@ -83,24 +89,60 @@ class LatestCheckpointCache(BaseCheckpointSaver[Any]):
         if thread is None or namespace:
             return
         parent_id = configurable.get("checkpoint_id")
-        entry = _Latest(
-            config=saved,
-            parent_config=(
-                {"configurable": {"thread_id": thread, "checkpoint_ns": "", "checkpoint_id": parent_id}}
-                if parent_id
-                else None
-            ),
+        parent_config: RunnableConfig | None = (
+            {"configurable": {"thread_id": thread, "checkpoint_ns": "", "checkpoint_id": parent_id}}
+            if parent_id
+            else None
+        )
+        self._keep(str(thread), self._entry(saved, parent_config, checkpoint, meta))
+
+    def _entry(
+        self, config: RunnableConfig, parent_config: RunnableConfig | None, checkpoint: Checkpoint, meta: Any
+    ) -> _Latest:
+        return _Latest(
+            config=config,
+            parent_config=parent_config,
             checkpoint=self.serde.dumps_typed(checkpoint),
             metadata=self.serde.dumps_typed(dict(meta)),
         )
-        self._latest[str(thread)] = entry
-        self._latest.move_to_end(str(thread))
+
+    def _keep(self, thread: str, entry: _Latest | None) -> None:
+        self._changed(thread)
+        self._latest[thread] = entry
+        self._latest.move_to_end(thread)
         while len(self._latest) > self.threads:
             self._latest.popitem(last=False)
 
+    async def load(self, thread_id: str) -> None:
+        """Read a thread's latest checkpoint from the store into memory: its call starts or resumes here.
+
+        What memory held of the thread is dropped first (the call may have run on another worker since).
+        Called before the call's first turn, so that turn starts from memory like every later one. A thread
+        the store has nothing of is remembered as new; one with pending writes is left to the store.
+        """
+        self.forget(thread_id)
+        self._loading[thread_id] = True
+        config: RunnableConfig = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+        self.misses += 1  # a read from the store, as the call starts rather than on its first turn
+        try:
+            found = await self.store.aget_tuple(config)
+        finally:
+            unchanged = self._loading.pop(thread_id, False)
+        if not unchanged:
+            return  # the thread was written (or dropped) meanwhile: what was read may be older
+        if found is None:
+            self._keep(thread_id, None)
+        elif not found.pending_writes:
+            self._keep(thread_id, self._entry(found.config, found.parent_config, found.checkpoint, found.metadata))
+
     def forget(self, thread_id: str) -> None:
         """Drop what memory holds of a thread: its next read goes to the store."""
+        self._changed(thread_id)
         self._latest.pop(thread_id, None)
+
+    def _changed(self, thread_id: str) -> None:
+        if thread_id in self._loading:
+            self._loading[thread_id] = False
 
     @staticmethod
     def _thread(config: RunnableConfig) -> str | None:
@@ -111,13 +153,16 @@ class LatestCheckpointCache(BaseCheckpointSaver[Any]):
         if (thread := self._thread(config)) is not None:
             self.forget(thread)
 
-    def _cached(self, config: RunnableConfig) -> CheckpointTuple | None:
+    def _cached(self, config: RunnableConfig) -> tuple[bool, CheckpointTuple | None]:
+        """(whether memory knows the answer, the answer): the thread's latest checkpoint, or None (a new thread)."""
         key = self._key(config)
-        entry = self._latest.get(key) if key is not None else None
+        if key is None or key not in self._latest:
+            return False, None
+        self._latest.move_to_end(key)
+        entry = self._latest[key]
         if entry is None:
-            return None
-        self._latest.move_to_end(key)  # type: ignore[arg-type]  # key is not None when entry is
-        return CheckpointTuple(
+            return True, None
+        return True, CheckpointTuple(
             config=entry.config,
             checkpoint=self.serde.loads_typed(entry.checkpoint),
             metadata=self.serde.loads_typed(entry.metadata),
@@ -128,8 +173,8 @@ class LatestCheckpointCache(BaseCheckpointSaver[Any]):
     # async API (what the graph uses)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        cached = self._cached(config)
-        if cached is not None:
+        known, cached = self._cached(config)
+        if known:
             self.hits += 1
             return cached
         self.misses += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +32,14 @@ async def test_turns_read_the_latest_checkpoint_from_memory_and_it_matches_the_s
     try:
         hits, misses = cache.hits, cache.misses
         await call.say("How much do I owe?")
-        assert cache.misses == misses + 1  # a new call: nothing in memory, the store is asked
+        # A new call: the store is asked once, as the call starts, and says it has nothing; the first
+        # turn then starts from memory, as every later one does.
+        assert cache.misses == misses + 1
+        assert cache.hits >= hits + 1
         await call.say("10453")
         await call.say("yes")
-        assert cache.hits >= hits + 2  # every later turn started from memory
+        assert cache.misses == misses + 1
+        assert cache.hits >= hits + 3
     finally:
         await call.aclose()
     cached = await cache.aget_tuple(thread("call-cache-1"))
@@ -175,3 +180,88 @@ async def test_a_checkpoint_memory_cannot_keep_is_still_stored_and_read_back(
         await call.aclose()
     assert cache.misses == misses + 1
     assert state["turn"] == 1
+
+
+async def test_a_call_that_resumes_here_is_loaded_before_its_first_turn(services: Services) -> None:
+    cache = services.checkpointer
+    assert isinstance(cache, LatestCheckpointCache)
+    path = services.settings.data_dir / "checkpoints.db"
+    async with aiosqlite.connect(str(path.resolve())) as conn:  # the call began on another worker
+        elsewhere = build_graph(AsyncSqliteSaver(conn))
+        await elsewhere.aupdate_state(thread("call-cache-7"), {"utterance": "said on another worker", "turn": 3})
+    call = TextCall(services, call_id="call-cache-7", caller_id=CALLER)
+    try:
+        await call.start()  # loads the call from the store
+        hits, misses = cache.hits, cache.misses
+        state = await call.state()
+        assert (cache.hits, cache.misses) == (hits + 1, misses)
+        assert state["turn"] == 3
+        stored = await cache.store.aget_tuple(thread("call-cache-7"))
+        cached = await cache.aget_tuple(thread("call-cache-7"))
+        assert stored is not None
+        assert cached is not None
+        assert (cached.config, cached.parent_config, cached.checkpoint, cached.metadata) == (
+            stored.config,
+            stored.parent_config,
+            stored.checkpoint,
+            stored.metadata,
+        )
+        await call.say("How much do I owe?")
+        assert cache.misses == misses
+    finally:
+        await call.aclose()
+    assert (await call.state())["turn"] == 4
+
+
+class _SlowStore(AsyncSqliteSaver):
+    """A store whose reads wait until the test lets them through."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        super().__init__(conn)
+        self.let_through = asyncio.Event()
+
+    async def aget_tuple(self, config: RunnableConfig) -> Any:
+        found = await super().aget_tuple(config)
+        await self.let_through.wait()
+        return found
+
+
+async def test_a_turn_written_while_the_call_loads_is_not_overwritten_by_the_older_read(tmp_path: Path) -> None:
+    async with aiosqlite.connect(str(tmp_path / "checkpoints.db")) as conn:
+        store = _SlowStore(conn)
+        await store.setup()
+        cache = LatestCheckpointCache(store)
+        graph = build_graph(cache)
+        store.let_through.set()
+        await graph.aupdate_state(thread("call-cache-8"), {"utterance": "first", "turn": 1})
+        cache.forget("call-cache-8")
+        stale = await store.aget_tuple(thread("call-cache-8"))  # what the load below will read
+        assert stale is not None
+        store.let_through.clear()
+        loading = asyncio.create_task(cache.load("call-cache-8"))
+        await asyncio.sleep(0.05)
+        assert not loading.done()
+        # A turn writes while the load's read is still on its way back.
+        await cache.aput(stale.config, {**stale.checkpoint, "id": "later"}, stale.metadata, {})
+        store.let_through.set()
+        await loading
+        latest = await cache.aget_tuple(thread("call-cache-8"))
+        assert latest is not None
+        assert latest.checkpoint["id"] == "later"
+
+
+async def test_a_call_with_pending_writes_is_left_to_the_store_when_loaded(tmp_path: Path) -> None:
+    async with aiosqlite.connect(str(tmp_path / "checkpoints.db")) as conn:
+        cache = LatestCheckpointCache(AsyncSqliteSaver(conn))
+        await cache.store.setup()  # type: ignore[attr-defined]
+        graph = build_graph(cache)
+        await graph.aupdate_state(thread("call-cache-9"), {"utterance": "first"})
+        latest = await cache.aget_tuple(thread("call-cache-9"))
+        assert latest is not None
+        await cache.aput_writes(latest.config, [("utterance", "pending")], task_id="task-1")
+        await cache.load("call-cache-9")
+        misses = cache.misses
+        reread = await cache.aget_tuple(thread("call-cache-9"))
+        assert cache.misses == misses + 1
+        assert reread is not None
+        assert [channel for _task, channel, _value in reread.pending_writes or []] == ["utterance"]
