@@ -7,12 +7,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Protocol
+from typing import Protocol, cast
 from zoneinfo import ZoneInfo
 
 from langchain_core.language_models import BaseChatModel
 
-from agents.ports import IntentClassifier, IntentPrediction, Tenant
+from agents.ports import AsyncIntentClassifier, IntentClassifier, IntentPrediction, Tenant
 from agents.prompts import Prompts
 
 
@@ -39,13 +39,16 @@ class IntentPrefetch:
 
     def __init__(self, classifier: IntentClassifier, limit: int = 1024) -> None:
         self._classifier = classifier
+        # A classifier with its own way off the event loop (a child process) is asked that way.
+        aclassify = getattr(classifier, "aclassify", None)
+        self._off_loop = cast(AsyncIntentClassifier, classifier) if callable(aclassify) else None
         self._limit = limit
         self._pending: OrderedDict[tuple[str, str], asyncio.Future[IntentPrediction]] = OrderedDict()
 
     def start(self, key: tuple[str, str]) -> None:
         if key in self._pending:
             return
-        self._pending[key] = asyncio.ensure_future(asyncio.to_thread(self._classifier.classify, key[1]))
+        self._pending[key] = asyncio.ensure_future(self._classify(key[1]))
         while len(self._pending) > self._limit:
             self._pending.popitem(last=False)[1].cancel()
 
@@ -54,12 +57,17 @@ class IntentPrefetch:
         return key in self._pending
 
     async def result(self, key: tuple[str, str]) -> IntentPrediction:
-        """The started classification of `key`, or a new one. CPU work off the event loop either way:
-        onnxruntime releases the GIL, so other calls' turns go on meanwhile."""
+        """The started classification of `key`, or a new one. Off the event loop either way: in the
+        classifier's own process if it has one (`aclassify`), else on a thread (onnxruntime releases the GIL)."""
         pending = self._pending.pop(key, None)
         if pending is None:
-            return await asyncio.to_thread(self._classifier.classify, key[1])
+            return await self._classify(key[1])
         return await pending
+
+    async def _classify(self, text: str) -> IntentPrediction:
+        if self._off_loop is not None:
+            return await self._off_loop.aclassify(text)
+        return await asyncio.to_thread(self._classifier.classify, text)
 
 
 @dataclass

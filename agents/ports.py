@@ -272,3 +272,9 @@ class IntentPrediction:
 
 class IntentClassifier(Protocol):
     def classify(self, text: str) -> IntentPrediction: ...
+
+
+class AsyncIntentClassifier(IntentClassifier, Protocol):
+    """A classifier that also classifies off the event loop by itself (in a child process, say)."""
+
+    async def aclassify(self, text: str) -> IntentPrediction: ...

@@ -8,6 +8,9 @@ Comparisons (the first variant of each is this tree as it runs in production):
                  for every utterance, or only by `supervise`
     checkpoints  a turn's checkpoint read answered from memory (this tree) or from SQLite every time
     tracing      no spans, or a `GraphSpanHandler` per call (what a worker adds)
+    classifier   the intent classifier in a child process (this tree, in a process that runs many calls)
+                 or on a thread of this process
+    first-turn   a call's checkpoint read as the call starts (this tree) or on its first turn
 
 Each variant runs `switchboard bench voice`'s turn (`GraphLLM`, first sentence, phrase cache, whole scripted
 calls) with the providers' delays set to zero, so what is left is our own overhead and the tenant's time.
@@ -30,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,7 @@ import agents.router  # noqa: E402
 from agents.graph import build_graph  # noqa: E402
 from orchestrator.config import load_settings  # noqa: E402
 from orchestrator.heap import settle_heap  # noqa: E402
+from orchestrator.providers.intent_process import ProcessIntentClassifier  # noqa: E402
 from orchestrator.providers.phrase_cache import CachedTTS, PhraseCache, phrase_sentences  # noqa: E402
 from orchestrator.runtime import Services  # noqa: E402
 from orchestrator.session import bench  # noqa: E402
@@ -54,6 +58,7 @@ class Variant:
     enter: Callable[[Services], None] = lambda _services: None
     leave: Callable[[Services], None] = lambda _services: None
     tracer: Any = None
+    classifier: str = "as opened"  # or "thread": the in-process classifier on a thread
     overhead: list[float] = field(default_factory=list)
     tenant: list[float] = field(default_factory=list)
     main_cpu: list[float] = field(default_factory=list)
@@ -127,7 +132,25 @@ def variants_for(comparison: str, base: str, scratch: Path) -> dict[str, Variant
         from opentelemetry.sdk.trace import TracerProvider
 
         return {"no spans": Variant(), "GraphSpanHandler": Variant(tracer=TracerProvider().get_tracer("turn-ab"))}
-    raise SystemExit(f"unknown comparison {comparison!r}: graph, speculation, checkpoints or tracing")
+    if comparison == "classifier":
+        return {"this tree (child process)": Variant(), "thread": Variant(classifier="thread")}
+    if comparison == "first-turn":
+        started = bench._OurCall.start
+
+        async def not_loaded(_call: Any) -> None:
+            return None
+
+        def enter(_services: Services) -> None:
+            bench._OurCall.start = not_loaded  # type: ignore[method-assign]
+
+        def leave(_services: Services) -> None:
+            bench._OurCall.start = started  # type: ignore[method-assign]
+
+        return {"this tree (loaded as the call starts)": Variant(), "read on the first turn": Variant(enter, leave)}
+    raise SystemExit(f"unknown comparison {comparison!r}: one of {', '.join(COMPARISONS)}")
+
+
+COMPARISONS = ("graph", "speculation", "checkpoints", "tracing", "classifier", "first-turn")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -138,17 +161,23 @@ def pct(values: list[float], q: float) -> float:
 async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="switchboard-turn-ab-") as tmp:
         variants = variants_for(args.comparison, args.base, Path(tmp))
-        async with await Services.open(load_settings(data_dir=Path(tmp))) as services:
+        async with await Services.open(load_settings(data_dir=Path(tmp)), many_calls=True) as services:
+            classifier = services.classifier
+            assert isinstance(classifier, ProcessIntentClassifier)
+            assert await classifier.wait_ready()
             sentences = await phrase_sentences(services.prompts.phrases())
             profile = bench.Profile(stt_final_s=0.0, tts_first_byte_s=0.0)
             speaker = CachedTTS(bench.SimulatedTTS(0.0), PhraseCache(local_entries=1024), phrases=sentences)
             await asyncio.gather(*(speaker.render(sentence) for sentence in sentences))
-            context = bench._timed_context(services.context)
+            contexts = {
+                "as opened": bench._timed_context(services.context),
+                "thread": bench._timed_context(replace(services.context, classifier=classifier.local)),
+            }
             for block in range(args.blocks):
                 for variant in variants.values():
                     variant.enter(services)
                     new_call = functools.partial(
-                        bench._OurCall, services, context, speaker, profile, tracer=variant.tracer
+                        bench._OurCall, services, contexts[variant.classifier], speaker, profile, tracer=variant.tracer
                     )
                     thread0, process0 = time.thread_time(), time.process_time()
                     try:
@@ -178,7 +207,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("comparison", choices=("graph", "speculation", "checkpoints", "tracing"))
+    parser.add_argument("comparison", choices=COMPARISONS)
     parser.add_argument("--base", default="a2be9aa", help="graph: the git revision whose agents/graph.py to run")
     parser.add_argument("--blocks", type=int, default=6)
     parser.add_argument("--turns", type=int, default=60, help="turns per variant per block")

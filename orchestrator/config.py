@@ -51,6 +51,10 @@ class Settings(BaseSettings):
 
     # Router: below this confidence the LLM (when configured) has the last word.
     router_threshold: float = Field(default=0.55, ge=0.0, le=1.0)
+    # Run the intent classifier in a child process (a core of its own, no GIL shared with the event
+    # loop) rather than on a thread. Unset: each process decides (on where it hosts many calls at once:
+    # the queue worker with more than one slot, the voice benchmark).
+    classifier_process: bool | None = None
 
     # LiveKit (production transport and the signed webhook).
     livekit_url: str | None = Field(default=None, validation_alias=AliasChoices("LIVEKIT_URL"))

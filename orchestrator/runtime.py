@@ -51,6 +51,7 @@ class Services:
         seed: bool = True,
         prompts: Prompts | None = None,
         graph: CompiledStateGraph[Any, Any, Any, Any] | None = None,
+        many_calls: bool = False,
     ) -> Services:
         """Open the store, seed the demo tenant if needed, load the classifier and compile the graph.
 
@@ -64,6 +65,8 @@ class Services:
             prompts: prompts loaded ahead of time; None loads them from `settings.prompts_dir`.
             graph: the call graph compiled ahead of time without a checkpointer (`build_graph()`); a copy
                 bound to this store's checkpointer is used. None compiles it here.
+            many_calls: this process runs many calls at once, so the shipped classifier runs in a child
+                process (`ProcessIntentClassifier`) unless `settings.classifier_process` says otherwise.
         """
         settings = settings or get_settings()
         stack = AsyncExitStack()
@@ -81,6 +84,13 @@ class Services:
                 from orchestrator.providers.intent import load_classifier
 
                 classifier = load_classifier()
+                if settings.classifier_process if settings.classifier_process is not None else many_calls:
+                    from orchestrator.providers.intent_process import ProcessIntentClassifier
+
+                    in_child = ProcessIntentClassifier(classifier)
+                    await in_child.start()  # classifications run on a thread here until the child is ready
+                    stack.push_async_callback(in_child.aclose)
+                    classifier = in_child
             if models is None and settings.llm_configured:
                 from orchestrator.providers.llm import ModelRegistry
 

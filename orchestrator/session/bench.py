@@ -24,6 +24,7 @@ from opentelemetry.trace import Tracer
 from agents.context import AgentContext
 from orchestrator.config import Settings
 from orchestrator.heap import settle_heap
+from orchestrator.providers.intent_process import ProcessIntentClassifier
 from orchestrator.providers.phrase_cache import CachedStream, CachedTTS, PhraseCache, phrase_sentences, split_sentences
 from orchestrator.providers.tts import LocalTTSUnavailable
 from orchestrator.runtime import Services
@@ -365,7 +366,11 @@ async def run_voice_bench(
     }
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
         bench_settings = settings.model_copy(update={"data_dir": Path(tmp)})
-        async with await Services.open(bench_settings) as services:
+        async with await Services.open(bench_settings, many_calls=True) as services:
+            # A worker's classifier process is up long before its calls come (`ProcessIntentClassifier`).
+            classifier = services.classifier
+            in_child = isinstance(classifier, ProcessIntentClassifier) and await classifier.wait_ready()
+            out["classifier"] = "process" if in_child else "thread"
             cache = PhraseCache(local_entries=1024)
             sentences = await phrase_sentences(services.prompts.phrases())
             ours_tts = CachedTTS(SimulatedTTS(profile.tts_first_byte_s), cache, phrases=sentences)

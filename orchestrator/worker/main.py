@@ -86,7 +86,7 @@ async def run_worker(
 
     url = resolve_redis_url(settings)
     async with AsyncExitStack() as stack:
-        services = await Services.open(settings)
+        services = await Services.open(settings, many_calls=slots > 1)
         stack.push_async_callback(services.aclose)
         queue: CallQueue = open_queue(settings, url, prefix=prefix)
         stack.push_async_callback(queue.aclose)

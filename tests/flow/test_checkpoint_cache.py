@@ -242,7 +242,9 @@ async def test_a_turn_written_while_the_call_loads_is_not_overwritten_by_the_old
         await asyncio.sleep(0.05)
         assert not loading.done()
         # A turn writes while the load's read is still on its way back.
-        await cache.aput(stale.config, {**stale.checkpoint, "id": "later"}, stale.metadata, {})
+        later = stale.checkpoint.copy()
+        later["id"] = "later"
+        await cache.aput(stale.config, later, stale.metadata, {})
         store.let_through.set()
         await loading
         latest = await cache.aget_tuple(thread("call-cache-8"))

@@ -52,4 +52,5 @@ async def test_voice_bench_reports_both_designs_at_each_level() -> None:
     # Turns were traced as in a worker: a span per graph run, and per node.
     names = {span.name for span in spans.get_finished_spans()}
     assert out["traced"] is True
+    assert out["classifier"] == "process"  # as in a worker that runs many calls
     assert {"cc.graph", "cc.node.supervise", "cc.node.route"} <= names
