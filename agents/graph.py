@@ -7,7 +7,9 @@ One graph run is one caller turn (thread_id = call id; the checkpointer keeps th
                │          └─▶ respond ─▶ speak ─▶ END           ├─▶ (another specialist: same-turn handoff)
                ├─▶ escalate (human asked, legal, emergency, ...) └─▶ escalate
                ├─▶ respond (re-prompt, greeting, language, goodbye, hold)
-               └─▶ the active specialist is reached through route, which keeps it unless the topic changed
+               └─▶ the active specialist, straight, while the caller answers its question (a ZIP code,
+                   "yes", "the second one"): `route` would keep it anyway; any other turn goes through
+                   `route`, which keeps the active specialist unless the topic changed
 
 Only `review` and `speak` (and LLM specialists, sentence by sentence) write speakable text to the stream,
 and whichever speaks last writes `END_OF_REPLY` after it, so the voice pipeline can start speaking the last
@@ -58,7 +60,12 @@ async def supervise(state: CallState, runtime: Runtime[AgentContext]) -> Command
     update = await supervisor.supervise(runtime.context, state)
     opened = cast(CallState, {**state, **update})
     goto = after_supervise(opened)
-    if goto == "route":
+    if goto == "route" and not router.needs_classifier(runtime.context, opened):
+        # The caller answers the active specialist's question: `route` would only keep the call where
+        # it is, so the turn goes straight to the specialist (one LangGraph step fewer).
+        update = {**update, **router.staying(opened)}
+        goto = opened.get("active", "router")
+    elif goto == "route":
         router.prefetch(runtime.context, opened)  # the classifier runs while LangGraph moves on to `route`
     return Command(update=update, goto=goto)
 
@@ -176,7 +183,7 @@ def _then(node: Node, decide: Callable[[CallState], str]) -> Callable[..., Await
 def build_graph(checkpointer: BaseCheckpointSaver[Any] | None = None) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Compile the call graph; pass a durable checkpointer so another process can resume a call."""
     g: StateGraph[Any, Any, Any, Any] = StateGraph(CallState, context_schema=AgentContext)
-    g.add_node("supervise", supervise, destinations=("route", "escalate", "respond"))
+    g.add_node("supervise", supervise, destinations=("route", *SPECIALIST_NODES, "escalate", "respond"))
     g.add_node("route", _then(route, after_route), destinations=(*SPECIALIST_NODES, "escalate", "respond"))
     for name, module in zip(SPECIALIST_NODES, (scheduling_flow, billing_flow, support_flow), strict=True):
         others = tuple(n for n in SPECIALIST_NODES if n != name)

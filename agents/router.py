@@ -95,15 +95,20 @@ def prefetch(ctx: AgentContext, state: CallState) -> None:
         ctx.intents.start(intent_key(state.get("call_id") or "", state.get("utterance", "")))
 
 
+def staying(state: CallState) -> dict[str, Any]:
+    """The update that keeps the call with its active specialist (the caller answers its question)."""
+    return {"intent": state.get("active", "router"), "confidence": state.get("confidence", 0.0), "directive": None}
+
+
 async def route(ctx: AgentContext, state: CallState) -> dict[str, Any]:
     """Decide who answers this turn: the active specialist, a new one, a human, or the router itself."""
     text = state.get("utterance", "")
     active = state.get("active", "router")
     # The call's intent stays the active specialist's while the caller answers its questions:
     # checked first, so a ZIP code or a "yes" costs neither the classifier nor a model call.
-    staying = {"intent": active, "confidence": state.get("confidence", 0.0), "directive": None}
+    stay = staying(state)
     if not needs_classifier(ctx, state):
-        return staying
+        return stay
     local = await ctx.intents.result(intent_key(state.get("call_id") or "", text))
     prediction, source = await classify(ctx, text, local)
     intent, confidence = prediction.intent, prediction.confidence
@@ -112,7 +117,7 @@ async def route(ctx: AgentContext, state: CallState) -> dict[str, Any]:
     if active in ROUTABLE:
         switching = intent != active and intent in (*ROUTABLE, "escalation") and confidence >= ctx.switch_threshold
         if not switching:
-            return {**staying, "confidence": state.get("confidence", local.confidence)}
+            return {**stay, "confidence": state.get("confidence", local.confidence)}
         if intent == "escalation":
             update["directive"] = "escalate:complaint"
             return update
