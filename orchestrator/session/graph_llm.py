@@ -8,6 +8,7 @@ history, so assistant turns are never duplicated by LiveKit's echo of them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -70,6 +71,8 @@ class TurnTiming:
     started: float = 0.0
     first_token: float | None = None
     finished: float | None = None
+    # Set when the turn's graph run has ended (its checkpoint written), whatever the outcome.
+    done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass
@@ -209,3 +212,4 @@ class GraphStream(llm.LLMStream):
             )
         finally:
             timing.finished = time.perf_counter()
+            timing.done.set()

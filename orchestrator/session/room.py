@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -220,11 +219,9 @@ class VoiceCall(TextCall):
                 self._recorded.notify_all()
 
     async def _graph_settled(self) -> None:
-        deadline = time.monotonic() + _GRAPH_SETTLE_S
-        while self.llm.turns.timings and self.llm.turns.timings[-1].finished is None:
-            if time.monotonic() >= deadline:
-                return
-            await asyncio.sleep(0.01)
+        if self.llm.turns.timings:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.llm.turns.timings[-1].done.wait(), _GRAPH_SETTLE_S)
 
     async def wait_turns(self, count: int, *, timeout_s: float) -> bool:
         """Wait until ``count`` turns are recorded (or the session closed); False on timeout."""
