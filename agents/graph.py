@@ -2,8 +2,8 @@
 
 One graph run is one caller turn (thread_id = call id; the checkpointer keeps the call's state):
 
-    supervise ─┬─▶ route ─┬─▶ scheduling | billing | support ─┬─▶ review (speaks) ─┬─▶ END
-               │          ├─▶ escalate ─▶ speak ─▶ END          │                    └─▶ escalate
+    supervise ─┬─▶ route ─┬─▶ scheduling | billing | support ─┬─▶ [supervisor's review] ─┬─▶ speaks ─▶ END
+               │          ├─▶ escalate ─▶ speak ─▶ END          │                          └─▶ escalate
                │          └─▶ respond ─▶ speak ─▶ END           ├─▶ (another specialist: same-turn handoff)
                ├─▶ escalate (human asked, legal, emergency, ...) └─▶ escalate
                ├─▶ respond (re-prompt, greeting, language, goodbye, hold)
@@ -11,20 +11,25 @@ One graph run is one caller turn (thread_id = call id; the checkpointer keeps th
                    "yes", "the second one"): `route` would keep it anyway; any other turn goes through
                    `route`, which keeps the active specialist unless the topic changed
 
-Only `review` and `speak` (and LLM specialists, sentence by sentence) write speakable text to the stream,
-and whichever speaks last writes `END_OF_REPLY` after it, so the voice pipeline can start speaking the last
-sentence before the turn's checkpoint is written.
+The supervisor works twice a turn: `supervise` before anything else, and its review of the specialist's
+reply (policy, masking, loops; `supervisor.review`), which runs at the end of the specialist's own step
+(`_with_review`) and speaks the reply if it passes. Only that review, `speak` (and LLM specialists, sentence
+by sentence) write speakable text to the stream, and whichever speaks last writes `END_OF_REPLY` after it,
+so the voice pipeline can start speaking the last sentence before the turn's checkpoint is written.
 
 Each routing decision is taken inside its node (the node returns a `Command`), not by a conditional edge:
 an edge costs LangGraph a read of the whole state per step, which was most of its per-turn cost. For
-the same reason `review` speaks a reply that passes review itself instead of handing it to `speak`.
+the same reason the review runs in the specialist's step and speaks there, instead of a step of its own
+(`bench/turn_ab.py graph`: overhead P50 0.87×), and a turn that only answers the active specialist skips
+`route`.
 Every node is async: LangGraph runs sync ones in a thread pool, a hop per step.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any, cast, get_type_hints
 
 from langchain_core.exceptions import ModelAPIError, ModelConnectionError
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -109,12 +114,36 @@ async def respond(state: CallState, runtime: Runtime[AgentContext]) -> dict[str,
     return supervisor.canned(runtime.context, state)
 
 
-async def review(state: CallState, runtime: Runtime[AgentContext]) -> Command[str]:
-    update = supervisor.review(runtime.context, state)
-    reviewed = cast(CallState, {**state, **update})
+def _reviewed(state: CallState, update: dict[str, Any], runtime: Runtime[AgentContext]) -> Command[str]:
+    """The supervisor's review of the reply in `state` + `update`, then the reply spoken (or an escalation)."""
+    after = _applied(state, update)
+    checked = supervisor.review(runtime.context, after)
+    update = _merged(update, checked)
+    reviewed = _applied(after, checked)
     if after_review(reviewed) == "escalate":
         return Command(update=update, goto="escalate")
-    return Command(update={**update, **_say(reviewed, runtime)}, goto=END)
+    return Command(update=_merged(update, _say(reviewed, runtime)), goto=END)
+
+
+# Channels whose updates add up (`Annotated[list, operator.add]` in CallState); every other one is replaced.
+_ADDED = frozenset(
+    name
+    for name, hint in get_type_hints(CallState, include_extras=True).items()
+    if operator.add in getattr(hint, "__metadata__", ())
+)
+
+
+def _merged(first: dict[str, Any], then: dict[str, Any]) -> dict[str, Any]:
+    """Two updates of one step as one, the way LangGraph applies two steps: lists add up, values replace."""
+    out = dict(first)
+    for key, value in then.items():
+        out[key] = [*out[key], *value] if key in _ADDED and key in out else value
+    return out
+
+
+def _applied(state: CallState, update: dict[str, Any]) -> CallState:
+    """The state as the next step would see it once `update` is applied."""
+    return cast(CallState, _merged(cast(dict[str, Any], state), update))
 
 
 async def speak(state: CallState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
@@ -180,6 +209,24 @@ def _then(node: Node, decide: Callable[[CallState], str]) -> Callable[..., Await
     return step
 
 
+def _with_review(node: Node) -> Callable[..., Awaitable[Command[str]]]:
+    """A specialist, then (unless it hands off or escalates) the supervisor's review of its reply, as one step.
+
+    The review is the supervisor's, not the specialist's; it runs in the specialist's step because a
+    LangGraph step of its own cost the caller about a millisecond on every turn (`bench/turn_ab.py graph`).
+    """
+
+    async def step(state: CallState, runtime: Runtime[AgentContext]) -> Command[str]:
+        update = await node(state, runtime)
+        goto = after_specialist(_applied(state, update))
+        if goto != "review":
+            return Command(update=update, goto=goto)
+        return _reviewed(state, update, runtime)
+
+    step.__name__ = getattr(node, "__name__", "step")
+    return step
+
+
 def build_graph(checkpointer: BaseCheckpointSaver[Any] | None = None) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Compile the call graph; pass a durable checkpointer so another process can resume a call."""
     g: StateGraph[Any, Any, Any, Any] = StateGraph(CallState, context_schema=AgentContext)
@@ -187,8 +234,7 @@ def build_graph(checkpointer: BaseCheckpointSaver[Any] | None = None) -> Compile
     g.add_node("route", _then(route, after_route), destinations=(*SPECIALIST_NODES, "escalate", "respond"))
     for name, module in zip(SPECIALIST_NODES, (scheduling_flow, billing_flow, support_flow), strict=True):
         others = tuple(n for n in SPECIALIST_NODES if n != name)
-        g.add_node(name, _then(_specialist(module), after_specialist), destinations=(*others, "escalate", "review"))
-    g.add_node("review", review, destinations=(END, "escalate"))
+        g.add_node(name, _with_review(_specialist(module)), destinations=(*others, "escalate", END))
     g.add_node("escalate", escalate)
     g.add_node("respond", respond)
     g.add_node("speak", speak)
