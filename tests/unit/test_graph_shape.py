@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from langgraph.channels.binop import BinaryOperatorAggregate
 
-from agents.graph import build_graph
+from agents.graph import _ADDED, _applied, _merged, build_graph
+from agents.state import CallState, Intervention, Turn
 
 pytestmark = pytest.mark.unit
 
@@ -28,3 +30,19 @@ def test_every_specialist_can_reach_a_human() -> None:
     for node in ("supervise", "route", "scheduling", "billing", "support"):
         assert (node, "escalate") in edges
     assert ("escalate", "speak") in edges
+
+
+def test_a_specialist_step_and_its_review_update_the_state_as_two_steps_would() -> None:
+    # The lists LangGraph adds up are exactly the ones the in-step merge adds up.
+    added = {name for name, channel in build_graph().channels.items() if isinstance(channel, BinaryOperatorAggregate)}
+    assert added == _ADDED
+    note = Intervention(turn=3, kind="warn", reason="llm_unavailable", detail="")
+    correction = Intervention(turn=3, kind="correct_reply", reason="off_script", detail="")
+    specialist = {"reply": "draft", "interventions": [note], "tool_events": []}
+    review = {"reply": "corrected", "interventions": [correction]}
+    assert _merged(specialist, review) == {"reply": "corrected", "interventions": [note, correction], "tool_events": []}
+    state = CallState(transcript=[Turn(role="caller", agent="", text="hi")], interventions=[], reply="")
+    applied = _applied(state, _merged(specialist, review))
+    assert applied["interventions"] == [note, correction]
+    assert applied["transcript"] == state["transcript"]  # untouched lists stay as they were
+    assert applied["reply"] == "corrected"
