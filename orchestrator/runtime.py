@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
+import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -21,6 +24,7 @@ from agents.ports import IntentClassifier, Tenant
 from agents.prompts import Prompts
 from orchestrator.config import Settings, get_settings
 from orchestrator.domain import build_tenant, create_schema, open_engine, seed_demo
+from orchestrator.domain.db import is_locked
 from orchestrator.store.checkpoints import LatestCheckpointCache
 
 log = logging.getLogger(__name__)
@@ -169,7 +173,16 @@ async def _open_checkpointer(settings: Settings, stack: AsyncExitStack) -> BaseC
     conn = await aiosqlite.connect(str(path), timeout=30)
     stack.push_async_callback(conn.close)
     # Several worker processes share the file: WAL lets readers and one writer proceed together.
-    await conn.execute("PRAGMA journal_mode=WAL")
+    # As in `switch_to_wal`: another process may be switching the same new file; wait it out.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if not is_locked(exc) or time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.05)
     # WAL + NORMAL: a commit survives a process crash (what resumption needs) without an fsync per
     # turn; a power loss may drop the last turns. Use PostgreSQL where that matters.
     await conn.execute("PRAGMA synchronous=NORMAL")

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, time
+from time import monotonic, sleep
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -60,6 +61,34 @@ def open_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return engine
 
 
+# Waits between tries of switching a new SQLite file to WAL while another process is doing the same.
+_WAL_RETRY_S = 0.05
+
+
+def is_locked(exc: BaseException) -> bool:
+    """Whether a SQLite error is "database is locked" (another connection holds the lock)."""
+    return "database is locked" in str(exc)
+
+
+def switch_to_wal(execute: Callable[[str], object]) -> None:
+    """`PRAGMA journal_mode = WAL`, waiting out another process that is switching the same file.
+
+    Changing the journal mode takes an exclusive lock and, unlike other statements, fails at once with
+    "database is locked" instead of waiting for `busy_timeout`: two workers opening a new file together
+    would see one of them fail to start. This waits up to the busy timeout instead. (It blocks the
+    caller's thread, which is fine at start-up, the only time a file is new.)
+    """
+    deadline = monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            execute("PRAGMA journal_mode = WAL")
+            return
+        except Exception as exc:
+            if not is_locked(exc) or monotonic() >= deadline:
+                raise
+            sleep(_WAL_RETRY_S)
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -71,7 +100,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys = ON")
             if engine.url.database not in (None, "", ":memory:"):
-                cursor.execute("PRAGMA journal_mode = WAL")
+                switch_to_wal(cursor.execute)
                 cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
             cursor.close()
