@@ -70,6 +70,7 @@ class ProcessIntentClassifier:
         self._pending: dict[int, tuple[str, asyncio.Future[IntentPrediction]]] = {}
         self._closed = False
         self._settled = asyncio.Event()  # set once the child is ready, or gone
+        self._restarting: asyncio.Task[None] | None = None
 
     def classify(self, text: str) -> IntentPrediction:
         return self.local.classify(text)
@@ -99,6 +100,8 @@ class ProcessIntentClassifier:
 
     async def wait_ready(self) -> bool:
         """Wait until the child has loaded its model (tests, benchmarks); False if it exited instead."""
+        if self._restarting is not None:
+            await self._restarting
         if self._proc is not None:
             await self._settled.wait()
         return self._ready
@@ -107,7 +110,7 @@ class ProcessIntentClassifier:
         """Classify one utterance in the child (or on a thread here, if the child cannot take it)."""
         proc = self._proc
         if not self._ready or proc is None or proc.stdin is None or len(self._pending) >= MAX_IN_FLIGHT:
-            await self._maybe_restart()
+            self._maybe_restart()
             return await self._here(text)
         self._next_id += 1
         request_id = self._next_id
@@ -132,9 +135,11 @@ class ProcessIntentClassifier:
         self.fell_back += 1
         return await asyncio.to_thread(self.local.classify, text)
 
-    async def _maybe_restart(self) -> None:
+    def _maybe_restart(self) -> None:
+        """Start a dead child again, in the background (a turn never waits on a fork), at most every 30 s."""
         if self._proc is None and not self._closed and time.monotonic() - self._started_at >= RESTART_AFTER_S:
-            await self.start()
+            self._started_at = time.monotonic()
+            self._restarting = asyncio.create_task(self.start(), name="intent-classifier-restart")
 
     async def _read(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
@@ -197,6 +202,8 @@ class ProcessIntentClassifier:
     async def aclose(self) -> None:
         """Stop the child (closing its stdin ends it, or a kill while it is still loading) and wait for it."""
         self._closed = True
+        if self._restarting is not None:
+            await self._restarting  # a child being started must be stopped too
         proc, self._proc = self._proc, None
         if proc is not None:
             if not self._ready and proc.returncode is None:
