@@ -114,9 +114,9 @@ async def respond(state: CallState, runtime: Runtime[AgentContext]) -> dict[str,
     return supervisor.canned(runtime.context, state)
 
 
-def _reviewed(state: CallState, update: dict[str, Any], runtime: Runtime[AgentContext]) -> Command[str]:
-    """The supervisor's review of the reply in `state` + `update`, then the reply spoken (or an escalation)."""
-    after = _applied(state, update)
+def _reviewed(after: CallState, update: dict[str, Any], runtime: Runtime[AgentContext]) -> Command[str]:
+    """The supervisor's review of the reply in `after` (the state with the step's `update` applied), then
+    the reply spoken (or an escalation); returns the step's whole update."""
     checked = supervisor.review(runtime.context, after)
     update = _merged(update, checked)
     reviewed = _applied(after, checked)
@@ -218,10 +218,11 @@ def _with_review(node: Node) -> Callable[..., Awaitable[Command[str]]]:
 
     async def step(state: CallState, runtime: Runtime[AgentContext]) -> Command[str]:
         update = await node(state, runtime)
-        goto = after_specialist(_applied(state, update))
+        after = _applied(state, update)
+        goto = after_specialist(after)
         if goto != "review":
             return Command(update=update, goto=goto)
-        return _reviewed(state, update, runtime)
+        return _reviewed(after, update, runtime)
 
     step.__name__ = getattr(node, "__name__", "step")
     return step
