@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
-import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -24,7 +22,7 @@ from agents.ports import IntentClassifier, Tenant
 from agents.prompts import Prompts
 from orchestrator.config import Settings, get_settings
 from orchestrator.domain import build_tenant, create_schema, open_engine, seed_demo
-from orchestrator.domain.db import is_locked
+from orchestrator.domain.db import switch_file_to_wal
 from orchestrator.store.checkpoints import LatestCheckpointCache
 
 log = logging.getLogger(__name__)
@@ -170,19 +168,12 @@ async def _open_checkpointer(settings: Settings, stack: AsyncExitStack) -> BaseC
         await saver.setup()  # type: ignore[attr-defined]
         return saver
     path = (settings.data_dir / "checkpoints.db").resolve()
+    # Several worker processes share the file: WAL lets readers and one writer proceed together. The
+    # mode stays with the file, so the switch (which may have to wait out another process) is done once,
+    # before the saver's connection opens.
+    await asyncio.to_thread(switch_file_to_wal, str(path), 30)
     conn = await aiosqlite.connect(str(path), timeout=30)
     stack.push_async_callback(conn.close)
-    # Several worker processes share the file: WAL lets readers and one writer proceed together.
-    # As in `switch_to_wal`: another process may be switching the same new file; wait it out.
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            await conn.execute("PRAGMA journal_mode=WAL")
-            break
-        except sqlite3.OperationalError as exc:
-            if not is_locked(exc) or time.monotonic() >= deadline:
-                raise
-            await asyncio.sleep(0.05)
     # WAL + NORMAL: a commit survives a process crash (what resumption needs) without an fsync per
     # turn; a power loss may drop the last turns. Use PostgreSQL where that matters.
     await conn.execute("PRAGMA synchronous=NORMAL")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from datetime import UTC, date, datetime, time
 from time import monotonic, sleep
 from typing import Any
@@ -70,15 +71,15 @@ def is_locked(exc: BaseException) -> bool:
     return "database is locked" in str(exc)
 
 
-def switch_to_wal(execute: Callable[[str], object]) -> None:
+def switch_to_wal(execute: Callable[[str], object], timeout_s: float = SQLITE_BUSY_TIMEOUT_MS / 1000) -> None:
     """`PRAGMA journal_mode = WAL`, waiting out another process that is switching the same file.
 
     Changing the journal mode takes an exclusive lock and, unlike other statements, fails at once with
     "database is locked" instead of waiting for `busy_timeout`: two workers opening a new file together
-    would see one of them fail to start. This waits up to the busy timeout instead. (It blocks the
-    caller's thread, which is fine at start-up, the only time a file is new.)
+    would see one of them fail to start. This waits up to `timeout_s` instead. (It blocks the caller's
+    thread, which is fine at start-up, the only time a file is new.)
     """
-    deadline = monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    deadline = monotonic() + timeout_s
     while True:
         try:
             execute("PRAGMA journal_mode = WAL")
@@ -87,6 +88,12 @@ def switch_to_wal(execute: Callable[[str], object]) -> None:
             if not is_locked(exc) or monotonic() >= deadline:
                 raise
             sleep(_WAL_RETRY_S)
+
+
+def switch_file_to_wal(path: str, timeout_s: float) -> None:
+    """`switch_to_wal` on a SQLite file, through a connection of its own (the mode stays with the file)."""
+    with closing(sqlite3.connect(path, timeout=timeout_s)) as conn:
+        switch_to_wal(conn.execute, timeout_s)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
