@@ -90,9 +90,9 @@ def speculate(ctx: AgentContext, call_id: str, utterance: str) -> None:
 
 
 def prefetch(ctx: AgentContext, state: CallState) -> None:
-    """Start this turn's classification now (the turn is on its way to `route`), if route will need it."""
-    if needs_classifier(ctx, state):
-        ctx.intents.start(intent_key(state.get("call_id") or "", state.get("utterance", "")))
+    """Start this turn's classification now: the turn is on its way to `route`, which will need it
+    (`supervise` sends a turn there only when `needs_classifier` says so)."""
+    ctx.intents.start(intent_key(state.get("call_id") or "", state.get("utterance", "")))
 
 
 def staying(state: CallState) -> dict[str, Any]:
