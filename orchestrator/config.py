@@ -168,9 +168,12 @@ class Settings(BaseSettings):
     phrase_cache_ttl_s: int = Field(default=7 * 24 * 3600, ge=0)
     # Bump to drop every cached rendering at once (e.g. after a TTS engine upgrade).
     phrase_cache_version: str = "1"
-    # The LiveKit agent worker: explicit-dispatch name, job slots, readiness port.
+    # The LiveKit agent worker: explicit-dispatch name, job slots, readiness address. Loopback by default,
+    # like every other port of ours; set 0.0.0.0 where the prober comes from outside (Kubernetes probes
+    # the pod's own address).
     agent_name: str = "switchboard-voice"
     agent_slots: int = Field(default=4, gt=0)
+    agent_health_host: str = "127.0.0.1"
     agent_health_port: int = Field(default=8082, ge=0)
     # Supervisor console (issue 7). Users live in the database (`switchboard users add`); the secret signs
     # session cookies, so set it in production (every process of one deployment needs the same value).

@@ -42,7 +42,7 @@ class ReadinessServer:
     (research/livekit.md §2d), so a load balancer or Kubernetes must not use it for readiness.
     """
 
-    def __init__(self, server: AgentServer, *, port: int, host: str = "0.0.0.0") -> None:
+    def __init__(self, server: AgentServer, *, port: int, host: str = "127.0.0.1") -> None:
         self.server = server
         self.port = port
         self.host = host
@@ -322,7 +322,7 @@ async def run_agent_worker(settings: Settings | None = None) -> None:
     """Run the agent worker with its readiness endpoint until it stops (SIGTERM drains)."""
     settings = settings or get_settings()
     server = build_server(settings)
-    readiness = ReadinessServer(server, port=settings.agent_health_port)
+    readiness = ReadinessServer(server, port=settings.agent_health_port, host=settings.agent_health_host)
     await readiness.start()
     try:
         await server.run()

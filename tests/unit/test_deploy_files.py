@@ -290,8 +290,11 @@ def test_the_agent_worker_healthcheck_probes_its_readiness_port() -> None:
     svc = ours()["agent-worker"]
     env = environment(svc)
     port = int(env.get("SWITCHBOARD_AGENT_HEALTH_PORT", Settings.model_fields["agent_health_port"].default))
+    host = env.get("SWITCHBOARD_AGENT_HEALTH_HOST", Settings.model_fields["agent_health_host"].default)
     url = _healthcheck_url(svc)
     assert (url.hostname, url.port, url.path) == ("127.0.0.1", port, "/readyz")
+    # The probe runs inside the worker's own network namespace: loopback reaches it, and nothing else has to.
+    assert host in ("127.0.0.1", "0.0.0.0")
 
 
 def test_the_api_healthcheck_and_livekits_webhook_reach_serve() -> None:

@@ -98,7 +98,7 @@ async def main(port: int, call_id: str, room: str, prefix: str) -> None:
     await (await Services.open(settings)).aclose()
 
     server = build_server(settings)
-    readiness = ReadinessServer(server, port=port, host="127.0.0.1")
+    readiness = ReadinessServer(server, port=port)  # loopback, as a worker binds it by default
     await readiness.start()
     runner = asyncio.create_task(server.run(devmode=False, unregistered=True))
     out: dict[str, Any] = {"readyz_unregistered": await asyncio.to_thread(readyz, port)}
