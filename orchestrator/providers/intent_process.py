@@ -4,9 +4,16 @@ Why a process and not a thread: a classifier thread shares the GIL with the even
 about 6 ms of onnxruntime per utterance with the GIL released, but the thread needs the GIL back
 several times per utterance (tokenizer, onnxruntime, numpy), and a thread that wants the GIL from a busy
 event loop waits up to the interpreter's switch interval (5 ms) each time. At 100 calls in one process
-a 6 ms classification took 20 to 35 ms, and `route` waits for it. In a child process the model has a core
-of its own and nothing to wait for; the loop reads the answer from the pipe like any socket, with no
-thread hand-off. `bench/turn_ab.py classifier` measures the two side by side.
+a 6 ms classification took 20 to 35 ms, and `route` waits for it. In a child process the model needs no
+GIL of ours; the loop reads the answer from the pipe like any socket, with no thread hand-off.
+`bench/turn_ab.py classifier` measures the two side by side.
+
+The child does not always get a core of its own, though. A pipe write wakes the reader as a "sync"
+wake-up (the kernel assumes the writer is about to wait), and on the project's 2-core VM the child ran on
+the parent's core about 70 % of the time, starting once the event loop waited rather than at once.
+Pinning the child and the loop to different cores cut the classifier's P99 at 100 calls from 12–15 ms to
+about 9 ms, but the turn's overhead P99 did not clearly improve (the loop and its SQLite threads then
+share one core), and pinning cannot be right for every host (several workers per box): nothing is pinned.
 
 Protocol: one JSON object per line. The parent writes `{"id": n, "text": "..."}` on the child's stdin;
 the child answers `{"id": n, "intent": ..., "confidence": ..., "scores": {...}}` (or `{"id": n, "error":

@@ -43,6 +43,10 @@ async def test_voice_bench_reports_both_designs_at_each_level() -> None:
             # The demo tenant's systems are a stage of their own; added back, they give the whole picture.
             assert ours["tenant_p99"] > 0.0
             assert ours["overhead_with_tenant_p99"] >= ours["overhead_p99"]
+            # The router model's share of our overhead: every scripted call's first turn is classified.
+            assert 0.0 <= ours["router_wait_p50"] <= ours["router_wait_p99"]
+            assert ours["router_wait_p99"] > 0.0
+            assert ours["overhead_without_router_p99"] <= ours["overhead_p99"]
             # Both designs wait for the simulated STT; only the baseline waits for two LLM calls.
             assert ours["p50"] >= 150.0
             assert base["p50"] >= 150.0 + 2 * 300.0 + 80.0
