@@ -236,17 +236,19 @@ def serve(model_dir: Path, stdin: Any = None, stdout: Any = None) -> None:
     stdout.write(b'{"ready": true}\n')
     stdout.flush()
     for line in stdin:
+        request_id: Any = -1  # until this line's own id is read: never an earlier line's
         try:
             request = json.loads(line)
+            request_id = request["id"]
             prediction = classifier.classify(str(request["text"]))
             answer = {
-                "id": request["id"],
+                "id": request_id,
                 "intent": prediction.intent,
                 "confidence": prediction.confidence,
                 "scores": prediction.scores,
             }
         except Exception as exc:  # noqa: BLE001 - the parent redoes it in its own process
-            answer = {"id": request.get("id", -1) if isinstance(request, dict) else -1, "error": repr(exc)[:300]}
+            answer = {"id": request_id, "error": repr(exc)[:300]}
         stdout.write(json.dumps(answer).encode() + b"\n")
         stdout.flush()
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import signal
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -135,3 +137,19 @@ async def test_a_process_that_runs_many_calls_classifies_in_a_child_unless_setti
         assert isinstance(services.classifier, OnnxIntentClassifier)
     finally:
         await services.aclose()
+
+
+def test_the_child_answers_a_line_it_cannot_read_with_an_error_under_no_id_of_another_line(
+    local: OnnxIntentClassifier,
+) -> None:
+    stdin = io.BytesIO(b'not json\n{"id": 1, "text": "What\'s my balance?"}\n{"text": "no id"}\n')
+    stdout = io.BytesIO()
+    intent_process.serve(local.model_dir, stdin, stdout)
+    ready, unreadable, answered, no_id = (json.loads(line) for line in stdout.getvalue().splitlines())
+    assert ready == {"ready": True}
+    assert unreadable["id"] == -1
+    assert "error" in unreadable
+    assert answered["id"] == 1
+    assert answered["intent"] == local.classify("What's my balance?").intent
+    assert no_id["id"] == -1  # not the id of the line before it
+    assert "error" in no_id
