@@ -102,6 +102,12 @@ _tenant_wait: ContextVar[list[float] | None] = ContextVar("bench_tenant_wait", d
 _router_wait: ContextVar[list[float] | None] = ContextVar("bench_router_wait", default=None)
 
 
+def _add_since(tally: ContextVar[list[float] | None], start: float) -> None:
+    """Add the time since `start` to the running turn's `tally` (there is none outside a measured turn)."""
+    if (spent := tally.get()) is not None:
+        spent[0] += time.perf_counter() - start
+
+
 class _TimedPort:
     """A tenant port that adds the time of every call it forwards to the running turn's tally.
 
@@ -123,8 +129,7 @@ class _TimedPort:
             try:
                 return await attr(*args, **kwargs)
             finally:
-                if (tally := _tenant_wait.get()) is not None:
-                    tally[0] += time.perf_counter() - start
+                _add_since(_tenant_wait, start)
 
         return timed
 
@@ -143,8 +148,7 @@ class _TimedIntents(IntentPrefetch):
         try:
             return await super().result(key)
         finally:
-            if (tally := _router_wait.get()) is not None:
-                tally[0] += time.perf_counter() - start
+            _add_since(_router_wait, start)
 
 
 def _timed_context(context: AgentContext) -> AgentContext:
