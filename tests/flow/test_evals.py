@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from agents.ports import IntentClassifier
+from agents.ports import IntentClassifier, IntentPrediction
 from evals.compare import compare, run_pair
 from evals.grading import load_gates, load_grades
 from evals.loader import load_suite
@@ -59,6 +60,17 @@ async def test_a_scenario_that_must_fail_fails_with_the_reason(classifier: Inten
     assert not xfail.counts_as_failure
 
 
+class _SlowClassifier:
+    """Takes longer than the trial's whole time limit, so the call cannot end in time on any machine."""
+
+    def __init__(self, inner: IntentClassifier) -> None:
+        self.inner = inner
+
+    def classify(self, text: str) -> IntentPrediction:
+        time.sleep(0.3)
+        return self.inner.classify(text)
+
+
 async def test_a_timeout_counts_as_failed_with_the_reason(classifier: IntentClassifier) -> None:
     slow = {
         "id": "too-slow",
@@ -68,7 +80,7 @@ async def test_a_timeout_counts_as_failed_with_the_reason(classifier: IntentClas
         "turns": ["Can I reschedule my technician appointment?", "10027", "the first one", "yes"],
         "timeout_s": 0.05,
     }
-    run = await run_suites([suite(slow)], RunConfig(), classifier=classifier)
+    run = await run_suites([suite(slow)], RunConfig(), classifier=_SlowClassifier(classifier))
     (trial,) = run.trials
     assert trial.status == "failed"
     assert re.match(r"call: timed out after 0\.05 s \(at caller turn [1-4]\)$", trial.why), trial.why
