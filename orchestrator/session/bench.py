@@ -331,6 +331,8 @@ async def _paced(
 def _summary(ours: list[_Sample], base: list[_Sample]) -> dict[str, Any]:
     ours_fa = [s.first_audio for s in ours]
     base_fa = [s.first_audio for s in base]
+    routed = [s.overhead for s in ours if s.router > 0]
+    unrouted = [s.overhead for s in ours if s.router == 0]
     return {
         "turns": len(ours),
         "ours": {
@@ -348,6 +350,10 @@ def _summary(ours: list[_Sample], base: list[_Sample]) -> dict[str, Any]:
             "router_wait_p50": _ms(percentile([s.router for s in ours], 50)),
             "router_wait_p99": _ms(percentile([s.router for s in ours], 99)),
             "overhead_without_router_p99": _ms(percentile([s.overhead - s.router for s in ours], 99)),
+            # The overhead of the turns that waited for the intent model, and of those that did not.
+            "routed_turns": len(routed),
+            "overhead_routed_p99": _ms(percentile(routed, 99)) if routed else None,
+            "overhead_unrouted_p99": _ms(percentile(unrouted, 99)) if unrouted else None,
         },
         "baseline": {
             "p50": _ms(percentile(base_fa, 50)),

@@ -47,6 +47,11 @@ async def test_voice_bench_reports_both_designs_at_each_level() -> None:
             assert 0.0 <= ours["router_wait_p50"] <= ours["router_wait_p99"]
             assert ours["router_wait_p99"] > 0.0
             assert ours["overhead_without_router_p99"] <= ours["overhead_p99"]
+            # Every turn is either routed or not; some were routed (each call's first turn is).
+            assert 0 < ours["routed_turns"] <= mode["turns"]
+            assert ours["overhead_routed_p99"] is not None
+            if ours["routed_turns"] < mode["turns"]:
+                assert ours["overhead_unrouted_p99"] is not None
             # Both designs wait for the simulated STT; only the baseline waits for two LLM calls.
             assert ours["p50"] >= 150.0
             assert base["p50"] >= 150.0 + 2 * 300.0 + 80.0
