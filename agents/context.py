@@ -52,6 +52,12 @@ class IntentPrefetch:
         while len(self._pending) > self._limit:
             self._pending.popitem(last=False)[1].cancel()
 
+    def discard(self, key: tuple[str, str]) -> None:
+        """Drop a started classification nobody will ask for (the words it was started on have changed)."""
+        pending = self._pending.pop(key, None)
+        if pending is not None:
+            pending.cancel()
+
     def started(self, key: tuple[str, str]) -> bool:
         """Whether a classification of `key` is under way (or done) and not yet taken."""
         return key in self._pending

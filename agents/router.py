@@ -77,16 +77,22 @@ def intent_key(call_id: str, text: str) -> tuple[str, str]:
     return (call_id, text[:MAX_UTTERANCE_CHARS])
 
 
-def speculate(ctx: AgentContext, call_id: str, utterance: str) -> None:
+def speculate(ctx: AgentContext, call_id: str, utterance: str, *, first_turn: bool = False) -> bool:
     """Start classifying a turn's words before its graph run begins (the session adapter calls this).
 
     The classifier then overlaps the supervisor's checks. Short utterances are left alone: most answer a
     specialist's question ("10453", "yes", "the second one"), and `route` does not classify those, so
     the model would only compete with the event loop for the CPU (on two cores, a speculated run slowed
-    the median turn by a fifth). For a short one that does go to `route`, `supervise` starts it.
+    the median turn by a fifth). For a short one that does go to `route`, `supervise` starts it. A call's
+    first turn (`first_turn`) always goes to `route`, since no specialist is active yet, so its words are
+    classified whatever their length ("What's my balance?").
+
+    Returns whether a classification of these words is under way.
     """
-    if len(utterance.split()) > SHORT_ANSWER_WORDS:
-        ctx.intents.start(intent_key(call_id, utterance))
+    if not first_turn and len(utterance.split()) <= SHORT_ANSWER_WORDS:
+        return False
+    ctx.intents.start(intent_key(call_id, utterance))
+    return True
 
 
 def prefetch(ctx: AgentContext, state: CallState) -> None:

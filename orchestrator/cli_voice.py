@@ -200,11 +200,19 @@ def register(app: typer.Typer) -> None:
         embedded: Annotated[
             bool, typer.Option("--embedded/--no-embedded", help="Also measure the real local stack at 1 and 2.")
         ] = True,
+        endpointing_ms: Annotated[
+            float,
+            typer.Option(
+                "--endpointing-ms",
+                help="Wait between the STT final and the turn's commit, as a live session has "
+                "(about 250 with Deepgram; 0, the standard profile, starts the turn at the final).",
+            ),
+        ] = 0.0,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """First-audio latency with simulated providers (standard profile) vs an LLM-router baseline."""
         _quiet()
-        from orchestrator.session.bench import run_voice_bench
+        from orchestrator.session.bench import Profile, run_voice_bench
         from orchestrator.telemetry.setup import setup_telemetry
 
         settings = _settings()
@@ -218,6 +226,7 @@ def register(app: typer.Typer) -> None:
                     calls=calls,
                     levels=[int(x) for x in levels.split(",") if x],
                     embedded=embedded,
+                    profile=Profile(endpointing_s=endpointing_ms / 1000),
                     tracer=telemetry.tracer,
                 )
             )

@@ -407,6 +407,7 @@ class AudioCall(TextCall):
         self._items: list[_Item] = []
         self._item_added = asyncio.Event()
         self.session.on("user_input_transcribed", self._on_transcript)
+        self.session.on("user_input_transcribed", self.llm.on_transcribed)  # the router starts at the STT final
         self.session.on("conversation_item_added", self._on_item)
 
     def _on_transcript(self, ev: UserInputTranscribedEvent) -> None:

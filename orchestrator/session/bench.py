@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from livekit.agents import llm, tts, utils
+from livekit.agents import UserInputTranscribedEvent, llm, tts, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
 from opentelemetry.trace import Tracer
 
@@ -45,11 +45,19 @@ UTTERANCES = [
 
 @dataclass(frozen=True)
 class Profile:
-    """The standard simulated-provider profile (DESIGN.md §6), in seconds."""
+    """The standard simulated-provider profile (DESIGN.md §6), in seconds.
+
+    `endpointing_s` is not a provider: it is how long the session waits after the final transcript before it
+    commits the turn. The standard profile has none (the turn starts at the final). A live session with a
+    streaming STT has one: it commits after the VAD's 0.4 s of silence, and the final (150 ms here; Deepgram
+    finalises after 25 ms of silence) comes before that, so about 0.25 s; the intent model runs in that wait
+    (`GraphLLM.on_transcribed`). Both designs wait it; it is not part of our overhead.
+    """
 
     stt_final_s: float = 0.150
     llm_first_token_s: float = 0.300
     tts_first_byte_s: float = 0.080
+    endpointing_s: float = 0.0
 
 
 class SimulatedTTS(tts.TTS[Any]):
@@ -226,6 +234,9 @@ class _OurCall:
         profile = self.profile
         end_of_speech = time.perf_counter()
         await asyncio.sleep(profile.stt_final_s)  # the STT provider finalising
+        self.graph_llm.on_transcribed(UserInputTranscribedEvent(transcript=utterance, is_final=True))
+        if profile.endpointing_s:
+            await asyncio.sleep(profile.endpointing_s)  # the session waiting for the end of the turn
         tenant, router = [0.0], [0.0]
         _tenant_wait.set(tenant)  # the turn's tasks, created below, share them
         _router_wait.set(router)
@@ -241,7 +252,7 @@ class _OurCall:
         waited, routed = tenant[0], router[0]
         await rest_of_turn  # the turn ends (its checkpoint written) before the caller speaks again
         cached = isinstance(audio, CachedStream) and audio.record.cached
-        providers = profile.stt_final_s + (0.0 if cached else profile.tts_first_byte_s)
+        providers = profile.stt_final_s + profile.endpointing_s + (0.0 if cached else profile.tts_first_byte_s)
         overhead = first_audio - providers - waited
         return _Sample(first_audio=first_audio, overhead=overhead, tenant=waited, router=routed)
 
@@ -249,14 +260,14 @@ class _OurCall:
 async def _baseline(speaker: tts.TTS[Any], profile: Profile, utterance: str) -> _Sample:
     """The LLM-router design: STT final → router LLM → specialist LLM first token → TTS first byte."""
     end_of_speech = time.perf_counter()
-    await asyncio.sleep(profile.stt_final_s)
+    await asyncio.sleep(profile.stt_final_s + profile.endpointing_s)
     await asyncio.sleep(profile.llm_first_token_s)  # router LLM: its (short) answer decides the specialist
     await asyncio.sleep(profile.llm_first_token_s)  # specialist LLM: first token of the reply
     async with speaker.synthesize(utterance) as audio:
         async for _ in audio:
             break
     first_audio = time.perf_counter() - end_of_speech
-    providers = profile.stt_final_s + 2 * profile.llm_first_token_s + profile.tts_first_byte_s
+    providers = profile.stt_final_s + profile.endpointing_s + 2 * profile.llm_first_token_s + profile.tts_first_byte_s
     return _Sample(first_audio=first_audio, overhead=first_audio - providers)
 
 

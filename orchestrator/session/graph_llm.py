@@ -19,7 +19,7 @@ from typing import Any
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
-from livekit.agents import Agent, ModelSettings, llm
+from livekit.agents import Agent, ModelSettings, UserInputTranscribedEvent, llm
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, APIConnectOptions, FlushSentinel, NotGivenOr
 
 from agents import router
@@ -104,6 +104,9 @@ class GraphLLM(llm.LLM[Any]):
         self.turns = GraphTurns()
         self._seen_items: set[str] = set()
         self._first_turn = True
+        # The caller's words of the turn in progress, as the STT finalised them (see `on_transcribed`).
+        self._heard = ""
+        self._speculated: tuple[str, str] | None = None
         if isinstance(graph.checkpointer, LatestCheckpointCache):
             # The call starts (or resumes) here: its state comes from the store, whatever this process
             # remembers of it from an earlier stint (the call may have run on another worker since).
@@ -140,6 +143,26 @@ class GraphLLM(llm.LLM[Any]):
     ) -> GraphStream:
         return GraphStream(self, chat_ctx=chat_ctx, tools=tools or [], conn_options=_NO_RETRY)
 
+    def on_transcribed(self, ev: UserInputTranscribedEvent) -> None:
+        """Start classifying the caller's words at the STT's final transcript, before the turn is committed.
+
+        A voice session subscribes this to `user_input_transcribed`. The session commits the turn only
+        once the caller has been silent for the VAD's window (0.4 s), and a streaming STT's final usually
+        comes well before that (Deepgram finalises after 25 ms of silence); the model runs in that wait,
+        so `route` finds its answer ready. The words are joined as the session joins a turn's finals (one
+        space, in order), so the key is the one the committed turn will have; a turn that ends with other
+        words (a final after the commit, a false start) just misses, and `route` classifies it then. Only
+        the newest joined text of a turn stays speculated.
+        """
+        if not ev.is_final or not ev.transcript:
+            return
+        self._heard = f"{self._heard} {ev.transcript}".lstrip()
+        key = router.intent_key(self.call_id, self._heard)
+        if self._speculated is not None and self._speculated != key:
+            self.context.intents.discard(self._speculated)
+        started = router.speculate(self.context, self.call_id, self._heard, first_turn=self._first_turn)
+        self._speculated = key if started else None
+
     def take_newest_utterance(self, chat_ctx: llm.ChatContext) -> str | None:
         """The newest caller message not yet given to the graph, or None (nothing new: no turn)."""
         for item in reversed(chat_ctx.items):
@@ -147,6 +170,8 @@ class GraphLLM(llm.LLM[Any]):
                 if item.id in self._seen_items:
                     return None
                 self._seen_items.add(item.id)
+                # The turn is committed: finals from now on belong to the next one.
+                self._heard, self._speculated = "", None
                 return item.text_content or ""
         return None
 
@@ -170,9 +195,9 @@ class GraphStream(llm.LLMStream):
             return
         timing = TurnTiming(started=time.perf_counter())
         graph_llm.turns.timings.append(timing)
-        # The classifier starts now (unless the words are a short answer), on another core, while the graph
-        # starts and supervises.
-        router.speculate(graph_llm.context, graph_llm.call_id, utterance)
+        # The classifier starts now, on another core, while the graph starts and supervises (unless the words
+        # are a short answer, or a voice session started it at the STT's final: `on_transcribed`).
+        router.speculate(graph_llm.context, graph_llm.call_id, utterance, first_turn=graph_llm._first_turn)
         request_id = uuid.uuid4().hex
         try:
             async for chunk in graph_llm.graph.astream(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from typing import Any
 
+import aiohttp
 import pytest
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -18,13 +20,16 @@ from langgraph.checkpoint.base import (
     CheckpointTuple,
 )
 from livekit.agents import tts as lk_tts
+from livekit.agents import utils
 
+from agents.context import IntentPrefetch
 from agents.graph import build_graph
 from orchestrator.config import load_settings
 from orchestrator.providers.tts import FliteTTS, LocalTTSUnavailable, local_tts, piper_available
-from orchestrator.providers.voice import VoiceStack, open_voice
+from orchestrator.providers.voice import VoiceStack, build_stt, open_voice
 from orchestrator.runtime import Services
 from orchestrator.session.audio import AudioCall, AudioTurnRecord
+from tests.standins.deepgram_ws import DeepgramStandin, Say, Stream
 
 pytestmark = [
     pytest.mark.flow,
@@ -211,3 +216,67 @@ async def test_the_reply_is_spoken_before_the_turn_is_saved(services: Services, 
     assert record.agent.count(".") + record.agent.count("!") + record.agent.count("?") <= 2, record.agent
     assert record.agent_audio_ms > 500
     assert (await services.checkpointer.aget_tuple({"configurable": {"thread_id": call.call_id}})) is not None
+
+
+class RecordedPrefetch(IntentPrefetch):
+    """The router's classifications, with when each was started and which were dropped unasked."""
+
+    def __init__(self, classifier: Any) -> None:
+        super().__init__(classifier)
+        self.starts: list[tuple[float, tuple[str, str]]] = []
+        self.discarded: list[tuple[str, str]] = []
+
+    def start(self, key: tuple[str, str]) -> None:
+        self.starts.append((time.perf_counter(), key))
+        super().start(key)
+
+    def discard(self, key: tuple[str, str]) -> None:
+        self.discarded.append(key)
+        super().discard(key)
+
+
+async def test_the_router_starts_on_the_stt_final_before_the_turn_is_committed(
+    services: Services, voice: VoiceStack
+) -> None:
+    """With a streaming STT (Deepgram's stand-in), the caller's words are classified as soon as they are final.
+
+    The session commits the turn only after the VAD's silence window, so the intent model's answer is ready
+    before the graph turn starts. A turn's finals are joined as the session joins them, and the partial
+    words' classification is dropped once more words come.
+    """
+    said = "I need to book a technician visit"
+    prefetch = RecordedPrefetch(services.context.classifier)
+    services.context.intents = prefetch
+    async with DeepgramStandin() as deepgram, utils.http_context.open(), aiohttp.ClientSession() as http:
+        settings = load_settings(
+            data_dir=services.settings.data_dir,
+            stt_provider="deepgram",
+            deepgram_api_key="dg-standin-key",
+            deepgram_base_url=deepgram.listen_url,
+        )
+        call = AudioCall(
+            services, stt=build_stt(settings, vad=voice.vad, http_session=http), tts=voice.tts, vad=voice.vad,
+            caller_tts=caller_voice(), caller_id=CALLER, realtime_playout=False,
+        )  # fmt: skip
+        pcm = await call.caller_audio(said)
+        # Two finals while the caller speaks, as Deepgram sends them at a short pause.
+        deepgram.enqueue(
+            Stream.of(Say("I need to book", after_bytes=len(pcm) // 3), Say("a technician visit", after_bytes=len(pcm)))
+        )
+        try:
+            turn = await call.say(said)
+        finally:
+            await call.aclose()
+
+    assert turn.heard == said
+    assert turn.intent == "scheduling"
+    (timing,) = call.llm.turns.timings
+    whole = (call.call_id, said)
+    partial = (call.call_id, "I need to book")
+    started: dict[tuple[str, str], float] = {}
+    for at, key in prefetch.starts:  # when each was first asked for (the graph asks again: a no-op)
+        started.setdefault(key, at)
+    assert started[whole] < timing.started, "the model was asked before the graph turn began"
+    assert started[partial] < started[whole], "a call's first words are classified whatever their length"
+    assert prefetch.discarded == [partial]
+    assert not prefetch.started(whole), "route took the speculated answer"

@@ -32,6 +32,7 @@ async def test_voice_bench_reports_both_designs_at_each_level() -> None:
         "stt_final_s": 150.0,
         "llm_first_token_s": 300.0,
         "tts_first_byte_s": 80.0,
+        "endpointing_s": 0.0,
         "turn_cycle_ms": 500.0,
     }
     assert [run["concurrency"] for run in out["runs"]] == [2]
@@ -63,3 +64,23 @@ async def test_voice_bench_reports_both_designs_at_each_level() -> None:
     assert out["traced"] is True
     assert out["classifier"] == "process"  # as in a worker that runs many calls
     assert {"cc.graph", "cc.node.supervise", "cc.node.route"} <= names
+
+
+async def test_voice_bench_with_an_endpointing_wait() -> None:
+    """A live session's wait between the STT final and the turn's commit: both designs wait it, neither counts it."""
+    out = await run_voice_bench(
+        load_settings(),
+        calls=4,
+        levels=[1],
+        embedded=False,
+        cycle_s=0.5,
+        paced_s=1.0,
+        profile=Profile(endpointing_s=0.25),
+    )
+    assert out["profile"]["endpointing_s"] == 250.0
+    (run,) = out["runs"]
+    ours, base = run["ours"], run["baseline"]
+    assert ours["p50"] >= 150.0 + 250.0
+    assert base["p50"] >= 150.0 + 250.0 + 2 * 300.0 + 80.0
+    # Our overhead is first audio minus the providers and the wait: a few milliseconds, not a quarter second.
+    assert ours["overhead_p99"] < 100.0
