@@ -117,7 +117,7 @@ def _messages(ctx: AgentContext, state: CallState, agent: str) -> list[BaseMessa
     for turn in state.get("transcript", [])[-HISTORY_TURNS:]:
         if turn["role"] == "caller":
             history.append(HumanMessage(turn["text"]))
-        else:
+        elif turn["text"]:  # a reply cut off before the caller heard a word of it was never said
             history.append(AIMessage(turn["text"]))
     if not history or not isinstance(history[-1], HumanMessage):
         history.append(HumanMessage(state.get("utterance", "")))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 AgentName = Literal["router", "scheduling", "billing", "support", "escalation", "human"]
 SPECIALISTS: tuple[AgentName, ...] = ("scheduling", "billing", "support", "escalation")
@@ -16,6 +16,15 @@ class Turn(TypedDict):
     role: Literal["caller", "agent", "human"]
     agent: str
     text: str
+    # The caller cut this reply off by speaking over it: `text` is what they heard of it.
+    interrupted: NotRequired[bool]
+
+
+class ReplyCut(TypedDict):
+    """What the caller heard of the previous turn's reply before cutting it off (the voice session's report)."""
+
+    said: str  # the reply as the graph streamed it
+    heard: str  # the part the caller heard ("" if none)
 
 
 class Handoff(TypedDict):
@@ -103,6 +112,8 @@ class CallState(TypedDict, total=False):
     ended: bool
     escalation_reason: str | None
     ticket_id: str | None
+    # This turn's input from a voice session: the caller cut the previous reply off; `supervise` applies it.
+    reply_cut: ReplyCut | None
     # A human supervisor's pending instruction (whisper, reroute, take over), consumed by `supervise`.
     override: dict[str, str] | None
     # Guidance whispered by a human supervisor that the next replies must follow.

@@ -6,9 +6,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from langgraph.types import Overwrite
+
 from agents import parsing
 from agents.context import AgentContext
-from agents.state import CallState, Handoff, Intervention, Turn
+from agents.state import CallState, Handoff, Intervention, ReplyCut, Turn
 
 MAX_UTTERANCE_CHARS = 1000
 
@@ -98,6 +100,25 @@ def check_utterance(text: str, state: CallState) -> Check:
     return Check(frustration_delta=int(angry), warn=abusive)
 
 
+def cut_reply(transcript: list[Turn], cut: ReplyCut) -> list[Turn] | None:
+    """The transcript with its last reply cut to what the caller heard of it, or None to leave it as it is.
+
+    Only the newest agent line can be the cut reply, and only if no caller line follows it and its text is
+    the one the session reports as said (whitespace aside): a turn whose run never saved its reply (cut off
+    mid-stream in LLM mode) leaves an older reply newest, and that one the caller heard in full.
+    """
+    for at in range(len(transcript) - 1, -1, -1):
+        line = transcript[at]
+        if line["role"] == "caller":
+            return None
+        if line["role"] == "agent":
+            if "".join(line["text"].split()) != "".join(cut["said"].split()):
+                return None
+            heard = Turn(role="agent", agent=line["agent"], text=cut["heard"], interrupted=True)
+            return [*transcript[:at], heard, *transcript[at + 1 :]]
+    return None
+
+
 def _non_english(t: str) -> bool:
     letters = [c for c in t if c.isalpha()]
     if letters and sum(c.isascii() for c in letters) / len(letters) < 0.6:
@@ -118,6 +139,13 @@ async def supervise(ctx: AgentContext, state: CallState) -> dict[str, Any]:
         "directive": None,
         "transcript": [Turn(role="caller", agent="caller", text=text)],
     }
+    cut = state.get("reply_cut")
+    if cut is not None:
+        update["reply_cut"] = None
+        corrected = cut_reply(state.get("transcript", []), cut)
+        if corrected is not None:
+            # The one update that changes a line already written: the reducer only appends.
+            update["transcript"] = Overwrite([*corrected, *update["transcript"]])
     if not state.get("active"):
         update["active"] = "router"
     interventions: list[Intervention] = []

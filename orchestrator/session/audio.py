@@ -18,6 +18,7 @@ from livekit.agents.voice.events import (
     ConversationItemAddedEvent,
     UserInputTranscribedEvent,
 )
+from livekit.agents.voice.transcription.synchronizer import TranscriptSynchronizer
 from opentelemetry import context as otel_context
 
 from orchestrator.providers.phrase_cache import CachedTTS
@@ -402,12 +403,16 @@ class AudioCall(TextCall):
             aec_warmup_duration=None,
         )
         self.session.input.audio = self.line
-        self.session.output.audio = self.speaker
+        # As in a room (RoomIO): the reply's text follows its playout, so a reply the caller cuts off is
+        # recorded as the words they heard, not the whole reply (`GraphLLM.on_speech`).
+        self._synchronizer = TranscriptSynchronizer(next_in_chain_audio=self.speaker, next_in_chain_text=None)
+        self.session.output.audio = self._synchronizer.audio_output
+        self.session.output.transcription = self._synchronizer.text_output
         self._finals: list[tuple[float, str]] = []
         self._items: list[_Item] = []
         self._item_added = asyncio.Event()
         self.session.on("user_input_transcribed", self._on_transcript)
-        self.session.on("user_input_transcribed", self.llm.on_transcribed)  # the router starts at the STT final
+        self.llm.follow(self.session)  # the router starts at the STT final; cut-off replies are noted
         self.session.on("conversation_item_added", self._on_item)
 
     def _on_transcript(self, ev: UserInputTranscribedEvent) -> None:
@@ -545,6 +550,7 @@ class AudioCall(TextCall):
 
     async def aclose(self) -> None:
         await super().aclose()
+        await self._synchronizer.aclose()
         await self.speaker.aclose()
 
 

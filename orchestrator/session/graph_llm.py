@@ -19,12 +19,21 @@ from typing import Any
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
-from livekit.agents import Agent, ModelSettings, UserInputTranscribedEvent, llm
+from livekit.agents import (
+    Agent,
+    AgentSession,
+    ModelSettings,
+    SpeechCreatedEvent,
+    UserInputTranscribedEvent,
+    llm,
+)
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, APIConnectOptions, FlushSentinel, NotGivenOr
+from livekit.agents.voice import SpeechHandle
 
 from agents import router
 from agents.context import AgentContext
 from agents.graph import EndOfReply
+from agents.state import ReplyCut
 from orchestrator.store.checkpoints import LatestCheckpointCache
 
 log = logging.getLogger(__name__)
@@ -107,6 +116,9 @@ class GraphLLM(llm.LLM[Any]):
         # The caller's words of the turn in progress, as the STT finalised them (see `on_transcribed`).
         self._heard = ""
         self._speculated: tuple[str, str] | None = None
+        # The newest turn's reply as streamed, and what the caller heard of it if they cut it off (`on_speech`).
+        self.reply = ""
+        self._cut: ReplyCut | None = None
         if isinstance(graph.checkpointer, LatestCheckpointCache):
             # The call starts (or resumes) here: its state comes from the store, whatever this process
             # remembers of it from an earlier stint (the call may have run on another worker since).
@@ -142,6 +154,32 @@ class GraphLLM(llm.LLM[Any]):
         extra_kwargs: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
     ) -> GraphStream:
         return GraphStream(self, chat_ctx=chat_ctx, tools=tools or [], conn_options=_NO_RETRY)
+
+    def follow(self, session: AgentSession[Any]) -> None:
+        """Follow a voice session's events: the STT's finals (`on_transcribed`), the replies' cut-offs (`on_speech`)."""
+        session.on("user_input_transcribed", self.on_transcribed)
+        session.on("speech_created", self.on_speech)
+
+    def on_speech(self, ev: SpeechCreatedEvent) -> None:
+        """Watch a reply the graph wrote: if the caller cuts it off, the next turn's input says what they heard.
+
+        The session keeps what was heard in the reply's chat message (in a room, the transcript synchronised
+        with playout; no message if nothing was heard). `supervise` puts it in the graph's transcript in
+        place of the whole reply, so the models, the supervisor's checks and the call record see what was
+        said to the caller, not what was meant to be.
+        """
+        if ev.source == "generate_reply":  # not `say`: the greeting and a supervisor's typed lines
+            ev.speech_handle.add_done_callback(self._speech_done)
+
+    def _speech_done(self, handle: SpeechHandle) -> None:
+        if not handle.interrupted or not self.reply:
+            return
+        heard = " ".join(
+            (item.text_content or "").strip()
+            for item in handle.chat_items
+            if isinstance(item, llm.ChatMessage) and item.role == "assistant"
+        )
+        self._cut = ReplyCut(said=self.reply, heard=heard.strip())
 
     def on_transcribed(self, ev: UserInputTranscribedEvent) -> None:
         """Start classifying the caller's words at the STT's final transcript, before the turn is committed.
@@ -180,6 +218,9 @@ class GraphLLM(llm.LLM[Any]):
         if self._first_turn:
             data.update(call_id=self.call_id, caller_id=self.caller_id)
             self._first_turn = False
+        if self._cut is not None:
+            data["reply_cut"], self._cut = self._cut, None
+        self.reply = ""
         return data
 
 
@@ -219,6 +260,7 @@ class GraphStream(llm.LLMStream):
                     continue
                 if timing.first_token is None:
                     timing.first_token = time.perf_counter()
+                graph_llm.reply += text
                 self._event_ch.send_nowait(
                     llm.ChatChunk(id=request_id, delta=llm.ChoiceDelta(role="assistant", content=text))
                 )

@@ -143,7 +143,7 @@ class VoiceCall(TextCall):
         self._recorder: asyncio.Task[None] | None = None
         self._recorded = asyncio.Condition()
         self.session.on("conversation_item_added", self._on_item)
-        self.session.on("user_input_transcribed", self.llm.on_transcribed)  # the router starts at the STT final
+        self.llm.follow(self.session)  # the router starts at the STT final; cut-off replies are noted
         self.session.on("close", lambda _ev: self.closed.set())
 
     async def start(self) -> None:

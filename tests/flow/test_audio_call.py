@@ -114,6 +114,15 @@ async def test_silence_and_line_noise_start_no_turn(services: Services, voice: V
     assert call.llm.turns.timings == [], "no graph turn ran on silence"
 
 
+async def first_reply(services: Services, call: AudioCall) -> str:
+    """The agent's reply to the call's first turn as the graph wrote it (the first turn's checkpoint)."""
+    async for snapshot in services.graph.aget_state_history(call.llm.config):
+        lines = snapshot.values.get("transcript", [])
+        if len(lines) == 2:
+            return str(lines[1]["text"])
+    raise AssertionError("no checkpoint of the first turn")
+
+
 async def test_barge_in_stops_the_agent(services: Services, voice: VoiceStack) -> None:
     """The caller talks over the agent's first reply with a new request: the agent stops, hears it, answers it."""
     call = AudioCall(
@@ -130,13 +139,17 @@ async def test_barge_in_stops_the_agent(services: Services, voice: VoiceStack) -
     finally:
         await call.aclose()
 
-    # The support reply was cut off: the caller heard only its start.
+    # The support reply was cut off: the caller heard only its start, in words as in audio.
     assert cut.intent == "support"
     assert cut.interrupted
     assert call.speaker.interruptions >= 1
-    full_reply = await voice.tts.synthesize(cut.agent).collect()
+    said = await first_reply(services, call)
+    full_reply = await voice.tts.synthesize(said).collect()
     assert full_reply.duration > 2.5, "the reply is long enough to cut off"
     assert cut.agent_audio_ms < full_reply.duration * 1000 / 2, (cut.agent_audio_ms, full_reply.duration)
+    heard = cut.agent.split()
+    assert 0 < len(heard) < len(said.split()) / 2
+    assert said.split()[: len(heard)] == heard
     assert cut.wer is not None
     assert cut.wer <= 0.34, cut.heard
     assert "balance" not in cut.heard.lower(), "the barge-in's words belong to the next turn"
@@ -157,6 +170,12 @@ async def test_barge_in_stops_the_agent(services: Services, voice: VoiceStack) -
         ("support", "billing"),
     ]
     assert call.result.errors == []
+
+    # The graph's transcript keeps what the caller heard of the cut reply, marked as cut, not the whole reply.
+    lines = (await call.state())["transcript"]
+    assert [line["role"] for line in lines] == ["caller", "agent", "caller", "agent"]
+    assert lines[1] == {"role": "agent", "agent": "support", "text": cut.agent, "interrupted": True}
+    assert "interrupted" not in lines[3]
 
 
 class HeldWrites(BaseCheckpointSaver[Any]):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agents.state import CallState, Turn
-from agents.supervisor import _mask_emails, _refund_promise_cents, check_utterance
+from agents.state import CallState, ReplyCut, Turn
+from agents.supervisor import _mask_emails, _refund_promise_cents, check_utterance, cut_reply
 
 pytestmark = pytest.mark.unit
 
@@ -97,3 +97,38 @@ def test_reply_guards() -> None:
     assert _refund_promise_cents("Your balance is $40.") is None
     assert _mask_emails("sent to maria.gonzalez@example.com") == "sent to m***@example.com"
     assert _mask_emails("sent to m***@example.com") == "sent to m***@example.com"
+
+
+REPLY = "I can check that for you. What's the ZIP code where you have service?"
+
+
+def test_a_cut_reply_keeps_what_the_caller_heard() -> None:
+    before = [
+        Turn(role="caller", agent="caller", text="My internet keeps dropping"),
+        Turn(role="agent", agent="support", text=REPLY),
+    ]
+    # The session's text of a streamed reply may differ in spacing only.
+    cut = cut_reply(before, ReplyCut(said=REPLY.replace(". ", ".  "), heard="I can check"))
+    assert cut == [before[0], Turn(role="agent", agent="support", text="I can check", interrupted=True)]
+    assert before[1] == Turn(role="agent", agent="support", text=REPLY), "the old list is not changed"
+    # A supervisor's line after the reply does not hide it.
+    human = Turn(role="human", agent="human", text="One moment, please.")
+    assert cut_reply([*before, human], ReplyCut(said=REPLY, heard="")) == [
+        before[0],
+        Turn(role="agent", agent="support", text="", interrupted=True),
+        human,
+    ]
+
+
+@pytest.mark.parametrize(
+    "transcript",
+    [
+        # The cut turn never saved its reply: the newest line is the caller's, and the older reply was heard.
+        [Turn(role="agent", agent="support", text=REPLY), Turn(role="caller", agent="caller", text="hello?")],
+        # The newest reply is another one.
+        [Turn(role="caller", agent="caller", text="hi"), Turn(role="agent", agent="router", text="How can I help?")],
+        [],
+    ],
+)
+def test_a_cut_that_is_not_the_newest_reply_changes_nothing(transcript: list[Turn]) -> None:
+    assert cut_reply(transcript, ReplyCut(said=REPLY, heard="I can")) is None
