@@ -204,9 +204,6 @@ class LiveFeed:
         try:
             if not await self.redis.llen(key):
                 return
-            # An empty thread has no checkpoint to update yet; the commands wait for the first turn.
-            if not (await call.state()).get("turn"):
-                return
             lines: list[Turn] = []
             override: dict[str, str] | None = None
             while override is None:

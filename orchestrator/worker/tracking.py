@@ -221,7 +221,7 @@ class CallTracker:
                 await self.live.before_turn(call)
                 left = len(await self.live.pending_commands(call.call_id))
                 if left >= pending:
-                    # Nothing was applied (a call with no checkpoint yet, or Redis trouble): stop here.
+                    # Nothing was applied (Redis trouble): stop here.
                     return
                 pending = left
         except (RedisError, ValueError) as exc:

@@ -169,10 +169,10 @@ def test_the_console_saw_the_call_turn_by_turn(pool_run: dict[str, Any]) -> None
 
 def test_console_commands_reach_the_voice_calls_checkpoint_before_a_caller_turn(pool_run: dict[str, Any]) -> None:
     state = pool_run["checkpoint"]
-    # The supervisor's line and whisper were pushed as the call started, before its first checkpoint, so
-    # they waited for the second caller turn (as between text turns) and the graph read them there.
-    assert [t["role"] for t in state["transcript"]] == ["caller", "agent", "human", "caller", "agent"]
-    assert state["transcript"][2]["text"] == "Hi, this is Sam from billing, I'm listening in."
-    assert [(i["kind"], i["turn"], i["detail"]) for i in state["interventions"]] == [("whisper", 2, "Mention autopay.")]
-    assert pool_run["record"]["turns"][1]["agent"].endswith("Mention autopay.")
+    # The supervisor's line and whisper were pushed as the call started, before its first checkpoint: they
+    # reach the graph before the first caller turn, in the order the caller heard them.
+    assert [t["role"] for t in state["transcript"]] == ["human", "caller", "agent", "caller", "agent"]
+    assert state["transcript"][0]["text"] == "Hi, this is Sam from billing, I'm listening in."
+    assert [(i["kind"], i["turn"], i["detail"]) for i in state["interventions"]] == [("whisper", 1, "Mention autopay.")]
+    assert pool_run["record"]["turns"][0]["agent"].endswith("Mention autopay.")
     assert pool_run["pending_commands"] == []

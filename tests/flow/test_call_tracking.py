@@ -89,3 +89,22 @@ async def test_commands_before_a_turn_still_wait_for_it(services: Services, feed
     # Turn 1 (caller, agent), the supervisor's line, then turn 2 (caller, agent).
     assert roles[2] == ("human", "One moment, please.")
     assert [role for role, _ in roles] == ["caller", "agent", "human", "caller", "agent"]
+
+
+@pytest.mark.parametrize("script", [SCRIPT, []], ids=["then-two-turns", "call-ends-with-no-turn"])
+async def test_supervisor_lines_before_the_first_turn_come_first(
+    services: Services, feed: LiveFeed, script: list[str]
+) -> None:
+    """A line spoken before the caller's first turn is the first line of the checkpoint, even with no turn at all."""
+    call_id = f"call-track-{uuid.uuid4().hex[:8]}"
+
+    async def on_start(call: str, _done: int) -> None:
+        await feed.push_command(call, {"kind": "say", "text": "Hello, this is Sam.", "by": "sam"})
+
+    runner = TextCallRunner(services, live=feed, on_start=on_start, worker_name="w-track")
+    await runner.run(claimed(CallJob(call_id=call_id, source="simulate", caller_id=MARIA, script=script)))
+
+    lines = [(t["role"], t["text"]) for t in (await checkpoint_state(services, call_id))["transcript"]]
+    assert lines[0] == ("human", "Hello, this is Sam.")
+    assert [role for role, _ in lines] == ["human", *["caller", "agent"] * len(script)]
+    assert await feed.pending_commands(call_id) == []
