@@ -19,6 +19,7 @@ from typing import Any
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Overwrite
 from livekit.agents import (
     Agent,
     AgentSession,
@@ -34,6 +35,7 @@ from agents import router
 from agents.context import AgentContext
 from agents.graph import EndOfReply
 from agents.state import ReplyCut
+from agents.supervisor import cut_reply
 from orchestrator.store.checkpoints import LatestCheckpointCache
 
 log = logging.getLogger(__name__)
@@ -161,7 +163,8 @@ class GraphLLM(llm.LLM[Any]):
         session.on("speech_created", self.on_speech)
 
     def on_speech(self, ev: SpeechCreatedEvent) -> None:
-        """Watch a reply the graph wrote: if the caller cuts it off, the next turn's input says what they heard.
+        """Watch a reply the graph wrote: if the caller cuts it off, the next turn's input says what they heard
+        (or `apply_cut` writes it, if the call ends first).
 
         The session keeps what was heard in the reply's chat message (in a room, the transcript synchronised
         with playout; no message if nothing was heard). `supervise` puts it in the graph's transcript in
@@ -180,6 +183,22 @@ class GraphLLM(llm.LLM[Any]):
             if isinstance(item, llm.ChatMessage) and item.role == "assistant"
         )
         self._cut = ReplyCut(said=self.reply, heard=heard.strip())
+
+    async def apply_cut(self) -> None:
+        """Write a cut-off reply that no later turn will carry into the checkpoint: the call is ending.
+
+        The session calls this once it has closed (a caller who hangs up mid-reply cuts it off too).
+        """
+        cut, self._cut = self._cut, None
+        if cut is None:
+            return
+        try:
+            state = await self.graph.aget_state(self.config)
+            corrected = cut_reply(state.values.get("transcript", []), cut)
+            if corrected is not None:
+                await self.graph.aupdate_state(self.config, {"transcript": Overwrite(corrected)})
+        except Exception:  # noqa: BLE001 - the call is closing: the reply stays whole, nothing else is lost
+            log.warning("call %s: could not write the cut-off reply", self.call_id, exc_info=True)
 
     def on_transcribed(self, ev: UserInputTranscribedEvent) -> None:
         """Start classifying the caller's words at the STT's final transcript, before the turn is committed.

@@ -244,6 +244,7 @@ class VoiceCall(TextCall):
         if self._started:
             await self.session.aclose()
             self._started = False
+        await self.llm.apply_cut()  # a reply the caller cut off by hanging up
         if self._recorder is not None:
             self._items.put_nowait(None)
             await self._recorder

@@ -141,6 +141,7 @@ class TextCall:
         if self._started:
             await self.session.aclose()
             self._started = False
+        await self.llm.apply_cut()
         await self.llm.aclose()
 
 

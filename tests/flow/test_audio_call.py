@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -118,7 +119,7 @@ async def first_reply(services: Services, call: AudioCall) -> str:
     """The agent's reply to the call's first turn as the graph wrote it (the first turn's checkpoint)."""
     async for snapshot in services.graph.aget_state_history(call.llm.config):
         lines = snapshot.values.get("transcript", [])
-        if len(lines) == 2:
+        if len(lines) == 2 and not lines[1].get("interrupted"):
             return str(lines[1]["text"])
     raise AssertionError("no checkpoint of the first turn")
 
@@ -299,3 +300,28 @@ async def test_the_router_starts_on_the_stt_final_before_the_turn_is_committed(
     assert started[partial] < started[whole], "a call's first words are classified whatever their length"
     assert prefetch.discarded == [partial]
     assert not prefetch.started(whole), "route took the speculated answer"
+
+
+async def test_a_caller_who_hangs_up_mid_reply_heard_only_its_start(services: Services, voice: VoiceStack) -> None:
+    """The call ends while the agent speaks: the checkpoint keeps the words played, as a barge-in would."""
+    call = AudioCall(
+        services, stt=voice.stt, tts=voice.tts, vad=voice.vad, caller_tts=caller_voice(), caller_id=CALLER,
+    )  # fmt: skip
+    turn = asyncio.create_task(call.say("My internet keeps dropping."))
+    try:
+        async with asyncio.timeout(call.reply_timeout_s):
+            await call.speaker.playing.wait()
+        await asyncio.sleep(0.6)  # a few words in
+    finally:
+        await call.aclose()
+        turn.cancel()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await turn
+
+    said = await first_reply(services, call)
+    (caller, agent) = (await call.state())["transcript"]
+    assert caller["text"] == "My internet keeps dropping"
+    assert agent["interrupted"] is True
+    heard = agent["text"].split()
+    assert 0 < len(heard) < len(said.split())
+    assert said.split()[: len(heard)] == heard
