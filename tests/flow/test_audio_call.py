@@ -281,7 +281,10 @@ async def test_the_router_starts_on_the_stt_final_before_the_turn_is_committed(
         pcm = await call.caller_audio(said)
         # Two finals while the caller speaks, as Deepgram sends them at a short pause.
         deepgram.enqueue(
-            Stream.of(Say("I need to book", after_bytes=len(pcm) // 3), Say("a technician visit", after_bytes=len(pcm)))
+            Stream.of(
+                Say("I need to book", after_bytes=len(pcm) // 3),
+                Say("a technician visit", after_bytes=2 * len(pcm) // 3),
+            )
         )
         try:
             turn = await call.say(said)
@@ -311,7 +314,7 @@ async def test_a_caller_who_hangs_up_mid_reply_heard_only_its_start(services: Se
     try:
         async with asyncio.timeout(call.reply_timeout_s):
             await call.speaker.playing.wait()
-        await asyncio.sleep(0.6)  # a few words in
+        await asyncio.sleep(1.0)  # a few words into a reply of over 2.5 s
     finally:
         await call.aclose()
         turn.cancel()
