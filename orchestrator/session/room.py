@@ -241,10 +241,7 @@ class VoiceCall(TextCall):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._speaker
             self._speaker = None
-        if self._started:
-            await self.session.aclose()
-            self._started = False
-        await self.llm.apply_cut()  # a reply the caller cut off by hanging up
+        await self.close_session()
         if self._recorder is not None:
             self._items.put_nowait(None)
             await self._recorder

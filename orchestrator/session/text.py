@@ -137,11 +137,15 @@ class TextCall:
     async def ended(self) -> bool:
         return bool((await self.state()).get("ended"))
 
-    async def aclose(self) -> None:
+    async def close_session(self) -> None:
+        """Close the session (idempotent), then write a reply the caller cut off by hanging up."""
         if self._started:
             await self.session.aclose()
             self._started = False
         await self.llm.apply_cut()
+
+    async def aclose(self) -> None:
+        await self.close_session()
         await self.llm.aclose()
 
 
