@@ -19,7 +19,9 @@ os.environ["LANGSMITH_TRACING"] = "false"
 os.environ.setdefault("SWITCHBOARD_DATA_DIR", "/tmp/switchboard-test-data")
 
 REDIS_TEST_URL = os.environ.get("SWITCHBOARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-POSTGRES_TEST_URL = os.environ.get("SWITCHBOARD_TEST_POSTGRES_URL", "postgresql://switchboard:switchboard@127.0.0.1:5432/test")
+POSTGRES_TEST_URL = os.environ.get(
+    "SWITCHBOARD_TEST_POSTGRES_URL", "postgresql://switchboard:switchboard@127.0.0.1:5432/test"
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
