@@ -4,7 +4,9 @@ Key layout (prefix ``sb`` by default; see :class:`QueueKeys`):
 
 - ``sb:q:<priority>``: one stream per priority level, consumer group ``workers``; entry fields
   ``c`` (call id), ``a`` (attempt the entry was enqueued with), ``j`` (the CallJob as JSON).
-- ``sb:admit:<call_id>``: first admission (``"<position> <wait_ms>"``), ``SET NX``-style, with a TTL.
+- ``sb:admit:<call_id>``: first admission (``"<position> <wait_ms> <queued id>"``), ``SET NX``-style, with
+  a TTL; ``sb:uses:<call_id>``: how many calls were admitted under a source's id (a reused id is queued
+  as ``<id>~<n>``).
 - ``sb:loc``: hash call id -> ``"<stream index> <entry id>"`` (or ``delayed``) for live calls.
 - ``sb:delayed``: ZSET of retries by due time; ``sb:dead``: dead-letter stream;
   ``sb:alerts``: alerts stream and pub/sub channel.

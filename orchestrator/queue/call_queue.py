@@ -94,6 +94,7 @@ class CallQueue:
         default_handle_s: float = 180.0,
         handle_alpha: float = 0.1,
         dedupe_ttl_s: float = 86_400.0,
+        uses_ttl_s: float = 400 * 86_400.0,
         alerts_maxlen: int = 10_000,
         owns_client: bool = False,
     ) -> None:
@@ -113,6 +114,8 @@ class CallQueue:
             default_handle_s: Handle time assumed until the first call is acked.
             handle_alpha: Weight of the newest sample in the handle-time moving average.
             dedupe_ttl_s: How long a call id stays known to admission (duplicate webhooks).
+            uses_ttl_s: How long admission remembers that a call id was used (keep it at least as long
+                as call records and checkpoints are kept, so a reused id never finds an old call's state).
             alerts_maxlen: Approximate length cap of the alerts stream.
             owns_client: Close ``redis`` in :meth:`aclose`.
         """
@@ -132,6 +135,7 @@ class CallQueue:
         self.default_handle_s = default_handle_s
         self.handle_alpha = handle_alpha
         self.dedupe_ttl_s = dedupe_ttl_s
+        self.uses_ttl_s = uses_ttl_s
         self.alerts_maxlen = alerts_maxlen
         self._owns_client = owns_client
         self._ready = False
@@ -178,6 +182,8 @@ class CallQueue:
             "max_attempts": settings.queue_max_attempts,
             "reclaim_idle_ms": settings.queue_reclaim_idle_ms,
             "heartbeat_ms": settings.queue_heartbeat_ms,
+            # A call id is remembered while its records may exist (0 keeps records for good: ten years).
+            "uses_ttl_s": ((settings.record_retention_days or 3650) + 1) * 86_400.0,
         }
         base.update(options)
         return cls(redis, **base)
@@ -222,12 +228,18 @@ class CallQueue:
     async def admit(self, job: CallJob) -> Admission:
         """Enqueue a call unless it was admitted before or the queue is full.
 
+        A source's call id names one call. Within ``dedupe_ttl_s`` a repeated admit is that call's duplicate
+        delivery; later, the id names a new call (a source that reuses ids), which is queued under
+        ``<id>~<n>`` so that it starts with a graph thread, a record and effects of its own and never
+        resumes the earlier call's state (a verified caller, say). The queue remembers how often an id was
+        used for ``uses_ttl_s``.
+
         Args:
             job: The call; ``job.priority`` must be one of the queue's priorities.
 
         Returns:
-            Its position and expected wait; ``duplicate=True`` (and the first admission's numbers) when
-            the call id was already admitted, in which case nothing is enqueued.
+            Its position, expected wait and the id it is queued under; ``duplicate=True`` (and the first
+            admission's numbers) when the call was already admitted, in which case nothing is enqueued.
 
         Raises:
             QueueFull: ``max_depth`` calls already wait, or the expected wait exceeds
@@ -235,29 +247,38 @@ class CallQueue:
             ValueError: Unknown priority.
         """
         idx = self._stream_index(job.priority)
-        keys = [self.keys.admission(job.call_id), self.keys.location, self.keys.workers, self.keys.handle]
-        keys += [self.keys.counters, *self._streams]
-        args: list[Any] = [
-            job.call_id,
-            idx,
-            job.model_dump_json(),
-            job.attempt,
-            self.max_depth,
-            int(self.max_expected_wait_s * 1000),
-            int(self.default_handle_s * 1000),
-            int(self.dedupe_ttl_s * 1000),
-            GROUP,
-            RELEASED_CONSUMER,
-            self.keys.worker_prefix,
-        ]
-        res = await self._call(self._admit, keys, args)
-        status = _s(res[0])
+        source_id, uses = job.call_id, 0
+        keys = [self.keys.admission(source_id), self.keys.location, self.keys.workers, self.keys.handle]
+        keys += [self.keys.counters, self.keys.uses(source_id), *self._streams]
+        while True:
+            queued = job if uses == 0 else job.model_copy(update={"call_id": f"{source_id}~{uses + 1}"})
+            args: list[Any] = [
+                queued.call_id,
+                idx,
+                queued.model_dump_json(),
+                queued.attempt,
+                self.max_depth,
+                int(self.max_expected_wait_s * 1000),
+                int(self.default_handle_s * 1000),
+                int(self.dedupe_ttl_s * 1000),
+                GROUP,
+                RELEASED_CONSUMER,
+                self.keys.worker_prefix,
+                int(self.uses_ttl_s * 1000),
+                uses,
+            ]
+            res = await self._call(self._admit, keys, args)
+            status = _s(res[0])
+            if status != "reused":
+                break
+            # The id was used before (or another admit took the next use meanwhile): queue it under the next.
+            uses = int(_s(res[1]))
         if status == "full":
             retry_ms = int(_s(res[2]))
             raise QueueFull(max(1, -(-retry_ms // 1000)), _s(res[1]))
-        position, wait_ms = _s(res[1]).split(" ")
+        position, wait_ms, *queued_as = _s(res[1]).split(" ")
         return Admission(
-            call_id=job.call_id,
+            call_id=queued_as[0] if queued_as else source_id,
             position=int(position),
             expected_wait_s=int(wait_ms) / 1000,
             duplicate=status == "dup",

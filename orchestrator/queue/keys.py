@@ -49,8 +49,12 @@ class QueueKeys:
         return [self.stream(p) for p in self.priorities]
 
     def admission(self, call_id: str) -> str:
-        """``SET NX`` key holding the first admission of a call (``"<position> <wait_ms>"``, with a TTL)."""
+        """``SET NX`` key holding the first admission of a call (``"<position> <wait_ms> <queued id>"``, with a TTL)."""
         return f"{self.prefix}:admit:{call_id}"
+
+    def uses(self, call_id: str) -> str:
+        """How many calls were admitted under a source's call id (a counter kept as long as call records)."""
+        return f"{self.prefix}:uses:{call_id}"
 
     @property
     def location(self) -> str:

@@ -96,9 +96,11 @@ local function dead_letter(dead, alerts, loc, counters, call_id, job, err, attem
 end
 """
 
-# KEYS: admission, loc, workers, handle, counters, streams...
+# KEYS: admission, loc, workers, handle, counters, uses, streams...
 # ARGV: call_id, stream index (1-based), job json, attempt, max_depth, max_wait_ms, default_handle_ms,
-#       dedupe_ttl_ms, group, released, worker_prefix
+#       dedupe_ttl_ms, group, released, worker_prefix, uses_ttl_ms, expected uses
+# The admission and uses keys belong to the id the source gave; ARGV[1] and the job carry the id the call
+# is queued under, which differs when the source's id was used by an earlier call (see CallQueue.admit).
 ADMIT = (
     _HELPERS
     + r"""
@@ -107,14 +109,16 @@ if prev then
   redis.call('HINCRBY', KEYS[5], 'duplicates', 1)
   return {'dup', prev}
 end
+local uses = tonumber(redis.call('GET', KEYS[6]) or '0')
+if uses ~= tonumber(ARGV[13]) then return {'reused', tostring(uses)} end
 local idx = tonumber(ARGV[2])
 local group, released = ARGV[9], ARGV[10]
 local total, before, busy = 0, 0, 0
-for i = 6, #KEYS do
+for i = 7, #KEYS do
   local w, b = counts(KEYS[i], group, released)
   total = total + w
   busy = busy + b
-  if i - 5 <= idx then before = before + w end
+  if i - 6 <= idx then before = before + w end
 end
 local slots = total_slots(KEYS[3], ARGV[11])
 local avg = avg_handle_ms(KEYS[4], tonumber(ARGV[7]))
@@ -131,10 +135,11 @@ if slots > 0 and wait > tonumber(ARGV[6]) then
   redis.call('HINCRBY', KEYS[5], 'refused', 1)
   return {'full', 'wait', tostring(wait - tonumber(ARGV[6])), tostring(wait)}
 end
-local id = redis.call('XADD', KEYS[5 + idx], '*', 'c', ARGV[1], 'a', ARGV[4], 'j', ARGV[3])
+local id = redis.call('XADD', KEYS[6 + idx], '*', 'c', ARGV[1], 'a', ARGV[4], 'j', ARGV[3])
 redis.call('HSET', KEYS[2], ARGV[1], idx .. ' ' .. id)
-local rec = position .. ' ' .. wait
+local rec = position .. ' ' .. wait .. ' ' .. ARGV[1]
 redis.call('SET', KEYS[1], rec, 'PX', ARGV[8])
+redis.call('SET', KEYS[6], uses + 1, 'PX', ARGV[12])
 redis.call('HINCRBY', KEYS[5], 'admitted', 1)
 return {'new', rec, id}
 """

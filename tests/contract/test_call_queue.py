@@ -120,6 +120,28 @@ async def test_blocking_claim_wakes_on_admit(make_queue: Callable[..., CallQueue
     assert await q.claim("w1", block_ms=10) == []
 
 
+async def test_a_call_id_reused_after_the_dedupe_window_is_queued_as_a_new_call(
+    make_queue: Callable[..., CallQueue],
+) -> None:
+    q = make_queue()
+    await q.register_worker("w1", 1)
+    first = await q.admit(job("reused", script=["first call"]))
+    (held,) = await q.claim("w1", block_ms=0)
+    assert await q.ack(held)
+    # The duplicate window ends (its key expires): the same id now names another call.
+    await q.redis.delete(q.keys.admission("reused"))
+    second = await q.admit(job("reused", script=["second call"]))
+    assert (first.call_id, second.call_id, second.duplicate) == ("reused", "reused~2", False)
+    # Repeated deliveries of the second call are its duplicates, answered with the id it is queued under.
+    again = await asyncio.gather(*(q.admit(job("reused")) for _ in range(5)))
+    assert {(a.call_id, a.duplicate) for a in again} == {("reused~2", True)}
+    (held,) = await q.claim("w1", block_ms=0)
+    assert (held.call_id, held.job.script) == ("reused~2", ["second call"])
+    await q.ack(held)
+    await q.redis.delete(q.keys.admission("reused"))
+    assert (await q.admit(job("reused"))).call_id == "reused~3"
+
+
 async def test_admit_is_idempotent(make_queue: Callable[..., CallQueue]) -> None:
     q = make_queue()
     await q.register_worker("w1", 1)
