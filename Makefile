@@ -9,7 +9,7 @@ export UV_COMPILE_BYTECODE := 1
 export HF_HUB_OFFLINE := 1
 export LANGSMITH_TRACING := false
 
-.PHONY: demo test check unit services system install evals clean
+.PHONY: demo test check unit services system tools install evals clean
 
 $(BIN)/switchboard: pyproject.toml uv.lock
 	@$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install -q "uv==0.13.9"
@@ -26,6 +26,11 @@ services:
 system:
 	@bash deploy/dev/system.sh
 
+# livekit-server (pinned, built once per machine from its Go module into .tools/bin) and iproute2, for the
+# tests that place calls through a real LiveKit server.
+tools:
+	@bash deploy/dev/tools.sh
+
 demo: install
 	$(BIN)/switchboard demo-queue
 
@@ -37,7 +42,7 @@ check: install
 unit: install
 	$(BIN)/pytest -m unit -q
 
-test: install services system check
+test: install services system tools check
 	$(BIN)/pytest -m "not live"
 
 # The smoke eval suite, gated by evals/gates.yaml (non-zero exit on a failed scenario or a breached gate).
