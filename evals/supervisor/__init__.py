@@ -1,0 +1,1 @@
+"""Supervisor eval: the labelled escalation-trigger set and its benchmark."""

@@ -1,0 +1,139 @@
+"""Scores the supervisor's escalation triggers on the labelled set: precision, recall and false escalations.
+
+.venv/bin/python -m evals.supervisor.bench [--set FILE] [--errors] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.state import CallState, Turn
+from agents.supervisor import Check, check_utterance
+
+TRIGGERS_PATH = Path(__file__).resolve().parent / "triggers.jsonl"
+TRIGGERS = (
+    "requested_human",
+    "anger",
+    "abuse",
+    "legal_threat",
+    "emergency",
+    "fraud",
+    "loop",
+    "repeated_failures",
+)
+# The goals the unit test holds the shipped checks to.
+MIN_RECALL = 0.95
+MAX_FALSE_ESCALATION = 0.005
+
+
+@dataclass(frozen=True)
+class Row:
+    """One labelled utterance, with the call so far where the trigger depends on it."""
+
+    text: str
+    label: str
+    state: CallState
+
+
+def load(path: Path = TRIGGERS_PATH) -> list[Row]:
+    """The labelled rows of a JSONL set: text, label, and optional history, failures and frustration."""
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        raw = json.loads(line)
+        if raw["label"] not in (*TRIGGERS, "none"):
+            raise ValueError(f"{path}:{number}: unknown label {raw['label']!r}")
+        transcript = [Turn(role=role, agent=role, text=text) for role, text in raw.get("history", [])]
+        state = CallState(transcript=transcript, failures=raw.get("failures", 0), frustration=raw.get("frustration", 0))
+        rows.append(Row(text=raw["text"], label=raw["label"], state=state))
+    return rows
+
+
+def trigger_of(check: Check) -> str:
+    """The trigger a check found in a turn: its escalation, else the anger or abuse it counted, else "none".
+
+    Anger and abuse escalate only once they add up over turns; on one turn, what is scored is that the
+    supervisor noticed them (a frustration point, an abuse warning).
+    """
+    if check.escalate:
+        return "anger" if check.escalate == "frustration" else check.escalate
+    if check.warn:
+        return "abuse"
+    if check.frustration_delta:
+        return "anger"
+    return "none"
+
+
+def evaluate(rows: list[Row]) -> dict[str, Any]:
+    """Per-trigger precision and recall, the false-escalation rate on "none" rows, and the errors."""
+    predicted: list[str] = []
+    latencies_us: list[float] = []
+    for row in rows:
+        start = time.perf_counter()
+        check = check_utterance(row.text, row.state)
+        latencies_us.append((time.perf_counter() - start) * 1e6)
+        predicted.append(trigger_of(check))
+    per_trigger: dict[str, dict[str, float | int]] = {}
+    for trigger in TRIGGERS:
+        hits = sum(r.label == trigger and p == trigger for r, p in zip(rows, predicted, strict=True))
+        support = sum(r.label == trigger for r in rows)
+        flagged = sum(p == trigger for p in predicted)
+        per_trigger[trigger] = {
+            "precision": round(hits / flagged, 4) if flagged else 0.0,
+            "recall": round(hits / support, 4) if support else 0.0,
+            "support": support,
+        }
+    negatives = [p for r, p in zip(rows, predicted, strict=True) if r.label == "none"]
+    false = sum(p != "none" for p in negatives)
+    return {
+        "n": len(rows),
+        "per_trigger": per_trigger,
+        "none": len(negatives),
+        "false_escalations": false,
+        "false_escalation_rate": round(false / len(negatives), 4) if negatives else 0.0,
+        "latency_us": {"p50": float(np.percentile(latencies_us, 50)), "p99": float(np.percentile(latencies_us, 99))},
+        "errors": [
+            {"text": r.text, "label": r.label, "predicted": p}
+            for r, p in zip(rows, predicted, strict=True)
+            if r.label != p
+        ],
+    }
+
+
+def main() -> None:
+    """Prints the scores as a table (or JSON), with the misread rows if asked."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--set", type=Path, default=TRIGGERS_PATH, help="a JSONL file of labelled utterances")
+    parser.add_argument("--errors", action="store_true", help="list the rows the checks misread")
+    parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    args = parser.parse_args()
+    try:
+        rows = load(args.set)
+    except (OSError, ValueError, KeyError) as exc:
+        raise SystemExit(f"cannot read {args.set}: {exc}") from None
+    result = evaluate(rows)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"{'trigger':<18} {'precision':>9} {'recall':>7} {'n':>4}")
+    for trigger, s in result["per_trigger"].items():
+        print(f"{trigger:<18} {s['precision']:>9.3f} {s['recall']:>7.3f} {s['support']:>4}")
+    rate = result["false_escalation_rate"]
+    print(f"false escalations: {result['false_escalations']}/{result['none']} non-escalation rows ({rate:.2%})")
+    lat = result["latency_us"]
+    print(f"check_utterance latency: p50 {lat['p50']:.0f} us, p99 {lat['p99']:.0f} us ({result['n']} rows)")
+    if args.errors:
+        for e in result["errors"]:
+            print(f"  {e['label']:>17} read as {e['predicted']:<17} {e['text']!r}")
+
+
+if __name__ == "__main__":
+    main()
