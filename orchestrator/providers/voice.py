@@ -40,17 +40,25 @@ def _missing(setting: str, provider: str, choice: str) -> None:
     log.warning("%s=%s but %s is not set: using the local provider instead", choice, provider, setting)
 
 
-def build_stt(settings: Settings, *, vad: vad.VAD, http_session: aiohttp.ClientSession | None = None) -> stt.STT[Any]:
+def build_stt(
+    settings: Settings,
+    *,
+    vad: vad.VAD,
+    http_session: aiohttp.ClientSession | None = None,
+    local: stt.STT[Any] | None = None,
+) -> stt.STT[Any]:
     """The session STT: Deepgram streaming with a timed fallback to local Whisper, or local Whisper alone.
 
     A Deepgram choice without DEEPGRAM_API_KEY logs a warning naming the setting and uses the local STT.
+    `local` replaces Whisper as that local STT (a test measures the switch without a real recognition).
     """
-    local = local_stt(
-        vad=vad,
-        model_path=settings.local_stt_model,
-        cpu_threads=settings.local_stt_threads,
-        hotwords=settings.stt_hotwords,
-    )
+    if local is None:
+        local = local_stt(
+            vad=vad,
+            model_path=settings.local_stt_model,
+            cpu_threads=settings.local_stt_threads,
+            hotwords=settings.stt_hotwords,
+        )
     if settings.stt_provider != "deepgram":
         return local
     if settings.deepgram_api_key is None:
