@@ -15,13 +15,18 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from orchestrator.config import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:  # imported where used: the commands start faster without them
+    import httpx
+
+    from orchestrator.queue import CallQueue
 
 console = Console()
 err = Console(stderr=True)
@@ -187,11 +192,13 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def local_system(settings: Settings, *, workers: int, slots: int, prefix: str, hold_interval_s: float) -> Iterator[str]:
+def local_system(
+    settings: Settings, *, workers: int, slots: int, prefix: str, hold_interval_s: float
+) -> Iterator[tuple[str, str]]:
     """Start Redis (embedded unless REDIS_URL), the API and worker processes; stop all of them on exit.
 
     Yields:
-        The API's base URL.
+        The API's base URL and the Redis URL its queue is on.
     """
     from orchestrator.queue.embedded import EmbeddedRedis
 
@@ -219,7 +226,7 @@ def local_system(settings: Settings, *, workers: int, slots: int, prefix: str, h
             # Own session: a Ctrl-C reaches only us, and we stop the children in order (drain first).
             procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
             log.close()
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", url
     finally:
         for p in procs:
             if p.poll() is None:
@@ -233,6 +240,53 @@ def local_system(settings: Settings, *, workers: int, slots: int, prefix: str, h
                 p.wait()
         if server is not None:
             server.shutdown()
+
+
+@dataclass
+class _QueueViews:
+    """What the simulator reads of the queue: straight from Redis when it started the system, else over the API.
+
+    The API's queue views need a console user; a running API is read with an admin's API token.
+    """
+
+    http: httpx.AsyncClient
+    queue: CallQueue | None = None  # on the system's Redis, when the simulator started it
+
+    async def stats(self) -> dict[str, Any]:
+        if self.queue is not None:
+            stats: dict[str, Any] = (await self.queue.stats()).model_dump(mode="json")
+            return stats
+        found: dict[str, Any] = self._json(await self.http.get("/v1/queue"))
+        return found
+
+    async def outcomes(self, after: str) -> tuple[list[dict[str, Any]], str]:
+        if self.queue is not None:
+            from orchestrator.worker.outcomes import read_outcomes
+
+            found, last = await read_outcomes(self.queue.redis, self.queue.keys.prefix, after=after, block_ms=1000)
+            return [o.model_dump(mode="json") for o in found], last
+        body = self._json(await self.http.get("/v1/outcomes", params={"after": after, "wait_ms": 1000}))
+        return body["outcomes"], body["last_id"]
+
+    async def dead_letters(self) -> list[dict[str, Any]]:
+        if self.queue is not None:
+            return [d.model_dump(mode="json") for d in await self.queue.dead_letters(1000)]
+        found: list[dict[str, Any]] = self._json(await self.http.get("/v1/dead-letters", params={"limit": 1000}))
+        return found
+
+    async def hold_messages(self, call_id: str) -> int:
+        if self.queue is not None:
+            from orchestrator.worker.hold import read_hold_messages
+
+            return len(await read_hold_messages(self.queue.redis, self.queue.keys.prefix, call_id))
+        return len(self._json(await self.http.get(f"/v1/calls/{call_id}/hold-messages"))["messages"])
+
+    @staticmethod
+    def _json(resp: httpx.Response) -> Any:
+        if resp.status_code in {401, 403}:
+            raise RuntimeError(f"the API refused the queue views ({resp.json()['error']['message']}); pass --token")
+        resp.raise_for_status()
+        return resp.json()
 
 
 @dataclass
@@ -292,10 +346,15 @@ async def _simulate(
     timeout_s: float,
     expect_slots: int,
     show: bool,
+    token: str | None = None,
+    redis_url: str | None = None,
+    prefix: str = "sb",
 ) -> _Run:
     import httpx
+    from redis.exceptions import ConnectionError as RedisConnectionError
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from orchestrator.api.app import open_queue
     from orchestrator.api.signing import livekit_webhook_token
     from orchestrator.scenarios import simulated_caller
 
@@ -304,12 +363,18 @@ async def _simulate(
     key, secret = settings.livekit_api_key, settings.livekit_api_secret.get_secret_value()
     slots = asyncio.Semaphore(concurrency)
     in_flight: set[str] = set()
-    async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with contextlib.AsyncExitStack() as stack:
+        http = await stack.enter_async_context(httpx.AsyncClient(base_url=api, timeout=30, headers=headers))
+        views = _QueueViews(http)
+        if redis_url:
+            views.queue = open_queue(settings, redis_url, prefix=prefix)
+            stack.push_async_callback(views.queue.aclose)
         deadline = time.monotonic() + 60
         while True:
-            with contextlib.suppress(httpx.HTTPError):
+            with contextlib.suppress(httpx.HTTPError, RedisConnectionError):
                 ready = await http.get("/readyz")
-                stats = (await http.get("/v1/queue")).json() if ready.status_code == 200 else {}
+                stats = await views.stats() if ready.status_code == 200 else {}
                 if stats.get("worker_slots", 0) >= expect_slots:
                     break
             if time.monotonic() > deadline:
@@ -327,11 +392,9 @@ async def _simulate(
             async def read_outcomes() -> None:
                 cursor = "0-0"
                 while len(run.outcomes) < len(run.placed) or len(run.placed) + run.refused < calls:
-                    with contextlib.suppress(httpx.HTTPError):
-                        resp = await http.get("/v1/outcomes", params={"after": cursor, "wait_ms": 1000})
-                        body = resp.json()
-                        cursor = body["last_id"]
-                        for o in body["outcomes"]:
+                    with contextlib.suppress(httpx.HTTPError, RedisConnectionError):
+                        found, cursor = await views.outcomes(cursor)
+                        for o in found:
                             cid = o["call_id"]
                             if cid in run.placed and cid not in run.outcomes:
                                 run.outcomes[cid] = o
@@ -390,12 +453,11 @@ async def _simulate(
                     t.cancel()
                 await asyncio.gather(reader, *placers, return_exceptions=True)
 
-        with contextlib.suppress(httpx.HTTPError):
-            dead = (await http.get("/v1/dead-letters", params={"limit": 1000})).json()
+        with contextlib.suppress(httpx.HTTPError, RedisConnectionError):
+            dead = await views.dead_letters()
             run.dead = {d["job"]["call_id"] for d in dead if d["job"]["call_id"] in run.placed}
             for cid in run.placed:
-                held = (await http.get(f"/v1/calls/{cid}/hold-messages")).json()
-                run.hold_messages += len(held["messages"])
+                run.hold_messages += await views.hold_messages(cid)
     return run
 
 
@@ -410,23 +472,29 @@ def simulate(
     turn_gap_ms: Annotated[int, typer.Option(min=0, help="Caller pause before each turn.")] = 150,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for outcomes after the last call.")] = 120.0,
     prefix: Annotated[str | None, typer.Option(help="Queue prefix (default: a fresh one per run).")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(help="With --api: an admin's API token (`switchboard users token NAME`) for its queue views."),
+    ] = None,
 ) -> None:
     """Place simulated calls through the signed LiveKit webhook and report how they went.
 
     Callers speak scripted turns drawn round-robin from the demo scenarios. Success means the call
     completed with its scenario's expected outcome. Without --api it starts embedded Redis (unless
-    REDIS_URL is set), the API and worker processes, and stops them all at the end.
+    REDIS_URL is set), the API and worker processes, reads the queue straight from that Redis, and
+    stops them all at the end; with --api it reads the API's queue views with --token.
     """
     _quiet()
     settings = _settings()
     show = not as_json
     started = time.monotonic()
 
-    def go(url: str, expect_slots: int) -> _Run:
+    def go(url: str, expect_slots: int, redis_url: str | None = None, run_prefix: str = "sb") -> _Run:
         return asyncio.run(
             _simulate(
                 url, settings, calls=calls, rate=rate, concurrency=concurrency, turn_gap_ms=turn_gap_ms,
-                timeout_s=timeout, expect_slots=expect_slots, show=show,
+                timeout_s=timeout, expect_slots=expect_slots, show=show, token=token, redis_url=redis_url,
+                prefix=run_prefix,
             )
         )  # fmt: skip
 
@@ -440,10 +508,11 @@ def simulate(
             run = go(api.rstrip("/"), 0)
         else:
             run_prefix = prefix or f"sim-{uuid.uuid4().hex[:8]}"
-            with local_system(settings, workers=workers, slots=slots, prefix=run_prefix, hold_interval_s=1.0) as url:
+            system = local_system(settings, workers=workers, slots=slots, prefix=run_prefix, hold_interval_s=1.0)
+            with system as (url, redis_url):
                 if show:
                     err.print(f"[dim]started API at {url} and {workers} workers x {slots} slots[/dim]")
-                run = go(url, workers * slots)
+                run = go(url, workers * slots, redis_url, run_prefix)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted; every process started was stopped[/yellow]")
         raise typer.Exit(130) from None

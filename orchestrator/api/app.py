@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import redis.asyncio as aioredis
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from livekit.api import TokenVerifier, WebhookReceiver
 
 from orchestrator.api import health, intake, queue_routes
@@ -95,13 +95,19 @@ def create_app(
     app.state.telemetry = setup_telemetry(settings, set_global=False, join_livekit=False)
     app.state.call_metrics = CallMetrics(app.state.telemetry.meter)
     install_error_handlers(app)
-    app.include_router(metrics_router(app.state.telemetry))
-    app.include_router(health.router)
-    app.include_router(intake.router)
-    app.include_router(queue_routes.router)
     from orchestrator.console import api as console_api
     from orchestrator.console import pages as console_pages
 
+    # Open to anyone: the probes, /metrics, and the two intake routes, which check their own signatures.
+    app.include_router(metrics_router(app.state.telemetry))
+    app.include_router(health.router)
+    app.include_router(intake.router)
+    # The queue views show callers' words (outcomes, dead letters): a console user or an admin token only.
+    app.include_router(
+        queue_routes.router,
+        dependencies=[Depends(console_api.require_user)],
+        responses={401: console_api.AUTH_ERRORS[401]},
+    )
     app.include_router(console_api.router)  # /v1/console (its lifespan opens the console beside the queue)
     app.include_router(console_pages.router)  # /console pages
     return app

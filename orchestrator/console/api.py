@@ -93,10 +93,13 @@ User = Annotated[Principal, Depends(require_user)]
 Admin = Annotated[Principal, Depends(require_admin)]
 ConsoleDep = Annotated[Console, Depends(get_console)]
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "The body is not valid JSON"},
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Not logged in, session expired, or a bad token"},
     403: {"model": ErrorResponse, "description": "CSRF token missing or wrong, or admins only"},
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "The body is not valid JSON"},
+    **AUTH_ERRORS,
     404: {"model": ErrorResponse, "description": "No such call or ticket"},
     409: {"model": ErrorResponse, "description": "Someone else holds the call or took the escalation"},
     422: {"model": ErrorResponse, "description": "Invalid request"},

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from orchestrator.api import create_app
 from orchestrator.api.signing import livekit_webhook_token, sign_intake
@@ -51,10 +52,26 @@ async def queue(settings: Settings) -> AsyncIterator[CallQueue]:
 
 
 @pytest.fixture
-async def client(settings: Settings, queue: CallQueue) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, queue=queue)
+def app(settings: Settings, queue: CallQueue) -> FastAPI:
+    return create_app(settings, queue=queue)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
         yield c
+
+
+@pytest.fixture
+async def admin(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client with an admin's API token: the queue views need a console user (the lifespan opens the console)."""
+    async with app.router.lifespan_context(app):
+        await app.state.console.users.add("ops", "ops-password", "admin")
+        token = await app.state.console.users.create_token("ops")
+        transport = httpx.ASGITransport(app=app)
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=headers) as c:
+            yield c
 
 
 def room_started(name: str, *, sid: str | None = None, metadata: dict[str, Any] | str | None = None) -> bytes:
@@ -85,7 +102,7 @@ def assert_error(resp: httpx.Response, status: int, code: str) -> None:
 # ---------------------------------------------------------------- LiveKit webhook
 
 
-async def test_signed_room_started_admits_with_position(client: httpx.AsyncClient) -> None:
+async def test_signed_room_started_admits_with_position(client: httpx.AsyncClient, admin: httpx.AsyncClient) -> None:
     meta = {"caller_id": "+15550100001", "priority": 1, "simulated": True, "script": ["hi", "bye"]}
     first = await webhook(client, room_started("call-a", metadata=meta))
     assert first.status_code == 202, first.text
@@ -94,7 +111,7 @@ async def test_signed_room_started_admits_with_position(client: httpx.AsyncClien
     assert body["expected_wait_s"] >= 0
     second = await webhook(client, room_started("call-b"))
     assert (second.status_code, second.json()["position"]) == (202, 2)
-    position = await client.get("/v1/calls/lk-RM_call-a/position")
+    position = await admin.get("/v1/calls/lk-RM_call-a/position")
     assert position.json()["position"] == 1
 
 
@@ -274,7 +291,9 @@ async def test_malformed_signed_calls_get_a_clear_4xx(
 # ---------------------------------------------------------------- admission control and probes
 
 
-async def test_past_max_depth_answers_503_with_retry_after(client: httpx.AsyncClient, queue: CallQueue) -> None:
+async def test_past_max_depth_answers_503_with_retry_after(
+    client: httpx.AsyncClient, admin: httpx.AsyncClient, queue: CallQueue
+) -> None:
     for i in range(3):
         assert (await webhook(client, room_started(f"call-full-{i}"))).status_code == 202
     refused = await webhook(client, room_started("call-full-3"))
@@ -287,17 +306,18 @@ async def test_past_max_depth_answers_503_with_retry_after(client: httpx.AsyncCl
     again = await webhook(client, room_started("call-full-0"))
     assert again.status_code == 202
     assert again.json()["duplicate"] is True
-    stats = (await client.get("/v1/queue")).json()
+    stats = (await admin.get("/v1/queue")).json()
     assert (stats["waiting"], stats["refused"]) == (3, 2)
 
 
-async def test_probes(client: httpx.AsyncClient) -> None:
+async def test_probes(client: httpx.AsyncClient, admin: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok", "detail": None}
     ready = await client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["status"] == "ready"
     assert (await client.get("/openapi.json")).json()["paths"]["/webhooks/livekit"]["post"]
-    assert_error(await client.get("/v1/calls/nope/position"), 404, "not_waiting")
+    assert_error(await client.get("/v1/calls/nope/position"), 401, "unauthenticated")
+    assert_error(await admin.get("/v1/calls/nope/position"), 404, "not_waiting")
 
 
 async def test_redis_down_means_not_ready_and_nothing_admitted(settings: Settings) -> None:
@@ -315,11 +335,13 @@ async def test_redis_down_means_not_ready_and_nothing_admitted(settings: Setting
         await dead.aclose()
 
 
-async def test_hold_messages_tell_waiting_callers_their_position(client: httpx.AsyncClient, queue: CallQueue) -> None:
+async def test_hold_messages_tell_waiting_callers_their_position(
+    client: httpx.AsyncClient, admin: httpx.AsyncClient, queue: CallQueue
+) -> None:
     for name in ("call-h1", "call-h2"):
         await webhook(client, room_started(name))
     assert await HoldAnnouncer(queue, interval_s=1).announce() == 2
-    held = (await client.get("/v1/calls/lk-RM_call-h2/hold-messages")).json()
+    held = (await admin.get("/v1/calls/lk-RM_call-h2/hold-messages")).json()
     [message] = held["messages"]
     assert message["position"] == 2
     assert message["text"].startswith("You're number 2 in the queue; ")
