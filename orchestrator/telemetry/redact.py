@@ -1,35 +1,300 @@
-"""PII redaction for transcripts, span attributes and logs: phones, emails, cards, ZIPs, the caller's name."""
+"""PII redaction: what is masked where (caller input, stores, spans, logs); cards, SSNs, emails, phones, ZIPs, names.
+
+Two levels, one pass each, both on text cleaned by `sanitize` first (NFKC, so full-width digits and look-alike
+`＠` become plain ones; control and invisible format characters dropped, newline and tab kept):
+
+- `redact_caller_input`, where a caller's words enter the graph (the session adapter, every turn): cards,
+  SSNs, e-mail addresses and other numbers of 12 digits or more, written or spoken ("four one one one",
+  "jane dot doe at gmail dot com"). Everything the graph keeps (its checkpointed state, the transcript, task
+  slots, handoff notes, tool arguments, the tenant's records written from them) is built from this text.
+  Phone numbers and 5-digit ZIP codes survive it: verification reads them from the turn's words. So do
+  amounts, dates, times and invoice ids, which the specialists act on. The graph's checkpoints therefore
+  may hold the phone number and ZIP code a caller said, and are purged with the call records.
+- `redact_text`, for every copy outside the graph: call records, the console's live transcript, escalation
+  ticket summaries, the tenant's free-text fields (refund and dispute reasons, credit lines), span
+  attributes (ours and livekit's) and log messages. On top of the above: phone numbers, ZIP codes in answer
+  to a ZIP prompt, other numbers of 7 digits or more (account numbers, codes; not dates), and the verified
+  caller's names.
+
+Card numbers are digit runs of 13-19 digits that pass the Luhn check, or that are grouped like a card or
+said near the word "card"; SSNs are 9 digits grouped 3-2-4 or said near "social"/"SSN".
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+import traceback
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 PHONE = "[PHONE]"
 EMAIL = "[EMAIL]"
 CARD = "[CARD]"
+SSN = "[SSN]"
 ZIP = "[ZIP]"
 NAME = "[NAME]"
 DIGITS = "[NUMBER]"
 
-_EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-# 13-19 digits, optionally grouped by spaces or dashes: card-like, whatever the issuer.
-_CARD_RE = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
-# North American numbers as callers say or type them: +1 555 010 0002, (555) 010-0002, 5550100002.
-_PHONE_RE = re.compile(r"(?<![\d+])(?:\+?1[\s.-]?)?\(?\d{3}\)?[\s.-]?\d{3}[\s.-]?\d{4}(?!\d)")
-_ZIP_RE = re.compile(r"(?<!\d)\d{5}(?:-\d{4})?(?!\d)")
-# Long digit runs left after the patterns above (account numbers, codes read out digit by digit).
-_LONG_DIGITS_RE = re.compile(r"(?<!\d)\d(?:[ -]?\d){6,}(?!\d)")
+# Control (Cc), format (Cf: zero-width spaces, direction marks, soft hyphens), surrogate and private-use
+# characters: never speech, and they hide a number from the patterns below (or break a PostgreSQL write: NUL).
+_DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co"})
+_KEPT_CONTROLS = frozenset("\n\t")
+
+_TLDS = r"com|net|org|edu|gov|mil|io|co|us|uk|ca|de|fr|info|biz|me|app|dev|ai|example"
+# Mail providers common enough that "at gmail" alone names an address.
+_PROVIDERS = r"gmail|googlemail|yahoo|hotmail|aol|icloud|protonmail|comcast"
+_EMAIL_RE = re.compile(
+    rf"(?<![\w.+-])[\w.+-]+(?:@[\w-]+(?:\.[\w-]+)+"
+    rf"|[ \t]*@[ \t]*[\w-]+(?:[ \t]*\.[ \t]*[\w-]+){{0,6}}[ \t]*\.[ \t]*(?:{_TLDS})\b)",
+    re.IGNORECASE,
+)
+# Said aloud or written to dodge filters: "jane dot doe at gmail dot com", "j a n e (at) yahoo [dot] com".
+_WORD = r"[a-z0-9][a-z0-9'-]*"
+_SPELLED = r"(?:[a-z0-9][ \t]+){2,40}[a-z0-9]"
+_JOIN = r"[ \t]*(?:\.|_|-|\+|\b(?:dot|period|underscore|dash|hyphen|plus)\b)[ \t]*"
+_AT = r"[ \t]*(?:@|\(at\)|\[at\]|\{at\}|<at>)[ \t]*|[ \t]+at[ \t]+"
+_DOT = r"[ \t]*(?:\.|\(dot\)|\[dot\]|\{dot\}|<dot>|\bdot\b|\bpoint\b)[ \t]*"
+# Bounded repeats: a pattern tried at every word must not cost quadratic time on a long line.
+_LOCAL = rf"(?<![\w.+-])(?:{_SPELLED}|{_WORD})(?:{_JOIN}(?:{_SPELLED}|{_WORD})){{0,6}}"
+_SPOKEN_EMAIL_RE = re.compile(
+    rf"\b{_LOCAL}(?:{_AT})(?:(?:{_WORD}{_DOT}){{1,4}}(?:{_TLDS})\b|(?:{_PROVIDERS})\b(?:{_DOT}(?:{_TLDS})\b)?)",
+    re.IGNORECASE,
+)
+
+_DIGIT_WORDS = {
+    "zero": "0",
+    "oh": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "niner": "9",
+}
+_REPEAT_WORDS = {"double": 2, "triple": 3}
+_TOKEN = r"\d+|\b(?:zero|oh|one|two|three|four|five|six|seven|eight|niner|nine|double|triple)\b"
+# Between two parts of one number: spaces, a dash or dot (spaced or not), brackets, a comma and a pause, "dash".
+_SEP = r"(?:[ \t]*(?:[-.()]|,(?=[ \t])|\b(?:dash|hyphen)\b)[ \t]*|[ \t]+)"
+# A run of digits and digit words. Not inside an id ("INV-1001-20261126") or an amount ("$1234.50").
+_RUN_RE = re.compile(rf"(?<!\w[-.])(?<![\w$])(?:\+|\()?(?:{_TOKEN})(?:{_SEP}(?:{_TOKEN}))*(?!\w)", re.IGNORECASE)
+_PART_RE = re.compile(rf"{_TOKEN}|{_SEP}", re.IGNORECASE)
+_CARD_CONTEXT_RE = re.compile(r"\b(card|visa|mastercard|amex|american express|discover|debit|credit)\b", re.I)
+_SSN_CONTEXT_RE = re.compile(r"\b(social|ssn|s\.? ?s\.? ?n\.?|security number|tax id|taxpayer)\b", re.I)
+
 # An agent turn that asks for the ZIP makes the caller's next turn a verification answer.
 _ASKS_ZIP_RE = re.compile(r"\bzip\b", re.IGNORECASE)
 # The verification dialogue names the caller once verified ("Thank you, Maria, you're verified.").
 _VERIFIED_NAME_RE = re.compile(r"\bThank you, ([A-Z][\w'-]+(?: [A-Z][\w'-]+)?), you're verified")
 
 
+def sanitize(text: str) -> str:
+    """The text in NFKC form without control or invisible format characters (newline and tab are kept)."""
+    if not text:
+        return text
+    text = unicodedata.normalize("NFKC", text)
+    if text.isprintable():
+        return text
+    return "".join(ch for ch in text if ch in _KEPT_CONTROLS or unicodedata.category(ch) not in _DROPPED_CATEGORIES)
+
+
+def luhn_ok(digits: str) -> bool:
+    """Whether a digit string passes the Luhn check that every payment card number carries."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+@dataclass(frozen=True)
+class _Token:
+    start: int
+    end: int
+    digits: str
+    # This token opens a new written group ("4111 1111", "123-45"); digit words said in a row do not.
+    new_group: bool
+
+
+def _tokens(run: str, offset: int) -> list[_Token]:
+    out: list[_Token] = []
+    repeat, repeat_at = 1, -1
+    split = True
+    for m in _PART_RE.finditer(run):
+        part = m.group()
+        low = part.lower()
+        start = repeat_at if repeat_at >= 0 else m.start()
+        if low.isdigit():
+            out.append(_Token(offset + start, offset + m.end(), low, True))
+            split, repeat, repeat_at = False, 1, -1
+        elif low in _REPEAT_WORDS:
+            repeat, repeat_at = _REPEAT_WORDS[low], m.start()
+        elif low in _DIGIT_WORDS:
+            # Digit words said in a row are one group; after a numeral or a pause they start another.
+            new_group = split or bool(out and out[-1].digits.isdigit() and not _is_word(run, out[-1], offset))
+            out.append(_Token(offset + start, offset + m.end(), _DIGIT_WORDS[low] * repeat, new_group))
+            split, repeat, repeat_at = False, 1, -1
+        elif part.strip():  # punctuation or "dash": a written group boundary
+            split = True
+    return out
+
+
+def _is_word(run: str, token: _Token, offset: int) -> bool:
+    return not run[token.start - offset : token.end - offset].isdigit()
+
+
+def _groups(tokens: Sequence[_Token]) -> list[int]:
+    sizes: list[int] = []
+    for t in tokens:
+        if t.new_group or not sizes:
+            sizes.append(len(t.digits))
+        else:
+            sizes[-1] += len(t.digits)
+    return sizes
+
+
+def _card_like(sizes: Sequence[int]) -> bool:
+    return (len(sizes) >= 3 and all(s == 4 for s in sizes[:-1]) and 1 <= sizes[-1] <= 4) or list(sizes) == [4, 6, 5]
+
+
+def _is_date(sizes: Sequence[int]) -> bool:
+    return list(sizes) in ([4, 2, 2], [2, 2, 4]) or (len(sizes) == 3 and sizes[2] == 4 and max(sizes[:2]) <= 2)
+
+
+@dataclass(frozen=True)
+class _Level:
+    full: bool
+    zip_expected: bool
+    card_context: bool
+    ssn_context: bool
+
+
+def _classify(tokens: Sequence[_Token], level: _Level) -> str | None:
+    """The tag for a whole run of number tokens, or None to leave it."""
+    digits = "".join(t.digits for t in tokens)
+    n = len(digits)
+    sizes = _groups(tokens)
+    if 13 <= n <= 19 and (luhn_ok(digits) or _card_like(sizes) or level.card_context):
+        return CARD
+    if n == 9 and (sizes == [3, 2, 4] or level.ssn_context):
+        return SSN
+    if n >= 12:
+        return DIGITS
+    if not level.full:
+        return None
+    if n == 10 or (n == 11 and digits[0] == "1"):
+        return PHONE
+    if level.zip_expected and (n == 5 or sizes == [5, 4]):
+        return ZIP
+    if n >= 7 and not _is_date(sizes):
+        return DIGITS
+    return None
+
+
+_INNER_LENGTHS = frozenset({9, *range(13, 20)})
+
+
+def _inner(tokens: Sequence[_Token], digits: str, level: _Level) -> str | None:
+    """CARD or SSN for a part of a longer run, on evidence that does not need the run's ends."""
+    if 13 <= len(digits) <= 19 and luhn_ok(digits):
+        return CARD
+    if len(digits) == 9 and (_groups(tokens) == [3, 2, 4] or level.ssn_context):
+        return SSN
+    return None
+
+
+def _mask_run(tokens: list[_Token], level: _Level) -> list[tuple[int, int, str]]:
+    """Masks (start, end, tag) for one run; a card or SSN inside a longer run ("one, 219 09 9999") is found too.
+
+    One pass from the left, trying at most 19 digits from each group start, so a long run costs linear time.
+    """
+    if _classify(tokens, level) in (CARD, SSN):
+        return _whole(tokens, level)
+    masks: list[tuple[int, int, str]] = []
+    rest = 0  # first token not yet masked or passed on
+    i = 0
+    while i < len(tokens):
+        found: tuple[int, str] | None = None
+        if i == 0 or tokens[i].new_group:
+            digits = ""
+            for j in range(i, len(tokens)):
+                digits += tokens[j].digits
+                if len(digits) > 19:
+                    break
+                if (j + 1 == len(tokens) or tokens[j + 1].new_group) and len(digits) in _INNER_LENGTHS:
+                    tag = _inner(tokens[i : j + 1], digits, level)
+                    found = (j, tag) if tag is not None else found
+        if found is None:
+            i += 1
+            continue
+        if rest < i:
+            masks.extend(_whole(tokens[rest:i], level))
+        masks.append((tokens[i].start, tokens[found[0]].end, found[1]))
+        i = rest = found[0] + 1
+    if rest < len(tokens):
+        masks.extend(_whole(tokens[rest:], level))
+    return masks
+
+
+def _whole(tokens: list[_Token], level: _Level) -> list[tuple[int, int, str]]:
+    tag = _classify(tokens, level)
+    if tag is None and level.full and level.zip_expected:
+        # "Oh, 10027", "yes 10027 9": the five-digit group is the answer to the ZIP prompt.
+        return [(t.start, t.end, ZIP) for t in tokens if t.new_group and len(t.digits) == 5]
+    return [(tokens[0].start, tokens[-1].end, tag)] if tag is not None else []
+
+
+def _mask_numbers(text: str, level: _Level) -> str:
+    masks: list[tuple[int, int, str]] = []
+    for m in _RUN_RE.finditer(text):
+        tokens = _tokens(m.group(), m.start())
+        if sum(len(t.digits) for t in tokens) >= 5:
+            masks.extend(_mask_run(tokens, level))
+    if not masks:
+        return text
+    out: list[str] = []
+    at = 0
+    for start, end, tag in sorted(masks):
+        if text[start - 1 : start] in "+(" and start > 0 and tag == PHONE:
+            start -= 1
+        out.append(text[at:start])
+        out.append(tag)
+        at = end
+    out.append(text[at:])
+    return "".join(out)
+
+
+def _redact(text: str, *, full: bool, zip_expected: bool) -> str:
+    out = _EMAIL_RE.sub(EMAIL, text)
+    out = _SPOKEN_EMAIL_RE.sub(EMAIL, out)
+    level = _Level(
+        full=full,
+        zip_expected=zip_expected,
+        card_context=bool(_CARD_CONTEXT_RE.search(out)),
+        ssn_context=bool(_SSN_CONTEXT_RE.search(out)),
+    )
+    return _mask_numbers(out, level)
+
+
+def redact_caller_input(text: str) -> str:
+    """A caller's words as the graph may keep them: sanitised; cards, SSNs, e-mails and long numbers masked.
+
+    Phone numbers and 5-digit ZIP codes stay (verification reads them), as do amounts, dates, times and ids.
+    """
+    if not text:
+        return text
+    return _redact(sanitize(text), full=False, zip_expected=False)
+
+
 def redact_text(text: str, *, names: Iterable[str] = (), zip_expected: bool = False) -> str:
-    """Mask PII in one piece of text.
+    """Mask PII in one piece of text for any store, span or log outside the graph.
 
     Args:
         text: A caller utterance, an agent reply or a log line.
@@ -38,16 +303,11 @@ def redact_text(text: str, *, names: Iterable[str] = (), zip_expected: bool = Fa
             that context a five-digit number is left alone (it may be an amount or a step number).
 
     Returns:
-        The text with each PII span replaced by a bracketed tag such as `[PHONE]`.
+        The sanitised text with each PII span replaced by a bracketed tag such as `[PHONE]`.
     """
     if not text:
         return text
-    out = _EMAIL_RE.sub(EMAIL, text)
-    out = _CARD_RE.sub(lambda m: CARD if len(re.sub(r"\D", "", m.group())) >= 13 else m.group(), out)
-    out = _PHONE_RE.sub(PHONE, out)
-    if zip_expected:
-        out = _ZIP_RE.sub(ZIP, out)
-    out = _LONG_DIGITS_RE.sub(DIGITS, out)
+    out = _redact(sanitize(text), full=True, zip_expected=zip_expected)
     for name in sorted({n.strip() for n in names if n and len(n.strip()) >= 2}, key=len, reverse=True):
         out = re.sub(rf"\b{re.escape(name)}\b", NAME, out)
     return out
@@ -62,6 +322,11 @@ def names_in(agent_replies: Iterable[str]) -> set[str]:
             found.add(full)
             found.add(full.split()[0])
     return found
+
+
+def asks_zip(agent_reply: str) -> bool:
+    """Whether an agent reply asks for a ZIP code (the caller's answer to it is a verification factor)."""
+    return bool(_ASKS_ZIP_RE.search(agent_reply or ""))
 
 
 @dataclass(frozen=True)
@@ -92,15 +357,39 @@ def redact_turns(turns: Sequence[tuple[str, str]], *, names: Iterable[str] = ())
                 agent=redact_text(agent, names=all_names),
             )
         )
-        asked_zip = bool(_ASKS_ZIP_RE.search(agent or ""))
+        asked_zip = asks_zip(agent)
     return out
 
 
+def describe_error(exc: BaseException) -> str:
+    """An exception as a log line may carry it: its type and, from a database, only the server's main message.
+
+    A database error's full text quotes the failing data (PostgreSQL's DETAIL and CONTEXT lines, the SQL
+    parameters), which is caller text; any other message is redacted.
+    """
+    orig = getattr(exc, "orig", None)  # SQLAlchemy wraps the driver's error
+    inner = orig if isinstance(orig, BaseException) else exc
+    diag = getattr(inner, "diag", None)  # psycopg: the server's fields, one by one
+    primary = getattr(diag, "message_primary", None)
+    if isinstance(primary, str):
+        return f"{type(exc).__name__}: {primary}"
+    if inner is not exc:
+        return f"{type(exc).__name__}: {type(inner).__name__}"
+    message = str(exc).split("\n", 1)[0]
+    return f"{type(exc).__name__}: {redact_text(message)[:200]}" if message else type(exc).__name__
+
+
+def describe_traceback(exc: BaseException) -> str:
+    """Where an exception was raised (file, line, code) and `describe_error`'s line, with no exception message."""
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    return f"Traceback (most recent call last):\n{frames}{describe_error(exc)}"
+
+
 class RedactingFilter(logging.Filter):
-    """A logging filter that masks PII in messages before any handler sees them.
+    """A logging filter that masks PII in messages, and exception texts, before any handler sees them.
 
     Install on handlers (not loggers) so records from every library are covered:
-    `handler.addFilter(RedactingFilter())`.
+    `handler.addFilter(RedactingFilter())`, or `install_log_redaction()` for the root handlers.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -112,4 +401,14 @@ class RedactingFilter(logging.Filter):
         if redacted != message:
             record.msg = redacted
             record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            # The formatter uses `exc_text` when set: frames and a safe line instead of the exception's message.
+            record.exc_text = describe_traceback(record.exc_info[1])
         return True
+
+
+def install_log_redaction(logger: logging.Logger | None = None) -> None:
+    """Add a `RedactingFilter` to each handler of `logger` (the root logger by default) that lacks one."""
+    for handler in (logger or logging.getLogger()).handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())

@@ -1,14 +1,87 @@
-"""PII redaction: phones, emails, cards, ZIPs after a ZIP prompt, the verified caller's name, log records."""
+"""PII redaction: the variant corpus at both levels, ZIPs after a ZIP prompt, names, log records and exceptions."""
 
 from __future__ import annotations
 
 import logging
+import re
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
-from orchestrator.telemetry.redact import RedactingFilter, names_in, redact_text, redact_turns
+from orchestrator.telemetry.redact import (
+    RedactingFilter,
+    describe_error,
+    luhn_ok,
+    names_in,
+    redact_caller_input,
+    redact_text,
+    redact_turns,
+    sanitize,
+)
 
 pytestmark = pytest.mark.unit
+
+CORPUS: dict[str, Any] = yaml.safe_load((Path(__file__).parent / "data" / "pii_corpus.yaml").read_text("utf-8"))
+_WORDS = {
+    "zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4",
+    "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
+}  # fmt: skip
+
+
+def digits_said(text: str) -> str:
+    """Every digit left in a text, as numerals or as digit words, in order ("triple" counts once: strict)."""
+    return "".join(_WORDS.get(t, t) for t in re.findall(r"\d|[a-z]+", text.lower()) if t.isdigit() or t in _WORDS)
+
+
+def leaks(out: str, secret: str) -> bool:
+    if secret.isdigit():
+        return secret in digits_said(out)
+    return secret.lower() in out.lower()
+
+
+@pytest.mark.parametrize("case", CORPUS["redacted"], ids=lambda c: c["text"][:40])
+@pytest.mark.parametrize("level", [redact_caller_input, redact_text], ids=["input", "full"])
+def test_pii_variants_are_masked_at_both_levels(case: dict[str, Any], level: Any) -> None:
+    out = level(case["text"])
+    assert case["tag"] in out, out
+    assert not [s for s in case["secret"] if leaks(out, s)], out
+
+
+@pytest.mark.parametrize("case", CORPUS["kept"], ids=lambda c: c["text"][:40])
+def test_numbers_the_graph_needs_survive_its_input_and_only_pii_is_masked_outside_it(case: dict[str, Any]) -> None:
+    assert redact_caller_input(case["text"]) == sanitize(case["text"])
+    full = redact_text(case["text"])
+    if case["full"] == "same":
+        assert full == sanitize(case["text"])
+    else:
+        assert case["full"] in full, full
+        assert not re.search(r"\d{3}", full), full
+
+
+@pytest.mark.parametrize("text", CORPUS["zip_answers"])
+def test_a_zip_answer_is_masked_outside_the_graph(text: str) -> None:
+    out = redact_text(text, zip_expected=True)
+    assert "[ZIP]" in out
+    assert "10027" not in digits_said(out)
+
+
+def test_the_corpus_is_big_enough_to_mean_something() -> None:
+    tags = [c["tag"] for c in CORPUS["redacted"]]
+    assert min(tags.count(t) for t in ("[CARD]", "[SSN]", "[EMAIL]")) >= 10
+    assert len(CORPUS["kept"]) >= 40
+
+
+def test_sanitize_keeps_newline_and_tab_and_drops_other_controls() -> None:
+    assert sanitize("a\x00b\x07c\r\nd\te\u200bf\u202eg\ufeff") == "abc\nd\tefg"
+    assert sanitize("ＡＢＣ１２３＠") == "ABC123@"
+
+
+def test_luhn() -> None:
+    assert luhn_ok("4111111111111111")
+    assert luhn_ok("378282246310005")
+    assert not luhn_ok("4111111111111112")
 
 
 @pytest.mark.parametrize(
@@ -49,3 +122,27 @@ def test_logging_filter_masks_messages() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "caller %s said %s", ("+15550100001", "hi"), None)
     assert RedactingFilter().filter(record)
     assert record.getMessage() == "caller [PHONE] said hi"
+
+
+def test_logging_filter_replaces_an_exceptions_message_with_its_type() -> None:
+    said = "my card is 4111 1111 1111 1111"
+    try:
+        raise ValueError(f"could not store {said!r}")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "turn failed", (), __import__("sys").exc_info())
+    assert RedactingFilter().filter(record)
+    text = logging.Formatter().format(record)
+    assert "4111" not in text
+    assert "ValueError" in text
+    assert "test_logging_filter_replaces_an_exceptions_message_with_its_type" in text  # the frames stay
+
+
+def test_describe_error_keeps_a_database_errors_main_message_only() -> None:
+    class Diag:
+        message_primary = "unsupported Unicode escape sequence"
+
+    class DataError(Exception):
+        diag = Diag()
+
+    exc = DataError("unsupported Unicode escape sequence\nCONTEXT: JSON data, line 1: ...card is 4111 1111 1111 1111")
+    assert describe_error(exc) == "DataError: unsupported Unicode escape sequence"
