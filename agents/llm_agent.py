@@ -9,7 +9,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
 from agents.context import AgentContext
-from agents.specialists.base import verify
+from agents.specialists.base import failed_directive, verify
 from agents.state import CallState, new_verification, verification_of
 from agents.supervisor import CORRECTIONS, reply_breach
 from agents.tools import CallerTools
@@ -36,7 +36,7 @@ async def run_llm_specialist(
         verification, prompt = await verify(ctx, state, state.get("utterance", ""))
         update["verification"] = verification
         if verification["status"] == "failed":
-            return {**update, "directive": "escalate:verification_failed"}
+            return {**update, "directive": failed_directive(verification)}
         if prompt is not None:
             before = (state.get("verification") or new_verification())["attempts"]
             failures = 0 if verification["attempts"] == before else state.get("failures", 0) + 1

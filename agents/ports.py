@@ -196,6 +196,27 @@ class Customers(Protocol):
         ...
 
 
+VerificationFailureReason = Literal["unknown_number", "wrong_zip"]
+
+
+class VerificationGuard(Protocol):
+    """Failed verifications across calls: a caller ID or an account that fails too often is locked for a while.
+
+    Keys are the caller ID the call came from and the account a phone number claims (a number with no
+    account counts under itself, so a lock says nothing about which numbers are customers).
+    """
+
+    async def locked(self, *, caller_id: str | None, phone: str | None) -> bool:
+        """True while the caller ID, or the account behind `phone`, cools down after too many failures."""
+        ...
+
+    async def record_failure(
+        self, *, call_id: str, caller_id: str | None, phone: str, reason: VerificationFailureReason
+    ) -> bool:
+        """Record a failed phone-and-ZIP check; True when this failure reached the limit and locked a key."""
+        ...
+
+
 class Scheduling(Protocol):
     async def open_slots(self, *, on_or_after: date, limit: int = 3) -> list[Slot]: ...
 
@@ -252,6 +273,7 @@ class Tenant:
 
     name: str
     customers: Customers
+    verification: VerificationGuard
     scheduling: Scheduling
     billing: Billing
     support: Support

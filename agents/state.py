@@ -66,6 +66,10 @@ class Verification(TypedDict):
     attempts: int
     # What the verification dialogue is waiting for, if anything.
     awaiting: Literal["phone", "zip", ""]
+    # The number whose account the caller claims (caller ID or spoken); `account_id` is set only once verified.
+    phone: NotRequired[str | None]
+    # Failed because the caller ID or the account is locked after too many failures across calls.
+    locked: NotRequired[bool]
 
 
 class Task(TypedDict, total=False):

@@ -8,7 +8,7 @@ from typing import Any
 
 from agents import parsing
 from agents.context import AgentContext
-from agents.ports import DomainError
+from agents.ports import DomainError, VerificationFailureReason
 from agents.state import CallState, Handoff, Task, Verification, verification_of
 from agents.tools import CallerTools
 
@@ -39,7 +39,13 @@ FlowFn = Callable[[AgentContext, CallState, CallerTools, Task], Awaitable[Step]]
 
 
 async def verify(ctx: AgentContext, state: CallState, utterance: str) -> tuple[Verification, str | None]:
-    """Advance caller verification (caller ID or spoken phone number, then the account's ZIP code).
+    """Advance caller verification: a phone number (the caller ID, or one the caller says), then its account's ZIP.
+
+    The dialogue is the same whether or not the number belongs to a customer: the ZIP is always asked for,
+    and a number with no account fails exactly as a wrong ZIP does, so it tells the caller nothing about who
+    is a customer. Each failed pair counts against the caller ID and the account across calls
+    (`tenant.verification`); a locked caller ID or account fails verification at once (and the call goes to
+    a human) without the ZIP being checked.
 
     Returns the new verification record and, while verification is not finished, what to say.
     """
@@ -47,28 +53,42 @@ async def verify(ctx: AgentContext, state: CallState, utterance: str) -> tuple[V
     prompts = ctx.prompts
     if v["status"] in {"verified", "failed"}:
         return v, None
-    customers = ctx.tenant.customers
+    guard = ctx.tenant.verification
+    caller_id = state.get("caller_id") or None
     if v["awaiting"] == "":
-        caller_id = state.get("caller_id")
-        customer = await customers.find_by_phone(caller_id) if caller_id else None
-        if customer:
-            v["account_id"], v["awaiting"] = customer.account_id, "zip"
+        if await guard.locked(caller_id=caller_id, phone=caller_id):
+            return _locked(v)
+        if caller_id:
+            v["phone"], v["awaiting"] = caller_id, "zip"
             return v, prompts.reply("verify.ask_zip")
         v["awaiting"] = "phone"
         return v, prompts.reply("verify.ask_phone")
     if v["awaiting"] == "phone":
         phone = parsing.phone_number(utterance)
-        customer = await customers.find_by_phone(phone) if phone else None
-        if customer:
-            v["account_id"], v["awaiting"] = customer.account_id, "zip"
-            return v, prompts.reply("verify.ask_zip_after_phone")
-        return _failed_attempt(ctx, v, "verify.retry_phone")
-    # awaiting the ZIP code
+        if phone is None:
+            return _failed_attempt(ctx, v, "verify.retry_phone")
+        v["phone"], v["awaiting"] = phone, "zip"
+        return v, prompts.reply("verify.ask_zip_after_phone")
+    # awaiting the ZIP code of the claimed number's account
     code = parsing.zip_code(utterance)
-    if code and v["account_id"] and await customers.check_second_factor(v["account_id"], code):
-        customer = await customers.get(v["account_id"])
-        v["status"], v["name"], v["awaiting"] = "verified", customer.name, ""
+    if code is None:
+        other = parsing.phone_number(utterance)
+        if other is not None:
+            # The account is under another number (a caller on a work phone, say): check that one instead.
+            v["phone"] = other
+            return v, prompts.reply("verify.ask_zip_after_phone")
+        return _failed_attempt(ctx, v, "verify.retry_zip")
+    phone = v.get("phone") or ""
+    if await guard.locked(caller_id=caller_id, phone=phone):
+        return _locked(v)
+    customers = ctx.tenant.customers
+    customer = await customers.find_by_phone(phone) if phone else None
+    if customer is not None and await customers.check_second_factor(customer.account_id, code):
+        v["status"], v["account_id"], v["name"], v["awaiting"] = "verified", customer.account_id, customer.name, ""
         return v, None
+    reason: VerificationFailureReason = "wrong_zip" if customer is not None else "unknown_number"
+    if await guard.record_failure(call_id=state.get("call_id", ""), caller_id=caller_id, phone=phone, reason=reason):
+        return _locked(v)
     return _failed_attempt(ctx, v, "verify.retry_zip")
 
 
@@ -78,6 +98,16 @@ def _failed_attempt(ctx: AgentContext, v: Verification, retry_key: str) -> tuple
         v["status"], v["awaiting"] = "failed", ""
         return v, None
     return v, ctx.prompts.reply(retry_key)
+
+
+def _locked(v: Verification) -> tuple[Verification, str | None]:
+    v["status"], v["awaiting"], v["locked"] = "failed", "", True
+    return v, None
+
+
+def failed_directive(v: Verification) -> str:
+    """The escalation directive of a failed verification (a lock-out is told apart for the human)."""
+    return "escalate:verification_locked" if v.get("locked") else "escalate:verification_failed"
 
 
 def first_name(state: CallState) -> str:
@@ -107,7 +137,7 @@ async def run_specialist(
         verification, prompt = await verify(ctx, state, utterance)
         update["verification"] = verification
         if verification["status"] == "failed":
-            return {**update, "task": task, "directive": "escalate:verification_failed"}
+            return {**update, "task": task, "directive": failed_directive(verification)}
         if prompt is not None:
             progressed = verification["attempts"] == verification_of(state)["attempts"]
             reply = _join(carried, prompt)

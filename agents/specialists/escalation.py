@@ -22,6 +22,7 @@ REASON_TEXT = {
     "repeated_failures": "the assistant could not understand the caller several times",
     "loop": "the conversation was going in circles",
     "verification_failed": "the caller could not be verified",
+    "verification_locked": "verification is locked after repeated failures on this caller ID or account",
     "refund_over_policy": "a refund beyond what the assistant may approve",
     "complaint": "the caller has a complaint",
     "no_availability": "no technician slots were available",

@@ -12,23 +12,35 @@ from orchestrator.domain.desk import SqlHumanDesk
 from orchestrator.domain.scheduling import SqlScheduling
 from orchestrator.domain.seed import DEMO_CUSTOMERS, seed_demo
 from orchestrator.domain.support import SqlSupport
+from orchestrator.domain.verification import (
+    DEFAULT_VERIFICATION_LIMITS,
+    Lockout,
+    SqlVerificationGuard,
+    VerificationLimits,
+    watch_lockouts,
+)
 
 TENANT_NAME = "Northwind Broadband"
 
 __all__ = [
     "DEFAULT_REFUND_POLICY",
+    "DEFAULT_VERIFICATION_LIMITS",
     "DEMO_CUSTOMERS",
     "TENANT_NAME",
     "Clock",
+    "Lockout",
     "SqlBilling",
     "SqlCustomers",
     "SqlHumanDesk",
     "SqlScheduling",
     "SqlSupport",
+    "SqlVerificationGuard",
+    "VerificationLimits",
     "build_tenant",
     "create_schema",
     "open_engine",
     "seed_demo",
+    "watch_lockouts",
 ]
 
 
@@ -38,6 +50,7 @@ def build_tenant(
     clock: Clock | None = None,
     timezone: str = DEFAULT_TIMEZONE,
     refund_policy: RefundPolicy = DEFAULT_REFUND_POLICY,
+    verification_limits: VerificationLimits = DEFAULT_VERIFICATION_LIMITS,
 ) -> Tenant:
     """Wire the tenant's systems on one engine.
 
@@ -48,14 +61,17 @@ def build_tenant(
         timezone: The tenant's time zone: returned datetimes are aware and expressed in it, and
             "today" (refund window, open slots) is its local date.
         refund_policy: What the AI may refund by itself.
+        verification_limits: Failed verifications a caller ID or an account may have before it is locked.
 
     Returns:
-        The tenant. `tenant.desk` is a `SqlHumanDesk`, which also has `accept` and `close`.
+        The tenant. `tenant.desk` is a `SqlHumanDesk`, which also has `accept` and `close`;
+        `tenant.verification` is a `SqlVerificationGuard`, whose `on_lockout` hook feeds alerts.
     """
     store = Store(engine, clock=clock, timezone=timezone)
     return Tenant(
         name=TENANT_NAME,
         customers=SqlCustomers(store),
+        verification=SqlVerificationGuard(store, verification_limits),
         scheduling=SqlScheduling(store),
         billing=SqlBilling(store, policy=refund_policy),
         support=SqlSupport(store),

@@ -209,6 +209,7 @@ async def _run_session(
     import redis.asyncio as aioredis
 
     from orchestrator.console.live import LiveFeed
+    from orchestrator.domain.verification import watch_lockouts
     from orchestrator.providers.tts import local_tts
     from orchestrator.providers.voice import open_voice
     from orchestrator.runtime import Services
@@ -228,6 +229,7 @@ async def _run_session(
         stack.push_async_callback(services.aclose)
         await stack.enter_async_context(http_context.open())
         await telemetry.attach_store(services.engine)
+        watch_lockouts(services.tenant, telemetry.verification_lockout)
         try:
             redis_url: str | None = resolve_redis_url(settings)
         except RedisNotConfigured:

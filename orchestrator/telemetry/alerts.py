@@ -15,7 +15,7 @@ import httpx
 
 log = logging.getLogger(__name__)
 
-Rule = Literal["success_rate", "latency_p95", "escalation_rate", "dead_letter", "cost_per_call"]
+Rule = Literal["success_rate", "latency_p95", "escalation_rate", "dead_letter", "cost_per_call", "verification_lockout"]
 
 
 @dataclass(frozen=True)
@@ -315,6 +315,25 @@ class AlertEvaluator:
             f"call {call_id} went to the dead-letter stream after {attempts} attempts ({kind})",
             1,
             self.thresholds.dead_letters_max,
+            "critical",
+            call_id=call_id,
+        )
+        self._emit(alert)
+        return alert
+
+    def observe_verification_lockout(self, *, subject: str, failures: int, call_id: str) -> Alert:
+        """A caller ID or an account reached the failed-verification limit (someone may be guessing ZIP codes).
+
+        Args:
+            subject: What is locked, phone numbers masked ("caller ***0002", "account NW-1002").
+            failures: Failed checks counted in the window.
+            call_id: The call whose failure reached the limit.
+        """
+        alert = Alert(
+            "verification_lockout",
+            f"verification locked for {subject} after {failures} failed checks (call {call_id})",
+            failures,
+            failures,
             "critical",
             call_id=call_id,
         )

@@ -26,6 +26,7 @@ from orchestrator.telemetry.tracing import GraphSpanHandler, annotate_call, call
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from orchestrator.domain.verification import Lockout
     from orchestrator.session.text import CallResult
 
 log = logging.getLogger(__name__)
@@ -334,6 +335,15 @@ class Telemetry:
             self.alerts.observe_dead_letter(call_id=call_id, error=error, attempts=attempts)
         except Exception:
             log.exception("dead-letter telemetry for %s failed", call_id)
+
+    def verification_lockout(self, lockout: Lockout) -> None:
+        """A caller ID or an account was locked after failed verifications (the tenant's hook): alert. Never raises."""
+        try:
+            self.alerts.observe_verification_lockout(
+                subject=lockout.subject, failures=lockout.failures, call_id=lockout.call_id
+            )
+        except Exception:
+            log.exception("verification lock-out alert for call %s failed", lockout.call_id)
 
     async def purge_expired(self) -> int:
         """Apply the retention setting to the call records."""

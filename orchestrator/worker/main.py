@@ -12,6 +12,7 @@ from pathlib import Path
 from orchestrator.config import Settings
 from orchestrator.console.live import LiveFeed
 from orchestrator.contracts import CallOutcome
+from orchestrator.domain.verification import watch_lockouts
 from orchestrator.heap import settle_heap
 from orchestrator.queue import CallQueue
 from orchestrator.queue.embedded import STATE_FILE
@@ -92,6 +93,7 @@ async def run_worker(
         stack.push_async_callback(queue.aclose)
         telemetry = await Telemetry.open(settings, engine=services.engine, set_global=True)
         stack.push_async_callback(telemetry.aclose)
+        watch_lockouts(services.tenant, telemetry.verification_lockout)
         if metrics_port is not None:
             stack.callback(start_metrics_server(telemetry.handles, metrics_port))
         worker_name = name or default_worker_name()

@@ -188,7 +188,8 @@ async def test_three_wrong_zip_codes_escalate(services: Services) -> None:
 
 
 async def test_unknown_caller_gets_three_tries(services: Services) -> None:
-    result = await talk(services, "I want to book a technician", "555 999 1234", "555 999 1235", "555 999 1236")
+    # A number with no account is asked for its ZIP like any other, and fails like a wrong ZIP.
+    result = await talk(services, "I want to book a technician", "555 999 1234", "10001", "10002", "10003")
     assert result.outcome == "escalated"
     assert result.escalation_reason == "verification_failed"
 

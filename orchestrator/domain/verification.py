@@ -1,0 +1,188 @@
+"""Failed verifications across calls: a rolling count per caller ID and per account, and lock-outs with a cool-down."""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Index, Integer, String, func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from agents.ports import Tenant, VerificationFailureReason
+from orchestrator.domain.customers import normalize_phone
+from orchestrator.domain.db import Store, new_id
+from orchestrator.domain.models import Base, CustomerRow
+
+log = logging.getLogger(__name__)
+
+
+class VerificationFailureRow(Base):
+    """A failed phone-and-ZIP check, counted against the caller ID and the claimed account."""
+
+    __tablename__ = "nw_verification_failures"
+
+    failure_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(128))
+    # "caller:<number>" and "account:<id>" (or "phone:<number>" for a number with no account).
+    caller_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    account_key: Mapped[str] = mapped_column(String(64), index=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(index=True)
+
+
+class VerificationLockoutRow(Base):
+    """A key that reached the failure limit: verification is refused for it until `until`."""
+
+    __tablename__ = "nw_verification_lockouts"
+    __table_args__ = (Index("ix_nw_verification_lockouts_key", "key", "until"),)
+
+    lockout_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64))
+    failures: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]
+    until: Mapped[datetime]
+
+
+@dataclass(frozen=True)
+class VerificationLimits:
+    """How many failed checks a caller ID or an account may have in a rolling window, and how long a lock lasts.
+
+    Failures from before a lock ended do not count again once it has, so each cool-down gives a fresh start.
+    """
+
+    max_failures: int = 5
+    window: timedelta = timedelta(hours=1)
+    cooldown: timedelta = timedelta(hours=1)
+
+
+DEFAULT_VERIFICATION_LIMITS = VerificationLimits()
+
+
+@dataclass(frozen=True)
+class Lockout:
+    """A key that has just reached the limit (what an alert reports; numbers are masked)."""
+
+    key: str
+    call_id: str
+    failures: int
+    until: datetime
+
+    @property
+    def subject(self) -> str:
+        """The key with any phone number cut to its last four digits: "caller ***0002", "account NW-1002"."""
+        kind, _, value = self.key.partition(":")
+        return f"{kind} {value}" if kind == "account" else f"{kind} ***{value[-4:]}"
+
+
+LockoutHook = Callable[[Lockout], None]
+
+
+class SqlVerificationGuard:
+    """`agents.ports.VerificationGuard` on the tenant's SQL store.
+
+    Attributes:
+        on_lockout: Called once per lock, after its transaction committed (the process wires it to alerts).
+    """
+
+    def __init__(self, store: Store, limits: VerificationLimits = DEFAULT_VERIFICATION_LIMITS) -> None:
+        self._store = store
+        self.limits = limits
+        self.on_lockout: LockoutHook | None = None
+
+    async def locked(self, *, caller_id: str | None, phone: str | None) -> bool:
+        """True while the caller ID, or the account `phone` claims, is locked."""
+        now = self._store.now()
+        async with self._store.read() as session:
+            keys = await self._keys(session, caller_id, phone)
+            query = select(func.count()).where(VerificationLockoutRow.key.in_(keys), VerificationLockoutRow.until > now)
+            return bool((await session.execute(query)).scalar_one())
+
+    async def record_failure(
+        self, *, call_id: str, caller_id: str | None, phone: str, reason: VerificationFailureReason
+    ) -> bool:
+        """Record one failed check; lock each key that reaches the limit within the window. True if any was locked."""
+        now = self._store.now()
+        fresh: list[Lockout] = []
+        async with self._store.write() as session:
+            caller_key, account_key = await self._key_pair(session, caller_id, phone)
+            keys = [k for k in (caller_key, account_key) if k]
+            if self._store.engine.dialect.name == "postgresql":
+                # Two calls failing on one key at once must not both lock it (one lock, one alert).
+                for key in sorted(keys):
+                    await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_id(key)})
+            session.add(
+                VerificationFailureRow(
+                    failure_id=new_id("VF"),
+                    call_id=call_id,
+                    caller_key=caller_key,
+                    account_key=account_key,
+                    reason=reason,
+                    at=now,
+                )
+            )
+            await session.flush()
+            for key in keys:
+                lockout = await self._maybe_lock(session, key, call_id, now)
+                if lockout is not None:
+                    fresh.append(lockout)
+        for lockout in fresh:
+            log.warning("verification locked for %s after %d failures", lockout.subject, lockout.failures)
+            if self.on_lockout is not None:
+                try:
+                    self.on_lockout(lockout)
+                except Exception:
+                    log.exception("verification lock-out hook failed")
+        return bool(fresh)
+
+    async def _maybe_lock(self, session: AsyncSession, key: str, call_id: str, now: datetime) -> Lockout | None:
+        last_until = (
+            await session.execute(
+                select(func.max(VerificationLockoutRow.until)).where(VerificationLockoutRow.key == key)
+            )
+        ).scalar_one()
+        if last_until is not None and last_until > now:
+            return None  # already locked: this failure adds nothing
+        since = now - self.limits.window
+        if last_until is not None and last_until > since:
+            since = last_until
+        column = VerificationFailureRow.caller_key if key.startswith("caller:") else VerificationFailureRow.account_key
+        count = (
+            await session.execute(select(func.count()).where(column == key, VerificationFailureRow.at > since))
+        ).scalar_one()
+        if count < self.limits.max_failures:
+            return None
+        until = now + self.limits.cooldown
+        session.add(VerificationLockoutRow(lockout_id=new_id("VL"), key=key, failures=count, at=now, until=until))
+        return Lockout(key=key, call_id=call_id, failures=count, until=until)
+
+    async def _keys(self, session: AsyncSession, caller_id: str | None, phone: str | None) -> list[str]:
+        caller_key, account_key = await self._key_pair(session, caller_id, phone)
+        return [k for k in (caller_key, account_key) if k]
+
+    async def _key_pair(
+        self, session: AsyncSession, caller_id: str | None, phone: str | None
+    ) -> tuple[str | None, str]:
+        caller_key = f"caller:{normalize_phone(caller_id)}" if caller_id else None
+        if not phone:
+            return caller_key, ""
+        number = normalize_phone(phone)
+        account = (
+            await session.execute(select(CustomerRow.account_id).where(CustomerRow.phone == number))
+        ).scalar_one_or_none()
+        return caller_key, f"account:{account}" if account else f"phone:{number}"
+
+
+def _lock_id(key: str) -> int:
+    # A stable signed 64-bit id per key for pg_advisory_xact_lock (Python's hash() differs per process).
+    return zlib.crc32(key.encode()) | (0x5B0E << 32)
+
+
+def watch_lockouts(tenant: Tenant, hook: LockoutHook) -> None:
+    """Send the tenant's verification lock-outs to `hook` (alerts); a tenant without the SQL guard has none."""
+    guard = tenant.verification
+    if isinstance(guard, SqlVerificationGuard):
+        guard.on_lockout = hook

@@ -1,0 +1,162 @@
+"""Caller verification across calls: no account enumeration, failure limits per caller ID and account, cool-down."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from orchestrator.config import load_settings
+from orchestrator.domain import DEFAULT_VERIFICATION_LIMITS, Lockout, watch_lockouts
+from orchestrator.runtime import Services
+from orchestrator.session.text import CallResult, run_text_call
+from tests.flow.conftest import NOW
+
+pytestmark = pytest.mark.flow
+
+JAMES, AISHA, TOM, DAVID = "+15550100002", "+15550100003", "+15550100004", "+15550100008"
+ZIPS = {JAMES: "10453", AISHA: "11375", TOM: "11215", DAVID: "10011"}
+NOBODY = "+15559991234"  # no account has this number
+LIMIT = DEFAULT_VERIFICATION_LIMITS.max_failures
+
+
+class VirtualClock:
+    """The tenant's "now", moved by the test instead of waited for."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock(NOW)
+
+
+@pytest.fixture
+async def svc(tmp_path: Path, clock: VirtualClock) -> AsyncIterator[Services]:
+    services = await Services.open(load_settings(data_dir=tmp_path / "data"), clock=clock)
+    try:
+        yield services
+    finally:
+        await services.aclose()
+
+
+@pytest.fixture
+def lockouts(svc: Services) -> list[Lockout]:
+    seen: list[Lockout] = []
+    watch_lockouts(svc.tenant, seen.append)
+    return seen
+
+
+async def call(svc: Services, *turns: str, caller_id: str | None = None) -> CallResult:
+    return await run_text_call(svc, turns, caller_id=caller_id)
+
+
+def agent_lines(result: CallResult) -> list[str]:
+    return [t.agent for t in result.turns]
+
+
+async def guess(svc: Services, caller_id: str | None, phone: str, *zips: str) -> CallResult:
+    """A call that asks for the balance, claims `phone` and guesses `zips` (then hangs up)."""
+    return await call(svc, "What's my balance?", phone, *zips, caller_id=caller_id)
+
+
+# ------------------------------------------------------------------ enumeration
+
+
+async def test_a_spoken_number_with_no_account_is_answered_like_a_customers_number_with_a_wrong_zip(
+    svc: Services,
+) -> None:
+    known = await guess(svc, None, "555 010 0002", "99999", "88888", "77777")
+    unknown = await guess(svc, None, "555 999 1234", "99999", "88888", "77777")
+    assert agent_lines(unknown) == agent_lines(known)
+    assert "ZIP code" in known.turns[1].agent
+    for result in (known, unknown):
+        assert (result.outcome, result.escalation_reason) == ("escalated", "verification_failed")
+        assert not [e for e in result.tool_events if e["name"] == "get_balance"]
+
+
+async def test_a_caller_id_with_no_account_is_asked_what_a_customers_caller_id_is_asked(svc: Services) -> None:
+    known = await call(svc, "What's my balance?", "99999", caller_id=JAMES)
+    unknown = await call(svc, "What's my balance?", "99999", caller_id=NOBODY)
+    assert agent_lines(unknown) == agent_lines(known)
+    assert "ZIP code" in known.turns[0].agent
+
+
+async def test_a_caller_whose_caller_id_has_no_account_can_give_the_accounts_number_instead(svc: Services) -> None:
+    result = await call(svc, "What's my balance?", "My account is under 555 010 0008", "10011", caller_id=NOBODY)
+    assert [e["name"] for e in result.tool_events if e["ok"]] == ["get_balance"]
+    assert "David" in result.turns[2].agent
+
+
+# ------------------------------------------------------------------ limits across calls
+
+
+async def test_guesses_spread_over_calls_from_one_caller_id_lock_it(svc: Services, lockouts: list[Lockout]) -> None:
+    attacker = "+15557770001"
+    # Two wrong ZIPs a call (under the per-call limit of three), each call on another account: only the
+    # caller ID's count reaches the limit.
+    for phone in (JAMES, AISHA):
+        result = await guess(svc, attacker, phone, "99999", "88888")
+        assert result.escalation_reason is None
+    third = await guess(svc, attacker, TOM, "99999", "88888")
+    assert (third.outcome, third.escalation_reason) == ("escalated", "verification_locked")
+    assert [lo.key for lo in lockouts] == [f"caller:{attacker}"]
+
+    # The right ZIP no longer helps from that caller ID, and nothing is read from the account.
+    right = await guess(svc, attacker, DAVID, ZIPS[DAVID])
+    assert (right.outcome, right.escalation_reason) == ("escalated", "verification_locked")
+    assert not right.tool_events or all(e["name"] == "transfer_to_human" for e in right.tool_events)
+    assert len(lockouts) == 1, "one lock, one alert"
+    # The accounts guessed at are not locked: their owners still get through.
+    owner = await call(svc, "What's my balance?", ZIPS[DAVID], caller_id=DAVID)
+    assert [e["name"] for e in owner.tool_events if e["ok"]] == ["get_balance"]
+
+
+async def test_one_account_guessed_at_from_many_caller_ids_is_locked(svc: Services, lockouts: list[Lockout]) -> None:
+    callers = [f"+1555777{i:04d}" for i in range(3)]
+    results = [await guess(svc, c, JAMES, "99999", "88888") for c in callers]
+    assert [r.escalation_reason for r in results] == [None, None, "verification_locked"]
+    assert [lo.key for lo in lockouts] == ["account:NW-1002"]
+    assert lockouts[0].subject == "account NW-1002"
+
+    # A new caller ID with the right ZIP, even James from his own phone: the account stays locked.
+    for caller_id in ("+15557779999", JAMES):
+        result = await guess(svc, caller_id, JAMES, ZIPS[JAMES])
+        assert (result.outcome, result.escalation_reason) == ("escalated", "verification_locked")
+        assert "get_balance" not in [e["name"] for e in result.tool_events]
+
+
+async def test_the_lock_of_a_number_with_no_account_looks_like_a_customers(
+    svc: Services, lockouts: list[Lockout]
+) -> None:
+    callers = [f"+1555888{i:04d}" for i in range(3)]
+    known = [await guess(svc, None, "555 010 0003", "99999", "88888") for _ in callers]
+    unknown = [await guess(svc, None, "555 999 1234", "99999", "88888") for _ in callers]
+    assert [agent_lines(r) for r in unknown] == [agent_lines(r) for r in known]
+    assert [r.escalation_reason for r in unknown] == [None, None, "verification_locked"]
+    assert [lo.key for lo in lockouts] == ["account:NW-1003", "phone:+15559991234"]
+
+
+async def test_after_the_cool_down_the_right_zip_verifies_again(
+    svc: Services, clock: VirtualClock, lockouts: list[Lockout]
+) -> None:
+    for i in range(3):
+        await guess(svc, f"+1555777{i:04d}", JAMES, "99999", "88888")
+    assert len(lockouts) == 1
+    clock.now += DEFAULT_VERIFICATION_LIMITS.cooldown - timedelta(seconds=1)
+    still = await guess(svc, JAMES, JAMES, ZIPS[JAMES])
+    assert still.escalation_reason == "verification_locked"
+
+    clock.now += timedelta(seconds=2)
+    back = await guess(svc, JAMES, JAMES, ZIPS[JAMES])
+    assert [e["name"] for e in back.tool_events if e["ok"]] == ["get_balance"]
+    # Failures from before the lock ended are not counted again: one more wrong ZIP does not re-lock.
+    once = await guess(svc, "+15557770099", JAMES, "99999")
+    assert once.escalation_reason is None
+    assert len(lockouts) == 1
