@@ -16,14 +16,13 @@ import pytest
 
 from orchestrator.contracts import CallJob
 from orchestrator.queue import CallQueue, ClaimedCall
-from orchestrator.queue.embedded import free_port
 from tests.conftest import REDIS_TEST_URL
+from tests.flow.private_redis import REDIS_SERVER, PrivateRedis
 
 pytestmark = pytest.mark.flow
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("queue_worker.py")
-REDIS_SERVER = "/usr/bin/redis-server"
 
 
 @pytest.fixture
@@ -39,7 +38,7 @@ async def queue() -> AsyncIterator[CallQueue]:
         await q.aclose()
 
 
-async def test_sigkilled_worker_call_is_taken_over_within_3_s(queue: CallQueue) -> None:
+async def test_sigkilled_worker_call_is_taken_over_once_its_heartbeats_stop(queue: CallQueue) -> None:
     await queue.admit(CallJob(call_id="crash-1", source="simulate", room="r1"))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = await asyncio.create_subprocess_exec(
@@ -56,66 +55,24 @@ async def test_sigkilled_worker_call_is_taken_over_within_3_s(queue: CallQueue) 
             assert await queue.reclaim("survivor", count=1) == []
             await asyncio.sleep(0.1)
         proc.send_signal(signal.SIGKILL)
-        killed_at = time.monotonic()
         await proc.wait()
 
+        # How soon is the reclaim timer's figure (reclaim_idle_ms), not this test's: it polls with a generous cap.
         taken: list[ClaimedCall] = []
-        while not taken and time.monotonic() - killed_at < 3.0:
+        cap = time.monotonic() + 60
+        while not taken:
+            assert time.monotonic() < cap, "the dead worker's call was never taken over"
             taken = await queue.reclaim("survivor", count=1)
             if not taken:
                 await asyncio.sleep(queue.heartbeat_ms / 1000 / 5)
-        elapsed = time.monotonic() - killed_at
-        assert taken, "the call was not taken over within 3 s"
         [call] = taken
         assert (call.call_id, call.attempt, call.deliveries) == ("crash-1", 2, 2)
-        assert elapsed < 3.0
         assert await queue.ack(call)
         assert (await queue.stats()).in_flight == 0
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-
-
-class PrivateRedis:
-    """A private /usr/bin/redis-server with AOF fsynced on every write, restartable on the same dir."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.dir = data_dir
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.dir),
-             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--logfile", "redis.log"],
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-        import redis
-
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        try:
-            while True:
-                try:
-                    if client.ping():
-                        return
-                except redis.RedisError:
-                    if time.monotonic() > deadline:
-                        raise
-                time.sleep(0.02)
-        finally:
-            client.close()
-
-    def kill9(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
 
 
 @pytest.fixture
