@@ -14,6 +14,7 @@ from livekit.api import TokenVerifier, WebhookReceiver
 
 from orchestrator.api import health, intake, queue_routes
 from orchestrator.api.errors import install_error_handlers
+from orchestrator.api.limits import MAX_BODY_BYTES, BodyLimit
 from orchestrator.api.secret_policy import secret_problems
 from orchestrator.config import Settings
 from orchestrator.queue import CallQueue
@@ -95,6 +96,8 @@ def create_app(
     app.state.telemetry = setup_telemetry(settings, set_global=False, join_livekit=False)
     app.state.call_metrics = CallMetrics(app.state.telemetry.meter)
     install_error_handlers(app)
+    # Its own 413 in the house error shape (FastAPI's max_body_size answers a long Content-Length in plain text).
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     from orchestrator.console import api as console_api
     from orchestrator.console import pages as console_pages
 

@@ -86,9 +86,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        codes = {404: "not_found", 405: "method_not_allowed"}
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
         code = codes.get(exc.status_code, "http_error")
-        return error_json(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 413:
+            # The body limit stopped reading mid-body: the rest is unread, so the connection must not be reused.
+            headers = {**(headers or {}), "Connection": "close"}
+        return error_json(exc.status_code, code, str(exc.detail), headers=headers)
 
     async def queue_full(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, QueueFull)

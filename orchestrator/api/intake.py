@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from orchestrator.api.deps import QueueDep, SettingsDep
 from orchestrator.api.errors import ApiError, ErrorResponse
+from orchestrator.api.limits import MAX_BODY_BYTES, json_too_deep, too_deep_error
 from orchestrator.api.livekit_events import BadEvent, job_from_event, starts_call
 from orchestrator.api.models import Admitted, CallRequest, Ignored
 from orchestrator.api.signing import SignatureError, verify_intake
@@ -26,12 +27,10 @@ from orchestrator.telemetry.tracing import context_from, current_traceparent, we
 
 router = APIRouter(tags=["intake"])
 
-MAX_BODY_BYTES = 256 * 1024
-
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "Malformed body"},
+    400: {"model": ErrorResponse, "description": "Malformed body, or JSON nested too deep"},
     401: {"model": ErrorResponse, "description": "Unsigned, badly signed, expired or replayed request"},
-    413: {"model": ErrorResponse, "description": "Body too large"},
+    413: {"model": ErrorResponse, "description": f"Body over {MAX_BODY_BYTES} bytes (refused before it is read)"},
     422: {"model": ErrorResponse, "description": "Well-formed but not a valid call"},
     503: {
         "model": ErrorResponse,
@@ -39,13 +38,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}},
     },
 }
-
-
-async def _body(request: Request) -> bytes:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise ApiError(413, "body_too_large", f"the body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
-    return body
 
 
 async def _admit(request: Request, queue: CallQueue, job: CallJob) -> JSONResponse:
@@ -92,7 +84,8 @@ async def livekit_webhook(
 
     Any other event gets ``200 {"ignored": "<event>"}`` so LiveKit does not retry it.
     """
-    body = await _body(request)
+    # The app's max_body_size refuses an oversized body (413) before it is buffered here.
+    body = await request.body()
     if not authorization:
         raise ApiError(401, "missing_authorization", "the Authorization header with LiveKit's signed JWT is required")
     token = authorization.removeprefix("Bearer ").strip()
@@ -100,13 +93,15 @@ async def livekit_webhook(
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise ApiError(400, "bad_encoding", "the body must be UTF-8 JSON") from None
+    if json_too_deep(text):
+        raise too_deep_error("the body")
     event = _receive(request, text, token, settings.livekit_api_key, settings.livekit_api_secret.get_secret_value())
     if not starts_call(event, request.app.state.room_prefix):
         return JSONResponse(Ignored(ignored=event.event or "unknown").model_dump(), status_code=200)
     try:
         job = job_from_event(event, traceparent=request.headers.get("traceparent"))
     except BadEvent as exc:
-        raise ApiError(422, exc.code, exc.message) from None
+        raise ApiError(exc.status, exc.code, exc.message) from None
     return await _admit(request, queue, job)
 
 
@@ -171,7 +166,7 @@ async def create_call(
 
     Idempotent on ``call_id`` (a replay inside the window is answered as a duplicate and counted once).
     """
-    body = await _body(request)
+    body = await request.body()
     try:
         verify_intake(
             settings.intake_secret.get_secret_value(),
@@ -182,6 +177,8 @@ async def create_call(
         )
     except SignatureError as exc:
         raise ApiError(401, exc.code, exc.message) from None
+    if json_too_deep(body):
+        raise too_deep_error("the body")
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

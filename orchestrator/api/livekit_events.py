@@ -27,6 +27,7 @@ from typing import Any
 from livekit.protocol.models import ParticipantInfo
 from livekit.protocol.webhook import WebhookEvent
 
+from orchestrator.api.limits import MAX_JSON_DEPTH, json_too_deep
 from orchestrator.contracts import CallJob
 
 ADMITTING_EVENTS = ("room_started", "participant_joined")
@@ -36,12 +37,13 @@ MAX_TURN_CHARS = 2000
 
 
 class BadEvent(ValueError):
-    """The event would start a call but cannot be turned into one; ``code`` says why."""
+    """The event would start a call but cannot be turned into one; ``code`` says why, ``status`` is the answer."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, status: int = 422) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.status = status
 
 
 def call_id_for_room(sid: str, name: str) -> str:
@@ -117,6 +119,9 @@ def job_from_event(event: WebhookEvent, *, traceparent: str | None = None) -> Ca
 def _room_metadata(raw: str) -> dict[str, Any]:
     if not raw.strip():
         return {}
+    if json_too_deep(raw):
+        # json recurses once per level: refuse before it runs out of stack.
+        raise BadEvent("json_too_deep", f"room metadata nests JSON deeper than {MAX_JSON_DEPTH} levels", status=400)
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:

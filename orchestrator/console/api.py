@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from orchestrator.api.errors import ApiError, ErrorResponse
+from orchestrator.api.limits import BoundedJsonRoute
 from orchestrator.console.auth import (
     CSRF_HEADER,
     SESSION_COOKIE,
@@ -98,7 +99,7 @@ AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorResponse, "description": "CSRF token missing or wrong, or admins only"},
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "The body is not valid JSON"},
+    400: {"model": ErrorResponse, "description": "The body is not valid JSON, or nests too deep"},
     **AUTH_ERRORS,
     404: {"model": ErrorResponse, "description": "No such call or ticket"},
     409: {"model": ErrorResponse, "description": "Someone else holds the call or took the escalation"},
@@ -106,7 +107,13 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorResponse, "description": "The console is starting, or Redis is unreachable"},
 }
 
-router = APIRouter(prefix="/v1/console", tags=["console"], lifespan=console_lifespan, responses=_ERRORS)
+router = APIRouter(
+    prefix="/v1/console",
+    tags=["console"],
+    lifespan=console_lifespan,
+    responses=_ERRORS,
+    route_class=BoundedJsonRoute,
+)
 
 
 # ---------------------------------------------------------------------- models

@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 
 from orchestrator.api import create_app
+from orchestrator.api.limits import MAX_BODY_BYTES, json_too_deep
 from orchestrator.api.signing import livekit_webhook_token, sign_intake
 from orchestrator.config import Settings, load_settings
 from orchestrator.queue import CallQueue
@@ -345,3 +346,81 @@ async def test_hold_messages_tell_waiting_callers_their_position(
     [message] = held["messages"]
     assert message["position"] == 2
     assert message["text"].startswith("You're number 2 in the queue; ")
+
+
+# ---------------------------------------------------------------- abuse: deep JSON, huge bodies
+
+DEEP = 100_000
+
+
+async def test_deeply_nested_signed_bodies_get_a_400_with_the_reason(client: httpx.AsyncClient) -> None:
+    deep = b"[" * DEEP + b"]" * DEEP
+    assert_error(await post_call(client, deep), 400, "json_too_deep")
+    assert_error(await webhook(client, deep), 400, "json_too_deep")
+    # JSON inside a field of a well-formed event: the room's metadata
+    assert_error(
+        await webhook(client, room_started("call-deep", metadata="[" * DEEP + "]" * DEEP)), 400, "json_too_deep"
+    )
+    nested_object = '{"a": ' * (DEEP // 5) + "1" + "}" * (DEEP // 5)
+    assert_error(await webhook(client, room_started("call-deep", metadata=nested_object)), 400, "json_too_deep")
+
+
+async def test_nesting_inside_strings_does_not_count(client: httpx.AsyncClient) -> None:
+    meta = {"caller_id": "+1555", "note": "[" * 100 + '{"\\"' * 50}
+    resp = await webhook(client, room_started("call-brackets", metadata=meta))
+    assert resp.status_code == 202, resp.text
+
+
+async def test_a_deeply_nested_console_body_gets_a_400_with_the_reason(admin: httpx.AsyncClient) -> None:
+    deep = b'{"username": ' + b"[" * DEEP + b"]" * DEEP + b"}"
+    resp = await admin.post("/v1/console/login", content=deep, headers={"Content-Type": "application/json"})
+    assert_error(resp, 400, "json_too_deep")
+
+
+class CountingBody:
+    """A chunked request body of ``total`` bytes that counts how much of it the server pulled."""
+
+    def __init__(self, total: int, chunk: int = 16 * 1024) -> None:
+        self.total, self.chunk, self.sent = total, chunk, 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while self.sent < self.total:
+            self.sent += self.chunk
+            yield b" " * self.chunk
+
+
+@pytest.mark.parametrize("path", ["/webhooks/livekit", "/v1/calls", "/v1/console/login"])
+async def test_a_chunked_body_over_the_limit_is_refused_before_it_is_all_read(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    body = CountingBody(300 * 1024 * 1024)
+    resp = await client.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert "content-length" not in resp.request.headers  # sent chunked: the server learns the size as it reads
+    assert_error(resp, 413, "body_too_large")
+    assert body.sent <= MAX_BODY_BYTES + body.chunk, body.sent
+
+
+@pytest.mark.parametrize("path", ["/webhooks/livekit", "/v1/calls", "/v1/console/login"])
+async def test_a_declared_length_over_the_limit_is_refused_unread(client: httpx.AsyncClient, path: str) -> None:
+    body = CountingBody(300 * 1024 * 1024)
+    headers = {"Content-Type": "application/json", "Content-Length": str(body.total)}
+    resp = await client.post(path, content=body, headers=headers)
+    assert_error(resp, 413, "body_too_large")
+    assert body.sent <= body.chunk, body.sent
+
+
+@pytest.mark.parametrize(
+    ("text", "too_deep"),
+    [
+        ("[" * 32 + "]" * 32, False),
+        ("[" * 33 + "]" * 33, True),
+        ('{"a": ' * 33 + "1" + "}" * 33, True),
+        ('["' + "[" * 40 + '"]', False),  # brackets inside a string are text
+        (r'["\"' + "[" * 40 + '"]', False),  # an escaped quote does not end the string
+        (r'["\\"' + ", [" * 40, True),  # an escaped backslash does
+        ('"' + "[" * 40, True),  # malformed: measured as far as it goes
+    ],
+)
+def test_nesting_depth_is_measured_without_parsing(text: str, too_deep: bool) -> None:
+    assert json_too_deep(text) is too_deep
+    assert json_too_deep(text.encode()) is too_deep
