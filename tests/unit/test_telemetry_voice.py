@@ -111,8 +111,9 @@ async def test_a_fallback_counts_the_providers_error_the_fallback_and_the_cache_
         for text in ("One moment please.", "One moment please.", "Your balance is due."):
             frame = await engine.synthesize(text).collect()
             assert frame.duration > 0
-        # The chain retries a lost engine in the background on later requests: let those attempts end.
-        await asyncio.sleep(0.1)
+        # The chain retries a lost engine in the background on later requests: wait for those attempts to end.
+        recoveries = [s.recovering_synthesize_task for s in chain._status if s.recovering_synthesize_task is not None]
+        await asyncio.gather(*recoveries, return_exceptions=True)
     finally:
         stop()
         await cache.aclose()
