@@ -219,9 +219,12 @@ class _SlowStore(AsyncSqliteSaver):
     def __init__(self, conn: aiosqlite.Connection) -> None:
         super().__init__(conn)
         self.let_through = asyncio.Event()
+        self.held = asyncio.Event()  # a read has its answer and waits to be let through
 
     async def aget_tuple(self, config: RunnableConfig) -> Any:
         found = await super().aget_tuple(config)
+        if not self.let_through.is_set():
+            self.held.set()
         await self.let_through.wait()
         return found
 
@@ -239,7 +242,7 @@ async def test_a_turn_written_while_the_call_loads_is_not_overwritten_by_the_old
         assert stale is not None
         store.let_through.clear()
         loading = asyncio.create_task(cache.load("call-cache-8"))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(store.held.wait(), 30)
         assert not loading.done()
         # A turn writes while the load's read is still on its way back.
         later = stale.checkpoint.copy()
