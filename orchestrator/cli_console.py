@@ -99,6 +99,54 @@ def token(username: str) -> None:
     typer.echo(value)
 
 
+@users_app.command("unlock")
+def unlock(
+    username: Annotated[str, typer.Argument(help="The user locked out after too many failed logins.")],
+    address: Annotated[
+        str | None, typer.Option(help="Also lift the lockout of this client address (as the API logs it).")
+    ] = None,
+    prefix: Annotated[str, typer.Option(help="The API's queue prefix (its `serve --prefix`).")] = "sb",
+) -> None:
+    """Lift a login lockout now instead of when it runs out (audited); it lives in the API's Redis."""
+
+    async def run() -> list[str]:
+        import redis.asyncio as aioredis
+
+        from orchestrator.console.auth import LoginThrottle
+        from orchestrator.console.models import create_console_schema
+        from orchestrator.console.service import AuditLog
+        from orchestrator.domain import open_engine
+        from orchestrator.worker.main import resolve_redis_url
+
+        settings = load_settings()
+        client = aioredis.Redis.from_url(resolve_redis_url(settings))
+        engine = open_engine(settings.sqlalchemy_url)
+        try:
+            await create_console_schema(engine)
+            throttle, audit = LoginThrottle(client, prefix=prefix), AuditLog(engine)
+            lifted = []
+            targets = [("user", username)] + ([("address", address)] if address else [])
+            for kind, value in targets:
+                was = await (throttle.unlock_user(value) if kind == "user" else throttle.unlock_address(value))
+                what = f"{kind} {value}"
+                await audit.record("cli", "unlock", detail=what + ("" if was else " (was not locked out)"))
+                lifted.append(f"{what}: " + ("unlocked" if was else "was not locked out"))
+            return lifted
+        finally:
+            await client.aclose()
+            await engine.dispose()
+
+    from orchestrator.worker.main import RedisNotConfigured
+
+    try:
+        lines = asyncio.run(run())
+    except (SettingsError, RedisNotConfigured) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for line in lines:
+        typer.echo(line)
+
+
 def register(app: typer.Typer) -> None:
     """Add the `users` command group to the `switchboard` app."""
     app.add_typer(users_app, name="users")

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -19,6 +19,7 @@ from orchestrator.api.limits import BoundedJsonRoute
 from orchestrator.console.auth import (
     CSRF_HEADER,
     SESSION_COOKIE,
+    LoginThrottle,
     Principal,
     csrf_ok,
 )
@@ -37,6 +38,7 @@ async def console_lifespan(app: FastAPI) -> AsyncIterator[None]:
     queue = app.state.queue
     feed = LiveFeed(queue.redis, prefix=queue.keys.prefix)
     async with Console.open(app.state.settings, feed) as console:
+        app.state.login_throttle = LoginThrottle(queue.redis, prefix=queue.keys.prefix)
         app.state.console = console
         yield
 
@@ -78,6 +80,50 @@ async def authenticate(request: Request, console: Console) -> Principal:
     if request.method not in SAFE_METHODS and not csrf_ok(principal.csrf, request.headers.get(CSRF_HEADER)):
         raise ApiError(403, "csrf_failed", f"missing or wrong {CSRF_HEADER} header (the session's CSRF token)")
     return principal
+
+
+def client_address(request: Request) -> str:
+    """The caller's address (the proxy's forwarded one where the server trusts that proxy)."""
+    return request.client.host if request.client else "unknown"
+
+
+async def check_login(request: Request, console: Console, username: str, password: str) -> Principal:
+    """The user if the password is right, throttled per user and per client address and audited either way.
+
+    A wrong password is written to the audit log as a failed login; the failure that reaches a limit locks the
+    user (known or not) or the address out, and that is written too. While locked out, every login is refused
+    with the same answer, whether or not the user exists and whatever the password.
+
+    Raises:
+        ApiError: 401 on wrong credentials; 429 with Retry-After while the user or the address is locked out.
+    """
+    throttle: LoginThrottle = request.app.state.login_throttle
+    name, address = username[:64] or "-", client_address(request)
+    wait = await throttle.attempt(name, address)
+    if wait:
+        await console.audit.record(
+            name, "login_failed", role="anonymous", outcome="refused", detail=f"locked out; from {address}"
+        )
+        raise ApiError(
+            429,
+            "too_many_attempts",
+            f"too many failed logins; try again in {wait} s, or ask an admin to unlock the account",
+            headers={"Retry-After": str(wait)},
+        )
+    user = await console.users.authenticate(username, password) if username and password else None
+    if user is None:
+        failure = await throttle.failed(name, address)
+        await console.audit.record(
+            name, "login_failed", role="anonymous", outcome="refused", detail=f"wrong credentials; from {address}"
+        )
+        for locked, what in ((failure.user_locked, f"user {name}"), (failure.address_locked, f"address {address}")):
+            if locked:
+                await console.audit.record(
+                    name, "login_locked", detail=f"{what} locked out for {throttle.lockout_s} s after failed logins"
+                )
+        raise ApiError(401, "bad_credentials", "wrong username or password")
+    await throttle.succeeded(name, address)
+    return user
 
 
 async def require_user(request: Request, console: Annotated[Console, Depends(get_console)]) -> Principal:
@@ -268,16 +314,24 @@ def _ticket_out(ticket: Any, *, agent: str | None = None, call_live: bool = Fals
 
 
 # ---------------------------------------------------------------------- session
-@router.post("/login", response_model=Me, summary="Log in (sets the session cookie)")
+@router.post(
+    "/login",
+    response_model=Me,
+    summary="Log in (sets the session cookie)",
+    responses={
+        429: {
+            "model": ErrorResponse,
+            "description": "Too many failed logins for this user or from this address; see Retry-After",
+            "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}},
+        }
+    },
+)
 async def login(body: Login, request: Request, response: Response, console: ConsoleDep) -> Me:
     """Check the password and start a session; the answer carries the CSRF token for later state changes."""
     if not request.headers.get("content-type", "").startswith("application/json"):
         # A cross-site HTML form cannot send JSON, so this also blocks login CSRF.
         raise ApiError(415, "unsupported_media_type", "send the credentials as application/json")
-    user = await console.users.authenticate(body.username, body.password)
-    if user is None:
-        await console.audit.record(body.username, "login", outcome="refused", detail="wrong credentials")
-        raise ApiError(401, "bad_credentials", "wrong username or password")
+    user = await check_login(request, console, body.username, body.password)
     principal = await console.sessions.create(user)
     set_session_cookie(response, console, principal)
     await console.audit.record(principal, "login")
@@ -442,6 +496,29 @@ async def accept(ticket_id: str, who: User, console: ConsoleDep) -> Accepted:
 async def close(ticket_id: str, who: User, console: ConsoleDep) -> Done:
     await console.close_ticket(who, ticket_id)
     return Done(action="close_ticket")
+
+
+# ---------------------------------------------------------------------- lockouts
+@router.post("/users/{username}/unlock", response_model=Done, summary="Lift a user's login lockout (admins)")
+async def unlock_user(
+    username: Annotated[str, Path(min_length=1, max_length=64)], request: Request, who: Admin, console: ConsoleDep
+) -> Done:
+    """Lets the user try their password again now, instead of after the lockout runs out."""
+    throttle: LoginThrottle = request.app.state.login_throttle
+    was = await throttle.unlock_user(username)
+    await console.audit.record(who, "unlock", detail=f"user {username}" + ("" if was else " (was not locked out)"))
+    return Done(action="unlock")
+
+
+@router.post("/addresses/{address}/unlock", response_model=Done, summary="Lift a client address's lockout (admins)")
+async def unlock_address(
+    address: Annotated[str, Path(min_length=1, max_length=64)], request: Request, who: Admin, console: ConsoleDep
+) -> Done:
+    """Lets logins from the address through again now, instead of after the lockout runs out."""
+    throttle: LoginThrottle = request.app.state.login_throttle
+    was = await throttle.unlock_address(address)
+    await console.audit.record(who, "unlock", detail=f"address {address}" + ("" if was else " (was not locked out)"))
+    return Done(action="unlock")
 
 
 # ---------------------------------------------------------------------- history and audit

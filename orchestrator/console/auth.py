@@ -328,3 +328,117 @@ def csrf_ok(expected: str, given: str | None) -> bool:
 
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# Failed logins: five per user, or twenty per client address, within the window lock that user or address out.
+LOGIN_MAX_USER_FAILURES = 5
+LOGIN_MAX_ADDRESS_FAILURES = 20
+LOGIN_WINDOW_S = 15 * 60
+LOGIN_LOCKOUT_S = 15 * 60
+
+# KEYS: user failures, address failures, user lock, address lock. ARGV: user max, address max, window, lockout.
+# Refuses while either is locked; else counts the attempt before its password is checked, so a burst of
+# parallel guesses cannot all be checked before the first failure is counted.
+_ATTEMPT = """
+local wait = math.max(redis.call('TTL', KEYS[3]), redis.call('TTL', KEYS[4]))
+if wait > 0 then return wait end
+local u = redis.call('INCR', KEYS[1])
+if u == 1 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+local a = redis.call('INCR', KEYS[2])
+if a == 1 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
+if u > tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[3], '1', 'EX', ARGV[4]); redis.call('DEL', KEYS[1]); return tonumber(ARGV[4])
+end
+if a > tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[4], '1', 'EX', ARGV[4]); redis.call('DEL', KEYS[2]); return tonumber(ARGV[4])
+end
+return 0
+"""
+# Same KEYS and ARGV, after a wrong password: lock what reached its limit. Returns {user locked, address locked}.
+_FAILED = """
+local locked = {0, 0}
+for i = 1, 2 do
+  if tonumber(redis.call('GET', KEYS[i]) or '0') >= tonumber(ARGV[i]) then
+    redis.call('SET', KEYS[i + 2], '1', 'EX', ARGV[4]); redis.call('DEL', KEYS[i]); locked[i] = 1
+  end
+end
+return locked
+"""
+# KEYS: user failures, address failures. A good password clears the user's count and takes back its attempt
+# from the address's (a shared office address must not lock itself out by logging in).
+_SUCCEEDED = """
+redis.call('DEL', KEYS[1])
+if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then redis.call('DECR', KEYS[2]) end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class LoginFailure:
+    """What a wrong password led to: whether it locked the user, the client address, or both."""
+
+    user_locked: bool
+    address_locked: bool
+
+
+class LoginThrottle:
+    """Failed console logins counted per user and per client address in Redis, shared by every API process.
+
+    Past the limits within the window the user (whether or not they exist, so a lockout tells nothing) or the
+    address is locked out for a while; an admin can lift it sooner (`unlock_user`, `unlock_address`).
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        prefix: str,
+        max_user_failures: int = LOGIN_MAX_USER_FAILURES,
+        max_address_failures: int = LOGIN_MAX_ADDRESS_FAILURES,
+        window_s: int = LOGIN_WINDOW_S,
+        lockout_s: int = LOGIN_LOCKOUT_S,
+    ) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.lockout_s = lockout_s
+        self._args = (max_user_failures, max_address_failures, window_s, lockout_s)
+        self._attempt = redis.register_script(_ATTEMPT)
+        self._failed = redis.register_script(_FAILED)
+        self._succeeded = redis.register_script(_SUCCEEDED)
+
+    def _keys(self, username: str, address: str) -> list[str]:
+        base = f"{self.prefix}:console:login"
+        return [
+            f"{base}:fail:user:{username}",
+            f"{base}:fail:addr:{address}",
+            f"{base}:lock:user:{username}",
+            f"{base}:lock:addr:{address}",
+        ]
+
+    async def attempt(self, username: str, address: str) -> int:
+        """Count a login attempt before its password is checked: 0 to go ahead, else seconds until it may retry."""
+        wait: Any = await self._attempt(keys=self._keys(username, address), args=self._args)
+        return int(wait)
+
+    async def failed(self, username: str, address: str) -> LoginFailure:
+        """The password was wrong: lock the user or the address if that was one failure too many."""
+        locked: Any = await self._failed(keys=self._keys(username, address), args=self._args)
+        return LoginFailure(user_locked=bool(int(locked[0])), address_locked=bool(int(locked[1])))
+
+    async def succeeded(self, username: str, address: str) -> None:
+        """The password was right: forget the user's failures."""
+        await self._succeeded(keys=self._keys(username, address)[:2])
+
+    async def unlock_user(self, username: str) -> bool:
+        """Lift a user's lockout and forget their failures; False if they were not locked out."""
+        fail, _, lock, _ = self._keys(username, "")
+        deleted: Any = await self.redis.delete(lock)
+        await self.redis.delete(fail)
+        return bool(deleted)
+
+    async def unlock_address(self, address: str) -> bool:
+        """Lift a client address's lockout and forget its failures; False if it was not locked out."""
+        _, fail, _, lock = self._keys("", address)
+        deleted: Any = await self.redis.delete(lock)
+        await self.redis.delete(fail)
+        return bool(deleted)

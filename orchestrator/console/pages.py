@@ -14,7 +14,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orchestrator.api.errors import ApiError
-from orchestrator.console.api import get_console, set_session_cookie
+from orchestrator.console.api import check_login, get_console, set_session_cookie
 from orchestrator.console.auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, Principal, csrf_ok
 from orchestrator.console.live import sentiment
 from orchestrator.console.service import AGENTS, Console
@@ -114,9 +114,13 @@ async def login_submit(request: Request, console: ConsoleDep) -> Response:
 
     if not csrf_ok(request.cookies.get(LOGIN_COOKIE, ""), form.get(CSRF_FIELD)):
         return refuse("The login form expired. Please try again.", 403)
-    user = await console.users.authenticate(username, password) if username and password else None
-    if user is None:
-        await console.audit.record(username or "-", "login", outcome="refused", detail="wrong credentials")
+    try:
+        user = await check_login(request, console, username, password)
+    except ApiError as exc:
+        if exc.status == 429:
+            response = refuse("Too many failed logins. Please try again later.", 429)
+            response.headers.update(exc.headers or {})
+            return response
         return refuse("Wrong username or password.", 401)
     principal = await console.sessions.create(user)
     await console.audit.record(principal, "login")

@@ -75,8 +75,10 @@ class AuditLog:
         outcome: str = "ok",
         detail: str = "",
         data: dict[str, Any] | None = None,
+        role: str = "system",
     ) -> None:
-        username, role = (who.username, who.role) if isinstance(who, Principal) else (who, "system")
+        """Write one entry; ``who`` is the acting user, or a name acting as ``role`` (``system``, ``anonymous``)."""
+        username, role = (who.username, who.role) if isinstance(who, Principal) else (who[:64], role)
         async with self._sessions.begin() as session:
             session.add(
                 AuditRow(
