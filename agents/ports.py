@@ -80,9 +80,17 @@ class Appointment:
 
 @dataclass(frozen=True)
 class InvoiceLine:
+    """One line of an invoice: a charge (positive) or a credit (negative).
+
+    `recovered_by` says whether the charge was already refunded (by `recovered_cents`) or disputed: the
+    tenant allows one recovery per charge.
+    """
+
     line_id: str
     description: str
     amount_cents: int
+    recovered_by: Literal["refund", "dispute"] | None = None
+    recovered_cents: int = 0
 
 
 @dataclass(frozen=True)
@@ -191,8 +199,8 @@ class Customers(Protocol):
         """True when `zip_code` matches the account's ZIP code (the second verification factor)."""
         ...
 
-    async def send_password_reset(self, account_id: str) -> str:
-        """Send a reset link to the email on file; return the masked address it went to."""
+    async def send_password_reset(self, account_id: str, *, key: str | None = None) -> str:
+        """Send a reset link to the email on file; return the masked address it went to (once per `key`)."""
         ...
 
 
@@ -224,11 +232,13 @@ class Scheduling(Protocol):
         """Booked (future) appointments of the account, soonest first."""
         ...
 
-    async def book(self, account_id: str, slot_id: str, reason: str) -> Appointment: ...
+    async def book(self, account_id: str, slot_id: str, reason: str, *, key: str | None = None) -> Appointment: ...
 
-    async def move(self, account_id: str, appointment_id: str, slot_id: str) -> Appointment: ...
+    async def move(
+        self, account_id: str, appointment_id: str, slot_id: str, *, key: str | None = None
+    ) -> Appointment: ...
 
-    async def cancel(self, account_id: str, appointment_id: str) -> Appointment: ...
+    async def cancel(self, account_id: str, appointment_id: str, *, key: str | None = None) -> Appointment: ...
 
 
 class Billing(Protocol):
@@ -238,16 +248,30 @@ class Billing(Protocol):
         """Most recent first."""
         ...
 
-    async def pay(self, account_id: str, amount_cents: int) -> Payment:
-        """Charge the card on file."""
+    async def pay(self, account_id: str, amount_cents: int, *, key: str | None = None) -> Payment:
+        """Charge the card on file (once per `key`)."""
         ...
 
-    async def dispute(self, account_id: str, invoice_id: str, line_id: str, reason: str) -> Dispute: ...
+    async def dispute(
+        self, account_id: str, invoice_id: str, line_id: str, reason: str, *, key: str | None = None
+    ) -> Dispute:
+        """Dispute one charge line; a charge is refunded or disputed once, not both."""
+        ...
 
     def refund_policy(self) -> RefundPolicy: ...
 
-    async def refund(self, account_id: str, invoice_id: str, amount_cents: int, reason: str) -> Refund:
-        """Grant a refund; raises PolicyViolation past the policy (amount, window, yearly count)."""
+    async def refund(
+        self,
+        account_id: str,
+        invoice_id: str,
+        amount_cents: int,
+        reason: str,
+        *,
+        line_id: str,
+        key: str | None = None,
+    ) -> Refund:
+        """Refund (part of) one charge line; raises PolicyViolation past the policy (one recovery per charge,
+        amount, window, yearly count)."""
         ...
 
 
@@ -261,7 +285,14 @@ class Support(Protocol):
 
 class HumanDesk(Protocol):
     async def open_ticket(
-        self, *, call_id: str, account_id: str | None, reason: str, summary: str, priority: int
+        self,
+        *,
+        call_id: str,
+        account_id: str | None,
+        reason: str,
+        summary: str,
+        priority: int,
+        key: str | None = None,
     ) -> HumanTicket: ...
 
     async def waiting(self) -> list[HumanTicket]: ...

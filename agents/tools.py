@@ -51,6 +51,19 @@ class CallerTools:
         self.turn = state.get("turn", 0)
         self.agent = agent
         self.events: list[ToolEvent] = []
+        self._effects: dict[str, int] = {}
+
+    def _key(self, name: str) -> str | None:
+        """The idempotency key of this turn's next `name` effect: call, turn, agent, tool and its count.
+
+        A turn replayed after a crash makes the same calls in the same order, so its keys match the first
+        run's and the tenant reports the effects already made instead of making them again.
+        """
+        if not self.call_id:
+            return None
+        n = self._effects.get(name, 0)
+        self._effects[name] = n + 1
+        return f"{self.call_id}:{self.turn}:{self.agent}:{name}:{n}"
 
     def _account(self) -> str:
         if not self.account_id:
@@ -113,27 +126,27 @@ class CallerTools:
         return await self._run("list_appointments", {}, lambda: self.tenant.scheduling.appointments(account))
 
     async def book_visit(self, slot_id: str, reason: str) -> Appointment:
-        account = self._account()
+        account, key = self._account(), self._key("book_visit")
         return await self._run(
             "book_visit",
             {"slot_id": slot_id, "reason": reason},
-            lambda: self.tenant.scheduling.book(account, slot_id, reason),
+            lambda: self.tenant.scheduling.book(account, slot_id, reason, key=key),
         )
 
     async def move_visit(self, appointment_id: str, slot_id: str) -> Appointment:
-        account = self._account()
+        account, key = self._account(), self._key("move_visit")
         return await self._run(
             "move_visit",
             {"appointment_id": appointment_id, "slot_id": slot_id},
-            lambda: self.tenant.scheduling.move(account, appointment_id, slot_id),
+            lambda: self.tenant.scheduling.move(account, appointment_id, slot_id, key=key),
         )
 
     async def cancel_visit(self, appointment_id: str) -> Appointment:
-        account = self._account()
+        account, key = self._account(), self._key("cancel_visit")
         return await self._run(
             "cancel_visit",
             {"appointment_id": appointment_id},
-            lambda: self.tenant.scheduling.cancel(account, appointment_id),
+            lambda: self.tenant.scheduling.cancel(account, appointment_id, key=key),
         )
 
     # Billing ------------------------------------------------------------------------------------
@@ -147,25 +160,27 @@ class CallerTools:
         return await self._run("list_invoices", {}, lambda: self.tenant.billing.invoices(account, 3))
 
     async def pay(self, amount_cents: int) -> Payment:
-        account = self._account()
+        account, key = self._account(), self._key("make_payment")
         return await self._run(
-            "make_payment", {"amount_cents": amount_cents}, lambda: self.tenant.billing.pay(account, amount_cents)
+            "make_payment",
+            {"amount_cents": amount_cents},
+            lambda: self.tenant.billing.pay(account, amount_cents, key=key),
         )
 
     async def dispute(self, invoice_id: str, line_id: str, reason: str) -> Dispute:
-        account = self._account()
+        account, key = self._account(), self._key("dispute_charge")
         return await self._run(
             "dispute_charge",
             {"invoice_id": invoice_id, "line_id": line_id, "reason": reason},
-            lambda: self.tenant.billing.dispute(account, invoice_id, line_id, reason),
+            lambda: self.tenant.billing.dispute(account, invoice_id, line_id, reason, key=key),
         )
 
-    async def refund(self, invoice_id: str, amount_cents: int, reason: str) -> Refund:
-        account = self._account()
+    async def refund(self, invoice_id: str, line_id: str, amount_cents: int, reason: str) -> Refund:
+        account, key = self._account(), self._key("request_refund")
         return await self._run(
             "request_refund",
-            {"invoice_id": invoice_id, "amount_cents": amount_cents, "reason": reason},
-            lambda: self.tenant.billing.refund(account, invoice_id, amount_cents, reason),
+            {"invoice_id": invoice_id, "line_id": line_id, "amount_cents": amount_cents, "reason": reason},
+            lambda: self.tenant.billing.refund(account, invoice_id, amount_cents, reason, line_id=line_id, key=key),
         )
 
     # Support ------------------------------------------------------------------------------------
@@ -185,15 +200,24 @@ class CallerTools:
         )
 
     async def reset_password(self) -> str:
-        account = self._account()
-        return await self._run("reset_password", {}, lambda: self.tenant.customers.send_password_reset(account))
+        account, key = self._account(), self._key("reset_password")
+        return await self._run(
+            "reset_password", {}, lambda: self.tenant.customers.send_password_reset(account, key=key)
+        )
 
     # Escalation ---------------------------------------------------------------------------------
 
     async def open_ticket(self, reason: str, summary: str, priority: int) -> str:
+        key = self._key("transfer_to_human")
+
         async def call() -> str:
             ticket = await self.tenant.desk.open_ticket(
-                call_id=self.call_id, account_id=self.account_id, reason=reason, summary=summary, priority=priority
+                call_id=self.call_id,
+                account_id=self.account_id,
+                reason=reason,
+                summary=summary,
+                priority=priority,
+                key=key,
             )
             return ticket.ticket_id
 
@@ -297,12 +321,13 @@ class CallerTools:
     def _t_refund(self) -> BaseTool:
         policy = self.tenant.billing.refund_policy()
 
-        async def fn(invoice_id: str, amount_cents: int, reason: str) -> str:
-            refund = await self.refund(invoice_id, amount_cents, reason)
+        async def fn(invoice_id: str, line_id: str, amount_cents: int, reason: str) -> str:
+            refund = await self.refund(invoice_id, line_id, amount_cents, reason)
             return f"refund {refund.refund_id} of {money(refund.amount_cents)} granted"
 
         doc = (
-            f"Refund part of an invoice. Policy: at most {money(policy.max_cents)}, invoices from the last "
+            f"Refund (part of) one charge line of an invoice; each charge is refunded or disputed once."
+            f" Policy: at most {money(policy.max_cents)}, invoices from the last "
             f"{policy.window_days} days, {policy.max_per_year} refunds a year; beyond that, transfer to a human."
         )
         return self._tool("request_refund", doc, _RefundArgs, fn)
@@ -379,6 +404,7 @@ class _DisputeArgs(BaseModel):
 
 class _RefundArgs(BaseModel):
     invoice_id: str
+    line_id: str = Field(description="The charge line to refund, from list_invoices")
     amount_cents: int = Field(gt=0)
     reason: str
 

@@ -143,6 +143,21 @@ async def _pick_line(ctx: AgentContext, tools: CallerTools, task: Task, utteranc
             + p.reply("common.anything_else"),
             resolved=True,
         )
+    if line.recovered_by == "refund":
+        # One recovery per charge, whatever the words of the second request: the tenant's record decides.
+        return Step(
+            reply=p.reply("billing.already_credited", amount=money(line.recovered_cents), period=inv.period)
+            + " "
+            + p.reply("common.anything_else"),
+            resolved=True,
+        )
+    if line.recovered_by == "dispute":
+        return Step(
+            reply=p.reply("billing.already_disputed", description=line.description)
+            + " "
+            + p.reply("common.anything_else"),
+            resolved=True,
+        )
     task["slots"].update(
         invoice_id=inv.invoice_id,
         line_id=line.line_id,
@@ -186,7 +201,7 @@ async def _commit(ctx: AgentContext, tools: CallerTools, task: Task) -> Step:
     reason = s.get("request") or "caller disputes the charge"
     if task["name"] == "refund":
         try:
-            refund = await tools.refund(s["invoice_id"], s["amount_cents"], reason)
+            refund = await tools.refund(s["invoice_id"], s["line_id"], s["amount_cents"], reason)
         except PolicyViolation as exc:
             # The tenant's refusal is a whole sentence already ("I can refund at most $50 myself; ...").
             return _offer_specialist(task, p.reply("billing.refund_refused", why=str(exc)))

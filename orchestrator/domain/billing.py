@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -21,16 +22,22 @@ from agents.ports import (
     RefundPolicy,
 )
 from orchestrator.domain.db import Store, money, new_id
-from orchestrator.domain.models import DisputeRow, InvoiceLineRow, InvoiceRow, PaymentRow, RefundRow
+from orchestrator.domain.models import DisputeRow, InvoiceLineRow, InvoiceRow, PaymentRow, RecoveryRow, RefundRow
 
 DEFAULT_REFUND_POLICY = RefundPolicy(max_cents=5000, window_days=60, max_per_year=2)
 _NO_INVOICE = "I couldn't find that invoice on your account."
 _NO_LINE = "I couldn't find that charge on your account."
 _ALREADY_DISPUTED = "That charge is already under dispute."
+_ALREADY_REFUNDED = "That charge was already refunded."
+_ALREADY_RECOVERED = "That charge was already refunded or disputed."
 
 
-def to_invoice(row: InvoiceRow) -> Invoice:
-    """The port record of an invoice row with its lines."""
+Recoveries = dict[str, tuple[Literal["refund", "dispute"], int]]
+
+
+def to_invoice(row: InvoiceRow, recoveries: Recoveries | None = None) -> Invoice:
+    """The port record of an invoice row with its lines; `recoveries` maps a line id to how it was recovered."""
+    recovered = recoveries or {}
     return Invoice(
         invoice_id=row.invoice_id,
         account_id=row.account_id,
@@ -40,7 +47,13 @@ def to_invoice(row: InvoiceRow) -> Invoice:
         amount_cents=row.amount_cents,
         paid_cents=row.paid_cents,
         lines=tuple(
-            InvoiceLine(line_id=line.line_id, description=line.description, amount_cents=line.amount_cents)
+            InvoiceLine(
+                line_id=line.line_id,
+                description=line.description,
+                amount_cents=line.amount_cents,
+                recovered_by=recovered[line.line_id][0] if line.line_id in recovered else None,
+                recovered_cents=recovered[line.line_id][1] if line.line_id in recovered else 0,
+            )
             for line in row.lines
         ),
     )
@@ -105,13 +118,35 @@ class SqlBilling:
                 .scalars()
                 .all()
             )
-        return [to_invoice(row) for row in rows]
+            recoveries = await self._recoveries(session, account_id)
+        return [to_invoice(row, recoveries) for row in rows]
 
-    async def pay(self, account_id: str, amount_cents: int) -> Payment:
-        """Charge the card on file and apply the payment to the oldest open invoices first."""
+    async def _recoveries(self, session: AsyncSession, account_id: str) -> Recoveries:
+        """The account's refunded and disputed charge lines (disputes from before recoveries were kept too)."""
+        found: Recoveries = {}
+        refunds = await session.execute(
+            select(RecoveryRow.line_id, RefundRow.amount_cents)
+            .join(RefundRow, RefundRow.refund_id == RecoveryRow.ref_id)
+            .where(RecoveryRow.account_id == account_id, RecoveryRow.kind == "refund")
+        )
+        for line_id, cents in refunds:
+            found[line_id] = ("refund", int(cents))
+        disputes = await session.execute(
+            select(DisputeRow.line_id, DisputeRow.amount_cents).where(DisputeRow.account_id == account_id)
+        )
+        for line_id, cents in disputes:
+            found[line_id] = ("dispute", int(cents))
+        return found
+
+    async def pay(self, account_id: str, amount_cents: int, *, key: str | None = None) -> Payment:
+        """Charge the card on file and apply the payment to the oldest open invoices first.
+
+        `key` makes the payment happen once: a second call with it returns the first payment.
+        """
         if amount_cents <= 0:
             raise PolicyViolation("The payment amount has to be more than zero.")
-        async with self._store.write() as session:
+
+        async def effect(session: AsyncSession) -> tuple[str, Payment]:
             # Locking the account serialises concurrent payments, so two cannot both pass the balance check.
             customer = await self._store.customer(session, account_id, lock=True)
             open_invoices = (
@@ -146,72 +181,95 @@ class SqlBilling:
             )
             session.add(payment)
             await session.flush()
-            return self._payment(payment)
+            return payment.payment_id, self._payment(payment)
 
-    async def dispute(self, account_id: str, invoice_id: str, line_id: str, reason: str) -> Dispute:
-        """Open a dispute on one charge of an invoice; each line can be disputed once."""
-        try:
-            async with self._store.write() as session:
-                invoice = await self._owned_invoice(session, account_id, invoice_id)
-                line = await session.get(InvoiceLineRow, line_id)
-                if line is None or line.invoice_id != invoice.invoice_id:
-                    raise await self._line_error(session, account_id, line)
-                if line.amount_cents <= 0:
-                    raise PolicyViolation("That line is a credit, not a charge, so there is nothing to dispute.")
-                existing = (
-                    await session.execute(select(DisputeRow.dispute_id).where(DisputeRow.line_id == line_id))
-                ).scalar_one_or_none()
-                if existing is not None:
-                    raise PolicyViolation(_ALREADY_DISPUTED)
-                row = DisputeRow(
-                    dispute_id=new_id("DP"),
-                    account_id=account_id,
-                    invoice_id=invoice.invoice_id,
+        async def replay(session: AsyncSession, payment_id: str) -> Payment:
+            row = await session.get(PaymentRow, payment_id)
+            if row is None or row.account_id != account_id:
+                raise NotAllowed("That payment request belongs to another account.")
+            return self._payment(row)
+
+        return await self._store.once(key, "payment", effect, replay)
+
+    async def dispute(
+        self, account_id: str, invoice_id: str, line_id: str, reason: str, *, key: str | None = None
+    ) -> Dispute:
+        """Open a dispute on one charge of an invoice; a charge is disputed or refunded once, not both."""
+
+        async def effect(session: AsyncSession) -> tuple[str, Dispute]:
+            invoice = await self._owned_invoice(session, account_id, invoice_id)
+            line = await self._owned_charge(session, account_id, invoice, line_id, "dispute")
+            row = DisputeRow(
+                dispute_id=new_id("DP"),
+                account_id=account_id,
+                invoice_id=invoice.invoice_id,
+                line_id=line.line_id,
+                amount_cents=line.amount_cents,
+                reason=reason.strip() or "Caller disputes the charge",
+                status="open",
+                created_at=self._store.now(),
+            )
+            session.add(row)
+            session.add(
+                RecoveryRow(
                     line_id=line.line_id,
-                    amount_cents=line.amount_cents,
-                    reason=reason.strip() or "Caller disputes the charge",
-                    status="open",
-                    created_at=self._store.now(),
+                    account_id=account_id,
+                    kind="dispute",
+                    ref_id=row.dispute_id,
+                    created_at=row.created_at,
                 )
-                session.add(row)
-                await session.flush()
-                return Dispute(
-                    dispute_id=row.dispute_id,
-                    account_id=row.account_id,
-                    invoice_id=row.invoice_id,
-                    line_id=row.line_id,
-                    amount_cents=row.amount_cents,
-                    reason=row.reason,
-                    status="open",
-                )
+            )
+            await session.flush()
+            return row.dispute_id, self._dispute(row)
+
+        async def replay(session: AsyncSession, dispute_id: str) -> Dispute:
+            row = await session.get(DisputeRow, dispute_id)
+            if row is None or row.account_id != account_id:
+                raise NotAllowed(_NO_LINE)
+            return self._dispute(row)
+
+        try:
+            return await self._store.once(key, "dispute", effect, replay)
         except IntegrityError as exc:
-            # Two concurrent disputes of one line: the unique index lets only the first one in.
-            raise PolicyViolation(_ALREADY_DISPUTED) from exc
+            # Two concurrent recoveries of one line: the unique line id lets only the first one in.
+            raise PolicyViolation(_ALREADY_RECOVERED) from exc
 
     def refund_policy(self) -> RefundPolicy:
         """Refunds the AI may grant by itself; anything beyond goes to a human."""
         return self._policy
 
-    async def refund(self, account_id: str, invoice_id: str, amount_cents: int, reason: str) -> Refund:
-        """Grant a refund as a credit line on the invoice; raises PolicyViolation past the policy.
+    async def refund(
+        self,
+        account_id: str,
+        invoice_id: str,
+        amount_cents: int,
+        reason: str,
+        *,
+        line_id: str,
+        key: str | None = None,
+    ) -> Refund:
+        """Refund (part of) one charge as a credit line on its invoice; raises PolicyViolation past the policy.
 
-        The policy: at most `max_cents` per refund, only on invoices issued within `window_days`, and at
+        The policy: one recovery per charge (a refund or a dispute, whatever the caller's words), at most
+        the charge and at most `max_cents` per refund, only on invoices issued within `window_days`, and at
         most `max_per_year` refunds per account over a rolling year. When the invoice was already paid,
         the part of the payment the credit frees goes back to the card.
         """
         policy = self._policy
         if amount_cents <= 0:
             raise PolicyViolation("The refund amount has to be more than zero.")
-        async with self._store.write() as session:
+
+        async def effect(session: AsyncSession) -> tuple[str, Refund]:
             # Locking the account serialises refunds, so the yearly count cannot be raced past.
             await self._store.customer(session, account_id, lock=True)
             invoice = await self._owned_invoice(session, account_id, invoice_id)
-            if amount_cents > invoice.amount_cents:
-                raise PolicyViolation(f"That is more than the invoice total of {money(invoice.amount_cents)}.")
+            line = await self._owned_charge(session, account_id, invoice, line_id, "refund")
             if amount_cents > policy.max_cents:
                 raise PolicyViolation(
                     f"I can refund at most {money(policy.max_cents)} myself; a colleague can review a larger refund."
                 )
+            if amount_cents > line.amount_cents:
+                raise PolicyViolation(f"That is more than the charge of {money(line.amount_cents)}.")
             if invoice.issued_on < self._store.today() - timedelta(days=policy.window_days):
                 raise PolicyViolation(
                     f"That invoice is older than {policy.window_days} days, so I can't refund it myself;"
@@ -230,35 +288,86 @@ class SqlBilling:
                     f"This account already had {granted} refunds in the past year, which is the most I can grant;"
                     " a colleague can review this one."
                 )
-            reason = reason.strip() or "Goodwill credit"
+            text = reason.strip() or "Goodwill credit"
             row = RefundRow(
                 refund_id=new_id("RF"),
                 account_id=account_id,
                 invoice_id=invoice.invoice_id,
                 amount_cents=amount_cents,
-                reason=reason,
+                reason=text,
                 created_at=now,
             )
             session.add(row)
+            session.add(
+                RecoveryRow(
+                    line_id=line.line_id, account_id=account_id, kind="refund", ref_id=row.refund_id, created_at=now
+                )
+            )
             invoice.lines.append(
                 InvoiceLineRow(
                     line_id=f"{invoice.invoice_id}-{row.refund_id}",
-                    position=max((line.position for line in invoice.lines), default=0) + 1,
+                    position=max((ln.position for ln in invoice.lines), default=0) + 1,
                     kind="credit",
-                    description=f"Credit: {reason}"[:200],
+                    description=f"Credit: {line.description}"[:200],
                     amount_cents=-amount_cents,
                 )
             )
             invoice.amount_cents -= amount_cents
             invoice.paid_cents = min(invoice.paid_cents, invoice.amount_cents)
             await session.flush()
-            return Refund(
-                refund_id=row.refund_id,
-                account_id=account_id,
-                invoice_id=invoice.invoice_id,
-                amount_cents=amount_cents,
-                reason=reason,
-            )
+            return row.refund_id, self._refund(row)
+
+        async def replay(session: AsyncSession, refund_id: str) -> Refund:
+            row = await session.get(RefundRow, refund_id)
+            if row is None or row.account_id != account_id:
+                raise NotAllowed(_NO_INVOICE)
+            return self._refund(row)
+
+        try:
+            return await self._store.once(key, "refund", effect, replay)
+        except IntegrityError as exc:
+            raise PolicyViolation(_ALREADY_RECOVERED) from exc
+
+    @staticmethod
+    def _dispute(row: DisputeRow) -> Dispute:
+        return Dispute(
+            dispute_id=row.dispute_id,
+            account_id=row.account_id,
+            invoice_id=row.invoice_id,
+            line_id=row.line_id,
+            amount_cents=row.amount_cents,
+            reason=row.reason,
+            status="open",
+        )
+
+    @staticmethod
+    def _refund(row: RefundRow) -> Refund:
+        return Refund(
+            refund_id=row.refund_id,
+            account_id=row.account_id,
+            invoice_id=row.invoice_id,
+            amount_cents=row.amount_cents,
+            reason=row.reason,
+        )
+
+    async def _owned_charge(
+        self, session: AsyncSession, account_id: str, invoice: InvoiceRow, line_id: str, what: str
+    ) -> InvoiceLineRow:
+        """A charge line of the invoice that has not been refunded or disputed yet."""
+        line = await session.get(InvoiceLineRow, line_id)
+        if line is None or line.invoice_id != invoice.invoice_id:
+            raise await self._line_error(session, account_id, line)
+        if line.amount_cents <= 0:
+            raise PolicyViolation(f"That line is a credit, not a charge, so there is nothing to {what}.")
+        earlier = await session.get(RecoveryRow, line_id)
+        disputed = (
+            await session.execute(select(DisputeRow.dispute_id).where(DisputeRow.line_id == line_id))
+        ).scalar_one_or_none()
+        if disputed is not None or (earlier is not None and earlier.kind == "dispute"):
+            raise PolicyViolation(_ALREADY_DISPUTED)
+        if earlier is not None:
+            raise PolicyViolation(_ALREADY_REFUNDED)
+        return line
 
     async def _owned_invoice(self, session: AsyncSession, account_id: str, invoice_id: str) -> InvoiceRow:
         # FOR UPDATE (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers) keeps the

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from agents.ports import Customer
+from agents.ports import Customer, NotFound
 from orchestrator.domain.db import Store, new_id
 from orchestrator.domain.models import CustomerRow, PasswordResetRow
 
@@ -75,13 +76,24 @@ class SqlCustomers:
         expected = normalize_zip(row.zip_code)
         return given == expected or (len(given) == 10 and given[5] == "-" and given[:5] == expected)
 
-    async def send_password_reset(self, account_id: str) -> str:
-        """Queue a reset link to the email on file and return the masked address, e.g. "j***@example.com"."""
-        async with self._store.write() as session:
+    async def send_password_reset(self, account_id: str, *, key: str | None = None) -> str:
+        """Queue a reset link to the email on file and return the masked address, e.g. "j***@example.com".
+
+        `key` sends it once: a second call with it reports the first link instead of sending another.
+        """
+
+        async def effect(session: AsyncSession) -> tuple[str, str]:
             row = await self._store.customer(session, account_id)
-            session.add(
-                PasswordResetRow(
-                    reset_id=new_id("PR"), account_id=row.account_id, email=row.email, created_at=self._store.now()
-                )
+            reset = PasswordResetRow(
+                reset_id=new_id("PR"), account_id=row.account_id, email=row.email, created_at=self._store.now()
             )
-            return mask_email(row.email)
+            session.add(reset)
+            return reset.reset_id, mask_email(row.email)
+
+        async def replay(session: AsyncSession, reset_id: str) -> str:
+            reset = await session.get(PasswordResetRow, reset_id)
+            if reset is None or reset.account_id != account_id:
+                raise NotFound("I couldn't find that account.")
+            return mask_email(reset.email)
+
+        return await self._store.once(key, "password_reset", effect, replay)

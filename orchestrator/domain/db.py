@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, closing
 from datetime import UTC, date, datetime, time
 from time import monotonic, sleep
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import MetaData, event, select, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from agents.ports import NotFound
-from orchestrator.domain.models import Base, CustomerRow
+from orchestrator.domain.models import Base, CustomerRow, EffectRow
 
+T = TypeVar("T")
 Clock = Callable[[], datetime]
 DEFAULT_TIMEZONE = "America/New_York"
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -52,10 +54,12 @@ def open_engine(url: str, **kwargs: Any) -> AsyncEngine:
         **kwargs: Passed on to `create_async_engine`.
 
     Returns:
-        The engine. On SQLite, every connection runs in WAL mode with a busy timeout and foreign
-        keys on, and write transactions start with BEGIN IMMEDIATE, because several worker processes
-        share the file.
+        The engine, which leaves SQL parameters out of its errors and logs. On SQLite, every connection
+        runs in WAL mode with a busy timeout and foreign keys on, and write transactions start with BEGIN
+        IMMEDIATE, because several worker processes share the file.
     """
+    # A failed statement's log and exception must not quote its parameters: they hold what callers said.
+    kwargs.setdefault("hide_parameters", True)
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
@@ -156,6 +160,46 @@ class Store:
         """A session in a write transaction, committed on success and rolled back on error."""
         async with self._write() as session, session.begin():
             yield session
+
+    async def once(
+        self,
+        key: str | None,
+        kind: str,
+        effect: Callable[[AsyncSession], Awaitable[tuple[str, T]]],
+        replay: Callable[[AsyncSession, str], Awaitable[T]],
+    ) -> T:
+        """Run a write `effect` at most once per idempotency `key`, whatever crashes or races.
+
+        The key is stored in the effect's own transaction, so the effect and its key commit together or not
+        at all. A later call with the same key (a turn replayed after a worker died) gets `replay` of what
+        the first one made instead of a second effect; two racing calls with one key leave one effect (the
+        loser's transaction fails on the key and is answered by the replay).
+
+        Args:
+            key: The idempotency key, e.g. call, turn and tool call; None runs the effect unguarded.
+            kind: What the effect is (``"payment"``), for the record.
+            effect: Does the change in the given session and returns (the id of the row it made or
+                changed, its result).
+            replay: Rebuilds the result from that id.
+        """
+        for attempt in range(2):
+            try:
+                async with self.write() as session:
+                    if key is not None:
+                        done = await session.get(EffectRow, key)
+                        if done is not None:
+                            return await replay(session, done.ref_id)
+                    ref_id, result = await effect(session)
+                    if key is not None:
+                        session.add(EffectRow(key=key, kind=kind, ref_id=ref_id, created_at=self.now()))
+                        await session.flush()
+                    return result
+            except IntegrityError:
+                # A racing call with the same key committed first (or the effect hit a unique rule): the
+                # second try replays the winner's effect, or meets the effect's own refusal.
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
 
     def now(self) -> datetime:
         """The current time, aware, in UTC."""

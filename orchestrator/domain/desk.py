@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import CursorResult, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.ports import HumanTicket, NotFound, PolicyViolation
 from orchestrator.domain.db import Store, new_id
@@ -34,10 +35,21 @@ class SqlHumanDesk:
         )
 
     async def open_ticket(
-        self, *, call_id: str, account_id: str | None, reason: str, summary: str, priority: int
+        self,
+        *,
+        call_id: str,
+        account_id: str | None,
+        reason: str,
+        summary: str,
+        priority: int,
+        key: str | None = None,
     ) -> HumanTicket:
-        """Put a call in the human queue with the AI's summary; priority 1 is the most urgent."""
-        async with self._store.write() as session:
+        """Put a call in the human queue with the AI's summary; priority 1 is the most urgent.
+
+        `key` opens the ticket once: a second call with it returns the first ticket.
+        """
+
+        async def effect(session: AsyncSession) -> tuple[str, HumanTicket]:
             if account_id is not None:
                 await self._store.customer(session, account_id)
             row = TicketRow(
@@ -55,7 +67,15 @@ class SqlHumanDesk:
             )
             session.add(row)
             await session.flush()
+            return row.ticket_id, self._ticket(row)
+
+        async def replay(session: AsyncSession, ticket_id: str) -> HumanTicket:
+            row = await session.get(TicketRow, ticket_id)
+            if row is None or row.call_id != call_id:
+                raise NotFound("I couldn't find that ticket.")
             return self._ticket(row)
+
+        return await self._store.once(key, "ticket", effect, replay)
 
     async def waiting(self) -> list[HumanTicket]:
         """Tickets no agent has taken yet, most urgent first, then oldest first."""

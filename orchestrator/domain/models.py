@@ -188,6 +188,33 @@ class RefundRow(Base):
     created_at: Mapped[datetime]
 
 
+class RecoveryRow(Base):
+    """Money recovered on one charge line, by a refund or a dispute: the unique line id allows one per charge."""
+
+    __tablename__ = "nw_recoveries"
+
+    line_id: Mapped[str] = mapped_column(ForeignKey("nw_invoice_lines.line_id"), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("nw_customers.account_id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # refund, dispute
+    ref_id: Mapped[str] = mapped_column(String(40))  # the refund or dispute id
+    created_at: Mapped[datetime]
+
+
+class EffectRow(Base):
+    """An effect (a payment, a refund, a booking…) under its idempotency key, written in the effect's transaction.
+
+    A caller's decision is carried out once: a turn replayed after a crash presents the same key and is
+    answered with the effect already made (`ref_id`, the row it created or changed) instead of a second one.
+    """
+
+    __tablename__ = "nw_effects"
+
+    key: Mapped[str] = mapped_column(String(240), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    ref_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
 class OutageRow(Base):
     """A network outage affecting every ZIP code that starts with `zip_prefix`."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date
 
 from sqlalchemy import CursorResult, func, select, update
@@ -93,52 +94,62 @@ class SqlScheduling:
             )
         return [self._appointment(row) for row in rows]
 
-    async def book(self, account_id: str, slot_id: str, reason: str) -> Appointment:
-        """Book a technician visit; raises PolicyViolation when the slot is taken or in the past."""
+    async def book(self, account_id: str, slot_id: str, reason: str, *, key: str | None = None) -> Appointment:
+        """Book a technician visit; raises PolicyViolation when the slot is taken or in the past.
+
+        `key` makes the booking happen once: a second call with it returns the first booking.
+        """
+
+        async def effect(session: AsyncSession) -> tuple[str, Appointment]:
+            await self._store.customer(session, account_id)
+            slot = await self._take_slot(session, slot_id)
+            now = self._store.now()
+            row = AppointmentRow(
+                appointment_id=new_id("AP"),
+                account_id=account_id,
+                slot_id=slot.slot_id,
+                status="booked",
+                reason=reason.strip() or "Technician visit",
+                created_at=now,
+                updated_at=now,
+            )
+            row.slot = slot
+            session.add(row)
+            await session.flush()
+            return row.appointment_id, self._appointment(row)
+
         try:
-            async with self._store.write() as session:
-                await self._store.customer(session, account_id)
-                slot = await self._take_slot(session, slot_id)
-                now = self._store.now()
-                row = AppointmentRow(
-                    appointment_id=new_id("AP"),
-                    account_id=account_id,
-                    slot_id=slot.slot_id,
-                    status="booked",
-                    reason=reason.strip() or "Technician visit",
-                    created_at=now,
-                    updated_at=now,
-                )
-                row.slot = slot
-                session.add(row)
-                await session.flush()
-                return self._appointment(row)
+            return await self._store.once(key, "booking", effect, self._replay(account_id))
         except IntegrityError as exc:
             # Only reachable if the slot flag and the partial unique index ever disagree.
             raise PolicyViolation(_SLOT_TAKEN) from exc
 
-    async def move(self, account_id: str, appointment_id: str, slot_id: str) -> Appointment:
+    async def move(self, account_id: str, appointment_id: str, slot_id: str, *, key: str | None = None) -> Appointment:
         """Move a booked appointment to another slot; the appointment keeps its id, the old slot is freed."""
+
+        async def effect(session: AsyncSession) -> tuple[str, Appointment]:
+            row = await self._owned(session, account_id, appointment_id)
+            self._ensure_changeable(row)
+            if row.slot_id == slot_id:
+                raise PolicyViolation("Your appointment is already at that time.")
+            old_slot_id = row.slot_id
+            slot = await self._take_slot(session, slot_id)
+            await self._release_slot(session, old_slot_id)
+            row.slot_id = slot.slot_id
+            row.slot = slot
+            row.updated_at = self._store.now()
+            await session.flush()
+            return row.appointment_id, self._appointment(row)
+
         try:
-            async with self._store.write() as session:
-                row = await self._owned(session, account_id, appointment_id)
-                self._ensure_changeable(row)
-                if row.slot_id == slot_id:
-                    raise PolicyViolation("Your appointment is already at that time.")
-                old_slot_id = row.slot_id
-                slot = await self._take_slot(session, slot_id)
-                await self._release_slot(session, old_slot_id)
-                row.slot_id = slot.slot_id
-                row.slot = slot
-                row.updated_at = self._store.now()
-                await session.flush()
-                return self._appointment(row)
+            return await self._store.once(key, "move", effect, self._replay(account_id))
         except IntegrityError as exc:
             raise PolicyViolation(_SLOT_TAKEN) from exc
 
-    async def cancel(self, account_id: str, appointment_id: str) -> Appointment:
+    async def cancel(self, account_id: str, appointment_id: str, *, key: str | None = None) -> Appointment:
         """Cancel a booked appointment and free its slot; cancelling twice raises PolicyViolation."""
-        async with self._store.write() as session:
+
+        async def effect(session: AsyncSession) -> tuple[str, Appointment]:
             row = await self._owned(session, account_id, appointment_id)
             if row.status == "cancelled":
                 raise PolicyViolation("That appointment is already cancelled.")
@@ -147,7 +158,15 @@ class SqlScheduling:
             row.updated_at = self._store.now()
             await self._release_slot(session, row.slot_id)
             await session.flush()
-            return self._appointment(row)
+            return row.appointment_id, self._appointment(row)
+
+        return await self._store.once(key, "cancellation", effect, self._replay(account_id))
+
+    def _replay(self, account_id: str) -> Callable[[AsyncSession, str], Awaitable[Appointment]]:
+        async def replay(session: AsyncSession, appointment_id: str) -> Appointment:
+            return self._appointment(await self._owned(session, account_id, appointment_id))
+
+        return replay
 
     async def _owned(self, session: AsyncSession, account_id: str, appointment_id: str) -> AppointmentRow:
         row = (

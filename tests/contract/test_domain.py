@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agents.ports import Appointment, Invoice, NotAllowed, NotFound, PolicyViolation, Tenant
+from agents.ports import Appointment, Invoice, InvoiceLine, NotAllowed, NotFound, PolicyViolation, Tenant
 from orchestrator.domain import (
     DEMO_CUSTOMERS,
     SqlHumanDesk,
@@ -23,7 +23,16 @@ from orchestrator.domain import (
     open_engine,
     seed_demo,
 )
-from orchestrator.domain.models import Base, CustomerRow, PasswordResetRow
+from orchestrator.domain.models import (
+    AppointmentRow,
+    Base,
+    CustomerRow,
+    DisputeRow,
+    PasswordResetRow,
+    PaymentRow,
+    RefundRow,
+    TicketRow,
+)
 from tests.conftest import POSTGRES_TEST_URL
 
 pytestmark = pytest.mark.contract
@@ -308,7 +317,7 @@ async def _dispute_other_line(t: Tenant) -> object:
 
 @_case("refund")
 async def _refund_other(t: Tenant) -> object:
-    return await t.billing.refund(DAVID, await _aisha_invoice(t), 500, "Not mine")
+    return await t.billing.refund(DAVID, await _aisha_invoice(t), 500, "Not mine", line_id=await _aisha_line(t))
 
 
 @pytest.mark.parametrize("case", sorted(OWNERSHIP_CASES))
@@ -340,7 +349,9 @@ async def test_unknown_ids_are_not_found(tenant: Tenant) -> None:
         # A line of the caller's own account, but on another invoice.
         await tenant.billing.dispute(DAVID, own.invoice_id, older.lines[0].line_id, "x")
     with pytest.raises(NotFound):
-        await tenant.billing.refund(DAVID, "INV-NOPE", 100, "x")
+        await tenant.billing.refund(DAVID, "INV-NOPE", 100, "x", line_id="LINE-NOPE")
+    with pytest.raises(NotFound):
+        await tenant.billing.refund(DAVID, own.invoice_id, 100, "x", line_id=older.lines[0].line_id)
     with pytest.raises(NotFound):
         await tenant.billing.balance("NW-9999")
     with pytest.raises(NotFound):
@@ -424,11 +435,22 @@ async def test_refund_within_policy(tenant: Tenant) -> None:
     policy = tenant.billing.refund_policy()
     assert (policy.max_cents, policy.window_days, policy.max_per_year) == (5000, 60, 2)
     invoice = await _invoice(tenant, SOFIA)
-    refund = await tenant.billing.refund(SOFIA, invoice.invoice_id, 4900, "Technician visit was not needed")
+    visit = _line(invoice, "Technician visit fee")
+    refund = await tenant.billing.refund(
+        SOFIA, invoice.invoice_id, 4900, "Technician visit was not needed", line_id=visit.line_id
+    )
     assert (refund.account_id, refund.invoice_id, refund.amount_cents) == (SOFIA, invoice.invoice_id, 4900)
     after = await _invoice(tenant, SOFIA)
     assert after.amount_cents == invoice.amount_cents - 4900
     assert after.lines[-1].amount_cents == -4900
+    assert after.lines[-1].description == "Credit: Technician visit fee"
+    assert (
+        _line(after, "Technician visit fee").recovered_by,
+        _line(after, "Technician visit fee").recovered_cents,
+    ) == (
+        "refund",
+        4900,
+    )
     assert (await tenant.billing.balance(SOFIA)).due_cents == after.open_cents
     # A credit line is not a charge one can dispute.
     with pytest.raises(PolicyViolation, match="credit"):
@@ -438,20 +460,128 @@ async def test_refund_within_policy(tenant: Tenant) -> None:
 async def test_refund_policy_violations(tenant: Tenant) -> None:
     newest = await _invoice(tenant, SOFIA)
     oldest = await _invoice(tenant, SOFIA, index=2)
+    plan, router, visit = (line.line_id for line in newest.lines)
     with pytest.raises(PolicyViolation, match=r"\$50\.00"):
-        await tenant.billing.refund(SOFIA, newest.invoice_id, 5001, "Too much")
+        await tenant.billing.refund(SOFIA, newest.invoice_id, 5001, "Too much", line_id=visit)
+    with pytest.raises(PolicyViolation, match=r"charge of \$10\.00"):
+        await tenant.billing.refund(SOFIA, newest.invoice_id, 1001, "More than the charge", line_id=router)
     with pytest.raises(PolicyViolation, match="60 days"):
-        await tenant.billing.refund(SOFIA, oldest.invoice_id, 1000, "Too old")
+        await tenant.billing.refund(SOFIA, oldest.invoice_id, 1000, "Too old", line_id=oldest.lines[1].line_id)
+    robert = await _invoice(tenant, ROBERT)
     with pytest.raises(PolicyViolation, match="past year"):
-        await tenant.billing.refund(ROBERT, (await _invoice(tenant, ROBERT)).invoice_id, 1000, "Third one")
+        await tenant.billing.refund(ROBERT, robert.invoice_id, 1000, "Third one", line_id=robert.lines[0].line_id)
     for amount in (0, -5):
         with pytest.raises(PolicyViolation):
-            await tenant.billing.refund(SOFIA, newest.invoice_id, amount, "Nothing")
+            await tenant.billing.refund(SOFIA, newest.invoice_id, amount, "Nothing", line_id=plan)
     # Two refunds are fine, the third within a year is not.
-    await tenant.billing.refund(SOFIA, newest.invoice_id, 1000, "One")
-    await tenant.billing.refund(SOFIA, newest.invoice_id, 1000, "Two")
+    await tenant.billing.refund(SOFIA, newest.invoice_id, 1000, "One", line_id=plan)
+    await tenant.billing.refund(SOFIA, newest.invoice_id, 1000, "Two", line_id=router)
     with pytest.raises(PolicyViolation, match="past year"):
-        await tenant.billing.refund(SOFIA, newest.invoice_id, 1000, "Three")
+        await tenant.billing.refund(SOFIA, newest.invoice_id, 1000, "Three", line_id=visit)
+
+
+async def test_one_recovery_per_charge_whatever_the_wording(tenant: Tenant) -> None:
+    invoice = await _invoice(tenant, SOFIA)
+    router = _line(invoice, "Wi-Fi router rental").line_id
+    await tenant.billing.refund(SOFIA, invoice.invoice_id, 500, "The router was broken", line_id=router)
+    for reason in ("Refund my router rental please", "router money back"):
+        with pytest.raises(PolicyViolation, match="already refunded"):
+            await tenant.billing.refund(SOFIA, invoice.invoice_id, 500, reason, line_id=router)
+    with pytest.raises(PolicyViolation, match="already refunded"):
+        await tenant.billing.dispute(SOFIA, invoice.invoice_id, router, "I never had a router")
+    # A disputed charge cannot be refunded too.
+    aisha = await _invoice(tenant, AISHA)
+    pack = _line(aisha, "Premium channel pack").line_id
+    await tenant.billing.dispute(AISHA, aisha.invoice_id, pack, "Never ordered it")
+    with pytest.raises(PolicyViolation, match="under dispute"):
+        await tenant.billing.refund(AISHA, aisha.invoice_id, 1499, "Refund it instead", line_id=pack)
+    assert _line(await _invoice(tenant, AISHA), "Premium channel pack").recovered_by == "dispute"
+
+
+async def test_concurrent_refund_and_dispute_of_one_charge_recover_it_once(tenant: Tenant) -> None:
+    invoice = await _invoice(tenant, SOFIA)
+    router = _line(invoice, "Wi-Fi router rental").line_id
+    results = await asyncio.gather(
+        tenant.billing.refund(SOFIA, invoice.invoice_id, 1000, "A", line_id=router),
+        tenant.billing.dispute(SOFIA, invoice.invoice_id, router, "B"),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, PolicyViolation) for r in results) == 1, results
+
+
+# ------------------------------------------------------------------------------ effects happen once
+
+
+async def test_each_effect_happens_once_per_key(tenant: Tenant) -> None:
+    """Every effect a tool can cause, made twice under one key (a replayed turn): one effect, one answer."""
+    slots = await tenant.scheduling.open_slots(on_or_after=TODAY, limit=3)
+    sofia = await _invoice(tenant, SOFIA)
+    aisha = await _invoice(tenant, AISHA)
+    booked = await tenant.scheduling.book(DAVID, slots[0].slot_id, "No internet", key="k-book")
+    effects: dict[str, Callable[[], Awaitable[object]]] = {
+        "pay": lambda: tenant.billing.pay(JAMES, 1000, key="k-pay"),
+        "refund": lambda: tenant.billing.refund(
+            SOFIA, sofia.invoice_id, 1000, "x", line_id=_line(sofia, "Wi-Fi router rental").line_id, key="k-refund"
+        ),
+        "dispute": lambda: tenant.billing.dispute(
+            AISHA, aisha.invoice_id, _line(aisha, "Premium channel pack").line_id, "x", key="k-dispute"
+        ),
+        "book": lambda: tenant.scheduling.book(DAVID, slots[0].slot_id, "No internet", key="k-book"),
+        "move": lambda: tenant.scheduling.move(DAVID, booked.appointment_id, slots[1].slot_id, key="k-move"),
+        "reset": lambda: tenant.customers.send_password_reset(MARIA, key="k-reset"),
+        "ticket": lambda: tenant.desk.open_ticket(
+            call_id="call-once", account_id=TOM, reason="human", summary="s", priority=2, key="k-ticket"
+        ),
+    }
+    before = await _effect_counts(tenant)
+    for name, effect in effects.items():
+        first = await effect()
+        assert await effect() == first, name
+    after = await _effect_counts(tenant)
+    # The booking was made before the baseline; its replay added nothing.
+    assert {k: after[k] - before[k] for k in after} == {
+        "payments": 1,
+        "refunds": 1,
+        "disputes": 1,
+        "appointments": 0,
+        "resets": 1,
+        "tickets": 1,
+    }
+    moved = await tenant.scheduling.appointments(DAVID)
+    assert [a.slot_id for a in moved if a.appointment_id == booked.appointment_id] == [slots[1].slot_id]
+    cancelled = await tenant.scheduling.cancel(DAVID, booked.appointment_id, key="k-cancel")
+    assert await tenant.scheduling.cancel(DAVID, booked.appointment_id, key="k-cancel") == cancelled
+
+
+async def test_racing_payments_with_one_key_charge_once(tenant: Tenant) -> None:
+    before = (await _effect_counts(tenant))["payments"]
+    results = await asyncio.gather(*(tenant.billing.pay(JAMES, 500, key="k-race") for _ in range(4)))
+    assert len({r.payment_id for r in results}) == 1
+    assert (await _effect_counts(tenant))["payments"] == before + 1
+    # Another key is another decision: a second payment.
+    await tenant.billing.pay(JAMES, 500, key="k-race-2")
+    assert (await _effect_counts(tenant))["payments"] == before + 2
+
+
+async def _effect_counts(tenant: Tenant) -> dict[str, int]:
+    store = tenant.billing._store  # type: ignore[attr-defined]  # the SQL tenant's store, to count rows
+    tables = {
+        "payments": PaymentRow,
+        "refunds": RefundRow,
+        "disputes": DisputeRow,
+        "appointments": AppointmentRow,
+        "resets": PasswordResetRow,
+        "tickets": TicketRow,
+    }
+    async with store.read() as session:
+        return {
+            name: int((await session.execute(select(func.count()).select_from(row))).scalar_one())
+            for name, row in tables.items()
+        }
+
+
+def _line(invoice: Invoice, description: str) -> InvoiceLine:
+    return next(line for line in invoice.lines if line.description == description)
 
 
 # ---------------------------------------------------------------------------------------- support

@@ -115,6 +115,32 @@ async def test_asking_again_for_a_refund_already_granted_is_not_refunded_twice(s
     assert again.outcome == "resolved"
 
 
+@pytest.mark.parametrize(
+    "second",
+    [
+        "I'd like that visit fee on my bill refunded",
+        "Refund the fee for the technician on my bill",
+        "I want to dispute the technician visit fee",
+    ],
+)
+async def test_a_charge_is_recovered_once_however_the_second_request_is_worded(services: Services, second: str) -> None:
+    first = await talk(services, "I'd like a refund for the technician visit fee", "10301", "yes", caller_id=SOFIA)
+    assert "request_refund" in tools_ok(first)
+    again = await talk(services, second, "10301", "yes", caller_id=SOFIA)
+    assert {"request_refund", "dispute_charge"}.isdisjoint(tools_ok(again)), [t.agent for t in again.turns]
+    assert "already been credited" in " ".join(t.agent for t in again.turns)
+
+
+async def test_a_disputed_charge_is_not_refunded_too(services: Services) -> None:
+    disputed = await talk(
+        services, "I was charged for a premium channel pack I never ordered", "11375", "yes", caller_id=AISHA
+    )
+    assert "dispute_charge" in tools_ok(disputed)
+    again = await talk(services, "I want a refund for the premium channel pack", "11375", "yes", caller_id=AISHA)
+    assert "request_refund" not in tools_ok(again), [t.agent for t in again.turns]
+    assert "already under dispute" in " ".join(t.agent for t in again.turns)
+
+
 async def test_outage_check_for_an_affected_zip(services: Services) -> None:
     result = await talk(services, "Is there an outage? My internet is down.", "11215", caller_id=TOM)
     assert result.turns[0].intent == "support"
