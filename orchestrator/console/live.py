@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from agents.state import Turn
+from orchestrator.telemetry.redact import asks_zip, redact_text
 
 if TYPE_CHECKING:
     from orchestrator.contracts import CallJob
@@ -155,6 +156,12 @@ class LiveFeed:
         self.keep_s = keep_s
         self._acquire = redis.register_script(_ACQUIRE)
 
+    @property
+    def live_ttl_s(self) -> int:
+        """How long a live call's keys outlast its latest news: a call whose worker died without `call_ended`
+        (SIGKILL) has its transcript dropped like an ended call's, not kept for good."""
+        return self.keep_s + int(STALE_S)
+
     # ------------------------------------------------------------------ keys
     def _k(self, *parts: str) -> str:
         return ":".join((self.prefix, "console", *parts))
@@ -186,11 +193,12 @@ class LiveFeed:
                         "updated_at": str(now),
                     },
                 )
-                pipe.persist(key)
+                pipe.expire(key, self.live_ttl_s)
                 pipe.zadd(self.live_key, {job.call_id: now})
                 await pipe.execute()
             what = f"resumed by {worker} at turn {resumed_at + 1}" if resumed_at else f"answered by {worker}"
             await self.append(job.call_id, "event", "system", f"Call {what}.", turn=resumed_at)
+            await self.redis.expire(self._k("tx", job.call_id), self.live_ttl_s)
         except RedisError as exc:
             log.warning("live feed: call_started %s: %s", job.call_id, exc)
 
@@ -233,9 +241,13 @@ class LiveFeed:
         try:
             state = await call.state()
             turn = int(state.get("turn") or 0)
-            await self.append(call.call_id, "caller", "caller", utterance, turn=turn)
+            # The feed is a copy outside the graph: redacted like the call record (`redact_turns`).
+            names = _names(state)
+            caller = redact_text(utterance, names=names, zip_expected=asks_zip(_reply_before_last_caller_line(state)))
+            await self.append(call.call_id, "caller", "caller", caller, turn=turn)
             if record.agent:
-                await self.append(call.call_id, "agent", record.agent_name, record.agent, turn=turn)
+                agent = redact_text(record.agent, names=names)
+                await self.append(call.call_id, "agent", record.agent_name, agent, turn=turn)
             now = time.time()
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hset(
@@ -252,6 +264,8 @@ class LiveFeed:
                     },
                 )
                 pipe.zadd(self.live_key, {call.call_id: now}, xx=True)
+                pipe.expire(self._k("call", call.call_id), self.live_ttl_s)
+                pipe.expire(self._k("tx", call.call_id), self.live_ttl_s)
                 await pipe.execute()
         except RedisError as exc:
             log.warning("live feed: turn_done %s: %s", call.call_id, exc)
@@ -393,6 +407,21 @@ class LiveFeed:
         now = time.time() if now is None else now
         ids: Any = await self.redis.zrangebyscore(self.leases_key, "-inf", now)
         return [_s(i) for i in ids]
+
+
+def _names(state: dict[str, Any]) -> set[str]:
+    """The verified caller's full and first name, as the call record masks them."""
+    name = str((state.get("verification") or {}).get("name") or "").strip()
+    return {name, name.split()[0]} if name else set()
+
+
+def _reply_before_last_caller_line(state: dict[str, Any]) -> str:
+    """The agent's line the caller's newest line answers ("" if none): a ZIP prompt makes that line a ZIP."""
+    lines = list(state.get("transcript") or [])
+    for at in range(len(lines) - 1, -1, -1):
+        if lines[at].get("role") == "caller":
+            return next((str(x.get("text", "")) for x in reversed(lines[:at]) if x.get("role") == "agent"), "")
+    return ""
 
 
 def _s(value: Any) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.ports import RefundPolicy, Tenant
+from orchestrator.domain import redaction as _redaction  # noqa: F401 - registers the caller-text columns' redaction
 from orchestrator.domain.billing import DEFAULT_REFUND_POLICY, SqlBilling
 from orchestrator.domain.customers import SqlCustomers
 from orchestrator.domain.db import DEFAULT_TIMEZONE, Clock, Store, create_schema, open_engine

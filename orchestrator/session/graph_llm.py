@@ -37,6 +37,7 @@ from agents.graph import EndOfReply
 from agents.state import ReplyCut
 from agents.supervisor import cut_reply
 from orchestrator.store.checkpoints import LatestCheckpointCache
+from orchestrator.telemetry.redact import describe_error, describe_traceback, redact_caller_input
 
 log = logging.getLogger(__name__)
 
@@ -214,14 +215,20 @@ class GraphLLM(llm.LLM[Any]):
         if not ev.is_final or not ev.transcript:
             return
         self._heard = f"{self._heard} {ev.transcript}".lstrip()
-        key = router.intent_key(self.call_id, self._heard)
+        # Redacted as the committed turn will be (`take_newest_utterance`), so the keys match.
+        words = redact_caller_input(self._heard)
+        key = router.intent_key(self.call_id, words)
         if self._speculated is not None and self._speculated != key:
             self.context.intents.discard(self._speculated)
-        started = router.speculate(self.context, self.call_id, self._heard, first_turn=self._first_turn)
+        started = router.speculate(self.context, self.call_id, words, first_turn=self._first_turn)
         self._speculated = key if started else None
 
     def take_newest_utterance(self, chat_ctx: llm.ChatContext) -> str | None:
-        """The newest caller message not yet given to the graph, or None (nothing new: no turn)."""
+        """The newest caller message not yet given to the graph, or None (nothing new: no turn).
+
+        This is where a caller's words enter the graph, and so its checkpoints and every record built from
+        them: they come out sanitised, with cards, SSNs and e-mail addresses masked (`redact_caller_input`).
+        """
         for item in reversed(chat_ctx.items):
             if item.type == "message" and item.role == "user":
                 if item.id in self._seen_items:
@@ -229,7 +236,7 @@ class GraphLLM(llm.LLM[Any]):
                 self._seen_items.add(item.id)
                 # The turn is committed: finals from now on belong to the next one.
                 self._heard, self._speculated = "", None
-                return item.text_content or ""
+                return redact_caller_input(item.text_content or "")
         return None
 
     def turn_input(self, utterance: str) -> dict[str, Any]:
@@ -284,9 +291,10 @@ class GraphStream(llm.LLMStream):
                     llm.ChatChunk(id=request_id, delta=llm.ChoiceDelta(role="assistant", content=text))
                 )
         except Exception as exc:
-            # The caller must never be left in silence: apologise, keep the error for the call record.
-            log.exception("graph turn failed", extra={"call_id": graph_llm.call_id})
-            graph_llm.turns.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+            # The caller must never be left in silence: apologise, keep the error for the call record. Neither
+            # the log nor the record takes the exception's text: a store's error quotes the data it refused.
+            log.error("graph turn failed: %s", describe_traceback(exc), extra={"call_id": graph_llm.call_id})
+            graph_llm.turns.errors.append(describe_error(exc)[:300])
             self._event_ch.send_nowait(
                 llm.ChatChunk(
                     id=request_id,

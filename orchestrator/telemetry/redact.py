@@ -362,21 +362,22 @@ def redact_turns(turns: Sequence[tuple[str, str]], *, names: Iterable[str] = ())
 
 
 def describe_error(exc: BaseException) -> str:
-    """An exception as a log line may carry it: its type and, from a database, only the server's main message.
+    """An exception as a log line or a call record may carry it, without the caller's words.
 
-    A database error's full text quotes the failing data (PostgreSQL's DETAIL and CONTEXT lines, the SQL
-    parameters), which is caller text; any other message is redacted.
+    A database error's text quotes the data it refused (PostgreSQL's message, DETAIL and CONTEXT lines; the
+    SQL parameters), so only its type and SQLSTATE are kept. Any other exception's first line is redacted.
     """
     orig = getattr(exc, "orig", None)  # SQLAlchemy wraps the driver's error
     inner = orig if isinstance(orig, BaseException) else exc
-    diag = getattr(inner, "diag", None)  # psycopg: the server's fields, one by one
-    primary = getattr(diag, "message_primary", None)
-    if isinstance(primary, str):
-        return f"{type(exc).__name__}: {primary}"
-    if inner is not exc:
-        return f"{type(exc).__name__}: {type(inner).__name__}"
+    sqlstate = getattr(inner, "sqlstate", None) or getattr(getattr(inner, "diag", None), "sqlstate", None)
+    if isinstance(sqlstate, str) or inner is not exc or type(exc).__module__.startswith(_DATABASE_MODULES):
+        kind = type(exc).__name__ if inner is exc else f"{type(exc).__name__} ({type(inner).__name__})"
+        return f"{kind}, SQLSTATE {sqlstate}" if isinstance(sqlstate, str) else kind
     message = str(exc).split("\n", 1)[0]
     return f"{type(exc).__name__}: {redact_text(message)[:200]}" if message else type(exc).__name__
+
+
+_DATABASE_MODULES = ("psycopg", "sqlalchemy", "sqlite3", "aiosqlite", "asyncpg")
 
 
 def describe_traceback(exc: BaseException) -> str:

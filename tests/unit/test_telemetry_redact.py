@@ -137,12 +137,10 @@ def test_logging_filter_replaces_an_exceptions_message_with_its_type() -> None:
     assert "test_logging_filter_replaces_an_exceptions_message_with_its_type" in text  # the frames stay
 
 
-def test_describe_error_keeps_a_database_errors_main_message_only() -> None:
-    class Diag:
-        message_primary = "unsupported Unicode escape sequence"
-
+def test_describe_error_keeps_only_a_database_errors_type_and_sqlstate() -> None:
     class DataError(Exception):
-        diag = Diag()
+        sqlstate = "22P05"
 
     exc = DataError("unsupported Unicode escape sequence\nCONTEXT: JSON data, line 1: ...card is 4111 1111 1111 1111")
-    assert describe_error(exc) == "DataError: unsupported Unicode escape sequence"
+    assert describe_error(exc) == "DataError, SQLSTATE 22P05"
+    assert describe_error(ValueError("no slot for +1 555 010 0002")) == "ValueError: no slot for [PHONE]"

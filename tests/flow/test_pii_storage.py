@@ -1,0 +1,164 @@
+"""Caller PII never reaches a store, a span or a log in clear: checkpoints, records, live feed, tickets, PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from orchestrator.config import load_settings
+from orchestrator.console.live import LiveFeed
+from orchestrator.domain import open_engine
+from orchestrator.runtime import Services
+from orchestrator.session.text import TextCall
+from orchestrator.telemetry.service import Telemetry, run_traced_text_call
+from tests.conftest import POSTGRES_TEST_URL, REDIS_TEST_URL
+from tests.flow.conftest import fixed_clock
+
+pytestmark = pytest.mark.flow
+
+JAMES = "+15550100002"  # James Carter, ZIP 10453
+CARD = "4111 1111 1111 1111"
+# What a caller may say, and the digits or words of it that must never be stored: card, SSN, e-mail.
+SAID = f"How much do I owe? My card is {CARD}, my social is 123 - 45 - 6789, mail jane dot doe at gmail dot com"
+SECRETS = ("4111", "6789", "jane", "gmail")
+
+
+def _clean(blob: str | bytes) -> list[str]:
+    """The secrets found in a stored value (text, JSON or a serialised checkpoint)."""
+    data = blob.decode("utf-8", "replace") if isinstance(blob, bytes) else blob
+    return [s for s in SECRETS if s in data.lower()]
+
+
+async def _checkpoint_leaks(services: Services, call_id: str) -> list[str]:
+    """Every checkpoint of the call, as the store holds it, searched for the secrets."""
+    found: list[str] = []
+    store: Any = services.checkpointer.store  # type: ignore[attr-defined]  # the cache's durable saver
+    async for item in store.alist({"configurable": {"thread_id": call_id}}):
+        found += _clean(repr(item.checkpoint["channel_values"]))
+        found += _clean(repr(item.pending_writes))
+    return found
+
+
+async def test_card_ssn_and_email_never_reach_the_graphs_checkpoints(services: Services) -> None:
+    call = TextCall(services, call_id="call-pii-1", caller_id=JAMES)
+    first = await call.say(SAID)
+    await call.say("10453")
+    state = await call.state()
+    await call.aclose()
+    assert "something went wrong" not in first.agent
+    callers = [t["text"] for t in state["transcript"] if t["role"] == "caller"]
+    assert callers[0].startswith("How much do I owe? My card is [CARD]"), callers
+    assert "[SSN]" in callers[0]
+    assert "[EMAIL]" in callers[0]
+    # The ZIP code the caller gave for verification was read: the balance was told.
+    assert state["verification"]["status"] == "verified"
+    assert await _checkpoint_leaks(services, "call-pii-1") == []
+
+
+async def test_the_live_transcript_in_redis_is_redacted(services: Services) -> None:
+    redis = aioredis.from_url(REDIS_TEST_URL)
+    feed = LiveFeed(redis, prefix=f"t{uuid.uuid4().hex[:8]}")
+    call = TextCall(services, call_id="call-pii-live", caller_id=None)
+    try:
+        for said in ("What's my balance?", SAID, "my number is 555 010 0002", "10453"):
+            record = await call.say(said)
+            await feed.turn_done(call, said, record)
+        lines = await feed.lines("call-pii-live")
+        ttl = await redis.ttl(f"{feed.prefix}:console:tx:call-pii-live")
+    finally:
+        await call.aclose()
+        await redis.delete(*[k async for k in redis.scan_iter(f"{feed.prefix}:*")])
+        await redis.aclose()
+    stored = " ".join(line.text for line in lines)
+    assert _clean(stored) == []
+    assert "5550100002" not in stored.replace(" ", "")
+    assert "10453" not in stored
+    assert "[PHONE]" in stored
+    assert "[ZIP]" in stored
+    assert "[CARD]" in stored
+    assert "James" not in stored  # the verified caller's name, as in the call record
+    assert ttl > 0, "a live call's transcript expires even if its worker never says the call ended"
+
+
+async def test_escalation_ticket_summaries_are_redacted(services: Services) -> None:
+    call = TextCall(services, call_id="call-pii-desk", caller_id=None)
+    await call.say(f"My card {CARD} was charged twice, call me back on 555 010 0002")
+    await call.say("I want to talk to a human")
+    await call.aclose()
+    tickets = await services.tenant.desk.waiting()
+    (ticket,) = [t for t in tickets if t.call_id == "call-pii-desk"]
+    assert "[CARD]" in ticket.summary
+    assert "[PHONE]" in ticket.summary
+    assert _clean(ticket.summary) == []
+    assert "010 0002" not in ticket.summary
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    # A schema per test so repeated or parallel runs never meet; dropped afterwards.
+    schema = f"sb_pii_{uuid.uuid4().hex[:12]}"
+    admin = open_engine("postgresql+psycopg://" + POSTGRES_TEST_URL.split("://", 1)[1])
+    async with admin.begin() as conn:
+        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{POSTGRES_TEST_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        async with admin.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.dispose()
+
+
+async def test_a_nul_byte_in_caller_text_is_stored_on_postgres_and_the_log_quotes_no_caller_text(
+    postgres_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    settings = load_settings(data_dir=tmp_path, database_url=postgres_url)
+    services = await Services.open(settings, clock=fixed_clock)
+    telemetry = await Telemetry.open(settings, engine=services.engine, join_livekit=False)
+    try:
+        result, view = await run_traced_text_call(
+            telemetry, services, (f"How much do I owe?\x00 my card is {CARD}\x00", "10453"), caller_id=JAMES
+        )
+        assert telemetry.store is not None
+        stored = await telemetry.store.get_call(result.call_id)
+        leaks = await _checkpoint_leaks(services, result.call_id)
+    finally:
+        await telemetry.aclose()
+        await services.aclose()
+    assert result.errors == []
+    assert not any("something went wrong" in t.agent for t in result.turns)
+    assert "Your balance is" in result.turns[1].agent
+    assert stored is not None, "the call record is written"
+    assert len(stored.turns) == 2
+    assert stored.turns[0].caller == "How much do I owe? my card is [CARD]"
+    assert leaks == []
+    logged = "\n".join(caplog.handler.format(r) for r in caplog.records)
+    assert "4111" not in logged
+
+
+async def test_a_failed_statement_on_postgres_quotes_no_parameters(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    engine = open_engine("postgresql+psycopg://" + postgres_url.split("://", 1)[1])
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE notes (body varchar(8))"))
+        with pytest.raises(DBAPIError) as failed:
+            async with engine.begin() as conn:
+                await conn.execute(text("INSERT INTO notes (body) VALUES (:body)"), {"body": f"card {CARD}"})
+    finally:
+        await engine.dispose()
+    logging.getLogger("test").error("store write failed", exc_info=failed.value)
+    logged = "\n".join(caplog.handler.format(r) for r in caplog.records)
+    assert "value too long" in str(failed.value)
+    assert "4111" not in str(failed.value)
+    assert "4111" not in logged
