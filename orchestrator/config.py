@@ -80,7 +80,8 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "SWITCHBOARD_OTLP_ENDPOINT")
     )
     service_name: str = "switchboard"
-    # Let raw caller content reach span exporters (PII attributes are redacted either way).
+    # Let caller content reach span exporters, always redacted, under PII attributes (our `cc.pii.*`, livekit's
+    # `lk.pii.*` and GenAI content); off, no PII attribute leaves the process (`telemetry.setup.PiiSpanProcessor`).
     telemetry_allow_pii: bool = False
     # Price table (YAML) for cost per call; a provider or model missing from it makes the cost "unknown".
     price_table: Path = REPO_ROOT / "orchestrator" / "telemetry" / "prices.yaml"

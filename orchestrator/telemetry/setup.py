@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from orchestrator.config import Settings
 from orchestrator.telemetry import names
+from orchestrator.telemetry.redact import redact_text
 from orchestrator.telemetry.tracing import allow_pii
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,79 @@ class GuardedSpanExporter(SpanExporter):
             return self.inner.force_flush(timeout_millis)
         except Exception:
             return False
+
+
+def _is_pii_attribute(key: str) -> bool:
+    try:
+        from livekit.agents.telemetry.pii import is_pii_attribute
+    except ImportError:  # livekit-agents is a dependency; the `pii` segment is the convention either way
+        return names.is_pii_key(key)
+    return bool(is_pii_attribute(key))
+
+
+# The exception attributes and status text quote whatever the exception said, caller text included.
+_EXCEPTION_TEXT = frozenset({"exception.message", "exception.stacktrace"})
+
+
+class PiiSpanProcessor(SpanProcessor):
+    """What `telemetry_allow_pii` means, on every span (ours, livekit's, any library's): caller content under a
+    PII attribute (a `pii` segment, livekit's `lk.pii.*` as well as our `cc.pii.*`, or a GenAI content
+    attribute) reaches exporters redacted when PII is allowed, and not at all otherwise. Exception messages
+    are redacted either way.
+
+    Registered before the exporting processors: `on_end` runs in registration order on the one ended span, so
+    what it rewrites is what they export (livekit's own filter works the same way).
+    """
+
+    def __init__(self, *, allow: bool) -> None:
+        self.allow = allow
+
+    def on_end(self, span: ReadableSpan) -> None:
+        try:
+            attributes = self._clean(span.attributes)
+            events = [self._event(e) for e in span.events]
+        except Exception:
+            log.debug("PII span processor failed; the span's PII attributes are dropped", exc_info=True)
+            attributes = {k: v for k, v in (span.attributes or {}).items() if not _is_pii_attribute(k)}
+            events = []
+        # The ended span's attributes are immutable: rebind them, as livekit's own filter does.
+        span._attributes = attributes
+        span._events = events
+        status = span.status
+        if status.description:
+            span._status = type(status)(status.status_code, redact_text(status.description))
+
+    def _clean(self, attributes: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in (attributes or {}).items():
+            if _is_pii_attribute(key):
+                if self.allow:
+                    out[key] = _redacted(value)
+            elif key in _EXCEPTION_TEXT:
+                out[key] = _redacted(value)
+            else:
+                out[key] = value
+        return out
+
+    def _event(self, event: Any) -> Any:
+        from opentelemetry.sdk.trace import Event
+
+        return Event(name=event.name, attributes=self._clean(event.attributes), timestamp=event.timestamp)
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def _redacted(value: Any) -> Any:
+    # Spans have no dialogue context, so any five-digit number is masked as a possible ZIP code.
+    if isinstance(value, str):
+        return redact_text(value, zip_expected=True)
+    if isinstance(value, (tuple, list)):
+        return tuple(redact_text(v, zip_expected=True) if isinstance(v, str) else v for v in value)
+    return value
 
 
 class GuardedSpanProcessor(SpanProcessor):
@@ -185,6 +259,8 @@ def setup_telemetry(
     """
     resource = Resource.create({SERVICE_NAME: settings.service_name, **(resource_attributes or {})})
     tracer_provider = TracerProvider(resource=resource)
+    # First, so every exporter below gets the span as `telemetry_allow_pii` says it may leave the process.
+    tracer_provider.add_span_processor(PiiSpanProcessor(allow=settings.telemetry_allow_pii))
     for exporter in span_exporters:
         guarded = GuardedSpanExporter(exporter)
         processor: SpanProcessor = SimpleSpanProcessor(guarded) if simple else BatchSpanProcessor(guarded)
@@ -207,7 +283,8 @@ def setup_telemetry(
         try:
             from livekit.agents.telemetry import set_tracer_provider
 
-            # livekit drops every attribute with a `pii` segment (ours included) unless PII is allowed.
+            # livekit drops every attribute with a `pii` segment (ours included) unless PII is allowed; when it
+            # is, `PiiSpanProcessor` redacts livekit's as it does ours.
             set_tracer_provider(tracer_provider, allow_pii=settings.telemetry_allow_pii)
         except Exception:
             log.warning("could not join livekit-agents' tracer", exc_info=True)

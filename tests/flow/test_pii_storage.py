@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
@@ -19,6 +20,7 @@ from orchestrator.domain import open_engine
 from orchestrator.runtime import Services
 from orchestrator.session.text import TextCall
 from orchestrator.telemetry.service import Telemetry, run_traced_text_call
+from orchestrator.telemetry.tracing import allow_pii
 from tests.conftest import POSTGRES_TEST_URL, REDIS_TEST_URL
 from tests.flow.conftest import fixed_clock
 
@@ -99,6 +101,35 @@ async def test_escalation_ticket_summaries_are_redacted(services: Services) -> N
     assert "[PHONE]" in ticket.summary
     assert _clean(ticket.summary) == []
     assert "010 0002" not in ticket.summary
+
+
+@pytest.fixture
+def pii_allowed() -> Iterator[None]:
+    allow_pii(True)
+    try:
+        yield
+    finally:
+        allow_pii(False)
+
+
+async def test_livekits_pii_attributes_are_redacted_like_ours_when_pii_is_allowed(
+    services: Services, tmp_path: Path, pii_allowed: None
+) -> None:
+    exporter = InMemorySpanExporter()
+    settings = load_settings(data_dir=tmp_path / "tel", telemetry_allow_pii=True)
+    telemetry = await Telemetry.open(settings, engine=services.engine, span_exporters=[exporter], simple=True)
+    try:
+        await run_traced_text_call(telemetry, services, (SAID, "555 010 0002", "10453"), caller_id=None)
+    finally:
+        await telemetry.aclose()
+    spans = exporter.get_finished_spans()
+    livekit = {k for s in spans for k in (s.attributes or {}) if k.startswith("lk.pii.")}
+    assert livekit, "livekit's spans carry lk.pii.* attributes when PII is allowed"
+    for span in spans:
+        for key, value in (span.attributes or {}).items():
+            assert _clean(str(value)) == [], (span.name, key)
+            assert "0100002" not in str(value).replace(" ", ""), (span.name, key)
+            assert "10453" not in str(value), (span.name, key)
 
 
 @pytest.fixture
