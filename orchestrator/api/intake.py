@@ -84,7 +84,7 @@ async def livekit_webhook(
 
     Any other event gets ``200 {"ignored": "<event>"}`` so LiveKit does not retry it.
     """
-    # The app's max_body_size refuses an oversized body (413) before it is buffered here.
+    # BodyLimit (app.py) refuses an oversized body with 413 before it is buffered here.
     body = await request.body()
     if not authorization:
         raise ApiError(401, "missing_authorization", "the Authorization header with LiveKit's signed JWT is required")
