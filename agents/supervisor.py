@@ -11,28 +11,10 @@ from langgraph.types import Overwrite
 from agents import parsing
 from agents.context import AgentContext
 from agents.state import CallState, Handoff, Intervention, ReplyCut, Turn
+from agents.triggers import reading
 
 MAX_UTTERANCE_CHARS = 1000
 
-_HUMAN = re.compile(
-    r"\b(human|real person|live person|a person|someone real|"
-    r"(talk|speak|speaking) (to|with) (someone|somebody|a manager)|"
-    r"representative|operator|manager|supervisor|live agent|real agent|an agent|transfer me)\b"
-)
-_BARE_AGENT = re.compile(r"^(agent|representative|operator|human)( please)?$")
-_LEGAL = re.compile(
-    r"\b(lawyer|attorney|sue|suing|lawsuit|legal action|court|small claims|class action|fcc|attorney general|"
-    r"better business bureau|bbb)\b"
-)
-_EMERGENCY = re.compile(
-    r"\b(fire|smoke|sparks?|sparking|burning smell|electrocut\w*|live wire|downed (line|cable|wire)|911|emergency|"
-    r"gas leak|someone is hurt|injur\w*)\b"
-)
-_ABUSE = re.compile(r"\b(fuck\w*|shit\w*|bitch\w*|asshole|bastard|cunt|dickhead|moron|idiot|stupid bot|screw you)\b")
-_ANGER = re.compile(
-    r"\b(ridiculous|unacceptable|useless|terrible|worst|furious|angry|fed up|sick of|waste of time|joke|"
-    r"pathetic|horrible|awful|outrageous|disgusting|third time|again and again)\b"
-)
 _CLOSING = re.compile(
     r"^(no|nope|nothing|that'?s (all|it)|that is all|no thanks?|no thank you|i'?m good|all good|bye|goodbye|"
     r"thanks?,? (bye|that'?s all)|nothing else)\b"
@@ -49,6 +31,10 @@ _EMAIL = re.compile(r"\b([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[a-
 _REFUND_PROMISE = re.compile(
     r"refund(?:ed)?[^.$]{0,40}\$\s?(\d+(?:\.\d{2})?)|\$\s?(\d+(?:\.\d{2})?)[^.]{0,40}refund", re.I
 )
+
+
+# Triggers that hand the call to a person on the turn they are heard; anger and abuse add up first.
+_ESCALATE_AT_ONCE = frozenset({"emergency", "fraud", "legal_threat", "requested_human", "repeated_failures", "loop"})
 
 
 @dataclass(frozen=True)
@@ -70,16 +56,13 @@ def check_utterance(text: str, state: CallState) -> Check:
         if state.get("failures", 0) >= 3:
             return Check(escalate="repeated_failures")
         return Check(directive="reprompt")
-    if _EMERGENCY.search(t):
-        return Check(escalate="emergency")
-    if _LEGAL.search(t):
-        return Check(escalate="legal_threat")
-    if _HUMAN.search(t) or _BARE_AGENT.match(t):
-        return Check(escalate="requested_human")
-    abusive = bool(_ABUSE.search(t))
+    cue = reading(text)
+    if cue in _ESCALATE_AT_ONCE:
+        return Check(escalate=cue)
+    abusive = cue == "abuse"
     if abusive and state.get("frustration", 0) >= 1:
         return Check(escalate="abuse")
-    angry = abusive or bool(_ANGER.search(t)) or (text.isupper() and len(text) > 12)
+    angry = abusive or cue == "anger" or (text.isupper() and len(text) > 12)
     if angry and state.get("frustration", 0) + 1 >= 3:
         return Check(escalate="frustration")
     # A loop: the caller says the same thing a third time and the agent's answers did not move on.

@@ -11,12 +11,13 @@ from agents.tools import CallerTools
 
 AGENT = "escalation"
 
-# Lower is more urgent. Safety first, then legal exposure, then people who asked for a person.
-PRIORITY = {"emergency": 0, "legal_threat": 1, "abuse": 2, "requested_human": 2, "frustration": 2}
+# Lower is more urgent. Safety first, then fraud and legal exposure, then people who asked for a person.
+PRIORITY = {"emergency": 0, "fraud": 1, "legal_threat": 1, "abuse": 2, "requested_human": 2, "frustration": 2}
 REASON_TEXT = {
     "requested_human": "the caller asked for a person",
     "legal_threat": "the caller mentioned legal action",
     "emergency": "the caller reported a possible emergency",
+    "fraud": "the caller reported fraud, theft or identity theft",
     "abuse": "the caller became abusive",
     "frustration": "the caller is frustrated",
     "repeated_failures": "the assistant could not understand the caller several times",

@@ -31,10 +31,51 @@ def history(*caller_lines: str, agent_last: str = "", agent_says: str = "") -> C
         ("I will take you to small claims court", "legal_threat"),
         ("there's smoke coming out of the router", "emergency"),
         ("the cable outside is sparking", "emergency"),
+        # Theft, robbery, fraud and identity theft go to a person on the turn they are reported.
+        ("someone stole my identity", "fraud"),
+        ("there are fraudulent charges on my account", "fraud"),
+        ("my router was stolen", "fraud"),
+        ("I got robbed and they took the modem", "fraud"),
+        ("somebody opened an account in my name", "fraud"),
+        # Requests for a person in other words.
+        ("can I get someone on the line", "requested_human"),
+        ("I don't want to talk to a machine", "requested_human"),
+        ("could I be put through to an advisor", "requested_human"),
+        # Repetition the caller names.
+        ("we're going round in circles", "loop"),
+        ("you keep getting it wrong", "repeated_failures"),
     ],
 )
 def test_escalating_words(text: str, reason: str) -> None:
     assert check_utterance(text, CallState()).escalate == reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Products, people's and business names, job titles, words inside words.
+        "my Fire TV stick keeps buffering",
+        "my wife Sue is the account holder",
+        "Frank will be home for the technician",
+        "my account manager said I'd get a discount",
+        "I live at 12 Oak Court",
+        "I'm a lawyer and I work from home",
+        "transfer me to billing please",
+        # Negations, questions, past and hypothetical mentions.
+        "I don't need a human, just tell me my balance",
+        "it's not an emergency, but my wifi is slow",
+        "I'm not going to sue anyone, I just want it fixed",
+        "what would happen if the router caught fire?",
+        "my phone was stolen last year, so I need to update the number",
+        "how do I protect my account from fraud?",
+        "I talked to an agent yesterday and she booked me in",
+    ],
+)
+def test_innocent_words_do_not_escalate(text: str) -> None:
+    check = check_utterance(text, CallState())
+    assert check.escalate is None
+    assert not check.warn
+    assert check.frustration_delta == 0
 
 
 @pytest.mark.parametrize("text", ["I need to book a visit", "what's my balance", "my wifi is slow", "yes", "10027"])

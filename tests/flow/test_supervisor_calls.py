@@ -1,0 +1,37 @@
+"""Whole text calls that the supervisor's checks decide: fraud reaches a person, innocent words do not."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.runtime import Services
+from orchestrator.session.text import run_text_call
+
+pytestmark = pytest.mark.flow
+
+JAMES = "+15550100002"
+
+
+@pytest.mark.parametrize(
+    "first",
+    ["Someone stole my identity", "My router was stolen last night", "There are fraudulent charges on my account"],
+)
+async def test_a_fraud_or_theft_report_reaches_a_person_at_once(services: Services, first: str) -> None:
+    result = await run_text_call(services, [first, "hello?"], caller_id=JAMES)
+    assert result.outcome == "escalated", [(t.caller, t.agent) for t in result.turns]
+    assert result.escalation_reason == "fraud"
+    assert result.handoffs[0]["to_agent"] == "human"
+    assert result.handoffs[0]["reason"] == "fraud"
+    (ticket,) = [t for t in await services.tenant.desk.waiting() if t.call_id == result.call_id]
+    assert ticket.reason == "fraud"
+    assert ticket.priority == 1
+    assert "fraud, theft or identity theft" in ticket.summary
+    # The second line is held for the person who takes the call, not answered by the AI.
+    assert "member of our team" in result.turns[1].agent
+
+
+async def test_a_product_called_fire_is_support_not_an_emergency(services: Services) -> None:
+    result = await run_text_call(services, ["My Fire TV stick keeps buffering"], caller_id=JAMES)
+    assert result.escalation_reason is None
+    assert result.handoffs[0]["to_agent"] == "support"
+    assert not await services.tenant.desk.waiting()
