@@ -28,7 +28,7 @@ from orchestrator.providers.tts import local_tts
 # Plugins register themselves on import and must be imported on the main thread (livekit rule).
 from livekit.plugins import cartesia, deepgram  # isort: skip
 
-__all__ = ["VoiceStack", "batch_transcribe", "build_stt", "build_tts", "open_voice"]
+__all__ = ["VoiceStack", "batch_transcribe", "build_stt", "build_tts", "fallback_stt", "open_voice"]
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +71,18 @@ def build_stt(
         keyterm=[w.strip() for w in settings.stt_hotwords.split(",") if w.strip()],
         http_session=http_session,
     )
+    return fallback_stt(primary, local, vad=vad, timeout_s=settings.voice_fallback_timeout_s)
+
+
+def fallback_stt(primary: stt.STT[Any], local: stt.STT[Any], *, vad: vad.VAD, timeout_s: float) -> stt.STT[Any]:
+    """A streaming `primary` that hands over to `local` when it fails or leaves speech unanswered for `timeout_s`."""
     # No retries on the primary: a second try costs the caller more than Whisper does. The adapter's
     # attempt_timeout bounds only the connect; _AnswerDeadline bounds the wait for an answer, and
     # _ReplayingFallback gives Whisper the speech Deepgram swallowed.
     return _ReplayingFallback(
-        [_AnswerDeadline(primary, vad=vad, timeout_s=settings.voice_fallback_timeout_s), local],
+        [_AnswerDeadline(primary, vad=vad, timeout_s=timeout_s), local],
         vad=vad,
-        attempt_timeout=settings.voice_fallback_timeout_s,
+        attempt_timeout=timeout_s,
         max_retry_per_stt=0,
     )
 

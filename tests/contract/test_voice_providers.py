@@ -14,8 +14,7 @@ import aiohttp
 import pytest
 from livekit import rtc
 from livekit.agents import stt, tts, utils, vad
-from livekit.agents.language import LanguageCode
-from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
+from livekit.agents.types import APIConnectOptions
 
 from orchestrator.config import Settings, load_settings
 from orchestrator.providers.phrase_cache import CachedTTS, PhraseCache
@@ -34,6 +33,7 @@ from tests.standins.deepgram_ws import (
     Say,
     Stream,
 )
+from tests.voice_fakes import ListeningSTT
 
 pytestmark = [
     pytest.mark.contract,
@@ -199,63 +199,12 @@ class Availability:
         (self.up if ev.available else self.down).set()
 
 
-class ListeningSTT(stt.STT[Any]):
-    """A local STT that answers at once: a final `text` as soon as the audio it was given holds `words`.
-
-    It stands in for Whisper where a test measures the switch: a real recognition on a busy machine takes
-    seconds of its own. It notes when its first audio and its answer came, so a test can check the order.
-    """
-
-    def __init__(self, *, words: bytes, text: str) -> None:
-        super().__init__(capabilities=stt.STTCapabilities(streaming=True, interim_results=False))
-        self.words = words
-        self.text = text
-        self.first_audio_at: float | None = None
-        self.answered_at: float | None = None
-
-    @property
-    def provider(self) -> str:
-        return "listening"
-
-    async def _recognize_impl(
-        self, buffer: utils.AudioBuffer, *, language: Any = None, conn_options: APIConnectOptions
-    ) -> stt.SpeechEvent:
-        raise NotImplementedError("the session only streams")
-
-    def stream(
-        self, *, language: Any = None, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
-    ) -> stt.RecognizeStream:
-        return _ListeningStream(engine=self, conn_options=conn_options)
-
-
 def switch_times(availability: Availability, local: ListeningSTT) -> tuple[float, float, float]:
     """When the primary was dropped, when the local STT got its first audio, and when it answered."""
     assert availability.down_at is not None, "the primary was never dropped"
     assert local.first_audio_at is not None, "the local STT got no audio"
     assert local.answered_at is not None, "the local STT never heard the caller's words"
     return availability.down_at, local.first_audio_at, local.answered_at
-
-
-class _ListeningStream(stt.RecognizeStream):
-    def __init__(self, *, engine: ListeningSTT, conn_options: APIConnectOptions) -> None:
-        super().__init__(stt=engine, conn_options=conn_options)
-        self._engine = engine
-
-    async def _run(self) -> None:
-        engine, loop = self._engine, asyncio.get_running_loop()
-        heard = bytearray()
-        async for data in self._input_ch:
-            if not isinstance(data, rtc.AudioFrame) or engine.answered_at is not None:
-                continue
-            if engine.first_audio_at is None:
-                engine.first_audio_at = loop.time()
-            heard += data.data.cast("B")
-            if engine.words in heard:
-                engine.answered_at = loop.time()
-                alternative = stt.SpeechData(language=LanguageCode("en"), text=engine.text, confidence=1.0)
-                self._event_ch.send_nowait(
-                    stt.SpeechEvent(type=stt.SpeechEventType.FINAL_TRANSCRIPT, alternatives=[alternative])
-                )
 
 
 @pytest.mark.parametrize(
