@@ -1,4 +1,4 @@
-"""Operations commands: `serve`, `worker`, `dlq`, `simulate` and `demo-queue` (registered on the main app)."""
+"""Operations commands: `serve`, `worker`, `dlq`, `simulate`, `demo-queue` and `purge` (registered on the main app)."""
 
 from __future__ import annotations
 
@@ -534,6 +534,33 @@ def simulate(
     console.print(table)
 
 
+def purge(
+    days: Annotated[
+        int | None,
+        typer.Option(min=0, help="Retention in days (default SWITCHBOARD_RECORD_RETENTION_DAYS; 0 keeps all)."),
+    ] = None,
+) -> None:
+    """Delete calls older than the retention period from the call records and the graph checkpoints."""
+    _quiet()
+    settings = _settings()
+    purged = asyncio.run(_purge(settings, settings.record_retention_days if days is None else days))
+    print(json.dumps({"records": purged.records, "checkpoint_threads": purged.threads}))
+
+
+async def _purge(settings: Settings, days: int) -> Any:
+    from orchestrator.domain import open_engine
+    from orchestrator.runtime import open_checkpointer
+    from orchestrator.store.records import CallStore
+    from orchestrator.store.retention import purge_expired
+
+    async with contextlib.AsyncExitStack() as stack:
+        engine = open_engine(settings.sqlalchemy_url)
+        stack.push_async_callback(engine.dispose)
+        store = CallStore(engine, timezone=settings.tenant_timezone)
+        await store.create_schema()
+        return await purge_expired(days, records=store, checkpointer=await open_checkpointer(settings, stack))
+
+
 def demo_queue() -> None:
     """The queued demo: about 50 simulated calls through the webhook, queue and two workers, then a summary."""
     simulate(calls=50, rate=20.0, concurrency=50, api=None, as_json=False)
@@ -545,4 +572,5 @@ def register(app: typer.Typer) -> None:
     app.command()(worker)
     app.command()(simulate)
     app.command("demo-queue")(demo_queue)
+    app.command()(purge)
     app.add_typer(dlq_app, name="dlq")

@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     telemetry_allow_pii: bool = False
     # Price table (YAML) for cost per call; a provider or model missing from it makes the cost "unknown".
     price_table: Path = REPO_ROOT / "orchestrator" / "telemetry" / "prices.yaml"
-    # Call records older than this are purged by `purge_expired` (0 keeps them forever).
+    # Calls older than this leave the call records and the graph checkpoints (`switchboard purge`; 0 keeps them).
     record_retention_days: int = Field(default=90, ge=0)
     # Slack-compatible incoming-webhook URL for alerts (none: alerts stay in the in-app stream).
     alert_webhook_url: str | None = None

@@ -100,7 +100,7 @@ class Services:
             if prompts is None:
                 prompts = Prompts.load(settings.prompts_dir)
             # The latest checkpoint of each call this process runs is answered from memory (write-through).
-            checkpointer = LatestCheckpointCache(await _open_checkpointer(settings, stack))
+            checkpointer = LatestCheckpointCache(await open_checkpointer(settings, stack))
             graph = build_graph(checkpointer) if graph is None else graph.copy(update={"checkpointer": checkpointer})
             context = AgentContext(
                 tenant=tenant,
@@ -143,7 +143,7 @@ def _tz(settings: Settings) -> Any:
     return ZoneInfo(settings.tenant_timezone)
 
 
-async def _open_checkpointer(settings: Settings, stack: AsyncExitStack) -> BaseCheckpointSaver[Any]:
+async def open_checkpointer(settings: Settings, stack: AsyncExitStack) -> BaseCheckpointSaver[Any]:
     """Graph checkpoints live beside the call records: PostgreSQL in production, SQLite embedded."""
     url = settings.database_url
     if url and url.startswith(("postgres://", "postgresql")):

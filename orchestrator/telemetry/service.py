@@ -15,6 +15,7 @@ from opentelemetry.trace import Span
 
 from orchestrator.config import Settings
 from orchestrator.store.records import CallStore, CallView
+from orchestrator.store.retention import Purged, purge_expired
 from orchestrator.telemetry import names as n
 from orchestrator.telemetry.alerts import AlertEvaluator, AlertStream, Thresholds, WebhookNotifier
 from orchestrator.telemetry.anomaly import AnomalyDetector, AnomalyFlag
@@ -24,6 +25,7 @@ from orchestrator.telemetry.setup import TelemetryHandles, setup_telemetry
 from orchestrator.telemetry.tracing import GraphSpanHandler, annotate_call, call_span
 
 if TYPE_CHECKING:
+    from langgraph.checkpoint.base import BaseCheckpointSaver
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from orchestrator.domain.verification import Lockout
@@ -345,11 +347,13 @@ class Telemetry:
         except Exception:
             log.exception("verification lock-out alert for call %s failed", lockout.call_id)
 
-    async def purge_expired(self) -> int:
-        """Apply the retention setting to the call records."""
-        if self.store is None:
-            return 0
-        return await self.store.purge_expired(self.settings.record_retention_days)
+    async def purge_expired(
+        self, checkpointer: BaseCheckpointSaver[Any] | None, *, now: datetime | None = None
+    ) -> Purged:
+        """Apply the retention setting to the call records and the graph checkpoints (`Services.checkpointer`)."""
+        return await purge_expired(
+            self.settings.record_retention_days, records=self.store, checkpointer=checkpointer, now=now
+        )
 
     async def aclose(self) -> None:
         if self.alerts.notifier is not None:
