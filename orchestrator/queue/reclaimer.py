@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable, Collection
 
 from orchestrator.queue.call_queue import CallQueue, ClaimedCall
+from orchestrator.queue.outage import UNREACHABLE, Outage
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class Reclaimer:
         self.interval_s = interval_s if interval_s is not None else queue.heartbeat_ms / 1000
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self.outage = Outage(f"queue upkeep of {consumer}")
 
     async def tick(self) -> None:
         """One pass of upkeep (the timer calls it; tests may call it directly)."""
@@ -83,11 +85,17 @@ class Reclaimer:
                 await self.tick()
             except asyncio.CancelledError:
                 raise
+            except UNREACHABLE as exc:
+                if self._stopping.is_set():
+                    return
+                # Redis is restarting: keep ticking, the next pass renews everything at once.
+                self.outage.failed(exc)
             except Exception:
                 if self._stopping.is_set():
                     return
-                # Redis may be restarting: keep ticking, the next pass renews everything at once.
                 logger.exception("queue upkeep failed for consumer %s", self.consumer)
+            else:
+                self.outage.ok()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), max(0.0, self.interval_s - (loop.time() - started)))
 

@@ -18,6 +18,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from orchestrator.queue import CallQueue
+from orchestrator.queue.outage import UNREACHABLE, Outage
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class HoldAnnouncer:
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._lock_key = f"{queue.keys.prefix}:hold:lock"
+        self._outage = Outage(f"hold announcer {self.name}")
 
     async def announce(self) -> int:
         """Give every waiting call one hold message now (ignores the lock); returns how many were sent."""
@@ -111,9 +113,13 @@ class HoldAnnouncer:
         while not self._stop.is_set():
             try:
                 await self.tick()
+            except UNREACHABLE as exc:
+                # Redis is restarting; a missed hold message is not worth stopping for.
+                self._outage.failed(exc)
             except Exception:
-                # Redis may be restarting; a missed hold message is not worth stopping for.
                 logger.exception("hold announcement failed")
+            else:
+                self._outage.ok()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.interval_s / 4)
 

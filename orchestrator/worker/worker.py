@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from orchestrator.contracts import CallOutcome
-from orchestrator.queue import CallQueue, ClaimedCall, Reclaimer
+from orchestrator.queue import CallQueue, ClaimedCall, FailOutcome, Reclaimer
+from orchestrator.queue.outage import UNREACHABLE, Outage
 from orchestrator.worker.hold import HoldAnnouncer
 from orchestrator.worker.outcomes import publish_outcome
 from orchestrator.worker.runner import CallRunner
@@ -43,6 +44,11 @@ class Worker:
     workers; a :class:`HoldAnnouncer` tells waiting callers their position. A finished call's outcome
     is published to the outcome stream *before* it is acked, so an outcome can be repeated after a
     crash but never lost.
+
+    A Redis outage (a restart, a failover) does not stop the worker: its loops back off and try again,
+    logging one line when Redis goes and one when it is back. Running calls go on meanwhile; a call that
+    ends during the outage keeps its slot until its end is recorded, unless another worker took it over
+    (it was idle past ``reclaim_idle_ms`` when Redis came back), in which case that worker records it.
 
     Example::
 
@@ -95,6 +101,7 @@ class Worker:
         self._draining = asyncio.Event()
         self._stop_upkeep = asyncio.Event()
         self._slot_freed = asyncio.Event()
+        self.outage = Outage(f"worker {self.name}")
         self.completed = 0
         self.failed = 0
 
@@ -140,10 +147,18 @@ class Worker:
         announcer = (
             HoldAnnouncer(self.queue, interval_s=self.hold_interval_s, name=self.name) if self.hold_interval_s else None
         )
-        await self.queue.setup()
         # Register at once so expected waits count our slots before the first tick.
         ttl_ms = max(3 * self.queue.heartbeat_ms, self.queue.reclaim_idle_ms)
-        await self.queue.register_worker(self.name, self.slots, ttl_ms=ttl_ms)
+        while True:
+            try:
+                await self.queue.setup()
+                await self.queue.register_worker(self.name, self.slots, ttl_ms=ttl_ms)
+                break
+            except UNREACHABLE as exc:
+                if self.draining:
+                    return
+                await self._back_off(exc)
+        self.outage.ok()
         # We drive the reclaimer's tick from our own timer rather than Reclaimer.start(): stopping
         # that one cancels it mid-command, and redis-py can swallow the cancellation, leaving
         # aclose() waiting forever. Ours stops between ticks on an event.
@@ -158,10 +173,16 @@ class Worker:
                     if self.free_slots() <= 0 and not self.draining:
                         await self._slot_freed.wait()
                     continue
-                claimed = await self.queue.claim(self.name, count=free, block_ms=self.claim_block_ms)
+                try:
+                    claimed = await self.queue.claim(self.name, count=free, block_ms=self.claim_block_ms)
+                    done = not claimed and burst and not self._running and await self._queue_idle()
+                except UNREACHABLE as exc:
+                    await self._back_off(exc)
+                    continue
+                self.outage.ok()
                 if claimed:
                     self._start_all(claimed)
-                elif burst and not self._running and await self._queue_idle():
+                elif done:
                     break
             await self._finish(deadline_s=self.drain_timeout_s if self.draining else None)
         finally:
@@ -171,7 +192,11 @@ class Worker:
             await self._stop_running()
             self._stop_upkeep.set()
             await upkeep
-            await self.queue.unregister_worker(self.name)
+            try:
+                await self.queue.unregister_worker(self.name)
+            except UNREACHABLE:
+                # The registration expires by itself; Redis being down must not turn a drain into a crash.
+                logger.warning("worker %s: could not unregister (Redis unreachable); its slots expire", self.name)
 
     async def _upkeep(self, reclaimer: Reclaimer) -> None:
         loop = asyncio.get_running_loop()
@@ -179,13 +204,22 @@ class Worker:
             started = loop.time()
             try:
                 await reclaimer.tick()
+            except UNREACHABLE as exc:
+                # Redis is restarting: keep ticking, the next pass renews everything at once.
+                self.outage.failed(exc)
             except Exception:
-                # Redis may be restarting: keep ticking, the next pass renews everything at once.
                 logger.exception("queue upkeep failed for worker %s", self.name)
+            else:
+                self.outage.ok()
             remaining = reclaimer.interval_s - (loop.time() - started)
             if remaining > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop_upkeep.wait(), remaining)
+
+    async def _back_off(self, exc: BaseException) -> None:
+        """Wait before the next try at an unreachable Redis (a drain request cuts the wait short)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._draining.wait(), self.outage.failed(exc))
 
     async def _queue_idle(self) -> bool:
         stats = await self.queue.stats()
@@ -227,34 +261,30 @@ class Worker:
     async def _run_call(self, claimed: ClaimedCall) -> None:
         started = time.monotonic()
         try:
-            outcome = await self.runner.run(claimed)
+            try:
+                outcome = await self.runner.run(claimed)
+            except Exception as exc:
+                await self._failed(claimed, exc)
+                return
+            outcome = outcome.model_copy(
+                update={
+                    "worker": self.name,
+                    "attempt": claimed.attempt,
+                    "queue_wait_ms": round(claimed.waited_s * 1000, 2),
+                }
+            )
+            if not await self._record_end(claimed, outcome):
+                return
         except asyncio.CancelledError:
             if claimed.entry_id not in self._lost:
                 # Drain deadline: hand the call back; its checkpoint lets the next worker resume it.
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.queue.release(claimed))
             return
-        except Exception as exc:
-            await self._failed(claimed, exc)
-            return
         finally:
             self._running.pop(claimed.entry_id, None)
             self._lost.discard(claimed.entry_id)
             self._slot_freed.set()
-        outcome = outcome.model_copy(
-            update={
-                "worker": self.name,
-                "attempt": claimed.attempt,
-                "queue_wait_ms": round(claimed.waited_s * 1000, 2),
-            }
-        )
-        try:
-            await publish_outcome(self.queue.redis, self.queue.keys.prefix, outcome)
-            await self.queue.ack(claimed)
-        except Exception:
-            # Not acked: the call is reclaimed after the idle time and its (ended) checkpoint re-published.
-            logger.exception("could not record the end of call %s", claimed.call_id)
-            return
         self.completed += 1
         logger.info("call %s %s in %.0f ms", claimed.call_id, outcome.outcome, (time.monotonic() - started) * 1000)
         if self.on_outcome is not None:
@@ -263,12 +293,58 @@ class Worker:
             except Exception:
                 logger.exception("outcome hook failed for call %s", claimed.call_id)
 
+    async def _settle(self, claimed: ClaimedCall, step: Callable[[], Awaitable[bool]]) -> bool:
+        """Run a call's last queue step, waiting out a Redis outage; False if the call is no longer ours.
+
+        The call stays in ``_running`` meanwhile, so the upkeep keeps renewing it. After a failed try the
+        call's ownership is checked (and its idle time reset) before the next, so a call another worker
+        took over while Redis was away is left to that worker, never recorded twice.
+        """
+        retry = False
+        while True:
+            try:
+                if retry and await self.queue.heartbeat([claimed]):
+                    logger.warning("call %s was taken over by another worker; it records the call", claimed.call_id)
+                    return False
+                result = await step()
+            except UNREACHABLE as exc:
+                retry = True
+                await asyncio.sleep(self.outage.failed(exc))
+                continue
+            self.outage.ok()
+            return result
+
+    async def _record_end(self, claimed: ClaimedCall, outcome: CallOutcome) -> bool:
+        published = False
+
+        async def step() -> bool:
+            nonlocal published
+            if not published:
+                await publish_outcome(self.queue.redis, self.queue.keys.prefix, outcome)
+                published = True
+            return await self.queue.ack(claimed)
+
+        try:
+            return await self._settle(claimed, step)
+        except Exception:
+            # Not acked: the call is reclaimed after the idle time and its (ended) checkpoint re-published.
+            logger.exception("could not record the end of call %s", claimed.call_id)
+            return False
+
     async def _failed(self, claimed: ClaimedCall, exc: Exception) -> None:
         self.failed += 1
         error = f"{type(exc).__name__}: {exc}"
         logger.warning("call %s attempt %d failed: %s", claimed.call_id, claimed.attempt, error)
-        try:
+        result: FailOutcome = "gone"
+
+        async def step() -> bool:
+            nonlocal result
             result = await self.queue.fail(claimed, error[:2000])
+            return True
+
+        try:
+            if not await self._settle(claimed, step):
+                return
         except Exception:
             logger.exception("could not record the failure of call %s; it will be reclaimed", claimed.call_id)
             return
