@@ -28,6 +28,7 @@ import traceback
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 PHONE = "[PHONE]"
 EMAIL = "[EMAIL]"
@@ -386,30 +387,50 @@ def describe_traceback(exc: BaseException) -> str:
     return f"Traceback (most recent call last):\n{frames}{describe_error(exc)}"
 
 
-class RedactingFilter(logging.Filter):
-    """A logging filter that masks PII in messages, and exception texts, before any handler sees them.
+def _redact_record(record: logging.LogRecord) -> None:
+    try:
+        message = record.getMessage()
+    except Exception:  # noqa: BLE001 - a malformed record is the logging module's to report, not ours
+        return
+    redacted = redact_text(message)
+    if redacted != message:
+        record.msg = redacted
+        record.args = None
+    if record.exc_info and record.exc_info[1] is not None:
+        # The formatter uses `exc_text` when set: frames and a safe line instead of the exception's message.
+        record.exc_text = describe_traceback(record.exc_info[1])
 
-    Install on handlers (not loggers) so records from every library are covered:
-    `handler.addFilter(RedactingFilter())`, or `install_log_redaction()` for the root handlers.
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks PII in messages, and exception texts, before a handler sees them.
+
+    `install_log_redaction` covers every record of the process; this is for one handler of one's own.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:
-            return True
-        redacted = redact_text(message)
-        if redacted != message:
-            record.msg = redacted
-            record.args = None
-        if record.exc_info and record.exc_info[1] is not None:
-            # The formatter uses `exc_text` when set: frames and a safe line instead of the exception's message.
-            record.exc_text = describe_traceback(record.exc_info[1])
+        _redact_record(record)
         return True
 
 
-def install_log_redaction(logger: logging.Logger | None = None) -> None:
-    """Add a `RedactingFilter` to each handler of `logger` (the root logger by default) that lacks one."""
-    for handler in (logger or logging.getLogger()).handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter())
+_installed = False
+
+
+def install_log_redaction() -> None:
+    """Make every log record of this process PII-free as it is made, whichever library logs it and whichever
+    handlers (ours, livekit's, uvicorn's) write it: the message is redacted and an exception is described by its
+    frames and `describe_error`, never by its message (a store's error quotes the caller's words).
+
+    Done through the record factory, which sees each record that passes its logger's level, once. Idempotent.
+    """
+    global _installed
+    if _installed:
+        return
+    make = logging.getLogRecordFactory()
+
+    def redacted_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        _redact_record(record)
+        return record
+
+    logging.setLogRecordFactory(redacted_record)
+    _installed = True

@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from orchestrator.config import Settings
 from orchestrator.telemetry import names
-from orchestrator.telemetry.redact import redact_text
+from orchestrator.telemetry.redact import install_log_redaction, redact_text
 from orchestrator.telemetry.tracing import allow_pii
 
 log = logging.getLogger(__name__)
@@ -257,6 +257,8 @@ def setup_telemetry(
     Returns:
         The handles; call `shutdown()` when the process exits.
     """
+    # Logs are telemetry too: every process that sets telemetry up logs no caller PII, whatever logs it.
+    install_log_redaction()
     resource = Resource.create({SERVICE_NAME: settings.service_name, **(resource_attributes or {})})
     tracer_provider = TracerProvider(resource=resource)
     # First, so every exporter below gets the span as `telemetry_allow_pii` says it may leave the process.

@@ -13,6 +13,7 @@ import yaml
 from orchestrator.telemetry.redact import (
     RedactingFilter,
     describe_error,
+    install_log_redaction,
     luhn_ok,
     names_in,
     redact_caller_input,
@@ -144,3 +145,16 @@ def test_describe_error_keeps_only_a_database_errors_type_and_sqlstate() -> None
     exc = DataError("unsupported Unicode escape sequence\nCONTEXT: JSON data, line 1: ...card is 4111 1111 1111 1111")
     assert describe_error(exc) == "DataError, SQLSTATE 22P05"
     assert describe_error(ValueError("no slot for +1 555 010 0002")) == "ValueError: no slot for [PHONE]"
+
+
+def test_once_installed_every_log_record_is_redacted_whoever_logs_it(caplog: pytest.LogCaptureFixture) -> None:
+    install_log_redaction()
+    said = "card 4111 1111 1111 1111, call 555 010 0002"
+    try:
+        raise RuntimeError(f"could not store {said!r}")
+    except RuntimeError:
+        logging.getLogger("some.library").exception("write failed for %s", said)
+    assert "write failed for card [CARD], call [PHONE]" in caplog.text
+    assert "RuntimeError" in caplog.text
+    assert "4111" not in caplog.text
+    assert "010 0002" not in caplog.text
