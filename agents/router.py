@@ -12,10 +12,51 @@ from agents.context import AgentContext
 from agents.ports import INTENTS, IntentPrediction
 from agents.state import CallState, Handoff, Task, verification_of
 from agents.supervisor import MAX_UTTERANCE_CHARS
+from agents.triggers import reading
 
 ROUTABLE = ("scheduling", "billing", "support")
 # A reply this short, to a specialist's open question, belongs to the running task ("done", "the line").
 SHORT_ANSWER_WORDS = 4
+
+# Openings with no topic in them ("Hi, can you help me?", "Hello, is this Northwind?"): a closed grammar, so a
+# caller who names a topic ("hi, it's about my bill") is never taken for one. The classifier reads some of
+# these as support and most as out of scope, and neither a ZIP-code question nor a refusal answers them.
+_GREET = (
+    r"(?:hi|hello|hey|hiya|howdy|yes|yeah|yep|oh|um|uh|erm|ok|okay|right|so|good (?:morning|afternoon|evening|day)|"
+    r"morning|afternoon|evening|there|northwind(?: broadband)?|thanks?(?: you)?|please)"
+)
+_ASIDE = (
+    r"(?:is (?:this|that) northwind(?: broadband)?|(?:how are|how're) you(?: doing)?(?: today)?|"
+    r"i hope you(?:'re| are) (?:well|ok|okay|doing well)|(?:are you|is anyone|anyone|anybody|is anybody) there|"
+    r"can you hear me)"
+)
+_ASK = (
+    r"(?:(?:can|could|would) you (?:please )?help(?: me)?(?: out)?|i (?:hope|wonder if) you can help(?: me)?|"
+    r"i(?:'m| am) hoping you can help(?: me)?|i need (?:some |a little )?(?:help|assistance)|"
+    r"i(?:'d| would) like (?:some )?(?:help|assistance)|(?:please )?help(?: me)?|"
+    r"i have (?:a|one|a few|some) (?:quick )?questions?|(?:can|could|may) i ask (?:you )?(?:something|a question))"
+)
+_OPENING = re.compile(rf"(?:(?:{_GREET}|{_ASIDE}|{_ASK})\s*)+")
+_OPENS = re.compile(rf"\b(?:hi|hello|hey|hiya|howdy|morning|afternoon|evening|good day)\b|^{_ASK}|\s{_ASK}")
+_URGENT = re.compile(
+    rf"(?:{_GREET}\s+)*(?:(?:it's|it is|this is|that's)\s+)?(?:(?:very|really|quite|extremely)\s+)?"
+    r"(?:urgent|an urgent (?:matter|call|question|problem))(?:\s+please)?|"
+    rf"(?:{_GREET}\s+)*(?:please\s+)?(?:i need |can you |could you )?(?:help(?: me)?|someone|somebody|assistance)"
+    r"(?:\s+please)?\s+(?:right now|now|urgently|immediately|asap|quickly|right away|fast)(?:\s+please)?"
+)
+
+
+def topicless(text: str) -> str | None:
+    """ "opening" for a greeting or a bare request for help, "urgent" for urgency with no topic, else None."""
+    t = parsing.normalize(text).replace(".", " ").replace(":", " ")
+    t = " ".join(t.split())
+    if not t:
+        return None
+    if _URGENT.fullmatch(t):
+        return "urgent"
+    if _OPENING.fullmatch(t) and _OPENS.search(t):
+        return "opening"
+    return None
 
 
 def answers_pending(task: Task, verification_awaiting: str, text: str, today: Any) -> bool:
@@ -129,12 +170,27 @@ async def route(ctx: AgentContext, state: CallState) -> dict[str, Any]:
             return update
         return {**update, **_handoff(state, active, intent, "topic_change", source)}
 
+    opening = topicless(text)
+    if opening is not None:
+        # Nothing to route yet: welcome the caller (or ask what is urgent) instead of refusing or guessing.
+        reply = ctx.prompts.reply("common.greet" if opening == "opening" else "router.urgent")
+        return {"intent": None, "confidence": 0.0, "reply": reply, "directive": "respond"}
     if intent == "escalation" and (confidence >= ctx.router_threshold or source == "llm"):
         update["directive"] = "escalate:complaint"
         return update
+    unsure = confidence < ctx.router_threshold and source == "classifier"
+    if (intent == "out_of_scope" or unsure) and reading(text) == "anger":
+        # A complaint with no topic ("useless", "nobody ever answers your phones"): ask what went wrong rather
+        # than refuse it; the supervisor has counted the anger and hands the call to a person if it goes on.
+        return {
+            **update,
+            "intent": "escalation",
+            "reply": ctx.prompts.reply("router.complaint"),
+            "directive": "respond",
+        }
     if intent == "out_of_scope" and (confidence >= ctx.router_threshold or source == "llm"):
         return {**update, "reply": ctx.prompts.reply("router.out_of_scope"), "directive": "respond"}
-    if confidence < ctx.router_threshold and source == "classifier":
+    if unsure:
         failures = state.get("failures", 0) + (1 if state.get("intent") is not None else 0)
         return {**update, "reply": ctx.prompts.reply("router.clarify"), "directive": "respond", "failures": failures}
     return {**update, **_handoff(state, active, intent, f"intent:{intent}", source)}

@@ -1,4 +1,4 @@
-"""Whole text calls that the supervisor's checks decide: fraud reaches a person, innocent words do not."""
+"""Whole text calls decided before any specialist: fraud reaches a person, greetings are welcomed, not refused."""
 
 from __future__ import annotations
 
@@ -35,3 +35,23 @@ async def test_a_product_called_fire_is_support_not_an_emergency(services: Servi
     assert result.escalation_reason is None
     assert result.handoffs[0]["to_agent"] == "support"
     assert not await services.tenant.desk.waiting()
+
+
+@pytest.mark.parametrize(
+    ("opening", "answer"),
+    [
+        ("Hi, can you help me?", "How can I help you today?"),
+        ("Hello, is this Northwind?", "How can I help you today?"),
+        ("Good morning", "How can I help you today?"),
+        ("I need help right now", "What's happening?"),
+        ("useless", "Tell me what's gone wrong"),
+    ],
+)
+async def test_an_opening_with_no_topic_is_answered_and_the_next_turn_routed(
+    services: Services, opening: str, answer: str
+) -> None:
+    result = await run_text_call(services, [opening, "What's my balance?"], caller_id=JAMES)
+    assert answer in result.turns[0].agent
+    assert "not something I can help with" not in result.turns[0].agent
+    assert [h["to_agent"] for h in result.handoffs] == ["billing"]
+    assert result.escalation_reason is None
