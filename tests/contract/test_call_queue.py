@@ -345,13 +345,20 @@ async def test_backoff_delays_the_retry(make_queue: Callable[..., CallQueue]) ->
     q = make_queue(backoff_base_s=30)
     await q.admit(job("later"))
     [c] = await q.claim("w", block_ms=0)
+
+    async def server_ms() -> int:
+        now_s, now_us = await q.redis.time()
+        return int(now_s * 1000 + now_us // 1000)
+
+    before = await server_ms()
     assert await q.fail(c, "transient") == "retry"
+    after = await server_ms()
     assert await q.promote_due() == 0  # due in ~30 s, not now
     assert await q.claim("w", block_ms=0) == []
     delayed: Any = await q.redis.zrange(q.keys.delayed, 0, -1, withscores=True)
     [(_member, due)] = delayed
-    now_s, now_us = await q.redis.time()
-    assert 30_000 <= due - (now_s * 1000 + now_us // 1000) <= 33_100
+    # 30 s (plus up to 10 % jitter) after the server's clock at the failure, whenever that came in between.
+    assert before + 30_000 <= due <= after + 33_000
 
 
 async def test_replay_once(make_queue: Callable[..., CallQueue]) -> None:
@@ -390,6 +397,34 @@ async def test_release_keeps_place_and_attempt(make_queue: Callable[..., CallQue
 
     [third] = await eventually(reclaimed, within=CAP_S)
     assert (third.call_id, third.attempt) == ("r0", 1)
+
+
+async def test_a_caller_who_hangs_up_while_waiting_leaves_the_queue(make_queue: Callable[..., CallQueue]) -> None:
+    q = make_queue(**FAST)
+    await q.admit(job("retrying", priority=0))
+    for name in ("answered", "handed-back", "waits", "hangs-up"):
+        await q.admit(job(name))
+    [failed] = await q.claim("w1", block_ms=0)
+    assert (failed.call_id, await q.fail(failed, "transient")) == ("retrying", "retry")
+    [answered] = await q.claim("w2", block_ms=0)
+    [handed_back] = await q.claim("draining", block_ms=0)
+    assert await q.release(handed_back)
+    assert [w.call_id for w in await q.waiting()] == ["handed-back", "waits", "hangs-up"]
+
+    assert await q.abandon("hangs-up") == "waiting"
+    assert await q.abandon("handed-back") == "waiting"  # handed back by a worker, it waited again
+    assert await q.abandon("retrying") == "delayed"
+    assert await q.abandon(answered.call_id) == "in_flight"  # its session sees the caller leave
+    assert await q.abandon("hangs-up") == "gone"  # once, however often the server says so
+    assert await q.abandon("never-admitted") == "gone"
+    # The caller behind moves up; abandoned calls are never claimed, and are counted once each.
+    assert [(w.call_id, w.position) for w in await q.waiting()] == [("waits", 1)]
+    stats = await q.stats()
+    assert (stats.waiting, stats.in_flight, stats.retries_scheduled, stats.abandoned) == (1, 1, 0, 3)
+    assert await q.promote_due() == 0
+    assert [c.call_id for c in await q.claim("w3", count=5, block_ms=0)] == ["waits"]
+    assert await q.ack(answered)
+    assert await q.redis.hlen(q.keys.location) == 1  # only "waits", now in flight
 
 
 async def test_worker_that_keeps_dying_goes_to_dead_letters(make_queue: Callable[..., CallQueue]) -> None:
