@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from orchestrator.contracts import CallOutcome
 from orchestrator.queue import CallQueue, ClaimedCall, FailOutcome, Reclaimer
 from orchestrator.queue.outage import UNREACHABLE, Outage
+from orchestrator.telemetry.redact import describe_error
 from orchestrator.worker.hold import HoldAnnouncer
 from orchestrator.worker.outcomes import publish_outcome
 from orchestrator.worker.runner import CallRunner
@@ -333,7 +334,8 @@ class Worker:
 
     async def _failed(self, claimed: ClaimedCall, exc: Exception) -> None:
         self.failed += 1
-        error = f"{type(exc).__name__}: {exc}"
+        # The error goes to the log, the dead-letter stream and the outcome: never the caller's words it may quote.
+        error = describe_error(exc)
         logger.warning("call %s attempt %d failed: %s", claimed.call_id, claimed.attempt, error)
         result: FailOutcome = "gone"
 

@@ -16,11 +16,15 @@ from sqlalchemy.exc import DBAPIError
 
 from orchestrator.config import load_settings
 from orchestrator.console.live import LiveFeed
+from orchestrator.contracts import CallJob, CallOutcome
 from orchestrator.domain import open_engine
+from orchestrator.queue import CallQueue
 from orchestrator.runtime import Services
 from orchestrator.session.text import TextCall
 from orchestrator.telemetry.service import Telemetry, run_traced_text_call
 from orchestrator.telemetry.tracing import allow_pii
+from orchestrator.worker.outcomes import read_outcomes
+from orchestrator.worker.worker import Worker
 from tests.conftest import POSTGRES_TEST_URL, REDIS_TEST_URL
 from tests.flow.conftest import fixed_clock
 
@@ -193,3 +197,23 @@ async def test_a_failed_statement_on_postgres_quotes_no_parameters(
     assert "value too long" in str(failed.value)
     assert "4111" not in str(failed.value)
     assert "4111" not in logged
+
+
+async def test_a_failed_calls_dead_letter_and_outcome_quote_no_caller_text(caplog: pytest.LogCaptureFixture) -> None:
+    class Failing:
+        async def run(self, claimed: Any) -> CallOutcome:
+            raise RuntimeError(f"could not store 'my card is {CARD}, call me on 555 010 0002'")
+
+    queue = CallQueue.from_url(REDIS_TEST_URL, prefix=f"pii-{uuid.uuid4().hex[:10]}", backoff_base_s=0.01)
+    try:
+        await queue.admit(CallJob(call_id="call-pii-dead", source="simulate"))
+        await Worker(queue, Failing(), slots=1, hold_interval_s=None).run(burst=True)
+        dead = await queue.dead_letters()
+        outcomes, _ = await read_outcomes(queue.redis, queue.keys.prefix)
+    finally:
+        await queue.redis.delete(*[k async for k in queue.redis.scan_iter(f"{queue.keys.prefix}:*")])
+        await queue.aclose()
+    assert [d.job.call_id for d in dead] == ["call-pii-dead"]
+    assert dead[0].error.startswith("RuntimeError: could not store 'my card is [CARD], call me on [PHONE]'")
+    assert [o.error for o in outcomes] == [dead[0].error]
+    assert "4111" not in caplog.text
