@@ -83,7 +83,9 @@ async def verify(ctx: AgentContext, state: CallState, utterance: str) -> tuple[V
         return _locked(v)
     customers = ctx.tenant.customers
     customer = await customers.find_by_phone(phone) if phone else None
-    if customer is not None and await customers.check_second_factor(customer.account_id, code):
+    # The ZIP is checked whether or not the number has an account: the same steps, the same time either way.
+    matches = await customers.check_second_factor(customer.account_id if customer else "", code)
+    if customer is not None and matches:
         v["status"], v["account_id"], v["name"], v["awaiting"] = "verified", customer.account_id, customer.name, ""
         return v, None
     reason: VerificationFailureReason = "wrong_zip" if customer is not None else "unknown_number"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from agents.ports import Customer, Customers
 from orchestrator.config import load_settings
 from orchestrator.domain import DEFAULT_VERIFICATION_LIMITS, Lockout, watch_lockouts
 from orchestrator.runtime import Services
@@ -79,6 +81,40 @@ async def test_a_spoken_number_with_no_account_is_answered_like_a_customers_numb
     for result in (known, unknown):
         assert (result.outcome, result.escalation_reason) == ("escalated", "verification_failed")
         assert not [e for e in result.tool_events if e["name"] == "get_balance"]
+
+
+class RecordingCustomers:
+    """The tenant's real customer lookups, noting which ones verification asked for, in order."""
+
+    def __init__(self, inner: Customers) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+
+    async def find_by_phone(self, phone: str) -> Customer | None:
+        self.calls.append("find_by_phone")
+        return await self.inner.find_by_phone(phone)
+
+    async def get(self, account_id: str) -> Customer:
+        self.calls.append("get")
+        return await self.inner.get(account_id)
+
+    async def check_second_factor(self, account_id: str, zip_code: str) -> bool:
+        self.calls.append("check_second_factor")
+        return await self.inner.check_second_factor(account_id, zip_code)
+
+    async def send_password_reset(self, account_id: str, *, key: str | None = None) -> str:
+        self.calls.append("send_password_reset")
+        return await self.inner.send_password_reset(account_id, key=key)
+
+
+async def test_a_number_with_no_account_takes_the_same_lookups_as_a_wrong_zip(svc: Services) -> None:
+    recorded = []
+    for phone in ("555 010 0002", "555 999 1234"):
+        customers = RecordingCustomers(svc.tenant.customers)
+        svc.context.tenant = replace(svc.tenant, customers=customers)
+        await guess(svc, None, phone, "99999", "88888")
+        recorded.append(customers.calls)
+    assert recorded[0] == recorded[1] == ["find_by_phone", "check_second_factor"] * 2
 
 
 async def test_a_caller_id_with_no_account_is_asked_what_a_customers_caller_id_is_asked(svc: Services) -> None:
