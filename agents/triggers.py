@@ -18,7 +18,7 @@ _IRREALIS = re.compile(
     r"(?:years|months|weeks) ago|a while ago|long ago|ever)\b"
 )
 _TITLE = re.compile(r"\b(?:documentary|movie|film|show|episode|series|podcast|channel|named|name is)\b")
-_PREVENTION = re.compile(r"\b(?:protect\w*|prevent\w*|worried|worry|safe|secure)\b")
+_PREVENTION = re.compile(r"\b(?:protect\w*|prevent\w*|worried|worry|safe|secure|covered|insured|insurance)\b")
 # Someone else's misfortune ("my neighbour's router was stolen") is not a report about this account.
 _THIRD_PARTY = re.compile(r"\b(?:neighbou?r|friend|colleague|cousin|brother|sister|co-?worker)s?(?:'s)?\b")
 # Speech-to-text often drops apostrophes; these words are contractions whatever the context.
@@ -83,7 +83,7 @@ _PERSON = (
     r"(?:person|people|human(?: being)?s?|someone|somebody|anyone|anybody|agents?|representatives?|reps?|operators?|"
     r"managers?|supervisors?|team leaders?|advisors?|advisers?|staff(?: member)?|colleagues?|"
     r"member of (?:staff|your team)|"
-    r"customer (?:service|support|care))\b"
+    r"customer (?:service|support|care)|boss|someone senior|complaints? (?:team|department))\b"
 )
 _PERSON_SINGLE = r"(?:person|human(?: being)?|manager|supervisor|agent|representative|rep|operator|team leader)\b"
 _NOT_A_PERSON = r"(?!\s+(?:special|mode|page|app|plan|account|portal|login|password|settings))"
@@ -111,7 +111,7 @@ CUES: dict[str, list[_Cue]] = {
         r"\b(?:live|exposed|bare|fallen|downed)\s+(?:power\s+)?(?:wires?|cables?|lines?|poles?)\b",
         r"\b(?:power|electric|electrical)\s+(?:lines?|cables?|wires?)\s+(?:is\s+|are\s+)?(?:down|fallen|sparking)\b",
         r"\b(?:wires?|cables?|lines?|poles?)\s+(?:is\s+|are\s+)?down\s+(?:in|on|across|over)\s+(?:the|my|our)\b",
-        r"\b(?:cables?|wires?|lines?|poles?|trees?)\s+(?:fell|has fallen|came down|snapped|collapsed)\b",
+        r"\b(?:cables?|wires?|lines?|poles?|trees?)\s+(?:\w+\s+)?(?:fell|has fallen|came down|snapped|collapsed)\b",
         r"\bpole\s+(?:is\s+)?(?:leaning|about to fall|falling|collapsing)\b",
         r"\b(?:cables?|wires?|lines?)\b[^.,;:!?]{0,30}\b(?:is|it's|'s|are) live\b|\bbrought down (?:the|a|our|my) "
         r"(?:cables?|lines?|wires?|poles?)\b",
@@ -143,6 +143,7 @@ CUES: dict[str, list[_Cue]] = {
         r"\bwithout my (?:permission|consent|knowledge|authori[sz]ation|approval)\b|\bunauthori[sz]ed\b",
         r"\b(?:opened|set up|signed up|took out|created|registered)\b[^.,;!?]{0,40}\bin my name\b",
         r"\b(?:taken|took) over my account\b",
+        r"\bvictim of (?:an?\s+)?(?:scam|fraud|theft|identity theft|crime|robbery|burglary|hack|con)\b",
         irrealis=True,
         titles=True,
         prevention=True,
@@ -157,7 +158,11 @@ CUES: dict[str, list[_Cue]] = {
     "legal_threat": _cues(
         r"\b(?:i|we|i'll|we'll|will|gonna|going to|to)\s+sue\b|\bsue\s+(?:you|your|northwind|the company|them|for)\b",
         r"\bsu(?:ing|ed)\b",
-        r"\b(?:my|our)\s+(?:lawyer|attorney|solicitor|legal team)s?\b(?!')(?!\s+friend)",
+        r"\b(?:call(?:ing)?|contact(?:ing)?|talk(?:ing)? to|speak(?:ing)? to|hear(?:ing)? from|from|for|to|have|"
+        r"get(?:ting)?|want|consult(?:ing)?|with|involv(?:e|ing))\s+(?:my|our)\s+"
+        r"(?:lawyer|attorney|solicitor|legal team)s?\b(?!')",
+        r"\b(?:my|our)\s+(?:lawyer|attorney|solicitor|legal team)s?\s+(?:will|'ll|is going to|says|said|advised|"
+        r"is (?:looking|handling|dealing)|on this|about this|be in touch)\b",
         r"\b(?:call|calling|called|contact|contacted|contacting|spoken to|speaking to|talking to|talked to|"
         r"consult(?:ed|ing)?|hire|hired|hiring|get|getting|got|hear(?:ing)? from)\s+(?:an?|my|our)\s+(?:\w+\s+){0,2}?"
         r"(?:lawyer|attorney|solicitor|legal team)s?\b",
@@ -183,8 +188,8 @@ CUES: dict[str, list[_Cue]] = {
         r"(?:to (?:have|get)\s+)?(?:a|an|your|the|some)\s+" + _ADJ + _PERSON_SINGLE + _NOT_A_PERSON,
         r"\b(?:get|give|put)\s+(?:me\s+)?(?:someone|somebody|anyone|a person|a human)\s+on the (?:line|phone)\b",
         r"\b(?:someone|somebody) (?:real|in charge)\b",
-        r"\b(?:person|human|someone|somebody|agent|manager|supervisor)(?: from (?:northwind|your (?:team|company)))?"
-        r"\s+(?:to\s+)?(?:call|ring|phone) me\b",
+        r"\b(?:person|human|someone|somebody|agent|manager|supervisor)(?: from (?:northwind|your \w+))?"
+        r"\s+(?:to\s+)?(?:(?:call|ring|phone) me|give me a (?:call|ring|callback))\b",
         r"\bcall ?back from\s+" + _DET + _ADJ + _PERSON,
         r"\b(?:someone|somebody|anyone|anybody|person|human)(?: else)?(?: there)? (?:i|we) (?:can|could) "
         r"(?:actually )?(?:talk|speak)",
@@ -210,15 +215,15 @@ CUES: dict[str, list[_Cue]] = {
         r"\bshut (?:up|the fuck up|your (?:mouth|face|trap))\b|\bgo to hell\b|\bpiss off\b|\bup yours\b",
         r"\bdrop dead\b|\beat shit\b|\bdamn you\b|\bshove it\b|\bbugger off\b|\bsod off\b",
         r"\b(?:piece|pile|sack|load) of (?:shit|crap)\b|\bare you (?:deaf|stupid|thick|dumb|retarded)\b",
-        r"\byou(?:'re| are)\s+(?:so\s+|just\s+|really\s+)?"
+        r"\byou(?:'re| are)\s+(?:so\s+|just\s+|really\s+|an?\s+)?"
         r"(?:(?:fucking|bloody|effing)\s+\w+|stupid|dumb|thick|retarded)\b",
         _bare(r"(?:just\s+|oh\s+)?get lost(?:\s+you\s+\w+(?:\s+\w+)?)?"),
     ),
     "repeated_failures": _cues(
         r"\byou(?:'re| are) not (?:understanding|getting|listening|hearing)\b",
-        r"\byou (?:never|don't|do not|dont|can't|cannot|still don't|still haven't|haven't)\s+(?:\w+\s+)?"
+        r"\byou (?:just |still |really |simply )?(?:never|don't|do not|dont|can't|cannot|haven't)\s+(?:\w+\s+)?"
         r"(?:understand|understood|get it|get what|hear|listen)\w*",
-        r"\bcan'?t you (?:understand|hear|get)\b",
+        r"\b(?:can'?t|don'?t|won'?t) you (?:understand|hear|get|listen)\b",
         r"\b(?:keep|keeps|kept)\s+(?:getting (?:\w+\s+){1,2}wrong|misunderstanding|mishearing|misreading)\b",
         r"\bhow many times do i (?:have|need|got) to (?:repeat|say|tell you|explain)\b",
         r"\bnot what i (?:said|asked|meant)\W+again\b",
@@ -244,9 +249,10 @@ CUES: dict[str, list[_Cue]] = {
             r"(?:(?:absolutely|totally|completely|utterly|just|so|simply|bloody|how|what|really|this is|that's|it's|"
             r"you're|you are|you guys are|you people are)\s+){0,2}"
             + _VERDICT
-            + r"(?:\s+(?:service|company|people|again))?"
+            + r"(?:\s+(?:service|company|people))?(?:\s+(?:again|as usual|as always))?"
         ),
-        r"\b(?:this|that|it|you|you guys|you people|your (?:\w+\s+){0,2}?\w+|northwind|(?:this|that|the|my) "
+        r"\b(?:this|that|it|you|you guys|you people|you lot|you all|your (?:\w+\s+){0,2}?\w+|northwind|"
+        r"(?:this|that|the|my) "
         r"(?:\w+\s+)?(?:bill|service|internet|connection|wifi|company|support|router|modem|price|charges?|fees?|plan|"
         r"speed|technicians?|engineer|wait|experience|system|line|outage|app|website))"
         r"(?:\s+(?:is|are|was|were)|'s|'re|\s+has been|\s+have been)\s+"
@@ -257,7 +263,7 @@ CUES: dict[str, list[_Cue]] = {
         + ")"
         + r"\b(?!\s+(?:weather|storm|day|rain|wind|traffic|news|luck))",
         r"\bwhat an? (?:joke|waste|disgrace|shambles|mess|nightmare|farce|rip ?off)\b|\bsuch an? (?:joke|disgrace)\b",
-        r"\bwaste of (?:my\s+)?(?:time|money)\b|\bsick (?:and tired )?of\b|\bfed up\b|\bhad (?:it|enough)\b",
+        r"\bwaste of (?:my\s+)?(?:time|money)\b|\bsick (?:and tired |to death )?of\b|\bfed up\b|\bhad (?:it|enough)\b",
         r"\b(?:i'm|i am|im|we're|we are)\s+"
         r"(?:(?:so|really|very|extremely|absolutely|beyond|getting|pretty|fucking|bloody)\s+)*"
         r"(?:angry|furious|livid|fuming|frustrated|mad|upset|annoyed|pissed(?: off)?|unhappy|disgusted|outraged|"
@@ -267,7 +273,11 @@ CUES: dict[str, list[_Cue]] = {
         r"\b(?:third|fourth|fifth|sixth|tenth|umpteenth|\d+(?:st|nd|rd|th)?) time (?:that )?"
         r"(?:i've|i have|i'm|i am|we've|i)\s+"
         r"(?:called|rung|rang|phoned|calling|had to call|tried)\b",
-        r"\bon hold for (?:over\s+)?(?:an hour|hours|ages|forever|(?:\d+|twenty|thirty|forty|fifty|sixty) minutes)\b",
+        r"\b(?:on hold|waiting)(?: on the line)? for (?:over\s+|more than\s+)?(?:an hour|hours|ages|forever|"
+        r"(?:\d+|two|three|four|five|twenty|thirty|forty|fifty|sixty) (?:hours|minutes))\b",
+        r"\bwaiting all (?:day|morning|week)\b",
+        r"\bwasted (?:my|the|a|an) (?:whole |entire )?(?:morning|afternoon|evening|day|week|weekend|time|hour|money)\b",
+        r"\bwhat kind of (?:company|service|business|outfit)\b|\bfor (?:the love of god|crying out loud)\b",
         r"\bare you (?:kidding|joking|serious)\b|\bkidding me\b",
         _bare(r"seriously|come on|unreal|for god's sake|for fuck's sake|give me a break"),
         r"\b(?:nobody|no one|no-one|noone)\s+(?:ever\s+)?(?:answers|picks up|picked up|answered|"
