@@ -93,6 +93,7 @@ class QueueStats(BaseModel):
         duplicates: Duplicate admits answered from the first admission.
         refused: Admits refused by admission control.
         completed: Calls acknowledged.
+        abandoned: Calls whose caller hung up while they waited (taken out of the queue, never answered).
         wait_histogram: Enqueue-to-claim waits.
     """
 
@@ -108,6 +109,7 @@ class QueueStats(BaseModel):
     duplicates: int
     refused: int
     completed: int
+    abandoned: int
     wait_histogram: WaitHistogram
 
 

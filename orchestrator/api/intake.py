@@ -18,8 +18,8 @@ from pydantic import ValidationError
 from orchestrator.api.deps import QueueDep, SettingsDep
 from orchestrator.api.errors import ApiError, ErrorResponse
 from orchestrator.api.limits import MAX_BODY_BYTES, json_too_deep, too_deep_error
-from orchestrator.api.livekit_events import BadEvent, job_from_event, starts_call
-from orchestrator.api.models import Admitted, CallRequest, Ignored
+from orchestrator.api.livekit_events import BadEvent, call_id_for_room, ends_call, job_from_event, starts_call
+from orchestrator.api.models import Admitted, CallerLeft, CallRequest, Ignored
 from orchestrator.api.signing import SignatureError, verify_intake
 from orchestrator.contracts import CallJob
 from orchestrator.queue import CallQueue
@@ -62,7 +62,13 @@ async def _admit(request: Request, queue: CallQueue, job: CallJob) -> JSONRespon
     status_code=202,
     summary="LiveKit webhook: admit calls",
     response_model=Admitted,
-    responses={200: {"model": Ignored, "description": "An event that does not start a call"}, **_ERRORS},
+    responses={
+        200: {
+            "model": Ignored | CallerLeft,
+            "description": "A caller who hung up (a call still waiting leaves the queue), or an event of no use",
+        },
+        **_ERRORS,
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -82,7 +88,9 @@ async def livekit_webhook(
 ) -> JSONResponse:
     """Verify a LiveKit webhook and admit a call on ``participant_joined`` (SIP) or ``room_started`` (``call-*`` rooms).
 
-    Any other event gets ``200 {"ignored": "<event>"}`` so LiveKit does not retry it.
+    A caller's ``participant_left`` or a call room's ``room_finished`` takes the call out of the queue if it
+    still waits (``200 {"call_id", "queue"}``). Any other event gets ``200 {"ignored": "<event>"}`` so
+    LiveKit does not retry it.
     """
     # BodyLimit (app.py) refuses an oversized body with 413 before it is buffered here.
     body = await request.body()
@@ -96,6 +104,13 @@ async def livekit_webhook(
     if json_too_deep(text):
         raise too_deep_error("the body")
     event = _receive(request, text, token, settings.livekit_api_key, settings.livekit_api_secret.get_secret_value())
+    if ends_call(event, request.app.state.room_prefix):
+        try:
+            call_id = call_id_for_room(event.room.sid, event.room.name)
+        except BadEvent as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from None
+        left = CallerLeft(call_id=call_id, queue=await queue.abandon(call_id))
+        return JSONResponse(left.model_dump(), status_code=200)
     if not starts_call(event, request.app.state.room_prefix):
         return JSONResponse(Ignored(ignored=event.event or "unknown").model_dump(), status_code=200)
     try:

@@ -10,6 +10,10 @@ admitted once:
   WebRTC callers and the simulator create such rooms. Rooms of other names (agent rooms, tests,
   supervisor rooms) are not calls.
 
+Two events say the caller hung up, and take a call that still waits out of the queue (counted as
+abandoned): ``participant_left`` of the caller (a SIP participant in any room, a standard, WebRTC,
+participant in a call room) and ``room_finished`` of a call room.
+
 Every other event is acknowledged and ignored. The call id is ``lk-<room sid>`` (the room name when
 the sid is absent): one room instance is one call, so duplicate or repeated deliveries are idempotent.
 
@@ -61,6 +65,18 @@ def starts_call(event: WebhookEvent, room_prefix: str) -> bool:
     if event.event == "room_started":
         return event.HasField("room") and event.room.name.startswith(room_prefix)
     return False
+
+
+def ends_call(event: WebhookEvent, room_prefix: str) -> bool:
+    """True for the events that say a call's caller hung up (see the module docstring)."""
+    if not event.HasField("room"):
+        return False
+    if event.event == "participant_left" and event.HasField("participant"):
+        kind = event.participant.kind
+        return kind == ParticipantInfo.Kind.SIP or (
+            kind == ParticipantInfo.Kind.STANDARD and event.room.name.startswith(room_prefix)
+        )
+    return event.event == "room_finished" and event.room.name.startswith(room_prefix)
 
 
 def job_from_event(event: WebhookEvent, *, traceparent: str | None = None) -> CallJob:

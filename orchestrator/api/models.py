@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -76,6 +76,18 @@ class Ignored(BaseModel):
     """A webhook event that does not start a call (acknowledged so LiveKit does not retry it)."""
 
     ignored: str
+
+
+class CallerLeft(BaseModel):
+    """A webhook event saying a call's caller hung up, and where their call was.
+
+    ``queue`` is ``waiting`` or ``delayed`` when the call still waited (it is taken out of the queue and
+    counted as abandoned), ``in_flight`` when a worker holds it (its session ends with the caller) and
+    ``gone`` when it is not queued (it ended, or was never admitted).
+    """
+
+    call_id: str
+    queue: Literal["waiting", "delayed", "in_flight", "gone"]
 
 
 class Position(BaseModel):

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from orchestrator.config import Settings
 
 FailOutcome = Literal["retry", "dead", "gone"]
+AbandonOutcome = Literal["waiting", "delayed", "in_flight", "gone"]
 
 
 def _s(value: Any) -> str:
@@ -157,6 +158,7 @@ class CallQueue:
         self._promote = reg(scripts.PROMOTE)
         self._release = reg(scripts.RELEASE)
         self._replay = reg(scripts.REPLAY)
+        self._abandon = reg(scripts.ABANDON)
         self._waiting = reg(scripts.WAITING)
         self._stats = reg(scripts.STATS)
 
@@ -475,6 +477,25 @@ class CallQueue:
         args = [GROUP, claimed.entry_id, RELEASED_CONSUMER]
         return bool(await self._call(self._release, [self.stream_of(claimed)], args))
 
+    async def abandon(self, call_id: str) -> AbandonOutcome:
+        """Take a call out of the queue because its caller hung up before a worker answered it.
+
+        Args:
+            call_id: The id the source admitted the call under (the call it was queued as is looked up).
+
+        Returns:
+            Where the call was: ``waiting`` (in the queue, or handed back by a worker) or ``delayed`` (in
+            its retry backoff): removed, and counted as abandoned; ``in_flight``: a worker holds it and its
+            session sees the caller leave, so it stays; ``gone``: not in the queue (finished, dead-lettered
+            or never admitted).
+        """
+        keys = [self.keys.admission(call_id), self.keys.location, self.keys.delayed, self.keys.counters]
+        res = await self._call(self._abandon, [*keys, *self._streams], [GROUP, RELEASED_CONSUMER, call_id])
+        state = _s(res[0])
+        if state not in ("waiting", "delayed", "in_flight", "gone"):
+            raise RuntimeError(f"unexpected abandon result {state!r}")
+        return state  # type: ignore[return-value]  # checked against the Literal's values just above
+
     async def promote_due(self, limit: int = 100) -> int:
         """Move retries whose backoff has ended back into their stream (run it on a timer).
 
@@ -598,6 +619,7 @@ class CallQueue:
             duplicates=counters.get("duplicates", 0),
             refused=counters.get("refused", 0),
             completed=counters.get("completed", 0),
+            abandoned=counters.get("abandoned", 0),
             wait_histogram=WaitHistogram(
                 buckets=buckets, count=hist.get("count", 0), sum_s=hist.get("sum_ms", 0) / 1000
             ),

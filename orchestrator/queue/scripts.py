@@ -336,6 +336,46 @@ redis.call('HSET', KEYS[2], ARGV[2], idx .. ' ' .. id)
 return id
 """
 
+# KEYS: admission, loc, delayed, counters, streams...   ARGV: group, released, call_id (the source's)
+# Takes a call whose caller hung up out of the queue if it still waits (in its stream, handed back by
+# `release`, or in its retry backoff); a call a worker holds is left to its session, which sees the caller
+# leave. Returns {state, queued id}: state is waiting, delayed, in_flight or gone.
+ABANDON = r"""
+local group, released, queued = ARGV[1], ARGV[2], ARGV[3]
+local rec = redis.call('GET', KEYS[1])
+if rec then queued = string.match(rec, '^%S+ %S+ (.+)$') or queued end
+local loc = redis.call('HGET', KEYS[2], queued)
+if not loc then return {'gone', queued} end
+if loc == 'delayed' then
+  -- members are "<idx>|<attempt>|<call_id>|<job json>"; call ids may contain '|', the json starts at '|{'
+  for _, m in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+    local rest = string.match(m, '^%d+|%d+|(.*)$')
+    local cut = rest and string.find(rest, '|{', 1, true)
+    if cut and string.sub(rest, 1, cut - 1) == queued then
+      redis.call('ZREM', KEYS[3], m)
+      redis.call('HDEL', KEYS[2], queued)
+      redis.call('HINCRBY', KEYS[4], 'abandoned', 1)
+      return {'delayed', queued}
+    end
+  end
+  return {'gone', queued}
+end
+local idx, id = string.match(loc, '^(%d+) (.*)$')
+local stream = KEYS[4 + tonumber(idx)]
+local p = redis.call('XPENDING', stream, group, id, id, 1)
+if #p == 1 then
+  if p[1][2] ~= released then return {'in_flight', queued} end
+  redis.call('XACK', stream, group, id)
+elseif #redis.call('XRANGE', stream, id, id) == 0 then
+  return {'gone', queued}
+end
+-- Never delivered (or acked just above): deleting it keeps waiting = XLEN - pending + released true.
+redis.call('XDEL', stream, id)
+redis.call('HDEL', KEYS[2], queued)
+redis.call('HINCRBY', KEYS[4], 'abandoned', 1)
+return {'waiting', queued}
+"""
+
 # KEYS: loc, workers, handle, streams...
 # ARGV: group, released, default_handle_ms, worker_prefix, call_id ('' = every waiting call), limit
 # Returns {slots, busy, avg_ms, call_id, position, wait_ms, call_id, position, wait_ms, ...}.

@@ -158,6 +158,36 @@ async def test_sip_participant_joined_admits_and_matches_room_started(client: ht
     assert again.json()["duplicate"] is True
 
 
+def left(room: str, sid: str, kind: str = "STANDARD", event: str = "participant_left") -> bytes:
+    body: dict[str, Any] = {"event": event, "id": f"EV_{uuid.uuid4().hex[:8]}", "room": {"sid": sid, "name": room}}
+    if event == "participant_left":
+        body["participant"] = {"identity": f"{kind.lower()}-1", "kind": kind}
+    return json.dumps(body).encode()
+
+
+async def test_a_caller_who_hangs_up_while_queued_leaves_the_queue(client: httpx.AsyncClient, queue: CallQueue) -> None:
+    assert (await webhook(client, room_started("call-left", sid="RM_left"))).status_code == 202
+    assert (await webhook(client, room_started("call-stays", sid="RM_stays"))).json()["position"] == 2
+    sip = {"event": "participant_joined", "room": {"sid": "RM_sip", "name": "trunk"}, "participant": {"kind": "SIP"}}
+    assert (await webhook(client, json.dumps(sip).encode())).status_code == 202
+
+    # The agent leaving a call room, and a room that is not a call closing, say nothing about a caller.
+    for body in (left("call-stays", "RM_stays", kind="AGENT"), left("lobby", "RM_lobby", event="room_finished")):
+        resp = await webhook(client, body)
+        assert (resp.status_code, "ignored" in resp.json()) == (200, True), resp.text
+    resp = await webhook(client, left("call-left", "RM_left"))
+    assert (resp.status_code, resp.json()) == (200, {"call_id": "lk-RM_left", "queue": "waiting"})
+    # The room closes after its caller left: the call is already out of the queue, and counted once.
+    resp = await webhook(client, left("call-left", "RM_left", event="room_finished"))
+    assert resp.json() == {"call_id": "lk-RM_left", "queue": "gone"}
+    resp = await webhook(client, left("trunk", "RM_sip", kind="SIP"))
+    assert resp.json() == {"call_id": "lk-RM_sip", "queue": "waiting"}
+
+    assert await queue.position("lk-RM_stays") == 1
+    stats = await queue.stats()
+    assert (stats.admitted, stats.waiting, stats.abandoned) == (3, 1, 2)
+
+
 @pytest.mark.parametrize(
     "event",
     [

@@ -37,6 +37,7 @@ CALLER = "+15550100001"
 # The ZIP digit by digit, as callers say it: Whisper hears flite's "ten thousand twenty-seven" as "10,27".
 SCRIPT = ["What's my balance?", "1 0 0 2 7"]
 CALLER_SCRIPT = Path(__file__).with_name("real_livekit_support") / "caller.py"
+ROOT = Path(__file__).resolve().parents[2]
 # The caller waits at most this long for anything; the run as a whole far less.
 CALL_CAP_S = 300
 RECORD_CAP_S = 120
@@ -52,41 +53,71 @@ async def _poll(fn: Any, cap_s: float, interval_s: float = 0.2) -> Any:
         await asyncio.sleep(interval_s)
 
 
-async def read_call(stack: RealStack, room: str) -> dict[str, Any]:
-    """The call of ``room``: its record (written by the agent job), checkpoint and the queue's counters."""
+async def queue_stats(stack: RealStack, until: Any = None) -> dict[str, Any]:
+    """The queue's counters, once ``until(stats)`` holds if given (polled, capped); the last ones otherwise."""
     from orchestrator.api.app import open_queue
+    from orchestrator.config import load_settings
+
+    queue = open_queue(load_settings(data_dir=stack.data_dir), stack.redis_url, prefix=PREFIX)
+    try:
+
+        async def read() -> Any:
+            stats = (await queue.stats()).model_dump(mode="json")
+            return stats if until is None or until(stats) else None
+
+        return await _poll(read, RECORD_CAP_S) or (await queue.stats()).model_dump(mode="json")
+    finally:
+        await queue.aclose()
+
+
+async def read_calls(stack: RealStack) -> dict[str, Any]:
+    """The calls' records (written by the agent jobs) and the answered call's checkpoint."""
     from orchestrator.config import load_settings
     from orchestrator.runtime import Services
     from orchestrator.store.records import CallStore
     from orchestrator.worker.runner import checkpoint_state
 
-    settings = load_settings(data_dir=stack.data_dir)
-    queue = open_queue(settings, stack.redis_url, prefix=PREFIX)
-    out: dict[str, Any] = {}
+    async with await Services.open(load_settings(data_dir=stack.data_dir), seed=False) as services:
+        store = CallStore(services.engine)
+        found = await _poll(store.list_calls, RECORD_CAP_S)
+        assert found, f"no call record within {RECORD_CAP_S} s\n{stack.logs()}"
+        views = [await store.get_call(c.call_id) for c in found]
+        return {
+            "records": [v.to_json() for v in views if v is not None],
+            "checkpoint": await checkpoint_state(services, found[0].call_id),
+        }
+
+
+def hang_up_while_queued(stack: RealStack, pair: Any) -> dict[str, Any]:
+    """A caller joins a call room while no queue worker runs, and hangs up once the call waits in the queue."""
+    token = stack.token(f"call-{secrets.token_hex(4)}", f"caller-{secrets.token_hex(3)}")
+    argv = [sys.executable, str(CALLER_SCRIPT), stack.caller_url, token, str(stack.run_dir), "[]"]
+    log = stack.run_dir / "caller-hangs-up.log"
+    with log.open("w") as errors:
+        caller = subprocess.Popen(
+            pair.command(pair.caller_ns, argv),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            env=stack.env(),
+            cwd=ROOT,
+        )
     try:
-        async with await Services.open(settings, seed=False) as services:
-            store = CallStore(services.engine)
-
-            async def record() -> Any:
-                calls = await store.list_calls()
-                return next((c for c in calls if c.call_id.startswith("lk-")), None)
-
-            found = await _poll(record, RECORD_CAP_S)
-            assert found is not None, f"no call record within {RECORD_CAP_S} s\n{stack.logs()}"
-            view = await store.get_call(found.call_id)
-            assert view is not None
-            out["record"] = view.to_json()
-            out["checkpoint"] = await checkpoint_state(services, found.call_id)
-
-            async def completed() -> Any:
-                stats = await queue.stats()
-                return stats if stats.completed >= 1 and stats.in_flight == 0 else None
-
-            stats = await _poll(completed, RECORD_CAP_S) or await queue.stats()
-            out["stats"] = stats.model_dump(mode="json")
+        assert caller.stdout is not None
+        assert caller.stdin is not None
+        assert json.loads(caller.stdout.readline() or "{}").get("joined"), log.read_text()[-2000:]
+        waiting = asyncio.run(queue_stats(stack, lambda s: s["waiting"] == 1))
+        caller.stdin.write("\n")
+        caller.stdin.flush()
+        out, _ = caller.communicate(timeout=CALL_CAP_S)
     finally:
-        await queue.aclose()
-    return out
+        if caller.poll() is None:
+            caller.kill()
+            caller.wait()
+    assert caller.returncode == 0, log.read_text()[-2000:]
+    left = asyncio.run(queue_stats(stack, lambda s: s["abandoned"] == 1))
+    return {"waiting": waiting, "left": left, "caller": json.loads(out.strip().splitlines()[-1])}
 
 
 def transcribe(wav: str) -> str:
@@ -103,9 +134,11 @@ def transcribe(wav: str) -> str:
 
 @pytest.fixture(scope="module")
 def real_call(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """One call placed by a WebRTC caller through the real stack (about a minute on a 2-core box)."""
+    """A caller who hangs up in the queue, then a call answered and spoken through the real stack (about a minute)."""
     run_dir = tmp_path_factory.mktemp("real-livekit")
     with netns_pair() as pair, real_stack(pair, run_dir) as stack:
+        result: dict[str, Any] = {"hung_up": hang_up_while_queued(stack, pair)}
+        stack.start_queue_worker()
         room = f"call-{secrets.token_hex(4)}"
         token = stack.token(room, f"caller-{secrets.token_hex(3)}", metadata={"caller_id": CALLER})
         heard_dir = run_dir / "heard"
@@ -117,14 +150,15 @@ def real_call(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
             text=True,
             timeout=CALL_CAP_S,
             env=stack.env(),
-            cwd=Path(__file__).resolve().parents[2],
+            cwd=ROOT,
         )
         lines = done.stdout.strip().splitlines()
         assert lines, f"the caller printed nothing (exit {done.returncode}):\n{done.stderr[-3000:]}\n{stack.logs()}"
         caller: dict[str, Any] = json.loads(lines[-1])
         assert done.returncode == 0, f"caller: {caller.get('error')}\n{done.stderr[-2000:]}\n{stack.logs()}"
-        result = asyncio.run(read_call(stack, room))
-        result.update(caller=caller, room=room, logs=stack.logs())
+        result.update(asyncio.run(read_calls(stack)))
+        result["stats"] = asyncio.run(queue_stats(stack, lambda s: s["completed"] == 1 and s["in_flight"] == 0))
+        result.update(caller=caller, room=room)
         yield result
 
 
@@ -147,14 +181,25 @@ def test_the_caller_is_answered_in_the_room_turn_by_turn(real_call: dict[str, An
 
 def test_the_call_was_admitted_by_the_servers_webhook_and_completed_once(real_call: dict[str, Any]) -> None:
     stats = real_call["stats"]
-    # room_started admitted the call; the server's later events for the room (participant_joined of a
-    # WebRTC caller, room_finished) admit nothing more.
-    assert (stats["admitted"], stats["completed"], stats["in_flight"], stats["waiting"]) == (1, 1, 0, 0)
+    # room_started admitted each call; the server's later events for a room (participant_joined of a WebRTC
+    # caller, participant_left, room_finished) admit nothing more.
+    assert (stats["admitted"], stats["completed"], stats["in_flight"], stats["waiting"]) == (2, 1, 0, 0)
     assert stats["dead_letters"] == 0
 
 
+def test_a_caller_who_hangs_up_while_queued_leaves_the_queue_as_abandoned(real_call: dict[str, Any]) -> None:
+    hung_up = real_call["hung_up"]
+    assert (hung_up["waiting"]["waiting"], hung_up["waiting"]["abandoned"]) == (1, 0)
+    # The server's participant_left webhook took the call out of the queue before any worker could claim it.
+    assert (hung_up["left"]["waiting"], hung_up["left"]["abandoned"], hung_up["left"]["in_flight"]) == (0, 1, 0)
+    assert hung_up["caller"]["agents_seen"] == 0
+    # The queue worker, started after, never dispatched an agent to it: only the answered call has a record.
+    assert real_call["stats"]["abandoned"] == 1
+    assert len(real_call["records"]) == 1
+
+
 def test_the_record_and_transcript_hold_the_spoken_call(real_call: dict[str, Any]) -> None:
-    record = real_call["record"]
+    [record] = real_call["records"]
     assert record["outcome"] == "resolved", record
     assert record["intent"] == "billing"
     assert record["turn_count"] == 2

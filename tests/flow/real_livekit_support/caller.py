@@ -6,6 +6,7 @@ A turn is over when the agent's state attribute has gone from speaking back to l
 has fallen silent; the audio heard after each turn is written as a WAV for the test to transcribe.
 
 Usage: caller.py URL TOKEN OUT_DIR TURNS_JSON  (prints one JSON line: timings, per-turn WAV paths)
+With no turns the caller only waits in the room, and hangs up when a line arrives on its stdin.
 Exit codes: 0 every turn answered, 3 the agent never arrived or never answered a turn.
 """
 
@@ -161,6 +162,14 @@ async def main(url: str, token: str, out_dir: Path, turns: list[str]) -> int:
     mic = asyncio.create_task(microphone())
     code = 0
     try:
+        if not turns:
+            # A caller who gives up in the queue: joined, heard by nobody, gone when the test says so.
+            print(json.dumps({"joined": True}), flush=True)
+            await asyncio.to_thread(sys.stdin.readline)
+            out["agents_seen"] = sum(
+                p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT for p in room.remote_participants.values()
+            )
+            return 0
         if not await wait_until(state_changed, lambda: agent_state() == "listening", AGENT_CAP_S):
             out["error"] = f"the agent did not start listening within {AGENT_CAP_S:.0f} s (states: {states})"
             return 3

@@ -1,5 +1,5 @@
-"""The whole voice stack as production runs it, started by a test: livekit-server, the API, the queue worker and
-the agent worker in the server's namespace, a private Redis on a Unix socket that every process shares.
+"""The whole voice stack as production runs it, started by a test: livekit-server, the API, the agent worker and
+the queue worker in the server's namespace, a private Redis on a Unix socket that every process shares.
 
 The server's config is written here: its keys, its webhook pointed at the API, and WebRTC on the namespace
 link only (its address, no external IP lookup, a STUN server of its own address, so nothing is ever sent
@@ -145,6 +145,11 @@ class RealStack:
         self.procs.append(proc)
         return proc
 
+    def start_queue_worker(self) -> Proc:
+        """The queue worker, started by the test: until then, admitted calls wait in the queue."""
+        argv = [sys.executable, "-m", "orchestrator.cli", "worker", "--slots", "2", "--prefix", PREFIX]
+        return self.start("queue-worker", [*argv, "--hold-interval", "0"])
+
     def logs(self) -> str:
         return "\n".join(f"--- {p.name} (exit {p.popen.poll()}) ---\n{p.tail()}" for p in self.procs)
 
@@ -224,9 +229,10 @@ def _redis(run_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 @contextlib.contextmanager
 def real_stack(pair: NetnsPair, run_dir: Path) -> Iterator[RealStack]:
-    """Start livekit-server, `switchboard serve`, `switchboard worker` and `switchboard agent-worker`; stop them after.
+    """Start livekit-server, `switchboard serve` and `switchboard agent-worker`; stop them (and a queue worker) after.
 
-    Yields once the API is up and the agent worker has registered with the server (its /readyz says 200).
+    Yields once the API is up and the agent worker has registered with the server (its /readyz says 200);
+    the test starts the queue worker (`RealStack.start_queue_worker`) when calls should be answered.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     redis, redis_url = _redis(run_dir)
@@ -240,7 +246,6 @@ def real_stack(pair: NetnsPair, run_dir: Path) -> Iterator[RealStack]:
         stack.wait_http(SIGNAL_PORT, "/", "livekit-server")
         stack.start("api", [*cli, "serve", "--port", str(API_PORT), "--prefix", PREFIX])
         stack.wait_http(API_PORT, "/healthz", "the API")
-        stack.start("queue-worker", [*cli, "worker", "--slots", "2", "--prefix", PREFIX, "--hold-interval", "0"])
         stack.start("agent-worker", [*cli, "agent-worker"])
         stack.wait_http(AGENT_HEALTH_PORT, "/readyz", "the agent worker")
         yield stack
