@@ -22,7 +22,8 @@ CALLER_TEXT: tuple[InstrumentedAttribute[str], ...] = (
 
 
 def _redacted(_target: object, value: Any, _old: object, _initiator: object) -> Any:
-    return redact_text(value) if isinstance(value, str) else value
+    # No dialogue here to tell a ZIP answer from another number: five digits on their own are taken as a ZIP.
+    return redact_text(value, zip_expected=True) if isinstance(value, str) else value
 
 
 for _column in CALLER_TEXT:

@@ -95,15 +95,16 @@ async def test_the_live_transcript_in_redis_is_redacted(services: Services) -> N
 
 
 async def test_escalation_ticket_summaries_are_redacted(services: Services) -> None:
-    call = TextCall(services, call_id="call-pii-desk", caller_id=None)
+    call = TextCall(services, call_id="call-pii-desk", caller_id=JAMES)
     await call.say(f"My card {CARD} was charged twice, call me back on 555 010 0002")
-    await call.say("I want to talk to a human")
+    await call.say("10453, and I want to talk to a human")
     await call.aclose()
     tickets = await services.tenant.desk.waiting()
     (ticket,) = [t for t in tickets if t.call_id == "call-pii-desk"]
     assert "[CARD]" in ticket.summary
     assert "[PHONE]" in ticket.summary
     assert _clean(ticket.summary) == []
+    assert "10453" not in ticket.summary
     assert "010 0002" not in ticket.summary
 
 
