@@ -1,6 +1,9 @@
 """Scores the supervisor's escalation triggers on the labelled set: precision, recall and false escalations.
 
 .venv/bin/python -m evals.supervisor.bench [--set FILE] [--errors] [--json]
+
+The sets: triggers.jsonl (the default), then holdout.jsonl and holdout2.jsonl, each written before it was first
+run against the checks of its day (see the git log for each set's first-run figures).
 """
 
 from __future__ import annotations
@@ -75,11 +78,12 @@ def trigger_of(check: Check) -> str:
 def evaluate(rows: list[Row]) -> dict[str, Any]:
     """Per-trigger precision and recall, the false-escalation rate on "none" rows, and the errors."""
     predicted: list[str] = []
-    latencies_us: list[float] = []
+    cpu_us: list[float] = []
     for row in rows:
-        start = time.perf_counter()
+        # The thread's CPU time, not the wall clock: on a shared box, preemption would be most of a wall-clock P99.
+        start = time.thread_time_ns()
         check = check_utterance(row.text, row.state)
-        latencies_us.append((time.perf_counter() - start) * 1e6)
+        cpu_us.append((time.thread_time_ns() - start) / 1000)
         predicted.append(trigger_of(check))
     per_trigger: dict[str, dict[str, float | int]] = {}
     for trigger in TRIGGERS:
@@ -99,7 +103,7 @@ def evaluate(rows: list[Row]) -> dict[str, Any]:
         "none": len(negatives),
         "false_escalations": false,
         "false_escalation_rate": round(false / len(negatives), 4) if negatives else 0.0,
-        "latency_us": {"p50": float(np.percentile(latencies_us, 50)), "p99": float(np.percentile(latencies_us, 99))},
+        "cpu_us": {"p50": float(np.percentile(cpu_us, 50)), "p99": float(np.percentile(cpu_us, 99))},
         "errors": [
             {"text": r.text, "label": r.label, "predicted": p}
             for r, p in zip(rows, predicted, strict=True)
@@ -128,8 +132,8 @@ def main() -> None:
         print(f"{trigger:<18} {s['precision']:>9.3f} {s['recall']:>7.3f} {s['support']:>4}")
     rate = result["false_escalation_rate"]
     print(f"false escalations: {result['false_escalations']}/{result['none']} non-escalation rows ({rate:.2%})")
-    lat = result["latency_us"]
-    print(f"check_utterance latency: p50 {lat['p50']:.0f} us, p99 {lat['p99']:.0f} us ({result['n']} rows)")
+    cpu = result["cpu_us"]
+    print(f"check_utterance CPU time: p50 {cpu['p50']:.0f} us, p99 {cpu['p99']:.0f} us ({result['n']} rows)")
     if args.errors:
         for e in result["errors"]:
             print(f"  {e['label']:>17} read as {e['predicted']:<17} {e['text']!r}")
