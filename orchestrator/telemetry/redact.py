@@ -12,7 +12,7 @@ Two levels, one pass each, both on text cleaned by `sanitize` first (NFKC, so fu
   may hold the phone number and ZIP code a caller said, and are purged with the call records.
 - `redact_text`, for every copy outside the graph: call records, the console's live transcript, escalation
   ticket summaries, the tenant's free-text fields (refund and dispute reasons, credit lines), span
-  attributes (ours and livekit's) and log messages. On top of the above: phone numbers, ZIP codes in answer
+  attributes (ours and livekit's) and every log record (`install_log_redaction`). On top of the above: phone numbers, ZIP codes in answer
   to a ZIP prompt, other numbers of 7 digits or more (account numbers, codes; not dates), and the verified
   caller's names.
 
