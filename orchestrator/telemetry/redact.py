@@ -12,9 +12,10 @@ Two levels, one pass each, both on text cleaned by `sanitize` first (NFKC, so fu
   may hold the phone number and ZIP code a caller said, and are purged with the call records.
 - `redact_text`, for every copy outside the graph: call records, the console's live transcript, escalation
   ticket summaries, the tenant's free-text fields (refund and dispute reasons, credit lines), span
-  attributes (ours and livekit's) and every log record (`install_log_redaction`). On top of the above: phone numbers, ZIP codes in answer
-  to a ZIP prompt, other numbers of 7 digits or more (account numbers, codes; not dates), and the verified
-  caller's names.
+  attributes (ours and livekit's), every log record (`install_log_redaction`) and a failed call's error.
+  On top of the above: phone numbers, ZIP codes in answer to a ZIP prompt (any five digits on their own
+  where there is no dialogue: spans, the tenant's columns), other numbers of 7 digits or more (account
+  numbers, codes; not dates), and the verified caller's names.
 
 Card numbers are digit runs of 13-19 digits that pass the Luhn check, or that are grouped like a card or
 said near the word "card"; SSNs are 9 digits grouped 3-2-4 or said near "social"/"SSN".
