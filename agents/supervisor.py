@@ -34,7 +34,9 @@ _REFUND_PROMISE = re.compile(
 
 
 # Triggers that hand the call to a person on the turn they are heard; anger and abuse add up first.
-_ESCALATE_AT_ONCE = frozenset({"emergency", "fraud", "legal_threat", "requested_human", "repeated_failures", "loop"})
+_ESCALATE_AT_ONCE = frozenset({"emergency", "fraud", "legal_threat", "requested_human"})
+# A caller who says the call is going round ("I already told you") is believed once the call shows it too.
+_SAID_STUCK = frozenset({"loop", "repeated_failures"})
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class Check:
     directive: str | None = None
     frustration_delta: int = 0
     warn: bool = False
+    # The trigger the caller's words carry, whether or not it escalates on this turn.
+    cue: str | None = None
 
 
 def check_utterance(text: str, state: CallState) -> Check:
@@ -56,31 +60,38 @@ def check_utterance(text: str, state: CallState) -> Check:
         if state.get("failures", 0) >= 3:
             return Check(escalate="repeated_failures")
         return Check(directive="reprompt")
-    cue = reading(text)
+    shouting = text.isupper() and len(text) > 12
+    cue = reading(text) or ("anger" if shouting else None)
     if cue in _ESCALATE_AT_ONCE:
-        return Check(escalate=cue)
-    abusive = cue == "abuse"
-    if abusive and state.get("frustration", 0) >= 1:
-        return Check(escalate="abuse")
-    angry = abusive or cue == "anger" or (text.isupper() and len(text) > 12)
-    if angry and state.get("frustration", 0) + 1 >= 3:
-        return Check(escalate="frustration")
-    # A loop: the caller says the same thing a third time and the agent's answers did not move on.
+        return Check(escalate=cue, cue=cue)
     callers = [x["text"] for x in state.get("transcript", []) if x["role"] == "caller"]
     agents = [x["text"] for x in state.get("transcript", []) if x["role"] == "agent"]
+    if cue in _SAID_STUCK:
+        # Once alone, "you already asked me that" may follow a question asked again for good reason (a ZIP
+        # code that did not match): it counts as frustration, and the turn goes on to be answered.
+        echoed = len(agents) >= 2 and agents[-1] == agents[-2]
+        if echoed or state.get("failures", 0) >= 1 or state.get("frustration", 0) >= 1:
+            return Check(escalate=cue, cue=cue)
+    abusive = cue == "abuse"
+    if abusive and state.get("frustration", 0) >= 1:
+        return Check(escalate="abuse", cue=cue)
+    angry = cue in {"anger", "abuse", *_SAID_STUCK}
+    if angry and state.get("frustration", 0) + 1 >= 3:
+        return Check(escalate="frustration", cue=cue)
+    # A loop: the caller says the same thing a third time and the agent's answers did not move on.
     repeated = len(callers) >= 2 and all(parsing.normalize(c) == t for c in callers[-2:])
     if repeated and len(agents) >= 2 and agents[-1] == agents[-2]:
-        return Check(escalate="loop")
+        return Check(escalate="loop", cue="loop")
     if state.get("failures", 0) >= 3:
-        return Check(escalate="repeated_failures")
+        return Check(escalate="repeated_failures", cue="repeated_failures")
     if _non_english(t):
-        return Check(directive="language", frustration_delta=int(angry))
-    last_agent = next((x["text"] for x in reversed(state.get("transcript", [])) if x["role"] == "agent"), "")
+        return Check(directive="language", frustration_delta=int(angry), cue=cue)
+    last_agent = agents[-1] if agents else ""
     if _CLOSING.match(t) and ("anything else" in last_agent.lower() or "goodbye" in t or "bye" in t):
         return Check(directive="close")
     if _GREETING.match(t) and not state.get("task"):
         return Check(directive="greet")
-    return Check(frustration_delta=int(angry), warn=abusive)
+    return Check(frustration_delta=int(angry), warn=abusive, cue=cue)
 
 
 def cut_reply(transcript: list[Turn], cut: ReplyCut) -> list[Turn] | None:

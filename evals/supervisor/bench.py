@@ -61,18 +61,14 @@ def load(path: Path = TRIGGERS_PATH) -> list[Row]:
 
 
 def trigger_of(check: Check) -> str:
-    """The trigger a check found in a turn: its escalation, else the anger or abuse it counted, else "none".
+    """The trigger a check found in a turn: its escalation, else the trigger its words carry, else "none".
 
-    Anger and abuse escalate only once they add up over turns; on one turn, what is scored is that the
-    supervisor noticed them (a frustration point, an abuse warning).
+    Anger and abuse escalate only once they add up over turns, and a caller's "we're going round in circles"
+    only once the call shows it; on one turn, what is scored is that the supervisor noticed them.
     """
     if check.escalate:
         return "anger" if check.escalate == "frustration" else check.escalate
-    if check.warn:
-        return "abuse"
-    if check.frustration_delta:
-        return "anger"
-    return "none"
+    return check.cue or "none"
 
 
 def evaluate(rows: list[Row]) -> dict[str, Any]:

@@ -41,9 +41,6 @@ def history(*caller_lines: str, agent_last: str = "", agent_says: str = "") -> C
         ("can I get someone on the line", "requested_human"),
         ("I don't want to talk to a machine", "requested_human"),
         ("could I be put through to an advisor", "requested_human"),
-        # Repetition the caller names.
-        ("we're going round in circles", "loop"),
-        ("you keep getting it wrong", "repeated_failures"),
     ],
 )
 def test_escalating_words(text: str, reason: str) -> None:
@@ -95,6 +92,25 @@ def test_abuse_warns_first_then_escalates() -> None:
     assert first.warn
     assert first.escalate is None
     assert check_utterance("you stupid bot", CallState(frustration=1)).escalate == "abuse"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"), [("we're going round in circles", "loop"), ("you keep getting it wrong", "repeated_failures")]
+)
+def test_a_caller_saying_the_call_is_stuck_is_believed_once_the_call_shows_it(text: str, reason: str) -> None:
+    # Alone, it may follow a question asked again for good reason: a frustration point, and the turn goes on.
+    first = check_utterance(text, CallState())
+    assert (first.escalate, first.cue, first.frustration_delta) == (None, reason, 1)
+    assert check_utterance(text, CallState(failures=1)).escalate == reason
+    assert check_utterance(text, CallState(frustration=1)).escalate == reason
+    echoed = history("10027", "10027", agent_says="Sorry, that doesn't match our records.")
+    assert check_utterance(text, echoed).escalate == reason
+
+
+def test_an_answer_that_says_it_was_given_already_is_still_answered() -> None:
+    check = check_utterance("I already told you, it's 10027", CallState(frustration=0))
+    assert check.escalate is None
+    assert check.directive is None
 
 
 def test_loops_and_repeated_failures_escalate() -> None:
