@@ -94,7 +94,9 @@ class CallView:
 
 def _redact_value(value: Any, names: set[str]) -> Any:
     if isinstance(value, str):
-        return redact_text(value, names=names)
+        # An event has no dialogue to tell a ZIP answer from another number (a tool's `zip_code` argument is
+        # one): five digits on their own are taken as a ZIP code.
+        return redact_text(value, names=names, zip_expected=True)
     if isinstance(value, Mapping):
         return {str(k): _redact_value(v, names) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -108,6 +108,22 @@ async def test_escalation_ticket_summaries_are_redacted(services: Services) -> N
     assert "010 0002" not in ticket.summary
 
 
+async def test_the_call_records_events_keep_no_zip_code(services: Services, tmp_path: Path) -> None:
+    telemetry = await Telemetry.open(load_settings(data_dir=tmp_path / "tel"), engine=services.engine)
+    try:
+        result, _ = await run_traced_text_call(
+            telemetry, services, ("Is there an outage in my area?", "10027", "no thanks"), caller_id=None
+        )
+        assert telemetry.store is not None
+        stored = await telemetry.store.get_call(result.call_id)
+    finally:
+        await telemetry.aclose()
+    assert stored is not None
+    tools = [e for e in stored.events if e.get("name") == "check_outage"]
+    assert [t["args"] for t in tools] == [{"zip_code": "[ZIP]"}]
+    assert "10027" not in repr(stored.events) + repr(stored.turns)
+
+
 @pytest.fixture
 def pii_allowed() -> Iterator[None]:
     allow_pii(True)
