@@ -128,28 +128,23 @@ class _Token:
 def _tokens(run: str, offset: int) -> list[_Token]:
     out: list[_Token] = []
     repeat, repeat_at = 1, -1
-    split = True
+    split = True  # a pause, a dash or a numeral came last: the next digit word starts a new group
     for m in _PART_RE.finditer(run):
         part = m.group()
         low = part.lower()
         start = repeat_at if repeat_at >= 0 else m.start()
         if low.isdigit():
             out.append(_Token(offset + start, offset + m.end(), low, True))
-            split, repeat, repeat_at = False, 1, -1
+            split, repeat, repeat_at = True, 1, -1
         elif low in _REPEAT_WORDS:
             repeat, repeat_at = _REPEAT_WORDS[low], m.start()
         elif low in _DIGIT_WORDS:
-            # Digit words said in a row are one group; after a numeral or a pause they start another.
-            new_group = split or bool(out and out[-1].digits.isdigit() and not _is_word(run, out[-1], offset))
-            out.append(_Token(offset + start, offset + m.end(), _DIGIT_WORDS[low] * repeat, new_group))
+            # Digit words said in a row are one group, as a caller reads a card out in fours.
+            out.append(_Token(offset + start, offset + m.end(), _DIGIT_WORDS[low] * repeat, split))
             split, repeat, repeat_at = False, 1, -1
         elif part.strip():  # punctuation or "dash": a written group boundary
             split = True
     return out
-
-
-def _is_word(run: str, token: _Token, offset: int) -> bool:
-    return not run[token.start - offset : token.end - offset].isdigit()
 
 
 def _groups(tokens: Sequence[_Token]) -> list[int]:
