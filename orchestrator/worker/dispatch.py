@@ -143,7 +143,10 @@ class LiveKitDispatchRunner:
     sleep between pops, so a drain deadline or a take-over cancels it at once.
 
     A marker already waiting when a call is claimed (the previous holder died between the marker and
-    the ack) means its session is over: the outcome is read without dispatching again.
+    the ack) means its session is over: the outcome is read without dispatching again. A call a LiveKit
+    webhook admitted whose room no longer exists (the caller left and the server closed it, before an
+    agent answered or while a failed session waited for its retry) ends there too, with no dispatch: its
+    outcome is the checkpoint's (``abandoned`` when no turn was taken).
     """
 
     def __init__(
@@ -185,14 +188,20 @@ class LiveKitDispatchRunner:
         marker = await self._pop_marker(job.call_id)
         if marker is None or marker.get("status") != "ended":
             # No marker, or a stale failure the previous holder never handled: start a (new) session.
-            await self._dispatch(claimed)
+            if not await self._dispatch(claimed):
+                logger.info(
+                    "call %s: room %s is gone, so its caller hung up before an agent answered", job.call_id, job.room
+                )
+                final = await checkpoint_state(self.services, job.call_id)
+                return outcome_from_state(job.call_id, final, resumed_at=resumed_at)
             marker = await self._wait_marker(job.call_id)
         if marker.get("status") != "ended":
             raise SessionFailed(f"session of call {job.call_id} failed: {marker.get('error') or 'unknown error'}")
         final = await checkpoint_state(self.services, job.call_id)
         return outcome_from_state(job.call_id, final, resumed_at=resumed_at)
 
-    async def _dispatch(self, claimed: ClaimedCall) -> None:
+    async def _dispatch(self, claimed: ClaimedCall) -> bool:
+        """Dispatch the agent (or adopt its live dispatch); False, and no dispatch, when the call's room is gone."""
         job = claimed.job
         metadata = dispatch_metadata(claimed, prefix=self.prefix)
         request = api.CreateAgentDispatchRequest(
@@ -204,18 +213,27 @@ class LiveKitDispatchRunner:
             self.settings.livekit_api_secret.get_secret_value(),
         )
         try:
+            # A room a webhook admitted that no longer exists closed after its caller left: dispatching into it
+            # would create it afresh (and its room_started would admit a call nobody placed), and an agent
+            # there would wait for nobody. Other sources' rooms may be created by the dispatch itself.
+            if (
+                job.source == "livekit"
+                and not (await lk.room.list_rooms(api.ListRoomsRequest(names=[request.room]))).rooms
+            ):
+                return False
             # A call handed back by a draining or dead worker may still have its agent in the room:
             # adopt that live dispatch instead of sending a second agent to talk over the first.
             for existing in await lk.agent_dispatch.list_dispatch(request.room):
                 if _is_live_dispatch_of(existing, request.agent_name, job.call_id):
                     logger.info("call %s: adopting live dispatch %s in room %s", job.call_id, existing.id, request.room)
-                    return
+                    return True
             dispatch = await lk.agent_dispatch.create_dispatch(request)
         finally:
             await lk.aclose()
         logger.info(
             "call %s: dispatched %s to room %s (%s)", job.call_id, request.agent_name, request.room, dispatch.id
         )
+        return True
 
     async def _wait_marker(self, call_id: str) -> dict[str, Any]:
         # Poll rather than BLPOP: the queue's client is a bounded pool shared with heartbeats and claims,

@@ -1,8 +1,9 @@
-"""LiveKitDispatchRunner against a Twirp stand-in for LiveKit's AgentDispatchService, on real Redis."""
+"""LiveKitDispatchRunner against a Twirp stand-in for LiveKit's AgentDispatchService and RoomService, on real Redis."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 import uuid
@@ -22,6 +23,8 @@ from livekit.protocol.agent_dispatch import (
     ListAgentDispatchRequest,
     ListAgentDispatchResponse,
 )
+from livekit.protocol.models import Room
+from livekit.protocol.room import ListRoomsRequest, ListRoomsResponse
 
 from orchestrator.config import Settings, load_settings
 from orchestrator.contracts import CallJob, CallOutcome
@@ -45,11 +48,13 @@ API_KEY = "test-key"
 API_SECRET = "test-secret-that-is-long-enough-for-hs256"
 DISPATCH_PATH = "/twirp/livekit.AgentDispatchService/CreateDispatch"
 LIST_PATH = "/twirp/livekit.AgentDispatchService/ListDispatch"
+ROOMS_PATH = "/twirp/livekit.RoomService/ListRooms"
 
 
 @dataclass
 class DispatchStandIn:
-    """LiveKit's Twirp AgentDispatchService: CreateDispatch (recorded; or a 500) and ListDispatch per room."""
+    """LiveKit's Twirp AgentDispatchService (CreateDispatch, recorded or a 500; ListDispatch per room) and
+    RoomService.ListRooms (every room asked for exists, but those in ``gone``)."""
 
     url: str = ""
     fail: bool = False
@@ -58,6 +63,14 @@ class DispatchStandIn:
     dispatches: list[AgentDispatch] = field(default_factory=list)
     listed: list[str] = field(default_factory=list)  # the room of every ListDispatch, in order
     listed_again: asyncio.Event = field(default_factory=asyncio.Event)  # a room's dispatches asked for twice
+    gone: set[str] = field(default_factory=set)  # rooms that closed
+    rooms_asked: list[str] = field(default_factory=list)
+
+    async def list_rooms(self, request: web.Request) -> web.Response:
+        names = list(ListRoomsRequest.FromString(await request.read()).names)
+        self.rooms_asked += names
+        answer = ListRoomsResponse(rooms=[Room(sid=f"RM_{n}", name=n) for n in names if n not in self.gone])
+        return web.Response(body=answer.SerializeToString(), content_type="application/protobuf")
 
     async def list(self, request: web.Request) -> web.Response:
         room = ListAgentDispatchRequest.FromString(await request.read()).room
@@ -85,6 +98,7 @@ async def livekit() -> AsyncIterator[DispatchStandIn]:
     app = web.Application()
     app.router.add_post(DISPATCH_PATH, stand_in.handle)
     app.router.add_post(LIST_PATH, stand_in.list)
+    app.router.add_post(ROOMS_PATH, stand_in.list_rooms)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -230,6 +244,28 @@ async def test_a_failed_session_raises_and_a_waiting_end_marker_skips_the_dispat
     outcome = await asyncio.wait_for(runner.run(claimed_call("lk-done")), 10)
     assert (outcome.call_id, outcome.turns) == ("lk-done", 0)
     assert [r.room for r, _ in livekit.requests] == ["call-lk-crash"]
+
+
+async def test_a_call_whose_room_is_gone_ends_abandoned_without_a_dispatch(
+    services: Services, settings: Settings, livekit: DispatchStandIn, redis: tuple[aioredis.Redis, str]
+) -> None:
+    # The caller left and the server closed the room before a worker claimed the call (or while a failed
+    # session waited for its retry): no agent is sent to recreate the room and wait in it for nobody.
+    livekit.gone.add("call-lk-left")
+    outcome = await asyncio.wait_for(make_runner(services, settings, redis).run(claimed_call("lk-left")), 10)
+    assert (outcome.call_id, outcome.outcome, outcome.turns) == ("lk-left", "abandoned", 0)
+    assert livekit.rooms_asked == ["call-lk-left"]
+    assert (livekit.requests, livekit.listed) == ([], [])
+    # A call from another source may have its room made by the dispatch: it is dispatched without asking.
+    other = claimed_call("sip-1")
+    other = dataclasses.replace(other, job=other.job.model_copy(update={"source": "sip", "room": "call-lk-left"}))
+    task = asyncio.create_task(make_runner(services, settings, redis).run(other))
+    try:
+        await asyncio.wait_for(livekit.received.wait(), 10)
+    finally:
+        task.cancel()
+    assert [r.room for r, _ in livekit.requests] == ["call-lk-left"]
+    assert livekit.rooms_asked == ["call-lk-left"]
 
 
 class _Recorder:
