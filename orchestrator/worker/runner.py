@@ -10,6 +10,7 @@ from orchestrator.contracts import CallOutcome
 from orchestrator.queue import ClaimedCall
 from orchestrator.runtime import Services
 from orchestrator.session.text import TextCall, outcome_of
+from orchestrator.telemetry.redact import redact_text
 from orchestrator.telemetry.service import Telemetry
 from orchestrator.worker.tracking import CallTicket, CallTracker, TurnHook
 
@@ -144,7 +145,11 @@ def outcome_from_state(
         resumed_at: Caller turns already in the checkpoint when this attempt started.
         turn_latency_ms: Latencies of the turns this attempt ran, when the runner measured them.
     """
-    handoffs = [dict(h) for h in final.get("handoffs", [])]
+    # The outcome is published to Redis and read by the API: a handoff's note quotes the caller ("said: ...").
+    handoffs = [
+        {k: redact_text(v, zip_expected=True) if isinstance(v, str) else v for k, v in h.items()}
+        for h in final.get("handoffs", [])
+    ]
     return CallOutcome(
         call_id=call_id,
         outcome=outcome_of(final),

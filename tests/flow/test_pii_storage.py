@@ -24,6 +24,7 @@ from orchestrator.session.text import TextCall
 from orchestrator.telemetry.service import Telemetry, run_traced_text_call
 from orchestrator.telemetry.tracing import allow_pii
 from orchestrator.worker.outcomes import read_outcomes
+from orchestrator.worker.runner import TextCallRunner
 from orchestrator.worker.worker import Worker
 from tests.conftest import POSTGRES_TEST_URL, REDIS_TEST_URL
 from tests.flow.conftest import fixed_clock
@@ -234,3 +235,19 @@ async def test_a_failed_calls_dead_letter_and_outcome_quote_no_caller_text(caplo
     assert dead[0].error.startswith("RuntimeError: could not store 'my card is [CARD], call me on [PHONE]'")
     assert [o.error for o in outcomes] == [dead[0].error]
     assert "4111" not in caplog.text
+
+
+async def test_a_published_outcomes_handoff_notes_are_redacted(services: Services) -> None:
+    queue = CallQueue.from_url(REDIS_TEST_URL, prefix=f"pii-{uuid.uuid4().hex[:10]}")
+    said = "I need to pay my bill, my number is 555 010 0002"
+    try:
+        await queue.admit(CallJob(call_id="call-pii-outcome", source="simulate", script=[said, "10453"]))
+        await Worker(queue, TextCallRunner(services), slots=1, hold_interval_s=None).run(burst=True)
+        outcomes, _ = await read_outcomes(queue.redis, queue.keys.prefix)
+    finally:
+        await queue.redis.delete(*[k async for k in queue.redis.scan_iter(f"{queue.keys.prefix}:*")])
+        await queue.aclose()
+    (outcome,) = outcomes
+    notes = " ".join(str(h.get("context")) for h in outcome.handoffs)
+    assert "[PHONE]" in notes
+    assert "010 0002" not in notes
