@@ -9,7 +9,7 @@ export UV_COMPILE_BYTECODE := 1
 export HF_HUB_OFFLINE := 1
 export LANGSMITH_TRACING := false
 
-.PHONY: demo test check unit services system tools install evals clean
+.PHONY: demo test check unit services system tools deploy-check install evals clean
 
 $(BIN)/switchboard: pyproject.toml uv.lock
 	@$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install -q "uv==0.13.9"
@@ -31,6 +31,12 @@ system:
 tools:
 	@bash deploy/dev/tools.sh
 
+# Render the Kubernetes manifests (deploy/k8s) with kustomize and validate every object with kubeconform against
+# the schemas kept in deploy/k8s/schemas (strict; a kind without a schema fails).
+deploy-check:
+	@bash deploy/dev/tools.sh kustomize kubeconform
+	@bash deploy/k8s/check.sh
+
 demo: install
 	$(BIN)/switchboard demo-queue
 
@@ -42,7 +48,7 @@ check: install
 unit: install
 	$(BIN)/pytest -m unit -q
 
-test: install services system tools check
+test: install services system tools check deploy-check
 	$(BIN)/pytest -m "not live"
 
 # The smoke eval suite, gated by evals/gates.yaml (non-zero exit on a failed scenario or a breached gate).
