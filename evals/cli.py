@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import os
-import sys
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -16,6 +13,9 @@ import typer
 if TYPE_CHECKING:
     from evals.grading import Gates, GradeTable
 from rich.console import Console
+from rich.markup import escape
+
+from orchestrator.cli_errors import quiet_logs
 
 SuitesArg = Annotated[list[Path], typer.Argument(help="Suite files, e.g. evals/suites/smoke.yaml.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")]
@@ -31,15 +31,11 @@ out = Console()
 err = Console(stderr=True)
 
 
-def _quiet() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("livekit", "livekit.agents", "httpx", "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+_quiet = quiet_logs
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]{message}[/red]")
+    err.print(f"[red]{escape(message)}[/red]", soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -54,12 +50,27 @@ def _simulator(value: str) -> Literal["auto", "deterministic", "llm"]:
 
 
 def _load(suites: list[Path]) -> Any:
+    # A missing file is answered before the loaders (and their imports) start.
+    for path in suites:
+        if not path.is_file():
+            raise _fail(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     from evals.loader import SuiteError, load_suites
 
     try:
         return load_suites(suites)
     except SuiteError as exc:
-        raise _fail(f"malformed suite:\n{exc}") from None
+        raise _fail(f"malformed suite: {exc}") from None
+
+
+def _check_prompts(prompts_dir: Path) -> None:
+    """Every reply of a prompts version renders with the values the agents pass, before any scenario runs."""
+    from agents.prompts import PromptError, check_prompts
+    from orchestrator.config import PROMPTS_DIR
+
+    try:
+        check_prompts(prompts_dir, PROMPTS_DIR)
+    except PromptError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _progress(as_json: bool) -> Any:
@@ -111,19 +122,20 @@ def register(eval_app: typer.Typer) -> None:
                 "--audio is not available yet: audio calls need the local audio transport from the voice issue "
                 "(STT/TTS on the embedded default). Run without --audio for text calls.",
             )
+        loaded = _load(suites)
         from evals.grading import check_gates
         from evals.metrics import flatten
         from evals.prompts_ref import PromptsRefError, resolve_prompts
         from evals.report import build_report, print_report, write_html, write_junit
         from evals.runner import RunConfig, run_suites
 
-        loaded = _load(suites)
         table, gate_cfg = _grades_and_gates(gates)
         with ExitStack() as stack:
             try:
                 prompts_dir = resolve_prompts(prompts, stack)
             except PromptsRefError as exc:
                 raise _fail(str(exc)) from None
+            _check_prompts(prompts_dir)
             config = RunConfig(
                 prompts_dir=prompts_dir,
                 repeat=repeat,
@@ -167,13 +179,13 @@ def register(eval_app: typer.Typer) -> None:
         over-the-limit metric drop, or a breached gate on the candidate), 2 on bad input.
         """
         _quiet()
+        loaded = _load(suites)
         from evals.compare import compare, print_compare, run_pair, write_compare_html
         from evals.grading import check_gates
         from evals.metrics import compute_metrics, flatten
         from evals.prompts_ref import PromptsRefError, resolve_prompts
         from evals.runner import RunConfig
 
-        loaded = _load(suites)
         table, gate_cfg = _grades_and_gates(gates)
         with ExitStack() as stack:
             try:
@@ -181,6 +193,8 @@ def register(eval_app: typer.Typer) -> None:
                 cand_dir = resolve_prompts(candidate, stack)
             except PromptsRefError as exc:
                 raise _fail(str(exc)) from None
+            # The candidate must run on this code; the base may be an older version with other replies.
+            _check_prompts(cand_dir)
             common: dict[str, Any] = {
                 "repeat": repeat,
                 "concurrency": concurrency,

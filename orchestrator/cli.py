@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import os
-import sys
 import tempfile
 import time
 from collections.abc import Coroutine
@@ -18,7 +15,8 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from orchestrator.config import SettingsError, load_settings
+from orchestrator.cli_errors import fail, quiet_logs, run_cli
+from orchestrator.config import load_settings
 
 T = TypeVar("T")
 
@@ -30,20 +28,9 @@ console = Console()
 err = Console(stderr=True)
 
 
-def _quiet_logs() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("livekit", "livekit.agents", "httpx", "httpx2", "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-
-
 def _run(coro: Coroutine[Any, Any, T]) -> T:
-    _quiet_logs()
-    try:
-        return asyncio.run(coro)
-    except SettingsError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+    quiet_logs()
+    return asyncio.run(coro)
 
 
 async def _services() -> Any:
@@ -58,7 +45,10 @@ def route(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Classify one utterance with the local router."""
-    _quiet_logs()
+    quiet_logs()
+    if not text.strip():
+        fail("route: the text to classify is empty")
+    load_settings()  # an invalid setting (e.g. SWITCHBOARD_ROUTER_THRESHOLD) stops here, as in every command
     from orchestrator.providers.intent import load_classifier
 
     classifier = load_classifier()
@@ -88,6 +78,9 @@ def call(
     telephony: Annotated[bool, typer.Option("--telephony", help="With --audio: an 8 kHz mu-law line.")] = False,
 ) -> None:
     """Run one scripted call through the session (text, or audio with --audio) and print its transcript."""
+    if any(not turn.strip() for turn in say):
+        fail("--say: a caller turn cannot be empty")
+    load_settings()
     if audio:
         from orchestrator.cli_voice import call_audio
 
@@ -194,11 +187,14 @@ def eval_router(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Score the local router on a labelled file (the format of router-dev.jsonl)."""
-    _quiet_logs()
+    quiet_logs()
     from evals.router.metrics import evaluate_file
     from orchestrator.providers.intent import load_classifier
 
-    report = evaluate_file(data, load_classifier())
+    try:
+        report = evaluate_file(data, load_classifier())
+    except ValueError as exc:  # a bad line, an unknown label or no examples: bad input
+        fail(str(exc))
     # Graded against the same benchmark table as the agent evals (evals/grades.yaml).
     from evals.grading import load_grades
 
@@ -233,6 +229,31 @@ def _print_call(data: dict[str, Any]) -> None:
     console.print(Panel("\n".join(lines), title=title, expand=False))
 
 
+prompts_app = typer.Typer(help="Prompt versions: make a candidate to edit and compare.", no_args_is_help=True)
+app.add_typer(prompts_app, name="prompts")
+
+
+@prompts_app.command("new")
+def prompts_new(
+    folder: Annotated[Path, typer.Argument(help="Where to put the copy, e.g. ./my-prompts (must not exist).")],
+) -> None:
+    """Copy the current prompts (system prompts, replies, phrases) into FOLDER as a candidate to edit.
+
+    Then: `switchboard eval compare --base HEAD --candidate FOLDER evals/suites/smoke.yaml`.
+    """
+    import shutil
+
+    source = load_settings().prompts_dir
+    if folder.exists():
+        fail(f"{folder}: already exists; give a new folder")
+    try:
+        shutil.copytree(source, folder)
+    except OSError as exc:
+        fail(f"{folder}: {exc.strerror or exc}")
+    console.print(f"copied {source} to {folder}; edit it, then compare it with")
+    console.print(f"  switchboard eval compare --base HEAD --candidate {folder} evals/suites/smoke.yaml")
+
+
 def _register_commands() -> None:
     """Commands that live beside their subsystem, each module exposing `register`."""
     from evals.cli import register as register_evals
@@ -250,5 +271,11 @@ def _register_commands() -> None:
 
 _register_commands()
 
+
+def main() -> None:
+    """The `switchboard` entry point: the app, with every failure answered in one line."""
+    run_cli(app)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -7,6 +7,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,7 +22,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator.config import Settings, SettingsError, load_settings
+from orchestrator.cli_errors import fail, quiet_logs
+from orchestrator.config import Settings, load_settings
 
 if TYPE_CHECKING:  # imported where used: the commands start faster without them
     import httpx
@@ -35,20 +37,10 @@ PrefixOpt = Annotated[str, typer.Option("--prefix", help="Queue key prefix (isol
 
 
 def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+    return load_settings()  # an invalid setting: one line and exit 2, at the CLI's boundary
 
 
-def _quiet() -> None:
-    import logging
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("livekit", "livekit.agents", "httpx", "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+_quiet = quiet_logs
 
 
 # ---------------------------------------------------------------------------------------------- serve / worker
@@ -80,7 +72,17 @@ def serve(
         err.print(f"error: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     app = create_app(settings, queue_prefix=prefix, room_prefix=room_prefix)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started:  # one line once the socket is bound and the app's start-up has run
+                base = f"http://{host}:{port}"
+                print(
+                    f"switchboard API listening on {base} (console {base}/console, queue prefix {prefix})", flush=True
+                )
+
+    Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run()
 
 
 def worker(
@@ -107,11 +109,13 @@ def worker(
                 hold_interval_s=hold_interval or None,
                 burst=burst,
                 metrics_port=metrics_port,
+                on_ready=lambda name, n: print(
+                    f"switchboard worker {name} ready: {n} slots, queue prefix {prefix}", flush=True
+                ),
             )
         )
     except RedisNotConfigured as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+        fail(str(exc))
 
 
 # ---------------------------------------------------------------------------------------------- dlq
@@ -119,12 +123,22 @@ def worker(
 dlq_app = typer.Typer(help="Inspect and replay dead-lettered calls.", no_args_is_help=True)
 
 
+# A dead-letter id is a Redis stream entry id: milliseconds and a sequence number.
+_DEAD_ID = re.compile(r"\d{1,20}-\d{1,20}")
+
+
 async def _with_queue(prefix: str, action: str, dead_id: str | None) -> Any:
-    from orchestrator.api.app import open_queue
+    import redis.asyncio as aioredis
+
+    from orchestrator.queue import CallQueue
     from orchestrator.worker.main import resolve_redis_url
 
     settings = _settings()
-    queue = open_queue(settings, resolve_redis_url(settings), prefix=prefix)
+    if dead_id is not None and not _DEAD_ID.fullmatch(dead_id):
+        fail(f"{dead_id!r} is not a dead-letter id (they look like 1764950400000-0; `switchboard dlq list` shows them)")
+    # An operator's command: a Redis that does not answer is reported in seconds, not after the pool's retries.
+    client = aioredis.Redis.from_url(resolve_redis_url(settings), socket_connect_timeout=2, socket_timeout=5)
+    queue = CallQueue.from_settings(settings, client, prefix=prefix, owns_client=True)
     try:
         if action == "list":
             return [d.model_dump(mode="json") for d in await queue.dead_letters(1000)]
@@ -143,9 +157,10 @@ def _dlq(prefix: str, action: str, dead_id: str | None = None) -> Any:
 
     try:
         return asyncio.run(_with_queue(prefix, action, dead_id))
-    except (RedisNotConfigured, DeadLetterNotFound) as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
+    except RedisNotConfigured as exc:
+        fail(str(exc), 1)
+    except DeadLetterNotFound:
+        fail(f"no dead letter {dead_id} (it may have been replayed already)", 1)
 
 
 @dlq_app.command("list")
@@ -191,6 +206,22 @@ def _free_port() -> int:
     return free_port()
 
 
+async def _reset_demo_tenant(settings: Settings) -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from orchestrator.domain import create_schema, open_engine
+    from orchestrator.domain.seed import reset_demo
+
+    engine = open_engine(settings.sqlalchemy_url)
+    try:
+        await create_schema(engine)
+        today = datetime.now(ZoneInfo(settings.tenant_timezone)).date()
+        await reset_demo(engine, today=today, timezone=settings.tenant_timezone)
+    finally:
+        await engine.dispose()
+
+
 @contextlib.contextmanager
 def local_system(
     settings: Settings, *, workers: int, slots: int, prefix: str, hold_interval_s: float
@@ -202,6 +233,10 @@ def local_system(
     """
     from orchestrator.queue.embedded import EmbeddedRedis
 
+    if not settings.database_url:
+        # The embedded demo tenant starts as the domain README describes it, not as the last run left it.
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+        asyncio.run(_reset_demo_tenant(settings))
     run_dir = Path(settings.data_dir) / "simulate"
     logs = run_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -391,16 +426,21 @@ async def _simulate(
 
             async def read_outcomes() -> None:
                 cursor = "0-0"
+                # A short call's outcome can be read before the webhook's 202 (and so the call's id) reaches
+                # the placer: outcomes are kept until their call is known, never skipped.
+                early: dict[str, dict[str, Any]] = {}
                 while len(run.outcomes) < len(run.placed) or len(run.placed) + run.refused < calls:
                     with contextlib.suppress(httpx.HTTPError, RedisConnectionError):
                         found, cursor = await views.outcomes(cursor)
                         for o in found:
-                            cid = o["call_id"]
-                            if cid in run.placed and cid not in run.outcomes:
-                                run.outcomes[cid] = o
-                                if cid in in_flight:
-                                    in_flight.discard(cid)
-                                    slots.release()
+                            early.setdefault(o["call_id"], o)
+                    for cid in [c for c in early if c in run.placed]:
+                        if cid not in run.outcomes:
+                            run.outcomes[cid] = early[cid]
+                            if cid in in_flight:
+                                in_flight.discard(cid)
+                                slots.release()
+                        del early[cid]
                     progress.update(done_bar, completed=len(run.outcomes), info=f"in flight {len(in_flight)}")
 
             async def place(i: int) -> None:
@@ -485,6 +525,10 @@ def simulate(
     stops them all at the end; with --api it reads the API's queue views with --token.
     """
     _quiet()
+    if rate <= 0:
+        fail(f"--rate: must be more than 0 calls per second, not {rate:g}")
+    if timeout <= 0:
+        fail(f"--timeout: must be more than 0 seconds, not {timeout:g}")
     settings = _settings()
     show = not as_json
     started = time.monotonic()

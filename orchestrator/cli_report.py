@@ -12,7 +12,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from orchestrator.config import Settings, SettingsError, load_settings
+from orchestrator.cli_errors import quiet_logs
+from orchestrator.config import Settings, load_settings
 
 
 async def _report_from_store(settings: Settings, since: datetime | None) -> Any:
@@ -70,10 +71,9 @@ def register(app: typer.Typer) -> None:
         ] = 0,
     ) -> None:
         """Summarise the call records: success, latency, escalations, first-call resolution, cost, anomalies."""
-        from orchestrator.cli import _quiet_logs
         from orchestrator.telemetry.report import parse_since, render_html, render_terminal
 
-        _quiet_logs()
+        quiet_logs()
         console = Console()
         try:
             cutoff = parse_since(since)
@@ -89,11 +89,7 @@ def register(app: typer.Typer) -> None:
                     return await _report_from_store(settings, cutoff)
             return await _report_from_store(load_settings(), cutoff)
 
-        try:
-            built = asyncio.run(main())
-        except SettingsError as exc:
-            Console(stderr=True).print(f"[red]{exc}[/red]")
-            raise typer.Exit(2) from None
+        built = asyncio.run(main())
         if html_file is not None:
             html_file.write_text(render_html(built), encoding="utf-8")
         if as_json:

@@ -110,6 +110,20 @@ class Settings(BaseSettings):
             raise ValueError("must start with sqlite:// or postgresql://")
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("livekit_url", "otlp_endpoint", "openai_base_url", "anthropic_base_url", "alert_webhook_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://", "ws://", "wss://")):
+            raise ValueError("must be an http(s):// or ws(s):// URL")
+        return value
+
     @model_validator(mode="after")
     def _queue_timers(self) -> Settings:
         if self.queue_heartbeat_ms * 2 > self.queue_reclaim_idle_ms:

@@ -63,13 +63,16 @@ def evaluate_file(path: Path | str, classifier: IntentClassifier) -> dict[str, A
     """Classifies every line of a router-dev-format jsonl file one at a time and scores it.
 
     Args:
-        path: a jsonl file with `text` and `label` on each line.
+        path: a jsonl file with `text` and a router intent as `label` on each line.
         classifier: any implementation of the `IntentClassifier` port.
 
     Returns:
         The `score()` dict; latencies are wall-clock per single `classify()` call.
+
+    Raises:
+        ValueError: A bad line, a label that is not a router intent, or no examples (names file and line).
     """
-    rows = load_jsonl(path)
+    rows = load_jsonl(path, labels=INTENTS)
     preds: list[str] = []
     latencies: list[float] = []
     for row in rows:

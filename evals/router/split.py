@@ -30,14 +30,32 @@ class Row:
         return self.source.split(":", 1)[0]
 
 
-def load_jsonl(path: Path | str) -> list[Row]:
-    """Reads a router-dev-format jsonl file (`text`, `label`, optional `source`)."""
+def load_jsonl(path: Path | str, *, labels: Iterable[str] | None = None) -> list[Row]:
+    """Reads a router-dev-format jsonl file (`text`, `label`, optional `source`).
+
+    Raises:
+        ValueError: A line that is not a JSON object with a non-empty `text` and `label` (or whose label
+            is not one of `labels`, when given), or a file with no rows; the message names the file and line.
+    """
+    known = set(labels) if labels is not None else None
     rows: list[Row] = []
     with Path(path).open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
                 obj = json.loads(line)
-                rows.append(Row(str(obj["text"]), str(obj["label"]), str(obj.get("source", "unknown"))))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
+            if not isinstance(obj, dict) or not str(obj.get("text", "")).strip() or not obj.get("label"):
+                raise ValueError(f"{where}: expected an object with a non-empty 'text' and 'label'")
+            label = str(obj["label"])
+            if known is not None and label not in known:
+                raise ValueError(f"{where}: unknown label {label!r} (known: {', '.join(sorted(known))})")
+            rows.append(Row(str(obj["text"]), label, str(obj.get("source", "unknown"))))
+    if not rows:
+        raise ValueError(f"{path}: no examples")
     return rows
 
 

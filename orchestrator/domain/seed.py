@@ -280,6 +280,19 @@ async def seed_demo(engine: AsyncEngine, *, today: date, timezone: str = DEFAULT
     return first
 
 
+async def reset_demo(engine: AsyncEngine, *, today: date, timezone: str = DEFAULT_TIMEZONE) -> None:
+    """Put the demo tenant back as seeded: every tenant row goes, then `seed_demo` writes the data set again.
+
+    For the embedded demo's own database only (a simulator run starts from the customers the domain README
+    describes, not from what the last run paid, refunded or booked); never point it at a real tenant.
+    """
+    store = Store(engine, timezone=timezone)
+    async with store.write() as session:
+        for table in reversed(Base.metadata.sorted_tables):
+            await session.execute(table.delete())
+    await seed_demo(engine, today=today, timezone=timezone)
+
+
 def _book_seeded_slots(data: _DemoData, slots: list[dict[str, Any]]) -> None:
     booked = {slot_id for slot_id, _ in data.appointment_slots().values()}
     for slot in slots:

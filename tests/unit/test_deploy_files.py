@@ -189,7 +189,7 @@ def test_the_switchboard_services_build_deploy_dockerfile_from_the_repository_ro
 def test_every_compose_command_is_a_switchboard_subcommand() -> None:
     entrypoint = [args for ins, args in final_stage() if ins == "ENTRYPOINT"]
     assert entrypoint == ['["switchboard"]'], "compose commands are arguments of the `switchboard` entry point"
-    assert PYPROJECT["project"]["scripts"]["switchboard"] == "orchestrator.cli:app"
+    assert PYPROJECT["project"]["scripts"]["switchboard"] == "orchestrator.cli:main"
     seen = {}
     for name, svc in ours().items():
         command = svc["command"]

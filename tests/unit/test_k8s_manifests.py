@@ -207,3 +207,13 @@ def test_the_agent_workers_follow_the_calls_in_flight_and_never_scale_to_zero() 
     assert names.prometheus_name(names.M_QUEUE_DEPTH) in query
     slots = int(env("switchboard-agent-worker")["SWITCHBOARD_AGENT_SLOTS"]["value"])
     assert 0 < float(trigger["metadata"]["threshold"]) <= slots
+
+
+def test_the_agent_worker_is_granted_the_memory_of_its_call_processes() -> None:
+    from orchestrator.capacity import Sizing
+
+    sizing = Sizing()
+    slots = int(env("switchboard-agent-worker")["SWITCHBOARD_AGENT_SLOTS"]["value"])
+    requests = container("switchboard-agent-worker")["resources"]["requests"]
+    assert requests["memory"] == f"{sizing.agent_worker_memory_mib(slots)}Mi"
+    assert requests["cpu"] == f"{round(sizing.agent_worker_cpu(slots) * 1000)}m"
