@@ -257,6 +257,7 @@ def prompts_new(
 def _register_commands() -> None:
     """Commands that live beside their subsystem, each module exposing `register`."""
     from evals.cli import register as register_evals
+    from orchestrator.capacity import register as register_capacity
     from orchestrator.cli_console import register as register_console
     from orchestrator.cli_ops import register as register_ops
     from orchestrator.cli_report import register as register_report
@@ -267,6 +268,7 @@ def _register_commands() -> None:
     register_ops(app)  # serve, worker, simulate, dlq, demo-queue
     register_voice(app)  # call-audio, agent-worker, tts warm, bench voice
     register_console(app)  # users add/list/remove/disable/token
+    register_capacity(app)  # capacity
 
 
 _register_commands()
