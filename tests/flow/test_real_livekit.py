@@ -169,7 +169,9 @@ def test_the_caller_is_answered_in_the_room_turn_by_turn(real_call: dict[str, An
     assert [t["caller"] for t in caller["turns"]] == SCRIPT
     assert all(t["answered"] for t in caller["turns"])
     # What the caller heard is what the graph said, through Opus, the SFU and back: the STT agrees with it.
-    said = [t["text"] for t in real_call["checkpoint"]["transcript"] if t["role"] == "agent"]
+    transcript = real_call["checkpoint"]["transcript"]
+    said = [t["text"] for t in transcript if t["role"] == "agent"]
+    assert len(said) == len(SCRIPT), transcript
     heard = [transcribe(t["wav"]) for t in caller["turns"]]
     wers = [word_error_rate(s, h) for s, h in zip(said, heard, strict=True)]
     first_audio = [t["first_audio_ms"] for t in caller["turns"]]

@@ -124,6 +124,7 @@ async def main(url: str, token: str, out_dir: Path, turns: list[str]) -> int:
     t0 = time.monotonic()
     await room.connect(url, token, rtc.RoomOptions(auto_subscribe=True))
     out["connected_s"] = round(time.monotonic() - t0, 3)
+    out["room_sid"] = await room.sid  # the call is lk-<room sid>
     for participant in room.remote_participants.values():
         note_state(participant)
     source = rtc.AudioSource(RATE, 1, queue_size_ms=100)
