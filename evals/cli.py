@@ -172,8 +172,17 @@ def register(eval_app: typer.Typer) -> None:
         simulator: SimOpt = "deterministic",
         gates: GatesOpt = None,
         no_gates: NoGatesOpt = False,
+        confidence: Annotated[
+            float | None,
+            typer.Option(
+                "--confidence",
+                min=0.5,
+                max=0.999,
+                help="Intervals' level; better or worse only when it excludes zero (default 1 − the gates' alpha).",
+            ),
+        ] = None,
     ) -> None:
-        """A/B two prompt versions on the same scenarios: deltas with 95% CIs, paired tests, regressions.
+        """A/B two prompt versions on the same scenarios: deltas with CIs, paired tests, regressions.
 
         Exit code 1 when the candidate regresses (a scenario that passed now fails, a significant or
         over-the-limit metric drop, or a breached gate on the candidate), 2 on bad input.
@@ -205,7 +214,7 @@ def register(eval_app: typer.Typer) -> None:
                 run_pair(loaded, RunConfig(prompts_dir=base_dir, **common), RunConfig(prompts_dir=cand_dir, **common))
             )
             pair.base.prompts_dir, pair.candidate.prompts_dir = base, candidate
-        result = compare(pair, table, gate_cfg.compare)
+        result = compare(pair, table, gate_cfg.compare, confidence=confidence)
         if not no_gates:
             cand_metrics = flatten(compute_metrics(pair.candidate.trials, repeat))
             failed = sum(t.counts_as_failure for t in pair.candidate.trials)

@@ -78,15 +78,42 @@ def _metric_values(trials: list[TrialResult], k: int) -> dict[str, float]:
     return flatten(compute_metrics(trials, k))
 
 
+def verdict(name: str, lo: float, hi: float, regression: bool) -> str:
+    """ "regression" by the compare rules, "better" only when the interval excludes zero, else no significant change.
+
+    An interval that excludes zero on the bad side is always a regression (see `compare`), so there is no "worse".
+    """
+    if regression:
+        return "regression"
+    if (lo > 0) if name in HIGHER_IS_BETTER else (hi < 0):
+        return "better"
+    return "no significant change"
+
+
 def compare(
-    pair: ComparePair, table: GradeTable, rules: CompareGates, *, resamples: int = 400, seed: int = 0
+    pair: ComparePair,
+    table: GradeTable,
+    rules: CompareGates,
+    *,
+    resamples: int = 400,
+    seed: int = 0,
+    confidence: float | None = None,
 ) -> dict[str, Any]:
     """Deltas (candidate − base) with paired-bootstrap CIs, paired tests and the regressions.
 
+    Args:
+        pair: the two runs.
+        table: the benchmark table (grades).
+        rules: what counts as a regression.
+        resamples: bootstrap resamples.
+        seed: the bootstrap's seed.
+        confidence: the intervals' level; 1 − the rules' alpha when not given.
+
     Returns:
-        A JSON-able dict: `metrics` (per metric base, candidate, delta, ci, regression), `tests`,
-        `scenario_regressions`, `scenario_improvements`, `regressions` (sentences) and `ok`.
+        A JSON-able dict: `metrics` (per metric base, candidate, delta, ci, verdict, regression),
+        `confidence`, `tests`, `scenario_regressions`, `scenario_improvements`, `regressions` and `ok`.
     """
+    level = 1 - rules.alpha if confidence is None else confidence
     b, c = pair.base.trials, pair.candidate.trials
     k = pair.base.repeat
     # The bootstrap resamples scenarios (with all their trials), keeping base and candidate paired.
@@ -119,7 +146,7 @@ def compare(
             vb, vc = resampled(idx)
             return vc.get(name, 0.0) - vb.get(name, 0.0)
 
-        lo, hi = paired_bootstrap_ci(len(keys), fn, resamples=resamples, seed=rng_seed)
+        lo, hi = paired_bootstrap_ci(len(keys), fn, resamples=resamples, confidence=level, seed=rng_seed)
         higher = name in HIGHER_IS_BETTER
         worse = -delta if higher else delta
         ci_bad = (hi < 0) if higher else (lo > 0)
@@ -128,13 +155,14 @@ def compare(
         if regression:
             regressions.append(
                 f"{name} {'fell' if higher else 'rose'} from {base_vals[name]:.3f} to {cand_vals[name]:.3f} "
-                f"(delta {delta:+.3f}, 95% CI [{lo:+.3f}, {hi:+.3f}])"
+                f"(delta {delta:+.3f}, {level:.0%} CI [{lo:+.3f}, {hi:+.3f}])"
             )
         metrics[name] = {
             "base": base_vals[name],
             "candidate": cand_vals[name],
             "delta": delta,
-            "ci95": [lo, hi],
+            "ci": [lo, hi],
+            "verdict": verdict(name, lo, hi, regression),
             "regression": regression,
         }
     success = mcnemar_exact([t.passed for t in b], [t.passed for t in c])
@@ -160,6 +188,7 @@ def compare(
         "base": pair.base.prompts_dir,
         "candidate": pair.candidate.prompts_dir,
         "trials": len(b),
+        "confidence": level,
         "metrics": metrics,
         "grades": {
             "base": grades_for(compute_metrics(b, k), table),
@@ -176,18 +205,24 @@ def compare(
     }
 
 
+VERDICT_STYLE = {"regression": "bold red", "better": "green", "no significant change": "dim"}
+
+
 def print_compare(result: dict[str, Any], console: Console) -> None:
     """The comparison as terminal tables, regressions in red."""
+    level = f"{result['confidence']:.0%}"
     t = Table(title=f"Compare: base {result['base']} → candidate {result['candidate']} ({result['trials']} trials)")
-    for col in ("metric", "base", "candidate", "delta", "95% CI", "verdict"):
+    for col in ("metric", "base", "candidate", "delta", f"{level} CI", "verdict"):
         t.add_column(col)
     for name, m in result["metrics"].items():
-        verdict = (
-            "[bold red]REGRESSION[/]" if m["regression"] else ("[green]better[/]" if _better(name, m["delta"]) else "")
-        )
-        lo, hi = m["ci95"]
+        lo, hi = m["ci"]
         t.add_row(
-            name, f"{m['base']:.3f}", f"{m['candidate']:.3f}", f"{m['delta']:+.3f}", f"[{lo:+.3f}, {hi:+.3f}]", verdict
+            name,
+            f"{m['base']:.3f}",
+            f"{m['candidate']:.3f}",
+            f"{m['delta']:+.3f}",
+            f"[{lo:+.3f}, {hi:+.3f}]",
+            f"[{VERDICT_STYLE[m['verdict']]}]{m['verdict']}[/]",
         )
     console.print(t)
     tests = result["tests"]
@@ -204,26 +239,22 @@ def print_compare(result: dict[str, Any], console: Console) -> None:
     console.print("[bold green]no regressions[/]" if result["ok"] else "[bold red]the candidate regresses[/]")
 
 
-def _better(name: str, delta: float) -> bool:
-    return delta > 0 if name in HIGHER_IS_BETTER else delta < 0
-
-
 def write_compare_html(result: dict[str, Any], pair: ComparePair, path: Path) -> None:
     """The comparison as one HTML page: delta plot with CIs, metric table, per-scenario verdicts."""
     rows = [
-        (name, m["delta"], m["ci95"][0], m["ci95"][1], m["regression"])
+        (name, m["delta"], m["ci"][0], m["ci"][1], m["regression"])
         for name, m in result["metrics"].items()
         if not name.startswith("latency") and name != "cost_per_call"
     ]
     lat_rows = [
-        (name, m["delta"], m["ci95"][0], m["ci95"][1], m["regression"])
+        (name, m["delta"], m["ci"][0], m["ci"][1], m["regression"])
         for name, m in result["metrics"].items()
         if name.startswith("latency")
     ]
     mt = "".join(
         f"<tr class='{'regression' if m['regression'] else ''}'><td>{name}</td><td>{m['base']:.3f}</td>"
         f"<td>{m['candidate']:.3f}</td><td>{m['delta']:+.3f}</td>"
-        f"<td>[{m['ci95'][0]:+.3f}, {m['ci95'][1]:+.3f}]</td></tr>"
+        f"<td>[{m['ci'][0]:+.3f}, {m['ci'][1]:+.3f}]</td><td>{m['verdict']}</td></tr>"
         for name, m in result["metrics"].items()
     )
     sc = []
@@ -242,11 +273,11 @@ def write_compare_html(result: dict[str, Any], pair: ComparePair, path: Path) ->
         f"</code>, {result['trials']} paired trials.</p><h2>Regressions</h2><ul>{regs}</ul>"
         f"<p>Success, McNemar exact: {s['lost']} lost, {s['gained']} gained, p = {s['p_value']:.4f}. "
         f"Mean turn latency, Wilcoxon signed-rank: n = {w['n']}, p = {w['p_value']:.4f}.</p>"
-        "<h2>Rates: candidate − base, 95% paired-bootstrap CI</h2>"
+        f"<h2>Rates: candidate − base, {result['confidence']:.0%} paired-bootstrap CI</h2>"
         + svg.delta_chart(rows)
         + "<h2>Latency (ms)</h2>"
         + svg.delta_chart(lat_rows)
-        + "<table><tr><th>metric</th><th>base</th><th>candidate</th><th>delta</th><th>95% CI</th></tr>"
+        + "<table><tr><th>metric</th><th>base</th><th>candidate</th><th>delta</th><th>CI</th><th>verdict</th></tr>"
         + mt
         + "</table>"
         "<h2>Scenarios</h2><table><tr><th>suite</th><th>scenario</th><th>trial</th><th>base</th><th>candidate</th>"
