@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
+import signal
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -321,13 +323,46 @@ async def _mark_session_end(
 
 
 async def run_agent_worker(settings: Settings | None = None) -> None:
-    """Run the agent worker with its readiness endpoint until it stops (SIGTERM drains)."""
+    """Run the agent worker with its readiness endpoint until SIGTERM or SIGINT, which drain it.
+
+    Draining takes no new jobs, answers 503 on /readyz, and lets the running calls end (up to livekit's
+    drain timeout) before the worker closes; without the handlers the signal killed the process, and the
+    calls with it, whenever an orchestrator scaled the workers down.
+    """
     settings = settings or get_settings()
     server = build_server(settings)
     readiness = ReadinessServer(server, port=settings.agent_health_port, host=settings.agent_health_host)
     await readiness.start()
+    loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task[None]] = []
+
+    async def drain_and_close() -> None:
+        readiness.draining = True
+        try:
+            await server.drain()
+        except TimeoutError:
+            log.warning("agent worker: drain timed out; closing with calls still running")
+        finally:
+            await server.aclose()
+
+    def on_signal() -> None:
+        if not stopping:
+            stopping.append(asyncio.create_task(drain_and_close()))
+        elif not stopping[0].done():
+            # A second signal (Ctrl-C twice) stops waiting for the calls: the drain's `finally` closes now.
+            log.warning("agent worker: second signal: closing without waiting for the running calls")
+            stopping[0].cancel()
+
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, on_signal)
     try:
         await server.run()
+        if stopping:
+            with contextlib.suppress(asyncio.CancelledError):
+                await stopping[0]
     finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
         readiness.draining = True
         await readiness.aclose()
