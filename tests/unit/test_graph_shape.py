@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from langgraph.channels.binop import BinaryOperatorAggregate
 
-from agents.graph import _ADDED, _applied, _merged, build_graph
-from agents.state import CallState, Intervention, Turn
+from agents.graph import build_graph
+from agents.specialists.registry import SPECIALISTS
 
 pytestmark = pytest.mark.unit
 
@@ -32,17 +31,12 @@ def test_every_specialist_can_reach_a_human() -> None:
     assert ("escalate", "speak") in edges
 
 
-def test_a_specialist_step_and_its_review_update_the_state_as_two_steps_would() -> None:
-    # The lists LangGraph adds up are exactly the ones the in-step merge adds up.
-    added = {name for name, channel in build_graph().channels.items() if isinstance(channel, BinaryOperatorAggregate)}
-    assert added == _ADDED
-    note = Intervention(turn=3, kind="warn", reason="llm_unavailable", detail="")
-    correction = Intervention(turn=3, kind="correct_reply", reason="off_script", detail="")
-    specialist = {"reply": "draft", "interventions": [note], "tool_events": []}
-    review = {"reply": "corrected", "interventions": [correction]}
-    assert _merged(specialist, review) == {"reply": "corrected", "interventions": [note, correction], "tool_events": []}
-    state = CallState(transcript=[Turn(role="caller", agent="", text="hi")], interventions=[], reply="")
-    applied = _applied(state, _merged(specialist, review))
-    assert applied["interventions"] == [note, correction]
-    assert applied["transcript"] == state["transcript"]  # untouched lists stay as they were
-    assert applied["reply"] == "corrected"
+def test_every_specialist_reply_passes_the_supervisors_review_before_it_is_spoken() -> None:
+    graph = build_graph().get_graph()
+    edges = {(e.source, e.target) for e in graph.edges}
+    for spec in SPECIALISTS:
+        assert (spec.name, "review") in edges
+        assert (spec.name, "speak") not in edges
+        assert (spec.name, "__end__") not in edges
+    assert {t for s, t in edges if s == "review"} == {"speak", "escalate"}
+    assert {s for s, t in edges if t == "speak"} == {"review", "escalate", "respond"}
