@@ -181,7 +181,7 @@ class HumanTicket:
     reason: str
     summary: str
     priority: int
-    status: Literal["waiting", "accepted", "closed"]
+    status: Literal["waiting", "accepted", "closed", "callback", "abandoned"]
     created_at: datetime
 
 

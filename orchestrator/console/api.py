@@ -24,7 +24,7 @@ from orchestrator.console.auth import (
     csrf_ok,
 )
 from orchestrator.console.live import LiveFeed
-from orchestrator.console.service import Console
+from orchestrator.console.service import Console, QueueEntry
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +251,9 @@ class TicketOut(BaseModel):
     waiting_s: float
     agent: str | None = None
     call_live: bool = False
+    caller: str = ""
+    transcript_url: str = ""
+    left_at: datetime | None = None
 
 
 class LiveKitJoin(BaseModel):
@@ -294,6 +297,13 @@ class AuditPage(BaseModel):
 
     total: int
     entries: list[AuditOut]
+
+
+def _entry_out(entry: QueueEntry) -> TicketOut:
+    out = _ticket_out(entry.ticket, agent=entry.agent, call_live=entry.call_live)
+    return out.model_copy(
+        update={"caller": entry.caller, "transcript_url": entry.transcript_url, "left_at": entry.left_at}
+    )
 
 
 def _ticket_out(ticket: Any, *, agent: str | None = None, call_live: bool = False) -> TicketOut:
@@ -467,17 +477,22 @@ async def heartbeat(call_id: str, who: User, console: ConsoleDep) -> Heartbeat:
 # ---------------------------------------------------------------------- escalations
 @router.get("/escalations", response_model=list[TicketOut], summary="The escalation queue")
 async def escalations(who: User, console: ConsoleDep) -> list[TicketOut]:
-    """Waiting escalations, most urgent first, then longest waiting."""
-    live = {c.call_id for c in await console.feed.live_calls()}
-    return [_ticket_out(t, call_live=t.call_id in live) for t in await console.desk.waiting()]
+    """Waiting escalations: callers still on the line first, most urgent first, then longest waiting.
+
+    Callers who hung up are not here: see `/callbacks`.
+    """
+    return [_entry_out(e) for e in await console.queue()]
+
+
+@router.get("/callbacks", response_model=list[TicketOut], summary="Escalations owed a call back")
+async def callbacks(who: User, console: ConsoleDep) -> list[TicketOut]:
+    """Escalations whose caller hung up before a person took the call, with the number to ring back."""
+    return [_entry_out(e) for e in await console.callbacks()]
 
 
 @router.get("/escalations/{ticket_id}", response_model=TicketOut, summary="One escalation")
 async def escalation(ticket_id: str, who: User, console: ConsoleDep) -> TicketOut:
-    ticket = await console.ticket(ticket_id)
-    call = await console.feed.get(ticket.call_id)
-    live = call is not None and call.status == "live"
-    return _ticket_out(ticket, agent=await console.ticket_agent(ticket_id), call_live=live)
+    return _entry_out(await console.entry(await console.ticket(ticket_id)))
 
 
 @router.post("/escalations/{ticket_id}/accept", response_model=Accepted, summary="Accept an escalation")

@@ -1,4 +1,4 @@
-"""ORM models of the console (tables prefixed `console_`): users, admin API tokens and the audit log."""
+"""ORM models of the console (tables prefixed `console_`): users, admin API tokens, the audit log, callbacks owed."""
 
 from __future__ import annotations
 
@@ -57,6 +57,17 @@ class AuditRow(ConsoleBase):
     outcome: Mapped[str] = mapped_column(String(16))
     detail: Mapped[str] = mapped_column(Text, default="")
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class CallbackRow(ConsoleBase):
+    """The number to ring back for an escalation whose caller hung up before a person took it."""
+
+    __tablename__ = "console_callbacks"
+
+    ticket_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(200), index=True)
+    number: Mapped[str] = mapped_column(String(64))
+    left_at: Mapped[datetime]
 
 
 async def create_console_schema(engine: AsyncEngine) -> None:

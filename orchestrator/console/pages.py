@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
@@ -164,10 +163,9 @@ async def call_page(request: Request, call_id: str, who: PageUser, console: Cons
 
 @router.get("/escalations", response_class=HTMLResponse)
 async def escalations_page(request: Request, who: PageUser, console: ConsoleDep) -> HTMLResponse:
-    tickets = await console.desk.waiting()
-    now = datetime.now(UTC)
-    rows = [(t, (now - t.created_at.astimezone(UTC)).total_seconds()) for t in tickets]
-    return _render(request, "escalations.html", who, rows=rows, page="escalations")
+    rows = await console.queue()
+    callbacks = await console.callbacks()
+    return _render(request, "escalations.html", who, rows=rows, callbacks=callbacks, page="escalations")
 
 
 @router.get("/escalations/{ticket_id}", response_class=HTMLResponse)
@@ -176,11 +174,20 @@ async def escalation_page(request: Request, ticket_id: str, who: PageUser, conso
         ticket = await console.ticket(ticket_id)
     except ApiError:
         return _render(request, "missing.html", who, 404, what=f"No escalation {ticket_id}.", page="escalations")
-    agent = await console.ticket_agent(ticket_id)
+    entry = await console.entry(ticket)
+    agent = entry.agent
     call = await console.feed.get(ticket.call_id)
     join = console.livekit_join(who, call) if agent == who.username else None
     return _render(
-        request, "escalation.html", who, ticket=ticket, agent=agent, call=call, join=join, page="escalations"
+        request,
+        "escalation.html",
+        who,
+        ticket=ticket,
+        entry=entry,
+        agent=agent,
+        call=call,
+        join=join,
+        page="escalations",
     )
 
 

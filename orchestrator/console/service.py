@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -22,9 +23,10 @@ from orchestrator.api.errors import ApiError
 from orchestrator.config import Settings
 from orchestrator.console.auth import CookieSigner, Principal, SessionStore, UserStore
 from orchestrator.console.live import LiveCall, LiveFeed
-from orchestrator.console.models import AuditRow, create_console_schema
+from orchestrator.console.models import AuditRow, CallbackRow, create_console_schema
 from orchestrator.domain.desk import SqlHumanDesk
 from orchestrator.domain.models import TicketRow
+from orchestrator.store.models import CallRow
 from orchestrator.store.records import CallStore, create_records_schema
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,10 @@ log = logging.getLogger(__name__)
 AGENTS = ("scheduling", "billing", "support")
 MAX_TEXT = 500
 WATCHDOG_INTERVAL_S = 0.5
+# The watchdog settles the escalation queue (callers who hung up leave it) every this many rounds.
+SETTLE_EVERY = 4
+# A number that can be rung back (E.164 or a local format); WebRTC identities and "anonymous" are not.
+_DIALABLE = re.compile(r"\+?[0-9][0-9 ().-]{5,30}")
 
 
 class _NoClassifier:
@@ -57,6 +63,29 @@ class AuditEntry:
 
     def to_json(self) -> dict[str, Any]:
         return {**self.__dict__, "at": self.at.isoformat()}
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """One escalation as the queue shows it.
+
+    Attributes:
+        ticket: The ticket.
+        call_live: Whether the caller is still on the line.
+        caller: The caller's number ("" when unknown).
+        waited_s: Seconds since the call was escalated.
+        transcript_url: The call's transcript: the live page while the feed has it, else the call record.
+        agent: The supervisor who took it, if any.
+        left_at: When the caller hung up, for a callback.
+    """
+
+    ticket: HumanTicket
+    call_live: bool
+    caller: str
+    waited_s: float
+    transcript_url: str
+    agent: str | None = None
+    left_at: datetime | None = None
 
 
 class AuditLog:
@@ -209,6 +238,88 @@ class Console:
             status=row.status,  # type: ignore[arg-type]  # the column only holds the Literal's values
             created_at=row.created_at,
         )
+
+    async def queue(self) -> list[QueueEntry]:
+        """The waiting escalations: callers still on the line first, by priority then longest waiting.
+
+        Tickets whose caller hung up are settled first (`settle_queue`), so none of them is offered as waiting;
+        a ticket whose call neither the live feed nor the records know stays, after every live caller.
+        """
+        await self.settle_queue()
+        entries = [await self.entry(t) for t in await self.desk.waiting()]
+        # desk.waiting() is already by priority then age; a stable sort puts live callers before the rest.
+        return sorted(entries, key=lambda e: not e.call_live)
+
+    async def callbacks(self) -> list[QueueEntry]:
+        """Escalations whose caller hung up before a person took the call, owed a call back."""
+        return [await self.entry(t) for t in await self.desk.with_status("callback")]
+
+    async def entry(self, ticket: HumanTicket) -> QueueEntry:
+        """How the queue shows ``ticket``: caller, whether they are on the line, where the transcript is."""
+        call = await self.feed.get(ticket.call_id)
+        async with self._tickets() as session:
+            callback = await session.get(CallbackRow, ticket.ticket_id)
+            row = await session.get(TicketRow, ticket.ticket_id)
+        caller = call.caller_id if call is not None and call.caller_id else (callback.number if callback else "")
+        url = f"/console/calls/{ticket.call_id}" if call is not None else f"/console/history/{ticket.call_id}"
+        return QueueEntry(
+            ticket=ticket,
+            call_live=call is not None and call.status == "live",
+            caller=caller,
+            waited_s=max(0.0, (datetime.now(UTC) - ticket.created_at.astimezone(UTC)).total_seconds()),
+            transcript_url=url,
+            agent=row.agent if row is not None else None,
+            left_at=callback.left_at if callback else None,
+        )
+
+    async def settle_queue(self) -> list[HumanTicket]:
+        """Take the tickets whose caller hung up out of the waiting queue.
+
+        A caller with a number to ring becomes a callback (the number kept in ``console_callbacks``); one
+        without (a WebRTC caller, a withheld number) is closed as abandoned. A call has ended when the live
+        feed says so or, once the feed forgot it, when its record exists.
+
+        Returns:
+            The tickets settled by this call (another API process may settle the rest).
+        """
+        waiting = await self.desk.waiting()
+        if not waiting:
+            return []
+        async with self._tickets() as session:
+            ids = {t.call_id for t in waiting}
+            recorded = set((await session.execute(select(CallRow.call_id).where(CallRow.call_id.in_(ids)))).scalars())
+        settled: list[HumanTicket] = []
+        for ticket in waiting:
+            call = await self.feed.get(ticket.call_id)
+            if (call is not None and call.status == "live") or (call is None and ticket.call_id not in recorded):
+                continue
+            number = call.caller_id.strip() if call is not None else ""
+            callback = bool(_DIALABLE.fullmatch(number))
+            if callback:
+                # The number first: a reader who sees the callback status must find its number.
+                async with self._tickets.begin() as session:
+                    await session.merge(
+                        CallbackRow(
+                            ticket_id=ticket.ticket_id, call_id=ticket.call_id, number=number, left_at=datetime.now(UTC)
+                        )
+                    )
+            try:
+                done = await self.desk.caller_left(ticket.ticket_id, callback=callback)
+            except (PolicyViolation, NotFound):
+                continue  # taken or settled meanwhile, by a supervisor or another API process
+            what = f"callback to {number}" if callback else "abandoned: no number to ring back"
+            await self.feed.append(
+                ticket.call_id, "event", "system", f"The caller hung up before a person took the call ({what})."
+            )
+            await self.audit.record(
+                "system",
+                "callback" if callback else "abandoned",
+                call_id=ticket.call_id,
+                ticket_id=ticket.ticket_id,
+                detail=ticket.reason,
+            )
+            settled.append(done)
+        return settled
 
     async def ticket_agent(self, ticket_id: str) -> str | None:
         async with self._tickets() as session:
@@ -386,9 +497,17 @@ class Console:
 
     # ------------------------------------------------------------------ the watchdog
     async def watch_leases(self) -> None:
-        """Release held calls whose supervisor went silent: back to the AI, or back to the escalation queue."""
+        """Release held calls whose supervisor went silent: back to the AI, or back to the escalation queue.
+
+        Every few rounds it also settles the escalation queue, so callers who hung up leave it whether or not
+        anyone is looking.
+        """
+        rounds = 0
         while True:
+            rounds += 1
             try:
+                if rounds % SETTLE_EVERY == 0:
+                    await self.settle_queue()
                 for call_id in await self.feed.lapsed():
                     held = await self.feed.drop(call_id)
                     if not held:

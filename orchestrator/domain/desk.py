@@ -1,4 +1,4 @@
-"""The human-agent desk: tickets for escalated calls, taken by exactly one agent."""
+"""The human-agent desk: tickets for escalated calls, taken by exactly one agent, or owed a callback."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ _NO_TICKET = "I couldn't find that ticket."
 
 
 class SqlHumanDesk:
-    """`agents.ports.HumanDesk` on the tenant's SQL store, plus `accept` and `close` for the console.
+    """`agents.ports.HumanDesk` on the tenant's SQL store, plus `accept`, `caller_left` and `close` for the console.
 
     Priority 1 is the most urgent; `waiting()` lists the most urgent tickets first, oldest first
-    within a priority.
+    within a priority. A ticket goes ``waiting`` -> ``accepted`` -> ``closed``; when its caller hangs up
+    first it leaves the queue as a ``callback`` (closed once someone rang back) or ``abandoned`` (nobody to
+    ring back).
     """
 
     def __init__(self, store: Store) -> None:
@@ -79,12 +81,16 @@ class SqlHumanDesk:
 
     async def waiting(self) -> list[HumanTicket]:
         """Tickets no agent has taken yet, most urgent first, then oldest first."""
+        return await self.with_status("waiting")
+
+    async def with_status(self, *statuses: str) -> list[HumanTicket]:
+        """Tickets in any of ``statuses``, most urgent first, then oldest first."""
         async with self._store.read() as session:
             rows = (
                 (
                     await session.execute(
                         select(TicketRow)
-                        .where(TicketRow.status == "waiting")
+                        .where(TicketRow.status.in_(statuses))
                         .order_by(TicketRow.priority, TicketRow.created_at, TicketRow.ticket_id)
                     )
                 )
@@ -92,6 +98,20 @@ class SqlHumanDesk:
                 .all()
             )
         return [self._ticket(row) for row in rows]
+
+    async def caller_left(self, ticket_id: str, *, callback: bool) -> HumanTicket:
+        """The caller of a waiting ticket hung up: it leaves the queue as a callback, or closed as abandoned.
+
+        Raises:
+            NotFound: There is no such ticket.
+            PolicyViolation: It is no longer waiting (an agent took it, or it was settled already).
+        """
+        values: dict[str, object] = {"status": "callback" if callback else "abandoned"}
+        if not callback:
+            values["closed_at"] = self._store.now()
+        return await self._transition(
+            ticket_id, allowed=("waiting",), values=values, refusal="That ticket is no longer waiting."
+        )
 
     async def accept(self, ticket_id: str, agent: str) -> HumanTicket:
         """Give a waiting ticket to `agent`; of two concurrent accepts exactly one wins.
@@ -108,10 +128,10 @@ class SqlHumanDesk:
         )
 
     async def close(self, ticket_id: str) -> HumanTicket:
-        """Close a waiting or accepted ticket; closing a closed ticket raises PolicyViolation."""
+        """Close a waiting, accepted or callback ticket; closing a closed one raises PolicyViolation."""
         return await self._transition(
             ticket_id,
-            allowed=("waiting", "accepted"),
+            allowed=("waiting", "accepted", "callback"),
             values={"status": "closed", "closed_at": self._store.now()},
             refusal="That ticket is already closed.",
         )

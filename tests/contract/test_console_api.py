@@ -245,6 +245,59 @@ async def test_two_supervisors_accepting_one_escalation_exactly_one_wins(server:
     assert len(refused) == 1
 
 
+def test_callers_who_hung_up_leave_the_queue_as_callbacks_or_abandoned_and_live_callers_come_first(
+    server: ServedApp,
+) -> None:
+    sam, _ = login(server, "sam")
+    console = server.app.state.console
+    on_line = live_call(server, caller="+15550100007")
+    hung_up = live_call(server, caller="+15550100008")
+    no_number = live_call(server, caller="")
+    unknown = f"call-{uuid.uuid4().hex[:10]}"  # neither the live feed nor the records know it
+    for call_id in (hung_up, no_number):
+        server.call(console.feed.call_ended(call_id, "escalated"))
+
+    def ticket(call_id: str, priority: int) -> str:
+        opened = server.call(
+            console.desk.open_ticket(
+                call_id=call_id,
+                account_id=None,
+                reason="requested_human",
+                summary=f"about {call_id}",
+                priority=priority,
+            )
+        )
+        return str(opened.ticket_id)
+
+    # The callers who hung up were escalated earlier and more urgently: they used to be ranked first.
+    t_hung_up, t_no_number, t_unknown, t_on_line = (
+        ticket(hung_up, 0),
+        ticket(no_number, 0),
+        ticket(unknown, 1),
+        ticket(on_line, 3),
+    )
+    mine = {t_hung_up, t_no_number, t_unknown, t_on_line}
+    queue = [t for t in sam.get("/v1/console/escalations").json() if t["ticket_id"] in mine]
+    assert [t["ticket_id"] for t in queue] == [t_on_line, t_unknown]
+    assert queue[0]["call_live"] and queue[0]["caller"] == "+15550100007"
+    assert queue[0]["transcript_url"] == f"/console/calls/{on_line}"
+    assert not queue[1]["call_live"] and queue[1]["transcript_url"] == f"/console/history/{unknown}"
+
+    owed = [t for t in sam.get("/v1/console/callbacks").json() if t["ticket_id"] in mine]
+    assert [(t["ticket_id"], t["caller"], t["reason"], t["status"]) for t in owed] == [
+        (t_hung_up, "+15550100008", "requested_human", "callback")
+    ]
+    assert owed[0]["transcript_url"] == f"/console/calls/{hung_up}" and owed[0]["left_at"]
+    assert sam.get(f"/v1/console/escalations/{t_no_number}").json()["status"] == "abandoned"
+    assert ("callback", "ok") in [(e["action"], e["outcome"]) for e in audit(server, call_id=hung_up)]
+    assert ("abandoned", "ok") in [(e["action"], e["outcome"]) for e in audit(server, call_id=no_number)]
+    # Once rung back, the callback is closed like any ticket.
+    client, csrf = login(server, "kim")
+    r = client.post(f"/v1/console/escalations/{t_hung_up}/close", headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200, r.text
+    assert all(t["ticket_id"] != t_hung_up for t in sam.get("/v1/console/callbacks").json())
+
+
 def test_every_control_is_audited_and_reaches_the_worker(server: ServedApp) -> None:
     sam, csrf = login(server, "sam")
     kim, kim_csrf = login(server, "kim")

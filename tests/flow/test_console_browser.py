@@ -221,6 +221,54 @@ async def test_supervisors_watch_whisper_take_over_and_answer_escalations(
         await queue.aclose()
 
 
+async def test_the_queue_offers_live_callers_first_and_callers_who_hung_up_as_callbacks(
+    browser: Browser, server: ServedApp
+) -> None:
+    console = server.app.state.console
+    on_line, hung_up = f"call-live-{uuid.uuid4().hex[:8]}", f"call-gone-{uuid.uuid4().hex[:8]}"
+    for call_id, caller in ((on_line, "+15550100021"), (hung_up, "+15550100022")):
+        job = CallJob(call_id=call_id, source="simulate", room=call_id, caller_id=caller)
+        server.call(console.feed.call_started(job, worker="w1", resumed_at=0))
+    server.call(console.feed.call_ended(hung_up, "escalated"))
+    tickets = {}
+    for call_id, priority in ((hung_up, 0), (on_line, 2)):
+        opened = server.call(
+            console.desk.open_ticket(
+                call_id=call_id,
+                account_id=None,
+                reason="frustration",
+                summary=f"Billing dispute ({call_id}).",
+                priority=priority,
+            )
+        )
+        tickets[call_id] = opened.ticket_id
+    page = await logged_in(browser, server, "sam")
+    await page.goto("/console/escalations")
+    waiting = page.locator(f'#escalations tr[data-ticket-id="{tickets[on_line]}"]')
+    await waiting.wait_for()
+    assert "+15550100021" in await waiting.inner_text()
+    assert await page.locator(f'#escalations tr[data-ticket-id="{tickets[hung_up]}"]').count() == 0
+    owed = page.locator(f'#callbacks tr[data-ticket-id="{tickets[hung_up]}"]')
+    await owed.wait_for()
+    assert "+15550100022" in await owed.inner_text()
+    assert await owed.locator("a.transcript-link").get_attribute("href") == f"/console/calls/{hung_up}"
+    await page.screenshot(path=str(SHOTS / "escalation-queue-callbacks.png"), full_page=True)
+    # The supervisor opens the callback, rings the number shown, and closes the ticket.
+    await owed.locator("a.button").click()
+    await page.wait_for_url(f"**/console/escalations/{tickets[hung_up]}")
+    assert "+15550100022" in await page.inner_text("#callback-note")
+    await page.screenshot(path=str(SHOTS / "callback.png"))
+    await page.click("#close-ticket")
+    await page.wait_for_url("**/console/escalations")
+    await until(
+        lambda: _count_is(page, f'#callbacks tr[data-ticket-id="{tickets[hung_up]}"]', 0), "the callback closed"
+    )
+
+
+async def _count_is(page: Page, selector: str, count: int) -> bool:
+    return await page.locator(selector).count() == count
+
+
 async def _watch_whisper_take_over(page: Page, call_id: str) -> None:
     # The simulated call appears in the live list as soon as a worker answers it.
     row = page.locator(f'#live-calls tr[data-call-id="{call_id}"]')

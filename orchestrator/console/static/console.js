@@ -179,25 +179,49 @@ function escalationButtons() {
   });
 }
 
-function renderQueue(tickets) {
-  const body = document.querySelector("#escalations tbody");
-  body.replaceChildren();
-  for (const t of tickets) {
-    const row = el("tr");
-    row.dataset.ticketId = t.ticket_id;
-    const prio = el("td");
-    prio.append(el("span", "prio prio-" + t.priority, "P" + t.priority));
-    const reason = el("td", "", t.reason.replaceAll("_", " "));
-    reason.append(el("div", "sub", t.call_id + (t.call_live ? "" : " (call ended)")));
-    const action = el("td");
+function queueRow(t, callback) {
+  const row = el("tr");
+  row.dataset.ticketId = t.ticket_id;
+  row.dataset.live = t.call_live ? "yes" : "no";
+  const prio = el("td");
+  prio.append(el("span", "prio prio-" + t.priority, "P" + t.priority));
+  const caller = el("td", "caller", t.caller || "unknown number");
+  if (!callback && !t.call_live) caller.append(el("div", "sub", "not seen on the line"));
+  const reason = el("td", "", t.reason.replaceAll("_", " "));
+  const sub = el("div", "sub");
+  const link = el("a", "transcript-link", "transcript");
+  link.href = t.transcript_url;
+  sub.append(link);
+  reason.append(sub);
+  const when = callback
+    ? el("td", "left", t.left_at ? new Date(t.left_at).toLocaleTimeString() : "")
+    : el("td", "wait", seconds(t.waiting_s));
+  const action = el("td");
+  if (callback) {
+    const open = el("a", "button", "Open");
+    open.href = "/console/escalations/" + encodeURIComponent(t.ticket_id);
+    action.append(open);
+  } else {
     const button = el("button", "primary accept", "Accept");
     button.dataset.ticket = t.ticket_id;
     action.append(button);
-    row.append(prio, reason, el("td", "wait", seconds(t.waiting_s)), el("td", "summary", t.summary), action);
-    body.append(row);
   }
+  row.append(prio, caller, reason, when, el("td", "summary", t.summary), action);
+  return row;
+}
+
+function renderQueue(tickets) {
+  const body = document.querySelector("#escalations tbody");
+  body.replaceChildren(...tickets.map((t) => queueRow(t, false)));
   document.getElementById("queue-count").textContent = tickets.length;
   document.getElementById("no-escalations").hidden = tickets.length > 0;
+}
+
+function renderCallbacks(tickets) {
+  const body = document.querySelector("#callbacks tbody");
+  body.replaceChildren(...tickets.map((t) => queueRow(t, true)));
+  document.getElementById("callback-count").textContent = tickets.length || "";
+  document.getElementById("no-callbacks").hidden = tickets.length > 0;
 }
 
 async function pollQueue() {
@@ -206,6 +230,10 @@ async function pollQueue() {
     const badge = document.getElementById("esc-count");
     if (badge) badge.textContent = result.data.length || "";
     if (document.getElementById("escalations")) renderQueue(result.data);
+  }
+  if (document.getElementById("callbacks")) {
+    const owed = await api("GET", "/v1/console/callbacks");
+    if (owed.ok) renderCallbacks(owed.data);
   }
   setTimeout(pollQueue, 2000);
 }
