@@ -39,6 +39,21 @@ def spoken_time(moment: datetime, ctx: AgentContext) -> str:
     return f"{local.strftime('%A, %B')} {local.day} at {hour}{minutes} {local.strftime('%p')}"
 
 
+def spoken_date(day: date) -> str:
+    """ "November 26" (a TTS voice reads the day as an ordinal), never an ISO date."""
+    return f"{day.strftime('%B')} {day.day}"
+
+
+def spoken_period(period: str) -> str:
+    """A billing period for the ear: "2026-11-14 to 2026-12-13" -> "November 14 to December 13"; other text as is."""
+    parts = [p.strip() for p in period.split(" to ")]
+    try:
+        days = [date.fromisoformat(p) for p in parts]
+    except ValueError:
+        return period
+    return " to ".join(spoken_date(d) for d in days)
+
+
 class CallerTools:
     """The verified caller's tools for one turn. Every call is recorded as a ToolEvent."""
 
@@ -288,7 +303,7 @@ class CallerTools:
     def _t_balance(self) -> BaseTool:
         async def fn() -> str:
             bal = await self.balance()
-            due = f", due {bal.next_due_on.isoformat()}" if bal.next_due_on else ""
+            due = f", due {spoken_date(bal.next_due_on)}" if bal.next_due_on else ""
             return f"balance {money(bal.due_cents)}{due}"
 
         return self._tool("get_balance", "Get the caller's account balance.", _NoArgs, fn)
@@ -297,7 +312,7 @@ class CallerTools:
         async def fn() -> str:
             invs = await self.invoices()
             return " | ".join(
-                f"{i.invoice_id} ({i.period}, {money(i.amount_cents)}): "
+                f"{i.invoice_id} ({spoken_period(i.period)}, {money(i.amount_cents)}): "
                 + ", ".join(f"{ln.line_id} {ln.description} {money(ln.amount_cents)}" for ln in i.lines)
                 for i in invs
             )

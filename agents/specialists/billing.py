@@ -10,7 +10,7 @@ from agents.context import AgentContext
 from agents.ports import Invoice, PolicyViolation
 from agents.specialists.base import Step
 from agents.state import CallState, Task
-from agents.tools import CallerTools, money
+from agents.tools import CallerTools, money, spoken_date, spoken_period
 
 AGENT = "billing"
 
@@ -92,7 +92,7 @@ async def flow(ctx: AgentContext, state: CallState, tools: CallerTools, task: Ta
         if bal.due_cents <= 0:
             return Step(reply=p.reply("billing.nothing_due") + " " + p.reply("common.anything_else"), resolved=True)
         task["awaiting"] = "offer_pay"
-        due = f" due on {bal.next_due_on.strftime('%B')} {bal.next_due_on.day}" if bal.next_due_on else ""
+        due = f" due on {spoken_date(bal.next_due_on)}" if bal.next_due_on else ""
         return Step(reply=p.reply("billing.balance", amount=money(bal.due_cents), due=due), task=task, resolved=True)
     if name == "pay":
         return await _ask_amount(ctx, tools, task, slots.get("request", ""))
@@ -138,7 +138,9 @@ async def _pick_line(ctx: AgentContext, tools: CallerTools, task: Task, utteranc
         # The best match is a credit: an earlier refund, whose description repeats the words the caller
         # used to ask for it. Asking again is not a new charge to refund or dispute.
         return Step(
-            reply=p.reply("billing.already_credited", amount=money(-line.amount_cents), period=inv.period)
+            reply=p.reply(
+                "billing.already_credited", amount=money(-line.amount_cents), period=spoken_period(inv.period)
+            )
             + " "
             + p.reply("common.anything_else"),
             resolved=True,
@@ -146,7 +148,9 @@ async def _pick_line(ctx: AgentContext, tools: CallerTools, task: Task, utteranc
     if line.recovered_by == "refund":
         # One recovery per charge, whatever the words of the second request: the tenant's record decides.
         return Step(
-            reply=p.reply("billing.already_credited", amount=money(line.recovered_cents), period=inv.period)
+            reply=p.reply(
+                "billing.already_credited", amount=money(line.recovered_cents), period=spoken_period(inv.period)
+            )
             + " "
             + p.reply("common.anything_else"),
             resolved=True,
@@ -163,7 +167,7 @@ async def _pick_line(ctx: AgentContext, tools: CallerTools, task: Task, utteranc
         line_id=line.line_id,
         amount_cents=line.amount_cents,
         description=line.description,
-        period=inv.period,
+        period=spoken_period(inv.period),
     )
     if task["name"] == "refund":
         policy = tools.tenant.billing.refund_policy()
@@ -176,7 +180,10 @@ async def _pick_line(ctx: AgentContext, tools: CallerTools, task: Task, utteranc
     key = "billing.confirm_refund" if task["name"] == "refund" else "billing.confirm_dispute"
     return Step(
         reply=p.reply(
-            key, description=line.description, amount=money(task["slots"]["amount_cents"]), period=inv.period
+            key,
+            description=line.description,
+            amount=money(task["slots"]["amount_cents"]),
+            period=spoken_period(inv.period),
         ),
         task=task,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from orchestrator.runtime import Services
@@ -129,6 +131,21 @@ async def test_a_charge_is_recovered_once_however_the_second_request_is_worded(s
     again = await talk(services, second, "10301", "yes", caller_id=SOFIA)
     assert {"request_refund", "dispute_charge"}.isdisjoint(tools_ok(again)), [t.agent for t in again.turns]
     assert "already been credited" in " ".join(t.agent for t in again.turns)
+
+
+@pytest.mark.parametrize(
+    ("caller", "turns"),
+    [
+        (SOFIA, ["I'd like a refund for the technician visit fee", "10301"]),
+        (AISHA, ["I was charged for a premium channel pack I never ordered", "11375"]),
+        (JAMES, ["How much do I owe?", "10453"]),
+        (SOFIA, ["I want to dispute a charge", "10301"]),
+    ],
+)
+async def test_dates_are_spoken_not_written_as_iso(services: Services, caller: str, turns: list[str]) -> None:
+    result = await talk(services, *turns, caller_id=caller)
+    replies = " ".join(t.agent for t in result.turns)
+    assert not re.search(r"\d{4}-\d{2}-\d{2}", replies), replies
 
 
 async def test_a_disputed_charge_is_not_refunded_too(services: Services) -> None:
