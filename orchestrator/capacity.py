@@ -58,17 +58,17 @@ def servers_needed(load: float, handle_s: float, answer_within_s: float, target:
 class Sizing:
     """Per-call and per-pod figures, measured on the local stack (deploy/README.md, "Sizing").
 
-    The agent worker figures are what one call in progress costs its job process with the local voice
-    (Whisper tiny.en, flite, silero VAD, the intent classifier): CPU cores while the call talks, and the
-    process's peak resident memory. The pod requests in deploy/k8s/base are computed from them.
+    An agent worker's figures come from its real process pool running simulated callers with the local
+    voice (Whisper tiny.en, flite, silero VAD, the intent classifier): CPU cores while a call talks, and
+    proportional memory (PSS, a shared page counted once, as the pod's cgroup is charged) of the idle
+    pool and of each call on top. The pod requests in deploy/k8s/base are computed from them.
     """
 
     call_cpu: float = 0.16
-    call_memory_mib: int = 512
+    call_memory_mib: int = 256  # measured 220 MiB PSS a call
     agent_slots: int = 4
-    agent_idle_processes: int = 2  # prewarmed job processes LiveKit keeps ready (min(slots, 2))
     agent_main_cpu: float = 0.1
-    agent_main_memory_mib: int = 256
+    agent_pool_memory_mib: int = 1024  # measured 994 MiB PSS idle: main, forkserver, two prewarmed processes
     min_agent_workers: int = 2
     queue_slots: int = 8
     queue_worker_cpu: float = 0.25
@@ -86,9 +86,8 @@ class Sizing:
         return math.ceil(round(cores * 1000, 6) / 50) * 50 / 1000
 
     def agent_worker_memory_mib(self, slots: int | None = None) -> int:
-        """Memory one agent worker pod requests: every job process (busy or prewarmed) plus the main one."""
-        slots = slots or self.agent_slots
-        return (slots + min(slots, self.agent_idle_processes)) * self.call_memory_mib + self.agent_main_memory_mib
+        """Memory one agent worker pod requests: its idle pool plus each call's own pages."""
+        return self.agent_pool_memory_mib + (slots or self.agent_slots) * self.call_memory_mib
 
 
 @dataclass(frozen=True)
