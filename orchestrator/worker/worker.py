@@ -98,6 +98,8 @@ class Worker:
         self.on_dead_letter = on_dead_letter
         self._running: dict[str, _Running] = {}
         self._lost: set[str] = set()
+        # Calls whose end is being recorded: their own retries check ownership, the upkeep must not stop them.
+        self._ending: set[str] = set()
         self._aux: set[asyncio.Task[None]] = set()
         self._draining = asyncio.Event()
         self._stop_upkeep = asyncio.Event()
@@ -239,7 +241,7 @@ class Worker:
         # Another worker owns these now (we stalled past the idle time): stop without acking or releasing.
         for claimed in calls:
             running = self._running.get(claimed.entry_id)
-            if running is not None:
+            if running is not None and claimed.entry_id not in self._ending:
                 logger.warning("call %s was taken over by another worker; stopping it here", claimed.call_id)
                 self._lost.add(claimed.entry_id)
                 running.task.cancel()
@@ -299,23 +301,33 @@ class Worker:
 
         The call stays in ``_running`` meanwhile, so the upkeep keeps renewing it. After a failed try the
         call's ownership is checked (and its idle time reset) before the next, so a call another worker
-        took over while Redis was away is left to that worker, never recorded twice.
+        took over while Redis was away is left to that worker.
         """
         retry = False
-        while True:
-            try:
-                if retry and await self.queue.heartbeat([claimed]):
-                    logger.warning("call %s was taken over by another worker; it records the call", claimed.call_id)
-                    return False
-                result = await step()
-            except UNREACHABLE as exc:
-                retry = True
-                await asyncio.sleep(self.outage.failed(exc))
-                continue
-            self.outage.ok()
-            return result
+        self._ending.add(claimed.entry_id)
+        try:
+            while True:
+                try:
+                    if retry and await self.queue.heartbeat([claimed]):
+                        logger.warning("call %s is no longer held by this worker", claimed.call_id)
+                        return False
+                    result = await step()
+                except UNREACHABLE as exc:
+                    retry = True
+                    await asyncio.sleep(self.outage.failed(exc))
+                    continue
+                self.outage.ok()
+                return result
+        finally:
+            self._ending.discard(claimed.entry_id)
 
     async def _record_end(self, claimed: ClaimedCall, outcome: CallOutcome) -> bool:
+        """Publish the outcome, then ack; True once the outcome is published (outcomes are at least once).
+
+        Before publishing, a call found taken over is left to its new holder, which publishes it. After,
+        an ack that finds the entry gone (the client's own retry of an ack that had landed, or, rarely, a
+        new holder that finished first) still counts the call here: repeating an outcome beats losing it.
+        """
         published = False
 
         async def step() -> bool:
@@ -323,14 +335,15 @@ class Worker:
             if not published:
                 await publish_outcome(self.queue.redis, self.queue.keys.prefix, outcome)
                 published = True
-            return await self.queue.ack(claimed)
+            await self.queue.ack(claimed)
+            return True
 
         try:
-            return await self._settle(claimed, step)
+            await self._settle(claimed, step)
         except Exception:
             # Not acked: the call is reclaimed after the idle time and its (ended) checkpoint re-published.
             logger.exception("could not record the end of call %s", claimed.call_id)
-            return False
+        return published
 
     async def _failed(self, claimed: ClaimedCall, exc: Exception) -> None:
         self.failed += 1
