@@ -12,6 +12,7 @@ import typer
 
 if TYPE_CHECKING:
     from evals.grading import Gates, GradeTable
+    from evals.replies import ReplyPolicy
 from rich.console import Console
 from rich.markup import escape
 
@@ -26,6 +27,9 @@ TimeoutOpt = Annotated[float | None, typer.Option("--timeout", help="Seconds per
 SimOpt = Annotated[str, typer.Option("--simulator", help="auto (LLM-driven when a key is set), deterministic or llm.")]
 GatesOpt = Annotated[Path | None, typer.Option("--gates", help="CI gates file (default evals/gates.yaml).")]
 NoGatesOpt = Annotated[bool, typer.Option("--no-gates", help="Report only; do not fail on breached gates.")]
+PolicyOpt = Annotated[
+    Path | None, typer.Option("--reply-policy", help="Wording rules for every reply (default evals/reply_policy.yaml).")
+]
 
 out = Console()
 err = Console(stderr=True)
@@ -91,6 +95,17 @@ def _grades_and_gates(gates: Path | None) -> tuple[GradeTable, Gates]:
         raise _fail(str(exc)) from None
 
 
+def _reply_policy(path: Path | None) -> ReplyPolicy:
+    """The reply policy, or a clear exit naming the bad file."""
+    from evals.grading import ConfigError
+    from evals.replies import load_reply_policy
+
+    try:
+        return load_reply_policy(path)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+
+
 def register(eval_app: typer.Typer) -> None:
     """Add `run` and `compare` to the `switchboard eval` command group."""
 
@@ -110,6 +125,7 @@ def register(eval_app: typer.Typer) -> None:
         simulator: SimOpt = "auto",
         gates: GatesOpt = None,
         no_gates: NoGatesOpt = False,
+        reply_policy: PolicyOpt = None,
     ) -> None:
         """Run eval suites as simulated calls, score them, grade the metrics and check the CI gates.
 
@@ -130,6 +146,7 @@ def register(eval_app: typer.Typer) -> None:
         from evals.runner import RunConfig, run_suites
 
         table, gate_cfg = _grades_and_gates(gates)
+        policy = _reply_policy(reply_policy)
         with ExitStack() as stack:
             try:
                 prompts_dir = resolve_prompts(prompts, stack)
@@ -142,6 +159,7 @@ def register(eval_app: typer.Typer) -> None:
                 concurrency=concurrency,
                 timeout_s=timeout,
                 simulator=_simulator(simulator),
+                reply_policy=policy,
             )
             result = asyncio.run(run_suites(loaded, config, on_trial=_progress(as_json)))
         report = build_report(result, table)
@@ -172,6 +190,7 @@ def register(eval_app: typer.Typer) -> None:
         simulator: SimOpt = "deterministic",
         gates: GatesOpt = None,
         no_gates: NoGatesOpt = False,
+        reply_policy: PolicyOpt = None,
         confidence: Annotated[
             float | None,
             typer.Option(
@@ -196,6 +215,7 @@ def register(eval_app: typer.Typer) -> None:
         from evals.runner import RunConfig
 
         table, gate_cfg = _grades_and_gates(gates)
+        policy = _reply_policy(reply_policy)
         with ExitStack() as stack:
             try:
                 base_dir = resolve_prompts(base, stack)
@@ -209,6 +229,7 @@ def register(eval_app: typer.Typer) -> None:
                 "concurrency": concurrency,
                 "timeout_s": timeout,
                 "simulator": _simulator(simulator),
+                "reply_policy": policy,
             }
             pair = asyncio.run(
                 run_pair(loaded, RunConfig(prompts_dir=base_dir, **common), RunConfig(prompts_dir=cand_dir, **common))

@@ -111,7 +111,8 @@ def compare(
 
     Returns:
         A JSON-able dict: `metrics` (per metric base, candidate, delta, ci, verdict, regression),
-        `confidence`, `tests`, `scenario_regressions`, `scenario_improvements`, `regressions` and `ok`.
+        `confidence`, `tests`, `scenario_regressions`, `scenario_improvements`, `reply_regressions` (reply rules
+        the candidate breaks and the base kept), `regressions` and `ok`.
     """
     level = 1 - rules.alpha if confidence is None else confidence
     b, c = pair.base.trials, pair.candidate.trials
@@ -180,6 +181,16 @@ def compare(
         for tb, tc in zip(b, c, strict=True)
         if tc.passed and not tb.passed
     ]
+    # Wording: a reply rule the candidate breaks and the base kept, on the same trial, whatever else the call did.
+    wording: list[dict[str, Any]] = []
+    for tb, tc in zip(b, c, strict=True):
+        kept = {f["rule"] for f in tb.findings}
+        broken = [f for f in tc.findings if f["rule"] not in kept]
+        if broken:
+            wording.append({"scenario": tc.scenario, "suite": tc.suite, "trial": tc.trial, "findings": broken})
+    for w in wording:
+        what = ", ".join(f"{f['rule']} (turn {f['turn'] + 1})" for f in w["findings"])
+        regressions.append(f"{w['suite']}/{w['scenario']}[{w['trial']}]: the candidate's replies break {what}")
     if len(lost) > rules.max_scenario_regressions:
         regressions.append(f"{len(lost)} scenario trial(s) passed on the base and fail on the candidate")
     if success.p_value < rules.alpha and len(lost) > len(gained):
@@ -200,6 +211,7 @@ def compare(
         },
         "scenario_regressions": lost,
         "scenario_improvements": gained,
+        "reply_regressions": wording,
         "regressions": regressions,
         "ok": not regressions,
     }

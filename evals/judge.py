@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from evals.schema import Scenario
@@ -21,22 +25,45 @@ async def judge_rubrics(settings: Settings, scenario: Scenario, obs: Observation
             Check(f"rubric.{i + 1}", True, "skipped: no LLM key configured")
             for i in range(len(scenario.expect.rubrics))
         ]
+    model = _judge_model(settings)
+    if model is None:
+        return []
+    return await grade_rubrics(model, scenario.expect.rubrics, scenario, obs.turns, "rubric")
+
+
+async def judge_reply_rubrics(
+    settings: Settings, rubrics: Sequence[str], scenario: Scenario, obs: Observation
+) -> list[Check]:
+    """The reply policy's rubrics on every scenario (`rubric.reply.N`); none without a key configured."""
+    if not rubrics or not settings.llm_configured:
+        return []
+    model = _judge_model(settings)
+    if model is None:
+        return []
+    return await grade_rubrics(model, rubrics, scenario, obs.turns, "rubric.reply")
+
+
+def _judge_model(settings: Settings) -> BaseChatModel | None:
     from orchestrator.providers.llm import ModelRegistry
 
     registry = ModelRegistry.from_settings(settings)
-    if registry is None:
-        return []
-    model = registry.tier_model("large")
-    transcript = "\n".join(f"CALLER: {t['caller']}\nAGENT ({t['agent_name']}): {t['agent']}" for t in obs.turns)
+    return registry.tier_model("large") if registry is not None else None
+
+
+async def grade_rubrics(
+    model: BaseChatModel, rubrics: Sequence[str], scenario: Scenario, turns: Sequence[dict[str, Any]], prefix: str
+) -> list[Check]:
+    """Ask `model` about each rubric in turn; its first word (PASS or FAIL) is the verdict, the rest the reason."""
+    transcript = "\n".join(f"CALLER: {t['caller']}\nAGENT ({t['agent_name']}): {t['agent']}" for t in turns)
     checks = []
-    for i, rubric in enumerate(scenario.expect.rubrics):
+    for i, rubric in enumerate(rubrics):
         prompt = f"Caller persona: {scenario.persona}\nGoal: {scenario.goal}\nRubric: {rubric}\n\n{transcript}"
         try:
             answer = await model.ainvoke([SystemMessage(_SYSTEM), HumanMessage(prompt)])
         except Exception as exc:  # noqa: BLE001 - a judge outage fails the rubric with the reason, not the run
-            checks.append(Check(f"rubric.{i + 1}", False, f"judge unavailable: {type(exc).__name__}"))
+            checks.append(Check(f"{prefix}.{i + 1}", False, f"judge unavailable: {type(exc).__name__}"))
             continue
         text = answer.content if isinstance(answer.content, str) else str(answer.content)
         verdict = text.strip().upper().startswith("PASS")
-        checks.append(Check(f"rubric.{i + 1}", verdict, text.strip()[:300]))
+        checks.append(Check(f"{prefix}.{i + 1}", verdict, text.strip()[:300]))
     return checks

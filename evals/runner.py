@@ -17,6 +17,7 @@ from langchain_core.callbacks import get_usage_metadata_callback
 from agents.ports import IntentClassifier
 from evals.cost import cost_usd
 from evals.dbstate import snapshot
+from evals.replies import ReplyPolicy, check_replies, default_reply_policy, findings_to_checks
 from evals.schema import Scenario, Suite
 from evals.scorers import Check, Observation, score
 from evals.simulator import DeterministicCaller, LLMCaller, resolve_caller
@@ -42,6 +43,7 @@ class RunConfig:
         simulator: "auto" (LLM-driven when a key is configured), "deterministic" or "llm".
         now: the pinned clock.
         settings: extra settings overrides (tests).
+        reply_policy: the wording rules every reply is checked against (evals/reply_policy.yaml when None).
     """
 
     prompts_dir: Path | None = None
@@ -51,6 +53,7 @@ class RunConfig:
     simulator: Literal["auto", "deterministic", "llm"] = "auto"
     now: datetime = EVAL_NOW
     settings: dict[str, Any] = field(default_factory=dict)
+    reply_policy: ReplyPolicy | None = None
 
 
 @dataclass
@@ -72,6 +75,8 @@ class TrialResult:
     expect_failure: str | None = None
     expected_outcome: str | None = None
     expected_escalation: bool | None = None
+    # Replies that break the reply policy: {turn (0-based), rule, detail}.
+    findings: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -230,10 +235,18 @@ async def run_trial(
             checks = score(scenario, obs)
             if result.errors and error is None:
                 checks.append(Check("call", False, "session errors: " + "; ".join(result.errors)[:300]))
-            if scenario.expect.rubrics:
-                from evals.judge import judge_rubrics
+            policy = config.reply_policy or default_reply_policy()
+            # The caller ended the call when it ended without a person taking it: its last reply is the goodbye.
+            closed = bool(state.get("ended")) and obs.outcome != "escalated"
+            findings = check_replies(policy, obs.turns, closed_by_caller=closed) if error is None else []
+            checks.extend(findings_to_checks(findings))
+            if scenario.expect.rubrics or (policy.rubrics and error is None):
+                from evals.judge import judge_reply_rubrics, judge_rubrics
 
-                checks.extend(await judge_rubrics(settings, scenario, obs))
+                if scenario.expect.rubrics:
+                    checks.extend(await judge_rubrics(settings, scenario, obs))
+                if error is None:
+                    checks.extend(await judge_reply_rubrics(settings, policy.rubrics, scenario, obs))
         finally:
             await services.aclose()
     ok = all(c.ok for c in checks)
@@ -257,6 +270,7 @@ async def run_trial(
         expect_failure=scenario.expect_failure,
         expected_outcome=scenario.expect.outcome,
         expected_escalation=scenario.expected_escalation,
+        findings=[f.to_dict() for f in findings],
     )
 
 

@@ -152,3 +152,49 @@ async def test_compare_catches_a_prompt_version_that_breaks_a_reply(
     assert result["metrics"]["success_rate"]["regression"]
     assert any("passed on the base and fail on the candidate" in r for r in result["regressions"])
     assert result["tests"]["success_mcnemar"]["lost"] == 1
+
+
+def upsell_candidate(root: Path) -> Path:
+    """prompts/ as a candidate with exactly two edits: an upsell after a payment and a curt goodbye."""
+    cand = root / "candidate"
+    shutil.copytree(PROMPTS_DIR, cand)
+    replies = cand / "replies.yaml"
+    text = replies.read_text(encoding="utf-8")
+    paid = "went through, and you'll get a receipt by email."
+    goodbye = 'goodbye: "Thanks for calling Northwind Broadband. Have a great day. Goodbye."'
+    assert text.count(paid) == 1
+    assert text.count(goodbye) == 1
+    text = text.replace(paid, paid + " Did you know we offer premium support plans?")
+    replies.write_text(text.replace(goodbye, 'goodbye: "Bye."'), encoding="utf-8")
+    return cand
+
+
+def smoke_subset(root: Path, ids: set[str]) -> Path:
+    data = yaml.safe_load(SMOKE.read_text(encoding="utf-8"))
+    data["scenarios"] = [s for s in data["scenarios"] if s["id"] in ids]
+    path = root / "subset.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def test_compare_catches_an_upsell_and_a_curt_goodbye(tmp_path: Path) -> None:
+    from orchestrator.cli import app
+
+    cand = upsell_candidate(tmp_path)
+    suite_file = smoke_subset(tmp_path, {"smoke-pay-balance", "smoke-cancel-visit"})
+    args = ["eval", "compare", str(suite_file), "--base", str(PROMPTS_DIR), "--candidate", str(cand)]
+    result = CliRunner().invoke(app, [*args, "--json", "--concurrency", "2"])
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert not report["ok"]
+    broken = {(r["scenario"], f["rule"]) for r in report["reply_regressions"] for f in r["findings"]}
+    assert broken == {
+        ("smoke-pay-balance", "upsell"),
+        ("smoke-pay-balance", "closing"),
+        ("smoke-cancel-visit", "closing"),
+    }
+    (pay,) = [r for r in report["reply_regressions"] if r["scenario"] == "smoke-pay-balance"]
+    upsell = next(f for f in pay["findings"] if f["rule"] == "upsell")
+    assert "premium support plans" in upsell["detail"]
+    assert {r["scenario"] for r in report["scenario_regressions"]} == {"smoke-pay-balance", "smoke-cancel-visit"}
+    assert any("the candidate's replies break upsell" in r for r in report["regressions"])
