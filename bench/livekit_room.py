@@ -6,6 +6,10 @@ network namespace, WebRTC callers (the `livekit` rtc SDK speaking flite-rendered
 caller is a demo customer asking for their balance and giving their ZIP digit by digit; ``--concurrency``
 callers are in the queue at once. Needs root (network namespaces).
 
+A call is completed when its record says resolved or escalated, abandoned when its caller left before it
+was answered (in the queue, or before an agent joined: a caller gives up after 90 s without one), and lost
+when it is none of these nor dead-lettered nor still held by the queue.
+
 First audio is measured at the caller: from the end of its speech (the last frame played out) to the first
 frame of the agent's reply it receives, through Opus, the SFU and back. WER compares what the caller heard
 (Whisper tiny.en on the received audio) with what the graph said (the checkpoint's transcript).
@@ -41,6 +45,7 @@ CUSTOMERS = [
     ("+15550100007", "1 0 3 0 1"),
 ]
 CALL_CAP_S = 300.0
+SETTLE_CAP_S = 300.0
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -84,13 +89,25 @@ async def outcomes(stack: RealStack, callers: list[dict[str, Any]]) -> dict[str,
     from orchestrator.worker.runner import checkpoint_state
 
     settings = load_settings(data_dir=stack.data_dir)
+    queue = open_queue(settings, stack.redis_url, prefix=PREFIX)
+    try:
+        # A caller that gave up may leave its call in flight a while (its agent's room closes, the retry finds
+        # it gone): read the outcomes once the queue holds nothing.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SETTLE_CAP_S
+        while True:
+            stats = await queue.stats()
+            if not stats.waiting + stats.in_flight + stats.retries_scheduled or loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        await queue.aclose()
     ids = [f"lk-{c['room_sid']}" for c in callers if c.get("room_sid")]
     records: dict[str, dict[str, Any]] = {}
     wers: list[float] = []
     async with await Services.open(settings, seed=False) as services:
         store = CallStore(services.engine)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 120
+        deadline = loop.time() + 30
         while loop.time() < deadline and len(records) < len(ids):
             for call_id in ids:
                 if call_id not in records and (view := await store.get_call(call_id)) is not None:
@@ -103,11 +120,6 @@ async def outcomes(stack: RealStack, callers: list[dict[str, Any]]) -> dict[str,
             said = [t["text"] for t in state.get("transcript", []) if t["role"] == "agent"]
             for turn, text in zip(caller.get("turns", []), said, strict=False):
                 wers.append(word_error_rate(text, transcribe(turn["wav"])))
-    queue = open_queue(settings, stack.redis_url, prefix=PREFIX)
-    try:
-        stats = await queue.stats()
-    finally:
-        await queue.aclose()
     return {"records": records, "wers": wers, "stats": stats}
 
 
@@ -136,11 +148,17 @@ async def run(stack: RealStack, calls: int, concurrency: int, heard_dir: Path) -
     first_audio = [t["first_audio_ms"] for c in callers for t in c.get("turns", []) if t.get("first_audio_ms")]
     routes = Counter(str(r.get("agent") or r.get("intent") or "router") for r in records)
     stats = got["stats"]
+    completed = sum(1 for r in records if r["outcome"] in ("resolved", "escalated"))
+    # Abandoned: a record that says so, a call acked with no session (its room was gone when it was claimed),
+    # or one that left the queue while it waited.
+    abandoned = stats.completed - completed + stats.abandoned
+    held = stats.waiting + stats.in_flight + stats.retries_scheduled
     return {
         "calls": calls,
-        "completed": sum(1 for r in records if r["outcome"] in ("resolved", "escalated")),
-        "lost": calls - len(records),
-        "abandoned": sum(1 for r in records if r["outcome"] == "abandoned") + stats.abandoned,
+        "completed": completed,
+        # Placed, and neither ended, abandoned, dead-lettered nor still held by the queue: never the case.
+        "lost": calls - completed - abandoned - stats.dead_letters - held,
+        "abandoned": abandoned,
         "first_audio_ms": {"p50": pct(first_audio, 0.5), "p95": pct(first_audio, 0.95), "p99": pct(first_audio, 0.99)},
         "wer": round(sum(got["wers"]) / len(got["wers"]), 3) if got["wers"] else None,
         "escalation_rate": round(sum(r["outcome"] == "escalated" for r in records) / len(records), 3)
@@ -149,7 +167,12 @@ async def run(stack: RealStack, calls: int, concurrency: int, heard_dir: Path) -
         "routes": dict(routes),
         "turns": len(first_audio),
         "caller_errors": [c["error"] for c in callers if c.get("error")],
-        "queue": {"admitted": stats.admitted, "completed": stats.completed, "dead_letters": stats.dead_letters},
+        "queue": {
+            "admitted": stats.admitted,
+            "acked": stats.completed,
+            "dead_letters": stats.dead_letters,
+            "still_held": held,
+        },
     }
 
 
