@@ -27,6 +27,11 @@ TimeoutOpt = Annotated[float | None, typer.Option("--timeout", help="Seconds per
 SimOpt = Annotated[str, typer.Option("--simulator", help="auto (LLM-driven when a key is set), deterministic or llm.")]
 GatesOpt = Annotated[Path | None, typer.Option("--gates", help="CI gates file (default evals/gates.yaml).")]
 NoGatesOpt = Annotated[bool, typer.Option("--no-gates", help="Report only; do not fail on breached gates.")]
+ShowOpt = Annotated[
+    str,
+    typer.Option("--show", help="Replies side by side in the terminal: regressions, changes, all or none."),
+]
+TranscriptsOpt = Annotated[str, typer.Option("--transcripts", help="Transcripts in the terminal: failed, all or none.")]
 PolicyOpt = Annotated[
     Path | None, typer.Option("--reply-policy", help="Wording rules for every reply (default evals/reply_policy.yaml).")
 ]
@@ -95,6 +100,12 @@ def _grades_and_gates(gates: Path | None) -> tuple[GradeTable, Gates]:
         raise _fail(str(exc)) from None
 
 
+def _choice(option: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise _fail(f"{option} must be {', '.join(allowed[:-1])} or {allowed[-1]}, not {value!r}")
+    return value
+
+
 def _reply_policy(path: Path | None) -> ReplyPolicy:
     """The reply policy, or a clear exit naming the bad file."""
     from evals.grading import ConfigError
@@ -126,6 +137,7 @@ def register(eval_app: typer.Typer) -> None:
         gates: GatesOpt = None,
         no_gates: NoGatesOpt = False,
         reply_policy: PolicyOpt = None,
+        transcripts: TranscriptsOpt = "failed",
     ) -> None:
         """Run eval suites as simulated calls, score them, grade the metrics and check the CI gates.
 
@@ -133,6 +145,7 @@ def register(eval_app: typer.Typer) -> None:
         2 on bad input (a malformed suite, an unknown prompts ref).
         """
         _quiet()
+        _choice("--transcripts", transcripts, ("failed", "all", "none"))
         if audio:
             raise _fail(
                 "--audio is not available yet: audio calls need the local audio transport from the voice issue "
@@ -169,7 +182,7 @@ def register(eval_app: typer.Typer) -> None:
         if as_json:
             print(json.dumps(report, indent=2))
         else:
-            print_report(report, result, out)
+            print_report(report, result, out, transcripts)
         if html_path is not None:
             write_html(report, result, table, html_path)
         if junit is not None:
@@ -191,6 +204,7 @@ def register(eval_app: typer.Typer) -> None:
         gates: GatesOpt = None,
         no_gates: NoGatesOpt = False,
         reply_policy: PolicyOpt = None,
+        show: ShowOpt = "changes",
         confidence: Annotated[
             float | None,
             typer.Option(
@@ -207,6 +221,7 @@ def register(eval_app: typer.Typer) -> None:
         over-the-limit metric drop, or a breached gate on the candidate), 2 on bad input.
         """
         _quiet()
+        _choice("--show", show, ("regressions", "changes", "all", "none"))
         loaded = _load(suites)
         from evals.compare import compare, print_compare, run_pair, write_compare_html
         from evals.grading import check_gates
@@ -246,7 +261,7 @@ def register(eval_app: typer.Typer) -> None:
         if as_json:
             print(json.dumps(result, indent=2))
         else:
-            print_compare(result, out)
+            print_compare(result, out, show)
         if html_path is not None:
             write_compare_html(result, pair, html_path)
         if not result["ok"]:

@@ -21,6 +21,7 @@ from evals.report import grades_for, page
 from evals.runner import RunConfig, RunResult, TrialResult, _llm_caller_factory, run_trial
 from evals.schema import Suite
 from evals.stats import mcnemar_exact, paired_bootstrap_ci, wilcoxon_signed_rank
+from evals.transcripts import CSS, print_side_by_side, side_by_side, side_by_side_html
 
 COMPARED = (
     "success_rate",
@@ -112,7 +113,8 @@ def compare(
     Returns:
         A JSON-able dict: `metrics` (per metric base, candidate, delta, ci, verdict, regression),
         `confidence`, `tests`, `scenario_regressions`, `scenario_improvements`, `reply_regressions` (reply rules
-        the candidate breaks and the base kept), `regressions` and `ok`.
+        the candidate breaks and the base kept), `scenarios` (both versions' replies side by side, see
+        `evals.transcripts.side_by_side`), `regressions` and `ok`.
     """
     level = 1 - rules.alpha if confidence is None else confidence
     b, c = pair.base.trials, pair.candidate.trials
@@ -212,6 +214,7 @@ def compare(
         "scenario_regressions": lost,
         "scenario_improvements": gained,
         "reply_regressions": wording,
+        "scenarios": side_by_side(b, c),
         "regressions": regressions,
         "ok": not regressions,
     }
@@ -220,8 +223,8 @@ def compare(
 VERDICT_STYLE = {"regression": "bold red", "better": "green", "no significant change": "dim"}
 
 
-def print_compare(result: dict[str, Any], console: Console) -> None:
-    """The comparison as terminal tables, regressions in red."""
+def print_compare(result: dict[str, Any], console: Console, show: str = "changes") -> None:
+    """The comparison as terminal tables, regressions in red; then the replies side by side, filtered by `show`."""
     level = f"{result['confidence']:.0%}"
     t = Table(title=f"Compare: base {result['base']} → candidate {result['candidate']} ({result['trials']} trials)")
     for col in ("metric", "base", "candidate", "delta", f"{level} CI", "verdict"):
@@ -244,6 +247,7 @@ def print_compare(result: dict[str, Any], console: Console) -> None:
         f"success, McNemar exact: {s['lost']} lost, {s['gained']} gained, p={s['p_value']:.4f}; "
         f"mean turn latency, Wilcoxon signed-rank: n={w['n']}, p={w['p_value']:.4f}"
     )
+    print_side_by_side(result["scenarios"], console, show)
     for r in result["scenario_regressions"]:
         console.print(f"[bold red]regressed[/] {r['suite']}/{r['scenario']}[{r['trial']}]: {r['why']}")
     for r in result["regressions"]:
@@ -252,7 +256,7 @@ def print_compare(result: dict[str, Any], console: Console) -> None:
 
 
 def write_compare_html(result: dict[str, Any], pair: ComparePair, path: Path) -> None:
-    """The comparison as one HTML page: delta plot with CIs, metric table, per-scenario verdicts."""
+    """The comparison as one HTML page: delta plots with CIs, metric table, both versions' replies side by side."""
     rows = [
         (name, m["delta"], m["ci"][0], m["ci"][1], m["regression"])
         for name, m in result["metrics"].items()
@@ -269,14 +273,6 @@ def write_compare_html(result: dict[str, Any], pair: ComparePair, path: Path) ->
         f"<td>[{m['ci'][0]:+.3f}, {m['ci'][1]:+.3f}]</td><td>{m['verdict']}</td></tr>"
         for name, m in result["metrics"].items()
     )
-    sc = []
-    for tb, tc in zip(pair.base.trials, pair.candidate.trials, strict=True):
-        cls = "regression" if tb.passed and not tc.passed else ("improvement" if tc.passed and not tb.passed else "")
-        sc.append(
-            f"<tr class='{cls}'><td>{tb.suite}</td><td>{tb.scenario}</td><td>{tb.trial}</td>"
-            f"<td class='{tb.status}'>{tb.status}</td><td class='{tc.status}'>{tc.status}</td>"
-            f"<td>{html.escape(tc.why if not tc.passed else '')}</td></tr>"
-        )
     regs = "".join(f"<li class='below'>{html.escape(r)}</li>" for r in result["regressions"]) or "<li>none</li>"
     s = result["tests"]["success_mcnemar"]
     w = result["tests"]["latency_wilcoxon"]
@@ -292,10 +288,10 @@ def write_compare_html(result: dict[str, Any], pair: ComparePair, path: Path) ->
         + "<table><tr><th>metric</th><th>base</th><th>candidate</th><th>delta</th><th>CI</th><th>verdict</th></tr>"
         + mt
         + "</table>"
-        "<h2>Scenarios</h2><table><tr><th>suite</th><th>scenario</th><th>trial</th><th>base</th><th>candidate</th>"
-        "<th>why the candidate failed</th></tr>" + "".join(sc) + "</table>"
+        "<h2>Replies side by side</h2><p>Words only the base said are struck out, words only the candidate says "
+        "are highlighted; red tags name the reply rules a reply breaks.</p>" + side_by_side_html(result["scenarios"])
     )
-    path.write_text(page("Switchboard prompt comparison", body), encoding="utf-8")
+    path.write_text(page("Switchboard prompt comparison", body, css=CSS), encoding="utf-8")
 
 
 def with_prompts(config: RunConfig, prompts_dir: Path) -> RunConfig:

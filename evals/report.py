@@ -14,6 +14,7 @@ from evals import svg
 from evals.grading import GradeTable
 from evals.metrics import compute_metrics, flatten
 from evals.runner import RunResult, TrialResult
+from evals.transcripts import CSS, print_transcript, transcript, transcript_html
 
 GRADE_STYLE = {"excellent": "bold green", "good": "green", "acceptable": "yellow", "below": "bold red", "n/a": "dim"}
 # Metric -> the grade-table entry that grades it.
@@ -45,7 +46,10 @@ def _transcript(t: TrialResult) -> list[str]:
 
 
 def build_report(run: RunResult, table: GradeTable, breaches: list[str] | None = None) -> dict[str, Any]:
-    """The --json document: `scenarios, passed, failed, metrics, grades, failures` plus run details."""
+    """The --json document: `scenarios, passed, failed, metrics, grades, failures`, run details and `trials`.
+
+    `trials` carries every trial's verdict, failed checks and transcript (turns with the reply rules broken).
+    """
     metrics = compute_metrics(run.trials, run.repeat)
     failures = [
         {
@@ -82,6 +86,18 @@ def build_report(run: RunResult, table: GradeTable, breaches: list[str] | None =
         "failures": failures,
         "expected_failures": known,
         "gates": {"passed": not breaches, "breaches": breaches or []},
+        "trials": [
+            {
+                "suite": t.suite,
+                "scenario": t.scenario,
+                "trial": t.trial,
+                "status": t.status,
+                "outcome": t.outcome,
+                "why": t.why if not t.passed or t.status == "xpass" else "",
+                "transcript": transcript(t),
+            }
+            for t in run.trials
+        ],
         "run": {
             "suites": run.suites,
             "trials": len(run.trials),
@@ -102,8 +118,11 @@ def _fmt(name: str, value: Any) -> str:
     return f"{value:.3f}"
 
 
-def print_report(report: dict[str, Any], run: RunResult, console: Console) -> None:
-    """Terminal tables: per-scenario verdicts, metrics with grades, failures and gates."""
+def print_report(report: dict[str, Any], run: RunResult, console: Console, transcripts: str = "failed") -> None:
+    """Terminal tables: per-scenario verdicts, metrics with grades, failures and gates.
+
+    `transcripts` says whose transcripts to print: "failed" (failures and known bugs), "all" or "none".
+    """
     table = Table(title="Scenarios", show_lines=False)
     for col in ("suite", "scenario", "trial", "status", "outcome", "turns", "max turn ms"):
         table.add_column(col, overflow="fold")
@@ -120,6 +139,9 @@ def print_report(report: dict[str, Any], run: RunResult, console: Console) -> No
             f"{worst:.0f}",
         )
     console.print(table)
+    for t in run.trials:
+        if transcripts == "all" or (transcripts == "failed" and not t.passed):
+            print_transcript(t, console)
     for t in run.trials:
         if t.counts_as_failure:
             console.print(f"[bold red]FAILED[/] {t.suite}/{t.scenario}[{t.trial}]: {t.why}")
@@ -177,16 +199,16 @@ th{background:#f4f4f4}.passed{color:#18794e}.failed,.xpass,.below{color:#c0392b;
 """
 
 
-def page(title: str, body: str) -> str:
+def page(title: str, body: str, css: str = "") -> str:
     """A self-contained HTML page (inline CSS and SVG; no scripts, no CDN)."""
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
+        f"<style>{_CSS}{css}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
     )
 
 
 def write_html(report: dict[str, Any], run: RunResult, table: GradeTable, path: Path) -> None:
-    """The run as one HTML file: metrics with grades, a latency histogram and per-scenario verdicts."""
+    """The run as one HTML file: metrics with grades, a latency histogram, per-scenario verdicts and transcripts."""
     rows = []
     for name, value in report["metrics"].items():
         if name == "k":
@@ -208,6 +230,7 @@ def write_html(report: dict[str, Any], run: RunResult, table: GradeTable, path: 
         scen.append(
             f"<tr><td>{t.suite}</td><td>{t.scenario}</td><td>{t.trial}</td><td class='{t.status}'>{t.status}</td>"
             f"<td>{t.outcome}</td><td>{len(t.turns)}</td><td>{html.escape(why)}</td></tr>"
+            f"<tr><td colspan='7'>{transcript_html(t)}</td></tr>"
         )
     gates = (
         "".join(f"<li class='below'>{html.escape(b)}</li>" for b in report["gates"]["breaches"])
@@ -227,4 +250,4 @@ def write_html(report: dict[str, Any], run: RunResult, table: GradeTable, path: 
         + "<h2>Scenarios</h2><table><tr><th>suite</th><th>scenario</th><th>trial</th><th>status</th><th>outcome</th>"
         "<th>turns</th><th>why</th></tr>" + "".join(scen) + "</table>"
     )
-    path.write_text(page("Switchboard eval run", body), encoding="utf-8")
+    path.write_text(page("Switchboard eval run", body, css=CSS), encoding="utf-8")

@@ -198,3 +198,43 @@ def test_compare_catches_an_upsell_and_a_curt_goodbye(tmp_path: Path) -> None:
     assert "premium support plans" in upsell["detail"]
     assert {r["scenario"] for r in report["scenario_regressions"]} == {"smoke-pay-balance", "smoke-cancel-visit"}
     assert any("the candidate's replies break upsell" in r for r in report["regressions"])
+
+
+def test_the_comparison_shows_both_versions_replies_side_by_side(tmp_path: Path) -> None:
+    from orchestrator.cli import app
+
+    cand = upsell_candidate(tmp_path)
+    suite_file = smoke_subset(tmp_path, {"smoke-pay-balance", "smoke-emergency"})
+    page = tmp_path / "compare.html"
+    args = ["eval", "compare", str(suite_file), "--base", str(PROMPTS_DIR), "--candidate", str(cand)]
+    result = CliRunner().invoke(app, [*args, "--json", "--html", str(page), "--concurrency", "2"])
+    assert result.exit_code == 1, result.output
+    rows = {r["scenario"]: r for r in json.loads(result.stdout)["scenarios"]}
+    # The emergency call is handed to a person before any goodbye: the same on both sides.
+    assert rows["smoke-emergency"]["kind"] == "same"
+    pay = rows["smoke-pay-balance"]
+    assert pay["kind"] == "regression"
+    changed = [t for t in pay["turns"] if t["changed"]]
+    assert [t["candidate_rules_broken"] for t in changed] == [["upsell"], ["closing"]]
+    paid, bye = changed
+    # The payment's reply, then "anything else?": only the upsell between them is new.
+    assert [op for op, _ in paid["diff"]] == ["equal", "insert", "equal"]
+    assert paid["diff"][1] == ["insert", "Did you know we offer premium support plans? "]
+    assert paid["diff"][2][1].startswith("Is there anything else")
+    assert bye["base"] == "Thanks for calling Northwind Broadband. Have a great day. Goodbye."
+    assert bye["candidate"] == "Bye."
+    html = page.read_text(encoding="utf-8")
+    assert "<ins>Did you know we offer premium support plans? </ins>" in html
+    assert "<del>Thanks for calling Northwind Broadband. Have a great day. Goodbye.</del>" in html
+    assert "<script" not in html
+
+    shown = CliRunner().invoke(app, [*args, "--show", "regressions", "--concurrency", "2"], terminal_width=200)
+    assert shown.exit_code == 1
+    assert "Replies side by side (regressions: 1 of 2 trials)" in shown.output
+    assert "regression smoke/smoke-pay-balance[0]" in shown.output
+    assert "smoke/smoke-emergency[0]" not in shown.output
+    assert "Did you know we offer premium support plans?" in shown.output
+
+    bad = CliRunner().invoke(app, [*args, "--show", "everything"])
+    assert bad.exit_code == 2
+    assert "--show must be regressions, changes, all or none, not 'everything'" in bad.output
