@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agents.ports import Customer, Customers
+from agents.testing import ScriptedChatModel
 from orchestrator.config import load_settings
 from orchestrator.domain import DEFAULT_VERIFICATION_LIMITS, Lockout, watch_lockouts
 from orchestrator.runtime import Services
 from orchestrator.session.text import CallResult, run_text_call
 from tests.flow.conftest import NOW
+from tests.flow.test_llm_specialists import OneModel
 
 pytestmark = pytest.mark.flow
 
@@ -196,3 +199,21 @@ async def test_after_the_cool_down_the_right_zip_verifies_again(
     once = await guess(svc, "+15557770099", JAMES, "99999")
     assert once.escalation_reason is None
     assert len(lockouts) == 1
+
+
+async def test_llm_specialists_verify_the_same_way_and_never_ask_the_model_while_locked(
+    open_services: Callable[..., Any],
+) -> None:
+    model = ScriptedChatModel([])  # no specialist turn may reach the model before verification
+    services: Services = await open_services(models=OneModel(model))
+    try:
+        known = await guess(services, None, "555 010 0002", "99999", "88888")
+        unknown = await guess(services, None, "555 999 1234", "99999", "88888")
+        assert agent_lines(unknown) == agent_lines(known)
+        results = [await guess(services, f"+1555666{i:04d}", JAMES, "99999", "88888") for i in range(2)]
+        assert [r.escalation_reason for r in results] == [None, "verification_locked"]
+        locked = await guess(services, JAMES, JAMES, ZIPS[JAMES])
+        assert locked.escalation_reason == "verification_locked"
+    finally:
+        await services.aclose()
+    model.assert_complete()
