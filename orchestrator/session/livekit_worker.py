@@ -203,6 +203,9 @@ async def run_room_call(ctx: JobContext, settings: Settings) -> None:
         await _mark_session_end(settings, {PREFIX_METADATA_KEY: dispatched.prefix}, dispatched.call_id, error=error)
         # A job process ends with its call: export its spans and metrics now (bounded; never raises).
         await parts.telemetry.aclose()
+        # And end the job: livekit keeps a job whose entrypoint returned running until it is shut down or
+        # its room disconnects, which a simulated caller's job never does, holding a slot and a drain forever.
+        ctx.shutdown(reason="call ended")
 
 
 async def _run_session(
