@@ -16,6 +16,7 @@ from orchestrator.config import load_settings
 from orchestrator.domain import DEFAULT_VERIFICATION_LIMITS, Lockout, watch_lockouts
 from orchestrator.runtime import Services
 from orchestrator.session.text import CallResult, run_text_call
+from orchestrator.telemetry.service import Telemetry
 from tests.flow.conftest import NOW
 from tests.flow.test_llm_specialists import OneModel
 
@@ -217,3 +218,20 @@ async def test_llm_specialists_verify_the_same_way_and_never_ask_the_model_while
     finally:
         await services.aclose()
     model.assert_complete()
+
+
+async def test_a_lock_raises_one_verification_lockout_alert_in_the_process_telemetry(
+    svc: Services, tmp_path: Path
+) -> None:
+    telemetry = await Telemetry.open(load_settings(data_dir=tmp_path / "data"), engine=svc.engine, simple=True)
+    try:
+        watch_lockouts(svc.tenant, telemetry.verification_lockout)  # as the worker processes wire it
+        for i in range(3):
+            await guess(svc, f"+1555777{i:04d}", JAMES, "99999", "88888")
+        await guess(svc, JAMES, JAMES, ZIPS[JAMES])  # refused while locked: no second alert
+    finally:
+        await telemetry.aclose()
+    alerts = [a for a in telemetry.alerts.stream.recent() if a.rule == "verification_lockout"]
+    assert [(a.severity, a.value) for a in alerts] == [("critical", LIMIT)]
+    assert "account NW-1002" in alerts[0].message
+    assert "0100002" not in alerts[0].message  # no phone number in an alert
