@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from orchestrator.config import Settings
 from orchestrator.contracts import CallJob, CallOutcome
 from orchestrator.queue import ClaimedCall
+from orchestrator.queue.outage import UNREACHABLE, Outage
 from orchestrator.runtime import Services
 from orchestrator.worker.runner import CallRunner, checkpoint_state, outcome_from_state
 from orchestrator.worker.tracking import CallTicket
@@ -140,7 +141,8 @@ class LiveKitDispatchRunner:
     ``<prefix>:session-ended:<call_id>`` until the agent worker (``run_room_call``) pushes the marker, and
     reads the outcome from the graph checkpoint. A dispatch error, a ``failed`` marker or no marker within
     ``max_session_s`` raises, so the worker's fail/retry/dead-letter path handles it. The wait is a plain
-    sleep between pops, so a drain deadline or a take-over cancels it at once.
+    sleep between pops, so a drain deadline or a take-over cancels it at once. A Redis outage during the
+    wait is waited out (the session goes on in its room, and its marker is pushed once Redis is back).
 
     A marker already waiting when a call is claimed (the previous holder died between the marker and
     the ack) means its session is over: the outcome is read without dispatching again. A call a LiveKit
@@ -180,6 +182,7 @@ class LiveKitDispatchRunner:
         self.prefix = prefix
         self.poll_interval_s = poll_interval_s
         self.max_session_s = max_session_s
+        self.outage = Outage("dispatch runner")
 
     async def run(self, claimed: ClaimedCall) -> CallOutcome:
         """Dispatch the agent (unless the session already ended), wait for the end marker, return the outcome."""
@@ -240,12 +243,18 @@ class LiveKitDispatchRunner:
         # and one blocked connection per running call would starve them on a worker with many slots.
         deadline = time.monotonic() + self.max_session_s
         while True:
-            marker = await self._pop_marker(call_id)
+            pause = self.poll_interval_s
+            try:
+                marker = await self._pop_marker(call_id)
+            except UNREACHABLE as exc:
+                marker, pause = None, max(pause, self.outage.failed(exc))
+            else:
+                self.outage.ok()
             if marker is not None:
                 return marker
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"no end of session for call {call_id} after {self.max_session_s:.0f} s")
-            await asyncio.sleep(self.poll_interval_s)
+            await asyncio.sleep(pause)
 
     async def _pop_marker(self, call_id: str) -> dict[str, Any] | None:
         raw: Any = await self.redis.lpop(session_ended_key(self.prefix, call_id))

@@ -41,6 +41,7 @@ from orchestrator.worker.dispatch import (
     session_ended_key,
 )
 from tests.conftest import REDIS_TEST_URL
+from tests.flow.private_redis import PrivateRedis
 
 pytestmark = pytest.mark.contract
 
@@ -325,3 +326,34 @@ async def test_an_ended_dispatch_is_not_adopted(
     await push_session_ended(client, prefix, "lk-again", status="ended")
     await asyncio.wait_for(task, 10)
     assert len(livekit.requests) == 1, "a dispatch whose job ended does not count as a live agent"
+
+
+async def test_the_wait_for_the_end_of_a_session_rides_out_a_redis_restart(
+    services: Services, settings: Settings, livekit: DispatchStandIn, tmp_path: Path
+) -> None:
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    server = PrivateRedis(folder)
+    server.start()
+    client = aioredis.Redis.from_url(server.url)
+    runner = LiveKitDispatchRunner(services, client, settings=settings, prefix="lkd", poll_interval_s=0.05)
+    call_id = f"lk-{uuid.uuid4().hex[:8]}"
+    task = asyncio.create_task(runner.run(claimed_call(call_id)))
+    try:
+        await asyncio.wait_for(livekit.received.wait(), 10)
+        server.stop()
+        # Down until the runner has given up on the client's own retries (or died of the outage).
+        deadline = time.monotonic() + 60
+        while not (runner.outage.down or task.done()) and time.monotonic() < deadline:
+            await asyncio.wait({task}, timeout=0.05)
+        assert runner.outage.down or task.done(), "the outage went unnoticed for 60 s"
+        assert not task.done(), task.exception()
+        server.start()
+        await push_session_ended(client, "lkd", call_id)
+        outcome = await asyncio.wait_for(task, 30)
+    finally:
+        task.cancel()
+        await client.aclose()
+        server.kill9()
+    assert (outcome.call_id, outcome.outcome) == (call_id, "abandoned")
+    assert not runner.outage.down
