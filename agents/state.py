@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 AgentName = Literal["router", "scheduling", "billing", "support", "escalation", "human"]
 SPECIALISTS: tuple[AgentName, ...] = ("scheduling", "billing", "support", "escalation")
-Outcome = Literal["resolved", "escalated", "abandoned"]
+# handled_by_human: a supervisor took the call off the AI and still had it when it ended.
+Outcome = Literal["resolved", "escalated", "abandoned", "handled_by_human"]
 
 
 class Turn(TypedDict):
@@ -122,6 +123,8 @@ class CallState(TypedDict, total=False):
     override: dict[str, str] | None
     # Guidance whispered by a human supervisor that the next replies must follow.
     guidance: str | None
+    # The person on the call once a human joined it (took it over, or accepted its escalation): the AI is silent.
+    human_agent: str | None
     # Set by the supervisor for this turn only: which node answers, and why.
     directive: str | None
 

@@ -166,23 +166,27 @@ async def supervise(ctx: AgentContext, state: CallState) -> dict[str, Any]:
             ]
             interventions.append(Intervention(turn=turn, kind="reroute", reason="supervisor", detail=target))
         elif kind == "take_over":
-            update.update(active="human", ended=False)
+            # A take-over takes the call off the AI; an accepted escalation (mode "escalation") joins a person
+            # to a call the AI had already handed over. Either way a human is on the line from now on.
+            update.update(active="human", ended=False, human_agent=override.get("by") or "supervisor")
+            reason = "escalation" if override.get("mode") == "escalation" else "supervisor"
             interventions.append(
-                Intervention(turn=turn, kind="take_over", reason="supervisor", detail=override.get("by", ""))
+                Intervention(turn=turn, kind="take_over", reason=reason, detail=override.get("by", ""))
             )
         elif kind == "escalate":
             update["directive"] = "escalate:supervisor"
         elif kind == "release" and state.get("active") == "human":
             # Back to the AI: the specialist the human took the call from, else the router decides afresh.
             target = _released_to(state, override.get("agent", ""))
-            update.update(active=target, task={} if target == "router" else state.get("task", {}))
+            update.update(active=target, task={} if target == "router" else state.get("task", {}), human_agent=None)
             update["handoffs"] = [
                 Handoff(turn=turn, from_agent="human", to_agent=target, reason="supervisor_release", context="")
             ]
             # Intervention.kind has no "release" yet; a release is a reroute whose reason says so.
             interventions.append(Intervention(turn=turn, kind="reroute", reason="release", detail=target))
     if update.get("active", state.get("active")) == "human":
-        update["directive"] = "hold"
+        # Hold lines are for a caller still waiting for a person; once one is on the line the AI says nothing.
+        update["directive"] = "human" if update.get("human_agent", state.get("human_agent")) else "hold"
         update["interventions"] = interventions
         return update
     if update["directive"] is None:
@@ -222,6 +226,8 @@ def canned(ctx: AgentContext, state: CallState) -> dict[str, Any]:
     p = ctx.prompts
     if directive == "close":
         return {"reply": p.reply("common.goodbye"), "ended": True, "directive": None}
+    if directive == "human":
+        return {"reply": "", "directive": None}
     key = {
         "reprompt": "common.reprompt",
         "language": "common.english_only",
@@ -243,10 +249,9 @@ def review(ctx: AgentContext, state: CallState) -> dict[str, Any]:
         interventions.append(Intervention(turn=turn, kind="correct_reply", reason=breach, detail=reply[:200]))
         reply = ctx.prompts.reply(CORRECTIONS[breach])
     reply = _mask_emails(reply)
-    guidance = state.get("guidance")
-    if guidance and ctx.models is None:
-        # Flows cannot rephrase, so a whisper in flow mode is spoken as the supervisor's words, once.
-        reply = f"{reply} {guidance}".strip()
+    if state.get("guidance") and ctx.models is None:
+        # Flows cannot follow free text, and a whisper is never read to the caller: the console turns a
+        # whisper into a flow action (or refuses it) when no model is configured, so this one is dropped.
         update["guidance"] = None
     agent_replies = [t["text"] for t in state.get("transcript", []) if t["role"] == "agent"]
     if reply and len(agent_replies) >= 2 and agent_replies[-1] == agent_replies[-2] == reply:
@@ -259,8 +264,24 @@ def review(ctx: AgentContext, state: CallState) -> dict[str, Any]:
 
 
 def speak(state: CallState) -> dict[str, Any]:
-    """The turn's final reply goes into the transcript (the graph streams it in the same node)."""
-    return {"transcript": [Turn(role="agent", agent=str(state.get("active", "router")), text=state.get("reply", ""))]}
+    """The turn's final reply goes into the transcript (the graph streams it in the same node).
+
+    A silent turn (a person has the call) adds no line. While the call waits for a person, the AI's lines
+    (the transfer, the hold lines) are the escalation agent's, never the human's.
+    """
+    reply = state.get("reply", "")
+    if not reply:
+        return {}
+    return {"transcript": [Turn(role="agent", agent=speaker_of(state), text=reply)]}
+
+
+def speaker_of(state: CallState | dict[str, Any]) -> str:
+    """Who answers the caller now: the active AI agent; escalation while a person is awaited (the transfer
+    and hold lines); ``human`` once a person is on the line (the AI is silent, their own lines are theirs)."""
+    active = str(state.get("active", "router"))
+    if active != "human":
+        return active
+    return "human" if state.get("human_agent") else "escalation"
 
 
 # What replaces a reply (or, in LLM mode, a streamed sentence) that breaks a rule.

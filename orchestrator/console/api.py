@@ -438,8 +438,8 @@ async def _stream(console: Console, who: Principal, call_id: str, after: str) ->
 @router.post("/calls/{call_id}/whisper", response_model=Done, summary="Whisper guidance to the AI agent")
 async def whisper(call_id: str, body: Text, who: User, console: ConsoleDep) -> Done:
     """The agent's next reply follows the guidance (the caller does not hear the whisper itself)."""
-    await console.whisper(who, call_id, body.text)
-    return Done(action="whisper", call_id=call_id)
+    action = await console.whisper(who, call_id, body.text)
+    return Done(action=action, call_id=call_id)
 
 
 @router.post("/calls/{call_id}/say", response_model=Done, summary="Speak to the caller (barge in, or reply)")

@@ -340,13 +340,45 @@ class Console:
             await self.audit.record(who, action, call_id=call.call_id, outcome="refused", detail=call.controller)
             raise ApiError(409, "held_by_other", f"{call.controller} holds this call; they must release it first")
 
-    async def whisper(self, who: Principal, call_id: str, text: str) -> None:
-        """Guidance for the AI agent: its next reply follows it (flows speak it; LLM prompts include it)."""
+    async def whisper(self, who: Principal, call_id: str, text: str) -> str:
+        """Guidance for the AI agent, never read to the caller.
+
+        With a language model configured, the next replies' prompts include it. Without one the AI runs
+        deterministic flows that cannot follow free text: a whisper that names a flow action (a specialist
+        to hand to, or a person) is carried out as that action, any other is refused (409
+        ``cannot_follow``) so the supervisor knows to re-route, take over or speak themselves.
+
+        Returns:
+            ``whisper``, or the flow action taken instead (``reroute:<agent>``, ``escalate``).
+        """
         text = _clean(text)
-        await self._live_or_refuse(who, "whisper", call_id)
-        await self.feed.push_command(call_id, {"kind": "whisper", "text": text, "by": who.username})
-        await self.feed.append(call_id, "event", who.username, f"{who.username} whispered to the agent: {text}")
-        await self.audit.record(who, "whisper", call_id=call_id, detail=text)
+        call = await self._live_or_refuse(who, "whisper", call_id)
+        if self.settings.llm_configured:
+            await self.feed.push_command(call_id, {"kind": "whisper", "text": text, "by": who.username})
+            await self.feed.append(call_id, "event", who.username, f"{who.username} whispered to the agent: {text}")
+            await self.audit.record(who, "whisper", call_id=call_id, detail=text)
+            return "whisper"
+        action = flow_action(text)
+        if action is None:
+            await self.audit.record(who, "whisper", call_id=call_id, outcome="refused", detail=text)
+            raise ApiError(
+                409,
+                "cannot_follow",
+                "No language model is configured, so the AI follows fixed flows and cannot act on that guidance: "
+                "re-route the call, take it over, or say it to the caller yourself",
+            )
+        await self._holder_check(who, "whisper", call)
+        if action == "escalate":
+            await self.feed.push_command(call_id, {"kind": "escalate", "by": who.username})
+            note = "hand the call to a person"
+        else:
+            await self.feed.push_command(call_id, {"kind": "reroute", "agent": action, "by": who.username})
+            note = f"hand the call to {action}"
+        await self.feed.append(
+            call_id, "event", who.username, f"{who.username} whispered to the agent: {text} (followed: {note})"
+        )
+        await self.audit.record(who, "whisper", call_id=call_id, detail=f"{text} -> {action}")
+        return "escalate" if action == "escalate" else f"reroute:{action}"
 
     async def say(self, who: Principal, call_id: str, text: str) -> str:
         """A supervisor speaks to the caller: a barge-in while the AI has the call, a reply once they hold it.
@@ -450,6 +482,10 @@ class Console:
                 ticket_id=ticket_id,
                 lease_s=self.settings.console_lease_s,
             )
+            # The graph learns a person is on the line, so the AI stops its hold lines from the next turn.
+            await self.feed.push_command(
+                ticket.call_id, {"kind": "take_over", "mode": "escalation", "by": who.username}
+            )
             await self.feed.append(ticket.call_id, "event", who.username, f"{who.username} accepted the escalation.")
         await self.audit.record(who, "accept", call_id=ticket.call_id, ticket_id=ticket_id)
         return ticket, self.livekit_join(who, call)
@@ -527,6 +563,36 @@ class Console:
             except Exception:  # noqa: BLE001 - one bad round (Redis restarting) must not end the watchdog
                 log.exception("console lease watchdog")
             await asyncio.sleep(WATCHDOG_INTERVAL_S)
+
+
+# What a whisper must say for the flows to follow it without a language model: a hand-off they can make.
+_TO_PERSON = re.compile(
+    r"\b(escalate|(transfer|hand|pass|put|send|give)\b.{0,30}\b(person|human|agent|me|supervisor|manager|team))",
+    re.IGNORECASE,
+)
+_TO_SPECIALIST = {
+    "billing": re.compile(r"\b(billing|bill|payment|balance|refund|invoice|charges?)\b", re.IGNORECASE),
+    "scheduling": re.compile(
+        r"\b(scheduling|schedule|appointment|technician|book(ing)?|reschedule|visit)\b", re.IGNORECASE
+    ),
+    "support": re.compile(r"\b(support|outage|router|troubleshoot(ing)?|internet|wi-?fi|password)\b", re.IGNORECASE),
+}
+_HAND_OFF = re.compile(r"\b(route|transfer|hand|pass|send|move|switch|put|take)\b", re.IGNORECASE)
+
+
+def flow_action(text: str) -> str | None:
+    """The flow action a whisper asks for, for an AI without a language model: ``escalate``, a specialist, or None.
+
+    Only a hand-off the flows can make counts ("transfer them to billing", "escalate to a person"); anything
+    else ("offer to waive the fee") is free text they cannot follow.
+    """
+    if _TO_PERSON.search(text):
+        return "escalate"
+    if _HAND_OFF.search(text):
+        named = [agent for agent, words in _TO_SPECIALIST.items() if words.search(text)]
+        if len(named) == 1:
+            return named[0]
+    return None
 
 
 def _clean(text: str) -> str:

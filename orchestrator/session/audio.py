@@ -21,6 +21,7 @@ from livekit.agents.voice.events import (
 from livekit.agents.voice.transcription.synchronizer import TranscriptSynchronizer
 from opentelemetry import context as otel_context
 
+from agents.supervisor import speaker_of
 from orchestrator.providers.phrase_cache import CachedTTS
 from orchestrator.runtime import Services
 from orchestrator.session.text import CallResult, TextCall, TurnRecord, play_script
@@ -526,7 +527,7 @@ class AudioCall(TextCall):
         record = AudioTurnRecord(
             caller=utterance,
             agent=reply,
-            agent_name=str(state.get("active", "router")),
+            agent_name=speaker_of(state),
             intent=state.get("intent"),
             confidence=state.get("confidence"),
             latency_ms=breakdown["first_audio"] or 0.0,

@@ -14,6 +14,7 @@ from livekit import rtc
 from livekit.agents import AgentSession, llm, tts
 from livekit.agents.voice.events import ConversationItemAddedEvent
 
+from agents.supervisor import speaker_of
 from orchestrator.providers.voice import VoiceStack
 from orchestrator.runtime import Services
 from orchestrator.session.audio import CaptureAudioOutput, LineAudioInput, caller_speech, turn_handling
@@ -200,7 +201,7 @@ class VoiceCall(TextCall):
             record = VoiceTurnRecord(
                 caller=utterance,
                 agent=(reply.text_content or "").strip() if reply is not None else "",
-                agent_name=str(state.get("active", "router")),
+                agent_name=speaker_of(state),
                 intent=state.get("intent"),
                 confidence=state.get("confidence"),
                 latency_ms=stages.get(n.STAGE_E2E, 0.0),

@@ -12,6 +12,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from livekit.agents import AgentSession
 from livekit.agents.voice.run_result import RunResult
 
+from agents.supervisor import speaker_of
 from orchestrator.runtime import Services
 from orchestrator.session.graph_llm import GraphAgent, GraphLLM
 
@@ -48,6 +49,8 @@ class CallResult:
     interventions: list[dict[str, Any]] = field(default_factory=list)
     resolutions: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # What people (supervisors) said on the call: {"turn", "agent": username, "text"}, turn = caller turns before.
+    human_lines: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -59,7 +62,25 @@ class CallResult:
         }
 
 
+def human_lines(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The lines people said on the call, each with who said it and the caller turns before it."""
+    lines: list[dict[str, Any]] = []
+    turn = 0
+    for line in state.get("transcript", []):
+        if line.get("role") == "caller":
+            turn += 1
+        elif line.get("role") == "human":
+            lines.append({"turn": turn, "agent": str(line.get("agent", "")), "text": str(line.get("text", ""))})
+    return lines
+
+
 def outcome_of(state: dict[str, Any]) -> str:
+    took_over = any(
+        i.get("kind") == "take_over" and i.get("reason") == "supervisor" for i in state.get("interventions", [])
+    )
+    if state.get("human_agent") and took_over:
+        # A supervisor took the call off the AI and still had it at the end: neither the AI's win nor a handover.
+        return "handled_by_human"
     if state.get("outcome") == "escalated":
         return "escalated"
     return "resolved" if state.get("resolutions") else "abandoned"
@@ -113,7 +134,7 @@ class TextCall:
         record = TurnRecord(
             caller=utterance,
             agent=reply,
-            agent_name=str(state.get("active", "router")),
+            agent_name=speaker_of(state),
             intent=state.get("intent"),
             confidence=state.get("confidence"),
             latency_ms=round(latency_ms, 2),
@@ -133,6 +154,11 @@ class TextCall:
         r.interventions = [dict(i) for i in state.get("interventions", [])]
         r.resolutions = list(state.get("resolutions", []))
         r.errors = list(self.llm.turns.errors)
+        r.human_lines = human_lines(state)
+
+    def absorb(self, state: dict[str, Any]) -> None:
+        """Take the call's outcome and events from ``state`` (after changes made outside a turn)."""
+        self._absorb(state)
 
     async def ended(self) -> bool:
         return bool((await self.state()).get("ended"))

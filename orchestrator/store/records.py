@@ -256,6 +256,7 @@ class CallStore:
             ("handoff", result.handoffs),
             ("intervention", result.interventions),
             ("tool", result.tool_events),
+            ("human", result.human_lines),
         ):
             for item in items:
                 data = _redact_value({k: v for k, v in item.items() if k != "turn"}, all_names)

@@ -206,6 +206,9 @@ class CallTracker:
         if self.live is None:
             return
         await self._apply_remaining(call)
+        # Lines a person said after the caller's last turn belong in the record too.
+        final = await call.state()
+        call.absorb(final)
         await self.live.call_ended(self.call_id, outcome_of(final))
 
     async def _apply_remaining(self, call: TextCall) -> None:

@@ -189,10 +189,10 @@ def test_state_changes_need_the_csrf_token(server: ServedApp) -> None:
     assert r.status_code == 403
     assert commands(server, call_id) == []
     r = sam.post(
-        f"/v1/console/calls/{call_id}/whisper", json={"text": "offer a credit"}, headers={"X-CSRF-Token": csrf}
+        f"/v1/console/calls/{call_id}/whisper", json={"text": "send them to billing"}, headers={"X-CSRF-Token": csrf}
     )
     assert r.status_code == 200
-    assert commands(server, call_id) == [{"kind": "whisper", "text": "offer a credit", "by": "sam"}]
+    assert commands(server, call_id) == [{"kind": "reroute", "agent": "billing", "by": "sam"}]
     # Logging out also needs it, so another site cannot log a supervisor out.
     assert sam.post("/v1/console/logout").status_code == 403
     assert sam.post("/v1/console/logout", headers={"X-CSRF-Token": csrf}).status_code == 200
@@ -279,15 +279,18 @@ def test_callers_who_hung_up_leave_the_queue_as_callbacks_or_abandoned_and_live_
     mine = {t_hung_up, t_no_number, t_unknown, t_on_line}
     queue = [t for t in sam.get("/v1/console/escalations").json() if t["ticket_id"] in mine]
     assert [t["ticket_id"] for t in queue] == [t_on_line, t_unknown]
-    assert queue[0]["call_live"] and queue[0]["caller"] == "+15550100007"
+    assert queue[0]["call_live"]
+    assert queue[0]["caller"] == "+15550100007"
     assert queue[0]["transcript_url"] == f"/console/calls/{on_line}"
-    assert not queue[1]["call_live"] and queue[1]["transcript_url"] == f"/console/history/{unknown}"
+    assert not queue[1]["call_live"]
+    assert queue[1]["transcript_url"] == f"/console/history/{unknown}"
 
     owed = [t for t in sam.get("/v1/console/callbacks").json() if t["ticket_id"] in mine]
     assert [(t["ticket_id"], t["caller"], t["reason"], t["status"]) for t in owed] == [
         (t_hung_up, "+15550100008", "requested_human", "callback")
     ]
-    assert owed[0]["transcript_url"] == f"/console/calls/{hung_up}" and owed[0]["left_at"]
+    assert owed[0]["transcript_url"] == f"/console/calls/{hung_up}"
+    assert owed[0]["left_at"]
     assert sam.get(f"/v1/console/escalations/{t_no_number}").json()["status"] == "abandoned"
     assert ("callback", "ok") in [(e["action"], e["outcome"]) for e in audit(server, call_id=hung_up)]
     assert ("abandoned", "ok") in [(e["action"], e["outcome"]) for e in audit(server, call_id=no_number)]
@@ -296,6 +299,25 @@ def test_callers_who_hung_up_leave_the_queue_as_callbacks_or_abandoned_and_live_
     r = client.post(f"/v1/console/escalations/{t_hung_up}/close", headers={"X-CSRF-Token": csrf})
     assert r.status_code == 200, r.text
     assert all(t["ticket_id"] != t_hung_up for t in sam.get("/v1/console/callbacks").json())
+
+
+def test_without_a_model_a_whisper_becomes_a_flow_action_or_is_refused_never_read_out(server: ServedApp) -> None:
+    sam, csrf = login(server, "sam")
+    call_id = live_call(server)
+    h = {"X-CSRF-Token": csrf}
+    r = sam.post(f"/v1/console/calls/{call_id}/whisper", json={"text": "We can waive the visit fee today."}, headers=h)
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "cannot_follow"
+    assert "take it over" in r.json()["error"]["message"]
+    assert commands(server, call_id) == []
+    r = sam.post(f"/v1/console/calls/{call_id}/whisper", json={"text": "Transfer them to scheduling"}, headers=h)
+    assert r.json()["action"] == "reroute:scheduling"
+    r = sam.post(f"/v1/console/calls/{call_id}/whisper", json={"text": "escalate this one please"}, headers=h)
+    assert r.json()["action"] == "escalate"
+    assert [c["kind"] for c in commands(server, call_id)] == ["reroute", "escalate"]
+    assert all(c.get("kind") != "whisper" for c in commands(server, call_id))
+    outcomes = [(e["action"], e["outcome"]) for e in reversed(audit(server, call_id=call_id))]
+    assert outcomes == [("whisper", "refused"), ("whisper", "ok"), ("whisper", "ok")]
 
 
 def test_every_control_is_audited_and_reaches_the_worker(server: ServedApp) -> None:

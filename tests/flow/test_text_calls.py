@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from agents.state import Turn
 from orchestrator.runtime import Services
 from orchestrator.session.text import CallResult, TextCall, run_text_call
 
@@ -288,11 +289,49 @@ async def test_supervisor_override_reroutes_and_whispers(services: Services) -> 
             call.llm.config, {"override": {"kind": "whisper", "text": "We can also waive the visit fee today."}}
         )
         await call.say("the first one")
-        assert call.result.turns[-1].agent.endswith("We can also waive the visit fee today.")
+        # A whisper is guidance, never read to the caller (flows cannot follow free text; the console says so).
+        assert "waive" not in call.result.turns[-1].agent
+        assert call.result.turns[-1].agent
         await services.graph.aupdate_state(call.llm.config, {"override": {"kind": "take_over", "by": "sam"}})
         await call.say("hello?")
+        # Sam has the call: the AI says nothing, no hold line, and the turn is the human's.
+        assert call.result.turns[-1].agent == ""
         assert call.result.turns[-1].agent_name == "human"
+        await services.graph.aupdate_state(
+            call.llm.config, {"transcript": [Turn(role="human", agent="sam", text="Hi Maria, Sam here.")]}
+        )
+        await call.say("thanks Sam")
+        assert call.result.turns[-1].agent == ""
         kinds = [i["kind"] for i in call.result.interventions]
         assert kinds == ["reroute", "whisper", "take_over"]
+        assert call.result.outcome == "handled_by_human"
+        assert call.result.human_lines == [{"turn": 4, "agent": "sam", "text": "Hi Maria, Sam here."}]
+    finally:
+        await call.aclose()
+
+
+async def test_an_escalated_call_holds_until_a_person_joins_then_the_ai_is_silent(services: Services) -> None:
+    call = TextCall(services, caller_id=MARIA)
+    try:
+        await call.say("I want to talk to a real person")
+        transfer = call.result.turns[-1]
+        assert call.result.outcome == "escalated"
+        # The transfer and hold lines are the AI escalation agent's, not the human's.
+        assert transfer.agent
+        assert transfer.agent_name == "escalation"
+        await call.say("hello?")
+        assert "holding" in call.result.turns[-1].agent.lower()
+        assert call.result.turns[-1].agent_name == "escalation"
+        # Kim accepts the escalation in the console: from the next turn a person is on the line.
+        await services.graph.aupdate_state(
+            call.llm.config, {"override": {"kind": "take_over", "mode": "escalation", "by": "kim"}}
+        )
+        await call.say("is anyone there?")
+        assert call.result.turns[-1].agent == ""
+        state = await call.state()
+        speakers = [(t["role"], t["agent"]) for t in state["transcript"] if t["role"] != "caller"]
+        assert speakers == [("agent", "escalation"), ("agent", "escalation")]
+        # An accepted escalation stays an escalation; only a take-over from the AI is handled_by_human.
+        assert call.result.outcome == "escalated"
     finally:
         await call.aclose()

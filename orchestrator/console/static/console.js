@@ -92,10 +92,11 @@ function callPage() {
     const row = el("div", "line " + line.role);
     row.dataset.role = line.role;
     row.dataset.agent = line.agent;
-    // While a human holds the call the AI only says the hold line: label it so, not as the human.
-    const agent = line.role === "agent" && line.agent === "human" ? "on hold" : line.agent;
-    const who = line.role === "caller" ? "caller" : line.role === "event" ? "" : agent;
-    if (who) row.append(el("b", "", who + (line.role === "human" ? " (human)" : "")));
+    // Every line says who spoke it: the caller, an AI agent by name, or a person by username.
+    const who = line.role === "caller" ? "caller"
+      : line.role === "agent" ? "AI · " + line.agent
+      : line.role === "human" ? line.agent + " (human)" : "";
+    if (who) row.append(el("b", "", who));
     row.append(document.createTextNode(" " + line.text));
     transcript.append(row);
     transcript.scrollTop = transcript.scrollHeight;
@@ -139,8 +140,14 @@ function callPage() {
     e.preventDefault();
     const input = document.getElementById("whisper-text");
     if (!input.value.trim()) return;
-    const r = await act("/whisper", { text: input.value }, "Whisper sent: the agent's next reply follows it.");
-    if (r.ok) input.value = "";
+    const r = await api("POST", base + "/whisper", { text: input.value });
+    if (r.ok) {
+      const action = r.data.action;
+      flash(action === "whisper" ? "Whisper sent: the agent's next reply follows it."
+        : action === "escalate" ? "Followed: the call goes to a person."
+        : "Followed: the call goes to " + action.replace("reroute:", "") + ".", "ok");
+      input.value = "";
+    } else flash(errorText(r), "error");
   });
   document.getElementById("say-form").addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -182,6 +189,7 @@ function escalationButtons() {
 function queueRow(t, callback) {
   const row = el("tr");
   row.dataset.ticketId = t.ticket_id;
+  row.dataset.callId = t.call_id;
   row.dataset.live = t.call_live ? "yes" : "no";
   const prio = el("td");
   prio.append(el("span", "prio prio-" + t.priority, "P" + t.priority));
