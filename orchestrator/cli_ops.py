@@ -94,6 +94,13 @@ def worker(
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus /metrics on this port (default: none).")
     ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address the /metrics server binds.")] = "0.0.0.0",
+    metrics_port_range: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Try this many ports from --metrics-port: replicas sharing a host network take the first free."
+        ),
+    ] = 1,
 ) -> None:
     """Run a worker: pull calls into free slots, run their sessions, drain on SIGTERM."""
     from orchestrator.worker.main import RedisNotConfigured, run_worker
@@ -109,6 +116,8 @@ def worker(
                 hold_interval_s=hold_interval or None,
                 burst=burst,
                 metrics_port=metrics_port,
+                metrics_host=metrics_host,
+                metrics_ports=metrics_port_range,
                 on_ready=lambda name, n: print(
                     f"switchboard worker {name} ready: {n} slots, queue prefix {prefix}", flush=True
                 ),

@@ -7,7 +7,9 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import signal
+import tempfile
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -42,6 +44,9 @@ class ReadinessServer:
 
     livekit's own health endpoint answers 200 while the worker is still failing to connect
     (research/livekit.md §2d), so a load balancer or Kubernetes must not use it for readiness.
+
+    `GET /metrics` serves every job process's metrics (calls run there, one process each), ours and
+    livekit's, from the prometheus_client multiprocess directory the server shares with them.
     """
 
     def __init__(self, server: AgentServer, *, port: int, host: str = "127.0.0.1") -> None:
@@ -61,9 +66,20 @@ class ReadinessServer:
         body = json.dumps({"registered": self.registered, "draining": self.draining})
         return web.Response(status=200 if ok else 503, text=body, content_type="application/json")
 
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        from orchestrator.telemetry.multiproc import multiprocess_text
+
+        directory = os.environ.get(METRICS_DIR_ENV)
+        if not directory:
+            return web.Response(body=b"", content_type="text/plain")
+        body, content_type = await asyncio.to_thread(multiprocess_text, directory)
+        # aiohttp takes the charset apart from the type.
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/readyz", self._ready)
+        app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
@@ -89,6 +105,8 @@ PRELOAD_MODULES = [
     "orchestrator.worker.tracking",
 ]
 PARTS_KEY = "switchboard.parts"
+# livekit sets it, at `run()`, to the server's `prometheus_multiproc_dir`, and the job processes inherit it.
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 @dataclass
@@ -129,7 +147,8 @@ class AgentParts:
             prompts=Prompts.load(settings.prompts_dir),
             vad=load_vad(),
             # The process's one set of providers; set as OpenTelemetry's globals for livekit's own metrics.
-            telemetry=Telemetry.build(settings, set_global=True),
+            # Its metrics go to the directory the agent worker's /metrics reads, since nobody scrapes a job process.
+            telemetry=Telemetry.build(settings, set_global=True, multiprocess_dir=os.environ.get(METRICS_DIR_ENV)),
             graph=build_graph(),
         )
 
@@ -162,6 +181,8 @@ def build_server(settings: Settings | None = None) -> AgentServer:
         # default allows when a burst starts several processes at once.
         initialize_process_timeout=60.0,
         port=0,
+        # One directory per agent worker (livekit empties it at start): the job processes' metrics files.
+        prometheus_multiproc_dir=os.environ.get(METRICS_DIR_ENV) or tempfile.mkdtemp(prefix="switchboard-metrics-"),
     )
 
     server.rtc_session(agent_name=settings.agent_name)(_entrypoint)

@@ -10,6 +10,7 @@ from typing import Any
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from orchestrator.telemetry import names as n
+from orchestrator.telemetry.anomaly import KINDS as ANOMALY_KINDS
 from orchestrator.telemetry.cost import CallCost
 
 SUCCESS_OUTCOMES = frozenset({"resolved", "escalated"})
@@ -84,6 +85,18 @@ class CallMetrics:
             n.M_QUEUE_OLDEST_WAIT, unit=n.unit_of(n.M_QUEUE_OLDEST_WAIT), callbacks=[self._observe_oldest]
         )
         meter.create_observable_gauge(n.M_DEAD_LETTERS, callbacks=[self._observe_dead_letters])
+        self._zero_series()
+
+    def _zero_series(self) -> None:
+        # The series whose labels are known in advance start at 0, so an alert on their rate sees the
+        # first event as an increase instead of a series appearing (which `rate` and `increase` miss).
+        self.dead_lettered.add(0)
+        for component in ("llm", "stt", "tts"):
+            self.cost_unknown.add(0, {n.L_COMPONENT: component})
+        for kind in ANOMALY_KINDS:
+            self.anomalies.add(0, {n.L_KIND: kind})
+        for result in (n.CACHE_HIT, n.CACHE_MISS, n.CACHE_BYPASS):
+            self.phrase_cache.add(0, {n.L_RESULT: result})
 
     # Calls ---------------------------------------------------------------------------------------
 

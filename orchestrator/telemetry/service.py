@@ -44,6 +44,7 @@ class TelemetryOptions(TypedDict, total=False):
     simple: bool
     set_global: bool
     join_livekit: bool
+    multiprocess_dir: str | None
     profile: ProviderProfile | None
     stream: AlertStream | None
     notifier: WebhookNotifier | None
@@ -104,6 +105,7 @@ class Telemetry:
         simple: bool = False,
         set_global: bool = False,
         join_livekit: bool = True,
+        multiprocess_dir: str | None = None,
         profile: ProviderProfile | None = None,
         stream: AlertStream | None = None,
         notifier: WebhookNotifier | None = None,
@@ -119,6 +121,7 @@ class Telemetry:
             simple: Export spans as they end (tests).
             set_global: Install the providers as OpenTelemetry's globals (process entry points).
             join_livekit: Route livekit-agents' spans through these providers.
+            multiprocess_dir: Share the metrics with the parent process through this directory (job processes).
             profile: The priced providers calls go through; defaults to the local text transport.
             stream: The in-app alert stream (the API shares one with its console).
             notifier: Webhook notifier; built from `settings.alert_webhook_url` when omitted.
@@ -130,6 +133,7 @@ class Telemetry:
             simple=simple,
             set_global=set_global,
             join_livekit=join_livekit,
+            multiprocess_dir=multiprocess_dir,
         )
         try:
             prices = PriceTable.load(settings.price_table)
@@ -328,6 +332,8 @@ class Telemetry:
             )
         except Exception:
             log.exception("alerting on call %s failed", result.call_id)
+        # A job process may exit with its call: its figures reach the parent's /metrics before it does.
+        self.handles.publish_metrics()
         return view
 
     def dead_letter(self, *, call_id: str, error: str, attempts: int) -> None:
@@ -335,6 +341,7 @@ class Telemetry:
         try:
             self.metrics.observe_dead_letter()
             self.alerts.observe_dead_letter(call_id=call_id, error=error, attempts=attempts)
+            self.handles.publish_metrics()
         except Exception:
             log.exception("dead-letter telemetry for %s failed", call_id)
 

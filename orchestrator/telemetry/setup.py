@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from orchestrator.config import Settings
 from orchestrator.telemetry import names
+from orchestrator.telemetry.multiproc import MultiprocessWriter
 from orchestrator.telemetry.redact import install_log_redaction, redact_text
 from orchestrator.telemetry.tracing import allow_pii
 
@@ -176,6 +177,8 @@ class TelemetryHandles:
     tracer_provider: TracerProvider
     meter_provider: MeterProvider
     registry: CollectorRegistry
+    # Set in livekit's job processes: copies `registry` into the files their parent's `/metrics` serves.
+    shared: MultiprocessWriter | None = None
     _closers: list[Callable[[], Any]] = field(default_factory=list)
 
     @property
@@ -193,9 +196,16 @@ class TelemetryHandles:
     def force_flush(self) -> None:
         self.tracer_provider.force_flush()
 
+    def publish_metrics(self) -> None:
+        """Make this process's figures visible to its parent's `/metrics` now (job processes; a no-op elsewhere)."""
+        if self.shared is not None:
+            self.shared.write()
+
     def shutdown(self, timeout_s: float = SHUTDOWN_TIMEOUT_S) -> None:
         """Flush and close the providers, waiting at most `timeout_s` (a dead collector cannot hold exit)."""
         targets: list[Callable[[], Any]] = [self.tracer_provider.shutdown, self.meter_provider.shutdown, *self._closers]
+        if self.shared is not None:
+            targets.append(self.shared.close)
 
         def run(fn: Callable[[], Any]) -> None:
             try:
@@ -234,6 +244,7 @@ def setup_telemetry(
     join_livekit: bool = True,
     set_global: bool = False,
     resource_attributes: dict[str, str] | None = None,
+    multiprocess_dir: str | None = None,
 ) -> TelemetryHandles:
     """Build this process's tracer and meter providers.
 
@@ -253,6 +264,8 @@ def setup_telemetry(
             worker and API entry points pass True). livekit-agents' metric instruments use the global
             meter provider.
         resource_attributes: Extra resource attributes, e.g. `{"service.instance.id": worker_name}`.
+        multiprocess_dir: prometheus_client's multiprocess directory (livekit's job processes): the
+            metrics are also written there, for the parent process's `/metrics` (`multiproc.multiprocess_text`).
 
     Returns:
         The handles; call `shutdown()` when the process exits.
@@ -294,7 +307,10 @@ def setup_telemetry(
     allow_pii(settings.telemetry_allow_pii)
     if set_global:
         _set_globals(tracer_provider, meter_provider)
-    return TelemetryHandles(tracer_provider=tracer_provider, meter_provider=meter_provider, registry=registry)
+    shared = MultiprocessWriter(registry, multiprocess_dir) if multiprocess_dir else None
+    return TelemetryHandles(
+        tracer_provider=tracer_provider, meter_provider=meter_provider, registry=registry, shared=shared
+    )
 
 
 _globals_lock = threading.Lock()
@@ -340,11 +356,25 @@ def metrics_router(handles: TelemetryHandles) -> Any:
     return router
 
 
-def start_metrics_server(handles: TelemetryHandles, port: int, addr: str = "0.0.0.0") -> Callable[[], None]:
-    """Serve `/metrics` on a port of its own (workers without an HTTP app); returns a function that stops it."""
+def start_metrics_server(
+    handles: TelemetryHandles, port: int, addr: str = "0.0.0.0", *, tries: int = 1
+) -> Callable[[], None]:
+    """Serve `/metrics` on a port of its own (workers without an HTTP app); returns a function that stops it.
+
+    With `tries` > 1 the first free port of `port`..`port + tries - 1` is taken, so replicas sharing a host's
+    network (compose's host networking) each get one; the port is logged.
+    """
     from prometheus_client import start_http_server
 
-    server, thread = start_http_server(port, addr=addr, registry=handles.registry)
+    for candidate in range(port, port + max(tries, 1)):
+        try:
+            server, thread = start_http_server(candidate, addr=addr, registry=handles.registry)
+        except OSError:
+            if candidate == port + max(tries, 1) - 1:
+                raise
+            continue
+        log.info("metrics on %s:%d/metrics", addr, candidate)
+        break
 
     def stop() -> None:
         server.shutdown()

@@ -62,6 +62,8 @@ async def run_worker(
     on_outcome: OutcomeHook | None = None,
     on_ready: TurnHook | None = None,
     metrics_port: int | None = None,
+    metrics_host: str = "0.0.0.0",
+    metrics_ports: int = 1,
 ) -> Worker:
     """Run one worker process until SIGTERM/SIGINT (drain) or, with ``burst``, until the queue is empty.
 
@@ -78,6 +80,8 @@ async def run_worker(
         on_outcome: Called with each finished call's outcome.
         on_ready: Called once with ``(worker_name, slots)`` when the worker starts claiming.
         metrics_port: Serve Prometheus ``/metrics`` on this port (None: no metrics server).
+        metrics_host: The address the metrics server binds.
+        metrics_ports: Try this many consecutive ports from ``metrics_port`` (replicas on one host network).
 
     Returns:
         The worker (for its counters).
@@ -95,7 +99,7 @@ async def run_worker(
         stack.push_async_callback(telemetry.aclose)
         watch_lockouts(services.tenant, telemetry.verification_lockout)
         if metrics_port is not None:
-            stack.callback(start_metrics_server(telemetry.handles, metrics_port))
+            stack.callback(start_metrics_server(telemetry.handles, metrics_port, metrics_host, tries=metrics_ports))
         worker_name = name or default_worker_name()
         text_runner = TextCallRunner(
             services,
