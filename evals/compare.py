@@ -14,7 +14,6 @@ from rich.console import Console
 from rich.table import Table
 
 from agents.ports import IntentClassifier
-from evals import svg
 from evals.grading import CompareGates, GradeTable
 from evals.metrics import HIGHER_IS_BETTER, compute_metrics, flatten
 from evals.report import grades_for, page
@@ -22,6 +21,7 @@ from evals.runner import RunConfig, RunResult, TrialResult, _llm_caller_factory,
 from evals.schema import Suite
 from evals.stats import mcnemar_exact, paired_bootstrap_ci, wilcoxon_signed_rank
 from evals.transcripts import CSS, print_side_by_side, side_by_side, side_by_side_html
+from orchestrator.telemetry import charts
 
 COMPARED = (
     "success_rate",
@@ -257,16 +257,16 @@ def print_compare(result: dict[str, Any], console: Console, show: str = "changes
 
 def write_compare_html(result: dict[str, Any], pair: ComparePair, path: Path) -> None:
     """The comparison as one HTML page: delta plots with CIs, metric table, both versions' replies side by side."""
-    rows = [
-        (name, m["delta"], m["ci"][0], m["ci"][1], m["regression"])
-        for name, m in result["metrics"].items()
-        if not name.startswith("latency") and name != "cost_per_call"
-    ]
-    lat_rows = [
-        (name, m["delta"], m["ci"][0], m["ci"][1], m["regression"])
-        for name, m in result["metrics"].items()
-        if name.startswith("latency")
-    ]
+    level = f"{result['confidence']:.0%}"
+    regressed = [name for name, m in result["metrics"].items() if m["regression"]]
+
+    def forest(names: list[str], title: str, xlabel: str, fmt: str) -> str:
+        rows = [(n, result["metrics"][n]["delta"], *result["metrics"][n]["ci"]) for n in names]
+        return charts.forest(rows, title=title, xlabel=xlabel, highlight=regressed, value_format=fmt)
+
+    names = list(result["metrics"])
+    rates = [n for n in names if not n.startswith("latency") and n != "cost_per_call"]
+    latency = [n for n in names if n.startswith("latency")]
     mt = "".join(
         f"<tr class='{'regression' if m['regression'] else ''}'><td>{name}</td><td>{m['base']:.3f}</td>"
         f"<td>{m['candidate']:.3f}</td><td>{m['delta']:+.3f}</td>"
@@ -281,10 +281,10 @@ def write_compare_html(result: dict[str, Any], pair: ComparePair, path: Path) ->
         f"</code>, {result['trials']} paired trials.</p><h2>Regressions</h2><ul>{regs}</ul>"
         f"<p>Success, McNemar exact: {s['lost']} lost, {s['gained']} gained, p = {s['p_value']:.4f}. "
         f"Mean turn latency, Wilcoxon signed-rank: n = {w['n']}, p = {w['p_value']:.4f}.</p>"
-        f"<h2>Rates: candidate − base, {result['confidence']:.0%} paired-bootstrap CI</h2>"
-        + svg.delta_chart(rows)
+        f"<h2>Rates: candidate − base, {level} paired-bootstrap CI</h2>"
+        + forest(rates, "Rates (regressions in red)", "candidate − base", "{:+.3f}")
         + "<h2>Latency (ms)</h2>"
-        + svg.delta_chart(lat_rows)
+        + forest(latency, "Turn latency (regressions in red)", "candidate − base (ms)", "{:+.0f} ms")
         + "<table><tr><th>metric</th><th>base</th><th>candidate</th><th>delta</th><th>CI</th><th>verdict</th></tr>"
         + mt
         + "</table>"

@@ -10,11 +10,11 @@ from xml.etree import ElementTree as ET
 from rich.console import Console
 from rich.table import Table
 
-from evals import svg
 from evals.grading import GradeTable
 from evals.metrics import compute_metrics, flatten
 from evals.runner import RunResult, TrialResult
 from evals.transcripts import CSS, print_transcript, transcript, transcript_html
+from orchestrator.telemetry import charts
 
 GRADE_STYLE = {"excellent": "bold green", "good": "green", "acceptable": "yellow", "below": "bold red", "n/a": "dim"}
 # Metric -> the grade-table entry that grades it.
@@ -214,8 +214,11 @@ def write_html(report: dict[str, Any], run: RunResult, table: GradeTable, path: 
         if name == "k":
             continue
         grade = report["grades"].get(name, "n/a")
+        band = table.metrics.get(GRADED.get(name, name))
+        bar = f"{'≥' if band.direction == 'higher' else '≤'} {band.acceptable:g}" if band is not None else "-"
         rows.append(
-            f"<tr><td>{name}</td><td>{html.escape(_fmt(name, value))}</td><td class='{grade}'>{grade}</td></tr>"
+            f"<tr><td>{name}</td><td>{html.escape(_fmt(name, value))}</td><td class='{grade}'>{grade}</td>"
+            f"<td>{html.escape(bar)}</td></tr>"
         )
     bars = [
         (name, float(v), report["grades"].get(name, "n/a"))
@@ -223,7 +226,8 @@ def write_html(report: dict[str, Any], run: RunResult, table: GradeTable, path: 
         if name in {"success_rate", "first_call_resolution", "escalation_rate", "routing_accuracy", "tool_accuracy",
                     "escalation_correctness", "pass_k"} and v is not None
     ]  # fmt: skip
-    latencies = [lat for t in run.trials for lat in t.latencies]
+    latencies = [ms for t in run.trials for ms in t.latencies]
+    lat = report["metrics"]["latency_ms"]
     scen = []
     for t in run.trials:
         why = t.why if t.status != "xfail" else f"known bug: {t.expect_failure}"
@@ -241,12 +245,23 @@ def write_html(report: dict[str, Any], run: RunResult, table: GradeTable, path: 
         f"{report['run']['trials']} calls in {report['run']['duration_s']:.1f} s; "
         f"prompts {html.escape(report['run']['prompts'])}</p>"
         f"<h2>Gates</h2><ul>{gates}</ul>"
-        "<h2>Metrics</h2><table><tr><th>metric</th><th>value</th><th>grade</th></tr>"
+        "<h2>Metrics</h2><table><tr><th>metric</th><th>value</th><th>grade</th><th>acceptable</th></tr>"
         + "".join(rows)
         + "</table>"
-        + svg.bar_chart(bars, table)
+        + charts.bars(
+            [b[0] for b in bars],
+            {"measured": [b[1] for b in bars]},
+            title="Rates (grades and the acceptable bars in the table above)",
+            xlabel="share of calls",
+            value_format="{:.3f}",
+        )
         + "<h2>Turn latency</h2>"
-        + svg.histogram(latencies, "turn latency (ms)")
+        + charts.histogram(
+            latencies,
+            title="Turn latency",
+            xlabel="turn latency (ms)",
+            lines={"P50": lat["p50"], "P95": lat["p95"]} if latencies else None,
+        )
         + "<h2>Scenarios</h2><table><tr><th>suite</th><th>scenario</th><th>trial</th><th>status</th><th>outcome</th>"
         "<th>turns</th><th>why</th></tr>" + "".join(scen) + "</table>"
     )

@@ -15,7 +15,7 @@ from matplotlib import dates as mdates
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-__all__ = ["PALETTE", "Marker", "bars", "histogram", "time_series"]
+__all__ = ["PALETTE", "Marker", "bars", "forest", "histogram", "time_series"]
 
 # Colour-blind safe (Okabe-Ito), in the order series take them.
 PALETTE: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
@@ -252,4 +252,53 @@ def bars(
             ax.set_xlim(0, top * 1.15)
         if len(series) > 1:
             ax.legend(loc="lower right")
+        return _svg(fig, title)
+
+
+def forest(
+    rows: Sequence[tuple[str, float, float, float]],
+    *,
+    title: str,
+    xlabel: str,
+    highlight: Sequence[str] = (),
+    value_format: str = "{:+.3f}",
+    width: float = 7.0,
+) -> str:
+    """Estimates with their intervals, one row each, around a line at zero (a forest plot), as an SVG string.
+
+    Args:
+        rows: (label, estimate, interval low, interval high), top to bottom (e.g. metric deltas).
+        title: Drawn above the chart and used as its accessible label.
+        xlabel: The value axis label, with its unit.
+        highlight: Labels drawn in the alert colour (e.g. regressions); the others in the first colour.
+        value_format: How each estimate is written at the right of its row.
+        width: Figure width in inches.
+    """
+    with mpl.rc_context(_STYLE):
+        fig, ax = _figure(width, min(1.0 + 0.3 * max(len(rows), 1), 12.0))
+        ax.set_title(title, loc="left")
+        if not rows:
+            _empty(ax, "no data")
+            return _svg(fig, title)
+        ax.axvline(0.0, color="#666666", linewidth=0.8)
+        for y, (label, est, lo, hi) in enumerate(rows):
+            colour = PALETTE[3] if label in highlight else PALETTE[0]
+            ax.errorbar(
+                [est], [y], xerr=[[est - lo], [hi - est]], fmt="o", color=colour, capsize=3, markersize=5, linewidth=1.5
+            )
+            ax.annotate(
+                value_format.format(est),
+                (1.0, y),
+                xycoords=("axes fraction", "data"),
+                xytext=(4, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=7,
+            )
+        ax.set_yticks(range(len(rows)), [r[0] for r in rows])
+        ax.set_ylim(len(rows) - 0.5, -0.5)
+        span = max((abs(v) for r in rows for v in r[1:]), default=0.0) or 1.0
+        ax.set_xlim(-span * 1.1, span * 1.1)
+        ax.set_xlabel(xlabel)
+        ax.grid(axis="y", visible=False)
         return _svg(fig, title)
