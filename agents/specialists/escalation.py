@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from langchain_core.exceptions import ModelAPIError, ModelConnectionError
+from langchain_core.messages import HumanMessage, SystemMessage
+
 from agents.context import AgentContext
 from agents.ports import DomainError
+from agents.prompts import PromptError
 from agents.state import CallState, Handoff, verification_of
 from agents.tools import CallerTools
 
@@ -31,35 +35,105 @@ REASON_TEXT = {
 }
 
 
+WANTS = {
+    "billing": "help with a bill or a payment",
+    "scheduling": "a technician visit booked, moved or cancelled",
+    "support": "technical help (outage, router, account access)",
+    "escalation": "to speak to a person",
+}
+# A handover note written by a model is kept to this many characters (it goes on a ticket, not a page).
+MAX_SUMMARY_CHARS = 1200
+# A model handover note reads at most this many transcript lines, the newest.
+SUMMARY_LINES = 40
+# What the escalation node asks of the caller's record: a failed model call never holds the transfer up.
+_MODEL_FAILURES = (ModelAPIError, ModelConnectionError, PromptError, TimeoutError, ValueError)
+
+
 def summarize(state: CallState, reason: str) -> str:
-    """A short, factual summary for the human who takes the call (no model call; deterministic)."""
+    """The handover note from the call's state and tool events alone (no model call; deterministic).
+
+    Four fields, each stated, never quoted: why the call needs a person, who the caller is and whether they
+    were verified, what the assistant did or tried (tools, hand-offs, what failed), and what the caller wants.
+    """
     v = verification_of(state)
-    who = (
-        f"{v.get('name')} (verified, account {v.get('account_id')})"
-        if v.get("status") == "verified"
-        else "an unverified caller"
-    )
-    topics = [h["to_agent"] for h in state.get("handoffs", []) if h["to_agent"] not in {"escalation", "human"}]
-    done = state.get("resolutions", [])
-    caller_lines = [t["text"] for t in state.get("transcript", []) if t["role"] == "caller" and t["text"].strip()]
-    parts = [f"Call from {who}."]
-    if topics:
-        parts.append("Topics: " + ", ".join(dict.fromkeys(topics)) + ".")
+    if v.get("status") == "verified":
+        who = f"{v.get('name')}, verified on account {v.get('account_id')}"
+    elif v.get("status") == "failed":
+        who = "not verified: " + (
+            "locked after repeated failures" if v.get("locked") else f"{v.get('attempts', 0)} failed attempt(s)"
+        )
+    else:
+        who = "not verified yet"
+    tried: list[str] = []
+    path = [h["to_agent"] for h in state.get("handoffs", []) if h["to_agent"] not in {"escalation", "human"}]
+    if path:
+        tried.append("handled by " + " then ".join(dict.fromkeys(path)))
+    for event in state.get("tool_events", []):
+        name = str(event["name"]).replace("_", " ")
+        tried.append(name if event.get("ok") else f"{name} (failed)")
+    done = list(dict.fromkeys(state.get("resolutions", [])))
     if done:
-        parts.append("Already handled: " + ", ".join(done) + ".")
+        tried.append("completed " + ", ".join(d.replace(":", " ").replace("_", " ") for d in done))
     task = state.get("task") or {}
-    if task.get("name"):
-        parts.append(f"In progress: {task.get('agent', '')} {task['name']}.")
-    parts.append(f"Escalated because {REASON_TEXT.get(reason, reason.replace('_', ' '))}.")
-    if caller_lines:
-        parts.append(f'Caller first said: "{caller_lines[0][:160]}"; last said: "{caller_lines[-1][:160]}".')
-    return " ".join(parts)
+    intent = str(state.get("intent") or "")
+    agent = str(task.get("agent") or intent)
+    if task.get("name") and f"{agent}:{task['name']}" not in done:
+        wants = f"{agent} {str(task['name']).replace('_', ' ')}, not finished"
+        if task.get("awaiting"):
+            wants += f" (the assistant was waiting for: {str(task['awaiting']).replace('_', ' ')})"
+    elif reason == "refund_over_policy":
+        wants = "a refund beyond what the assistant may approve"
+    else:
+        # The last topic an AI specialist had, not "escalation": the supervisor relabels the intent on the way out.
+        topic = path[-1] if path else intent
+        wants = WANTS.get(topic, "not stated before the handover")
+    turns = int(state.get("turn") or 0)
+    mood = ["calm", "irritated", "upset"][min(2, max(0, int(state.get("frustration") or 0)))]
+    return " ".join(
+        [
+            f"Reason: {REASON_TEXT.get(reason, reason.replace('_', ' '))}.",
+            f"Verified: {who}.",
+            f"Tried: {'; '.join(tried) if tried else 'nothing yet'}.",
+            f"Wants: {wants}.",
+            f"Call: {turns} caller turn(s), caller {mood}.",
+        ]
+    )
+
+
+async def write_summary(ctx: AgentContext, state: CallState, reason: str) -> str:
+    """The handover note: written by a model from the transcript when one is configured, else `summarize`.
+
+    A model that fails (or answers nothing) falls back to `summarize`, so the caller is still handed over.
+    """
+    facts = summarize(state, reason)
+    if ctx.models is None:
+        return facts
+    try:
+        model = ctx.models.model_for("escalation", 1.0)
+        lines = [
+            f"{'Caller' if t['role'] == 'caller' else 'Assistant' if t['role'] == 'agent' else 'Staff'}: {t['text']}"
+            for t in state.get("transcript", [])[-SUMMARY_LINES:]
+            if t["text"].strip()
+        ]
+        request = (
+            "Facts the assistant recorded: "
+            + facts
+            + "\n\nTranscript:\n"
+            + "\n".join(lines)
+            + "\n\nWrite the handover note."
+        )
+        answer = await model.ainvoke([SystemMessage(ctx.prompts.system("handover")), HumanMessage(request)])
+    except _MODEL_FAILURES:
+        return facts
+    text = answer.content if isinstance(answer.content, str) else ""
+    text = " ".join(text.split())
+    return text[:MAX_SUMMARY_CHARS] if text else facts
 
 
 async def escalate(ctx: AgentContext, state: CallState, reason: str) -> dict[str, Any]:
     """Open a ticket on the human desk and tell the caller what happens next."""
     tools = CallerTools(ctx, state, AGENT)
-    summary = summarize(state, reason)
+    summary = await write_summary(ctx, state, reason)
     priority = PRIORITY.get(reason, 3)
     v = verification_of(state)
     if v.get("status") == "verified" and v.get("account_id"):

@@ -337,7 +337,9 @@ async def _accept_and_reply(page: Page, call_id: str, worker: Any) -> None:
     # Warm transfer: the AI's summary first, then join.
     await page.wait_for_url("**/console/escalations/TK*")
     summary = await page.inner_text("#summary")
-    assert "Escalated because the caller asked for a person" in summary
+    assert summary.startswith("Reason: the caller asked for a person.")
+    assert "Verified:" in summary
+    assert "Wants:" in summary
     await page.screenshot(path=str(SHOTS / "escalation-summary.png"))
     await page.click("#join-call")
     await page.wait_for_url(f"**/console/calls/{call_id}")
