@@ -267,3 +267,29 @@ async def test_a_call_whose_ack_landed_but_whose_reply_was_lost_is_reported_once
             await queue.redis.delete(*keys)
         await queue.aclose()
         await proxy.aclose()
+
+
+async def test_a_worker_started_while_redis_is_down_waits_for_it_and_then_runs_calls(tmp_path: Path) -> None:
+    server = PrivateRedis(tmp_path)  # its port is chosen, nothing listens on it yet
+    queue = CallQueue.from_url(server.url, prefix="late", max_expected_wait_s=1e9)
+    done = asyncio.Event()
+
+    async def on_outcome(outcome: CallOutcome) -> None:
+        done.set()
+
+    worker = Worker(queue, InstantRunner(), slots=1, hold_interval_s=None, on_outcome=on_outcome)
+    run = asyncio.create_task(worker.run())
+    try:
+        await wait_until(lambda: worker.outage.down or run.done(), 60, "the worker noticing Redis is down")
+        assert not run.done(), run.exception()
+        server.start()
+        await queue.admit(CallJob(call_id="late-1", source="simulate"))
+        await asyncio.wait_for(done.wait(), 60)
+        worker.drain()
+        await asyncio.wait_for(run, 60)
+        assert (worker.completed, worker.outage.outages) == (1, 1)
+        assert (await queue.stats()).completed == 1
+    finally:
+        run.cancel()
+        await queue.aclose()
+        server.kill9()
