@@ -20,7 +20,7 @@ from evals.report import grades_for, page
 from evals.runner import RunConfig, RunResult, TrialResult, _llm_caller_factory, run_trial
 from evals.schema import Suite
 from evals.stats import mcnemar_exact, paired_bootstrap_ci, wilcoxon_signed_rank
-from evals.transcripts import CSS, print_side_by_side, side_by_side, side_by_side_html
+from evals.transcripts import CSS, print_side_by_side, shown, side_by_side, side_by_side_html
 from orchestrator.telemetry import charts
 
 COMPARED = (
@@ -248,7 +248,11 @@ def print_compare(result: dict[str, Any], console: Console, show: str = "changes
         f"mean turn latency, Wilcoxon signed-rank: n={w['n']}, p={w['p_value']:.4f}"
     )
     print_side_by_side(result["scenarios"], console, show)
+    # A trial shown side by side already says why the candidate failed.
+    seen = {(r["suite"], r["scenario"], r["trial"]) for r in shown(result["scenarios"], show)}
     for r in result["scenario_regressions"]:
+        if (r["suite"], r["scenario"], r["trial"]) in seen:
+            continue
         console.print(f"[bold red]regressed[/] {r['suite']}/{r['scenario']}[{r['trial']}]: {r['why']}")
     for r in result["regressions"]:
         console.print(f"[bold red]regression:[/] {r}")

@@ -66,7 +66,8 @@ def side_by_side(base: list[TrialResult], candidate: list[TrialResult]) -> list[
 
     Each entry: suite, scenario, trial, kind (regression, improvement, changed, same), each side's status
     and why it failed, and `turns` (caller, base, candidate, agents, changed, diff, rules broken on each side).
-    A call that ran longer on one side has turns with an empty reply on the other.
+    `caller` is the caller's words, or {base, candidate} when a simulated caller said different things;
+    a call that ran longer on one side has turns whose reply on the other side is None.
     """
     out = []
     for tb, tc in zip(base, candidate, strict=True):

@@ -167,3 +167,11 @@ def test_the_run_report_carries_every_transcript(tmp_path: Path) -> None:
     text = buf.getvalue()
     assert "billing: Bye. [closing]" in text
     assert "s/same[0]" not in text
+
+
+def test_a_regression_shown_side_by_side_is_not_repeated_below_it() -> None:
+    once = terminal(runs(), "changes")
+    assert once.count("candidate failed: reply.closing") == 1
+    assert "regressed s/pay[0]" not in once
+    hidden = terminal(runs(), "none")
+    assert "regressed s/pay[0]: reply.closing" in hidden
