@@ -115,16 +115,26 @@ def head_logits(head: Head, feats: Features) -> FloatArray:
     return out.astype(np.float32)
 
 
-def fit_softmax(feats: Features, y: IntArray, l2: float, iterations: int = ITERATIONS) -> Head:
+def fit_softmax(
+    feats: Features,
+    y: IntArray,
+    l2: float,
+    iterations: int = ITERATIONS,
+    sample_weight: npt.NDArray[np.float64] | None = None,
+) -> Head:
     """L2-regularised multinomial logistic regression by full-batch Adam, class-balanced.
 
     Classes are weighted inversely to their frequency so escalation (the smallest class, and the
-    costliest to miss) is not out-voted by the larger ones.
+    costliest to miss) is not out-voted by the larger ones. `sample_weight`, when given, replaces that
+    weighting (it is normalised to sum to 1).
     """
     k = len(INTENTS)
     n = len(y)
-    counts = np.bincount(y, minlength=k).astype(np.float64)
-    sample_w = (n / (k * np.maximum(counts, 1)))[y] / n
+    if sample_weight is None:
+        counts = np.bincount(y, minlength=k).astype(np.float64)
+        sample_w = (n / (k * np.maximum(counts, 1)))[y] / n
+    else:
+        sample_w = np.asarray(sample_weight, dtype=np.float64) / float(np.sum(sample_weight))
     onehot = np.eye(k)[y]
     params: dict[str, npt.NDArray[np.float64]] = {"bias": np.zeros(k)}
     if feats.dense is not None:
@@ -134,17 +144,25 @@ def fit_softmax(feats: Features, y: IntArray, l2: float, iterations: int = ITERA
     m = {name: np.zeros_like(p) for name, p in params.items()}
     v = {name: np.zeros_like(p) for name, p in params.items()}
     beta1, beta2, lr = 0.9, 0.999, 0.05
+    # float32, converted once: a float64 copy per step cost most of a step's time, and the products are memory-bound.
+    dense = feats.dense.astype(np.float32) if feats.dense is not None else None
     for step in range(1, iterations + 1):
-        head = Head(
-            params["w_dense"].astype(np.float32) if "w_dense" in params else None,
-            params["w_sparse"].astype(np.float32) if "w_sparse" in params else None,
-            params["bias"].astype(np.float32),
-        )
-        probs = softmax(head_logits(head, feats)).astype(np.float64)
+        if feats.sparse is None and dense is not None:
+            logits = (dense @ params["w_dense"].astype(np.float32)).astype(np.float64) + params["bias"]
+            logits -= logits.max(axis=1, keepdims=True)
+            probs = np.exp(logits)
+            probs /= probs.sum(axis=1, keepdims=True)
+        else:
+            head = Head(
+                params["w_dense"].astype(np.float32) if "w_dense" in params else None,
+                params["w_sparse"].astype(np.float32) if "w_sparse" in params else None,
+                params["bias"].astype(np.float32),
+            )
+            probs = softmax(head_logits(head, feats)).astype(np.float64)
         g = (probs - onehot) * sample_w[:, None]
         grads = {"bias": g.sum(axis=0)}
-        if feats.dense is not None:
-            grads["w_dense"] = feats.dense.T.astype(np.float64) @ g + l2 * params["w_dense"]
+        if dense is not None:
+            grads["w_dense"] = (dense.T @ g.astype(np.float32)).astype(np.float64) + l2 * params["w_dense"]
         if feats.sparse is not None:
             s = feats.sparse
             gs = np.stack(
