@@ -51,12 +51,20 @@ class VerificationLockoutRow(Base):
 class VerificationLimits:
     """How many failed checks a caller ID or an account may have in a rolling window, and how long a lock lasts.
 
-    Failures from before a lock ended do not count again once it has, so each cool-down gives a fresh start.
+    Failures from before a lock ended do not count again once it has, so each cool-down gives a fresh start;
+    but each further lock of a key within `memory` of its last one lasts twice as long (up to
+    `max_cooldown`), so someone who keeps guessing gets a few tries a day, not a few an hour.
     """
 
     max_failures: int = 5
     window: timedelta = timedelta(hours=1)
     cooldown: timedelta = timedelta(hours=1)
+    max_cooldown: timedelta = timedelta(days=1)
+    memory: timedelta = timedelta(days=1)
+
+    def cooldown_after(self, earlier_locks: int) -> timedelta:
+        """The length of a lock that follows `earlier_locks` recent ones."""
+        return min(self.max_cooldown, self.cooldown * (1 << min(earlier_locks, 32)))
 
 
 DEFAULT_VERIFICATION_LIMITS = VerificationLimits()
@@ -139,23 +147,24 @@ class SqlVerificationGuard:
         return bool(fresh)
 
     async def _maybe_lock(self, session: AsyncSession, key: str, call_id: str, now: datetime) -> Lockout | None:
-        last_until = (
+        last_until, recent = (
             await session.execute(
-                select(func.max(VerificationLockoutRow.until)).where(VerificationLockoutRow.key == key)
+                select(
+                    func.max(VerificationLockoutRow.until),
+                    func.count().filter(VerificationLockoutRow.until > now - self.limits.memory),
+                ).where(VerificationLockoutRow.key == key)
             )
-        ).scalar_one()
+        ).one()
         if last_until is not None and last_until > now:
             return None  # already locked: this failure adds nothing
-        since = now - self.limits.window
-        if last_until is not None and last_until > since:
-            since = last_until
         column = VerificationFailureRow.caller_key if key.startswith("caller:") else VerificationFailureRow.account_key
-        count = (
-            await session.execute(select(func.count()).where(column == key, VerificationFailureRow.at > since))
-        ).scalar_one()
+        query = select(func.count()).where(column == key, VerificationFailureRow.at > now - self.limits.window)
+        if last_until is not None:
+            query = query.where(VerificationFailureRow.at >= last_until)  # from the end of the last lock on
+        count = (await session.execute(query)).scalar_one()
         if count < self.limits.max_failures:
             return None
-        until = now + self.limits.cooldown
+        until = now + self.limits.cooldown_after(recent)
         session.add(VerificationLockoutRow(lockout_id=new_id("VL"), key=key, failures=count, at=now, until=until))
         return Lockout(key=key, call_id=call_id, failures=count, until=until)
 

@@ -154,3 +154,27 @@ async def test_a_caller_id_alert_masks_the_number(guard: SqlVerificationGuard) -
     [lockout] = seen
     assert lockout.subject == "caller ***0001"
     assert "7770001" not in lockout.subject
+
+
+async def test_each_further_lock_within_a_day_lasts_twice_as_long(guard: SqlVerificationGuard, clock: Clock) -> None:
+    async def lock() -> None:
+        for i in range(LIMITS.max_failures):
+            locked = await guard.record_failure(call_id=f"c{i}", caller_id=None, phone=JAMES, reason="wrong_zip")
+        assert locked
+
+    async def locked_for() -> timedelta:
+        start = clock.now
+        step = timedelta(minutes=5)
+        while await guard.locked(caller_id=None, phone=JAMES):
+            clock.now += step
+        return clock.now - start
+
+    await lock()
+    assert await locked_for() == LIMITS.cooldown
+    await lock()
+    assert await locked_for() == 2 * LIMITS.cooldown
+    await lock()
+    assert await locked_for() == 4 * LIMITS.cooldown
+    clock.now += LIMITS.memory  # a day with no lock: back to the first cool-down
+    await lock()
+    assert await locked_for() == LIMITS.cooldown
