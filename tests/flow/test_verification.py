@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from langchain_core.language_models import BaseChatModel
 
 from agents.ports import Customer, Customers
-from agents.testing import ScriptedChatModel
+from agents.testing import FunctionChatModel, ScriptedChatModel
 from orchestrator.config import load_settings
 from orchestrator.domain import DEFAULT_VERIFICATION_LIMITS, Lockout, watch_lockouts
 from orchestrator.runtime import Services
@@ -202,11 +203,22 @@ async def test_after_the_cool_down_the_right_zip_verifies_again(
     assert len(lockouts) == 1
 
 
+class SpecialistsAndHandover(OneModel):
+    """The specialists' strict model; the handover note to the human desk has a model of its own."""
+
+    def __init__(self, model: BaseChatModel) -> None:
+        super().__init__(model)
+        self.handover = FunctionChatModel(lambda request: "Handover: the caller could not be verified.")
+
+    def model_for(self, intent: str, confidence: float, failures: int = 0) -> BaseChatModel:
+        return self.handover if intent == "escalation" else self.model
+
+
 async def test_llm_specialists_verify_the_same_way_and_never_ask_the_model_while_locked(
     open_services: Callable[..., Any],
 ) -> None:
     model = ScriptedChatModel([])  # no specialist turn may reach the model before verification
-    services: Services = await open_services(models=OneModel(model))
+    services: Services = await open_services(models=SpecialistsAndHandover(model))
     try:
         known = await guess(services, None, "555 010 0002", "99999", "88888")
         unknown = await guess(services, None, "555 999 1234", "99999", "88888")
