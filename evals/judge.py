@@ -32,12 +32,19 @@ async def judge_rubrics(settings: Settings, scenario: Scenario, obs: Observation
 
 
 async def judge_reply_rubrics(
-    settings: Settings, rubrics: Sequence[str], scenario: Scenario, obs: Observation
+    settings: Settings,
+    rubrics: Sequence[str],
+    scenario: Scenario,
+    obs: Observation,
+    judge: BaseChatModel | None = None,
 ) -> list[Check]:
-    """The reply policy's rubrics on every scenario (`rubric.reply.N`); none without a key configured."""
-    if not rubrics or not settings.llm_configured:
+    """The reply policy's rubrics on every scenario (`rubric.reply.N`) by `judge`, else by the configured model.
+
+    With neither (no key configured) there are no checks: the policy's phrase and length rules still run.
+    """
+    if not rubrics:
         return []
-    model = _judge_model(settings)
+    model = judge if judge is not None else (_judge_model(settings) if settings.llm_configured else None)
     if model is None:
         return []
     return await grade_rubrics(model, rubrics, scenario, obs.turns, "rubric.reply")

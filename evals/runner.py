@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.callbacks import get_usage_metadata_callback
+from langchain_core.language_models import BaseChatModel
 
 from agents.ports import IntentClassifier
 from evals.cost import cost_usd
@@ -44,6 +45,8 @@ class RunConfig:
         now: the pinned clock.
         settings: extra settings overrides (tests).
         reply_policy: the wording rules every reply is checked against (evals/reply_policy.yaml when None).
+        judge: the chat model that grades the reply policy's rubrics; None uses the configured large tier
+            when a key is set, and skips them otherwise.
     """
 
     prompts_dir: Path | None = None
@@ -54,6 +57,7 @@ class RunConfig:
     now: datetime = EVAL_NOW
     settings: dict[str, Any] = field(default_factory=dict)
     reply_policy: ReplyPolicy | None = None
+    judge: BaseChatModel | None = None
 
 
 @dataclass
@@ -246,7 +250,7 @@ async def run_trial(
                 if scenario.expect.rubrics:
                     checks.extend(await judge_rubrics(settings, scenario, obs))
                 if error is None:
-                    checks.extend(await judge_reply_rubrics(settings, policy.rubrics, scenario, obs))
+                    checks.extend(await judge_reply_rubrics(settings, policy.rubrics, scenario, obs, config.judge))
         finally:
             await services.aclose()
     ok = all(c.ok for c in checks)

@@ -238,3 +238,23 @@ def test_the_comparison_shows_both_versions_replies_side_by_side(tmp_path: Path)
     bad = CliRunner().invoke(app, [*args, "--show", "everything"])
     assert bad.exit_code == 2
     assert "--show must be regressions, changes, all or none, not 'everything'" in bad.output
+
+
+async def test_the_reply_rubrics_are_graded_on_every_scenario_by_the_judge_model(
+    classifier: IntentClassifier, tmp_path: Path
+) -> None:
+    from agents.testing import ScriptedChatModel
+
+    cand = upsell_candidate(tmp_path)
+    smoke = load_suite(SMOKE)
+    picked = Suite(suite="smoke", scenarios=[s for s in smoke.scenarios if s.id == "smoke-pay-balance"])
+    judge = ScriptedChatModel(["FAIL: it offered premium support plans nobody asked about.", "FAIL: 'Bye.'"])
+    run = await run_suites([picked], RunConfig(prompts_dir=cand, judge=judge), classifier=classifier)
+    judge.assert_complete()
+    (trial,) = run.trials
+    rubrics = {c.name: c for c in trial.checks if c.name.startswith("rubric.reply.")}
+    assert [(name, c.ok) for name, c in rubrics.items()] == [("rubric.reply.1", False), ("rubric.reply.2", False)]
+    assert rubrics["rubric.reply.1"].detail.startswith("FAIL: it offered premium support plans")
+    asked = judge.calls[0].last_text
+    assert "Did you know we offer premium support plans?" in asked
+    assert asked.rstrip().endswith("Bye.")
