@@ -209,8 +209,6 @@ def register(eval_app: typer.Typer) -> None:
             float | None,
             typer.Option(
                 "--confidence",
-                min=0.5,
-                max=0.999,
                 help="Intervals' level; better or worse only when it excludes zero (default 1 − the gates' alpha).",
             ),
         ] = None,
@@ -222,6 +220,8 @@ def register(eval_app: typer.Typer) -> None:
         """
         _quiet()
         _choice("--show", show, ("regressions", "changes", "all", "none"))
+        if confidence is not None and not 0.5 <= confidence < 1:
+            raise _fail(f"--confidence must be at least 0.5 and below 1 (e.g. 0.95), not {confidence:g}")
         loaded = _load(suites)
         from evals.compare import compare, print_compare, run_pair, write_compare_html
         from evals.grading import check_gates

@@ -90,3 +90,24 @@ def test_the_chosen_level_sets_the_interval_and_the_verdict() -> None:
     assert loose["metrics"]["latency_p50_ms"]["verdict"] == "better"
     assert strict["metrics"]["latency_p50_ms"]["verdict"] == "no significant change"
     assert "99.9% CI" in rendered(strict) or "100% CI" in rendered(strict)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["compare", "--base", "HEAD", "--candidate", "prompts", "--confidence", "2"], "--confidence must be at least"),
+        (["compare", "--base", "HEAD", "--candidate", "prompts", "--show", "x"], "--show must be regressions"),
+        (["run", "--transcripts", "some"], "--transcripts must be failed, all or none, not 'some'"),
+    ],
+)
+def test_a_bad_report_option_is_refused_in_one_line(args: list[str], message: str) -> None:
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+    from orchestrator.config import REPO_ROOT
+
+    smoke = str(REPO_ROOT / "evals" / "suites" / "smoke.yaml")
+    result = CliRunner().invoke(app, ["eval", args[0], smoke, *args[1:]])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
