@@ -1,4 +1,4 @@
-"""In-process voice engines for timing tests: a loudness VAD, and STTs that answer on a script, with no model."""
+"""In-process voice engines for timing tests: a loudness VAD, and STTs and a TTS that answer on a script, no model."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import asyncio
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import stt, utils, vad
+from livekit.agents import stt, tts, utils, vad
 from livekit.agents.language import LanguageCode
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
 
-__all__ = ["ListeningSTT", "LoudnessVAD", "ScriptedSTT", "is_loud"]
+__all__ = ["ListeningSTT", "LoudnessVAD", "ScriptedSTT", "ScriptedTTS", "is_loud"]
 
 
 def is_loud(frame: rtc.AudioFrame) -> bool:
@@ -175,3 +175,42 @@ class _ScriptedStream(stt.RecognizeStream):
         finally:
             if answer is not None:
                 await utils.aio.cancel_and_wait(answer)
+
+
+class ScriptedTTS(tts.TTS[Any]):
+    """A TTS whose first audio comes `first_audio_after_s` (loop time) into each request, or never (None).
+
+    Its audio is a constant `level`, so a test can tell which engine the caller heard.
+    """
+
+    def __init__(self, name: str, *, first_audio_after_s: float | None, level: int, sample_rate: int = 16000) -> None:
+        super().__init__(capabilities=tts.TTSCapabilities(streaming=False), sample_rate=sample_rate, num_channels=1)
+        self._name = name
+        self.first_audio_after_s = first_audio_after_s
+        self.level = level
+        self.requested_at: list[float] = []
+
+    @property
+    def provider(self) -> str:
+        return self._name
+
+    def synthesize(
+        self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
+    ) -> tts.ChunkedStream:
+        return _ScriptedChunkedStream(tts=self, input_text=text, conn_options=conn_options)
+
+
+class _ScriptedChunkedStream(tts.ChunkedStream):
+    _tts: ScriptedTTS
+
+    async def _run(self, output_emitter: tts.AudioEmitter) -> None:
+        engine = self._tts
+        engine.requested_at.append(asyncio.get_running_loop().time())
+        output_emitter.initialize(
+            request_id=utils.shortuuid(), sample_rate=engine.sample_rate, num_channels=1, mime_type="audio/pcm"
+        )
+        if engine.first_audio_after_s is None:
+            await asyncio.Event().wait()  # a request that hangs until it is cancelled
+        await asyncio.sleep(engine.first_audio_after_s or 0.0)
+        output_emitter.push(engine.level.to_bytes(2, "little", signed=True) * (engine.sample_rate // 5))
+        output_emitter.flush()

@@ -28,7 +28,7 @@ from orchestrator.providers.tts import local_tts
 # Plugins register themselves on import and must be imported on the main thread (livekit rule).
 from livekit.plugins import cartesia, deepgram  # isort: skip
 
-__all__ = ["VoiceStack", "batch_transcribe", "build_stt", "build_tts", "fallback_stt", "open_voice"]
+__all__ = ["VoiceStack", "batch_transcribe", "build_stt", "build_tts", "fallback_stt", "fallback_tts", "open_voice"]
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +298,15 @@ def build_tts(settings: Settings, *, http_session: aiohttp.ClientSession | None 
         sample_rate=local.sample_rate if local.sample_rate in (16000, 22050, 24000) else 24000,
         http_session=http_session,
     )
-    return _IdentifiedFallback([primary, local], identity=_cartesia_identity(settings, primary))
+    return fallback_tts(primary, local, identity=_cartesia_identity(settings, primary))
+
+
+def fallback_tts(primary: tts.TTS[Any], local: tts.TTS[Any], *, identity: dict[str, Any]) -> tts.TTS[Any]:
+    """`primary` with a fallback to `local` when it fails or sends no audio within the request's timeout.
+
+    The chain caches under `identity` (the primary's voice), and only what the primary rendered whole.
+    """
+    return _IdentifiedFallback([primary, local], identity=identity)
 
 
 def _cartesia_identity(settings: Settings, engine: tts.TTS[Any]) -> dict[str, Any]:
