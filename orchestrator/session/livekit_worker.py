@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from livekit import rtc
 from livekit.agents import AgentServer, JobContext, JobProcess
 from livekit.agents.utils import http_context
 
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from orchestrator.telemetry.service import Telemetry
     from orchestrator.worker.dispatch import DispatchedCall
 
-__all__ = ["AgentParts", "ReadinessServer", "build_server", "run_agent_worker", "run_room_call"]
+__all__ = ["AgentParts", "ReadinessServer", "build_server", "caller_in_room", "run_agent_worker", "run_room_call"]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,11 @@ PRELOAD_MODULES = [
     "orchestrator.worker.tracking",
 ]
 PARTS_KEY = "switchboard.parts"
+# A webhook admitted the call when its caller's room started (WebRTC) or its caller joined (SIP), so the caller
+# is normally in the room when the agent arrives; this covers a room made just before its caller joins. Keep it
+# well under the server's room.empty_timeout, which closes a room that holds only the agent.
+CALLER_WAIT_S = 5.0
+_CALLER_KINDS = (rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD, rtc.ParticipantKind.PARTICIPANT_KIND_SIP)
 # livekit sets it, at `run()`, to the server's `prometheus_multiproc_dir`, and the job processes inherit it.
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -151,6 +157,25 @@ class AgentParts:
             telemetry=Telemetry.build(settings, set_global=True, multiprocess_dir=os.environ.get(METRICS_DIR_ENV)),
             graph=build_graph(),
         )
+
+
+async def caller_in_room(room: rtc.Room, timeout_s: float) -> bool:
+    """True once a caller (a standard or SIP participant, not an agent) is in ``room``; False after ``timeout_s``."""
+    joined = asyncio.Event()
+
+    def on_joined(participant: rtc.RemoteParticipant) -> None:
+        if participant.kind in _CALLER_KINDS:
+            joined.set()
+
+    room.on("participant_connected", on_joined)
+    try:
+        if any(p.kind in _CALLER_KINDS for p in room.remote_participants.values()):
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(joined.wait(), timeout_s)
+        return joined.is_set()
+    finally:
+        room.off("participant_connected", on_joined)
 
 
 def _prewarm(proc: JobProcess) -> None:
@@ -201,7 +226,8 @@ async def run_room_call(ctx: JobContext, settings: Settings) -> None:
     The call span continues the job's trace (the dispatch carries the job), the console sees each turn
     as it is spoken and its commands reach the checkpoint before each caller turn, and the call record,
     metrics and alerts are written when the session ends. A dispatch whose job has a ``script`` is a
-    simulated caller: it speaks on a local line instead of the room.
+    simulated caller: it speaks on a local line instead of the room. An agent that finds no caller in its
+    room (they hung up between the claim and the dispatch) ends the call there, unanswered.
     """
     from orchestrator.worker.dispatch import PREFIX_METADATA_KEY, DispatchedCall
 
@@ -293,7 +319,12 @@ async def _run_session(
                 tracker.span.set_attribute(names.ATTR_CALL_START_MS, round(start_ms, 1))
             if line is None:
                 await ctx.connect()
-                await call.closed.wait()
+                if await caller_in_room(ctx.room, CALLER_WAIT_S):
+                    await call.closed.wait()
+                else:
+                    # The caller left between the claim and our join: end the call (abandoned, no turn taken)
+                    # rather than wait in an empty room until the server closes it and cancels this job.
+                    log.info("call %s: no caller in room %s: it ends unanswered", job.call_id, ctx.room.name)
             else:
                 caller = local_tts(settings.local_tts_engine, voice=settings.local_tts_voice)
                 await play_caller(call, caller, (job.script or [])[resumed_at:])

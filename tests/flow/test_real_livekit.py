@@ -71,8 +71,8 @@ async def queue_stats(stack: RealStack, until: Any = None) -> dict[str, Any]:
         await queue.aclose()
 
 
-async def read_calls(stack: RealStack) -> dict[str, Any]:
-    """The calls' records (written by the agent jobs) and the answered call's checkpoint."""
+async def read_calls(stack: RealStack, answered: str) -> dict[str, Any]:
+    """The calls' records (written by the agent jobs) and the checkpoint of the call ``answered``."""
     from orchestrator.config import load_settings
     from orchestrator.runtime import Services
     from orchestrator.store.records import CallStore
@@ -80,12 +80,12 @@ async def read_calls(stack: RealStack) -> dict[str, Any]:
 
     async with await Services.open(load_settings(data_dir=stack.data_dir), seed=False) as services:
         store = CallStore(services.engine)
-        found = await _poll(store.list_calls, RECORD_CAP_S)
-        assert found, f"no call record within {RECORD_CAP_S} s\n{stack.logs()}"
-        views = [await store.get_call(c.call_id) for c in found]
+        found = await _poll(lambda: store.get_call(answered), RECORD_CAP_S)
+        assert found, f"no record of {answered} within {RECORD_CAP_S} s\n{stack.logs()}"
+        views = [await store.get_call(c.call_id) for c in await store.list_calls()]
         return {
-            "records": [v.to_json() for v in views if v is not None],
-            "checkpoint": await checkpoint_state(services, found[0].call_id),
+            "records": {v.call_id: v.to_json() for v in views if v is not None},
+            "checkpoint": await checkpoint_state(services, answered),
         }
 
 
@@ -145,6 +145,10 @@ def real_call(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
         stack = cleanup.enter_context(real_stack(pair, run_dir))
         result: dict[str, Any] = {"hung_up": hang_up_while_queued(stack, pair)}
         stack.start_queue_worker()
+        # A call room nobody joins (its caller hung up before the agent came): its call ends unanswered.
+        empty = f"call-{secrets.token_hex(4)}"
+        stack.create_room(empty)
+        result["empty_room"] = asyncio.run(queue_stats(stack, lambda s: s["completed"] == 1))
         room = f"call-{secrets.token_hex(4)}"
         token = stack.token(room, f"caller-{secrets.token_hex(3)}", metadata={"caller_id": CALLER})
         heard_dir = run_dir / "heard"
@@ -162,8 +166,8 @@ def real_call(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
         assert lines, f"the caller printed nothing (exit {done.returncode}):\n{done.stderr[-3000:]}\n{stack.logs()}"
         caller: dict[str, Any] = json.loads(lines[-1])
         assert done.returncode == 0, f"caller: {caller.get('error')}\n{done.stderr[-2000:]}\n{stack.logs()}"
-        result.update(asyncio.run(read_calls(stack)))
-        result["stats"] = asyncio.run(queue_stats(stack, lambda s: s["completed"] == 1 and s["in_flight"] == 0))
+        result.update(asyncio.run(read_calls(stack, f"lk-{caller['room_sid']}")))
+        result["stats"] = asyncio.run(queue_stats(stack, lambda s: s["completed"] == 2 and s["in_flight"] == 0))
         result.update(caller=caller, room=room)
         yield result
 
@@ -191,7 +195,7 @@ def test_the_call_was_admitted_by_the_servers_webhook_and_completed_once(real_ca
     stats = real_call["stats"]
     # room_started admitted each call; the server's later events for a room (participant_joined of a WebRTC
     # caller, participant_left, room_finished) admit nothing more.
-    assert (stats["admitted"], stats["completed"], stats["in_flight"], stats["waiting"]) == (2, 1, 0, 0)
+    assert (stats["admitted"], stats["completed"], stats["in_flight"], stats["waiting"]) == (3, 2, 0, 0)
     assert stats["dead_letters"] == 0
 
 
@@ -201,13 +205,22 @@ def test_a_caller_who_hangs_up_while_queued_leaves_the_queue_as_abandoned(real_c
     # The server's participant_left webhook took the call out of the queue before any worker could claim it.
     assert (hung_up["left"]["waiting"], hung_up["left"]["abandoned"], hung_up["left"]["in_flight"]) == (0, 1, 0)
     assert hung_up["caller"]["agents_seen"] == 0
-    # The queue worker, started after, never dispatched an agent to it: only the answered call has a record.
+    # The queue worker, started after, never dispatched an agent to it: it has no record.
     assert real_call["stats"]["abandoned"] == 1
-    assert len(real_call["records"]) == 1
+    assert len(real_call["records"]) == 2
+
+
+def test_an_agent_that_finds_no_caller_in_its_room_ends_the_call_unanswered(real_call: dict[str, Any]) -> None:
+    # Dispatched into a call room nobody is in, the agent ended the call itself, on its first attempt, rather
+    # than wait for the server to close the room and cancel its job (a failed attempt, and no record).
+    assert real_call["empty_room"]["completed"] == 1
+    assert real_call["empty_room"]["retries_scheduled"] == 0
+    [unanswered] = [r for r in real_call["records"].values() if r["outcome"] != "resolved"]
+    assert (unanswered["outcome"], unanswered["turn_count"], unanswered["attempt"]) == ("abandoned", 0, 1)
 
 
 def test_the_record_and_transcript_hold_the_spoken_call(real_call: dict[str, Any]) -> None:
-    [record] = real_call["records"]
+    record = real_call["records"][f"lk-{real_call['caller']['room_sid']}"]
     assert record["outcome"] == "resolved", record
     assert record["intent"] == "billing"
     assert record["turn_count"] == 2

@@ -8,6 +8,7 @@ beyond the namespaces). The API, the workers and the SQLite store are the embedd
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -55,8 +56,9 @@ def livekit_config(pair: NetnsPair, *, key: str, secret: str) -> str:
                 # Without one of ours, clients are handed public STUN servers.
                 "stun_servers": [f"{pair.server_ip}:3478"],
             },
-            # A caller who leaves closes the room soon, so its room_finished webhook comes within the test.
-            "room": {"empty_timeout": 10, "departure_timeout": 5},
+            # A caller who leaves closes the room soon, so its room_finished webhook comes within the test; a
+            # room that only an agent is in lives longer than the agent waits for a caller.
+            "room": {"empty_timeout": 30, "departure_timeout": 5},
             "webhook": {"api_key": key, "urls": [f"http://127.0.0.1:{API_PORT}/webhooks/livekit"]},
             "logging": {"level": "info"},
         },
@@ -108,6 +110,19 @@ class RealStack:
         if metadata is not None:
             token = token.with_room_config(api.RoomConfiguration(metadata=json.dumps(metadata)))
         return token.to_jwt()
+
+    def create_room(self, name: str) -> None:
+        """Create a room through the server's API (as a web front end does before its caller joins)."""
+        from livekit import api
+
+        async def create() -> None:
+            lk = api.LiveKitAPI(f"http://127.0.0.1:{SIGNAL_PORT}", self.key, self.secret)
+            try:
+                await lk.room.create_room(api.CreateRoomRequest(name=name))
+            finally:
+                await lk.aclose()
+
+        self.pair.call_in(self.pair.server_ns, lambda: asyncio.run(create()))
 
     def env(self) -> dict[str, str]:
         env = {
