@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import jiwer
 import numpy as np
 from livekit import rtc
 from livekit.agents import AgentSession, io, stt, tts, vad
@@ -96,17 +97,13 @@ def _words(text: str) -> list[str]:
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:
-    """WER on normalised words (lower case, punctuation dropped, single digits spelled out)."""
+    """WER (jiwer) on normalised words (lower case, punctuation dropped, single digits spelled out)."""
     ref, hyp = _words(reference), _words(hypothesis)
     if not ref:
         return 0.0 if not hyp else 1.0
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1] / len(ref)
+    if not hyp:
+        return 1.0  # every reference word deleted (jiwer refuses an empty hypothesis)
+    return float(jiwer.wer(" ".join(ref), " ".join(hyp)))
 
 
 # ---------------------------------------------------------------------------------------------
