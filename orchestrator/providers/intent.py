@@ -57,9 +57,19 @@ class MiniLMEncoder:
         self._tokenize_lock = threading.Lock()
 
     def embed(self, texts: Sequence[str]) -> FloatArray:
-        """Embeds texts as unit-length 384-d float32 vectors, one row per text."""
+        """Embeds texts as unit-length 384-d float32 vectors, one row per text.
+
+        Each text runs alone: dynamic int8 quantisation takes its activation scales from the whole input,
+        padding included, so a text embedded in a padded batch came out different from the same text alone (a
+        confidence 0.08 apart), and a head trained on batched vectors met other vectors in a live turn.
+        """
+        if not texts:
+            return np.zeros((0, 384), np.float32)
+        return np.concatenate([self._embed_one(text) for text in texts])
+
+    def _embed_one(self, text: str) -> FloatArray:
         with self._tokenize_lock:
-            encodings = self._tokenizer.encode_batch(list(texts))
+            encodings = self._tokenizer.encode_batch([text])
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         hidden = self._session.run(

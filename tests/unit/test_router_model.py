@@ -80,9 +80,9 @@ def test_batch_matches_single(classifier: OnnxIntentClassifier) -> None:
     for text, prediction in zip(texts, batch, strict=True):
         single = classifier.classify(text)
         assert prediction.intent == single.intent
-        # Dynamic int8 quantisation picks activation scales per run, so padding in a batch nudges the
-        # embedding slightly; the decision must not change, the probability only by a little.
-        assert prediction.confidence == pytest.approx(single.confidence, abs=0.02)
+        # Dynamic int8 quantisation picks activation scales per run, so a text padded into a batch would come
+        # out differently; each runs alone, so evals and training see exactly what a live turn does.
+        assert prediction.scores == pytest.approx(single.scores, abs=1e-6)
 
 
 def test_score_matches_hand_computed_values() -> None:
