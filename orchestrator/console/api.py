@@ -541,17 +541,36 @@ async def unlock_address(
 async def history(
     who: User,
     console: ConsoleDep,
+    response: Response,
     search: Annotated[str | None, Query(max_length=200)] = None,
-    outcome: Literal["resolved", "escalated", "abandoned"] | None = None,
+    number: Annotated[str | None, Query(max_length=40, pattern=r".*\d.*")] = None,
+    customer: Annotated[str | None, Query(max_length=100)] = None,
+    outcome: Literal["resolved", "escalated", "handled_by_human", "abandoned"] | None = None,
     intent: Annotated[str | None, Query(max_length=32)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     anomalous: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[dict[str, Any]]:
-    """Finished calls, newest first (records are redacted); ``search`` matches transcript text or a call id."""
-    calls = await console.records.list_calls(
-        search=search or None, outcome=outcome, intent=intent or None, anomalous=anomalous, limit=limit, offset=offset
-    )
+    """Finished calls, newest first (records are redacted); the matching total is in ``X-Total-Count``.
+
+    ``search`` matches transcript text or a call id; ``number`` the caller's number in any format; ``customer``
+    an account id or part of the account holder's name.
+    """
+    accounts = await console.accounts_matching(customer) if customer else None
+    filters: dict[str, Any] = {
+        "search": search or None,
+        "number": number or None,
+        "accounts": accounts,
+        "outcome": outcome,
+        "intent": intent or None,
+        "since": since,
+        "until": until,
+        "anomalous": anomalous,
+    }
+    calls = await console.records.list_calls(**filters, limit=limit, offset=offset)
+    response.headers["X-Total-Count"] = str(await console.records.count_calls(**filters))
     return [c.to_json() for c in calls]
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import secrets
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlencode
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -16,7 +18,7 @@ from orchestrator.api.errors import ApiError
 from orchestrator.console.api import check_login, get_console, set_session_cookie
 from orchestrator.console.auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, Principal, csrf_ok
 from orchestrator.console.live import sentiment
-from orchestrator.console.service import AGENTS, Console
+from orchestrator.console.service import AGENTS, AuditEntry, Console, HistoryQuery
 
 HERE = Path(__file__).parent
 STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
@@ -191,24 +193,88 @@ async def escalation_page(request: Request, ticket_id: str, who: PageUser, conso
     )
 
 
+OUTCOMES = ("resolved", "escalated", "handled_by_human", "abandoned")
+INTENTS = ("billing", "scheduling", "support", "escalation", "out_of_scope")
+PER_PAGE = 25
+
+
 @router.get("/history", response_class=HTMLResponse)
 async def history_page(
     request: Request,
     who: PageUser,
     console: ConsoleDep,
     search: str = "",
+    number: str = "",
+    customer: str = "",
+    intent: str = "",
     outcome: str = "",
-    anomalous: str = "",
+    since: str = "",
+    until: str = "",
+    page: str = "1",
 ) -> HTMLResponse:
-    calls = await console.records.list_calls(
-        search=search.strip()[:200] or None,
-        outcome=outcome if outcome in {"resolved", "escalated", "abandoned"} else None,
-        anomalous=True if anomalous == "1" else None,
-        limit=100,
+    form = {
+        "search": search.strip()[:200],
+        "number": number.strip()[:40],
+        "customer": customer.strip()[:100],
+        "intent": intent if intent in INTENTS else "",
+        "outcome": outcome if outcome in OUTCOMES else "",
+        "since": since.strip()[:10],
+        "until": until.strip()[:10],
+    }
+    tz = ZoneInfo(console.settings.tenant_timezone)
+    error = ""
+    try:
+        start = _day(form["since"], tz, "From")
+        end = _day(form["until"], tz, "To")
+    except ValueError as exc:
+        start = end = None
+        error = str(exc)
+    number_ok = not form["number"] or any(ch.isdigit() for ch in form["number"])
+    if not number_ok:
+        error = "Number: type the caller's digits, in any format."
+    at = int(page) if page.isdigit() and 0 < int(page) < 100_000 else 1
+    query = HistoryQuery(
+        search=form["search"],
+        number=form["number"],
+        customer=form["customer"],
+        intent=form["intent"],
+        outcome=form["outcome"],
+        since=start,
+        until=end + timedelta(days=1) if end is not None else None,
+        page=at,
+        per_page=PER_PAGE,
     )
+    calls, total, names = ([], 0, {}) if error else await console.history(query)
+    pages = max(1, -(-total // PER_PAGE))
+    link = {k: v for k, v in form.items() if v}
     return _render(
-        request, "history.html", who, calls=calls, search=search, outcome=outcome, anomalous=anomalous, page="history"
+        request,
+        "history.html",
+        who,
+        400 if error else 200,
+        calls=calls,
+        names=names,
+        total=total,
+        at=at,
+        pages=pages,
+        prev_url=f"/console/history?{urlencode({**link, 'page': at - 1})}" if at > 1 else "",
+        next_url=f"/console/history?{urlencode({**link, 'page': at + 1})}" if at < pages else "",
+        form=form,
+        error=error,
+        outcomes=OUTCOMES,
+        intents=INTENTS,
+        page="history",
     )
+
+
+def _day(value: str, tz: ZoneInfo, label: str) -> datetime | None:
+    """The start of a YYYY-MM-DD day in the tenant's time zone (None for an empty field)."""
+    if not value:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=tz)
+    except ValueError:
+        raise ValueError(f"{label}: a date like 2026-12-06, not {value!r}.") from None
 
 
 @router.get("/history/{call_id}", response_class=HTMLResponse)
@@ -216,7 +282,72 @@ async def record_page(request: Request, call_id: str, who: PageUser, console: Co
     view = await console.records.get_call(call_id)
     if view is None:
         return _render(request, "missing.html", who, 404, what=f"No call record {call_id}.", page="history")
-    return _render(request, "record.html", who, view=view, page="history")
+    names = await console.customer_names({view.account_id} if view.account_id else set())
+    said = [e for e in view.events if e.get("event") == "human"]
+    return _render(
+        request,
+        "record.html",
+        who,
+        view=view,
+        customer=names.get(view.account_id or ""),
+        timeline=[(int(e.get("turn") or 0), describe_event(e)) for e in view.events if e.get("event") != "human"],
+        said=said,
+        page="history",
+    )
+
+
+def _words(value: Any) -> str:
+    return str(value or "").replace("_", " ")
+
+
+def describe_event(event: dict[str, Any]) -> str:
+    """One line of a call's timeline, in words, from a stored event."""
+    kind = event.get("event")
+    if kind == "handoff":
+        return f"Handed from {event.get('from_agent')} to {event.get('to_agent')} ({_words(event.get('reason'))})."
+    if kind == "tool":
+        result = "done" if event.get("ok") else "failed"
+        detail = str(event.get("result") or "")[:160]
+        return f"{event.get('agent')} used {_words(event.get('name'))}: {result}" + (f" ({detail})" if detail else "")
+    if kind == "intervention":
+        what = {
+            "escalate": "Supervisor escalated the call",
+            "reroute": "Re-routed",
+            "correct_reply": "Supervisor corrected a reply",
+            "whisper": "A supervisor whispered to the AI",
+            "take_over": "A person took the call",
+            "warn": "Supervisor warned about the caller's language",
+        }.get(str(event.get("kind")), _words(event.get("kind")).capitalize())
+        detail = _words(event.get("detail"))
+        return f"{what}: {_words(event.get('reason'))}" + (f" ({detail})" if detail else "") + "."
+    return f"{_words(kind)}: {event}"
+
+
+def describe_audit(entry: AuditEntry) -> str:
+    """Who did what, in words, from an audit entry."""
+    verb = {
+        "login": "logged in",
+        "logout": "logged out",
+        "login_failed": "failed to log in",
+        "login_locked": "was locked out",
+        "unlock": "lifted a lockout",
+        "whisper": "whispered to the AI on",
+        "barge_in": "barged in on",
+        "human_reply": "spoke to the caller on",
+        "take_over": "took over",
+        "release": "sent back to the AI",
+        "auto_release": "lost contact; the AI got back",
+        "reroute": "re-routed",
+        "accept": "accepted the escalation of",
+        "close_ticket": "closed the escalation of",
+        "auto_requeue": "lost contact; back in the queue:",
+        "callback": "owes a call back for",
+        "abandoned": "closed as abandoned",
+    }.get(entry.action, _words(entry.action))
+    target = f" call {entry.call_id}" if entry.call_id else ""
+    ticket = f" (ticket {entry.ticket_id})" if entry.ticket_id else ""
+    refused = " - refused" if entry.outcome != "ok" else ""
+    return f"{entry.username} ({entry.role}) {verb}{target}{ticket}{refused}"
 
 
 @router.get("/audit", response_class=HTMLResponse)
@@ -227,7 +358,14 @@ async def audit_page(
         return _render(request, "missing.html", who, 403, what="The audit log is for admins only.", page="audit")
     entries, total = await console.audit.entries(limit=200, call_id=call_id or None, username=username or None)
     return _render(
-        request, "audit.html", who, entries=entries, total=total, call_id=call_id, username=username, page="audit"
+        request,
+        "audit.html",
+        who,
+        entries=[(e, describe_audit(e)) for e in entries],
+        total=total,
+        call_id=call_id,
+        username=username,
+        page="audit",
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 from livekit.api import AccessToken, VideoGrants
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from agents.ports import HumanTicket, IntentPrediction, NotFound, PolicyViolation
@@ -25,9 +25,9 @@ from orchestrator.console.auth import CookieSigner, Principal, SessionStore, Use
 from orchestrator.console.live import LiveCall, LiveFeed
 from orchestrator.console.models import AuditRow, CallbackRow, create_console_schema
 from orchestrator.domain.desk import SqlHumanDesk
-from orchestrator.domain.models import TicketRow
+from orchestrator.domain.models import CustomerRow, TicketRow
 from orchestrator.store.models import CallRow
-from orchestrator.store.records import CallStore, create_records_schema
+from orchestrator.store.records import CallStore, CallView, create_records_schema
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,37 @@ class QueueEntry:
     transcript_url: str
     agent: str | None = None
     left_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    """What History searches for; empty fields do not filter.
+
+    Attributes:
+        search: Words in the (redacted) transcript, or a call id prefix.
+        number: The caller's number, in any format.
+        customer: An account id, or part of the account holder's name.
+        intent: The routed intent.
+        outcome: The call's outcome.
+        since: Started at or after.
+        until: Started before.
+        page: 1-based page.
+        per_page: Rows per page.
+    """
+
+    search: str = ""
+    number: str = ""
+    customer: str = ""
+    intent: str = ""
+    outcome: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+    page: int = 1
+    per_page: int = 25
+
+    @property
+    def offset(self) -> int:
+        return (max(1, self.page) - 1) * self.per_page
 
 
 class AuditLog:
@@ -320,6 +351,46 @@ class Console:
             )
             settled.append(done)
         return settled
+
+    async def history(self, query: HistoryQuery) -> tuple[list[CallView], int, dict[str, str]]:
+        """One page of finished calls matching ``query``, newest first; the total; and customers' names by account."""
+        accounts: list[str] | None = None
+        if query.customer:
+            accounts = await self.accounts_matching(query.customer)
+        filters: dict[str, Any] = {
+            "search": query.search or None,
+            "number": query.number or None,
+            "accounts": accounts,
+            "intent": query.intent or None,
+            "outcome": query.outcome or None,
+            "since": query.since,
+            "until": query.until,
+        }
+        calls = await self.records.list_calls(**filters, limit=query.per_page, offset=query.offset)
+        total = await self.records.count_calls(**filters)
+        names = await self.customer_names({c.account_id for c in calls if c.account_id})
+        return calls, total, names
+
+    async def accounts_matching(self, customer: str) -> list[str]:
+        """Accounts whose id is ``customer`` or whose holder's name contains it."""
+        like = f"%{customer.lower()}%"
+        async with self._tickets() as session:
+            rows = await session.execute(
+                select(CustomerRow.account_id).where(
+                    or_(func.upper(CustomerRow.account_id) == customer.upper(), func.lower(CustomerRow.name).like(like))
+                )
+            )
+            return [str(r) for r in rows.scalars()]
+
+    async def customer_names(self, accounts: set[str]) -> dict[str, str]:
+        """The account holder's name for each of ``accounts`` (the console shows who called, not a number)."""
+        if not accounts:
+            return {}
+        async with self._tickets() as session:
+            rows = await session.execute(
+                select(CustomerRow.account_id, CustomerRow.name).where(CustomerRow.account_id.in_(accounts))
+            )
+            return {str(a): str(n) for a, n in rows.all()}
 
     async def ticket_agent(self, ticket_id: str) -> str | None:
         async with self._tickets() as session:

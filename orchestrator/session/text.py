@@ -51,6 +51,9 @@ class CallResult:
     errors: list[str] = field(default_factory=list)
     # What people (supervisors) said on the call: {"turn", "agent": username, "text"}, turn = caller turns before.
     human_lines: list[dict[str, Any]] = field(default_factory=list)
+    # The caller's number as the source gave it, and the account they were verified on (None if not verified).
+    caller_id: str | None = None
+    account_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -155,6 +158,9 @@ class TextCall:
         r.resolutions = list(state.get("resolutions", []))
         r.errors = list(self.llm.turns.errors)
         r.human_lines = human_lines(state)
+        r.caller_id = state.get("caller_id") or r.caller_id
+        verification = state.get("verification") or {}
+        r.account_id = verification.get("account_id") if verification.get("status") == "verified" else None
 
     def absorb(self, state: dict[str, Any]) -> None:
         """Take the call's outcome and events from ``state`` (after changes made outside a turn)."""

@@ -51,6 +51,11 @@ class CallRow(RecordsBase):
     cost_by_component: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
     anomaly_count: Mapped[int] = mapped_column(Integer, default=0)
     trace_id: Mapped[str | None] = mapped_column(String(32))
+    # Who called: the number as the source gave it, its digits alone (searched in any format), and the
+    # account the caller was verified on, if any.
+    caller_id: Mapped[str | None] = mapped_column(String(64))
+    caller_digits: Mapped[str | None] = mapped_column(String(32), index=True)
+    account_id: Mapped[str | None] = mapped_column(String(40), index=True)
 
     turn_rows: Mapped[list[TurnRow]] = relationship(
         back_populates="call", cascade="all, delete-orphan", order_by="TurnRow.idx"

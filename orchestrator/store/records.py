@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, inspect, or_, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
@@ -28,9 +30,36 @@ if TYPE_CHECKING:
 _SCHEMA_LOCK_KEY = 0x5B_D0_CA_11
 
 
+# Columns added to `cc_calls` after it first shipped: create_all makes missing tables, never missing columns.
+_ADDED_COLUMNS = ("caller_id", "caller_digits", "account_id")
+
+
 async def create_records_schema(engine: AsyncEngine) -> None:
-    """Create the `cc_*` tables that do not exist yet (safe from several processes at once)."""
+    """Create the `cc_*` tables that do not exist yet, and add columns newer than an existing `cc_calls`.
+
+    Safe from several processes at once: a column another process added meanwhile is left as it is.
+    """
     await create_schema(engine, RecordsBase.metadata)
+    async with engine.connect() as conn:
+        have = await conn.run_sync(lambda c: {col["name"] for col in inspect(c).get_columns("cc_calls")})
+    for name in _ADDED_COLUMNS:
+        if name in have:
+            continue
+        column = CallRow.__table__.c[name]
+        try:
+            async with engine.begin() as conn:
+                kind = column.type.compile(conn.dialect)
+                await conn.execute(text(f"ALTER TABLE cc_calls ADD COLUMN {name} {kind}"))
+        except DBAPIError:
+            async with engine.connect() as conn:
+                now = await conn.run_sync(lambda c: {col["name"] for col in inspect(c).get_columns("cc_calls")})
+            if name not in now:
+                raise
+
+
+def digits_of(number: str) -> str:
+    """A phone number's digits alone, the last ten at most: "+1 (555) 010-0001" and "5550100001" match."""
+    return re.sub(r"\D", "", number)[-10:]
 
 
 @dataclass(frozen=True)
@@ -78,6 +107,8 @@ class CallView:
     anomaly_count: int
     trace_id: str | None
     errors: list[str]
+    caller_id: str | None = None
+    account_id: str | None = None
     turns: list[TurnView] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     anomalies: list[AnomalyFlag] = field(default_factory=list)
@@ -131,6 +162,8 @@ def _view(row: CallRow, *, full: bool) -> CallView:
         anomaly_count=row.anomaly_count,
         trace_id=row.trace_id,
         errors=list(row.errors or []),
+        caller_id=row.caller_id,
+        account_id=row.account_id,
         turns=[
             TurnView(
                 t.idx,
@@ -235,6 +268,9 @@ class CallStore:
             cost_by_component=cost.by_component() if cost is not None else {},
             anomaly_count=len(anomalies),
             trace_id=trace_id,
+            caller_id=result.caller_id,
+            caller_digits=digits_of(result.caller_id or "") or None,
+            account_id=result.account_id,
         )
         row.turn_rows = [
             TurnRow(
@@ -300,6 +336,8 @@ class CallStore:
         intent: str | None = None,
         anomalous: bool | None = None,
         search: str | None = None,
+        number: str | None = None,
+        accounts: Sequence[str] | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> list[CallView]:
@@ -308,14 +346,61 @@ class CallStore:
         Args:
             since: Started at or after.
             until: Started before.
-            outcome: `resolved`, `escalated` or `abandoned`.
+            outcome: `resolved`, `escalated`, `abandoned` or `handled_by_human`.
             intent: The call's first routed intent.
             anomalous: Only calls with (True) or without (False) anomaly flags.
             search: Case-insensitive text in the redacted transcript, or a call id prefix.
+            number: The caller's number in any format (its digits are matched, the last ten at most).
+            accounts: Only calls whose caller was verified on one of these accounts.
             limit: Page size.
             offset: Rows to skip.
         """
-        query = select(CallRow).order_by(CallRow.started_at.desc()).limit(limit).offset(offset)
+        query = self._filtered(
+            select(CallRow), since, until, outcome, intent, anomalous, search, number, accounts
+        ).order_by(CallRow.started_at.desc(), CallRow.call_id)
+        async with self._sessions() as session:
+            rows = (await session.execute(query.limit(limit).offset(offset))).scalars().all()
+            return [_view(r, full=False) for r in rows]
+
+    async def count_calls(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        outcome: str | None = None,
+        intent: str | None = None,
+        anomalous: bool | None = None,
+        search: str | None = None,
+        number: str | None = None,
+        accounts: Sequence[str] | None = None,
+    ) -> int:
+        """How many calls `list_calls` would page through with the same filters."""
+        query = self._filtered(
+            select(func.count()).select_from(CallRow),
+            since,
+            until,
+            outcome,
+            intent,
+            anomalous,
+            search,
+            number,
+            accounts,
+        )
+        async with self._sessions() as session:
+            return int((await session.execute(query)).scalar_one())
+
+    @staticmethod
+    def _filtered(
+        query: Any,
+        since: datetime | None,
+        until: datetime | None,
+        outcome: str | None,
+        intent: str | None,
+        anomalous: bool | None,
+        search: str | None,
+        number: str | None,
+        accounts: Sequence[str] | None,
+    ) -> Any:
         if since is not None:
             query = query.where(CallRow.started_at >= since)
         if until is not None:
@@ -326,15 +411,17 @@ class CallStore:
             query = query.where(CallRow.intent == intent)
         if anomalous is not None:
             query = query.where(CallRow.anomaly_count > 0 if anomalous else CallRow.anomaly_count == 0)
+        if number is not None:
+            query = query.where(CallRow.caller_digits.endswith(digits_of(number) or "-"))
+        if accounts is not None:
+            query = query.where(CallRow.account_id.in_(list(accounts)))
         if search:
             like = f"%{search.lower()}%"
             matching = select(TurnRow.call_id).where(
                 or_(func.lower(TurnRow.caller).like(like), func.lower(TurnRow.agent).like(like))
             )
             query = query.where(or_(CallRow.call_id.startswith(search), CallRow.call_id.in_(matching)))
-        async with self._sessions() as session:
-            rows = (await session.execute(query)).scalars().all()
-            return [_view(r, full=False) for r in rows]
+        return query
 
     async def load_calls(self, *, since: datetime | None = None, until: datetime | None = None) -> list[CallView]:
         """Every call in a period with turns and anomalies, oldest first (for reports)."""

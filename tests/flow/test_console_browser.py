@@ -8,6 +8,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from orchestrator.api.app import open_queue
 from orchestrator.config import REPO_ROOT, Settings, load_settings
 from orchestrator.console.testing import ServedApp, app_routes, live_worker, served
 from orchestrator.contracts import CallJob
+from orchestrator.runtime import Services
+from orchestrator.session.text import CallResult, TurnRecord
 from tests.conftest import REDIS_TEST_URL
 
 pytestmark = pytest.mark.flow
@@ -217,6 +220,9 @@ async def test_supervisors_watch_whisper_take_over_and_answer_escalations(
             audited = await ada.inner_text("#audit")
             for action in ("whisper", "take_over", "human_reply", "release"):
                 assert action in audited
+            # Each entry says who did what, in words.
+            assert f"sam (supervisor) took over call {billing_call}" in audited
+            assert f"sam (supervisor) whispered to the AI on call {billing_call}" in audited
             await ada.screenshot(path=str(SHOTS / "audit.png"))
     finally:
         await queue.aclose()
@@ -264,6 +270,101 @@ async def test_the_queue_offers_live_callers_first_and_callers_who_hung_up_as_ca
     await until(
         lambda: _count_is(page, f'#callbacks tr[data-ticket-id="{tickets[hung_up]}"]', 0), "the callback closed"
     )
+
+
+def _record(call_id: str, caller: str, account: str | None, outcome: str) -> CallResult:
+    result = CallResult(
+        call_id=call_id,
+        turns=[
+            TurnRecord(
+                "What's my balance?", "What's the ZIP code on your account?", "billing", "billing", 0.99, 20.0, 15.0
+            ),
+            TurnRecord("10027", "You're verified. Your balance is $79.99.", "billing", "billing", 0.99, 30.0, 25.0),
+        ],
+        handoffs=[{"turn": 1, "from_agent": "router", "to_agent": "billing", "reason": "intent", "context": ""}],
+        outcome=outcome,
+        tool_events=[
+            {"turn": 2, "agent": "billing", "name": "get_balance", "args": {}, "ok": True, "result": "$79.99"}
+        ],
+        interventions=[{"turn": 2, "kind": "take_over", "reason": "supervisor", "detail": "sam"}],
+        human_lines=[{"turn": 2, "agent": "sam", "text": "Sam here, I'll take it from here."}],
+        caller_id=caller,
+        account_id=account,
+    )
+    return result
+
+
+async def test_history_pages_shows_the_caller_and_finds_calls_by_number_customer_outcome_and_date(
+    browser: Browser, server: ServedApp, settings: Settings
+) -> None:
+    # The tenant's customers, as a worker on the same store seeds them.
+    await (await Services.open(settings)).aclose()
+    console = server.app.state.console
+    tag = uuid.uuid4().hex[:6]
+    day = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+    # 60 calls from Jane Doe's line and one from Maria Gonzalez's (NW-1001), a day later.
+    for i in range(60):
+        server.call(
+            console.records.record_call(
+                _record(f"hist-{tag}-{i:02d}", "+15550109876", None, "resolved"),
+                started_at=day + timedelta(minutes=i),
+                duration_s=30,
+            )
+        )
+    maria = f"hist-{tag}-maria"
+    server.call(
+        console.records.record_call(
+            _record(maria, "+15550100001", "NW-1001", "handled_by_human"),
+            started_at=day + timedelta(days=1),
+            duration_s=45,
+        )
+    )
+    page = await logged_in(browser, server, "sam")
+    await page.goto("/console/history?number=%2B1+555-010-9876")
+    assert await page.locator("#history tbody tr").count() == 25
+    assert "Page 1 of 3 · 60 calls" in await page.inner_text("#page-of")
+    await page.screenshot(path=str(SHOTS / "history.png"), full_page=True)
+    await page.click("#next-page")
+    await page.wait_for_url("**page=2*")
+    assert "Page 2 of 3" in await page.inner_text("#page-of")
+    assert "+15550109876" in await page.inner_text("#history tbody tr >> nth=0")
+
+    # The caller's number in another format, the customer's name, the outcome and the day all find Maria's call.
+    for query in (
+        "number=(555)+010-0001",
+        "customer=maria+gonz",
+        "customer=nw-1001",
+        "outcome=handled_by_human&since=2026-03-03&until=2026-03-03",
+    ):
+        await page.goto(f"/console/history?{query}")
+        rows = page.locator("#history tbody tr")
+        assert [await r.get_attribute("data-call-id") for r in await rows.all()] == [maria], query
+    row_text = await page.inner_text(f'#history tr[data-call-id="{maria}"]')
+    assert "Maria Gonzalez" in row_text
+    assert "NW-1001" in row_text
+    assert "handled by human" in row_text
+    await page.goto("/console/history?since=2026-02-30")
+    assert "From: a date like" in await page.inner_text("#history-error")
+
+    # The record: who called, every line with its speaker (the person's by username), events as a timeline.
+    await page.goto(f"/console/history/{maria}")
+    assert "Maria Gonzalez" in await page.inner_text("#record-caller")
+    said = await page.eval_on_selector_all(
+        "#record-transcript .line", "els => els.map(e => [e.dataset.role, e.querySelector('b').textContent])"
+    )
+    assert said == [
+        ["caller", "caller"],
+        ["agent", "AI · billing"],
+        ["caller", "caller"],
+        ["agent", "AI · billing"],
+        ["human", "sam (human)"],
+    ]
+    timeline = await page.inner_text("#timeline")
+    assert "Handed from router to billing (intent)." in timeline
+    assert "billing used get balance: done" in timeline
+    assert "A person took the call: supervisor (sam)." in timeline
+    assert "{" not in timeline
+    await page.screenshot(path=str(SHOTS / "history-record.png"), full_page=True)
 
 
 async def _count_is(page: Page, selector: str, count: int) -> bool:
