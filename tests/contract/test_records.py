@@ -205,3 +205,22 @@ async def test_list_filter_search_and_purge(store: CallStore) -> None:
     assert await store.purge_expired(50, now=T0) == 3
     assert [c.call_id for c in await store.list_calls()] == ["call-0", "call-1"]
     assert await store.get_call("call-4") is None
+
+
+async def test_a_records_table_from_before_the_caller_columns_gets_them_and_keeps_its_rows(store: CallStore) -> None:
+    engine = store.engine
+    await store.record_call(billing_call("call-old"), started_at=T0, duration_s=10)
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP INDEX IF EXISTS ix_cc_calls_caller_digits"))
+        await conn.execute(text("DROP INDEX IF EXISTS ix_cc_calls_account_id"))
+        for column in ("caller_id", "caller_digits", "account_id"):
+            await conn.execute(text(f"ALTER TABLE cc_calls DROP COLUMN {column}"))
+    await store.create_schema()
+    await store.create_schema()  # a second process finds them there
+    result = billing_call("call-new")
+    result.caller_id, result.account_id = "+1 (555) 010-0001", "NW-1001"
+    await store.record_call(result, started_at=T0 + timedelta(minutes=1), duration_s=10)
+    assert [c.call_id for c in await store.list_calls()] == ["call-new", "call-old"]
+    assert [c.call_id for c in await store.list_calls(number="555.010.0001")] == ["call-new"]
+    assert [c.call_id for c in await store.list_calls(accounts=["NW-1001"])] == ["call-new"]
+    assert await store.count_calls(number="15550100001") == 1
