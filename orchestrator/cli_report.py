@@ -12,27 +12,37 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from orchestrator.cli_errors import quiet_logs
+from orchestrator.cli_errors import fail, quiet_logs
 from orchestrator.config import Settings, load_settings
 
 
 async def _report_from_store(settings: Settings, since: datetime | None) -> Any:
     from orchestrator.domain import open_engine
+    from orchestrator.providers.llm import RoutingPolicy
     from orchestrator.store import CallStore
-    from orchestrator.telemetry.report import build_report
+    from orchestrator.telemetry.cost import PriceError, PriceTable
+    from orchestrator.telemetry.report import build_report, pricing
+
+    # The reference stack's LLM models come from the routing policy; the prices from the configured table.
+    try:
+        table = PriceTable.load(settings.price_table)
+    except PriceError as exc:
+        fail(f"SWITCHBOARD_PRICE_TABLE: {exc}")
+    prices = pricing(table, RoutingPolicy.load(settings.routing_policy))
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = open_engine(settings.sqlalchemy_url)
     try:
         store = CallStore(engine, timezone=settings.tenant_timezone)
         await store.create_schema()
-        return build_report(await store.load_calls(since=since), since=since)
+        return build_report(await store.load_calls(since=since), since=since, prices=prices)
     finally:
         await engine.dispose()
 
 
 async def _simulate(settings: Settings, repeat: int) -> None:
-    """Run the demo scenarios through the traced, recorded path (production prices) into the store."""
+    """Run the demo scenarios through the traced, recorded path into the store, priced as the embedded voice
+    default would run them spoken (local STT and TTS, our compute by the minute)."""
     from orchestrator.runtime import Services
     from orchestrator.scenarios import SCENARIOS
     from orchestrator.telemetry.cost import ProviderProfile
@@ -40,7 +50,7 @@ async def _simulate(settings: Settings, repeat: int) -> None:
 
     async with await Services.open(settings) as services:
         telemetry = await Telemetry.open(
-            settings, engine=services.engine, join_livekit=False, profile=ProviderProfile.production()
+            settings, engine=services.engine, join_livekit=False, profile=ProviderProfile.embedded_voice()
         )
         try:
             for _ in range(repeat):
@@ -66,7 +76,7 @@ def register(app: typer.Typer) -> None:
             int,
             typer.Option(
                 "--simulate",
-                help="First run the demo scenarios N times on a fresh tenant (production prices) and report on them.",
+                help="First run the demo scenarios N times on a fresh tenant (embedded stack) and report on them.",
             ),
         ] = 0,
     ) -> None:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-Component = Literal["stt", "llm", "tts", "telephony", "livekit"]
-COMPONENTS: tuple[Component, ...] = ("stt", "llm", "tts", "telephony", "livekit")
+Component = Literal["stt", "llm", "tts", "telephony", "livekit", "compute"]
+COMPONENTS: tuple[Component, ...] = ("stt", "llm", "tts", "telephony", "livekit", "compute")
+# The compute line's provider: our own workers, priced from `infrastructure` per minute of call.
+COMPUTE_PROVIDER = "switchboard"
 
 # Used only to estimate caller speech on transports without audio (text, simulations): ~150 words/min.
 WORDS_PER_SECOND = 2.5
@@ -23,8 +25,36 @@ class PriceError(ValueError):
 
 
 @dataclass(frozen=True)
+class Infrastructure:
+    """What a minute of call costs on our own workers: an instance's price over the calls it carries at once.
+
+    Attributes:
+        instance_usd_per_hour: On-demand price of one node.
+        instance_vcpu: Its vCPUs.
+        call_cpu: Cores one call in progress takes, as measured (deploy/README.md, `capacity.Measured`).
+    """
+
+    instance_usd_per_hour: float
+    instance_vcpu: float
+    call_cpu: float
+
+    @property
+    def calls_per_instance(self) -> float:
+        return self.instance_vcpu / self.call_cpu
+
+    @property
+    def per_minute(self) -> float:
+        return self.instance_usd_per_hour / 60.0 / self.calls_per_instance
+
+
+@dataclass(frozen=True)
 class PriceTable:
-    """Prices in one currency: `stt`/`telephony`/`livekit` per minute, `llm` per million tokens, `tts` per char."""
+    """Prices in one currency: `stt`/`telephony`/`livekit` per minute, `llm` per million tokens, `tts` per char.
+
+    `infrastructure` prices the embedded (local) providers' compute per minute of call; `reference` names the
+    cloud stack a call is also costed on (`reference_cost`); `managed_per_minute` is the low and high price of
+    managed voice-agent platforms. `as_of` dates the list prices.
+    """
 
     currency: str
     stt: Mapping[str, float]
@@ -32,6 +62,10 @@ class PriceTable:
     telephony: Mapping[str, float]
     livekit: Mapping[str, float]
     llm: Mapping[tuple[str, str], tuple[float, float]]
+    infrastructure: Infrastructure | None = None
+    reference: Mapping[str, str] = field(default_factory=dict)
+    managed_per_minute: tuple[float, float] = (0.23, 0.33)
+    as_of: str = ""
 
     @classmethod
     def load(cls, path: Path) -> PriceTable:
@@ -65,6 +99,23 @@ class PriceTable:
                     number((price or {}).get("input_per_mtok"), where + ".input_per_mtok"),
                     number((price or {}).get("output_per_mtok"), where + ".output_per_mtok"),
                 )
+        infra = raw.get("infrastructure")
+        infrastructure = None
+        if infra is not None:
+            if not isinstance(infra, Mapping):
+                raise PriceError(f"{source}: infrastructure must be a mapping")
+            infrastructure = Infrastructure(
+                **{k: number(infra.get(k), f"infrastructure.{k}") for k in ("instance_usd_per_hour", "instance_vcpu")},
+                call_cpu=number(infra.get("call_cpu"), "infrastructure.call_cpu"),
+            )
+            if infrastructure.call_cpu <= 0 or infrastructure.instance_vcpu <= 0:
+                raise PriceError(f"{source}: infrastructure.call_cpu and instance_vcpu must be more than 0")
+        managed = raw.get("managed") or {}
+        if not isinstance(managed, Mapping):
+            raise PriceError(f"{source}: managed must be a mapping")
+        reference = raw.get("reference") or {}
+        if not isinstance(reference, Mapping):
+            raise PriceError(f"{source}: reference must be a mapping")
         return cls(
             currency=str(raw.get("currency", "USD")),
             stt=per("stt", "per_minute"),
@@ -72,6 +123,13 @@ class PriceTable:
             telephony=per("telephony", "per_minute"),
             livekit=per("livekit", "per_minute"),
             llm=llm,
+            infrastructure=infrastructure,
+            reference={str(k): str(v) for k, v in reference.items()},
+            managed_per_minute=(
+                number(managed.get("low_per_minute", 0.23), "managed.low_per_minute"),
+                number(managed.get("high_per_minute", 0.33), "managed.high_per_minute"),
+            ),
+            as_of=str(raw.get("as_of", "")),
         )
 
 
@@ -129,6 +187,8 @@ def price(table: PriceTable, usage: Usage) -> CostLine:
     elif usage.component == "tts":
         rate = table.tts.get(usage.provider)
         usd = None if rate is None else usage.characters * rate
+    elif usage.component == "compute":
+        usd = None if table.infrastructure is None else minutes * table.infrastructure.per_minute
     else:
         section = {"stt": table.stt, "telephony": table.telephony, "livekit": table.livekit}[usage.component]
         rate = section.get(usage.provider)
@@ -254,6 +314,8 @@ def call_usage(
     if duration_s > 0:
         out.append(Usage("telephony", profile.telephony, seconds=duration_s))
         out.append(Usage("livekit", profile.livekit, seconds=duration_s))
+        # Our workers (the graph, the classifier, local STT and TTS) are paid by the minute of call.
+        out.append(Usage("compute", COMPUTE_PROVIDER, seconds=duration_s))
     return out
 
 
@@ -325,3 +387,111 @@ def segments_of(agent_names: Sequence[str]) -> list[str]:
             previous = agent
         out.append(label)
     return out
+
+
+# --- The same call on other stacks ------------------------------------------------------------------
+
+# How a call is costed besides as it ran (`scenario_costs`).
+AS_RUN = "as_run"
+REFERENCE = "reference_cloud"
+MANAGED_LOW = "managed_low"
+MANAGED_HIGH = "managed_high"
+SCENARIOS: tuple[str, ...] = (AS_RUN, REFERENCE, MANAGED_LOW, MANAGED_HIGH)
+
+# Token estimates for a turn whose LLM ran nowhere (the embedded deterministic flows): a specialist's system
+# prompt and tool definitions, the conversation so far, and about four characters a token.
+PROMPT_TOKENS = 900
+CHARS_PER_TOKEN = 4.0
+
+
+@dataclass(frozen=True)
+class CallTurn:
+    """What the other stacks are costed from: one turn's words and how it was routed."""
+
+    caller: str
+    agent: str
+    intent: str | None = None
+    confidence: float | None = None
+
+
+def reference_cost(
+    table: PriceTable,
+    turns: Sequence[CallTurn],
+    *,
+    model_for: Callable[[str, float], str | None],
+    call_wide_usd: float,
+) -> float | None:
+    """The call on the reference cloud stack (`table.reference`), or None when a price is missing.
+
+    Caller speech is priced by its words (2.5 a second), every reply's characters by the TTS (no phrase
+    cache), and each turn's LLM by the model `model_for(intent, confidence)` picks (the routing policy) with
+    estimated tokens; `call_wide_usd` (telephony, LiveKit, our compute as the call ran) is added as is.
+    """
+    ref = table.reference
+    stt_rate = table.stt.get(ref.get("stt", ""))
+    tts_rate = table.tts.get(ref.get("tts", ""))
+    if stt_rate is None or tts_rate is None:
+        return None
+    usd = call_wide_usd
+    history = 0
+    for turn in turns:
+        usd += len(turn.caller.split()) / WORDS_PER_SECOND / 60.0 * stt_rate
+        usd += len(turn.agent) * tts_rate
+        history += len(turn.caller) + len(turn.agent)
+        model = model_for(turn.intent or "out_of_scope", 1.0 if turn.confidence is None else turn.confidence)
+        rates = table.llm.get((ref.get("llm", ""), model or ""))
+        if rates is None:
+            return None
+        tokens_in = PROMPT_TOKENS + history / CHARS_PER_TOKEN
+        usd += (tokens_in * rates[0] + len(turn.agent) / CHARS_PER_TOKEN * rates[1]) / 1_000_000
+    return usd
+
+
+def scenario_costs(
+    table: PriceTable,
+    *,
+    as_run_usd: float | None,
+    by_component: Mapping[str, float],
+    minutes: float,
+    turns: Sequence[CallTurn],
+    model_for: Callable[[str, float], str | None],
+) -> dict[str, float | None]:
+    """One call's cost as it ran, on the reference cloud stack, and on a managed platform (low and high).
+
+    Args:
+        table: The prices.
+        as_run_usd: The call's recorded cost (None: a part had no price).
+        by_component: The recorded cost by component.
+        minutes: The call's billable minutes (`call_minutes`).
+        turns: Its turns, for the reference stack.
+        model_for: The routing policy's model for an intent and a confidence.
+
+    Our compute is priced on `minutes` in every scenario that runs on our workers (as run and the reference
+    stack), replacing what was recorded: a text or simulated call's wall-clock time is not its length, and a
+    record from before the compute line has none.
+    """
+    if table.infrastructure is None:
+        compute = by_component.get("compute", 0.0)
+    else:
+        compute = minutes * table.infrastructure.per_minute
+    if as_run_usd is not None:
+        as_run_usd = as_run_usd - by_component.get("compute", 0.0) + compute
+    call_wide = sum(by_component.get(c, 0.0) for c in ("telephony", "livekit")) + compute
+    low, high = table.managed_per_minute
+    return {
+        AS_RUN: as_run_usd,
+        REFERENCE: reference_cost(table, turns, model_for=model_for, call_wide_usd=call_wide),
+        MANAGED_LOW: minutes * low,
+        MANAGED_HIGH: minutes * high,
+    }
+
+
+def call_minutes(duration_s: float, turns: Sequence[CallTurn], latencies_ms: Sequence[float] = ()) -> float:
+    """A call's billable minutes: its length, and never less than the time its words take to say.
+
+    A text or simulated call runs in a fraction of a second; spoken, both sides' words (2.5 a second) and the
+    agent's answer times are its length.
+    """
+    words = sum(len(t.caller.split()) + len(t.agent.split()) for t in turns)
+    spoken_s = words / WORDS_PER_SECOND + sum(latencies_ms) / 1000.0
+    return max(duration_s, spoken_s) / 60.0

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
-import html
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from orchestrator.store.records import CallView
+from orchestrator.telemetry import charts
 from orchestrator.telemetry.alerts import percentile
-from orchestrator.telemetry.cost import CostRollup
+from orchestrator.telemetry.cost import (
+    AS_RUN,
+    MANAGED_HIGH,
+    MANAGED_LOW,
+    REFERENCE,
+    SCENARIOS,
+    CallTurn,
+    CostRollup,
+    PriceTable,
+    call_minutes,
+    scenario_costs,
+)
 from orchestrator.telemetry.grades import GRADES, grade_all
 
 _SINCE_RE = re.compile(r"^(\d+)\s*([mhdw])$")
@@ -42,6 +53,8 @@ class Report:
     escalation_reasons: dict[str, int] = field(default_factory=dict)
     latency_series: list[dict[str, Any]] = field(default_factory=list)
     rollup: CostRollup = field(default_factory=CostRollup)
+    # The calls costed as run, on the reference cloud stack and on managed platforms (`cost_scenarios`).
+    costs: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
@@ -102,7 +115,125 @@ def first_call_resolution(calls: Iterable[CallEnd]) -> float | None:
     return sum(outcome == "resolved" for outcome in in_scope) / len(in_scope) if in_scope else None
 
 
-def build_report(calls: Sequence[CallView], *, since: datetime | None = None, bins: int = 12) -> Report:
+ModelFor = Callable[[str, float], str | None]
+
+
+def default_pricing() -> tuple[PriceTable, ModelFor]:
+    """The shipped price table and the shipped routing policy's model choice (for `build_report`)."""
+    from pathlib import Path
+
+    from orchestrator.providers.llm import RoutingPolicy
+
+    root = Path(__file__).resolve().parents[2]
+    return pricing(
+        PriceTable.load(Path(__file__).with_name("prices.yaml")), RoutingPolicy.load(root / "prompts" / "routing.yaml")
+    )
+
+
+def pricing(table: PriceTable, policy: Any) -> tuple[PriceTable, ModelFor]:
+    """`table` and the model `policy` (a `RoutingPolicy`) picks for a turn, by the table's reference LLM provider."""
+    provider = table.reference.get("llm", "")
+
+    def model_for(intent: str, confidence: float) -> str | None:
+        return policy.tiers[policy.tier_for(intent, confidence)].models.get(provider)  # type: ignore[no-any-return]
+
+    return table, model_for
+
+
+@dataclass
+class _Sums:
+    usd: float = 0.0
+    calls: int = 0
+    minutes: float = 0.0
+
+    def add(self, usd: float, minutes: float) -> None:
+        self.usd += usd
+        self.calls += 1
+        self.minutes += minutes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "minutes": round(self.minutes, 2),
+            "total_usd": round(self.usd, 6),
+            "per_call": round(self.usd / self.calls, 6) if self.calls else None,
+            "per_minute": round(self.usd / self.minutes, 6) if self.minutes else None,
+        }
+
+
+def cost_scenarios(calls: Sequence[CallView], table: PriceTable, model_for: ModelFor) -> dict[str, Any]:
+    """Every call costed as it ran, on the reference cloud stack and on a managed platform: per call and per
+    minute, overall, by intent and by hour, and the saving against managed platforms.
+
+    A call whose cost in a scenario is unknown (a part without a price) is left out of that scenario's sums
+    and counted apart.
+    """
+    total = {name: _Sums() for name in SCENARIOS}
+    by_intent: dict[str, dict[str, _Sums]] = defaultdict(lambda: {name: _Sums() for name in SCENARIOS})
+    by_hour: dict[str, dict[str, _Sums]] = defaultdict(lambda: {name: _Sums() for name in SCENARIOS})
+    unknown = dict.fromkeys(SCENARIOS, 0)
+    per_call: list[dict[str, Any]] = []
+    for c in calls:
+        turns = [CallTurn(t.caller, t.agent, t.intent, t.confidence) for t in c.turns]
+        minutes = call_minutes(c.duration_s, turns, [t.latency_ms for t in c.turns])
+        costs = scenario_costs(
+            table,
+            as_run_usd=c.cost_usd,
+            by_component=c.cost_by_component,
+            minutes=minutes,
+            turns=turns,
+            model_for=model_for,
+        )
+        intent, hour = c.intent or "unknown", f"{c.local_hour:02d}"
+        for name, usd in costs.items():
+            if usd is None:
+                unknown[name] += 1
+                continue
+            for sums in (total[name], by_intent[intent][name], by_hour[hour][name]):
+                sums.add(usd, minutes)
+        per_call.append(
+            {"call_id": c.call_id, "intent": intent, "minutes": round(minutes, 3)}
+            | {k: None if v is None else round(v, 6) for k, v in costs.items()}
+        )
+
+    def saving(name: str, against: str) -> float | None:
+        ours, theirs = total[name], total[against]
+        if not ours.minutes or not theirs.usd:
+            return None
+        return round(1 - (ours.usd / ours.minutes) / (theirs.usd / theirs.minutes), 4)
+
+    infra = table.infrastructure
+    return {
+        "as_of": table.as_of,
+        "infrastructure": None
+        if infra is None
+        else {
+            "instance_usd_per_hour": infra.instance_usd_per_hour,
+            "calls_per_instance": round(infra.calls_per_instance, 2),
+            "per_minute": round(infra.per_minute, 6),
+        },
+        "managed_per_minute": list(table.managed_per_minute),
+        "scenarios": {name: total[name].to_json() for name in SCENARIOS},
+        "by_intent": {k: {n: v[n].to_json() for n in SCENARIOS} for k, v in sorted(by_intent.items())},
+        "by_hour": {k: {n: v[n].to_json() for n in SCENARIOS} for k, v in sorted(by_hour.items())},
+        "unknown_calls": unknown,
+        "saving_vs_managed": {
+            "as_run_vs_low": saving(AS_RUN, MANAGED_LOW),
+            "as_run_vs_high": saving(AS_RUN, MANAGED_HIGH),
+            "reference_vs_low": saving(REFERENCE, MANAGED_LOW),
+            "reference_vs_high": saving(REFERENCE, MANAGED_HIGH),
+        },
+        "calls": per_call,
+    }
+
+
+def build_report(
+    calls: Sequence[CallView],
+    *,
+    since: datetime | None = None,
+    bins: int = 12,
+    prices: tuple[PriceTable, ModelFor] | None = None,
+) -> Report:
     """Aggregate stored calls into a report.
 
     Success is "resolved or handed to a human, with no error"; first-call resolution is the share of
@@ -114,7 +245,6 @@ def build_report(calls: Sequence[CallView], *, since: datetime | None = None, bi
     total = len(calls)
     latencies = [t.latency_ms for c in calls for t in c.turns]
     rollup = CostRollup()
-    known_costs: list[float] = []
     for c in calls:
         rollup.add(
             hour=c.local_hour,
@@ -124,15 +254,14 @@ def build_report(calls: Sequence[CallView], *, since: datetime | None = None, bi
             turn_segments=[t.segment for t in c.turns],
             unknown=c.cost_usd is None,
         )
-        if c.cost_usd is not None:
-            known_costs.append(c.cost_usd)
-    mean_cost = round(sum(known_costs) / len(known_costs), 6) if known_costs else None
     p = {q: round(percentile(latencies, q), 1) if latencies else None for q in (50, 95, 99)}
     success_rate = _rate(sum(c.success for c in calls), total)
     escalation_rate = _rate(sum(c.outcome == "escalated" for c in calls), total)
     fcr_share = first_call_resolution(calls)
     fcr = round(fcr_share, 4) if fcr_share is not None else None
     anomalies = [a.to_json() for c in calls for a in c.anomalies]
+    known_costs = [c.cost_usd for c in calls if c.cost_usd is not None]
+    mean_cost = round(sum(known_costs) / len(known_costs), 6) if known_costs else None
     data: dict[str, Any] = {
         "calls": total,
         "success_rate": success_rate,
@@ -164,6 +293,7 @@ def build_report(calls: Sequence[CallView], *, since: datetime | None = None, bi
         ),
         latency_series=_latency_series(calls, bins),
         rollup=rollup,
+        costs=cost_scenarios(calls, *(prices or default_pricing())),
         data=data,
     )
 
@@ -260,6 +390,8 @@ def render_terminal(report: Report, console: Any) -> None:
     for hour, usd in d["cost_per_call"]["by_hour"].items():
         hours.add_row(hour, f"{usd:.4f}")
     console.print(hours)
+    if report.costs:
+        _render_cost_scenarios(report.costs, console)
     if d["anomalies"]:
         anomalies = Table(title=f"Anomalies ({len(d['anomalies'])})")
         for col in ("call", "kind", "why"):
@@ -271,72 +403,169 @@ def render_terminal(report: Report, console: Any) -> None:
         console.print("[green]no anomalies[/]")
 
 
+SCENARIO_TITLES = {
+    AS_RUN: "as run",
+    REFERENCE: "reference cloud",
+    MANAGED_LOW: "managed (low)",
+    MANAGED_HIGH: "managed (high)",
+}
+
+
+def _usd(value: float | None, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    # The embedded stack costs fractions of a cent a call: enough digits to show them.
+    return f"${value:,.{digits if abs(value) >= 0.01 or value == 0 else 6}f}"
+
+
+def _render_cost_scenarios(cs: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    infra = cs["infrastructure"]
+    where = (
+        f"our compute {_usd(infra['per_minute'], 6)}/min ({infra['calls_per_instance']:g} calls on a "
+        f"${infra['instance_usd_per_hour']}/h node)"
+        if infra
+        else "no infrastructure price: our compute is not costed"
+    )
+    table = Table(title=f"Cost by stack (list prices of {cs['as_of'] or 'undated'}; {where})")
+    for col in ("stack", "calls", "minutes", "per call", "per minute", "total"):
+        table.add_column(col, justify="left" if col == "stack" else "right")
+    for name, s in cs["scenarios"].items():
+        table.add_row(
+            SCENARIO_TITLES[name],
+            str(s["calls"]),
+            f"{s['minutes']:.1f}",
+            _usd(s["per_call"]),
+            _usd(s["per_minute"]),
+            _usd(s["total_usd"], 2),
+        )
+    console.print(table)
+    for key, title in (("by_intent", "intent"), ("by_hour", "hour")):
+        split = Table(title=f"Cost per call / per minute by {title}")
+        split.add_column(title)
+        for name in cs["scenarios"]:
+            split.add_column(SCENARIO_TITLES[name], justify="right")
+        for label, per in cs[key].items():
+            split.add_row(label, *(f"{_usd(per[n]['per_call'])} / {_usd(per[n]['per_minute'])}" for n in per))
+        console.print(split)
+    saving = cs["saving_vs_managed"]
+    if saving["as_run_vs_low"] is not None:
+        console.print(
+            f"saving per minute against managed platforms (${cs['managed_per_minute'][0]}-"
+            f"${cs['managed_per_minute'][1]}): as run {saving['as_run_vs_low']:.1%}-{saving['as_run_vs_high']:.1%}"
+            + (
+                f", reference cloud {saving['reference_vs_low']:.1%}-{saving['reference_vs_high']:.1%}"
+                if saving["reference_vs_low"] is not None
+                else ""
+            )
+        )
+
+
 # --- HTML with inline SVG -------------------------------------------------------------------------
 
 
-def _bar_chart(items: Sequence[tuple[str, float]], *, fmt: str = "{:.0f}", color: str = "#3b6ea8") -> str:
-    if not items:
-        return '<p class="empty">no data</p>'
-    width, row, label_w = 640, 24, 180
-    top = max(v for _, v in items) or 1.0
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{row * len(items) + 8}" role="img">']
-    for i, (label, value) in enumerate(items):
-        y = i * row + 4
-        w = max((width - label_w - 90) * value / top, 1)
-        parts.append(
-            f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end">{html.escape(label)}</text>'
-            f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{row - 6}" fill="{color}"/>'
-            f'<text x="{label_w + w + 6:.1f}" y="{y + 15}">{html.escape(fmt.format(value))}</text>'
+def _bins(calls: Sequence[CallView], bins: int) -> tuple[list[datetime], list[list[CallView]]]:
+    """The calls in `bins` equal slices of their time span (at least a minute each), by start time."""
+    if not calls:
+        return [], []
+    start, end = calls[0].started_at, calls[-1].started_at
+    width = max((end - start) / bins, timedelta(minutes=1))
+    count = min(bins, int((end - start) / width) + 1)
+    grouped: list[list[CallView]] = [[] for _ in range(count)]
+    for c in calls:
+        grouped[min(int((c.started_at - start) / width), count - 1)].append(c)
+    return [start + width * i + width / 2 for i in range(count)], grouped
+
+
+def _charts(report: Report, *, bins: int = 24) -> dict[str, str]:
+    """Every chart of the HTML report, as inline SVG (`orchestrator.telemetry.charts`)."""
+    d = report.data
+    calls = report.calls
+    latencies = [t.latency_ms for c in calls for t in c.turns if t.latency_ms > 0]
+    lat = d["latency_ms"]
+    target = GRADES["latency_p95_ms"].good
+    out = {
+        "latency_hist": charts.histogram(
+            latencies,
+            title="Turn latency distribution (every caller turn)",
+            xlabel="first answer after the caller's turn (ms, log scale)",
+            lines={k.upper(): v for k, v in lat.items() if v is not None},
+            log_x=bool(latencies) and min(latencies) > 0,
         )
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _line_chart(points: Sequence[dict[str, Any]], keys: Sequence[str], *, threshold: float | None = None) -> str:
-    if not points:
-        return '<p class="empty">no data</p>'
-    width, height, pad = 640, 240, 44
-    top = max(max(p[k] for k in keys for p in points), threshold or 0) * 1.1 or 1.0
-    n = len(points)
-
-    def x(i: int) -> float:
-        return pad + (width - 2 * pad) * (i / (n - 1) if n > 1 else 0.5)
-
-    def y(v: float) -> float:
-        return height - pad - (height - 2 * pad) * v / top
-
-    colors = {"p50": "#3b6ea8", "p95": "#e08a1e", "p99": "#c0392b"}
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
-        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#999"/>',
-        f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#999"/>',
-        f'<text x="4" y="{pad}">{top:.0f} ms</text><text x="4" y="{height - pad}">0</text>',
+    }
+    series = report.latency_series
+    times = [datetime.fromisoformat(p["at"]) for p in series]
+    markers = [
+        charts.Marker(
+            at=c.started_at,
+            value=max((t.latency_ms for t in c.turns), default=0.0),
+            label=", ".join(sorted({a.kind for a in c.anomalies})),
+            href=f"#call-{c.call_id}",
+        )
+        for c in calls
+        if c.anomalies
     ]
-    if threshold is not None:
-        parts.append(
-            f'<line x1="{pad}" y1="{y(threshold):.1f}" x2="{width - pad}" y2="{y(threshold):.1f}" '
-            f'stroke="#c0392b" stroke-dasharray="4 4"/><text x="{width - pad - 110}" y="{y(threshold) - 4:.1f}">'
-            f"P95 alert {threshold:.0f} ms</text>"
-        )
-    for key in keys:
-        coords = " ".join(f"{x(i):.1f},{y(p[key]):.1f}" for i, p in enumerate(points))
-        parts.append(f'<polyline fill="none" stroke="{colors.get(key, "#333")}" stroke-width="2" points="{coords}"/>')
-    for i, key in enumerate(keys):
-        parts.append(f'<text x="{pad + 70 * i}" y="{height - 12}" fill="{colors.get(key, "#333")}">{key}</text>')
-    parts.append(
-        f'<text x="{width - pad}" y="{height - 12}" text-anchor="end">{html.escape(points[0]["at"])} → '
-        f"{html.escape(points[-1]['at'])}</text></svg>"
+    out["latency_time"] = charts.time_series(
+        times,
+        {k: [p[k] for p in series] for k in ("p50", "p95", "p99")},
+        title="Turn latency percentiles over time",
+        ylabel="ms",
+        thresholds={f"P95 target {target:.0f} ms": target},
+        markers=markers,
     )
-    return "".join(parts)
+    centres, grouped = _bins(calls, bins)
+    outcomes = sorted({c.outcome for c in calls})
+    out["volume"] = charts.time_series(
+        centres,
+        {o: [float(sum(c.outcome == o for c in group)) for group in grouped] for o in outcomes},
+        title="Call volume and outcomes over time",
+        ylabel="calls",
+        stacked=True,
+    )
+    reasons = sorted(report.escalation_reasons.items(), key=lambda kv: -kv[1])
+    out["escalations"] = charts.bars(
+        [r for r, _ in reasons], {"calls": [float(n) for _, n in reasons]}, title="Escalation reasons", xlabel="calls"
+    )
+    costs = report.costs
+    for key, title in (("by_intent", "use case (intent)"), ("by_hour", "hour of day (tenant time)")):
+        split = costs.get(key, {})
+        labels = list(split)
+        out[f"cost_{key}"] = charts.bars(
+            labels,
+            # Managed platforms are ten times the reference and would flatten both bars: they are in the table.
+            {
+                SCENARIO_TITLES[name]: [float(split[label][name]["per_call"] or 0.0) for label in labels]
+                for name in (AS_RUN, REFERENCE)
+            },
+            title=f"Cost per call by {title}: as run and on the reference cloud",
+            xlabel="USD per call",
+            value_format="${:.4f}",
+            height=min(1.2 + 0.3 * len(labels), 8.0),
+        )
+    segments = sorted(report.rollup.by_segment.items())
+    out["cost_segment"] = charts.bars(
+        [k for k, _ in segments],
+        {"as run": [v for _, v in segments]},
+        title="Recorded cost by handoff segment (all calls)",
+        xlabel="USD",
+        value_format="${:.4f}",
+    )
+    kinds = Counter(a["kind"] for a in d["anomalies"])
+    out["anomalies"] = charts.bars(
+        sorted(kinds), {"flags": [float(kinds[k]) for k in sorted(kinds)]}, title="Anomalies by kind", xlabel="flags"
+    )
+    return out
 
 
 _HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Switchboard report</title>
 <style>
-body{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:980px;color:#222}
+body{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:1000px;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border-bottom:1px solid #ddd;padding:4px 10px;text-align:left}
+td.n,th.n{text-align:right}
 .excellent{color:#1e7d32;font-weight:bold}.good{color:#2e7d32}.acceptable{color:#b7791f}.below{color:#c0392b;font-weight:bold}
-svg text{font:12px system-ui,sans-serif}.empty{color:#888}section{margin-bottom:2em}
+svg{max-width:100%;height:auto}section{margin-bottom:2em}tr:target{background:#fff3c4}.note{color:#555}
 </style></head><body>
 <h1>Switchboard report</h1>
 <p>{{ calls }} calls · {{ period }} · generated {{ generated }}</p>
@@ -344,24 +573,44 @@ svg text{font:12px system-ui,sans-serif}.empty{color:#888}section{margin-bottom:
 {% for g in grades %}<tr><td>{{ g.metric }}</td><td>{{ g.value }}</td><td class="{{ g.grade }}">{{ g.grade }}</td>
 <td>{{ g.target }}</td></tr>{% endfor %}</table>
 <p>Turn latency p50 {{ lat.p50 }} · p95 {{ lat.p95 }} · p99 {{ lat.p99 }}</p></section>
-<section id="latency"><h2>Latency percentiles over time</h2>{{ latency_svg | safe }}</section>
-<section id="outcomes"><h2>Outcomes</h2>{{ outcomes_svg | safe }}</section>
-<section id="escalations"><h2>Escalation reasons</h2>{{ escalations_svg | safe }}</section>
-<section id="cost-intent"><h2>Cost per call by use case</h2>{{ cost_intent_svg | safe }}
-{% if unknown_calls %}<p class="below">{{ unknown_calls }} call(s) had a part without a price: their cost is unknown
-and left out of the means.</p>{% endif %}</section>
-<section id="cost-segment"><h2>Cost by handoff segment</h2>{{ cost_segment_svg | safe }}</section>
-<section id="cost-hour"><h2>Cost per call by hour of day</h2>{{ cost_hour_svg | safe }}</section>
-<section id="anomalies"><h2>Anomalies</h2>{{ anomaly_svg | safe }}
+<section id="latency"><h2>Latency</h2>{{ svg.latency_hist | safe }}{{ svg.latency_time | safe }}
+<p class="note">Diamonds: calls with an anomaly, at their slowest turn; each links to its row under
+Anomalies.</p></section>
+<section id="outcomes"><h2>Call volume and outcomes</h2>{{ svg.volume | safe }}</section>
+<section id="escalations"><h2>Escalation reasons</h2>{{ svg.escalations | safe }}</section>
+<section id="cost"><h2>Cost on each stack</h2>
+<p class="note">As run: the call's recorded cost, our compute by its minutes{% if infra %}
+(${{ "%.6f"|format(infra.per_minute) }} a minute: {{ infra.calls_per_instance }} calls on a
+${{ infra.instance_usd_per_hour }}/h node){% endif %}. Reference cloud: the same words through Deepgram,
+the routing policy's OpenAI models and Cartesia. Managed: ${{ managed[0] }}-${{ managed[1] }} a minute.
+List prices of {{ as_of or "an undated table" }}.</p>
+<table><tr><th>stack</th><th class="n">calls</th><th class="n">minutes</th><th class="n">per call</th>
+<th class="n">per minute</th><th class="n">total</th></tr>
+{% for row in stacks %}<tr><td>{{ row.title }}</td><td class="n">{{ row.calls }}</td>
+<td class="n">{{ row.minutes }}</td><td class="n">{{ row.per_call }}</td><td class="n">{{ row.per_minute }}</td>
+<td class="n">{{ row.total }}</td></tr>{% endfor %}
+</table>{% if saving %}<p>Saving per minute against managed platforms: <b>{{ saving }}</b>.</p>{% endif %}
+{% if unknown_calls %}<p class="below">{{ unknown_calls }} call(s) had a part without a price: their
+recorded cost is unknown and left out of the as-run figures.</p>{% endif %}
+<div id="cost-intent">{{ svg.cost_by_intent | safe }}</div><div id="cost-hour">{{ svg.cost_by_hour | safe }}</div>
+<div id="cost-segment">{{ svg.cost_segment | safe }}</div></section>
+<section id="anomalies"><h2>Anomalies</h2>{{ svg.anomalies | safe }}
 {% if anomalies %}<table><tr><th>call</th><th>kind</th><th>why</th></tr>
-{% for a in anomalies %}<tr><td>{{ a.call_id }}</td><td>{{ a.kind }}</td><td>{{ a.why }}</td></tr>{% endfor %}
+{% for a in anomalies %}<tr id="call-{{ a.call_id }}">
+<td><a href="{{ console_url }}/console/history/{{ a.call_id }}">{{ a.call_id }}</a></td>
+<td>{{ a.kind }}</td><td>{{ a.why }}</td></tr>{% endfor %}
 </table>{% else %}<p>No anomalies.</p>{% endif %}</section>
 </body></html>
 """
 
 
-def render_html(report: Report) -> str:
-    """A self-contained HTML page (inline CSS and SVG, no scripts, no CDN)."""
+def render_html(report: Report, *, console_url: str = "http://127.0.0.1:8000") -> str:
+    """A self-contained HTML page: inline CSS and matplotlib's SVG charts, no scripts, no CDN.
+
+    Args:
+        report: What `build_report` built.
+        console_url: Where the supervisor console is served; each anomaly links to its call there.
+    """
     from jinja2 import Environment
 
     d = report.data
@@ -381,7 +630,29 @@ def render_html(report: Report) -> str:
         }
         for metric, value in values.items()
     ]
-    anomaly_kinds = Counter(a["kind"] for a in d["anomalies"])
+    costs = report.costs
+    stacks = [
+        {
+            "title": SCENARIO_TITLES[name],
+            "calls": s["calls"],
+            "minutes": f"{s['minutes']:.1f}",
+            "per_call": _usd(s["per_call"]),
+            "per_minute": _usd(s["per_minute"]),
+            "total": _usd(s["total_usd"], 2),
+        }
+        for name, s in costs.get("scenarios", {}).items()
+    ]
+    saving = costs.get("saving_vs_managed", {})
+    saving_text = (
+        f"as run {saving['as_run_vs_low']:.1%} to {saving['as_run_vs_high']:.1%}"
+        + (
+            f"; reference cloud {saving['reference_vs_low']:.1%} to {saving['reference_vs_high']:.1%}"
+            if saving.get("reference_vs_low") is not None
+            else ""
+        )
+        if saving.get("as_run_vs_low") is not None
+        else ""
+    )
     env = Environment(autoescape=True)
     return env.from_string(_HTML).render(
         calls=d["calls"],
@@ -389,13 +660,13 @@ def render_html(report: Report) -> str:
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         grades=grades,
         lat={k: _fmt("l", v) for k, v in d["latency_ms"].items()},
-        latency_svg=_line_chart(report.latency_series, ("p50", "p95", "p99"), threshold=GRADES["latency_p95_ms"].good),
-        outcomes_svg=_bar_chart(sorted(report.outcomes.items())),
-        escalations_svg=_bar_chart(sorted(report.escalation_reasons.items(), key=lambda kv: -kv[1]), color="#e08a1e"),
-        cost_intent_svg=_bar_chart(list(d["cost_per_call"]["by_intent"].items()), fmt="${:.4f}", color="#2e7d32"),
-        cost_segment_svg=_bar_chart(sorted(report.rollup.by_segment.items()), fmt="${:.4f}", color="#2e7d32"),
-        cost_hour_svg=_bar_chart(list(d["cost_per_call"]["by_hour"].items()), fmt="${:.4f}", color="#2e7d32"),
-        anomaly_svg=_bar_chart(sorted(anomaly_kinds.items()), color="#c0392b"),
+        svg=_charts(report),
+        stacks=stacks,
+        saving=saving_text,
+        infra=costs.get("infrastructure"),
+        managed=costs.get("managed_per_minute", [0.23, 0.33]),
+        as_of=costs.get("as_of", ""),
         anomalies=d["anomalies"][:200],
-        unknown_calls=report.rollup.unknown_calls,
+        unknown_calls=costs.get("unknown_calls", {}).get(AS_RUN, 0),
+        console_url=console_url.rstrip("/"),
     )

@@ -29,8 +29,11 @@ TABLE = PriceTable.from_dict(
         "tts": {"cartesia": {"per_character": 0.00004}},
         "telephony": {"sip-trunk": {"per_minute": 0.01}},
         "livekit": {"livekit-cloud": {"per_minute": 0.0005}},
+        "infrastructure": {"instance_usd_per_hour": 0.24, "instance_vcpu": 4, "call_cpu": 0.2},
     }
 )
+# 0.24 $/h over 20 calls at once: $0.0002 a minute of call.
+COMPUTE_PER_MINUTE = 0.0002
 
 
 def test_each_component_is_priced_by_its_unit() -> None:
@@ -71,16 +74,31 @@ def test_call_usage_from_turns_spreads_call_minutes_and_skips_cached_replies() -
     tts = [u for u in usage if u.component == "tts"]
     assert [(u.characters, u.cached) for u in tts] == [(20, False), (8, True)]
     cost = price_call(TABLE, usage)
-    assert cost.total_usd == pytest.approx((1.5 + 0.4) / 60 * 0.006 + 20 * 0.00004 + 0.01 + 0.0005)
+    call_wide = 0.01 + 0.0005 + COMPUTE_PER_MINUTE
+    assert cost.total_usd == pytest.approx((1.5 + 0.4) / 60 * 0.006 + 20 * 0.00004 + call_wide)
     per_turn = cost.by_turn(2)
     assert sum(per_turn) == pytest.approx(cost.known_usd)
-    assert per_turn[1] == pytest.approx(0.4 / 60 * 0.006 + (0.01 + 0.0005) / 2)
+    assert per_turn[1] == pytest.approx(0.4 / 60 * 0.006 + call_wide / 2)
 
 
-def test_the_text_transport_costs_zero_but_is_known() -> None:
-    usage = call_usage([("hi", "Hello.")], profile=ProviderProfile.text(), duration_s=10)
-    cost = price_call(PriceTable.load(PRICES), usage)
-    assert cost.total_usd == 0.0
+def test_the_embedded_default_costs_its_compute_by_the_minute() -> None:
+    table = PriceTable.load(PRICES)
+    assert table.infrastructure is not None
+    # The shipped figures: a $0.192/h 4 vCPU node, 0.16 cores a call in progress (25 calls at once).
+    assert table.infrastructure.calls_per_instance == pytest.approx(25)
+    assert table.infrastructure.per_minute == pytest.approx(0.192 / 60 / 25)
+    for profile in (ProviderProfile.text(), ProviderProfile.embedded_voice()):
+        usage = call_usage([("hi", "Hello.")], profile=profile, duration_s=90, stt_seconds=[0.5])
+        cost = price_call(table, usage)
+        assert cost.unknown == []
+        assert cost.by_component()["compute"] == pytest.approx(1.5 * table.infrastructure.per_minute)
+        assert cost.total_usd == pytest.approx(1.5 * table.infrastructure.per_minute)
+
+
+def test_a_table_without_infrastructure_leaves_compute_unknown() -> None:
+    table = PriceTable.from_dict({"telephony": {"none": {"per_minute": 0}}, "livekit": {"none": {"per_minute": 0}}})
+    cost = price_call(table, call_usage([("hi", "Hello.")], profile=ProviderProfile.text(), duration_s=10))
+    assert cost.unknown == ["compute:switchboard"]
 
 
 def test_the_shipped_price_table_loads_and_bad_ones_are_refused() -> None:

@@ -182,13 +182,17 @@ class _Collect(HTMLParser):
         self.tags: list[str] = []
         self.ids: list[str] = []
         self.srcs: list[str] = []
+        self.links: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.append(tag)
         for key, value in attrs:
             if key == "id" and value:
                 self.ids.append(value)
-            if key in {"src", "href"} and value:
+            # A link the reader may follow is not a resource the page loads.
+            if tag == "a" and key in {"href", "xlink:href"} and value:
+                self.links.append(value)
+            elif key in {"src", "href", "xlink:href"} and value and not value.startswith("#"):
                 self.srcs.append(value)
 
 
@@ -206,10 +210,17 @@ def test_html_renders_every_section_with_inline_svg_and_no_external_resource() -
         "cost-segment",
         "anomalies",
     }
-    assert parser.tags.count("svg") >= 7
-    assert "polyline" in parser.tags
+    assert parser.tags.count("svg") >= 8
+    # matplotlib's drawing, inline: paths, and text kept as text (no glyph outlines, no font files).
+    assert "path" in parser.tags
+    assert "text" in parser.tags
+    assert "matplotlib" in page
     assert "script" not in parser.tags
     assert parser.srcs == []
+    # The call behind an anomaly: its point on the latency chart leads to its row, which leads to the console.
+    assert "#call-c3" in parser.links
+    assert "http://127.0.0.1:8000/console/history/c3" in parser.links
+    assert "call-c3" in parser.ids
     assert "requested_human" in page
     assert "the agent gave the same reply 3 times" in page
     assert 'class="below"' in page
