@@ -24,7 +24,7 @@ from orchestrator.console.auth import (
     csrf_ok,
 )
 from orchestrator.console.live import LiveFeed
-from orchestrator.console.service import Console, QueueEntry
+from orchestrator.console.service import SLA_S, Console, QueueEntry
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,9 @@ async def check_login(request: Request, console: Console, username: str, passwor
 
 
 async def require_user(request: Request, console: Annotated[Console, Depends(get_console)]) -> Principal:
-    return await authenticate(request, console)
+    principal = await authenticate(request, console)
+    await console.seen(principal)
+    return principal
 
 
 async def require_admin(principal: Annotated[Principal, Depends(require_user)]) -> Principal:
@@ -210,6 +212,8 @@ class LiveCallOut(BaseModel):
     outcome: str
     controller: str
     control_mode: str
+    account_id: str = ""
+    customer: str = ""
 
 
 class LineOut(BaseModel):
@@ -377,8 +381,19 @@ async def logout(who: User, response: Response, console: ConsoleDep) -> Done:
 # ---------------------------------------------------------------------- live calls
 @router.get("/calls", response_model=list[LiveCallOut], summary="Live calls")
 async def live_calls(who: User, console: ConsoleDep) -> list[LiveCallOut]:
-    """Calls being answered now: caller, intent, agent, duration, sentiment and anomaly flags."""
-    return [LiveCallOut(**c.to_json()) for c in await console.feed.live_calls()]
+    """Calls being answered now: who (the verified customer), intent, agent, duration, sentiment, flags."""
+    calls = await console.feed.live_calls()
+    names = await console.customer_names({c.account_id for c in calls if c.account_id})
+    return [LiveCallOut(**c.to_json(), customer=names.get(c.account_id, "")) for c in calls]
+
+
+@router.get("/wallboard", summary="The contact centre at a glance")
+async def wallboard(
+    request: Request, who: User, console: ConsoleDep, sla_s: Annotated[int, Query(ge=1, le=3600)] = SLA_S
+) -> dict[str, Any]:
+    """Calls waiting (for the AI and for a person), the longest wait, today's service level (answered within
+    ``sla_s``), abandonment, AI-handled against escalated, people available, and the live calls."""
+    return await console.wallboard(request.app.state.queue, sla_s=sla_s)
 
 
 @router.get("/calls/{call_id}", response_model=CallDetail, summary="A live call and its transcript")

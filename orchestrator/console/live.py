@@ -84,6 +84,7 @@ class LiveCall:
         control_mode: ``take_over`` or ``escalation``.
         updated_at: Epoch seconds of the last event.
         ended_at: Epoch seconds, once ended.
+        account_id: The account the caller was verified on ("" until then).
     """
 
     call_id: str
@@ -103,6 +104,7 @@ class LiveCall:
     control_mode: str = ""
     updated_at: float = 0.0
     ended_at: float = 0.0
+    account_id: str = ""
 
     @property
     def sentiment(self) -> str:
@@ -260,6 +262,7 @@ class LiveFeed:
                         "flags": json.dumps(live_flags(state)),
                         "ticket_id": str(state.get("ticket_id") or ""),
                         "outcome": str(state.get("outcome") or ""),
+                        "account_id": _verified_account(state),
                         "updated_at": str(now),
                     },
                 )
@@ -409,6 +412,12 @@ class LiveFeed:
         return [_s(i) for i in ids]
 
 
+def _verified_account(state: dict[str, Any]) -> str:
+    """The account the caller was verified on ("" until they are)."""
+    verification = state.get("verification") or {}
+    return str(verification.get("account_id") or "") if verification.get("status") == "verified" else ""
+
+
 def _names(state: dict[str, Any]) -> set[str]:
     """The verified caller's full and first name, as the call record masks them."""
     name = str((state.get("verification") or {}).get("name") or "").strip()
@@ -470,4 +479,5 @@ def _live_call(raw: Any, ctl: Any) -> LiveCall | None:
         control_mode=control.get("mode", ""),
         updated_at=num("updated_at"),
         ended_at=num("ended_at"),
+        account_id=data.get("account_id", ""),
     )

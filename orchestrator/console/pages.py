@@ -18,7 +18,7 @@ from orchestrator.api.errors import ApiError
 from orchestrator.console.api import check_login, get_console, set_session_cookie
 from orchestrator.console.auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, Principal, csrf_ok
 from orchestrator.console.live import sentiment
-from orchestrator.console.service import AGENTS, AuditEntry, Console, HistoryQuery
+from orchestrator.console.service import AGENTS, SLA_S, AuditEntry, Console, HistoryQuery
 
 HERE = Path(__file__).parent
 STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
@@ -44,6 +44,7 @@ async def page_user(request: Request, console: ConsoleDep) -> Principal:
     principal = await console.sessions.get(session_id) if session_id else None
     if principal is None:
         raise _login_required("expired", next_url)
+    await console.seen(principal)
     return principal
 
 
@@ -151,7 +152,14 @@ async def home(who: PageUser) -> Response:
 @router.get("/calls", response_class=HTMLResponse)
 async def calls_page(request: Request, who: PageUser, console: ConsoleDep) -> HTMLResponse:
     calls = await console.feed.live_calls()
-    return _render(request, "calls.html", who, calls=calls, page="calls")
+    names = await console.customer_names({c.account_id for c in calls if c.account_id})
+    return _render(request, "calls.html", who, calls=calls, names=names, page="calls")
+
+
+@router.get("/wallboard", response_class=HTMLResponse)
+async def wallboard_page(request: Request, who: PageUser, console: ConsoleDep) -> HTMLResponse:
+    board = await console.wallboard(request.app.state.queue, sla_s=SLA_S)
+    return _render(request, "wallboard.html", who, board=board, page="wallboard")
 
 
 @router.get("/calls/{call_id}", response_class=HTMLResponse)

@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from langgraph.graph.state import CompiledStateGraph
 from livekit.api import AccessToken, VideoGrants
@@ -36,6 +37,10 @@ MAX_TEXT = 500
 WATCHDOG_INTERVAL_S = 0.5
 # The watchdog settles the escalation queue (callers who hung up leave it) every this many rounds.
 SETTLE_EVERY = 4
+# Service level: the share of today's calls answered (claimed by a worker) within this many seconds.
+SLA_S = 20
+# A console user heard from within this long is signed in and at their desk.
+PRESENT_S = 60.0
 # A number that can be rung back (E.164 or a local format); WebRTC identities and "anonymous" are not.
 _DIALABLE = re.compile(r"\+?[0-9][0-9 ().-]{5,30}")
 
@@ -391,6 +396,76 @@ class Console:
                 select(CustomerRow.account_id, CustomerRow.name).where(CustomerRow.account_id.in_(accounts))
             )
             return {str(a): str(n) for a, n in rows.all()}
+
+    async def seen(self, who: Principal) -> None:
+        """Note that ``who`` is at the console now (the wallboard counts the people available)."""
+        if who.via == "session" and who.role == "supervisor":
+            await self.feed.redis.zadd(f"{self.feed.prefix}:console:seen", {who.username: time.time()})
+
+    async def wallboard(self, queue: Any, *, sla_s: int = SLA_S) -> dict[str, Any]:
+        """The contact centre at a glance: waiting, longest wait, today's service level, abandonment,
+        AI-handled against escalated, people available, and the live calls with who is on them."""
+        stats = await queue.stats()
+        people = await self.queue()
+        waiting_people = [e for e in people if e.call_live]
+        calls = await self.feed.live_calls()
+        names = await self.customer_names({c.account_id for c in calls if c.account_id})
+        tz = ZoneInfo(self.settings.tenant_timezone)
+        midnight = datetime.now(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+        async with self._tickets() as session:
+            today = (CallRow.started_at >= midnight,)
+            total = int((await session.execute(select(func.count()).where(*today))).scalar_one())
+            within = int(
+                (
+                    await session.execute(select(func.count()).where(*today, CallRow.queue_wait_ms <= sla_s * 1000))
+                ).scalar_one()
+            )
+            by_outcome = {
+                str(o): int(n)
+                for o, n in (
+                    await session.execute(select(CallRow.outcome, func.count()).where(*today).group_by(CallRow.outcome))
+                ).all()
+            }
+        cutoff = time.time() - PRESENT_S
+        present = {
+            (u.decode() if isinstance(u, bytes) else str(u))
+            for u in await self.feed.redis.zrangebyscore(f"{self.feed.prefix}:console:seen", cutoff, "+inf")
+        }
+        busy = {c.controller for c in calls if c.controller}
+        longest = max([stats.oldest_wait_s, *(e.waited_s for e in waiting_people)], default=0.0)
+        abandoned = by_outcome.get("abandoned", 0)
+        escalated = by_outcome.get("escalated", 0) + by_outcome.get("handled_by_human", 0)
+        return {
+            "waiting": stats.waiting + len(waiting_people),
+            "waiting_for_ai": stats.waiting,
+            "waiting_for_person": len(waiting_people),
+            "longest_wait_s": round(longest, 1),
+            "callbacks": len(await self.desk.with_status("callback")),
+            "sla_s": sla_s,
+            "calls_today": total,
+            "service_level": round(within / total, 3) if total else None,
+            "abandoned_today": abandoned,
+            "abandonment_rate": round(abandoned / total, 3) if total else None,
+            "hung_up_in_queue": stats.abandoned,
+            "ai_handled": by_outcome.get("resolved", 0),
+            "escalated": escalated,
+            "handled_by_human": by_outcome.get("handled_by_human", 0),
+            "people_available": sorted(present - busy),
+            "people_on_calls": sorted(busy),
+            "live": [
+                {
+                    "call_id": c.call_id,
+                    "customer": names.get(c.account_id, ""),
+                    "account_id": c.account_id,
+                    "intent": c.intent,
+                    "agent": c.agent,
+                    "duration_s": round(c.duration_s(), 1),
+                    "sentiment": c.sentiment,
+                    "controller": c.controller,
+                }
+                for c in calls
+            ],
+        }
 
     async def ticket_agent(self, ticket_id: str) -> str | None:
         async with self._tickets() as session:

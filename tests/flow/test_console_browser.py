@@ -367,6 +367,89 @@ async def test_history_pages_shows_the_caller_and_finds_calls_by_number_customer
     await page.screenshot(path=str(SHOTS / "history-record.png"), full_page=True)
 
 
+async def test_the_wallboard_shows_waiting_service_level_abandonment_outcomes_people_and_who_is_on_the_line(
+    browser: Browser,
+) -> None:
+    # A server of its own: the figures are today's, and the other tests here place calls today too.
+    settings = load_settings(redis_url=REDIS_TEST_URL, data_dir=tempfile.mkdtemp(prefix="sb-wallboard-"))
+    prefix = f"console-wb-{uuid.uuid4().hex[:10]}"
+    await (await Services.open(settings)).aclose()  # the tenant's customers, as a worker seeds them
+    queue = open_queue(settings, REDIS_TEST_URL, prefix=prefix)
+    await queue.setup()
+    try:
+        with served(create_app(settings, queue_prefix=prefix)) as srv:
+            srv.add_user("sam", PASSWORD, "supervisor")
+            srv.add_user("kim", PASSWORD, "supervisor")
+            console = srv.app.state.console
+            now = datetime.now(UTC)
+            # Today: answered in 5 s (resolved), 5 s (escalated) and 60 s (abandoned).
+            for i, (wait_ms, outcome) in enumerate(((5000, "resolved"), (5000, "escalated"), (60000, "abandoned"))):
+                srv.call(
+                    console.records.record_call(
+                        _record(f"wb-{i}", "+15550100009", None, outcome),
+                        started_at=now - timedelta(seconds=30),
+                        duration_s=10,
+                        queue_wait_ms=wait_ms,
+                    )
+                )
+            # Two callers wait for the AI (no worker runs), Maria is on the line waiting for a person,
+            # and Kim holds another call.
+            for i in range(2):
+                await queue.admit(
+                    CallJob(call_id=f"wb-q{i}", source="simulate", room=f"wb-q{i}", caller_id="+15550100010")
+                )
+            for call_id, account in (("wb-maria", "NW-1001"), ("wb-held", "")):
+                job = CallJob(call_id=call_id, source="simulate", room=call_id, caller_id="+15550100001")
+                srv.call(console.feed.call_started(job, worker="w1", resumed_at=0))
+                srv.call(
+                    console.feed.redis.hset(
+                        f"{prefix}:console:call:{call_id}", mapping={"account_id": account, "intent": "billing"}
+                    )
+                )
+            srv.call(
+                console.desk.open_ticket(
+                    call_id="wb-maria", account_id="NW-1001", reason="requested_human", summary="x", priority=2
+                )
+            )
+            srv.call(console.feed.acquire("wb-held", "kim", mode="take_over", ticket_id="", lease_s=600))
+            kim = await logged_in(browser, srv, "kim")
+            page = await logged_in(browser, srv, "sam")
+            await page.goto("/console/wallboard")
+            await until(lambda: _text_has(page, "#wb-updated", "live ·"), "the wallboard's first live update")
+            assert await page.inner_text("#wb-waiting") == "3"
+            assert "2 for the AI · 1 for a person" in await page.inner_text("#wb-waiting-split")
+            assert await page.inner_text("#wb-sla") == "67 %"
+            assert await page.inner_text("#wb-abandon") == "33 %"
+            assert await page.inner_text("#wb-ai") == "1 / 1"
+            assert await page.inner_text("#wb-people") == "1"
+            assert await page.inner_text("#wb-people-names") == "sam"
+            maria = await page.inner_text('#wb-live tr[data-call-id="wb-maria"]')
+            assert "Maria Gonzalez" in maria
+            assert "NW-1001" in maria
+            assert "billing" in maria
+            assert "+1555" not in await page.inner_text("#wb-live")
+            assert "kim" in await page.inner_text('#wb-live tr[data-call-id="wb-held"]')
+            await page.screenshot(path=str(SHOTS / "wallboard.png"), full_page=True)
+            # Updated live: a third caller joins the queue and the board shows it without a reload.
+            await queue.admit(CallJob(call_id="wb-q2", source="simulate", room="wb-q2", caller_id="+15550100011"))
+            await until(lambda: _text_is(page, "#wb-waiting", "4"), "the new caller on the board", page=page)
+            # The live calls list names the customer too.
+            await kim.goto("/console/calls")
+            row = kim.locator('#live-calls tr[data-call-id="wb-maria"]')
+            await row.wait_for()
+            assert "Maria Gonzalez" in await row.inner_text()
+            await kim.screenshot(path=str(SHOTS / "live-calls-customers.png"))
+    finally:
+        await queue.aclose()
+        client = redis.Redis.from_url(REDIS_TEST_URL)
+        try:
+            keys = list(client.scan_iter(f"{prefix}:*"))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+
+
 async def _count_is(page: Page, selector: str, count: int) -> bool:
     return await page.locator(selector).count() == count
 

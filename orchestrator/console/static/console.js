@@ -51,8 +51,11 @@ function renderCalls(calls) {
   for (const c of calls) {
     const row = el("tr");
     row.dataset.callId = c.call_id;
-    const caller = el("td", "", c.caller_id || "unknown");
-    caller.append(el("div", "sub", c.call_id));
+    const caller = el("td", "customer");
+    if (c.account_id) {
+      caller.append(el("b", "", c.customer || c.account_id), " ", el("span", "sub", c.account_id));
+    } else caller.append("not verified yet");
+    caller.append(el("div", "sub", c.caller_id || "unknown number"));
     const agent = el("td");
     agent.append(el("span", "agent agent-" + c.agent, c.agent));
     const mood = el("td");
@@ -113,13 +116,15 @@ function callPage() {
     document.getElementById("take-over-btn").disabled = mine || c.status !== "live";
     document.getElementById("release-btn").disabled = !c.controller || c.status !== "live";
     document.getElementById("say-btn").textContent = mine ? "Reply as human" : "Barge in";
+    // The footer says what the call is, not only that the stream is connected.
+    if (c.status !== "live") document.getElementById("stream-state").textContent = "call ended";
     root.dataset.status = c.status;
     root.dataset.controller = c.controller;
   }
 
   const state = document.getElementById("stream-state");
   const stream = new EventSource(base + "/stream");
-  stream.addEventListener("open", () => { state.textContent = "live"; });
+  stream.addEventListener("open", () => { if (root.dataset.status === "live") state.textContent = "live"; });
   stream.addEventListener("error", () => { state.textContent = "reconnecting…"; });
   stream.addEventListener("line", (e) => addLine(JSON.parse(e.data)));
   stream.addEventListener("call", (e) => showCall(JSON.parse(e.data)));
@@ -246,8 +251,45 @@ async function pollQueue() {
   setTimeout(pollQueue, 2000);
 }
 
+// ---------------------------------------------------------------- wallboard
+function percent(x) { return x === null || x === undefined ? "—" : Math.round(x * 100) + " %"; }
+
+function renderBoard(b) {
+  const set = (id, text) => { document.getElementById(id).textContent = text; };
+  set("wb-waiting", b.waiting);
+  set("wb-waiting-split", b.waiting_for_ai + " for the AI · " + b.waiting_for_person + " for a person");
+  set("wb-longest", Math.round(b.longest_wait_s) + " s");
+  set("wb-sla", percent(b.service_level));
+  set("wb-abandon", percent(b.abandonment_rate));
+  set("wb-hung-up", b.hung_up_in_queue + " hung up in the queue");
+  set("wb-ai", b.ai_handled + " / " + b.escalated);
+  set("wb-people", b.people_available.length);
+  set("wb-people-names", b.people_available.join(", ") || "nobody signed in");
+  set("wb-callbacks", b.callbacks);
+  set("wb-today", b.calls_today);
+  set("wb-updated", "live · " + new Date().toLocaleTimeString());
+  const body = document.querySelector("#wb-live tbody");
+  body.replaceChildren(...b.live.map((c) => {
+    const row = el("tr");
+    row.dataset.callId = c.call_id;
+    const who = el("td", "", c.customer || "not verified yet");
+    if (c.account_id) who.append(" ", el("span", "sub", c.account_id));
+    row.append(who, el("td", "", c.intent || "—"), el("td", "", c.agent), el("td", "", seconds(c.duration_s)),
+      el("td", "", c.sentiment), el("td", "", c.controller || "the AI"));
+    return row;
+  }));
+}
+
+async function pollBoard() {
+  const sla = document.getElementById("wallboard").dataset.sla;
+  const result = await api("GET", "/v1/console/wallboard?sla_s=" + encodeURIComponent(sla));
+  if (result.ok) renderBoard(result.data);
+  setTimeout(pollBoard, 2000);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   if (!csrf) return; // the login page
+  if (document.getElementById("wallboard")) pollBoard();
   if (document.getElementById("live-calls")) pollCalls();
   if (document.getElementById("call")) callPage();
   escalationButtons();
