@@ -12,6 +12,7 @@ from evals.router.split import Row
 # from a single synthetic source, so most groups are escalation as real callers say it: short, indirect, angry.
 Group = tuple[str, Sequence[str], Sequence[Sequence[str]]]
 
+TEMPLATE_SOURCE = "northwind:template:"
 _PERSON = (
     "someone",
     "somebody",
@@ -77,6 +78,29 @@ GROUPS: dict[str, Group] = {
         ),
         (("phones", "line", "emails", "chat"), ("five times", "all week", "for days", "every day this week")),
     ),
+    # Complaints as a request to complain, which callers make before they say what about.
+    "make_complaint": (
+        "escalation",
+        (
+            "how do I make a complaint about {a}",
+            "I'd like to lodge a formal complaint about {a}",
+            "where do I send a complaint about {a}",
+            "I need to report {a}, it's not good enough",
+            "I want to put in a complaint about {a}",
+        ),
+        (("the service", "your company", "the engineer", "the way I was treated", "your staff"),),
+    ),
+    # A locked or suspended account is an access problem for support, not a question about money.
+    "account_locked": (
+        "support",
+        (
+            "why is my account {a}",
+            "my account has been {a}",
+            "someone {a} my account",
+            "can you tell me why my account got {a}",
+        ),
+        (("locked", "frozen", "suspended", "blocked", "put on hold"),),
+    ),
     # Account access and things that stopped working: the support a caller means when it is not an outage.
     "access_and_broken": (
         "support",
@@ -109,7 +133,10 @@ GROUPS: dict[str, Group] = {
         ),
         (("euros", "yen", "pounds", "pesos", "bitcoin"), ("Apple", "Tesla", "Amazon", "Microsoft")),
     ),
-    # Appointments with other kinds of specialists, which a broadband provider does not book.
+    # Appointments with other kinds of specialists, which a broadband provider does not book. Not in the shipped
+    # head: router-dev labels doctor, dentist and salon bookings (SGD, STAR) as scheduling. At a written row's
+    # weight these templates cost 1.3 points of leave-one-dataset-out macro-F1 (scheduling recall 0.94 to 0.88);
+    # at the templates' weight they change nothing, and "book me in with the dentist" still reads as scheduling.
     "other_appointments": (
         "out_of_scope",
         (
@@ -123,6 +150,10 @@ GROUPS: dict[str, Group] = {
         (("doctor", "dentist", "optician", "vet", "hairdresser", "physiotherapist"),),
     ),
 }
+
+
+# The groups the shipped head learns from (chosen leave-one-dataset-out; see `evals.router.lodo`).
+SHIPPED = tuple(name for name in GROUPS if name != "other_appointments")
 
 
 def expand(group: Group) -> list[str]:
@@ -142,5 +173,5 @@ def augmented_rows(groups: Iterable[str] = tuple(GROUPS)) -> list[Row]:
     rows: list[Row] = []
     for name in groups:
         label = GROUPS[name][0]
-        rows.extend(Row(text, label, f"northwind:template:{name}") for text in expand(GROUPS[name]))
+        rows.extend(Row(text, label, f"{TEMPLATE_SOURCE}{name}") for text in expand(GROUPS[name]))
     return rows

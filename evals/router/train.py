@@ -1,9 +1,11 @@
-"""Trains the intent head (softmax regression in numpy) on the router-dev train split plus examples.jsonl.
+"""Trains the intent head (softmax regression in numpy) on the router-dev train split, examples.jsonl and templates.
 
     .venv/bin/python -m evals.router.train                # writes head.npz + manifest.json
     .venv/bin/python -m evals.router.train --compare      # also measures every candidate on the held-out part
 
-Deterministic: the split is hash-based, the optimiser starts from zeros and uses full batches.
+The MiniLM head's settings are `evals.router.lodo.Config`'s defaults, chosen leave-one-dataset-out, and its
+temperature is fitted on leave-one-dataset-out predictions. Deterministic: the split is hash-based, the
+optimiser starts from zeros and uses full batches.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ import numpy as np
 import numpy.typing as npt
 
 from agents.ports import INTENTS
+from evals.router.augment import augmented_rows
 from evals.router.metrics import score
 from evals.router.split import DEV_PATH, EXAMPLES_PATH, SEED, Row, dev_split, load_jsonl, split_rows
 from orchestrator.providers.intent import (
+    DEFAULT_THRESHOLD,
     MODEL_DIR,
     MiniLMEncoder,
     OnnxIntentClassifier,
@@ -362,6 +366,49 @@ def classifier_from_head(
     return clf
 
 
+def train_lodo_head(
+    model_dir: Path, dev_train: Sequence[Row], examples: Sequence[Row]
+) -> tuple[Head, dict[str, Any], list[Row]]:
+    """The shipped MiniLM head: settings chosen leave-one-dataset-out, temperature fitted on LODO predictions.
+
+    It learns from the train part of router-dev, examples.jsonl and the templated rows; its temperature is the
+    one that best fits the pooled predictions of heads that never saw the dataset they predicted, so its
+    confidence reads as it would on callers unlike the training data.
+    """
+    from evals.router import lodo  # lodo builds on this module; importing it at the top would be circular
+
+    config = lodo.Config()
+    templates = augmented_rows(config.groups)
+    train = [*dev_train, *examples, *templates]
+    embed = lodo.EmbeddingCache(lodo.DEFAULT_CACHE, model_dir)
+    head = fit_softmax(
+        Features(embed([r.text for r in train]), None),
+        labels_of(train),
+        config.l2,
+        config.iterations,
+        sample_weight=lodo.sample_weights(train, config.balance, config.template_weight),
+    )
+    dev = load_jsonl(DEV_PATH)
+    folds = lodo.run_folds(embed, dev, [*examples, *templates], config)
+    logits = np.concatenate([f.logits for f in folds])
+    rows = [r for f in folds for r in f.rows]
+    head.temperature = fit_temperature(logits, labels_of(rows))
+    overall = lodo.summary(rows, softmax((logits / head.temperature).astype(np.float32)), DEFAULT_THRESHOLD)
+    tuning = {
+        "l2": config.l2,
+        "balance": config.balance,
+        "templates": list(config.groups),
+        "template_weight": config.template_weight,
+        "iterations": config.iterations,
+        "temperature": head.temperature,
+        "temperature_fitted_on": "pooled leave-one-dataset-out logits of router-dev (python -m evals.router.lodo)",
+        "lodo": {
+            k: overall[k] for k in ("n", "macro_f1", "recall", "ece", "coverage", "confident_errors", "threshold")
+        },
+    }
+    return head, tuning, templates
+
+
 def sha256(path: Path) -> str:
     """Hex sha256 of a file."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -382,7 +429,12 @@ def main() -> None:
     builder = FeatureBuilder(args.out)
     candidates = compare_candidates(builder, train, held_out) if args.compare else None
 
-    head, idf, tuning = train_softmax_head(builder, kinds, train)
+    templates: list[Row] = []
+    if kinds == ("minilm",):
+        head, tuning, templates = train_lodo_head(args.out, dev_train, examples)
+        idf = None
+    else:
+        head, idf, tuning = train_softmax_head(builder, kinds, train)
     arrays: dict[str, Any] = {"bias": head.bias, "temperature": np.float32(head.temperature)}
     if head.w_dense is not None:
         arrays["w_dense"] = head.w_dense.astype(np.float16)
@@ -398,7 +450,7 @@ def main() -> None:
         "files": {"onnx": ONNX_FILE, "tokenizer": TOKENIZER_FILE, "head": HEAD_FILE},
         "head": {
             "file": HEAD_FILE,
-            "type": "softmax regression (numpy, full-batch Adam, L2, class-balanced), temperature-scaled",
+            "type": "softmax regression (numpy, full-batch Adam, L2, weighted rows), temperature-scaled",
             "features": list(kinds),
             "labels": list(INTENTS),
             "hash_dim": HASH_DIM if "chargram" in kinds else None,
@@ -420,6 +472,7 @@ def main() -> None:
             "held_out_rows": len(held_out),
             "examples": f"evals/router/examples.jsonl ({len(examples)} hand-written Northwind utterances) sha256 "
             f"{sha256(EXAMPLES_PATH)}",
+            "templates": f"evals/router/augment.py: {len(templates)} templated Northwind utterances",
             "train_command": f".venv/bin/python -m evals.router.train --features {args.features}",
         },
         "sha256": {},
