@@ -129,9 +129,39 @@ class GraphLLM(llm.LLM[Any]):
 
     async def prepare(self) -> None:
         """Read the call's checkpoint into memory before its first turn (the session calls this as the
-        call starts, while the caller hears the greeting), so the first turn starts without a store read."""
+        call starts, while the caller hears the greeting), so the first turn starts without a store read.
+
+        A turn cut off by a crash, a drain deadline or a hang-up leaves a checkpoint of its own (LangGraph
+        writes one as a cancelled run exits, even with ``durability="exit"``) with nodes still to run. A
+        turn is the unit of resumption, so the call resumes from the end of its last whole turn and the cut
+        one is taken again in full (its effects are idempotent per call and turn: nothing happens twice).
+        """
+        await self.discard_interrupted_turn()
         if isinstance(self.graph.checkpointer, LatestCheckpointCache):
             await self.graph.checkpointer.load(self.call_id)
+
+    async def discard_interrupted_turn(self) -> bool:
+        """Make the end of the call's last whole turn its latest checkpoint again; True when a turn was cut."""
+        config: RunnableConfig = {"configurable": {"thread_id": self.call_id}}
+        # The history is read from the store, newest first (a cached latest state may not show the nodes a
+        # cut run left pending).
+        cut = False
+        async for snapshot in self.graph.aget_state_history(config):
+            if not cut:
+                if not snapshot.next:
+                    return False  # the latest checkpoint ends a whole turn
+                cut = True
+            elif not snapshot.next and snapshot.values:
+                await self.graph.aupdate_state(snapshot.config, None, as_node="__copy__")
+                break
+        else:
+            if not cut:
+                return False  # a new call
+            # The call's first turn was cut: nothing of it is kept.
+            if self.graph.checkpointer is not None:
+                await self.graph.checkpointer.adelete_thread(self.call_id)
+        log.warning("resuming after an interrupted turn", extra={"call_id": self.call_id})
+        return True
 
     @property
     def model(self) -> str:

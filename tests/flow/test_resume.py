@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from orchestrator.runtime import Services
+from orchestrator.session.text import TextCall
+
 pytestmark = pytest.mark.flow
+
+JAMES = "+15550100002"
 
 SCRIPT = r"""
 import asyncio, json, sys
@@ -59,3 +66,44 @@ def test_resume_in_another_process(tmp_path: Path) -> None:
     assert second["active"] == "billing"
     # The resumed process knew the caller was verified and mid-payment: it took the payment.
     assert "payment" in transcript[-1]["text"].lower()
+
+
+async def test_a_turn_cut_off_mid_graph_is_taken_again_in_full_on_resume(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The second turn is cut while the billing specialist waits for the tenant (a drain deadline or a crash
+    # would cut it the same way); the cancelled run still leaves a checkpoint with nodes to run.
+    entered, never = asyncio.Event(), asyncio.Event()
+    balance = services.tenant.billing.balance
+
+    async def stalled_balance(account_id: str) -> Any:
+        entered.set()
+        await never.wait()
+        return await balance(account_id)
+
+    call = TextCall(services, call_id="cut-turn", caller_id=JAMES)
+    await call.say("How much do I owe?")
+    monkeypatch.setattr(services.tenant.billing, "balance", stalled_balance)
+    turn = asyncio.create_task(call.say("10453"))
+    await entered.wait()
+    turn.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await turn
+    await call.aclose()
+    snapshot = await services.graph.aget_state({"configurable": {"thread_id": "cut-turn"}})
+    assert snapshot.next  # the cut run's own checkpoint, waiting on a node
+
+    monkeypatch.setattr(services.tenant.billing, "balance", balance)
+    resumed = TextCall(services, call_id="cut-turn", caller_id=JAMES)
+    try:
+        await resumed.start()
+        state = await resumed.state()
+        assert state["turn"] == 1  # the end of the last whole turn
+        record = await resumed.say("10453")
+        assert "balance" in record.agent.lower()
+        state = await resumed.state()
+    finally:
+        await resumed.aclose()
+    callers = [t["text"] for t in state["transcript"] if t["role"] == "caller"]
+    assert callers == ["How much do I owe?", "10453"]
+    assert state["turn"] == 2
