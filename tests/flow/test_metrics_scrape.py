@@ -32,6 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from orchestrator.contracts import CallJob
 from orchestrator.providers.tts import piper_available
 from orchestrator.queue import CallQueue
+from orchestrator.telemetry import names
 from orchestrator.worker.outcomes import read_outcomes
 from tests.conftest import REDIS_TEST_URL
 from tests.flow.test_workers import scenario_job
@@ -255,6 +256,18 @@ def test_every_process_exports_the_metrics_the_dashboard_and_alerts_use(
         assert any(v > 0 for page in workers for v in page.get(name, [])), name
     assert len(llm.requests) > 4, "the workers' calls reached the LLM past its answers"
     assert any(v > 0 for v in by_page["agent-job"]["cc_phrase_cache_lookups_total"])
+    # The spoken call's turn splits into every stage, each measured on both turns.
+    agent_stages = {
+        dict(sm.labels)["stage"]: sm.value
+        for family in text_string_to_metric_families(pages["agent-job"])
+        for sm in family.samples
+        if sm.name == "cc_turn_latency_milliseconds_count"
+    }
+    assert set(agent_stages) == set(names.STAGES), agent_stages
+    assert all(count > 0 for count in agent_stages.values()), agent_stages
+    # The phrase cache is counted once, by the cache: no other cache counter on any page.
+    cache_names = {n for s in by_page.values() for n in s if "cache" in n and n.startswith("cc_")}
+    assert cache_names == {"cc_phrase_cache_lookups_total"}, cache_names
     print("\nmetric names checked against the scrape:")
     for name in sorted(used):
         print(f"  {name}: {', '.join(where[name])}")
