@@ -14,13 +14,14 @@ First audio is measured at the caller: from the end of its speech (the last fram
 frame of the agent's reply it receives, through Opus, the SFU and back. WER compares what the caller heard
 (Whisper tiny.en on the received audio) with what the graph said (the checkpoint's transcript).
 
-Usage: python bench/livekit_room.py [--calls N] [--concurrency C] [--json]
+Usage: python bench/livekit_room.py [--calls N] [--concurrency C] [--json] [--keep DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import secrets
@@ -181,9 +182,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON only")
+    parser.add_argument("--keep", type=Path, help="keep the processes' logs and the heard audio in this folder")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="livekit-room-") as tmp, netns_pair() as pair:
-        run_dir = Path(tmp)
+    with contextlib.ExitStack() as cleanup:
+        run_dir = args.keep or Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="livekit-room-")))
+        pair = cleanup.enter_context(netns_pair())
         with real_stack(pair, run_dir / "stack") as stack:
             stack.start_queue_worker()
             summary = asyncio.run(run(stack, args.calls, args.concurrency, run_dir / "heard"))

@@ -24,6 +24,7 @@ from orchestrator.worker.tracking import CallTicket
 
 __all__ = [
     "PREFIX_METADATA_KEY",
+    "DispatchNotTaken",
     "DispatchedCall",
     "LiveKitDispatchRunner",
     "RoutingRunner",
@@ -111,6 +112,10 @@ class SessionFailed(RuntimeError):
     """The agent worker's session for the call ended with an error (the worker retries the call)."""
 
 
+class DispatchNotTaken(SessionFailed):
+    """No agent worker took the call's dispatch in time; it was withdrawn (the worker retries the call)."""
+
+
 def session_ended_key(prefix: str, call_id: str) -> str:
     """The Redis list the agent worker pushes a call's end marker to."""
     return f"{prefix}:session-ended:{call_id}"
@@ -160,6 +165,7 @@ class LiveKitDispatchRunner:
         prefix: str = DEFAULT_PREFIX,
         poll_interval_s: float = 0.25,
         max_session_s: float = 4 * 3600.0,
+        assign_timeout_s: float = 15.0,
     ) -> None:
         """Build a runner.
 
@@ -170,6 +176,7 @@ class LiveKitDispatchRunner:
             prefix: Queue key prefix.
             poll_interval_s: Pause between marker pops (the extra delay before a slot frees).
             max_session_s: Give up on a session that never reports its end (its agent job died).
+            assign_timeout_s: Withdraw a dispatch no agent worker took by then, and fail the attempt (a retry).
 
         Raises:
             ValueError: ``settings.livekit_url`` is not set.
@@ -182,6 +189,7 @@ class LiveKitDispatchRunner:
         self.prefix = prefix
         self.poll_interval_s = poll_interval_s
         self.max_session_s = max_session_s
+        self.assign_timeout_s = assign_timeout_s
         self.outage = Outage("dispatch runner")
 
     async def run(self, claimed: ClaimedCall) -> CallOutcome:
@@ -191,30 +199,61 @@ class LiveKitDispatchRunner:
         marker = await self._pop_marker(job.call_id)
         if marker is None or marker.get("status") != "ended":
             # No marker, or a stale failure the previous holder never handled: start a (new) session.
-            if not await self._dispatch(claimed):
+            dispatch_id = await self._dispatch(claimed)
+            if dispatch_id is None:
                 logger.info(
                     "call %s: room %s is gone, so its caller hung up before an agent answered", job.call_id, job.room
                 )
                 final = await checkpoint_state(self.services, job.call_id)
                 return outcome_from_state(job.call_id, final, resumed_at=resumed_at)
+            await self._ensure_taken(job.call_id, job.room or job.call_id, dispatch_id)
             marker = await self._wait_marker(job.call_id)
         if marker.get("status") != "ended":
             raise SessionFailed(f"session of call {job.call_id} failed: {marker.get('error') or 'unknown error'}")
         final = await checkpoint_state(self.services, job.call_id)
         return outcome_from_state(job.call_id, final, resumed_at=resumed_at)
 
-    async def _dispatch(self, claimed: ClaimedCall) -> bool:
-        """Dispatch the agent (or adopt its live dispatch); False, and no dispatch, when the call's room is gone."""
+    def _api(self) -> api.LiveKitAPI:
+        return api.LiveKitAPI(
+            self.settings.livekit_url,
+            self.settings.livekit_api_key,
+            self.settings.livekit_api_secret.get_secret_value(),
+        )
+
+    async def _ensure_taken(self, call_id: str, room: str, dispatch_id: str) -> None:
+        """Wait until an agent worker took the dispatch; withdraw it and raise `DispatchNotTaken` if none did.
+
+        LiveKit drops an explicit dispatch that every worker refuses (a worker whose finished jobs still count
+        towards its load refuses, right after a call ends) and never offers it again: nobody would join the
+        room, and the end marker would be awaited for ``max_session_s``.
+        """
+        lk = self._api()
+        try:
+            deadline = time.monotonic() + self.assign_timeout_s
+            while True:
+                found = [d for d in await lk.agent_dispatch.list_dispatch(room) if d.id == dispatch_id]
+                # A dispatch gone with its room is not ours to chase: the session's end marker tells the rest.
+                if not found or found[0].state.jobs:
+                    return
+                if time.monotonic() >= deadline:
+                    break
+                await asyncio.sleep(self.poll_interval_s)
+            # Withdrawn, so a retry never adopts it as a live dispatch (it has no job that ended).
+            await lk.agent_dispatch.delete_dispatch(dispatch_id, room)
+        finally:
+            await lk.aclose()
+        raise DispatchNotTaken(
+            f"no agent worker took the dispatch of call {call_id} within {self.assign_timeout_s:g} s"
+        )
+
+    async def _dispatch(self, claimed: ClaimedCall) -> str | None:
+        """Dispatch the agent (or adopt its live dispatch): its id; None, and no dispatch, when the room is gone."""
         job = claimed.job
         metadata = dispatch_metadata(claimed, prefix=self.prefix)
         request = api.CreateAgentDispatchRequest(
             agent_name=self.settings.agent_name, room=job.room or job.call_id, metadata=json.dumps(metadata)
         )
-        lk = api.LiveKitAPI(
-            self.settings.livekit_url,
-            self.settings.livekit_api_key,
-            self.settings.livekit_api_secret.get_secret_value(),
-        )
+        lk = self._api()
         try:
             # A room a webhook admitted that no longer exists closed after its caller left: dispatching into it
             # would create it afresh (and its room_started would admit a call nobody placed), and an agent
@@ -223,20 +262,20 @@ class LiveKitDispatchRunner:
                 job.source == "livekit"
                 and not (await lk.room.list_rooms(api.ListRoomsRequest(names=[request.room]))).rooms
             ):
-                return False
+                return None
             # A call handed back by a draining or dead worker may still have its agent in the room:
             # adopt that live dispatch instead of sending a second agent to talk over the first.
             for existing in await lk.agent_dispatch.list_dispatch(request.room):
                 if _is_live_dispatch_of(existing, request.agent_name, job.call_id):
                     logger.info("call %s: adopting live dispatch %s in room %s", job.call_id, existing.id, request.room)
-                    return True
+                    return str(existing.id)
             dispatch = await lk.agent_dispatch.create_dispatch(request)
         finally:
             await lk.aclose()
         logger.info(
             "call %s: dispatched %s to room %s (%s)", job.call_id, request.agent_name, request.room, dispatch.id
         )
-        return True
+        return str(dispatch.id)
 
     async def _wait_marker(self, call_id: str) -> dict[str, Any]:
         # Poll rather than BLPOP: the queue's client is a bounded pool shared with heartbeats and claims,

@@ -20,6 +20,7 @@ from livekit.protocol.agent import Job, JobState, JobStatus
 from livekit.protocol.agent_dispatch import (
     AgentDispatch,
     CreateAgentDispatchRequest,
+    DeleteAgentDispatchRequest,
     ListAgentDispatchRequest,
     ListAgentDispatchResponse,
 )
@@ -34,6 +35,7 @@ from orchestrator.scenarios import SCENARIOS
 from orchestrator.session.livekit_worker import _mark_session_end
 from orchestrator.session.text import TextCall, outcome_of
 from orchestrator.worker.dispatch import (
+    DispatchNotTaken,
     LiveKitDispatchRunner,
     RoutingRunner,
     SessionFailed,
@@ -49,6 +51,7 @@ API_KEY = "test-key"
 API_SECRET = "test-secret-that-is-long-enough-for-hs256"
 DISPATCH_PATH = "/twirp/livekit.AgentDispatchService/CreateDispatch"
 LIST_PATH = "/twirp/livekit.AgentDispatchService/ListDispatch"
+DELETE_PATH = "/twirp/livekit.AgentDispatchService/DeleteDispatch"
 ROOMS_PATH = "/twirp/livekit.RoomService/ListRooms"
 
 
@@ -65,6 +68,16 @@ class DispatchStandIn:
     listed: list[str] = field(default_factory=list)  # the room of every ListDispatch, in order
     listed_again: asyncio.Event = field(default_factory=asyncio.Event)  # a room's dispatches asked for twice
     gone: set[str] = field(default_factory=set)  # rooms that closed
+    refused: bool = False  # every agent worker refuses new dispatches: they get no job
+    deleted: list[str] = field(default_factory=list)
+
+    async def delete(self, request: web.Request) -> web.Response:
+        body = DeleteAgentDispatchRequest.FromString(await request.read())
+        self.deleted.append(body.dispatch_id)
+        [gone] = [d for d in self.dispatches if d.id == body.dispatch_id]
+        self.dispatches.remove(gone)
+        return web.Response(body=gone.SerializeToString(), content_type="application/protobuf")
+
     rooms_asked: list[str] = field(default_factory=list)
 
     async def list_rooms(self, request: web.Request) -> web.Response:
@@ -89,6 +102,9 @@ class DispatchStandIn:
             return web.json_response({"code": "internal", "msg": "dispatch store down"}, status=500)
         answer = AgentDispatch(id=f"AD_{uuid.uuid4().hex[:8]}", agent_name=body.agent_name, room=body.room)
         answer.metadata = body.metadata
+        if not self.refused:
+            # A worker took it: its job runs.
+            answer.state.jobs.append(Job(id=f"AJ_{uuid.uuid4().hex[:8]}", state=JobState(status=JobStatus.JS_RUNNING)))
         self.dispatches.append(answer)
         return web.Response(body=answer.SerializeToString(), content_type="application/protobuf")
 
@@ -100,6 +116,7 @@ async def livekit() -> AsyncIterator[DispatchStandIn]:
     app.router.add_post(DISPATCH_PATH, stand_in.handle)
     app.router.add_post(LIST_PATH, stand_in.list)
     app.router.add_post(ROOMS_PATH, stand_in.list_rooms)
+    app.router.add_post(DELETE_PATH, stand_in.delete)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -267,6 +284,34 @@ async def test_a_call_whose_room_is_gone_ends_abandoned_without_a_dispatch(
         task.cancel()
     assert [r.room for r, _ in livekit.requests] == ["call-lk-left"]
     assert livekit.rooms_asked == ["call-lk-left"]
+
+
+async def test_a_dispatch_no_agent_worker_takes_is_withdrawn_and_the_attempt_fails(
+    services: Services, settings: Settings, livekit: DispatchStandIn, redis: tuple[aioredis.Redis, str]
+) -> None:
+    # LiveKit drops a dispatch every worker refused and never offers it again: waiting for its end marker
+    # would hold the call for max_session_s while nobody answers its caller.
+    livekit.refused = True
+    client, prefix = redis
+    runner = LiveKitDispatchRunner(services, client, settings=settings, prefix=prefix, assign_timeout_s=0.5)
+    with pytest.raises(DispatchNotTaken, match="lk-refused"):
+        await asyncio.wait_for(runner.run(claimed_call("lk-refused")), 30)
+    [(request, _)] = livekit.requests
+    # Withdrawn, so a retry cannot adopt it as a live dispatch.
+    assert len(livekit.deleted) == 1
+    assert livekit.dispatches == []
+    # The retry, once a worker has room again, dispatches afresh and waits for the session.
+    livekit.refused = False
+    livekit.received.clear()
+    task = asyncio.create_task(runner.run(claimed_call("lk-refused")))
+    try:
+        await asyncio.wait_for(livekit.received.wait(), 30)
+        await push_session_ended(client, prefix, "lk-refused")
+        outcome = await asyncio.wait_for(task, 30)
+    finally:
+        task.cancel()
+    assert outcome.call_id == "lk-refused"
+    assert [r.room for r, _ in livekit.requests] == [request.room, request.room]
 
 
 class _Recorder:
