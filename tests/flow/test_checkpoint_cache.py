@@ -188,7 +188,10 @@ async def test_a_call_that_resumes_here_is_loaded_before_its_first_turn(services
     path = services.settings.data_dir / "checkpoints.db"
     async with aiosqlite.connect(str(path.resolve())) as conn:  # the call began on another worker
         elsewhere = build_graph(AsyncSqliteSaver(conn))
-        await elsewhere.aupdate_state(thread("call-cache-7"), {"utterance": "said on another worker", "turn": 3})
+        # As a whole turn leaves it: written by the turn's last node, nothing left to run.
+        await elsewhere.aupdate_state(
+            thread("call-cache-7"), {"utterance": "said on another worker", "turn": 3}, as_node="speak"
+        )
     call = TextCall(services, call_id="call-cache-7", caller_id=CALLER)
     try:
         await call.start()  # loads the call from the store
