@@ -540,7 +540,7 @@ def _charts(report: Report, *, bins: int = 24) -> dict[str, str]:
             },
             title=f"Cost per call by {title}: as run and on the reference cloud",
             xlabel="USD per call",
-            value_format="${:.4f}",
+            value_format="${:.3g}",
             height=min(1.2 + 0.3 * len(labels), 8.0),
         )
     segments = sorted(report.rollup.by_segment.items())
@@ -549,7 +549,7 @@ def _charts(report: Report, *, bins: int = 24) -> dict[str, str]:
         {"as run": [v for _, v in segments]},
         title="Recorded cost by handoff segment (all calls)",
         xlabel="USD",
-        value_format="${:.4f}",
+        value_format="${:.3g}",
     )
     kinds = Counter(a["kind"] for a in d["anomalies"])
     out["anomalies"] = charts.bars(
