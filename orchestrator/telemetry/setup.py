@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -13,7 +15,7 @@ from opentelemetry import trace as trace_api
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -272,7 +274,10 @@ def setup_telemetry(
     """
     # Logs are telemetry too: every process that sets telemetry up logs no caller PII, whatever logs it.
     install_log_redaction()
-    resource = Resource.create({SERVICE_NAME: settings.service_name, **(resource_attributes or {})})
+    # Each process its own instance: an OTLP backend keeps every process's cumulative series apart (the agent
+    # worker's job processes share everything else), instead of one process's points overwriting another's.
+    instance = {SERVICE_INSTANCE_ID: f"{socket.gethostname()}-{os.getpid()}"}
+    resource = Resource.create({SERVICE_NAME: settings.service_name, **instance, **(resource_attributes or {})})
     tracer_provider = TracerProvider(resource=resource)
     # First, so every exporter below gets the span as `telemetry_allow_pii` says it may leave the process.
     tracer_provider.add_span_processor(PiiSpanProcessor(allow=settings.telemetry_allow_pii))

@@ -125,11 +125,19 @@ def test_the_call_span_continues_the_jobs_trace(pool_run: dict[str, Any]) -> Non
 
 
 def _latest(points: list[dict[str, Any]], name: str) -> dict[str, dict[str, Any]]:
-    """The last exported point of each series of ``name``, by its attributes (cumulative temporality)."""
-    out: dict[str, dict[str, Any]] = {}
+    """Each series of ``name`` by its attributes, summed over the processes that export it (job processes,
+    idle ones included), from each process's last point (cumulative temporality)."""
+    last: dict[tuple[str, str], dict[str, Any]] = {}
     for point in points:
         if point["name"] == name:
-            out[json.dumps(point["attributes"], sort_keys=True)] = point
+            last[(point["instance"], json.dumps(point["attributes"], sort_keys=True))] = point
+    assert all(instance for instance, _ in last), "every process names itself (service.instance.id)"
+    out: dict[str, dict[str, Any]] = {}
+    for (_, key), point in last.items():
+        total = out.setdefault(key, {"attributes": point["attributes"]})
+        for field in ("value", "count", "sum"):
+            if field in point:
+                total[field] = total.get(field, 0.0) + point[field]
     return out
 
 

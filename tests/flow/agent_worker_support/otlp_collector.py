@@ -74,11 +74,17 @@ class OtlpCollector(LoopbackServer):
         export = ExportMetricsServiceRequest()
         export.ParseFromString(await self._body(request))
         for resource in export.resource_metrics:
+            # Each process's cumulative series are its own: the resource's instance id tells them apart.
+            instance = _attributes(resource.resource.attributes).get("service.instance.id", "")
             for scope in resource.scope_metrics:
                 for metric in scope.metrics:
                     kind = metric.WhichOneof("data")
                     for point in getattr(metric, kind).data_points if kind else ():
-                        entry: dict[str, Any] = {"name": metric.name, "attributes": _attributes(point.attributes)}
+                        entry: dict[str, Any] = {
+                            "name": metric.name,
+                            "instance": instance,
+                            "attributes": _attributes(point.attributes),
+                        }
                         if kind in ("histogram", "exponential_histogram"):
                             entry.update(count=point.count, sum=point.sum)
                         else:
