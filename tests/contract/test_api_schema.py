@@ -26,7 +26,9 @@ PREFIX = f"schema-{uuid.uuid4().hex[:10]}"
 SETTINGS = load_settings(redis_url=REDIS_TEST_URL, data_dir=tempfile.mkdtemp(prefix="sb-schema-"))
 # The lifespan opens the queue on real Redis, in the event loop schemathesis runs the app in.
 APP = create_app(SETTINGS, queue_prefix=PREFIX)
-schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
+# The live transcript is an endless event stream by design (a supervisor keeps it open): a generated request
+# that reaches a live call would never end, so it is left to the console's own tests.
+schema = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(path="/v1/console/calls/{call_id}/stream")
 # Routes that check their own signature: the generated Authorization header stays theirs.
 SIGNED = {"/webhooks/livekit", "/v1/calls"}
 
