@@ -74,7 +74,7 @@ async def route(state: CallState, runtime: Runtime[AgentContext]) -> Command[str
     return Command(update=update, goto=after_route(cast(CallState, {**state, **update})))
 
 
-def _specialist(spec: Specialist) -> Callable[[CallState, Runtime[AgentContext]], Awaitable[Command[str]]]:
+def _specialist(spec: Specialist) -> Callable[..., Awaitable[Command[str]]]:
     """The node of one specialist: an LLM turn when models are configured, else its deterministic flow."""
 
     async def flow(state: CallState, ctx: AgentContext) -> dict[str, Any]:

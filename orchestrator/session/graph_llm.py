@@ -18,6 +18,7 @@ from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Overwrite
 from livekit.agents import (
@@ -158,7 +159,7 @@ class GraphLLM(llm.LLM[Any]):
             if not cut:
                 return False  # a new call
             # The call's first turn was cut: nothing of it is kept.
-            if self.graph.checkpointer is not None:
+            if isinstance(self.graph.checkpointer, BaseCheckpointSaver):
                 await self.graph.checkpointer.adelete_thread(self.call_id)
         log.warning("resuming after an interrupted turn", extra={"call_id": self.call_id})
         return True
