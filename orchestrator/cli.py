@@ -188,13 +188,21 @@ def eval_router(
 ) -> None:
     """Score the local router on a labelled file (the format of router-dev.jsonl)."""
     quiet_logs()
+    from rich.progress import Progress
+
     from evals.router.metrics import evaluate_file
     from orchestrator.providers.intent import load_classifier
 
-    try:
-        report = evaluate_file(data, load_classifier())
-    except ValueError as exc:  # a bad line, an unknown label or no examples: bad input
-        fail(str(exc))
+    with Progress(console=err, transient=True, disable=as_json) as progress:
+        task = progress.add_task(f"classifying {data.name}", total=None)
+        try:
+            report = evaluate_file(
+                data,
+                load_classifier(),
+                on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+        except ValueError as exc:  # a bad line, an unknown label or no examples: bad input
+            fail(str(exc))
     # Graded against the same benchmark table as the agent evals (evals/grades.yaml).
     from evals.grading import load_grades
 

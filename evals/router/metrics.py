@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +60,15 @@ def score(gold: list[str], pred: list[str], latencies_ms: list[float]) -> dict[s
     }
 
 
-def evaluate_file(path: Path | str, classifier: IntentClassifier) -> dict[str, Any]:
+def evaluate_file(
+    path: Path | str, classifier: IntentClassifier, on_progress: Callable[[int, int], None] | None = None
+) -> dict[str, Any]:
     """Classifies every line of a router-dev-format jsonl file one at a time and scores it.
 
     Args:
         path: a jsonl file with `text` and a router intent as `label` on each line.
         classifier: any implementation of the `IntentClassifier` port.
+        on_progress: Called with (done, total) after each line.
 
     Returns:
         The `score()` dict; latencies are wall-clock per single `classify()` call.
@@ -80,4 +84,6 @@ def evaluate_file(path: Path | str, classifier: IntentClassifier) -> dict[str, A
         prediction = classifier.classify(row.text)
         latencies.append((time.perf_counter() - start) * 1000.0)
         preds.append(prediction.intent)
+        if on_progress is not None:
+            on_progress(len(preds), len(rows))
     return score([r.label for r in rows], preds, latencies)
