@@ -8,15 +8,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from orchestrator.telemetry.stats import percentile as shared_percentile
+
 # Exact null distributions are cheap up to here; beyond it the normal approximation is accurate.
 EXACT_WILCOXON_MAX_N = 30
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100) with linear interpolation, numpy's default; 0.0 for no values."""
-    if not values:
-        return 0.0
-    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+    """The q-th percentile (0-100): the project's one definition (`orchestrator.telemetry.stats`)."""
+    return shared_percentile(values, q)
 
 
 def mean(values: Sequence[float]) -> float:

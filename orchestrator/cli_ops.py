@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import os
 import re
 import signal
@@ -24,6 +23,7 @@ from rich.table import Table
 
 from orchestrator.cli_errors import fail, quiet_logs
 from orchestrator.config import Settings, load_settings
+from orchestrator.telemetry.stats import percentile
 
 if TYPE_CHECKING:  # imported where used: the commands start faster without them
     import httpx
@@ -137,16 +137,15 @@ _DEAD_ID = re.compile(r"\d{1,20}-\d{1,20}")
 
 
 async def _with_queue(prefix: str, action: str, dead_id: str | None) -> Any:
-    import redis.asyncio as aioredis
-
     from orchestrator.queue import CallQueue
+    from orchestrator.queue.connect import open_redis
     from orchestrator.worker.main import resolve_redis_url
 
     settings = _settings()
     if dead_id is not None and not _DEAD_ID.fullmatch(dead_id):
         fail(f"{dead_id!r} is not a dead-letter id (they look like 1764950400000-0; `switchboard dlq list` shows them)")
     # An operator's command: a Redis that does not answer is reported in seconds, not after the pool's retries.
-    client = aioredis.Redis.from_url(resolve_redis_url(settings), socket_connect_timeout=2, socket_timeout=5)
+    client = open_redis(resolve_redis_url(settings), socket_connect_timeout=2, socket_timeout=5)
     queue = CallQueue.from_settings(settings, client, prefix=prefix, owns_client=True)
     try:
         if action == "list":
@@ -345,10 +344,7 @@ class _Run:
 
 
 def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))], 2)
+    return round(percentile(values, q * 100), 2)
 
 
 def summarize(run: _Run) -> dict[str, Any]:

@@ -7,14 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from agents.ports import INTENTS, IntentClassifier
 from evals.router.split import load_jsonl
-
-
-def _percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else 0.0
+from orchestrator.telemetry.stats import percentile
 
 
 def score(gold: list[str], pred: list[str], latencies_ms: list[float]) -> dict[str, Any]:
@@ -56,7 +51,7 @@ def score(gold: list[str], pred: list[str], latencies_ms: list[float]) -> dict[s
         "macro_f1": sum(float(per_label[label]["f1"]) for label in present) / len(present) if present else 0.0,
         "per_label": per_label,
         "confusion": confusion,
-        "latency_ms": {"p50": _percentile(latencies_ms, 50), "p99": _percentile(latencies_ms, 99)},
+        "latency_ms": {"p50": percentile(latencies_ms, 50), "p99": percentile(latencies_ms, 99)},
     }
 
 

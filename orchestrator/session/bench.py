@@ -31,6 +31,7 @@ from orchestrator.providers.tts import LocalTTSUnavailable
 from orchestrator.runtime import Services
 from orchestrator.scenarios import simulated_caller
 from orchestrator.session.graph_llm import GraphLLM, is_end_of_reply
+from orchestrator.telemetry.stats import percentile
 from orchestrator.telemetry.tracing import GraphSpanHandler
 
 __all__ = ["Profile", "SimulatedTTS", "percentile", "run_voice_bench"]
@@ -87,13 +88,6 @@ class _SimStream(tts.ChunkedStream):
         samples = self._tts.sample_rate // 10 * max(1, len(self._input_text) // 10)
         output_emitter.push(b"\0\0" * samples)
         output_emitter.flush()
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
 
 
 @dataclass

@@ -17,11 +17,11 @@ from sqlalchemy.orm import selectinload
 
 from orchestrator.domain.db import create_schema
 from orchestrator.store.models import AnomalyRow, CallRow, EventRow, RecordsBase, TurnRow
-from orchestrator.telemetry.alerts import percentile
 from orchestrator.telemetry.anomaly import AnomalyFlag
 from orchestrator.telemetry.cost import CallCost, segments_of
 from orchestrator.telemetry.metrics import is_first_contact_resolution, is_success
 from orchestrator.telemetry.redact import names_in, redact_text, redact_turns
+from orchestrator.telemetry.stats import percentile
 
 if TYPE_CHECKING:
     from orchestrator.session.text import CallResult

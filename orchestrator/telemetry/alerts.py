@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 import httpx
 
+from orchestrator.telemetry.stats import percentile
+
 log = logging.getLogger(__name__)
 
 Rule = Literal["success_rate", "latency_p95", "escalation_rate", "dead_letter", "cost_per_call", "verification_lockout"]
@@ -174,16 +176,6 @@ class WebhookNotifier:
         await self.flush()
         if self._owns_client and self._client is not None:
             await self._client.aclose()
-
-
-def percentile(values: Iterable[float], q: float) -> float:
-    """The q-th percentile (0-100) by linear interpolation; 0 for no values."""
-    data = sorted(values)
-    if not data:
-        return 0.0
-    k = (len(data) - 1) * q / 100
-    lo, hi = int(k), min(int(k) + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (k - lo)
 
 
 @dataclass

@@ -11,7 +11,6 @@ from typing import Any, Protocol
 
 from orchestrator.store.records import CallView
 from orchestrator.telemetry import charts
-from orchestrator.telemetry.alerts import percentile
 from orchestrator.telemetry.cost import (
     AS_RUN,
     MANAGED_HIGH,
@@ -25,6 +24,7 @@ from orchestrator.telemetry.cost import (
     scenario_costs,
 )
 from orchestrator.telemetry.grades import GRADES, grade_all
+from orchestrator.telemetry.stats import percentile
 
 _SINCE_RE = re.compile(r"^(\d+)\s*([mhdw])$")
 
