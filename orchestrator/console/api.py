@@ -24,7 +24,7 @@ from orchestrator.console.auth import (
     csrf_ok,
 )
 from orchestrator.console.live import LiveFeed
-from orchestrator.console.service import SLA_S, Console, QueueEntry
+from orchestrator.console.service import DISPOSITIONS, SLA_S, Console, QueueEntry
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +185,13 @@ class Text(BaseModel):
     """What to whisper to the agent or say to the caller."""
 
     text: str = Field(min_length=1, max_length=500)
+
+
+class WrapUp(BaseModel):
+    """How an escalation ended: a wrap-up code and an optional note."""
+
+    disposition: Literal[DISPOSITIONS]  # type: ignore[valid-type]  # the codes live in one tuple, the service's
+    note: str = Field(default="", max_length=500)
 
 
 class Reroute(BaseModel):
@@ -522,10 +529,25 @@ async def accept(ticket_id: str, who: User, console: ConsoleDep) -> Accepted:
     )
 
 
-@router.post("/escalations/{ticket_id}/close", response_model=Done, summary="Close an escalation")
-async def close(ticket_id: str, who: User, console: ConsoleDep) -> Done:
-    await console.close_ticket(who, ticket_id)
+@router.post("/escalations/{ticket_id}/close", response_model=Done, summary="Close an escalation with a wrap-up code")
+async def close(ticket_id: str, body: WrapUp, who: User, console: ConsoleDep) -> Done:
+    """The person who handled it says what became of it (``disposition``, one of the wrap-up codes)."""
+    await console.close_ticket(who, ticket_id, body.disposition, body.note)
     return Done(action="close_ticket")
+
+
+@router.get("/wrapups", summary="Escalations closed per wrap-up code")
+async def wrapups(who: User, console: ConsoleDep, since: datetime | None = None) -> dict[str, int]:
+    """Every wrap-up code with how many escalations were closed with it (since ``since``, else ever)."""
+    return await console.wrapups(since=since)
+
+
+@router.get("/customers/{account_id}", summary="A customer's context: who, plan, open tickets, last calls")
+async def customer(account_id: str, who: User, console: ConsoleDep) -> dict[str, Any]:
+    context = await console.customer_context(account_id)
+    if context is None:
+        raise ApiError(404, "customer_not_found", f"no customer {account_id!r}")
+    return context
 
 
 # ---------------------------------------------------------------------- lockouts

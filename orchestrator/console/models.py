@@ -1,4 +1,4 @@
-"""ORM models of the console (tables prefixed `console_`): users, admin API tokens, the audit log, callbacks owed."""
+"""ORM models of the console (tables `console_*`): users, admin API tokens, the audit log, callbacks, wrap-ups."""
 
 from __future__ import annotations
 
@@ -68,6 +68,20 @@ class CallbackRow(ConsoleBase):
     call_id: Mapped[str] = mapped_column(String(200), index=True)
     number: Mapped[str] = mapped_column(String(64))
     left_at: Mapped[datetime]
+
+
+class WrapUpRow(ConsoleBase):
+    """The disposition a person picked when closing an escalation: what became of it."""
+
+    __tablename__ = "console_wrapups"
+    __table_args__ = (Index("ix_console_wrapups_at", "at"),)
+
+    ticket_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(200), index=True)
+    code: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str] = mapped_column(Text, default="")
+    username: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
 
 
 async def create_console_schema(engine: AsyncEngine) -> None:

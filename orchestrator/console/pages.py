@@ -18,7 +18,7 @@ from orchestrator.api.errors import ApiError
 from orchestrator.console.api import check_login, get_console, set_session_cookie
 from orchestrator.console.auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, Principal, csrf_ok
 from orchestrator.console.live import sentiment
-from orchestrator.console.service import AGENTS, SLA_S, AuditEntry, Console, HistoryQuery
+from orchestrator.console.service import AGENTS, DISPOSITIONS, SLA_S, AuditEntry, Console, HistoryQuery
 
 HERE = Path(__file__).parent
 STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
@@ -168,7 +168,8 @@ async def call_page(request: Request, call_id: str, who: PageUser, console: Cons
     if call is None:
         return _render(request, "missing.html", who, 404, what=f"No live or recent call {call_id}.", page="calls")
     join = console.livekit_join(who, call) if call.controller == who.username else None
-    return _render(request, "call.html", who, call=call, join=join, page="calls")
+    context = await console.customer_context(call.account_id)
+    return _render(request, "call.html", who, call=call, join=join, context=context, page="calls")
 
 
 @router.get("/escalations", response_class=HTMLResponse)
@@ -188,12 +189,16 @@ async def escalation_page(request: Request, ticket_id: str, who: PageUser, conso
     agent = entry.agent
     call = await console.feed.get(ticket.call_id)
     join = console.livekit_join(who, call) if agent == who.username else None
+    context = await console.customer_context(ticket.account_id or (call.account_id if call else ""))
     return _render(
         request,
         "escalation.html",
         who,
         ticket=ticket,
         entry=entry,
+        context=context,
+        dispositions=DISPOSITIONS,
+        wrapup=await console.wrapup_of(ticket_id),
         agent=agent,
         call=call,
         join=join,

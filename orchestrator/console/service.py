@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from langgraph.graph.state import CompiledStateGraph
 from livekit.api import AccessToken, VideoGrants
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from agents.ports import HumanTicket, IntentPrediction, NotFound, PolicyViolation
@@ -24,7 +25,8 @@ from orchestrator.api.errors import ApiError
 from orchestrator.config import Settings
 from orchestrator.console.auth import CookieSigner, Principal, SessionStore, UserStore
 from orchestrator.console.live import LiveCall, LiveFeed
-from orchestrator.console.models import AuditRow, CallbackRow, create_console_schema
+from orchestrator.console.models import AuditRow, CallbackRow, WrapUpRow, create_console_schema
+from orchestrator.domain.db import Store
 from orchestrator.domain.desk import SqlHumanDesk
 from orchestrator.domain.models import CustomerRow, TicketRow
 from orchestrator.store.models import CallRow
@@ -37,6 +39,18 @@ MAX_TEXT = 500
 WATCHDOG_INTERVAL_S = 0.5
 # The watchdog settles the escalation queue (callers who hung up leave it) every this many rounds.
 SETTLE_EVERY = 4
+# Wrap-up codes a person picks when closing an escalation: what became of it.
+DISPOSITIONS = (
+    "resolved",
+    "callback_done",
+    "no_answer",
+    "refund_issued",
+    "technician_booked",
+    "complaint_logged",
+    "cancelled_service",
+    "transferred",
+    "other",
+)
 # Service level: the share of today's calls answered (claimed by a worker) within this many seconds.
 SLA_S = 20
 # A console user heard from within this long is signed in and at their desk.
@@ -211,6 +225,8 @@ class Console:
         self.records = CallStore(engine, timezone=settings.tenant_timezone)
         self.signer = CookieSigner(settings.console_secret.get_secret_value())
         self._tickets = async_sessionmaker(engine, expire_on_commit=False)
+        # Writes that read first take SQLite's write lock up front, as the tenant's own writes do.
+        self._store = Store(engine)
 
     @classmethod
     @asynccontextmanager
@@ -333,12 +349,18 @@ class Console:
             callback = bool(_DIALABLE.fullmatch(number))
             if callback:
                 # The number first: a reader who sees the callback status must find its number.
-                async with self._tickets.begin() as session:
-                    await session.merge(
-                        CallbackRow(
-                            ticket_id=ticket.ticket_id, call_id=ticket.call_id, number=number, left_at=datetime.now(UTC)
+                try:
+                    async with self._store.write() as session:
+                        await session.merge(
+                            CallbackRow(
+                                ticket_id=ticket.ticket_id,
+                                call_id=ticket.call_id,
+                                number=number,
+                                left_at=datetime.now(UTC),
+                            )
                         )
-                    )
+                except IntegrityError:
+                    pass  # another settler (the watchdog, another API process) stored the same number first
             try:
                 done = await self.desk.caller_left(ticket.ticket_id, callback=callback)
             except (PolicyViolation, NotFound):
@@ -650,16 +672,85 @@ class Console:
         )
         return {"url": self.settings.livekit_url, "room": room, "token": token}
 
-    async def close_ticket(self, who: Principal, ticket_id: str) -> None:
+    async def close_ticket(self, who: Principal, ticket_id: str, disposition: str, note: str = "") -> None:
+        """Close an escalation with the wrap-up code the person picked (`DISPOSITIONS`) and an optional note."""
+        if disposition not in DISPOSITIONS:
+            raise ApiError(422, "invalid_request", f"disposition: must be one of {', '.join(DISPOSITIONS)}")
+        note = " ".join(note.split())[:MAX_TEXT]
         ticket = await self.ticket(ticket_id)
         try:
             await self.desk.close(ticket_id)
         except PolicyViolation as exc:
             raise ApiError(409, "ticket_closed", str(exc)) from None
+        async with self._store.write() as session:
+            await session.merge(
+                WrapUpRow(
+                    ticket_id=ticket_id,
+                    call_id=ticket.call_id,
+                    code=disposition,
+                    note=note,
+                    username=who.username,
+                    at=datetime.now(UTC),
+                )
+            )
         holder = await self.feed.holder(ticket.call_id)
         if holder.get("ticket_id") == ticket_id:
             await self.feed.drop(ticket.call_id)
-        await self.audit.record(who, "close_ticket", call_id=ticket.call_id, ticket_id=ticket_id)
+        await self.audit.record(
+            who, "close_ticket", call_id=ticket.call_id, ticket_id=ticket_id, detail=f"{disposition} {note}".strip()
+        )
+
+    async def wrapups(self, *, since: datetime | None = None) -> dict[str, int]:
+        """How many escalations were closed with each wrap-up code (since ``since``), every code listed."""
+        query = select(WrapUpRow.code, func.count()).group_by(WrapUpRow.code)
+        if since is not None:
+            query = query.where(WrapUpRow.at >= since)
+        async with self._tickets() as session:
+            counts = {str(c): int(n) for c, n in (await session.execute(query)).all()}
+        return {code: counts.get(code, 0) for code in DISPOSITIONS}
+
+    async def wrapup_of(self, ticket_id: str) -> WrapUpRow | None:
+        async with self._tickets() as session:
+            return await session.get(WrapUpRow, ticket_id)
+
+    async def customer_context(self, account_id: str) -> dict[str, Any] | None:
+        """What a person taking a call should know of the customer: who, plan, open tickets, last calls."""
+        if not account_id:
+            return None
+        async with self._tickets() as session:
+            customer = await session.get(CustomerRow, account_id)
+            if customer is None:
+                return None
+            tickets = (
+                (
+                    await session.execute(
+                        select(TicketRow)
+                        .where(
+                            TicketRow.account_id == account_id,
+                            TicketRow.status.in_(("waiting", "accepted", "callback")),
+                        )
+                        .order_by(TicketRow.created_at.desc())
+                        .limit(10)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        calls = await self.records.list_calls(accounts=[account_id], limit=5)
+        return {
+            "account_id": account_id,
+            "name": customer.name,
+            "plan": customer.plan,
+            "vip": customer.vip,
+            "open_tickets": [
+                {"ticket_id": t.ticket_id, "call_id": t.call_id, "reason": t.reason, "status": t.status}
+                for t in tickets
+            ],
+            "last_calls": [
+                {"call_id": c.call_id, "started_at": c.started_at, "outcome": c.outcome, "intent": c.intent or ""}
+                for c in calls
+            ],
+        }
 
     async def requeue(self, ticket_id: str, call_id: str, by: str) -> None:
         """Put an accepted escalation whose supervisor vanished back in the queue, one step more urgent."""

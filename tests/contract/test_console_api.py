@@ -296,9 +296,39 @@ def test_callers_who_hung_up_leave_the_queue_as_callbacks_or_abandoned_and_live_
     assert ("abandoned", "ok") in [(e["action"], e["outcome"]) for e in audit(server, call_id=no_number)]
     # Once rung back, the callback is closed like any ticket.
     client, csrf = login(server, "kim")
-    r = client.post(f"/v1/console/escalations/{t_hung_up}/close", headers={"X-CSRF-Token": csrf})
+    r = client.post(f"/v1/console/escalations/{t_hung_up}/close", json={}, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 422
+    assert "disposition" in r.json()["error"]["message"]
+    r = client.post(
+        f"/v1/console/escalations/{t_hung_up}/close",
+        json={"disposition": "callback_done", "note": "Rang back, bill explained."},
+        headers={"X-CSRF-Token": csrf},
+    )
     assert r.status_code == 200, r.text
+    assert client.get("/v1/console/wrapups").json()["callback_done"] >= 1
+    closed = [e for e in audit(server, call_id=hung_up) if e["action"] == "close_ticket"]
+    assert [(e["username"], e["detail"]) for e in closed] == [("kim", "callback_done Rang back, bill explained.")]
     assert all(t["ticket_id"] != t_hung_up for t in sam.get("/v1/console/callbacks").json())
+
+
+def test_two_settlers_at_once_leave_one_callback_and_no_error(server: ServedApp) -> None:
+    console = server.app.state.console
+    calls = [live_call(server, caller=f"+1555010{i:04d}") for i in range(5)]
+    for call_id in calls:
+        server.call(console.feed.call_ended(call_id, "escalated"))
+        server.call(
+            console.desk.open_ticket(call_id=call_id, account_id=None, reason="frustration", summary="x", priority=2)
+        )
+
+    async def both() -> list[Any]:
+        # The lease watchdog and a page (or two API processes) settle the same queue at the same moment.
+        return await asyncio.gather(console.settle_queue(), console.settle_queue(), console.settle_queue())
+
+    settled = server.call(both())
+    mine = [t for batch in settled for t in batch if t.call_id in calls]
+    assert sorted(t.call_id for t in mine) == sorted(calls)
+    owed = {t["call_id"]: t["caller"] for t in login(server, "sam")[0].get("/v1/console/callbacks").json()}
+    assert {c: owed.get(c) for c in calls} == {c: f"+1555010{i:04d}" for i, c in enumerate(calls)}
 
 
 def test_without_a_model_a_whisper_becomes_a_flow_action_or_is_refused_never_read_out(server: ServedApp) -> None:

@@ -265,6 +265,7 @@ async def test_the_queue_offers_live_callers_first_and_callers_who_hung_up_as_ca
     await page.wait_for_url(f"**/console/escalations/{tickets[hung_up]}")
     assert "+15550100022" in await page.inner_text("#callback-note")
     await page.screenshot(path=str(SHOTS / "callback.png"))
+    await page.select_option("#disposition", "callback_done")
     await page.click("#close-ticket")
     await page.wait_for_url("**/console/escalations")
     await until(
@@ -365,6 +366,67 @@ async def test_history_pages_shows_the_caller_and_finds_calls_by_number_customer
     assert "A person took the call: supervisor (sam)." in timeline
     assert "{" not in timeline
     await page.screenshot(path=str(SHOTS / "history-record.png"), full_page=True)
+
+
+async def test_a_supervisor_takes_an_escalation_with_the_customers_context_and_closes_it_with_a_wrap_up_code(
+    browser: Browser, server: ServedApp, settings: Settings
+) -> None:
+    await (await Services.open(settings)).aclose()  # the tenant's customers, as a worker seeds them
+    console = server.app.state.console
+    call_id = f"call-ctx-{uuid.uuid4().hex[:8]}"
+    server.call(
+        console.records.record_call(
+            _record(f"{call_id}-before", "+15550100001", "NW-1001", "resolved"),
+            started_at=datetime.now(UTC) - timedelta(days=2),
+            duration_s=40,
+        )
+    )
+    job = CallJob(call_id=call_id, source="simulate", room=call_id, caller_id="+15550100001")
+    server.call(console.feed.call_started(job, worker="w1", resumed_at=0))
+    # Verified on her account, as the worker's live feed publishes it after the ZIP check.
+    server.call(console.feed.redis.hset(f"{console.feed.prefix}:console:call:{call_id}", "account_id", "NW-1001"))
+    ticket = server.call(
+        console.desk.open_ticket(
+            call_id=call_id,
+            account_id="NW-1001",
+            reason="refund_over_policy",
+            summary="Reason: a refund beyond what the assistant may approve. Verified: Maria Gonzalez.",
+            priority=2,
+        )
+    )
+    page = await logged_in(browser, server, "sam")
+    # 1. The queue: Maria is on the line, waiting for a person.
+    await page.goto("/console/escalations")
+    row = page.locator(f'#escalations tr[data-ticket-id="{ticket.ticket_id}"]')
+    await row.wait_for()
+    # 2. Accept: the handover note and the customer's context come before joining.
+    await row.locator("button.accept").click()
+    await page.wait_for_url(f"**/console/escalations/{ticket.ticket_id}")
+    assert "Maria Gonzalez" in await page.inner_text("#ctx-name")
+    assert ticket.ticket_id in (await page.locator("#ctx-tickets a").first.get_attribute("href") or "")
+    assert f"{call_id}-before" in (await page.locator("#ctx-calls a").first.get_attribute("href") or "")
+    await page.screenshot(path=str(SHOTS / "escalation-context.png"), full_page=True)
+    # 3. Join the call: the same context beside the transcript.
+    await page.click("#join-call")
+    await page.wait_for_url(f"**/console/calls/{call_id}")
+    assert "Maria Gonzalez" in await page.inner_text("#ctx-name")
+    await page.fill("#say-text", "Hi Maria, I can approve that refund for you.")
+    await page.click("#say-btn")
+    await until(lambda: _has(page, lambda ls: any(ln["role"] == "human" for ln in ls)), "Sam's line")
+    # 4. Back on the ticket: a wrap-up code is required to close it.
+    await page.goto(f"/console/escalations/{ticket.ticket_id}")
+    await page.click("#close-ticket")
+    await until(lambda: _text_has(page, "#flash", "Pick a wrap-up code"), "the wrap-up code asked for")
+    await page.select_option("#disposition", "refund_issued")
+    await page.fill("#wrapup-note", "Refunded $120 as a one-off.")
+    await page.screenshot(path=str(SHOTS / "wrap-up.png"), full_page=True)
+    await page.click("#close-ticket")
+    await page.wait_for_url("**/console/escalations")
+    await page.goto(f"/console/escalations/{ticket.ticket_id}")
+    assert "Closed by sam: refund issued (Refunded $120 as a one-off.)" in await page.inner_text("#wrapup-done")
+    # 5. Reported: the wrap-up counts and the audit log.
+    counts = await page.evaluate("fetch('/v1/console/wrapups').then(r => r.json())")
+    assert counts["refund_issued"] >= 1
 
 
 async def test_the_wallboard_shows_waiting_service_level_abandonment_outcomes_people_and_who_is_on_the_line(

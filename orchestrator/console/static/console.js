@@ -183,9 +183,14 @@ function escalationButtons() {
     const button = e.target.closest("button.accept");
     if (button) accept(button.dataset.ticket);
   });
-  const close = document.getElementById("close-ticket");
-  if (close) close.addEventListener("click", async () => {
-    const result = await api("POST", "/v1/console/escalations/" + encodeURIComponent(close.dataset.ticket) + "/close");
+  const wrapup = document.getElementById("wrapup-form");
+  if (wrapup) wrapup.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const disposition = document.getElementById("disposition").value;
+    if (!disposition) { flash("Pick a wrap-up code first.", "error"); return; }
+    const note = document.getElementById("wrapup-note").value;
+    const result = await api("POST", "/v1/console/escalations/" + encodeURIComponent(wrapup.dataset.ticket) + "/close",
+      { disposition, note });
     if (result.ok) location.href = "/console/escalations";
     else flash(errorText(result), "error");
   });
