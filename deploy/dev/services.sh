@@ -23,6 +23,9 @@ if ! redis_up; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
 fi
 
+# The failover tests run a primary, a replica and three sentinels of their own (Debian's redis-sentinel).
+[ -x /usr/bin/redis-sentinel ] || { echo "services: installing redis-sentinel"; apt_install redis-sentinel; }
+
 if ! pg_up; then
   if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
     echo "services: installing postgresql"

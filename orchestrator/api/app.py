@@ -8,7 +8,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI
 from livekit.api import TokenVerifier, WebhookReceiver
 
@@ -18,6 +17,7 @@ from orchestrator.api.limits import MAX_BODY_BYTES, BodyLimit
 from orchestrator.api.secret_policy import secret_problems
 from orchestrator.config import Settings
 from orchestrator.queue import CallQueue
+from orchestrator.queue.connect import open_redis
 from orchestrator.telemetry.metrics import CallMetrics
 from orchestrator.telemetry.setup import metrics_router, setup_telemetry
 
@@ -32,8 +32,8 @@ def open_queue(settings: Settings, url: str, *, prefix: str = "sb") -> CallQueue
     The pool blocks when every connection is busy rather than failing, so a burst of webhooks queues
     in the client instead of turning into 503s.
     """
-    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=64, timeout=10)
-    return CallQueue.from_settings(settings, aioredis.Redis(connection_pool=pool), prefix=prefix, owns_client=True)
+    client = open_redis(url, max_connections=64, pool_timeout_s=10)
+    return CallQueue.from_settings(settings, client, prefix=prefix, owns_client=True)
 
 
 def create_app(

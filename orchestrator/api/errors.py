@@ -13,6 +13,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orchestrator.queue import QueueFull
+from orchestrator.queue.errors import NoPrimary
 
 
 class ErrorBody(BaseModel):
@@ -108,10 +109,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def redis_down(_: Request, exc: Exception) -> JSONResponse:
         # The call was not enqueued (no 202 was sent), so the sender must retry: say when.
+        what = "nothing was admitted"
+        if isinstance(exc, NoPrimary):
+            # The write may have reached the primary without a replica to confirm it: a retry is then its duplicate.
+            what = "the admission is not confirmed; retry with the same call_id"
         return error_json(
             503,
             "queue_unavailable",
-            f"the call queue is unreachable ({type(exc).__name__}); nothing was admitted",
+            f"the call queue is unreachable ({type(exc).__name__}); {what}",
             headers={"Retry-After": "1"},
             retry_after_s=1,
         )

@@ -132,13 +132,12 @@ class PhraseCache:
     @staticmethod
     def connect(url: str, *, timeout_s: float = 0.5) -> Any:
         """A redis-py asyncio client tuned for a cache: short timeouts, no retries (a miss is cheap)."""
-        import redis.asyncio as aioredis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
-        return aioredis.Redis.from_url(
-            url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s, retry=Retry(NoBackoff(), 0)
-        )
+        from orchestrator.queue.connect import open_redis
+
+        return open_redis(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
 
     def __init__(
         self,

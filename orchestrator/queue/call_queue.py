@@ -14,7 +14,8 @@ from redis.exceptions import ResponseError
 
 from orchestrator.contracts import Admission, CallJob, DeadLetter, QueueStats, WaitHistogram
 from orchestrator.queue import scripts
-from orchestrator.queue.errors import DeadLetterNotFound, QueueFull
+from orchestrator.queue.connect import open_redis
+from orchestrator.queue.errors import DeadLetterNotFound, NoPrimary, QueueFull, refuses_writes
 from orchestrator.queue.keys import GROUP, RELEASED_CONSUMER, WAIT_BUCKETS_MS, QueueKeys
 
 if TYPE_CHECKING:
@@ -97,6 +98,8 @@ class CallQueue:
         dedupe_ttl_s: float = 86_400.0,
         uses_ttl_s: float = 400 * 86_400.0,
         alerts_maxlen: int = 10_000,
+        sync_replicas: int = 0,
+        sync_timeout_ms: int = 1000,
         owns_client: bool = False,
     ) -> None:
         """Build a queue on an existing client.
@@ -118,6 +121,10 @@ class CallQueue:
             uses_ttl_s: How long admission remembers that a call id was used (keep it at least as long
                 as call records and checkpoints are kept, so a reused id never finds an old call's state).
             alerts_maxlen: Approximate length cap of the alerts stream.
+            sync_replicas: Replicas that must hold each write (admit, claim, ack, fail, release, reclaim,
+                abandon, replay) before it counts (``WAIT``); 0 trusts the primary alone. With it, a primary
+                lost right after a 202 or an ack cannot take the call's admission or its end with it.
+            sync_timeout_ms: Longest ``WAIT``; fewer confirmations by then raise :class:`NoPrimary`.
             owns_client: Close ``redis`` in :meth:`aclose`.
         """
         if heartbeat_ms * 2 > reclaim_idle_ms:
@@ -138,6 +145,8 @@ class CallQueue:
         self.dedupe_ttl_s = dedupe_ttl_s
         self.uses_ttl_s = uses_ttl_s
         self.alerts_maxlen = alerts_maxlen
+        self.sync_replicas = sync_replicas
+        self.sync_timeout_ms = sync_timeout_ms
         self._owns_client = owns_client
         self._ready = False
         # Redis clock minus ours (ms), measured at setup: waits of blocking claims use it.
@@ -171,8 +180,7 @@ class CallQueue:
         The pool blocks when all ``max_connections`` are busy instead of raising, so a spike of
         concurrent admits queues up in the client rather than failing.
         """
-        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=pool_timeout_s)
-        client = aioredis.Redis(connection_pool=pool)
+        client = open_redis(url, max_connections=max_connections, pool_timeout_s=pool_timeout_s)
         return cls(client, owns_client=True, **options)
 
     @classmethod
@@ -186,6 +194,8 @@ class CallQueue:
             "heartbeat_ms": settings.queue_heartbeat_ms,
             # A call id is remembered while its records may exist (0 keeps records for good: ten years).
             "uses_ttl_s": ((settings.record_retention_days or 3650) + 1) * 86_400.0,
+            "sync_replicas": settings.redis_sync_replicas,
+            "sync_timeout_ms": settings.redis_sync_timeout_ms,
         }
         base.update(options)
         return cls(redis, **base)
@@ -201,6 +211,8 @@ class CallQueue:
             try:
                 await self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
             except ResponseError as exc:
+                if refuses_writes(exc):
+                    raise NoPrimary(f"Redis refused the write: {exc}") from exc
                 if "BUSYGROUP" not in str(exc):
                     raise
         before = time.time()
@@ -214,17 +226,37 @@ class CallQueue:
         if self._owns_client:
             await self.redis.aclose()
 
-    async def _call(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+    async def _call(self, script: AsyncScript, keys: list[str], args: list[Any], *, durable: bool = False) -> Any:
         if not self._ready:
             await self.setup()
         try:
-            return await script(keys=keys, args=args)
+            return await self._run(script, keys, args, durable)
         except ResponseError as exc:
+            if refuses_writes(exc):
+                raise NoPrimary(f"Redis refused the write: {exc}") from exc
             # A Redis that came back without its data (no AOF) has no groups: recreate, retry once.
             if "NOGROUP" not in str(exc):
                 raise
             await self.setup()
+            return await self._run(script, keys, args, durable)
+
+    async def _run(self, script: AsyncScript, keys: list[str], args: list[Any], durable: bool) -> Any:
+        if not durable or self.sync_replicas <= 0:
             return await script(keys=keys, args=args)
+        # WAIT counts the replicas that hold this connection's writes, so it follows the script on one
+        # connection: a pipeline (not a transaction; WAIT is not allowed inside MULTI).
+        async with self.redis.pipeline(transaction=False) as pipe:
+            await script(keys=keys, args=args, client=pipe)
+            pipe.wait(self.sync_replicas, self.sync_timeout_ms)
+            result, acked = await pipe.execute()
+        self._check_replicas(acked)
+        return result
+
+    def _check_replicas(self, acked: int) -> None:
+        if acked < self.sync_replicas:
+            raise NoPrimary(
+                f"only {acked} of {self.sync_replicas} replicas confirmed the write within {self.sync_timeout_ms} ms"
+            )
 
     # ------------------------------------------------------------------ admission
     async def admit(self, job: CallJob) -> Admission:
@@ -269,7 +301,7 @@ class CallQueue:
                 int(self.uses_ttl_s * 1000),
                 uses,
             ]
-            res = await self._call(self._admit, keys, args)
+            res = await self._call(self._admit, keys, args, durable=True)
             status = _s(res[0])
             if status != "reused":
                 break
@@ -314,16 +346,14 @@ class CallQueue:
         if self._unobserved:
             args += ["|", *self._unobserved]
             self._unobserved = []
-        raw = await self._call(self._claim, keys, args)
+        raw = await self._call(self._claim, keys, args, durable=True)
         calls = self._parse(raw, consumer)
         if calls or block_ms <= 0:
             return calls
         # Nothing waits: block on every stream at once. A wake-up serves only the stream that got
         # the new entry, and every stream was empty a moment ago, so priority order still holds.
         # redis-py's stubs type stream replies loosely; the shapes are checked by the tests
-        resp: Any = await self.redis.xreadgroup(
-            GROUP, consumer, dict.fromkeys(self._streams, ">"), count=count, block=block_ms
-        )
+        resp: Any = await self._read_new(consumer, count, block_ms)
         if not resp:
             return []
         now = time.monotonic()
@@ -338,6 +368,20 @@ class CallQueue:
                 self._unobserved.append(waited)
                 out.append(self._claimed(idx, eid, 1, int(f["a"]), f["j"], waited, consumer, now))
         return out
+
+    async def _read_new(self, consumer: str, count: int, block_ms: int) -> Any:
+        streams: dict[Any, Any] = dict.fromkeys(self._streams, ">")
+        if self.sync_replicas <= 0:
+            return await self.redis.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
+        # The read makes this worker the call's holder; a new primary that never heard of that would
+        # hand the call to another worker while this one runs it.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
+            pipe.wait(self.sync_replicas, self.sync_timeout_ms)
+            resp, acked = await pipe.execute()
+        if resp:
+            self._check_replicas(acked)
+        return resp
 
     async def flush_observations(self) -> None:
         """Feed the histogram with waits of blocking claims not yet recorded (the next claim does it too)."""
@@ -417,7 +461,7 @@ class CallQueue:
             return []
         keys = [self.keys.dead, self.keys.alerts, self.keys.location, self.keys.counters, *self._streams]
         args = [GROUP, consumer, count, self.reclaim_idle_ms, self.max_attempts, self.alerts_maxlen]
-        return self._parse(await self._call(self._reclaim, keys, args), consumer)
+        return self._parse(await self._call(self._reclaim, keys, args, durable=True), consumer)
 
     # ------------------------------------------------------------------ outcomes
     async def ack(self, claimed: ClaimedCall) -> bool:
@@ -429,7 +473,7 @@ class CallQueue:
         handle_ms = max(0, int((time.monotonic() - claimed.claimed_at) * 1000))
         keys = [self.stream_of(claimed), self.keys.location, self.keys.handle, self.keys.counters]
         args = [GROUP, claimed.entry_id, claimed.call_id, handle_ms, self.handle_alpha]
-        return bool(await self._call(self._ack, keys, args))
+        return bool(await self._call(self._ack, keys, args, durable=True))
 
     async def fail(self, claimed: ClaimedCall, error: str) -> FailOutcome:
         """Record a failed attempt: retry after an exponential backoff, or dead-letter it.
@@ -459,7 +503,7 @@ class CallQueue:
             self._index[claimed.priority],
             self.alerts_maxlen,
         ]
-        res = await self._call(self._fail, keys, args)
+        res = await self._call(self._fail, keys, args, durable=True)
         outcome = _s(res[0])
         if outcome not in ("retry", "dead", "gone"):
             raise RuntimeError(f"unexpected fail outcome {outcome!r}")
@@ -475,7 +519,7 @@ class CallQueue:
             False when the entry was no longer pending.
         """
         args = [GROUP, claimed.entry_id, RELEASED_CONSUMER]
-        return bool(await self._call(self._release, [self.stream_of(claimed)], args))
+        return bool(await self._call(self._release, [self.stream_of(claimed)], args, durable=True))
 
     async def abandon(self, call_id: str) -> AbandonOutcome:
         """Take a call out of the queue because its caller hung up before a worker answered it.
@@ -490,7 +534,9 @@ class CallQueue:
             or never admitted).
         """
         keys = [self.keys.admission(call_id), self.keys.location, self.keys.delayed, self.keys.counters]
-        res = await self._call(self._abandon, [*keys, *self._streams], [GROUP, RELEASED_CONSUMER, call_id])
+        res = await self._call(
+            self._abandon, [*keys, *self._streams], [GROUP, RELEASED_CONSUMER, call_id], durable=True
+        )
         state = _s(res[0])
         if state not in ("waiting", "delayed", "in_flight", "gone"):
             raise RuntimeError(f"unexpected abandon result {state!r}")
@@ -568,7 +614,7 @@ class CallQueue:
         job = dead.job.model_copy(update={"attempt": 1})
         idx = self._stream_index(job.priority)
         keys = [self.keys.dead, self.keys.location, *self._streams]
-        new_id = await self._call(self._replay, keys, [dead_id, job.call_id, idx, job.model_dump_json()])
+        new_id = await self._call(self._replay, keys, [dead_id, job.call_id, idx, job.model_dump_json()], durable=True)
         if not new_id:
             raise DeadLetterNotFound(dead_id)
         return job

@@ -258,12 +258,11 @@ async def run_room_call(ctx: JobContext, settings: Settings) -> None:
 async def _run_session(
     ctx: JobContext, settings: Settings, parts: AgentParts, dispatched: DispatchedCall, t0: float
 ) -> None:
-    import redis.asyncio as aioredis
-
     from orchestrator.console.live import LiveFeed
     from orchestrator.domain.verification import watch_lockouts
     from orchestrator.providers.tts import local_tts
     from orchestrator.providers.voice import open_voice
+    from orchestrator.queue.connect import open_redis
     from orchestrator.runtime import Services
     from orchestrator.session.room import LocalLine, VoiceCall, play_caller
     from orchestrator.telemetry import names
@@ -294,7 +293,7 @@ async def _run_session(
         stack.callback(watch_voice(telemetry.metrics, stt_engine=voice.stt, tts_engine=voice.tts, cache=voice.cache))
         live = None
         if redis_url is not None:
-            redis = aioredis.Redis.from_url(redis_url)
+            redis = open_redis(redis_url)
             stack.push_async_callback(redis.aclose)
             live = LiveFeed(redis, prefix=dispatched.prefix)
         tracker = CallTracker(dispatched.ticket, telemetry=telemetry, live=live)
@@ -356,8 +355,7 @@ async def _mark_session_end(
     settings: Settings, metadata: dict[str, Any], call_id: str, error: str | None = None
 ) -> None:
     """Tell the queue worker holding the call that its session is over (it then acks the call)."""
-    import redis.asyncio as aioredis
-
+    from orchestrator.queue.connect import open_redis
     from orchestrator.worker.dispatch import DEFAULT_PREFIX, PREFIX_METADATA_KEY, push_session_ended
     from orchestrator.worker.main import RedisNotConfigured, resolve_redis_url
 
@@ -366,7 +364,7 @@ async def _mark_session_end(
     except RedisNotConfigured:
         log.warning("call %s: no Redis configured, so no queue worker learns that its session ended", call_id)
         return
-    client = aioredis.Redis.from_url(url)
+    client = open_redis(url)
     try:
         prefix = str(metadata.get(PREFIX_METADATA_KEY) or DEFAULT_PREFIX)
         await push_session_ended(client, prefix, call_id, status="failed" if error else "ended", error=error)

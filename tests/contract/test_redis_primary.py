@@ -1,0 +1,90 @@
+"""Admission with no writable primary: a read-only replica or unconfirmed replication is a 503, never a 500."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from orchestrator.api.app import create_app
+from orchestrator.api.signing import sign_intake
+from orchestrator.config import load_settings
+from orchestrator.contracts import CallJob
+from orchestrator.queue import CallQueue
+from orchestrator.queue.errors import NoPrimary
+from tests.redis_set import RedisProc, require_redis, wait_for
+
+pytestmark = pytest.mark.contract
+
+INTAKE = "intake-secret"
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[RedisProc, RedisProc]]:
+    require_redis()
+    primary = RedisProc(tmp_path / "primary", [])
+    replica = RedisProc(tmp_path / "replica", ["--replicaof", "127.0.0.1", str(primary.port)])
+    try:
+        primary.start()
+        replica.start()
+        replica.wait_in_sync()
+        yield primary, replica
+    finally:
+        replica.kill9()
+        primary.kill9()
+
+
+async def post_call(queue: CallQueue, call_id: str) -> httpx.Response:
+    app = create_app(load_settings(intake_secret=INTAKE), queue=queue)
+    body = json.dumps({"call_id": call_id, "source": "sip"}).encode()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        return await client.post("/v1/calls", content=body, headers=sign_intake(INTAKE, body))
+
+
+@pytest.fixture
+async def on_replica(pair: tuple[RedisProc, RedisProc]) -> AsyncIterator[CallQueue]:
+    # What a client still holding a connection to a demoted primary meets during a failover.
+    queue = CallQueue.from_url(pair[1].url, prefix=f"ro-{uuid.uuid4().hex[:8]}")
+    yield queue
+    await queue.aclose()
+
+
+async def test_an_admission_a_read_only_replica_refuses_is_a_503_with_retry_after(on_replica: CallQueue) -> None:
+    resp = await post_call(on_replica, "ro-1")
+    assert resp.status_code == 503, resp.text
+    assert resp.headers["Retry-After"] == "1"
+    assert resp.json()["error"]["code"] == "queue_unavailable"
+
+
+async def test_with_sync_replicas_an_admission_is_on_the_replica_before_the_202(
+    pair: tuple[RedisProc, RedisProc],
+) -> None:
+    primary, replica = pair
+    queue = CallQueue.from_url(primary.url, prefix=f"sync-{uuid.uuid4().hex[:8]}", sync_replicas=1)
+    reader = replica.client()
+    try:
+        resp = await post_call(queue, "sync-1")
+        assert resp.status_code == 202, resp.text
+        # Read on the replica at once: WAIT returned only after it had the entry.
+        assert reader.xlen(queue.keys.stream(1)) == 1
+        claimed = await queue.claim("w1", block_ms=0)
+        assert [c.call_id for c in claimed] == ["sync-1"]
+        assert reader.xpending(queue.keys.stream(1), "workers")["pending"] == 1
+        assert await queue.ack(claimed[0])
+        assert reader.xpending(queue.keys.stream(1), "workers")["pending"] == 0
+
+        # The replica gone, a write no replica confirms is refused: 503, and the queue says why.
+        replica.kill9()
+        wait_for(lambda: primary.client().info("replication")["connected_slaves"] == 0, "the primary losing it")
+        resp = await post_call(queue, "sync-2")
+        assert resp.status_code == 503, resp.text
+        assert resp.headers["Retry-After"] == "1"
+        with pytest.raises(NoPrimary, match="0 of 1 replicas"):
+            await queue.admit(CallJob(call_id="sync-3", source="sip"))
+    finally:
+        reader.close()
+        await queue.aclose()

@@ -1,0 +1,56 @@
+"""Redis URLs: Sentinel URLs are read (sentinels, primary name, database) and a bad one is refused naming REDIS_URL."""
+
+from __future__ import annotations
+
+import pytest
+from redis.asyncio.sentinel import SentinelConnectionPool
+
+from orchestrator.config import SettingsError, load_settings
+from orchestrator.queue.connect import SentinelTarget, open_redis, parse_sentinel_url
+
+pytestmark = pytest.mark.unit
+
+
+def test_a_sentinel_url_names_its_sentinels_primary_and_database() -> None:
+    target = parse_sentinel_url("redis+sentinel://:s%40cret@10.0.0.1:26379,sentinel-b,10.0.0.3:26380/mymaster/2")
+    assert target == SentinelTarget(
+        sentinels=(("10.0.0.1", 26379), ("sentinel-b", 26379), ("10.0.0.3", 26380)),
+        service="mymaster",
+        db=2,
+        password="s@cret",
+    )
+    assert parse_sentinel_url("redis+sentinel://127.0.0.1:26379/mymaster").db == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("redis+sentinel://127.0.0.1:26379", "primary name"),
+        ("redis+sentinel://127.0.0.1:26379/mymaster/zero", "not a number"),
+        ("redis+sentinel://127.0.0.1:2x/mymaster", "bad port"),
+        ("redis+sentinel://,127.0.0.1:26379/mymaster", "no host"),
+        ("redis+sentinel://a:1/m/0/extra", "primary name"),
+        ("http://127.0.0.1:6379", "must start with"),
+    ],
+)
+def test_a_bad_redis_url_is_refused_in_one_line_naming_the_variable(url: str, problem: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings(redis_url=url)
+    message = str(err.value)
+    assert "REDIS_URL" in message
+    assert problem in message
+    assert "\n" not in message
+
+
+async def test_a_sentinel_url_opens_a_client_that_asks_the_sentinels_for_the_primary() -> None:
+    client = open_redis("redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/mymaster/3", max_connections=8)
+    try:
+        pool = client.connection_pool
+        assert isinstance(pool, SentinelConnectionPool)
+        assert pool.is_master
+        assert pool.service_name == "mymaster"
+        assert pool.connection_kwargs["db"] == 3
+        assert pool.max_connections == 8
+        assert [c.connection_pool.connection_kwargs["port"] for c in pool.sentinel_manager.sentinels] == [26379, 26380]
+    finally:
+        await client.aclose()
