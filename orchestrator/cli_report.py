@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import Progress
 
 from orchestrator.cli_errors import fail, quiet_logs
 from orchestrator.config import Settings, load_settings
@@ -40,9 +42,9 @@ async def _report_from_store(settings: Settings, since: datetime | None) -> Any:
         await engine.dispose()
 
 
-async def _simulate(settings: Settings, repeat: int) -> None:
+async def _simulate(settings: Settings, repeat: int, on_call: Callable[[int, int], None] | None = None) -> None:
     """Run the demo scenarios through the traced, recorded path into the store, priced as the embedded voice
-    default would run them spoken (local STT and TTS, our compute by the minute)."""
+    default would run them spoken (local STT and TTS, our compute by the minute); `on_call(done, total)`."""
     from orchestrator.runtime import Services
     from orchestrator.scenarios import SCENARIOS
     from orchestrator.telemetry.cost import ProviderProfile
@@ -53,9 +55,13 @@ async def _simulate(settings: Settings, repeat: int) -> None:
             settings, engine=services.engine, join_livekit=False, profile=ProviderProfile.embedded_voice()
         )
         try:
+            total, done = repeat * len(SCENARIOS), 0
             for _ in range(repeat):
                 for scenario in SCENARIOS:
                     await run_traced_text_call(telemetry, services, scenario.turns, caller_id=scenario.caller_id)
+                    done += 1
+                    if on_call is not None:
+                        on_call(done, total)
         finally:
             await telemetry.aclose()
 
@@ -91,15 +97,20 @@ def register(app: typer.Typer) -> None:
             Console(stderr=True).print(f"[red]--since: cannot read {since!r}[/red]")
             raise typer.Exit(2) from None
 
-        async def main() -> Any:
+        async def main(progress: Progress) -> Any:
             if simulate > 0:
+                task = progress.add_task("simulated calls", total=None)
                 with tempfile.TemporaryDirectory(prefix="switchboard-report-") as data_dir:
                     settings = load_settings(data_dir=Path(data_dir), database_url=None)
-                    await _simulate(settings, simulate)
+                    await _simulate(
+                        settings, simulate, lambda done, total: progress.update(task, completed=done, total=total)
+                    )
                     return await _report_from_store(settings, cutoff)
             return await _report_from_store(load_settings(), cutoff)
 
-        built = asyncio.run(main())
+        # Progress on stderr, gone once the report is printed; none with --json.
+        with Progress(console=Console(stderr=True), transient=True, disable=as_json) as progress:
+            built = asyncio.run(main(progress))
         if html_file is not None:
             html_file.write_text(render_html(built), encoding="utf-8")
         if as_json:

@@ -191,7 +191,10 @@ def register(app: typer.Typer) -> None:
 
     @bench_app.command("voice")
     def bench_voice(
-        calls: Annotated[int, typer.Option("--calls", help="Turns measured per concurrency level.")] = 100,
+        calls: Annotated[
+            int,
+            typer.Option("--calls", min=1, help="Turns measured (at least) per concurrency level, paced and burst."),
+        ] = 60,
         levels: Annotated[str, typer.Option("--levels", help="Concurrency levels, comma-separated.")] = "1,10,50,100",
         embedded: Annotated[
             bool, typer.Option("--embedded/--no-embedded", help="Also measure the real local stack at 1 and 2.")

@@ -306,12 +306,13 @@ async def _level(concurrency: int, total: int, new_call: NewCall) -> list[_Sampl
 
 
 async def _paced(
-    concurrency: int, duration_s: float, cycle_s: float, new_call: NewCall, seed: int = 7
+    concurrency: int, duration_s: float, cycle_s: float, new_call: NewCall, seed: int = 7, min_turns: int = 0
 ) -> list[_Sample]:
     """Paced: each call takes a turn about every `cycle_s` (caller speaks, agent answers), as live calls do.
 
     Calls start at random offsets within one cycle and jitter ±25 % around it, so `concurrency` calls
-    in progress give about concurrency / cycle_s turns a second, not all turns at once.
+    in progress give about concurrency / cycle_s turns a second, not all turns at once. It runs for
+    `duration_s` and on until `min_turns` turns are measured (few calls take few turns a second).
     """
     rng = random.Random(seed)
     samples: list[_Sample] = []
@@ -323,7 +324,7 @@ async def _paced(
     async def caller(offset: float) -> None:
         await asyncio.sleep(offset)
         line = _Line(new_call, calls)
-        while loop.time() < end:
+        while loop.time() < end or len(samples) < min_turns:
             samples.append(await line.turn())
             await asyncio.sleep(cycle_s * rng.uniform(0.75, 1.25))
 
@@ -388,7 +389,7 @@ async def run_voice_bench(
 
     Args:
         settings: base settings; the bench uses its own temporary data folder.
-        calls: turns measured per level and design.
+        calls: turns measured (at least) per level and design, paced and burst alike.
         levels: concurrency levels (default 1, 10, 50, 100).
         embedded: also measure real audio calls on the local stack.
         cycle_s: paced mode: seconds between one call's turns (the caller speaks, the agent answers).
@@ -431,8 +432,8 @@ async def run_voice_bench(
             await _level(4, 12, ours)  # warm-up: imports, JIT caches
             settle_heap()  # as a worker does once it has started
             for n in levels:
-                paced_ours = await _paced(n, paced_s, cycle_s, ours)
-                paced_base = await _paced(n, paced_s, cycle_s, baseline)
+                paced_ours = await _paced(n, paced_s, cycle_s, ours, min_turns=calls)
+                paced_base = await _paced(n, paced_s, cycle_s, baseline, min_turns=calls)
                 burst_ours = await _level(n, max(calls, n), ours)
                 burst_base = await _level(n, max(calls, n), baseline)
                 out["runs"].append(

@@ -106,3 +106,13 @@ async def test_voice_bench_with_an_endpointing_wait() -> None:
     # Our overhead is first audio minus the providers and the wait, so every turn's first audio is at least
     # 400 ms more than its overhead (less the report's rounding to 0.1 ms); how small it is, is the bench's figure.
     assert ours["p50"] - ours["overhead_p50"] >= 150.0 + 250.0 - 0.1
+
+
+async def test_paced_levels_measure_at_least_the_turns_asked_for() -> None:
+    # One call takes a turn per cycle: a paced run shorter than six cycles still measures six turns.
+    out = await run_voice_bench(
+        load_settings(), calls=6, levels=[1], embedded=False, cycle_s=0.2, paced_s=0.1, profile=Profile()
+    )
+    (run,) = out["runs"]
+    assert run["turns"] >= 6
+    assert run["burst"]["turns"] >= 6
