@@ -227,6 +227,7 @@ def register(app: typer.Typer) -> None:
                     embedded=embedded,
                     profile=Profile(endpointing_s=endpointing_ms / 1000),
                     tracer=telemetry.tracer,
+                    on_progress=None if as_json else lambda what: typer.echo(f"measuring {what}…", err=True),
                 )
             )
         finally:

@@ -384,6 +384,7 @@ async def run_voice_bench(
     cycle_s: float = 4.0,
     paced_s: float = 12.0,
     tracer: Tracer | None = None,
+    on_progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the simulated-provider comparison at each concurrency level (and the real embedded stack at 1 and 2).
 
@@ -395,6 +396,7 @@ async def run_voice_bench(
         cycle_s: paced mode: seconds between one call's turns (the caller speaks, the agent answers).
         paced_s: paced mode: how long each level runs.
         tracer: trace every turn with it, as a worker does (`switchboard bench voice` passes one).
+        on_progress: told, in a line, what is being measured next.
 
     Each level is measured twice: paced (the headline numbers: calls in progress, each taking a turn
     about every `cycle_s`) and burst (every call takes its next turn at once, back to back: the worst
@@ -432,6 +434,8 @@ async def run_voice_bench(
             await _level(4, 12, ours)  # warm-up: imports, JIT caches
             settle_heap()  # as a worker does once it has started
             for n in levels:
+                if on_progress is not None:
+                    on_progress(f"{n} calls at once: paced, then burst (ours and the baseline)")
                 paced_ours = await _paced(n, paced_s, cycle_s, ours, min_turns=calls)
                 paced_base = await _paced(n, paced_s, cycle_s, baseline, min_turns=calls)
                 burst_ours = await _level(n, max(calls, n), ours)
@@ -441,6 +445,8 @@ async def run_voice_bench(
                 )
             out["phrase_cache"] = cache.stats.public()
             if embedded:
+                if on_progress is not None:
+                    on_progress("the real local stack (Whisper, local TTS) at 1 and 2 calls")
                 try:
                     out["embedded"] = await _embedded(bench_settings, services)
                 except LocalTTSUnavailable as exc:  # the simulated runs above still count
