@@ -263,6 +263,7 @@ class TicketOut(BaseModel):
     agent: str | None = None
     call_live: bool = False
     caller: str = ""
+    customer: str = ""
     transcript_url: str = ""
     left_at: datetime | None = None
 
@@ -313,7 +314,12 @@ class AuditPage(BaseModel):
 def _entry_out(entry: QueueEntry) -> TicketOut:
     out = _ticket_out(entry.ticket, agent=entry.agent, call_live=entry.call_live)
     return out.model_copy(
-        update={"caller": entry.caller, "transcript_url": entry.transcript_url, "left_at": entry.left_at}
+        update={
+            "caller": entry.caller,
+            "customer": entry.customer,
+            "transcript_url": entry.transcript_url,
+            "left_at": entry.left_at,
+        }
     )
 
 

@@ -96,6 +96,7 @@ class QueueEntry:
         transcript_url: The call's transcript: the live page while the feed has it, else the call record.
         agent: The supervisor who took it, if any.
         left_at: When the caller hung up, for a callback.
+        customer: The verified customer's name ("" when not verified).
     """
 
     ticket: HumanTicket
@@ -105,6 +106,7 @@ class QueueEntry:
     transcript_url: str
     agent: str | None = None
     left_at: datetime | None = None
+    customer: str = ""
 
 
 @dataclass(frozen=True)
@@ -314,6 +316,8 @@ class Console:
             row = await session.get(TicketRow, ticket.ticket_id)
         caller = call.caller_id if call is not None and call.caller_id else (callback.number if callback else "")
         url = f"/console/calls/{ticket.call_id}" if call is not None else f"/console/history/{ticket.call_id}"
+        account = ticket.account_id or (call.account_id if call is not None else "")
+        names = await self.customer_names({account} if account else set())
         return QueueEntry(
             ticket=ticket,
             call_live=call is not None and call.status == "live",
@@ -322,6 +326,7 @@ class Console:
             transcript_url=url,
             agent=row.agent if row is not None else None,
             left_at=callback.left_at if callback else None,
+            customer=names.get(account, ""),
         )
 
     async def settle_queue(self) -> list[HumanTicket]:
@@ -472,6 +477,7 @@ class Console:
             "ai_handled": by_outcome.get("resolved", 0),
             "escalated": escalated,
             "handled_by_human": by_outcome.get("handled_by_human", 0),
+            "wrapups_today": {k: v for k, v in (await self.wrapups(since=midnight)).items() if v},
             "people_available": sorted(present - busy),
             "people_on_calls": sorted(busy),
             "live": [

@@ -399,6 +399,7 @@ async def test_a_supervisor_takes_an_escalation_with_the_customers_context_and_c
     await page.goto("/console/escalations")
     row = page.locator(f'#escalations tr[data-ticket-id="{ticket.ticket_id}"]')
     await row.wait_for()
+    assert "Maria Gonzalez" in await row.inner_text()
     # 2. Accept: the handover note and the customer's context come before joining.
     await row.locator("button.accept").click()
     await page.wait_for_url(f"**/console/escalations/{ticket.ticket_id}")
@@ -427,6 +428,9 @@ async def test_a_supervisor_takes_an_escalation_with_the_customers_context_and_c
     # 5. Reported: the wrap-up counts and the audit log.
     counts = await page.evaluate("fetch('/v1/console/wrapups').then(r => r.json())")
     assert counts["refund_issued"] >= 1
+    await page.goto("/console/wallboard")
+    await until(lambda: _text_has(page, "#wb-updated", "live ·"), "the wallboard's first live update")
+    assert "refund issued 1" in await page.inner_text("#wb-wrapups")
 
 
 async def test_the_wallboard_shows_waiting_service_level_abandonment_outcomes_people_and_who_is_on_the_line(

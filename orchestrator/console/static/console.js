@@ -203,7 +203,9 @@ function queueRow(t, callback) {
   row.dataset.live = t.call_live ? "yes" : "no";
   const prio = el("td");
   prio.append(el("span", "prio prio-" + t.priority, "P" + t.priority));
-  const caller = el("td", "caller", t.caller || "unknown number");
+  const caller = el("td", "caller");
+  if (t.customer) caller.append(el("b", "", t.customer), el("br"));
+  caller.append(t.caller || "unknown number");
   if (!callback && !t.call_live) caller.append(el("div", "sub", "not seen on the line"));
   const reason = el("td", "", t.reason.replaceAll("_", " "));
   const sub = el("div", "sub");
@@ -272,6 +274,8 @@ function renderBoard(b) {
   set("wb-people-names", b.people_available.join(", ") || "nobody signed in");
   set("wb-callbacks", b.callbacks);
   set("wb-today", b.calls_today);
+  set("wb-wrapups", Object.entries(b.wrapups_today).map(([k, v]) => k.replaceAll("_", " ") + " " + v).join(" · ")
+    || "no escalations closed yet today");
   set("wb-updated", "live · " + new Date().toLocaleTimeString());
   const body = document.querySelector("#wb-live tbody");
   body.replaceChildren(...b.live.map((c) => {
