@@ -13,7 +13,8 @@ from orchestrator.telemetry import names as n
 from orchestrator.telemetry.anomaly import KINDS as ANOMALY_KINDS
 from orchestrator.telemetry.cost import CallCost
 
-SUCCESS_OUTCOMES = frozenset({"resolved", "escalated"})
+# handled_by_human: a supervisor took the call over and saw it through; the caller got help.
+SUCCESS_OUTCOMES = frozenset({"resolved", "escalated", "handled_by_human"})
 
 
 def is_success(outcome: str, errors: Iterable[str] = ()) -> bool:

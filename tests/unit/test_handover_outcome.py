@@ -1,0 +1,36 @@
+"""A call a supervisor took over ends handled_by_human: its own outcome, a success, counted apart in reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from orchestrator.session.text import outcome_of
+from orchestrator.telemetry.metrics import is_first_contact_resolution, is_success
+
+pytestmark = pytest.mark.unit
+
+TAKE_OVER = {"turn": 3, "kind": "take_over", "reason": "supervisor", "detail": "sam"}
+ACCEPTED = {"turn": 3, "kind": "take_over", "reason": "escalation", "detail": "kim"}
+
+
+@pytest.mark.parametrize(
+    ("state", "outcome"),
+    [
+        ({"human_agent": "sam", "interventions": [TAKE_OVER], "resolutions": ["billing:balance"]}, "handled_by_human"),
+        # Sent back to the AI after the take-over: the AI's own outcome.
+        ({"human_agent": None, "interventions": [TAKE_OVER], "resolutions": ["billing:pay"]}, "resolved"),
+        # An escalation a person accepted stays an escalation.
+        ({"human_agent": "kim", "interventions": [ACCEPTED], "outcome": "escalated"}, "escalated"),
+        ({"resolutions": []}, "abandoned"),
+    ],
+)
+def test_the_outcome_says_who_handled_the_call(state: dict[str, Any], outcome: str) -> None:
+    assert outcome_of(state) == outcome
+
+
+def test_a_call_handled_by_a_person_is_a_success_but_not_a_first_contact_resolution_by_the_ai() -> None:
+    assert is_success("handled_by_human")
+    assert not is_success("handled_by_human", ["graph_error"])
+    assert not is_first_contact_resolution("handled_by_human", ["billing:pay"])
