@@ -16,6 +16,7 @@ from typing import NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer._click import exceptions as usage  # typer 0.29 ships click inside itself; these are its errors
 
 err = Console(stderr=True)
 
@@ -63,10 +64,24 @@ def describe(exc: BaseException) -> tuple[str, int]:
     return f"error: {type(exc).__name__}: {_first_line(exc)} (SWITCHBOARD_DEBUG=1 shows the traceback)", 1
 
 
-def run_cli(app: Callable[[], object]) -> None:
+def run_cli(app: Callable[..., object]) -> None:
     """Run a typer app so that nothing but a line (and its exit code) reaches the terminal on failure."""
     try:
-        app()
+        # Not standalone: click hands usage errors (a bad option value, a missing argument) to us instead of
+        # drawing its multi-line box, and returns an exit code instead of exiting.
+        code = app(standalone_mode=False)
+    except usage.NoArgsIsHelpError:
+        sys.exit(0)  # the group has printed its help
+    except usage.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "switchboard"
+        err.print(f"[red]{escape(command)}: {escape(exc.format_message())}[/red]", soft_wrap=True)
+        sys.exit(2)
+    except usage.ClickException as exc:
+        err.print(f"[red]{escape(exc.format_message())}[/red]", soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("interrupted")
+        sys.exit(130)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
@@ -76,6 +91,7 @@ def run_cli(app: Callable[[], object]) -> None:
         message, code = describe(exc)
         err.print(f"[red]{escape(message)}[/red]", soft_wrap=True)
         sys.exit(code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -55,6 +55,10 @@ CASES: dict[str, tuple[list[str], dict[str, str], int, list[str]]] = {
     ),
     "simulate-negative-rate": (["simulate", "--rate", "-5"], {}, 2, ["--rate"]),
     "prompts-new-existing": (["prompts", "new", "{exists}"], {}, 2, ["already exists"]),
+    "option-out-of-range": (["eval", "run", "--repeat", "0", "x.yaml"], {}, 2, ["--repeat", "greater than"]),
+    "option-not-a-number": (["simulate", "--calls", "abc"], {}, 2, ["--calls", "integer"]),
+    "missing-argument": (["route"], {}, 2, ["Missing argument"]),
+    "unknown-command": (["nosuchcmd"], {}, 2, ["No such command"]),
 }
 
 
