@@ -575,6 +575,9 @@ async def _watch_whisper_take_over(page: Page, call_id: str, worker: Any) -> Non
     )
     assert any(ln["agent"] in SPECIALISTS for ln in back)
     await page.screenshot(path=str(SHOTS / "released.png"))
+    # When the caller's turns are over the footer says the call ended, not "live".
+    await until(lambda: _text_is(page, "#stream-state", "call ended"), "the footer saying the call ended", 120, page)
+    await page.screenshot(path=str(SHOTS / "call-ended.png"))
 
 
 async def _accept_and_reply(page: Page, call_id: str, worker: Any) -> None:
@@ -609,6 +612,7 @@ async def _accept_and_reply(page: Page, call_id: str, worker: Any) -> None:
         return any(t["role"] == "human" for t in (state.values or {}).get("transcript", []))
 
     await until(in_checkpoint, "the human line in the checkpoint")
+    await until(lambda: _text_is(page, "#stream-state", "live"), "the footer saying the call is live", page=page)
     # Once Kim is on the line the AI stops its hold lines: after the turn that was running when she accepted,
     # no AI line follows a caller turn.
     await until(lambda: _callers_after(page, "accepted the escalation", 2), "two caller turns after the accept")
