@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Outcome = Literal["resolved", "escalated", "abandoned"]
+Outcome = Literal["resolved", "escalated", "abandoned", "handled_by_human"]
 Specialist = Literal["scheduling", "billing", "support", "escalation", "human"]
 Intent = Literal["scheduling", "billing", "support", "escalation", "out_of_scope"]
 
