@@ -121,9 +121,11 @@ class CallQueue:
             uses_ttl_s: How long admission remembers that a call id was used (keep it at least as long
                 as call records and checkpoints are kept, so a reused id never finds an old call's state).
             alerts_maxlen: Approximate length cap of the alerts stream.
-            sync_replicas: Replicas that must hold each write (admit, claim, ack, fail, release, reclaim,
-                abandon, replay) before it counts (``WAIT``); 0 trusts the primary alone. With it, a primary
-                lost right after a 202 or an ack cannot take the call's admission or its end with it.
+            sync_replicas: Replicas that must hold each write whose refusal is safe to retry (admit, ack, fail,
+                release, abandon, replay) before it counts (``WAIT``); 0 trusts the primary alone. With it, a
+                primary lost right after a 202 or an ack cannot take the call's admission or its end with it.
+                Claims are not waited on: a claim the new primary lacks only hands the call out again, and
+                its first holder, finding it gone at its next heartbeat, stops.
             sync_timeout_ms: Longest ``WAIT``; fewer confirmations by then raise :class:`NoPrimary`.
             owns_client: Close ``redis`` in :meth:`aclose`.
         """
@@ -346,14 +348,16 @@ class CallQueue:
         if self._unobserved:
             args += ["|", *self._unobserved]
             self._unobserved = []
-        raw = await self._call(self._claim, keys, args, durable=True)
+        raw = await self._call(self._claim, keys, args)
         calls = self._parse(raw, consumer)
         if calls or block_ms <= 0:
             return calls
         # Nothing waits: block on every stream at once. A wake-up serves only the stream that got
         # the new entry, and every stream was empty a moment ago, so priority order still holds.
         # redis-py's stubs type stream replies loosely; the shapes are checked by the tests
-        resp: Any = await self._read_new(consumer, count, block_ms)
+        resp: Any = await self.redis.xreadgroup(
+            GROUP, consumer, dict.fromkeys(self._streams, ">"), count=count, block=block_ms
+        )
         if not resp:
             return []
         now = time.monotonic()
@@ -368,20 +372,6 @@ class CallQueue:
                 self._unobserved.append(waited)
                 out.append(self._claimed(idx, eid, 1, int(f["a"]), f["j"], waited, consumer, now))
         return out
-
-    async def _read_new(self, consumer: str, count: int, block_ms: int) -> Any:
-        streams: dict[Any, Any] = dict.fromkeys(self._streams, ">")
-        if self.sync_replicas <= 0:
-            return await self.redis.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
-        # The read makes this worker the call's holder; a new primary that never heard of that would
-        # hand the call to another worker while this one runs it.
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
-            pipe.wait(self.sync_replicas, self.sync_timeout_ms)
-            resp, acked = await pipe.execute()
-        if resp:
-            self._check_replicas(acked)
-        return resp
 
     async def flush_observations(self) -> None:
         """Feed the histogram with waits of blocking claims not yet recorded (the next claim does it too)."""
@@ -461,7 +451,7 @@ class CallQueue:
             return []
         keys = [self.keys.dead, self.keys.alerts, self.keys.location, self.keys.counters, *self._streams]
         args = [GROUP, consumer, count, self.reclaim_idle_ms, self.max_attempts, self.alerts_maxlen]
-        return self._parse(await self._call(self._reclaim, keys, args, durable=True), consumer)
+        return self._parse(await self._call(self._reclaim, keys, args), consumer)
 
     # ------------------------------------------------------------------ outcomes
     async def ack(self, claimed: ClaimedCall) -> bool:

@@ -73,7 +73,6 @@ async def test_with_sync_replicas_an_admission_is_on_the_replica_before_the_202(
         assert reader.xlen(queue.keys.stream(1)) == 1
         claimed = await queue.claim("w1", block_ms=0)
         assert [c.call_id for c in claimed] == ["sync-1"]
-        assert reader.xpending(queue.keys.stream(1), "workers")["pending"] == 1
         assert await queue.ack(claimed[0])
         assert reader.xpending(queue.keys.stream(1), "workers")["pending"] == 0
 
