@@ -7,7 +7,7 @@ from typing import Any
 
 from agents import parsing
 from agents.context import AgentContext
-from agents.ports import PolicyViolation, Slot
+from agents.ports import Appointment, PolicyViolation, Slot
 from agents.specialists.base import Step
 from agents.state import CallState, Task
 from agents.tools import CallerTools, spoken_time
@@ -117,16 +117,22 @@ async def _after_appointment(ctx: AgentContext, tools: CallerTools, task: Task, 
 
 
 async def _offer(
-    ctx: AgentContext, tools: CallerTools, task: Task, utterance: str, exclude: list[str] | None = None
+    ctx: AgentContext,
+    tools: CallerTools,
+    task: Task,
+    utterance: str,
+    exclude: list[str] | None = None,
+    not_at: list[datetime] | None = None,
 ) -> Step:
     day = parsing.weekday(utterance, ctx.today())
     part = parsing.part_of_day(utterance)
     # A visit being moved is never offered its own time (another technician may be free then).
     moving = task["slots"].get("appointment") if task.get("name") == "move" else None
-    not_at = [datetime.fromisoformat(moving["start"])] if moving else []
-    offered = await tools.open_slots(day, part, exclude=exclude or (), not_at=not_at)
+    avoid = [datetime.fromisoformat(moving["start"])] if moving else []
+    avoid += not_at or []
+    offered = await tools.open_slots(day, part, exclude=exclude or (), not_at=avoid)
     if not offered:
-        offered = await tools.open_slots(exclude=exclude or (), not_at=not_at)
+        offered = await tools.open_slots(exclude=exclude or (), not_at=avoid)
     if not offered:
         return Step(reply=ctx.prompts.reply("scheduling.no_slots"), task=None, escalate="no_availability")
     task["slots"]["offered"] = [_slot(s) for s in offered]
@@ -162,24 +168,37 @@ async def _commit(ctx: AgentContext, tools: CallerTools, task: Task) -> Step:
             reply=p.reply("scheduling.cancelled", when=when) + " " + p.reply("common.anything_else"), resolved=True
         )
     chosen = slots["chosen"]
+    key = "scheduling.moved" if task["name"] == "move" else "scheduling.booked"
     try:
-        if task["name"] == "move":
-            appt = await tools.move_visit(slots["appointment"]["appointment_id"], chosen["slot_id"])
-            key = "scheduling.moved"
-        else:
-            appt = await tools.book_visit(chosen["slot_id"], slots.get("reason") or _reason(slots.get("request", "")))
-            key = "scheduling.booked"
+        appt = await _take(tools, task, chosen["slot_id"])
     except PolicyViolation:
-        # Someone else took the slot between the offer and the confirmation: offer fresh times.
-        step = await _offer(ctx, tools, task, "", exclude=[chosen["slot_id"]])
-        step.reply = p.reply("scheduling.slot_taken") + " " + step.reply
-        return step
+        # Someone else took that technician's slot between the offer and the yes. The caller chose a time,
+        # not a technician: another technician free at the same time takes it; otherwise offer other times.
+        start = datetime.fromisoformat(chosen["start"])
+        free = await tools.tenant.scheduling.open_slots(on_or_after=start.astimezone(ctx.tz).date(), limit=48)
+        same_time = [s for s in free if s.start == start and s.slot_id != chosen["slot_id"]]
+        try:
+            if not same_time:
+                raise
+            appt = await _take(tools, task, same_time[0].slot_id)
+        except PolicyViolation:
+            step = await _offer(ctx, tools, task, "", exclude=[chosen["slot_id"]], not_at=[start])
+            step.reply = p.reply("scheduling.slot_taken") + " " + step.reply
+            return step
     when = spoken_time(appt.start, ctx)
     return Step(reply=p.reply(key, when=when) + " " + p.reply("common.anything_else"), resolved=True)
 
 
 def _reason(request: str) -> str:
     return request.strip()[:200] or "technician visit"
+
+
+async def _take(tools: CallerTools, task: Task, slot_id: str) -> Appointment:
+    """Book the slot, or move the task's appointment to it."""
+    slots = task["slots"]
+    if task["name"] == "move":
+        return await tools.move_visit(slots["appointment"]["appointment_id"], slot_id)
+    return await tools.book_visit(slot_id, slots.get("reason") or _reason(slots.get("request", "")))
 
 
 def _slot(s: Slot) -> dict[str, str]:
