@@ -38,6 +38,8 @@ from orchestrator.providers.intent import DEFAULT_THRESHOLD, MODEL_DIR, MiniLMEn
 
 FloatArray = npt.NDArray[np.float32]
 DEFAULT_CACHE = Path("/tmp/switchboard-router-embeddings.npz")
+# examples.jsonl: our own hand-written Northwind utterances, the tenant's own words.
+WRITTEN_SOURCE = "northwind:handwritten"
 BALANCES = ("label", "label+dataset")
 # The candidates `--grid` compares; the shipped head's settings are chosen from these by LODO macro-F1.
 L2_GRID = (1e-4, 1e-3, 3e-3, 1e-2)
@@ -105,14 +107,20 @@ class Config:
     groups: tuple[str, ...] = SHIPPED
     iterations: int = ITERATIONS
     template_weight: float = 0.15
+    written_weight: float = 4.0
 
     def describe(self) -> str:
         """A one-line name for reports."""
         groups = "all" if set(self.groups) == set(GROUPS) else ",".join(self.groups) or "none"
-        return f"l2={self.l2:g} balance={self.balance} templates={groups} template_weight={self.template_weight:g}"
+        return (
+            f"l2={self.l2:g} balance={self.balance} templates={groups} template_weight={self.template_weight:g}"
+            f" written_weight={self.written_weight:g}"
+        )
 
 
-def sample_weights(rows: Sequence[Row], balance: str, template_weight: float = 1.0) -> npt.NDArray[np.float64]:
+def sample_weights(
+    rows: Sequence[Row], balance: str, template_weight: float = 1.0, written_weight: float = 1.0
+) -> npt.NDArray[np.float64]:
     """Per-row training weights: every label weighs the same; with `label+dataset`, so does every source within it.
 
     Weighting sources equally keeps a label from being learnt as the phrasing of its biggest source (STAR's
@@ -128,10 +136,13 @@ def sample_weights(rows: Sequence[Row], balance: str, template_weight: float = 1
     for label, _ in per_group:
         groups_per_label[label] = groups_per_label.get(label, 0) + 1
     weights = np.array([1.0 / (per_group[g] * groups_per_label[g[0]]) for g in group_of], dtype=np.float64)
-    if template_weight != 1.0:
-        # Templated rows count for less than written ones, then each label is brought back to the same total.
+    if template_weight != 1.0 or written_weight != 1.0:
+        # Templated rows count for less than written ones, our own written rows (the tenant's own words) for
+        # more, then each label is brought back to the same total.
         templated = np.array([r.source.startswith(TEMPLATE_SOURCE) for r in rows])
         weights[templated] *= template_weight
+        written = np.array([r.source == WRITTEN_SOURCE for r in rows])
+        weights[written] *= written_weight
         for label in groups_per_label:
             mine = np.array([r.label == label for r in rows])
             weights[mine] /= weights[mine].sum()
@@ -145,7 +156,7 @@ def fit_logits(embed: Embed, train: Sequence[Row], test: Sequence[Row], config: 
         labels_of(train),
         config.l2,
         config.iterations,
-        sample_weight=sample_weights(train, config.balance, config.template_weight),
+        sample_weight=sample_weights(train, config.balance, config.template_weight, config.written_weight),
     )
     return head_logits(head, Features(embed([r.text for r in test]), None))
 
@@ -329,6 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--template-weight", type=float, default=Config.template_weight, help="a templated row's weight"
     )
+    parser.add_argument(
+        "--written-weight", type=float, default=Config.written_weight, help="an examples.jsonl row's weight"
+    )
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     parser.add_argument("--limit", type=int, default=None, help="at most this many rows per dataset and label")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="embedding cache file")
@@ -355,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.grid:
         grid(embed, dev, examples, args.threshold, args.iterations, args.json)
         return 0
-    config = Config(args.l2, args.balance, groups, args.iterations, args.template_weight)
+    config = Config(args.l2, args.balance, groups, args.iterations, args.template_weight, args.written_weight)
     result = report(embed, dev, [*examples, *augmented_rows(groups)], config, args.threshold)
     print(json.dumps(result, indent=2) if args.json else render(result))
     return 0

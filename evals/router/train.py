@@ -386,7 +386,7 @@ def train_lodo_head(
         labels_of(train),
         config.l2,
         config.iterations,
-        sample_weight=lodo.sample_weights(train, config.balance, config.template_weight),
+        sample_weight=lodo.sample_weights(train, config.balance, config.template_weight, config.written_weight),
     )
     dev = load_jsonl(DEV_PATH)
     folds = lodo.run_folds(embed, dev, [*examples, *templates], config)
@@ -399,6 +399,7 @@ def train_lodo_head(
         "balance": config.balance,
         "templates": list(config.groups),
         "template_weight": config.template_weight,
+        "written_weight": config.written_weight,
         "iterations": config.iterations,
         "temperature": head.temperature,
         "temperature_fitted_on": "pooled leave-one-dataset-out logits of router-dev (python -m evals.router.lodo)",
