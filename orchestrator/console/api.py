@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from orchestrator.api.errors import ApiError, ErrorResponse
@@ -542,8 +543,19 @@ async def close(ticket_id: str, body: WrapUp, who: User, console: ConsoleDep) ->
     return Done(action="close_ticket")
 
 
+def _iso_moment(value: object) -> object:
+    # pydantic would also take a bare number as seconds since 1970; a person's query means a calendar date.
+    if isinstance(value, str) and not _ISO_DATE.match(value):
+        raise ValueError("expected an ISO 8601 date or date-time, e.g. 2026-12-01 or 2026-12-01T09:00:00Z")
+    return value
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+Moment = Annotated[datetime, BeforeValidator(_iso_moment)]
+
+
 @router.get("/wrapups", summary="Escalations closed per wrap-up code")
-async def wrapups(who: User, console: ConsoleDep, since: datetime | None = None) -> dict[str, int]:
+async def wrapups(who: User, console: ConsoleDep, since: Moment | None = None) -> dict[str, int]:
     """Every wrap-up code with how many escalations were closed with it (since ``since``, else ever)."""
     return await console.wrapups(since=since)
 
@@ -590,8 +602,8 @@ async def history(
     customer: Annotated[str | None, Query(max_length=100)] = None,
     outcome: Literal["resolved", "escalated", "handled_by_human", "abandoned"] | None = None,
     intent: Annotated[str | None, Query(max_length=32)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Moment | None = None,
+    until: Moment | None = None,
     anomalous: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
