@@ -185,7 +185,9 @@ class Me(BaseModel):
 class Text(BaseModel):
     """What to whisper to the agent or say to the caller."""
 
-    text: str = Field(min_length=1, max_length=500)
+    # Something besides whitespace (Python's, which also counts the separators \x1c-\x1f): the service refuses
+    # a text that is empty once its whitespace is collapsed, and the schema says so.
+    text: str = Field(min_length=1, max_length=500, pattern=r"[^\s\x1c-\x1f]")
 
 
 class WrapUp(BaseModel):
