@@ -6,7 +6,7 @@ import asyncio
 import json
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import typer
 
@@ -14,9 +14,8 @@ if TYPE_CHECKING:
     from evals.grading import Gates, GradeTable
     from evals.replies import ReplyPolicy
 from rich.console import Console
-from rich.markup import escape
 
-from orchestrator.cli_errors import quiet_logs
+from orchestrator.cli_errors import fail, quiet_logs
 
 SuitesArg = Annotated[list[Path], typer.Argument(help="Suite files, e.g. evals/suites/smoke.yaml.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")]
@@ -40,35 +39,26 @@ out = Console()
 err = Console(stderr=True)
 
 
-_quiet = quiet_logs
+Simulator = Literal["auto", "deterministic", "llm"]
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]{escape(message)}[/red]", soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _simulator(value: str) -> Literal["auto", "deterministic", "llm"]:
-    if value == "auto":
-        return "auto"
-    if value == "deterministic":
-        return "deterministic"
-    if value == "llm":
-        return "llm"
-    raise _fail(f"--simulator must be auto, deterministic or llm, not {value!r}")
+def _simulator(value: str) -> Simulator:
+    if value not in ("auto", "deterministic", "llm"):
+        fail(f"--simulator must be auto, deterministic or llm, not {value!r}")
+    return cast(Simulator, value)
 
 
 def _load(suites: list[Path]) -> Any:
     # A missing file is answered before the loaders (and their imports) start.
     for path in suites:
         if not path.is_file():
-            raise _fail(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+            fail(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     from evals.loader import SuiteError, load_suites
 
     try:
         return load_suites(suites)
     except SuiteError as exc:
-        raise _fail(f"malformed suite: {exc}") from None
+        fail(f"malformed suite: {exc}")
 
 
 def _check_prompts(prompts_dir: Path) -> None:
@@ -79,7 +69,7 @@ def _check_prompts(prompts_dir: Path) -> None:
     try:
         check_prompts(prompts_dir, PROMPTS_DIR)
     except PromptError as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc))
 
 
 def _progress(as_json: bool) -> Any:
@@ -97,12 +87,12 @@ def _grades_and_gates(gates: Path | None) -> tuple[GradeTable, Gates]:
     try:
         return load_grades(), load_gates(gates)
     except ConfigError as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc))
 
 
 def _choice(option: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
-        raise _fail(f"{option} must be {', '.join(allowed[:-1])} or {allowed[-1]}, not {value!r}")
+        fail(f"{option} must be {', '.join(allowed[:-1])} or {allowed[-1]}, not {value!r}")
     return value
 
 
@@ -114,7 +104,7 @@ def _reply_policy(path: Path | None) -> ReplyPolicy:
     try:
         return load_reply_policy(path)
     except ConfigError as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc))
 
 
 def register(eval_app: typer.Typer) -> None:
@@ -144,10 +134,10 @@ def register(eval_app: typer.Typer) -> None:
         Exit code: 0 when every scenario passed (known bugs excepted) and no gate is breached, 1 otherwise,
         2 on bad input (a malformed suite, an unknown prompts ref).
         """
-        _quiet()
+        quiet_logs()
         _choice("--transcripts", transcripts, ("failed", "all", "none"))
         if audio:
-            raise _fail(
+            fail(
                 "--audio is not available yet: audio calls need the local audio transport from the voice issue "
                 "(STT/TTS on the embedded default). Run without --audio for text calls.",
             )
@@ -164,7 +154,7 @@ def register(eval_app: typer.Typer) -> None:
             try:
                 prompts_dir = resolve_prompts(prompts, stack)
             except PromptsRefError as exc:
-                raise _fail(str(exc)) from None
+                fail(str(exc))
             _check_prompts(prompts_dir)
             config = RunConfig(
                 prompts_dir=prompts_dir,
@@ -218,10 +208,10 @@ def register(eval_app: typer.Typer) -> None:
         Exit code 1 when the candidate regresses (a scenario that passed now fails, a significant or
         over-the-limit metric drop, or a breached gate on the candidate), 2 on bad input.
         """
-        _quiet()
+        quiet_logs()
         _choice("--show", show, ("regressions", "changes", "all", "none"))
         if confidence is not None and not 0.5 <= confidence < 1:
-            raise _fail(f"--confidence must be at least 0.5 and below 1 (e.g. 0.95), not {confidence:g}")
+            fail(f"--confidence must be at least 0.5 and below 1 (e.g. 0.95), not {confidence:g}")
         loaded = _load(suites)
         from evals.compare import compare, print_compare, run_pair, write_compare_html
         from evals.grading import check_gates
@@ -236,7 +226,7 @@ def register(eval_app: typer.Typer) -> None:
                 base_dir = resolve_prompts(base, stack)
                 cand_dir = resolve_prompts(candidate, stack)
             except PromptsRefError as exc:
-                raise _fail(str(exc)) from None
+                fail(str(exc))
             # The candidate must run on this code; the base may be an older version with other replies.
             _check_prompts(cand_dir)
             common: dict[str, Any] = {

@@ -21,7 +21,17 @@ from typer._click import exceptions as usage  # typer 0.29 ships click inside it
 err = Console(stderr=True)
 
 # Libraries whose INFO and WARNING lines are noise on a terminal; their errors still show.
-NOISY_LOGGERS = ("livekit", "livekit.agents", "httpx", "httpx2", "asyncio", "opentelemetry", "faster_whisper")
+# livekit logs every slow VAD frame on a busy 2-core box; our own warnings (fallbacks) stay visible.
+NOISY_LOGGERS = (
+    "livekit",
+    "livekit.agents",
+    "livekit.plugins.silero",
+    "httpx",
+    "httpx2",
+    "asyncio",
+    "opentelemetry",
+    "faster_whisper",
+)
 
 
 class BadInput(Exception):

@@ -40,9 +40,6 @@ def _settings() -> Settings:
     return load_settings()  # an invalid setting: one line and exit 2, at the CLI's boundary
 
 
-_quiet = quiet_logs
-
-
 # ---------------------------------------------------------------------------------------------- serve / worker
 
 
@@ -63,7 +60,7 @@ def serve(
     from orchestrator.api import create_app
     from orchestrator.api.secret_policy import InsecureSecrets, check_served_secrets
 
-    _quiet()
+    quiet_logs()
     settings = _settings()
     try:
         # The app's lifespan logs the warning itself, for every way of starting it; here only the refusal.
@@ -105,7 +102,7 @@ def worker(
     """Run a worker: pull calls into free slots, run their sessions, drain on SIGTERM."""
     from orchestrator.worker.main import RedisNotConfigured, run_worker
 
-    _quiet()
+    quiet_logs()
     try:
         asyncio.run(
             run_worker(
@@ -529,7 +526,7 @@ def simulate(
     REDIS_URL is set), the API and worker processes, reads the queue straight from that Redis, and
     stops them all at the end; with --api it reads the API's queue views with --token.
     """
-    _quiet()
+    quiet_logs()
     if rate <= 0:
         fail(f"--rate: must be more than 0 calls per second, not {rate:g}")
     if timeout <= 0:
@@ -590,7 +587,7 @@ def purge(
     ] = None,
 ) -> None:
     """Delete calls older than the retention period from the call records and the graph checkpoints."""
-    _quiet()
+    quiet_logs()
     settings = _settings()
     purged = asyncio.run(_purge(settings, settings.record_retention_days if days is None else days))
     print(json.dumps({"records": purged.records, "checkpoint_threads": purged.threads}))

@@ -5,29 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
-import os
-import sys
 import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
 
+from orchestrator.cli_errors import quiet_logs
 from orchestrator.config import Settings, load_settings
 
 __all__ = ["audio_call", "phrase_cache_redis", "register", "warm_phrases"]
 
 tts_app = typer.Typer(help="Text-to-speech: the phrase cache.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
-
-
-def _quiet() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    # livekit logs every slow VAD frame on a busy 2-core box; our own warnings (fallbacks) stay visible.
-    for noisy in ("livekit", "livekit.agents", "livekit.plugins.silero", "httpx", "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 def _settings() -> Settings:
@@ -139,7 +129,7 @@ def call_audio(
     as_json: Annotated[bool, typer.Option("--json", help="Print the call as JSON.")] = False,
 ) -> None:
     """Run one scripted call as audio: caller TTS → line → VAD → STT → graph → TTS (captured)."""
-    _quiet()
+    quiet_logs()
     settings = _settings()
     with phrase_cache_redis(settings) as url:
         out = asyncio.run(audio_call(settings, say, caller_id=caller_id, telephony=telephony, pace=pace, redis_url=url))
@@ -167,7 +157,7 @@ def register(app: typer.Typer) -> None:
         """Run the LiveKit agent worker (explicit dispatch, `/readyz` once registered); needs LIVEKIT_URL."""
         from orchestrator.session.livekit_worker import run_agent_worker
 
-        _quiet()
+        quiet_logs()
         settings = _settings()
         if not settings.livekit_url:
             typer.echo(
@@ -183,7 +173,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """Pre-render the phrase list (prompts/) for the configured voice into the phrase cache."""
-        _quiet()
+        quiet_logs()
         settings = _settings()
         with phrase_cache_redis(settings) as url:
             out = asyncio.run(warm_phrases(settings, url, force=force))
@@ -210,7 +200,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """First-audio latency with simulated providers (standard profile) vs an LLM-router baseline."""
-        _quiet()
+        quiet_logs()
         from orchestrator.session.bench import Profile, run_voice_bench
         from orchestrator.telemetry.setup import setup_telemetry
 
