@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sqlite3
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -19,6 +17,7 @@ from orchestrator.contracts import CallJob
 from orchestrator.queue import CallQueue
 from orchestrator.worker.outcomes import read_outcomes
 from tests.conftest import REDIS_TEST_URL
+from tests.flow.test_workers import WorkerProcess
 
 pytestmark = pytest.mark.flow
 
@@ -28,47 +27,6 @@ JAMES = "+15550100002"
 # Turn 3's "yes" confirms a part payment (a second one would still fit the balance): one decision, one charge.
 PAYING_SCRIPT = ["I want to pay 50 dollars on my bill", "10453", "yes"]
 CRASH_POINTS = ["payment:before", "payment:flushed", "payment:committed", "turn:3"]
-
-
-class Worker:
-    """A `worker_proc.py` child whose JSON-line events are collected as they arrive."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.events: list[dict[str, Any]] = []
-        self._changed = asyncio.Event()
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        async for line in self.proc.stdout:
-            try:
-                self.events.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-            self._changed.set()
-        self._changed.set()
-
-    async def wait_for(self, kind: str, within: float = 60) -> dict[str, Any]:
-        deadline = time.monotonic() + within
-        while True:
-            for e in self.events:
-                if e["event"] == kind:
-                    return e
-            if self.proc.returncode is not None and self._reader.done():
-                raise AssertionError(f"worker exited ({self.proc.returncode}) before {kind!r}; saw {self.events}")
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), max(deadline - time.monotonic(), 0.01))
-            except TimeoutError:
-                if time.monotonic() >= deadline:
-                    raise TimeoutError(f"no {kind!r} event; saw {self.events}") from None
-
-    async def aclose(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-        await self._reader
 
 
 @pytest.fixture
@@ -85,9 +43,9 @@ async def queue() -> AsyncIterator[CallQueue]:
 
 @pytest.fixture
 async def spawn(queue: CallQueue, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    workers: list[Worker] = []
+    workers: list[WorkerProcess] = []
 
-    async def start(crash_at: str = "") -> Worker:
+    async def start(crash_at: str = "") -> WorkerProcess:
         env = {
             **os.environ,
             "PYTHONPATH": str(REPO),
@@ -100,9 +58,9 @@ async def spawn(queue: CallQueue, tmp_path: Path) -> AsyncIterator[Callable[...,
             sys.executable, str(WORKER_PROC), queue.keys.prefix, "1", "30",
             stdout=asyncio.subprocess.PIPE, env=env, start_new_session=True,
         )  # fmt: skip
-        worker = Worker(proc)
+        worker = WorkerProcess(proc)
         workers.append(worker)
-        await worker.wait_for("ready")
+        await worker.wait_for(lambda e: e["event"] == "ready", 60)
         return worker
 
     try:
@@ -127,12 +85,12 @@ async def test_a_worker_killed_at_any_point_of_a_paying_turn_charges_the_card_on
     seeded = payments(tmp_path / "data")
     call_id = f"pay-{crash_at.replace(':', '-')}"
     await queue.admit(CallJob(call_id=call_id, source="simulate", caller_id=JAMES, script=PAYING_SCRIPT))
-    crash = await victim.wait_for("crash")
+    crash = await victim.wait_for(lambda e: e["event"] == "crash", 60)
     assert crash["point"] == crash_at
     await victim.proc.wait()
 
     survivor = await spawn()
-    finished = await survivor.wait_for("outcome")
+    finished = await survivor.wait_for(lambda e: e["event"] == "outcome", 60)
     assert (finished["call_id"], finished["turns"]) == (call_id, 3)
     # The killed turn was not saved (except at turn:3, after its checkpoint): the survivor ran it again.
     assert finished["resumed_at_turn"] == (3 if crash_at == "turn:3" else 2)
