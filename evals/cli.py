@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from evals.replies import ReplyPolicy
 from rich.console import Console
 
-from orchestrator.cli_errors import fail, quiet_logs
+from orchestrator.cli.errors import fail, quiet_logs
 
 SuitesArg = Annotated[list[Path], typer.Argument(help="Suite files, e.g. evals/suites/smoke.yaml.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")]

@@ -401,7 +401,7 @@ def test_the_build_context_holds_the_sources_and_never_secrets_or_local_state() 
         "pyproject.toml",
         "uv.lock",
         "README.md",
-        "orchestrator/cli.py",
+        "orchestrator/cli/main.py",
         "orchestrator/providers/intent_model/model_int8.onnx",
         "orchestrator/console/templates/login.html",
         "agents/graph.py",

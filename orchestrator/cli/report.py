@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
-from orchestrator.cli_errors import fail, quiet_logs
+from orchestrator.cli.errors import fail, quiet_logs
 from orchestrator.config import Settings, load_settings
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrator.cli_errors import quiet_logs
+from orchestrator.cli.errors import quiet_logs
 from orchestrator.config import Settings, load_settings
 
 __all__ = ["audio_call", "phrase_cache_redis", "register", "warm_phrases"]

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from orchestrator.cli_errors import fail, quiet_logs, run_cli
+from orchestrator.cli.errors import fail, quiet_logs, run_cli
 from orchestrator.config import load_settings
 
 T = TypeVar("T")
@@ -82,7 +82,7 @@ def call(
         fail("--say: a caller turn cannot be empty")
     load_settings()
     if audio:
-        from orchestrator.cli_voice import call_audio
+        from orchestrator.cli.voice import call_audio
 
         call_audio(say, caller_id=caller_id, telephony=telephony, as_json=as_json)
         return
@@ -266,10 +266,10 @@ def _register_commands() -> None:
     """Commands that live beside their subsystem, each module exposing `register`."""
     from evals.cli import register as register_evals
     from orchestrator.capacity import register as register_capacity
-    from orchestrator.cli_console import register as register_console
-    from orchestrator.cli_ops import register as register_ops
-    from orchestrator.cli_report import register as register_report
-    from orchestrator.cli_voice import register as register_voice
+    from orchestrator.cli.console import register as register_console
+    from orchestrator.cli.ops import register as register_ops
+    from orchestrator.cli.report import register as register_report
+    from orchestrator.cli.voice import register as register_voice
 
     register_evals(eval_app)  # eval run, eval compare
     register_report(app)  # report
@@ -285,7 +285,3 @@ _register_commands()
 def main() -> None:
     """The `switchboard` entry point: the app, with every failure answered in one line."""
     run_cli(app)
-
-
-if __name__ == "__main__":
-    main()

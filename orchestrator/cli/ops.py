@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator.cli_errors import fail, quiet_logs
+from orchestrator.cli.errors import fail, quiet_logs
 from orchestrator.config import Settings, load_settings
 from orchestrator.telemetry.stats import percentile
 
