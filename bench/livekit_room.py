@@ -34,10 +34,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.flow.real_livekit_support.netns import netns_pair  # noqa: E402  # the repository root is on the path now
-from tests.flow.real_livekit_support.stack import PREFIX, RealStack, real_stack  # noqa: E402  # the same
+from orchestrator.devstack.netns import netns_pair  # noqa: E402  # the repository root is on the path now
+from orchestrator.devstack.stack import PREFIX, RealStack, real_stack  # noqa: E402  # the same
 
-CALLER_SCRIPT = ROOT / "tests" / "flow" / "real_livekit_support" / "caller.py"
+CALLER_SCRIPT = ROOT / "orchestrator" / "devstack" / "caller.py"
 # Demo customers (orchestrator/domain/README.md) and their ZIP codes, said digit by digit as callers do.
 CUSTOMERS = [
     ("+15550100001", "1 0 0 2 7"),

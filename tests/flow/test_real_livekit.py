@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 
-from tests.flow.real_livekit_support.netns import NamespacesUnavailable, netns_pair, netns_supported
-from tests.flow.real_livekit_support.stack import LIVEKIT_SERVER, PREFIX, RealStack, real_stack
+from orchestrator.devstack import caller as caller_module
+from orchestrator.devstack.netns import NamespacesUnavailable, netns_pair, netns_supported
+from orchestrator.devstack.stack import LIVEKIT_SERVER, PREFIX, RealStack, real_stack
 
 pytestmark = [
     pytest.mark.flow,
@@ -37,7 +38,7 @@ pytestmark = [
 CALLER = "+15550100001"
 # The ZIP digit by digit, as callers say it: Whisper hears flite's "ten thousand twenty-seven" as "10,27".
 SCRIPT = ["What's my balance?", "1 0 0 2 7"]
-CALLER_SCRIPT = Path(__file__).with_name("real_livekit_support") / "caller.py"
+CALLER_SCRIPT = Path(caller_module.__file__)
 ROOT = Path(__file__).resolve().parents[2]
 # The caller waits at most this long for anything; the run as a whole far less.
 CALL_CAP_S = 300

@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.flow.real_livekit_support.netns import NetnsPair
+from orchestrator.devstack.netns import NetnsPair
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 LIVEKIT_SERVER = ROOT / ".tools" / "bin" / "livekit-server"
 SIGNAL_PORT = 7880
 API_PORT = 8000
