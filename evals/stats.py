@@ -1,4 +1,4 @@
-"""Statistics for evals with numpy and the stdlib only: percentiles, bootstrap CIs, pass^k, paired tests."""
+"""Statistics for evals: percentiles, bootstrap CIs, pass^k and paired tests, on `scipy.stats`."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 from orchestrator.telemetry.stats import percentile as shared_percentile
-
-# Exact null distributions are cheap up to here; beyond it the normal approximation is accurate.
-EXACT_WILCOXON_MAX_N = 30
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -32,7 +30,7 @@ def bootstrap_ci(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """A percentile bootstrap confidence interval of `statistic` over `values`.
+    """A percentile bootstrap confidence interval of `statistic` over `values` (`scipy.stats.bootstrap`).
 
     Args:
         values: the sample.
@@ -50,11 +48,7 @@ def bootstrap_ci(
     if arr.size == 1:
         v = float(statistic(arr))
         return v, v
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, arr.size, size=(resamples, arr.size))
-    stats = np.array([statistic(arr[row]) for row in idx])
-    alpha = (1 - confidence) / 2
-    return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha))
+    return _percentile_bootstrap(arr, statistic, resamples, confidence, seed)
 
 
 def paired_bootstrap_ci(
@@ -75,10 +69,22 @@ def paired_bootstrap_ci(
     if n == 1:
         v = delta(np.zeros(1, dtype=np.int64))
         return v, v
-    rng = np.random.default_rng(seed)
-    stats = np.array([delta(rng.integers(0, n, size=n)) for _ in range(resamples)])
-    alpha = (1 - confidence) / 2
-    return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha))
+    return _percentile_bootstrap(np.arange(n), delta, resamples, confidence, seed)
+
+
+def _percentile_bootstrap(
+    sample: np.ndarray, statistic: Callable[[np.ndarray], float], resamples: int, confidence: float, seed: int
+) -> tuple[float, float]:
+    result = stats.bootstrap(
+        (sample,),
+        statistic,
+        n_resamples=resamples,
+        confidence_level=confidence,
+        method="percentile",
+        vectorized=False,
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def pass_hat_k(trials: Sequence[tuple[int, int]], k: int) -> float:
@@ -107,9 +113,7 @@ def binomial_two_sided(k: int, n: int) -> float:
     """Exact two-sided p-value of k successes in n fair coin flips (the sign test)."""
     if n == 0:
         return 1.0
-    tail = min(k, n - k)
-    p = float(sum(math.comb(n, i) for i in range(tail + 1))) / float(2**n)
-    return min(1.0, 2 * p)
+    return float(stats.binomtest(k, n, 0.5).pvalue)
 
 
 @dataclass(frozen=True)
@@ -147,60 +151,19 @@ def mcnemar_exact(base: Sequence[bool], candidate: Sequence[bool]) -> PairedTest
     return PairedTest("mcnemar", float(lost), binomial_two_sided(lost, lost + gained), lost + gained)
 
 
-def _ranks(values: Sequence[float]) -> list[float]:
-    """Ranks from 1, ties getting their average rank."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
-def _exact_wilcoxon_p(w_plus: float, n: int) -> float:
-    # counts[s] = number of sign patterns whose positive ranks sum to s (ranks 1..n, no ties).
-    top = n * (n + 1) // 2
-    counts = [0] * (top + 1)
-    counts[0] = 1
-    for r in range(1, n + 1):
-        for s in range(top, r - 1, -1):
-            counts[s] += counts[s - r]
-    total = float(2**n)
-    w = min(w_plus, top - w_plus)
-    p = float(sum(counts[s] for s in range(int(math.floor(w)) + 1))) / total
-    return min(1.0, 2 * p)
-
-
 def wilcoxon_signed_rank(x: Sequence[float], y: Sequence[float]) -> PairedTest:
-    """Two-sided Wilcoxon signed-rank test of y - x (zero differences dropped).
+    """Two-sided Wilcoxon signed-rank test of y - x, zero differences dropped (`scipy.stats.wilcoxon`).
 
-    Exact null distribution for up to 30 non-zero pairs without ties; otherwise the normal
-    approximation with tie and continuity corrections. The statistic is W+, the rank sum of the
-    positive differences.
+    scipy picks the exact null distribution for small samples without ties and the normal
+    approximation (tie and continuity corrected) otherwise. The statistic reported is W+, the rank
+    sum of the positive differences, whichever way the difference goes.
     """
     if len(x) != len(y):
         raise ValueError("paired samples must have the same length")
-    diffs = [b - a for a, b in zip(x, y, strict=True) if b != a]
-    n = len(diffs)
+    diffs = np.asarray([b - a for a, b in zip(x, y, strict=True) if b != a], dtype=np.float64)
+    n = int(diffs.size)
     if n == 0:
         return PairedTest("wilcoxon", 0.0, 1.0, 0)
-    ranks = _ranks([abs(d) for d in diffs])
-    w_plus = sum(r for r, d in zip(ranks, diffs, strict=True) if d > 0)
-    ties = len(set(abs(d) for d in diffs)) != n
-    if n <= EXACT_WILCOXON_MAX_N and not ties:
-        return PairedTest("wilcoxon", w_plus, _exact_wilcoxon_p(w_plus, n), n)
-    mu = n * (n + 1) / 4
-    tie_groups: dict[float, int] = {}
-    for r in ranks:
-        tie_groups[r] = tie_groups.get(r, 0) + 1
-    var = n * (n + 1) * (2 * n + 1) / 24 - sum(t**3 - t for t in tie_groups.values()) / 48
-    if var <= 0:
-        return PairedTest("wilcoxon", w_plus, 1.0, n)
-    z = (abs(w_plus - mu) - 0.5) / math.sqrt(var)
-    p = math.erfc(max(z, 0.0) / math.sqrt(2))
+    w_plus = float(np.sum(stats.rankdata(np.abs(diffs))[diffs > 0]))
+    p = float(stats.wilcoxon(diffs, zero_method="wilcox", correction=True).pvalue)
     return PairedTest("wilcoxon", w_plus, min(1.0, p), n)
