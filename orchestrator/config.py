@@ -13,6 +13,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PROMPTS_DIR = REPO_ROOT / "prompts"
 
 
+# The record key when none is set: fine for the embedded default, whose database sits beside the process.
+DEV_RECORD_KEY = "switchboard-record-dev-key-change-me"
+
+
 class SettingsError(RuntimeError):
     """An invalid setting; the message names the environment variable."""
 
@@ -197,6 +201,8 @@ class Settings(BaseSettings):
     # Supervisor console (issue 7). Users live in the database (`switchboard users add`); the secret signs
     # session cookies, so set it in production (every process of one deployment needs the same value).
     console_secret: SecretStr = SecretStr("switchboard-console-dev-secret-change-me")
+    # Keys the search keys of callers' numbers in call records (which keep only a number's last four digits).
+    record_key: SecretStr = SecretStr(DEV_RECORD_KEY)
     # Sessions end this long after login, however active the supervisor is.
     console_session_ttl_s: int = Field(default=8 * 3600, gt=0)
     # Send the session cookie over HTTPS only: set it in production behind TLS (off so localhost HTTP works).

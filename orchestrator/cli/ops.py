@@ -602,7 +602,7 @@ async def _purge(settings: Settings, days: int) -> Any:
     async with contextlib.AsyncExitStack() as stack:
         engine = open_engine(settings.sqlalchemy_url)
         stack.push_async_callback(engine.dispose)
-        store = CallStore(engine, timezone=settings.tenant_timezone)
+        store = CallStore(engine, timezone=settings.tenant_timezone, record_key=settings.record_key.get_secret_value())
         await store.create_schema()
         return await purge_expired(days, records=store, checkpointer=await open_checkpointer(settings, stack))
 

@@ -35,7 +35,7 @@ async def _report_from_store(settings: Settings, since: datetime | None) -> Any:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = open_engine(settings.sqlalchemy_url)
     try:
-        store = CallStore(engine, timezone=settings.tenant_timezone)
+        store = CallStore(engine, timezone=settings.tenant_timezone, record_key=settings.record_key.get_secret_value())
         await store.create_schema()
         return build_report(await store.load_calls(since=since), since=since, prices=prices)
     finally:

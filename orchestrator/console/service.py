@@ -224,7 +224,9 @@ class Console:
         self.sessions = sessions
         self.users = sessions.users
         self.audit = AuditLog(engine)
-        self.records = CallStore(engine, timezone=settings.tenant_timezone)
+        self.records = CallStore(
+            engine, timezone=settings.tenant_timezone, record_key=settings.record_key.get_secret_value()
+        )
         self.signer = CookieSigner(settings.console_secret.get_secret_value())
         self._tickets = async_sessionmaker(engine, expire_on_commit=False)
         # Writes that read first take SQLite's write lock up front, as the tenant's own writes do.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -15,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
+from orchestrator.config import DEV_RECORD_KEY
 from orchestrator.domain.db import create_schema
 from orchestrator.store.models import AnomalyRow, CallRow, EventRow, RecordsBase, TurnRow
 from orchestrator.telemetry.anomaly import AnomalyFlag
@@ -57,9 +60,27 @@ async def create_records_schema(engine: AsyncEngine) -> None:
                 raise
 
 
+# A caller id with this many digits is a phone number: stored masked, searchable by its key only.
+_PHONE_DIGITS = 7
+
+
 def digits_of(number: str) -> str:
     """A phone number's digits alone, the last ten at most: "+1 (555) 010-0001" and "5550100001" match."""
     return re.sub(r"\D", "", number)[-10:]
+
+
+def number_key(number: str, key: str) -> str:
+    """The stored search key of a phone number: a keyed hash of its digits, so the number itself is not kept.
+
+    Without the key, the ten-digit space cannot be walked offline to turn a stored key back into a number.
+    """
+    return hmac.new(key.encode(), digits_of(number).encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def masked_number(caller_id: str) -> str:
+    """What a call record keeps of the caller's id: a phone number's last four digits, other ids as given."""
+    digits = re.sub(r"\D", "", caller_id)
+    return f"***{digits[-4:]}" if len(digits) >= _PHONE_DIGITS else caller_id
 
 
 @dataclass(frozen=True)
@@ -192,15 +213,40 @@ class CallStore:
     Args:
         engine: The async engine (`Services.engine`, or `open_engine(settings.sqlalchemy_url)`).
         timezone: The tenant's time zone, for the hour-of-day of each call.
+        record_key: The key of the callers' number search keys (`Settings.record_key`); every process of a
+            deployment needs the same one, or searches by number find nothing.
     """
 
-    def __init__(self, engine: AsyncEngine, *, timezone: str = "America/New_York") -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, timezone: str = "America/New_York", record_key: str = DEV_RECORD_KEY
+    ) -> None:
         self.engine = engine
         self.tz = ZoneInfo(timezone)
+        self._record_key = record_key
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     async def create_schema(self) -> None:
         await create_records_schema(self.engine)
+        await self._hide_clear_numbers()
+
+    def _number_key(self, caller_id: str) -> str | None:
+        return number_key(caller_id, self._record_key) if len(digits_of(caller_id)) >= _PHONE_DIGITS else None
+
+    async def _hide_clear_numbers(self) -> None:
+        """Rows written before numbers were keyed kept them in clear: mask them and key their search column."""
+        async with self._sessions() as session, session.begin():
+            rows = (
+                await session.execute(
+                    # A key is 32 characters; the digits kept in clear were 10 at most.
+                    select(CallRow.call_id, CallRow.caller_id).where(func.length(CallRow.caller_digits) <= 10)
+                )
+            ).all()
+            for call_id, caller_id in rows:
+                if caller_id is None or len(digits_of(caller_id)) < _PHONE_DIGITS:
+                    continue
+                row = await session.get(CallRow, call_id)
+                if row is not None:
+                    row.caller_id, row.caller_digits = masked_number(caller_id), self._number_key(caller_id)
 
     async def record_call(
         self,
@@ -268,8 +314,8 @@ class CallStore:
             cost_by_component=cost.by_component() if cost is not None else {},
             anomaly_count=len(anomalies),
             trace_id=trace_id,
-            caller_id=result.caller_id,
-            caller_digits=digits_of(result.caller_id or "") or None,
+            caller_id=masked_number(result.caller_id) if result.caller_id else None,
+            caller_digits=self._number_key(result.caller_id or ""),
             account_id=result.account_id,
         )
         row.turn_rows = [
@@ -389,8 +435,8 @@ class CallStore:
         async with self._sessions() as session:
             return int((await session.execute(query)).scalar_one())
 
-    @staticmethod
     def _filtered(
+        self,
         query: Any,
         since: datetime | None,
         until: datetime | None,
@@ -412,7 +458,7 @@ class CallStore:
         if anomalous is not None:
             query = query.where(CallRow.anomaly_count > 0 if anomalous else CallRow.anomaly_count == 0)
         if number is not None:
-            query = query.where(CallRow.caller_digits.endswith(digits_of(number) or "-"))
+            query = query.where(CallRow.caller_digits == (self._number_key(number) or "-"))
         if accounts is not None:
             query = query.where(CallRow.account_id.in_(list(accounts)))
         if search:

@@ -166,7 +166,9 @@ class Telemetry:
 
     async def attach_store(self, engine: AsyncEngine) -> None:
         """Keep call records in `engine`'s database (`Services.engine`), creating its tables if needed."""
-        store = CallStore(engine, timezone=self.settings.tenant_timezone)
+        store = CallStore(
+            engine, timezone=self.settings.tenant_timezone, record_key=self.settings.record_key.get_secret_value()
+        )
         await store.create_schema()
         self.store = store
 

@@ -224,3 +224,39 @@ async def test_a_records_table_from_before_the_caller_columns_gets_them_and_keep
     assert [c.call_id for c in await store.list_calls(number="555.010.0001")] == ["call-new"]
     assert [c.call_id for c in await store.list_calls(accounts=["NW-1001"])] == ["call-new"]
     assert await store.count_calls(number="15550100001") == 1
+
+
+async def test_a_record_keeps_the_callers_number_masked_and_finds_it_only_by_the_whole_number(store: CallStore) -> None:
+    result = billing_call("call-number")
+    result.caller_id = "+1 (555) 010-0001"
+    await store.record_call(result, started_at=T0, duration_s=10)
+    async with store.engine.connect() as conn:
+        stored = (await conn.execute(text("SELECT caller_id, caller_digits FROM cc_calls"))).one()
+    assert stored[0] == "***0001"
+    assert "5550100" not in str(stored)
+    assert "0100001" not in str(stored)
+    view = await store.get_call("call-number")
+    assert view is not None
+    assert view.caller_id == "***0001"
+    assert [c.call_id for c in await store.list_calls(number="555.010.0001")] == ["call-number"]
+    assert await store.count_calls(number="+15550100002") == 0
+    assert await store.count_calls(number="0001") == 0  # four digits are what any record shows: not a search key
+    # Another deployment's key (or none) finds nothing: the stored key is not the number's plain hash.
+    other = CallStore(store.engine, record_key="another-deployment-key-0123456789abcdef")
+    assert await other.count_calls(number="555.010.0001") == 0
+
+
+async def test_records_written_with_the_number_in_clear_are_masked_when_the_schema_is_next_opened(
+    store: CallStore,
+) -> None:
+    result = billing_call("call-clear")
+    result.caller_id = "+15550100001"
+    await store.record_call(result, started_at=T0, duration_s=10)
+    async with store.engine.begin() as conn:
+        await conn.execute(text("UPDATE cc_calls SET caller_id = '+15550100001', caller_digits = '5550100001'"))
+    await store.create_schema()
+    async with store.engine.connect() as conn:
+        stored = (await conn.execute(text("SELECT caller_id, caller_digits FROM cc_calls"))).one()
+    assert stored[0] == "***0001"
+    assert stored[1] != "5550100001"
+    assert await store.count_calls(number="(555) 010-0001") == 1
