@@ -44,6 +44,7 @@ check: install
 	$(BIN)/ruff format --check orchestrator agents evals tests
 	$(BIN)/ruff check orchestrator agents evals tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo --no-cache
 
 unit: install
 	$(BIN)/pytest -m unit -q
