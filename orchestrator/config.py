@@ -66,6 +66,8 @@ class Settings(BaseSettings):
 
     # LiveKit (production transport and the signed webhook).
     livekit_url: str | None = Field(default=None, validation_alias=AliasChoices("LIVEKIT_URL"))
+    # Where browsers (the console's softphone) reach the same server, when they cannot use LIVEKIT_URL.
+    livekit_public_url: str | None = Field(default=None, validation_alias=AliasChoices("LIVEKIT_PUBLIC_URL"))
     livekit_api_key: str = Field(default="devkey", validation_alias=AliasChoices("LIVEKIT_API_KEY"))
     livekit_api_secret: SecretStr = Field(
         default=SecretStr("switchboard-dev-secret-change-me-0123456789"),
@@ -125,7 +127,14 @@ class Settings(BaseSettings):
 
         return check_redis_url(value) if value else value
 
-    @field_validator("livekit_url", "otlp_endpoint", "openai_base_url", "anthropic_base_url", "alert_webhook_url")
+    @field_validator(
+        "livekit_url",
+        "livekit_public_url",
+        "otlp_endpoint",
+        "openai_base_url",
+        "anthropic_base_url",
+        "alert_webhook_url",
+    )
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value and not value.startswith(("http://", "https://", "ws://", "wss://")):

@@ -26,6 +26,7 @@ from orchestrator.console.auth import (
 )
 from orchestrator.console.live import LiveFeed
 from orchestrator.console.service import DISPOSITIONS, SLA_S, Console, QueueEntry
+from orchestrator.console.softphone import JoinMode, join_call, talk
 
 log = logging.getLogger(__name__)
 
@@ -279,6 +280,30 @@ class LiveKitJoin(BaseModel):
     token: str
 
 
+class JoinRequest(BaseModel):
+    """How to join a live call: ``listen`` (hidden, receive only), ``barge`` (take the call over with the
+    microphone) or ``escalation`` (the accepted escalation's supervisor, with the microphone)."""
+
+    mode: JoinMode = "listen"
+
+
+class RoomJoin(BaseModel):
+    """A LiveKit room to join from the browser: the server's URL, the room, a short-lived token."""
+
+    url: str
+    room: str
+    token: str
+    identity: str
+    mode: str
+    call_id: str = ""
+
+
+class TalkRequest(BaseModel):
+    """A call to the agent from the browser; ``caller_id`` is a number to call as (else the console user)."""
+
+    caller_id: str = Field(default="", max_length=40)
+
+
 class Accepted(BaseModel):
     """An accepted escalation: read the summary, then join the call."""
 
@@ -497,6 +522,28 @@ async def release(call_id: str, who: User, console: ConsoleDep) -> Done:
 async def reroute(call_id: str, body: Reroute, who: User, console: ConsoleDep) -> Done:
     await console.reroute(who, call_id, body.agent)
     return Done(action="reroute", call_id=call_id)
+
+
+@router.post(
+    "/calls/{call_id}/join",
+    response_model=RoomJoin,
+    summary="Join a live call's room: listen in, barge in, or take an accepted escalation",
+)
+async def join(call_id: str, body: JoinRequest, who: User, console: ConsoleDep) -> RoomJoin:
+    """A LiveKit token for the call's room, with grants by mode.
+
+    ``listen`` is hidden from the caller and receive-only; ``barge`` takes the call over (the AI stays silent,
+    as with a take-over) and may publish a microphone; ``escalation`` is for the supervisor who accepted the
+    call's escalation only. Speaking needs a console session, not an API token.
+    """
+    return RoomJoin(**(await join_call(console, who, call_id, body.mode)).__dict__)
+
+
+@router.post("/talk", response_model=RoomJoin, summary="Call the agent from the browser")
+async def talk_to_agent(body: TalkRequest, who: User, console: ConsoleDep) -> RoomJoin:
+    """A new call room and a caller token: joining the room places the call, admitted and answered like any
+    WebRTC caller's (the room's webhook, the queue, a worker's agent). The call id is ``lk-<room sid>``."""
+    return RoomJoin(**(await talk(console, who, body.caller_id)).__dict__)
 
 
 @router.post("/calls/{call_id}/heartbeat", response_model=Heartbeat, summary="Keep holding a call")

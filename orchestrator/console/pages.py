@@ -356,6 +356,10 @@ def describe_audit(entry: AuditEntry) -> str:
         "auto_requeue": "lost contact; back in the queue:",
         "callback": "owes a call back for",
         "abandoned": "closed as abandoned",
+        "join_listen": "listened in on",
+        "join_barge": "barged in with a microphone on",
+        "join_escalation": "joined with a microphone",
+        "talk": "called the agent from the browser",
     }.get(entry.action, _words(entry.action))
     target = f" call {entry.call_id}" if entry.call_id else ""
     ticket = f" (ticket {entry.ticket_id})" if entry.ticket_id else ""

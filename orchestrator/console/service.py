@@ -678,7 +678,7 @@ class Console:
             .with_grants(VideoGrants(room_join=True, room=room, can_publish=True, can_subscribe=True))
             .to_jwt()
         )
-        return {"url": self.settings.livekit_url, "room": room, "token": token}
+        return {"url": self.settings.livekit_public_url or self.settings.livekit_url, "room": room, "token": token}
 
     async def close_ticket(self, who: Principal, ticket_id: str, disposition: str, note: str = "") -> None:
         """Close an escalation with the wrap-up code the person picked (`DISPOSITIONS`) and an optional note."""
