@@ -18,7 +18,8 @@ from orchestrator.telemetry.redact import asks_zip, redact_text
 
 if TYPE_CHECKING:
     from orchestrator.contracts import CallJob
-    from orchestrator.session.text import TextCall, TurnRecord
+    from orchestrator.results import TurnRecord
+    from orchestrator.session.text import TextCall
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,9 @@ from opentelemetry import context as otel_context
 
 from agents.supervisor import speaker_of
 from orchestrator.providers.phrase_cache import CachedTTS
+from orchestrator.results import CallResult, TurnRecord
 from orchestrator.runtime import Services
-from orchestrator.session.text import CallResult, TextCall, TurnRecord, play_script
+from orchestrator.session.text import TextCall, play_script
 
 __all__ = [
     "AudioCall",

@@ -16,10 +16,11 @@ from livekit.agents.voice.events import ConversationItemAddedEvent
 
 from agents.supervisor import speaker_of
 from orchestrator.providers.voice import VoiceStack
+from orchestrator.results import TurnRecord
 from orchestrator.runtime import Services
 from orchestrator.session.audio import CaptureAudioOutput, LineAudioInput, caller_speech, turn_handling
 from orchestrator.session.graph_llm import GraphAgent
-from orchestrator.session.text import TextCall, TurnRecord
+from orchestrator.session.text import TextCall
 from orchestrator.telemetry import names as n
 from orchestrator.telemetry.voice import turn_stages
 

@@ -27,7 +27,7 @@ from orchestrator.telemetry.redact import names_in, redact_text, redact_turns
 from orchestrator.telemetry.stats import percentile
 
 if TYPE_CHECKING:
-    from orchestrator.session.text import CallResult
+    from orchestrator.results import CallResult
 
 # Any constant works; it only has to be the same in every process that creates the records' tables.
 _SCHEMA_LOCK_KEY = 0x5B_D0_CA_11

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from orchestrator.domain.verification import Lockout
-    from orchestrator.session.text import CallResult
+    from orchestrator.results import CallResult
 
 log = logging.getLogger(__name__)
 

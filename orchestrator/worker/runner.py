@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from orchestrator.contracts import CallOutcome
 from orchestrator.queue import ClaimedCall
+from orchestrator.results import outcome_of
 from orchestrator.runtime import Services
-from orchestrator.session.text import TextCall, outcome_of
+from orchestrator.session.text import TextCall
 from orchestrator.telemetry.redact import redact_text
 from orchestrator.telemetry.service import Telemetry
 from orchestrator.worker.tracking import CallTicket, CallTracker, TurnHook

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import RedisError
 
 from orchestrator.contracts import CallJob
-from orchestrator.session.text import TextCall, TurnRecord, outcome_of
+from orchestrator.results import TurnRecord, outcome_of
+from orchestrator.session.text import TextCall
 
 if TYPE_CHECKING:
     from langchain_core.callbacks import BaseCallbackHandler
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from orchestrator.store.records import CallView
     from orchestrator.telemetry.service import Telemetry
 
-__all__ = ["CallTicket", "CallTracker", "Conversation", "TurnHook"]
+__all__ = ["CallTicket", "CallTracker", "Conversation", "TurnHook", "earlier_turns", "result_from_state"]
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,9 @@ class CallTracker:
                 await call.start()
                 state = await call.state()
                 resumed_at = int(state.get("turn") or 0)
+                if resumed_at and not call.result.turns:
+                    # The record is rewritten whole at the end: the turns of the attempts before this one go in it.
+                    call.result.turns.extend(earlier_turns(state))
                 await self.started(call, resumed_at)
                 if not state.get("ended"):
                     await conversation(resumed_at)
@@ -237,3 +241,44 @@ async def _call_hook(hook: TurnHook | None, call_id: str, turns: int) -> None:
     result = hook(call_id, turns)
     if inspect.isawaitable(result):
         await result
+
+
+def earlier_turns(state: dict[str, Any]) -> list[TurnRecord]:
+    """The caller turns a checkpoint already holds, as records (their latencies were not measured here: 0)."""
+    turns: list[TurnRecord] = []
+    caller: list[str] = []
+    for line in state.get("transcript", []):
+        if line.get("role") == "caller":
+            caller.append(str(line.get("text") or ""))
+        elif line.get("role") == "agent" and caller:
+            turns.append(
+                TurnRecord(
+                    caller=" ".join(caller),
+                    agent=str(line.get("text") or ""),
+                    agent_name=str(line.get("agent") or ""),
+                    intent=None,
+                    confidence=None,
+                    latency_ms=0.0,
+                    graph_ms=0.0,
+                )
+            )
+            caller = []
+    return turns
+
+
+def result_from_state(call_id: str, state: dict[str, Any], *, caller_id: str | None = None) -> CallResult:
+    """A call's result from its checkpoint alone, for a call that ends with no session to record it."""
+    verification = state.get("verification") or {}
+    return CallResult(
+        call_id=call_id,
+        turns=earlier_turns(state),
+        handoffs=[dict(h) for h in state.get("handoffs", [])],
+        outcome=outcome_of(state),
+        escalation_reason=state.get("escalation_reason"),
+        ticket_id=state.get("ticket_id"),
+        tool_events=[dict(e) for e in state.get("tool_events", [])],
+        interventions=[dict(i) for i in state.get("interventions", [])],
+        resolutions=list(state.get("resolutions", [])),
+        caller_id=state.get("caller_id") or caller_id,
+        account_id=verification.get("account_id") if verification.get("status") == "verified" else None,
+    )

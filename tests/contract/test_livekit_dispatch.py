@@ -30,10 +30,11 @@ from livekit.protocol.room import ListRoomsRequest, ListRoomsResponse
 from orchestrator.config import Settings, load_settings
 from orchestrator.contracts import CallJob, CallOutcome
 from orchestrator.queue import ClaimedCall
+from orchestrator.results import outcome_of
 from orchestrator.runtime import Services
 from orchestrator.scenarios import SCENARIOS
 from orchestrator.session.livekit_worker import _mark_session_end
-from orchestrator.session.text import TextCall, outcome_of
+from orchestrator.session.text import TextCall
 from orchestrator.worker.dispatch import (
     DispatchNotTaken,
     LiveKitDispatchRunner,

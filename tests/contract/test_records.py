@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator.domain import open_engine
-from orchestrator.session.text import CallResult, TurnRecord
+from orchestrator.results import CallResult, TurnRecord
 from orchestrator.store import CallStore
 from orchestrator.telemetry.anomaly import AnomalyFlag
 from orchestrator.telemetry.cost import PriceTable, ProviderProfile, call_usage, price_call

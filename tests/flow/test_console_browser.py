@@ -21,8 +21,8 @@ from orchestrator.api.app import open_queue
 from orchestrator.config import REPO_ROOT, Settings, load_settings
 from orchestrator.console.testing import ServedApp, app_routes, live_worker, served
 from orchestrator.contracts import CallJob
+from orchestrator.results import CallResult, TurnRecord
 from orchestrator.runtime import Services
-from orchestrator.session.text import CallResult, TurnRecord
 from tests.conftest import REDIS_TEST_URL
 
 pytestmark = pytest.mark.flow

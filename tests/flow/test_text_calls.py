@@ -7,8 +7,9 @@ import re
 import pytest
 
 from agents.state import Turn
+from orchestrator.results import CallResult
 from orchestrator.runtime import Services
-from orchestrator.session.text import CallResult, TextCall, run_text_call
+from orchestrator.session.text import TextCall, run_text_call
 
 pytestmark = pytest.mark.flow
 

@@ -15,8 +15,9 @@ from agents.ports import Customer, Customers
 from agents.testing import FunctionChatModel, ScriptedChatModel
 from orchestrator.config import load_settings
 from orchestrator.domain import DEFAULT_VERIFICATION_LIMITS, Lockout, watch_lockouts
+from orchestrator.results import CallResult
 from orchestrator.runtime import Services
-from orchestrator.session.text import CallResult, run_text_call
+from orchestrator.session.text import run_text_call
 from orchestrator.telemetry.service import Telemetry
 from tests.flow.conftest import NOW
 from tests.flow.test_llm_specialists import OneModel

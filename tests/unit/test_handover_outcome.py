@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.session.text import outcome_of
+from orchestrator.results import outcome_of
 from orchestrator.telemetry.metrics import is_first_contact_resolution, is_success
 
 pytestmark = pytest.mark.unit
