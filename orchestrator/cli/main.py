@@ -269,6 +269,7 @@ def _register_commands() -> None:
     from orchestrator.cli.console import register as register_console
     from orchestrator.cli.ops import register as register_ops
     from orchestrator.cli.report import register as register_report
+    from orchestrator.cli.sip import register as register_sip
     from orchestrator.cli.voice import register as register_voice
 
     register_evals(eval_app)  # eval run, eval compare
@@ -277,6 +278,7 @@ def _register_commands() -> None:
     register_voice(app)  # call-audio, agent-worker, tts warm, bench voice
     register_console(app)  # users add/list/remove/disable/token
     register_capacity(app)  # capacity
+    register_sip(app)  # sip setup
 
 
 _register_commands()

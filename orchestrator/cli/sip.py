@@ -1,0 +1,196 @@
+"""`switchboard sip setup`: the LiveKit SIP inbound trunk and dispatch rule that bring phone calls in as call rooms."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import re
+from dataclasses import asdict, dataclass
+from typing import Annotated, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import typer
+
+from orchestrator.cli.errors import fail, quiet_logs
+
+sip_app = typer.Typer(help="Telephony through LiveKit SIP: the trunk and dispatch rule that admit phone calls.")
+
+# Found again by these names, so a second run creates nothing.
+TRUNK_NAME = "switchboard-inbound"
+RULE_NAME = "switchboard-calls"
+DEFAULT_ROOM_PREFIX = "call-"
+_NUMBER = re.compile(r"^\+?[0-9]{3,15}$")
+_PREFIX = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+# A server that does not answer within this is unreachable for a setup command.
+API_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class SipSetup:
+    """What `sip setup` found or created on the server."""
+
+    trunk_id: str
+    trunk_created: bool
+    numbers: list[str]
+    allowed_addresses: list[str]
+    rule_id: str
+    rule_created: bool
+    room_prefix: str
+
+    def public(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def api_url(url: str) -> str:
+    """The server's HTTP API address from a LIVEKIT_URL (ws:// and wss:// name the same server).
+
+    Raises:
+        ValueError: Not a ws, wss, http or https URL with a host.
+    """
+    parts = urlsplit(url.strip())
+    scheme = {"ws": "http", "wss": "https", "http": "http", "https": "https"}.get(parts.scheme)
+    if scheme is None or not parts.hostname:
+        raise ValueError(f"LIVEKIT_URL must be a ws://, wss://, http:// or https:// URL with a host, not {url!r}")
+    return urlunsplit((scheme, parts.netloc, parts.path, "", ""))
+
+
+def check_inputs(numbers: list[str], allowed: list[str], room_prefix: str) -> None:
+    """Refuse what the server would refuse, or accept too widely, before any request.
+
+    Raises:
+        ValueError: The first bad input, said in one line.
+    """
+    for number in numbers:
+        if not _NUMBER.match(number):
+            raise ValueError(f"--number {number!r} is not a phone number (digits, optionally after a +)")
+    for address in allowed:
+        try:
+            ipaddress.ip_network(address, strict=False)
+        except ValueError:
+            raise ValueError(f"--allowed-address {address!r} is not an IP address or network") from None
+    if not numbers and not allowed:
+        # livekit-server refuses an inbound trunk that would take a call from anyone to any number.
+        raise ValueError("give the trunk's --number (repeatable) or the --allowed-address of the SIP provider")
+    if not _PREFIX.match(room_prefix):
+        raise ValueError(f"--room-prefix {room_prefix!r}: 1 to 40 letters, digits, '-' or '_'")
+
+
+async def ensure_sip(
+    url: str, key: str, secret: str, *, numbers: list[str], allowed: list[str], room_prefix: str
+) -> SipSetup:
+    """Find our trunk and dispatch rule on the server, creating whichever is missing."""
+    import aiohttp
+    from livekit import api
+
+    lk = api.LiveKitAPI(url, key, secret, timeout=aiohttp.ClientTimeout(total=API_TIMEOUT_S), failover=False)
+    try:
+        trunks = (await lk.sip.list_inbound_trunk(api.ListSIPInboundTrunkRequest())).items
+        trunk = next((t for t in trunks if t.name == TRUNK_NAME), None)
+        trunk_created = trunk is None
+        if trunk is None:
+            info = api.SIPInboundTrunkInfo(name=TRUNK_NAME, numbers=numbers, allowed_addresses=allowed)
+            trunk = await lk.sip.create_inbound_trunk(api.CreateSIPInboundTrunkRequest(trunk=info))
+        rules = (await lk.sip.list_dispatch_rule(api.ListSIPDispatchRuleRequest())).items
+        rule = next((r for r in rules if r.name == RULE_NAME), None)
+        rule_created = rule is None
+        if rule is None:
+            # Individual: every caller gets a room of their own, named <prefix>_<number>_<random>, so a
+            # room_started webhook admits it as a call. No agent is named: our queue dispatches one.
+            individual = api.SIPDispatchRuleIndividual(room_prefix=room_prefix)
+            rule = await lk.sip.create_dispatch_rule(
+                api.CreateSIPDispatchRuleRequest(
+                    dispatch_rule=api.SIPDispatchRuleInfo(
+                        name=RULE_NAME,
+                        trunk_ids=[trunk.sip_trunk_id],
+                        rule=api.SIPDispatchRule(dispatch_rule_individual=individual),
+                    )
+                )
+            )
+        prefix = (
+            rule.rule.dispatch_rule_individual.room_prefix if rule.rule.HasField("dispatch_rule_individual") else ""
+        )
+        return SipSetup(
+            trunk_id=trunk.sip_trunk_id,
+            trunk_created=trunk_created,
+            numbers=list(trunk.numbers),
+            allowed_addresses=list(trunk.allowed_addresses),
+            rule_id=rule.sip_dispatch_rule_id,
+            rule_created=rule_created,
+            room_prefix=prefix,
+        )
+    finally:
+        await lk.aclose()
+
+
+def _describe(exc: BaseException, url: str) -> str | None:
+    """One line for a failure to talk to the server, or None for an error of ours."""
+    import aiohttp
+    from livekit import api
+
+    if isinstance(exc, api.TwirpError):
+        return f"LiveKit at {url} refused the request: {exc.message} ({exc.code})"
+    if isinstance(exc, aiohttp.ClientError | OSError | TimeoutError):
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"cannot reach LiveKit at {url}: {detail}"
+    return None
+
+
+def setup(
+    number: Annotated[
+        list[str] | None, typer.Option("--number", help="A number the trunk answers (repeatable).")
+    ] = None,
+    allowed_address: Annotated[
+        list[str] | None,
+        typer.Option("--allowed-address", help="An address or network the SIP provider calls from (repeatable)."),
+    ] = None,
+    room_prefix: Annotated[
+        str, typer.Option(help="Call rooms' prefix: the API's --room-prefix, whose rooms it admits.")
+    ] = DEFAULT_ROOM_PREFIX,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the trunk and rule as JSON.")] = False,
+) -> None:
+    """Create the inbound trunk and the dispatch rule on LIVEKIT_URL, unless they are there already.
+
+    Each inbound call then gets a room of its own whose name starts with the room prefix, and is admitted
+    by the server's webhook and queued like any other call. A second run finds both and creates nothing.
+    """
+    from orchestrator.config import load_settings
+
+    quiet_logs()
+    numbers, allowed = list(number or []), list(allowed_address or [])
+    settings = load_settings()  # an invalid setting: one line and exit 2, at the CLI's boundary
+    if not settings.livekit_url:
+        fail("LIVEKIT_URL is not set: it names the LiveKit server whose SIP service takes the calls")
+    try:
+        url = api_url(settings.livekit_url)
+        check_inputs(numbers, allowed, room_prefix)
+    except ValueError as exc:
+        fail(str(exc))
+    secret = settings.livekit_api_secret.get_secret_value()
+    try:
+        done = asyncio.run(
+            ensure_sip(url, settings.livekit_api_key, secret, numbers=numbers, allowed=allowed, room_prefix=room_prefix)
+        )
+    except Exception as exc:
+        line = _describe(exc, url)
+        if line is None:
+            raise
+        fail(line)
+    if as_json:
+        typer.echo(json.dumps(done.public()))
+        return
+    said = "created" if done.trunk_created else "found"
+    answers = ", ".join(done.numbers) or "any number"
+    sources = ", ".join(done.allowed_addresses) or "any address (with a number)"
+    typer.echo(f"inbound trunk {done.trunk_id} ({TRUNK_NAME}) {said}: answers {answers} from {sources}")
+    said = "created" if done.rule_created else "found"
+    typer.echo(
+        f"dispatch rule {done.rule_id} ({RULE_NAME}) {said}: each call in a room of its own, "
+        f"named {done.room_prefix}_<caller>_<random>"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add `sip setup` to the CLI."""
+    sip_app.command("setup")(setup)
+    app.add_typer(sip_app, name="sip")
