@@ -109,7 +109,7 @@ class Outcomes(BaseModel):
     """Finished-call outcomes after a cursor (the outcome stream, read through the API).
 
     Attributes:
-        outcomes: Outcome records (see ``orchestrator.worker.outcomes.CallOutcome``).
+        outcomes: Outcome records (see ``orchestrator.queue.outcomes.CallOutcome``).
         last_id: Pass it as ``after`` to read on.
     """
 

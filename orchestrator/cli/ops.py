@@ -301,7 +301,7 @@ class _QueueViews:
 
     async def outcomes(self, after: str) -> tuple[list[dict[str, Any]], str]:
         if self.queue is not None:
-            from orchestrator.worker.outcomes import read_outcomes
+            from orchestrator.queue.outcomes import read_outcomes
 
             found, last = await read_outcomes(self.queue.redis, self.queue.keys.prefix, after=after, block_ms=1000)
             return [o.model_dump(mode="json") for o in found], last
@@ -316,7 +316,7 @@ class _QueueViews:
 
     async def hold_messages(self, call_id: str) -> int:
         if self.queue is not None:
-            from orchestrator.worker.hold import read_hold_messages
+            from orchestrator.queue.hold import read_hold_messages
 
             return len(await read_hold_messages(self.queue.redis, self.queue.keys.prefix, call_id))
         return len(self._json(await self.http.get(f"/v1/calls/{call_id}/hold-messages"))["messages"])

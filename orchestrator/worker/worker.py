@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from orchestrator.contracts import CallOutcome
 from orchestrator.queue import CallQueue, ClaimedCall, FailOutcome, Reclaimer
+from orchestrator.queue.hold import HoldAnnouncer
 from orchestrator.queue.outage import UNREACHABLE, Outage
+from orchestrator.queue.outcomes import publish_outcome
 from orchestrator.telemetry.redact import describe_error
-from orchestrator.worker.hold import HoldAnnouncer
-from orchestrator.worker.outcomes import publish_outcome
 from orchestrator.worker.runner import CallRunner
 
 logger = logging.getLogger(__name__)

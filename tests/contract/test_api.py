@@ -18,7 +18,7 @@ from orchestrator.api.limits import MAX_BODY_BYTES, json_too_deep
 from orchestrator.api.signing import livekit_webhook_token, sign_intake
 from orchestrator.config import Settings, load_settings
 from orchestrator.queue import CallQueue
-from orchestrator.worker.hold import HoldAnnouncer
+from orchestrator.queue.hold import HoldAnnouncer
 from tests.conftest import REDIS_TEST_URL
 
 pytestmark = pytest.mark.contract

@@ -15,7 +15,7 @@ import pytest
 
 from orchestrator.contracts import CallJob
 from orchestrator.queue import CallQueue
-from orchestrator.worker.outcomes import read_outcomes
+from orchestrator.queue.outcomes import read_outcomes
 from tests.conftest import REDIS_TEST_URL
 from tests.flow.test_workers import WorkerProcess
 

@@ -32,8 +32,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from orchestrator.contracts import CallJob
 from orchestrator.providers.tts import piper_available
 from orchestrator.queue import CallQueue
+from orchestrator.queue.outcomes import read_outcomes
 from orchestrator.telemetry import names
-from orchestrator.worker.outcomes import read_outcomes
 from tests.conftest import REDIS_TEST_URL
 from tests.flow.test_workers import scenario_job
 from tests.standins.openai_api import Completion, OpenAIStandin, server_error

@@ -19,11 +19,11 @@ from orchestrator.console.live import LiveFeed
 from orchestrator.contracts import CallJob, CallOutcome
 from orchestrator.domain import open_engine
 from orchestrator.queue import CallQueue
+from orchestrator.queue.outcomes import read_outcomes
 from orchestrator.runtime import Services
 from orchestrator.session.text import TextCall
 from orchestrator.telemetry.service import Telemetry, run_traced_text_call
 from orchestrator.telemetry.tracing import allow_pii
-from orchestrator.worker.outcomes import read_outcomes
 from orchestrator.worker.runner import TextCallRunner
 from orchestrator.worker.worker import Worker
 from tests.conftest import POSTGRES_TEST_URL, REDIS_TEST_URL

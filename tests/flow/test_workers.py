@@ -17,10 +17,10 @@ import pytest
 
 from orchestrator.contracts import CallJob, CallOutcome
 from orchestrator.queue import CallQueue
+from orchestrator.queue.hold import HoldAnnouncer, read_hold_messages
+from orchestrator.queue.outcomes import read_outcomes
 from orchestrator.runtime import Services
 from orchestrator.scenarios import SCENARIOS
-from orchestrator.worker.hold import HoldAnnouncer, read_hold_messages
-from orchestrator.worker.outcomes import read_outcomes
 from orchestrator.worker.runner import TURN_GAP_KEY, TextCallRunner
 from orchestrator.worker.worker import Worker
 from tests.conftest import REDIS_TEST_URL

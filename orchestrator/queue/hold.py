@@ -17,7 +17,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from orchestrator.queue import CallQueue
+from orchestrator.queue.call_queue import CallQueue
 from orchestrator.queue.outage import UNREACHABLE, Outage
 
 logger = logging.getLogger(__name__)
