@@ -5,8 +5,9 @@ microphone track carries silence between turns, as a phone does, so the agent's 
 A turn is over when the agent's state attribute has gone from speaking back to listening and its audio
 has fallen silent; the audio heard after each turn is written as a WAV for the test to transcribe.
 
-Usage: caller.py URL TOKEN OUT_DIR TURNS_JSON  (prints one JSON line: timings, per-turn WAV paths)
-With no turns the caller only waits in the room, and hangs up when a line arrives on its stdin.
+Usage: caller.py URL TOKEN OUT_DIR TURNS_JSON [PAUSE_AFTER]  (prints one JSON line: timings, per-turn WAV paths)
+With no turns the caller only waits in the room, and hangs up when a line arrives on its stdin. With PAUSE_AFTER,
+it prints {"paused": PAUSE_AFTER} after that many turns and stays on the line until a line arrives on its stdin.
 Exit codes: 0 every turn answered, 3 the agent never arrived or never answered a turn.
 """
 
@@ -86,7 +87,7 @@ async def render(turns: list[str]) -> list[bytes]:
     return [await asyncio.to_thread(tts.render, text) for text in turns]
 
 
-async def main(url: str, token: str, out_dir: Path, turns: list[str]) -> int:
+async def main(url: str, token: str, out_dir: Path, turns: list[str], pause_after: int | None = None) -> int:
     speech = await render(turns)
     room = rtc.Room()
     heard = Heard()
@@ -198,6 +199,10 @@ async def main(url: str, token: str, out_dir: Path, turns: list[str]) -> int:
                 out["error"] = f"no answer to {text!r} within {TURN_CAP_S:.0f} s (states: {states[-6:]})"
                 code = 3
                 break
+            if len(out["turns"]) == pause_after:
+                # A call in progress, held open while the test does something else (stops a server node).
+                print(json.dumps({"paused": pause_after, "room_sid": out["room_sid"]}), flush=True)
+                await asyncio.to_thread(sys.stdin.readline)
         out["states"] = [s for _, s in states]
         return code
     finally:
@@ -210,4 +215,5 @@ async def main(url: str, token: str, out_dir: Path, turns: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(sys.argv[1], sys.argv[2], Path(sys.argv[3]), json.loads(sys.argv[4]))))
+    pause = int(sys.argv[5]) if len(sys.argv) > 5 else None
+    sys.exit(asyncio.run(main(sys.argv[1], sys.argv[2], Path(sys.argv[3]), json.loads(sys.argv[4]), pause)))
