@@ -24,11 +24,11 @@ from agents.ports import HumanTicket, IntentPrediction, NotFound, PolicyViolatio
 from orchestrator.api.errors import ApiError
 from orchestrator.config import Settings
 from orchestrator.console.auth import CookieSigner, Principal, SessionStore, UserStore
-from orchestrator.console.live import LiveCall, LiveFeed
 from orchestrator.console.models import AuditRow, CallbackRow, WrapUpRow, create_console_schema
 from orchestrator.domain.db import Store
 from orchestrator.domain.desk import SqlHumanDesk
 from orchestrator.domain.models import CustomerRow, TicketRow
+from orchestrator.live import LiveCall, LiveFeed
 from orchestrator.store.models import CallRow
 from orchestrator.store.records import CallStore, CallView, create_records_schema
 

@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute
 
 from orchestrator.config import Settings
 from orchestrator.console.auth import Role
-from orchestrator.console.live import LiveFeed
+from orchestrator.live import LiveFeed
 from orchestrator.queue import CallQueue
 from orchestrator.runtime import Services
 from orchestrator.worker.runner import TextCallRunner

@@ -46,6 +46,10 @@ class TextCall:
         snapshot = await self.services.graph.aget_state(self.llm.config)
         return dict(snapshot.values or {})
 
+    async def update_state(self, values: dict[str, Any]) -> None:
+        """Write ``values`` into the call's graph state (a console's lines and overrides before a turn)."""
+        await self.services.graph.aupdate_state(self.llm.config, values)
+
     async def say(self, utterance: str) -> TurnRecord:
         """One caller turn through `AgentSession.run`; returns what the agent answered."""
         if not self._started:

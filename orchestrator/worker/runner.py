@@ -16,7 +16,7 @@ from orchestrator.telemetry.service import Telemetry
 from orchestrator.worker.tracking import CallTicket, CallTracker, TurnHook
 
 if TYPE_CHECKING:
-    from orchestrator.console.live import LiveFeed
+    from orchestrator.live import LiveFeed
 
 __all__ = [
     "TURN_GAP_KEY",

@@ -131,7 +131,7 @@ async def _dispatch(livekit_port: int, call_id: str, prefix: str) -> None:
 async def _turns(prefix: str, call_id: str) -> int:
     import redis.asyncio as aioredis
 
-    from orchestrator.console.live import LiveFeed
+    from orchestrator.live import LiveFeed
 
     client = aioredis.Redis.from_url(REDIS_TEST_URL)
     try:

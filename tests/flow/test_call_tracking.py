@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from orchestrator.console.live import LiveFeed
 from orchestrator.contracts import CallJob
+from orchestrator.live import LiveFeed
 from orchestrator.queue import ClaimedCall
 from orchestrator.runtime import Services
 from orchestrator.worker.runner import TextCallRunner, checkpoint_state

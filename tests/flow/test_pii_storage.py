@@ -15,9 +15,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from orchestrator.config import load_settings
-from orchestrator.console.live import LiveFeed
 from orchestrator.contracts import CallJob, CallOutcome
 from orchestrator.domain import open_engine
+from orchestrator.live import LiveFeed
 from orchestrator.queue import CallQueue
 from orchestrator.queue.outcomes import read_outcomes
 from orchestrator.runtime import Services

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from livekit.agents.voice import SpeechCreatedEvent, SpeechHandle
 
 from orchestrator.config import load_settings
-from orchestrator.console.live import LiveFeed
+from orchestrator.live import LiveFeed
 from orchestrator.providers.tts import piper_available
 from orchestrator.providers.voice import VoiceStack, open_voice
 from orchestrator.runtime import Services

@@ -80,9 +80,9 @@ async def main(port: int, call_id: str, room: str, prefix: str) -> None:
     import redis.asyncio as aioredis
 
     from orchestrator.config import get_settings
-    from orchestrator.console.live import LiveFeed
     from orchestrator.contracts import CallJob
     from orchestrator.domain import open_engine
+    from orchestrator.live import LiveFeed
     from orchestrator.queue import ClaimedCall
     from orchestrator.runtime import Services
     from orchestrator.session.livekit_worker import ReadinessServer, build_server
