@@ -207,6 +207,9 @@ class Settings(BaseSettings):
     agent_slots: int = Field(default=4, gt=0)
     agent_health_host: str = "127.0.0.1"
     agent_health_port: int = Field(default=8082, ge=0)
+    # How long a draining agent worker (SIGTERM) lets its calls run before it ends them itself: under the 900 s its
+    # orchestrator waits before SIGKILL (deploy/), so the calls end with their records; livekit's default is an hour.
+    agent_drain_timeout_s: int = Field(default=840, gt=0)
     # Supervisor console (issue 7). Users live in the database (`switchboard users add`); the secret signs
     # session cookies, so set it in production (every process of one deployment needs the same value).
     console_secret: SecretStr = SecretStr("switchboard-console-dev-secret-change-me")

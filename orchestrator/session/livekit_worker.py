@@ -205,6 +205,7 @@ def build_server(settings: Settings | None = None) -> AgentServer:
         # The prewarm loads two models and decodes once: seconds on a busy host, more than livekit's 10 s
         # default allows when a burst starts several processes at once.
         initialize_process_timeout=60.0,
+        drain_timeout=settings.agent_drain_timeout_s,
         port=0,
         # One directory per agent worker (livekit empties it at start): the job processes' metrics files.
         prometheus_multiproc_dir=os.environ.get(METRICS_DIR_ENV) or tempfile.mkdtemp(prefix="switchboard-metrics-"),

@@ -331,6 +331,29 @@ def test_livekit_runs_multi_node_on_the_compose_redis_with_keys_from_the_environ
     assert sip["redis"]["address"] == livekit["redis"]["address"]
 
 
+# ---------------------------------------------------------------------- draining
+def _duration_s(text: str) -> float:
+    """A compose duration (``11m``, ``90s``, ``1m30s``) in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text)
+    assert "".join(n + u for n, u in parts) == text, text
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def test_each_worker_drains_in_the_time_compose_gives_it() -> None:
+    # Past stop_grace_period compose SIGKILLs: a call still running then ends with no record and no hand-back. A
+    # grace far longer than the drain is time the calls were promised and never given (they are handed back early).
+    queue_worker = ours()["queue-worker"]
+    _, params = parse_cli(list(queue_worker["command"]))
+    assert (
+        params["drain_timeout"] + 30 <= _duration_s(queue_worker["stop_grace_period"]) <= params["drain_timeout"] + 120
+    )
+    agent_worker = ours()["agent-worker"]
+    env = environment(agent_worker)
+    drain_s = int(env.get("SWITCHBOARD_AGENT_DRAIN_TIMEOUT_S", Settings.model_fields["agent_drain_timeout_s"].default))
+    assert drain_s + 30 <= _duration_s(agent_worker["stop_grace_period"]) <= drain_s + 120
+
+
 # ---------------------------------------------------------------------- Dockerfile
 def test_the_dockerfile_is_python_slim_on_the_projects_python() -> None:
     bases = [args.split()[0] for ins, args in dockerfile() if ins == "FROM"]

@@ -217,3 +217,22 @@ def test_the_agent_worker_is_granted_the_memory_of_its_call_processes() -> None:
     requests = container("switchboard-agent-worker")["resources"]["requests"]
     assert requests["memory"] == f"{sizing.agent_worker_memory_mib(slots)}Mi"
     assert requests["cpu"] == f"{round(sizing.agent_worker_cpu(slots) * 1000)}m"
+
+
+def test_the_agent_worker_ends_its_calls_itself_before_it_is_killed() -> None:
+    from orchestrator.session.livekit_worker import build_server
+
+    e = env("switchboard-agent-worker")
+    default = Settings.model_fields["agent_drain_timeout_s"].default
+    drain_s = (
+        int(e["SWITCHBOARD_AGENT_DRAIN_TIMEOUT_S"]["value"]) if "SWITCHBOARD_AGENT_DRAIN_TIMEOUT_S" in e else default
+    )
+    pods = of_kind("Deployment")
+    grace_s = pods["switchboard-agent-worker"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    # Past the grace period the kubelet SIGKILLs: the worker must have ended its calls (records written) by then.
+    assert drain_s + 30 <= grace_s <= drain_s + 120
+    # livekit-server waits on SIGTERM until its rooms are empty, which the agents' drain bounds.
+    assert pods["livekit-server"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= drain_s + 30
+    # The worker drains for that long, not livekit's own default (an hour).
+    server = build_server(Settings(_env_file=None, agent_drain_timeout_s=drain_s))
+    assert server._drain_timeout == drain_s  # livekit exposes no getter for it
