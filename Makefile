@@ -9,7 +9,7 @@ export UV_COMPILE_BYTECODE := 1
 export HF_HUB_OFFLINE := 1
 export LANGSMITH_TRACING := false
 
-.PHONY: demo test check unit services system tools deploy-check install evals clean
+.PHONY: demo test check unit services system tools deploy-check install evals clean softphone
 
 $(BIN)/switchboard: pyproject.toml uv.lock
 	@$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install -q "uv==0.13.9"
@@ -17,6 +17,11 @@ $(BIN)/switchboard: pyproject.toml uv.lock
 	@touch $@
 
 install: $(BIN)/switchboard
+
+# The console's softphone bundle (livekit-client, pinned in orchestrator/console/web) is committed, so serving the
+# console needs no Node; rebuild it after changing the npm project or its source.
+softphone:
+	cd orchestrator/console/web && npm ci --no-audit --no-fund && npm run build
 
 # Start the machine's Redis and PostgreSQL if they are down (tests use the real servers on loopback).
 services:

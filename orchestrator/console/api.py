@@ -301,7 +301,8 @@ class RoomJoin(BaseModel):
 class TalkRequest(BaseModel):
     """A call to the agent from the browser; ``caller_id`` is a number to call as (else the console user)."""
 
-    caller_id: str = Field(default="", max_length=40)
+    # The same rule as the service's (`softphone.CALLER_NUMBER`), so the schema says what is accepted.
+    caller_id: str = Field(default="", max_length=32, pattern=r"^(\+?[0-9][0-9 ().-]{3,30})?$")
 
 
 class Accepted(BaseModel):

@@ -6,7 +6,7 @@ import secrets
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
@@ -19,9 +19,10 @@ from orchestrator.console.api import check_login, get_console, set_session_cooki
 from orchestrator.console.auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, Principal, csrf_ok
 from orchestrator.console.live import sentiment
 from orchestrator.console.service import AGENTS, DISPOSITIONS, SLA_S, AuditEntry, Console, HistoryQuery
+from orchestrator.console.softphone import public_url
 
 HERE = Path(__file__).parent
-STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
+STATIC = {"console.css": "text/css", "console.js": "text/javascript", "softphone.js": "text/javascript"}
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -51,7 +52,9 @@ async def page_user(request: Request, console: ConsoleDep) -> Principal:
 PageUser = Annotated[Principal, Depends(page_user)]
 
 
-def _render(request: Request, name: str, who: Principal | None, status: int = 200, **context: Any) -> HTMLResponse:
+def _render(
+    request: Request, name: str, who: Principal | None, status: int = 200, *, connect: str = "", **context: Any
+) -> HTMLResponse:
     response = templates.TemplateResponse(
         request,
         name,
@@ -60,8 +63,10 @@ def _render(request: Request, name: str, who: Principal | None, status: int = 20
     )
     response.headers["Cache-Control"] = "no-store"
     # Pages may only load our own scripts and styles, and never be framed (clickjacking on the controls).
+    # A softphone page also talks to the LiveKit server (``connect``), and nowhere else.
     response.headers["Content-Security-Policy"] = (
         "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
+        + (f"; connect-src 'self' {connect}" if connect else "")
     )
     response.headers["X-Frame-Options"] = "DENY"
     return response
@@ -167,9 +172,37 @@ async def call_page(request: Request, call_id: str, who: PageUser, console: Cons
     call = await console.feed.get(call_id)
     if call is None:
         return _render(request, "missing.html", who, 404, what=f"No live or recent call {call_id}.", page="calls")
-    join = console.livekit_join(who, call) if call.controller == who.username else None
+    url = public_url(console)
+    # The softphone is offered on live calls in a LiveKit room (ids lk-<room sid>), with LiveKit configured.
+    softphone = url is not None and call.status == "live" and call.call_id.startswith("lk-") and bool(call.room)
     context = await console.customer_context(call.account_id)
-    return _render(request, "call.html", who, call=call, join=join, context=context, page="calls")
+    return _render(
+        request,
+        "call.html",
+        who,
+        connect=livekit_origins(url) if softphone and url else "",
+        call=call,
+        softphone=softphone,
+        context=context,
+        page="calls",
+    )
+
+
+@router.get("/talk", response_class=HTMLResponse)
+async def talk_page(request: Request, who: PageUser, console: ConsoleDep) -> HTMLResponse:
+    url = public_url(console)
+    if url is None:
+        what = "Talking to the agent needs LiveKit: set LIVEKIT_URL (and LIVEKIT_PUBLIC_URL for browsers elsewhere)."
+        return _render(request, "missing.html", who, 409, what=what, page="talk")
+    return _render(request, "talk.html", who, connect=livekit_origins(url), page="talk")
+
+
+def livekit_origins(url: str) -> str:
+    """The origins a browser uses for the LiveKit server at ``url``: its WebSocket and its HTTP one."""
+    parts = urlsplit(url)
+    secure = parts.scheme in ("wss", "https")
+    host = parts.netloc
+    return f"{'wss' if secure else 'ws'}://{host} {'https' if secure else 'http'}://{host}"
 
 
 @router.get("/escalations", response_class=HTMLResponse)

@@ -84,7 +84,7 @@ async def join_call(console: Console, who: Principal, call_id: str, mode: JoinMo
 
     Raises:
         ApiError: 404 no such call; 409 the call ended, has no room, or someone else holds it; 403 a bearer
-            token asking to speak, or an escalation the user did not accept; 503 without LiveKit.
+            token asking to speak, or an escalation the user did not accept; 409 without LiveKit.
     """
     url = public_url(console)
     call = await console.feed.get(call_id)
@@ -96,7 +96,7 @@ async def join_call(console: Console, who: Principal, call_id: str, mode: JoinMo
     elif not _ROOM_CALL.match(call_id) or not call.room:
         refused = ApiError(409, "no_room", f"call {call_id!r} is not in a LiveKit room, so there is nothing to join")
     elif url is None:
-        refused = ApiError(503, "no_livekit", "LiveKit is not configured (LIVEKIT_URL), so calls cannot be joined")
+        refused = ApiError(409, "no_livekit", "LiveKit is not configured (LIVEKIT_URL), so calls cannot be joined")
     elif mode != "listen" and who.via != "session":
         refused = ApiError(403, "forbidden", "speaking on a call needs a person at the console, not an API token")
     elif mode == "escalation" and (call.control_mode != "escalation" or call.controller != who.username):
@@ -147,7 +147,7 @@ async def talk(console: Console, who: Principal, caller_id: str = "") -> Join:
         caller_id: A number to call as (a seeded customer's, to be verified by the flows); else the user.
 
     Raises:
-        ApiError: 422 a caller id that is not a number; 503 without LiveKit.
+        ApiError: 422 a caller id that is not a number; 409 without LiveKit.
     """
     url = public_url(console)
     caller_id = " ".join(caller_id.split())
@@ -156,7 +156,7 @@ async def talk(console: Console, who: Principal, caller_id: str = "") -> Join:
         raise ApiError(422, "invalid_request", "caller_id: a phone number (digits, +, spaces, dashes), or nothing")
     if url is None:
         await console.audit.record(who, "talk", outcome="refused", detail="no LiveKit")
-        raise ApiError(503, "no_livekit", "LiveKit is not configured (LIVEKIT_URL), so the agent cannot be called")
+        raise ApiError(409, "no_livekit", "LiveKit is not configured (LIVEKIT_URL), so the agent cannot be called")
     room = f"{CALL_ROOM_PREFIX}console-{secrets.token_hex(6)}"
     identity = f"caller-{who.username}-{secrets.token_hex(3)}"
     metadata = {"caller_id": caller_id or f"console:{who.username}", "console_user": who.username}

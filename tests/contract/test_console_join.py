@@ -238,14 +238,14 @@ def test_talk_signs_a_caller_token_whose_join_creates_a_call_room(server: Served
     assert again.json()["room"] != body["room"]
 
 
-def test_without_livekit_joining_and_talking_answer_503(server: ServedApp) -> None:
+def test_without_livekit_joining_and_talking_are_refused_with_409(server: ServedApp) -> None:
     console = server.app.state.console
     configured = console.settings
     console.settings = configured.model_copy(update={"livekit_url": None, "livekit_public_url": None})
     try:
         call_id, _room = room_call(server)
         sam = login(server, "sam")
-        assert error(join(sam, call_id, "listen")) == (503, "no_livekit")
-        assert error(sam.post("/v1/console/talk", json={})) == (503, "no_livekit")
+        assert error(join(sam, call_id, "listen")) == (409, "no_livekit")
+        assert error(sam.post("/v1/console/talk", json={})) == (409, "no_livekit")
     finally:
         console.settings = configured
