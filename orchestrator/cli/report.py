@@ -48,7 +48,8 @@ async def _simulate(settings: Settings, repeat: int, on_call: Callable[[int, int
     from orchestrator.runtime import Services
     from orchestrator.scenarios import SCENARIOS
     from orchestrator.telemetry.cost import ProviderProfile
-    from orchestrator.telemetry.service import Telemetry, run_traced_text_call
+    from orchestrator.telemetry.service import Telemetry
+    from orchestrator.worker.runner import run_traced_text_call
 
     async with await Services.open(settings) as services:
         telemetry = await Telemetry.open(

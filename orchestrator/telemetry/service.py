@@ -370,52 +370,6 @@ class Telemetry:
         self.handles.shutdown()
 
 
-async def run_traced_text_call(
-    telemetry: Telemetry,
-    services: Any,
-    utterances: Sequence[str],
-    *,
-    call_id: str | None = None,
-    caller_id: str | None = None,
-    traceparent: str | None = None,
-    queue_wait_ms: float | None = None,
-    worker: str = "",
-    attempt: int = 1,
-    source: str = "simulate",
-) -> tuple[CallResult, CallView | None]:
-    """Run a scripted text call the way a worker does: in its call span, traced, recorded, metered.
-
-    The same `CallTracker` as the workers' runners (`orchestrator.worker.tracking`), without a queue or a
-    console: for reports, tests and benchmarks that need telemetry on calls run in process.
-    """
-    import uuid
-
-    from orchestrator.contracts import CallJob
-    from orchestrator.session.text import TextCall
-    from orchestrator.worker.tracking import CallTicket, CallTracker
-
-    job = CallJob(
-        call_id=call_id or f"call-{uuid.uuid4().hex[:12]}",
-        source=source,
-        caller_id=caller_id or "",
-        traceparent=traceparent,
-        attempt=attempt,
-    )
-    tracker = CallTracker(
-        CallTicket(job, attempt=attempt, worker=worker, queue_wait_ms=queue_wait_ms), telemetry=telemetry
-    )
-    call = TextCall(services, call_id=job.call_id, caller_id=caller_id, callbacks=tracker.callbacks)
-
-    async def conversation(_resumed_at: int) -> None:
-        for utterance in utterances:
-            await call.say(utterance)
-            if await call.ended():
-                break
-
-    await tracker.run(call, conversation)
-    return call.result, tracker.view
-
-
 def _voice_stages(result: CallResult) -> list[tuple[str, float]]:
     """The measured stages of a voice call's turns, besides end to end and graph (those have fields of their own).
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from orchestrator.contracts import CallOutcome
+from orchestrator.contracts import CallJob, CallOutcome
 from orchestrator.queue import ClaimedCall
-from orchestrator.results import outcome_of
+from orchestrator.results import CallResult, outcome_of
 from orchestrator.runtime import Services
 from orchestrator.session.text import TextCall
+from orchestrator.store.records import CallView
 from orchestrator.telemetry.redact import redact_text
 from orchestrator.telemetry.service import Telemetry
 from orchestrator.worker.tracking import CallTicket, CallTracker, TurnHook
@@ -24,6 +26,7 @@ __all__ = [
     "TextCallRunner",
     "TurnHook",
     "checkpoint_state",
+    "run_traced_text_call",
     "outcome_from_state",
 ]
 
@@ -169,3 +172,43 @@ def _turn_gap_s(metadata: dict[str, str]) -> float:
     except ValueError:
         return 0.0
     return min(max(gap, 0.0), MAX_TURN_GAP_S)
+
+
+async def run_traced_text_call(
+    telemetry: Telemetry,
+    services: Services,
+    utterances: Sequence[str],
+    *,
+    call_id: str | None = None,
+    caller_id: str | None = None,
+    traceparent: str | None = None,
+    queue_wait_ms: float | None = None,
+    worker: str = "",
+    attempt: int = 1,
+    source: str = "simulate",
+) -> tuple[CallResult, CallView | None]:
+    """Run a scripted text call the way a worker does: in its call span, traced, recorded, metered.
+
+    The same `CallTracker` as the workers' runners, without a queue or a console: for reports, tests and
+    benchmarks that need telemetry on calls run in process.
+    """
+    job = CallJob(
+        call_id=call_id or f"call-{uuid.uuid4().hex[:12]}",
+        source=source,
+        caller_id=caller_id or "",
+        traceparent=traceparent,
+        attempt=attempt,
+    )
+    tracker = CallTracker(
+        CallTicket(job, attempt=attempt, worker=worker, queue_wait_ms=queue_wait_ms), telemetry=telemetry
+    )
+    call = TextCall(services, call_id=job.call_id, caller_id=caller_id, callbacks=tracker.callbacks)
+
+    async def conversation(_resumed_at: int) -> None:
+        for utterance in utterances:
+            await call.say(utterance)
+            if await call.ended():
+                break
+
+    await tracker.run(call, conversation)
+    return call.result, tracker.view

@@ -19,7 +19,8 @@ from orchestrator.config import load_settings
 from orchestrator.domain import open_engine
 from orchestrator.runtime import Services
 from orchestrator.store.retention import checkpoint_id_at
-from orchestrator.telemetry.service import Telemetry, run_traced_text_call
+from orchestrator.telemetry.service import Telemetry
+from orchestrator.worker.runner import run_traced_text_call
 from tests.conftest import POSTGRES_TEST_URL
 from tests.flow.conftest import fixed_clock
 

@@ -22,9 +22,9 @@ from orchestrator.queue import CallQueue
 from orchestrator.queue.outcomes import read_outcomes
 from orchestrator.runtime import Services
 from orchestrator.session.text import TextCall
-from orchestrator.telemetry.service import Telemetry, run_traced_text_call
+from orchestrator.telemetry.service import Telemetry
 from orchestrator.telemetry.tracing import allow_pii
-from orchestrator.worker.runner import TextCallRunner
+from orchestrator.worker.runner import TextCallRunner, run_traced_text_call
 from orchestrator.worker.worker import Worker
 from tests.conftest import POSTGRES_TEST_URL, REDIS_TEST_URL
 from tests.flow.conftest import fixed_clock

@@ -22,9 +22,10 @@ from orchestrator.runtime import Services
 from orchestrator.scenarios import SCENARIOS
 from orchestrator.telemetry import names
 from orchestrator.telemetry.cost import ProviderProfile
-from orchestrator.telemetry.service import Telemetry, run_traced_text_call
+from orchestrator.telemetry.service import Telemetry
 from orchestrator.telemetry.setup import setup_telemetry
 from orchestrator.telemetry.tracing import allow_pii, current_traceparent, webhook_span
+from orchestrator.worker.runner import run_traced_text_call
 
 pytestmark = pytest.mark.flow
 
@@ -39,7 +40,8 @@ from pathlib import Path
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from orchestrator.config import load_settings
 from orchestrator.runtime import Services
-from orchestrator.telemetry.service import Telemetry, run_traced_text_call
+from orchestrator.telemetry.service import Telemetry
+from orchestrator.worker.runner import run_traced_text_call
 
 async def main():
     exporter = InMemorySpanExporter()
