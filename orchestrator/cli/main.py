@@ -16,6 +16,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from orchestrator.cli.errors import fail, quiet_logs, run_cli
+from orchestrator.cli.stack import DEFAULT_SERVER, ServerOpt, demo_livekit
 from orchestrator.config import load_settings
 
 T = TypeVar("T")
@@ -147,8 +148,23 @@ def chat(
 @app.command()
 def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print the calls as JSON.")] = False,
+    livekit: Annotated[
+        bool, typer.Option("--livekit", help="WebRTC callers through the real stack (livekit-server; needs root).")
+    ] = False,
+    callers: Annotated[int | None, typer.Option("--calls", min=1, help="With --livekit: callers (default 4).")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="With --livekit: calls at once.")] = 2,
+    livekit_server: ServerOpt = DEFAULT_SERVER,
 ) -> None:
-    """Run scripted calls that cover all four specialists and escalations, and print their transcripts."""
+    """Run scripted calls that cover all four specialists and escalations, and print their transcripts.
+
+    With --livekit the demo's callers speak through livekit-server, the API and both workers instead, and
+    the demo prints what became of the calls.
+    """
+    if livekit:
+        demo_livekit(calls=callers or 4, concurrency=concurrency, as_json=as_json, server=livekit_server)
+        return
+    if callers is not None:
+        fail("--calls needs --livekit (the room-less demo runs each scenario once)")
     from orchestrator.scenarios import SCENARIOS
 
     async def main() -> list[dict[str, Any]]:

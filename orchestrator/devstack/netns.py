@@ -118,3 +118,19 @@ def netns_supported() -> str | None:
     if os.geteuid() != 0:
         return "network namespaces need root (CAP_SYS_ADMIN and CAP_NET_ADMIN)"
     return None
+
+
+@dataclass(frozen=True)
+class HostNetwork(NetnsPair):
+    """No namespaces: the machine's own network, with media on an address the operator gives (a real machine)."""
+
+    def command(self, ns: str, argv: Sequence[str]) -> list[str]:
+        return list(argv)
+
+    def call_in(self, ns: str, fn: Callable[[], T]) -> T:
+        return fn()
+
+
+def host_network(node_ip: str) -> HostNetwork:
+    """The stack on this machine's network, its media on ``node_ip`` (an address of one of its interfaces)."""
+    return HostNetwork(server_ns="", caller_ns="", server_ip=node_ip, caller_ip=node_ip, subnet=f"{node_ip}/32")

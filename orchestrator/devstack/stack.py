@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,6 +92,8 @@ class RealStack:
     key: str
     secret: str
     procs: list[Proc] = field(default_factory=list)
+    # Calls each worker (the queue worker, the agent worker) takes at once.
+    slots: int = 2
 
     @property
     def caller_url(self) -> str:
@@ -137,7 +139,7 @@ class RealStack:
             LIVEKIT_API_KEY=self.key,
             LIVEKIT_API_SECRET=self.secret,
             SWITCHBOARD_AGENT_HEALTH_PORT=str(AGENT_HEALTH_PORT),
-            SWITCHBOARD_AGENT_SLOTS="2",
+            SWITCHBOARD_AGENT_SLOTS=str(self.slots),
             HF_HUB_OFFLINE="1",
             PYTHONWARNINGS="ignore",
             PYTHONPATH=str(ROOT),
@@ -162,7 +164,7 @@ class RealStack:
 
     def start_queue_worker(self) -> Proc:
         """The queue worker, started by the test: until then, admitted calls wait in the queue."""
-        argv = [sys.executable, "-m", "orchestrator.cli", "worker", "--slots", "2", "--prefix", PREFIX]
+        argv = [sys.executable, "-m", "orchestrator.cli", "worker", "--slots", str(self.slots), "--prefix", PREFIX]
         return self.start("queue-worker", [*argv, "--hold-interval", "0"])
 
     def logs(self) -> str:
@@ -243,24 +245,37 @@ def _redis(run_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 @contextlib.contextmanager
-def real_stack(pair: NetnsPair, run_dir: Path) -> Iterator[RealStack]:
+def real_stack(
+    pair: NetnsPair,
+    run_dir: Path,
+    *,
+    server: Path = LIVEKIT_SERVER,
+    slots: int = 2,
+    on_progress: Callable[[str], None] | None = None,
+) -> Iterator[RealStack]:
     """Start livekit-server, `switchboard serve` and `switchboard agent-worker`; stop them (and a queue worker) after.
 
     Yields once the API is up and the agent worker has registered with the server (its /readyz says 200);
     the test starts the queue worker (`RealStack.start_queue_worker`) when calls should be answered.
+    ``server`` is the livekit-server binary, ``slots`` the calls each worker takes at once, and
+    ``on_progress`` is told in a line what is starting next.
     """
+    said = on_progress or (lambda _line: None)
     run_dir.mkdir(parents=True, exist_ok=True)
     redis, redis_url = _redis(run_dir)
     key, secret = f"sbtest-{secrets.token_hex(4)}", secrets.token_urlsafe(32)
-    stack = RealStack(pair, run_dir, run_dir / "data", redis_url, key, secret)
+    stack = RealStack(pair, run_dir, run_dir / "data", redis_url, key, secret, slots=slots)
     config = run_dir / "livekit.yaml"
     config.write_text(livekit_config(pair, key=key, secret=secret))
     cli = [sys.executable, "-m", "orchestrator.cli"]
     try:
-        stack.start("livekit-server", [str(LIVEKIT_SERVER), "--config", str(config)])
+        said("starting livekit-server")
+        stack.start("livekit-server", [str(server), "--config", str(config)])
         stack.wait_http(SIGNAL_PORT, "/", "livekit-server")
+        said("starting the API")
         stack.start("api", [*cli, "serve", "--port", str(API_PORT), "--prefix", PREFIX])
         stack.wait_http(API_PORT, "/healthz", "the API")
+        said("starting the agent worker (it loads its models, then registers with livekit-server)")
         stack.start("agent-worker", [*cli, "agent-worker"])
         stack.wait_http(AGENT_HEALTH_PORT, "/readyz", "the agent worker")
         yield stack
@@ -268,3 +283,25 @@ def real_stack(pair: NetnsPair, run_dir: Path) -> Iterator[RealStack]:
         stack.stop()
         redis.terminate()
         redis.wait(timeout=20)
+
+
+def preflight(server: Path = LIVEKIT_SERVER, *, callers: bool = True) -> str | None:
+    """None when this machine can run the real stack (and its callers), else one line: what is missing, what to do."""
+    import shutil
+
+    from orchestrator.devstack.netns import netns_supported
+
+    if not server.is_file():
+        return f"no livekit-server at {server}: run `make tools` to build it, or point --livekit-server at one"
+    if not os.access(server, os.X_OK):
+        return f"{server} is not executable (chmod +x it, or run `make tools` again)"
+    if shutil.which("redis-server") is None:
+        return "redis-server is not installed (the stack's private Redis): run `make services`"
+    if callers and shutil.which("flite") is None:
+        return "flite is not installed (the callers speak with it): run `make system`"
+    if (reason := netns_supported()) is not None:
+        return (
+            "media needs two network namespaces (libwebrtc ignores loopback), which cannot be made here: "
+            f"{reason}; run it as root (or with CAP_NET_ADMIN and CAP_SYS_ADMIN)"
+        )
+    return None
