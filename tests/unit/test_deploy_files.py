@@ -36,6 +36,7 @@ THIRD_PARTY_ENV = {
     "POSTGRES_DB": "the postgres image",
     "LIVEKIT_KEYS": "livekit-server: `key: secret` pairs",
     "SIP_CONFIG_BODY": "livekit/sip: its whole YAML config",
+    "SENTINEL_PORT": "the sentinels' own start command: the port each one listens on",
 }
 _INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 
@@ -352,6 +353,106 @@ def test_each_worker_drains_in_the_time_compose_gives_it() -> None:
     env = environment(agent_worker)
     drain_s = int(env.get("SWITCHBOARD_AGENT_DRAIN_TIMEOUT_S", Settings.model_fields["agent_drain_timeout_s"].default))
     assert drain_s + 30 <= _duration_s(agent_worker["stop_grace_period"]) <= drain_s + 120
+
+
+# ---------------------------------------------------------------------- Redis Sentinel (profile `sentinel`)
+def sentinel_env() -> dict[str, str]:
+    """deploy/sentinel.env, the second --env-file that turns the Sentinel set on."""
+    found = {}
+    for line in (DEPLOY / "sentinel.env").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            found[name.strip()] = value.strip()
+    return found
+
+
+def expand_with(value: str, given: dict[str, str]) -> str:
+    """Compose interpolation as `expand`, with the variables ``given`` set."""
+
+    def one(match: re.Match[str]) -> str:
+        if match["name"] in given:
+            return given[match["name"]]
+        return expand(match.group(0))
+
+    return _INTERPOLATION.sub(one, value)
+
+
+def sentinels() -> dict[str, dict[str, Any]]:
+    """The sentinel services: each one's port and what it monitors (name, host, port, quorum), from its command."""
+    found = {}
+    for name, svc in services().items():
+        script = " ".join(svc.get("command") or [])
+        monitor = re.search(r"sentinel monitor (\S+) (\S+) (\d+) (\d+)", script)
+        if monitor and "redis-sentinel" in script:
+            port = int(svc["environment"]["SENTINEL_PORT"])
+            assert "port $$SENTINEL_PORT" in script, name
+            assert "bind 127.0.0.1" in script, name
+            found[name] = {"port": port, "monitor": (monitor[1], monitor[2], int(monitor[3]), int(monitor[4]))}
+    return found
+
+
+def test_the_sentinel_profile_holds_a_replica_of_redis_and_three_sentinels_watching_it() -> None:
+    primary = services()["redis"]
+    assert "profiles" not in primary, "the primary runs in both set-ups"
+    primary_port = (
+        6379 if "--port" not in primary["command"] else int(primary["command"][primary["command"].index("--port") + 1])
+    )
+    replica = services()["redis-replica"]
+    assert replica["profiles"] == ["sentinel"]
+    command = replica["command"]
+    assert command[command.index("--replicaof") + 1 :][:2] == ["127.0.0.1", str(primary_port)]
+    watching = sentinels()
+    assert len(watching) == 3
+    assert all(services()[name]["profiles"] == ["sentinel"] for name in watching)
+    assert len({s["port"] for s in watching.values()}) == 3, "host networking: one port each"
+    # One name for the primary, a majority of the three to agree it is down.
+    assert {s["monitor"] for s in watching.values()} == {("switchboard", "127.0.0.1", primary_port, 2)}
+    # Each sentinel's file outlives a restart (it records the current primary there), on a volume of its own.
+    volumes = [services()[name]["volumes"][0].split(":")[0] for name in watching]
+    assert len(set(volumes)) == 3
+    assert set(volumes) <= set(compose()["volumes"])
+
+
+def test_sentinel_env_points_every_client_at_the_sentinels() -> None:
+    from orchestrator.queue.connect import parse_sentinel_url
+
+    given = sentinel_env()
+    assert given["COMPOSE_PROFILES"] == "sentinel"
+    watching = sentinels()
+    addresses = sorted(f"127.0.0.1:{s['port']}" for s in watching.values())
+    (master,) = {s["monitor"][0] for s in watching.values()}
+    # The API and the workers: redis+sentinel://, every write on the replica before it counts.
+    for name, svc in ours().items():
+        env = {k: expand_with(str(v), given) for k, v in (svc.get("environment") or {}).items()}
+        parsed = parse_sentinel_url(env["REDIS_URL"])
+        assert sorted(f"{h}:{p}" for h, p in parsed.sentinels) == addresses, name
+        assert parsed.service == master, name
+        assert int(env["SWITCHBOARD_REDIS_SYNC_REPLICAS"]) == 1, name
+    # livekit-server: the file sentinel.env mounts finds the same primary through the same sentinels.
+    mount = expand_with(services()["livekit"]["volumes"][0], given).split(":")[0]
+    livekit = yaml.safe_load((DEPLOY / mount).read_text(encoding="utf-8"))
+    assert sorted(livekit["redis"]["sentinel_addresses"]) == addresses
+    assert livekit["redis"]["sentinel_master_name"] == master
+    # LiveKit SIP shares LiveKit's bus, so it follows the sentinels too; without sentinel.env it keeps the address.
+    body = services()["sip"]["environment"]["SIP_CONFIG_BODY"]
+    sip = yaml.safe_load(expand_with(body, given))["redis"]
+    assert (sorted(sip["sentinel_addresses"]), sip["sentinel_master_name"]) == (addresses, master)
+    plain = yaml.safe_load(expand(body))["redis"]
+    assert (plain["address"], plain["sentinel_addresses"]) == ("127.0.0.1:6379", [])
+
+
+def test_the_sentinel_livekit_config_is_livekit_yaml_but_for_redis() -> None:
+    plain = yaml.safe_load((DEPLOY / "livekit.yaml").read_text(encoding="utf-8"))
+    sentinel = yaml.safe_load((DEPLOY / sentinel_env()["LIVEKIT_CONFIG"]).read_text(encoding="utf-8"))
+    assert {k: v for k, v in plain.items() if k != "redis"} == {k: v for k, v in sentinel.items() if k != "redis"}
+    assert "address" not in sentinel["redis"]
+
+
+def test_livekit_spreads_rooms_over_its_nodes() -> None:
+    selector = yaml.safe_load((DEPLOY / "livekit.yaml").read_text(encoding="utf-8"))["node_selector"]
+    # The fewest rooms first (among nodes under the load limit); tests/flow/test_livekit_multinode.py runs it.
+    assert (selector["sort_by"], selector["algorithm"]) == ("rooms", "lowest")
+    assert selector["kind"] in {"any", "sysload"}
 
 
 # ---------------------------------------------------------------------- Dockerfile

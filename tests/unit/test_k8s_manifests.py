@@ -236,3 +236,77 @@ def test_the_agent_worker_ends_its_calls_itself_before_it_is_killed() -> None:
     # The worker drains for that long, not livekit's own default (an hour).
     server = build_server(Settings(_env_file=None, agent_drain_timeout_s=drain_s))
     assert server._drain_timeout == drain_s  # livekit exposes no getter for it
+
+
+# ---------------------------------------------------------------------- livekit-server nodes and Redis Sentinel
+OVERLAYS = REPO_ROOT / "deploy" / "k8s" / "overlays"
+
+
+def overlay_patches(overlay: str) -> list[dict[str, Any]]:
+    """The overlay's patches, each ``{"target": ..., "ops": [JSON patch operations]}``."""
+    kustomization = yaml.safe_load((OVERLAYS / overlay / "kustomization.yaml").read_text(encoding="utf-8"))
+    return [{"target": p["target"], "ops": yaml.safe_load(p["patch"])} for p in kustomization["patches"]]
+
+
+def overlay_value(overlay: str, kind: str, path: str) -> Any:
+    (value,) = [
+        op["value"]
+        for p in overlay_patches(overlay)
+        if p["target"]["kind"] == kind
+        for op in p["ops"]
+        if op["path"] == path
+    ]
+    return value
+
+
+def livekit_configs() -> dict[str, dict[str, Any]]:
+    """livekit.yaml as the base and each overlay give it to livekit-server."""
+    found = {"base": yaml.safe_load(of_kind("ConfigMap")["livekit-config"]["data"]["livekit.yaml"])}
+    for overlay in ("production", "sentinel"):
+        found[overlay] = yaml.safe_load(overlay_value(overlay, "ConfigMap", "/data/livekit.yaml"))
+    return found
+
+
+def test_every_livekit_node_places_rooms_as_deploy_livekit_yaml_says() -> None:
+    deployed = yaml.safe_load((REPO_ROOT / "deploy" / "livekit.yaml").read_text(encoding="utf-8"))["node_selector"]
+    for name, config in livekit_configs().items():
+        assert config["node_selector"] == deployed, name
+    # More than one node, and the workers reach them all through one Service (the nodes relay to each other).
+    assert of_kind("Deployment")["livekit-server"]["spec"]["replicas"] >= 2
+    assert of_kind("ConfigMap")["switchboard-config"]["data"]["livekit-url"] == "ws://livekit-server:7880"
+
+
+def test_the_sentinel_overlay_points_every_redis_client_at_the_sentinels() -> None:
+    configs = livekit_configs()
+    # Production's livekit.yaml but for Redis, found through the sentinels (as LiveKit SIP's).
+    assert {k: v for k, v in configs["sentinel"].items() if k != "redis"} == {
+        k: v for k, v in configs["production"].items() if k != "redis"
+    }
+    sentinel_redis = configs["sentinel"]["redis"]
+    assert set(sentinel_redis) == {"sentinel_master_name", "sentinel_addresses"}
+    sip = yaml.safe_load(overlay_value("sentinel", "ConfigMap", "/data/sip.yaml"))
+    base_sip = yaml.safe_load(of_kind("ConfigMap")["livekit-config"]["data"]["sip.yaml"])
+    assert sip["redis"] == sentinel_redis
+    assert {k: v for k, v in sip.items() if k != "redis"} == {k: v for k, v in base_sip.items() if k != "redis"}
+    # Our processes: every queue write on a replica before it counts.
+    (sync,) = [p for p in overlay_patches("sentinel") if p["target"]["kind"] == "Deployment"]
+    assert [re.fullmatch(sync["target"]["name"], d) is not None for d in OURS] == [True] * len(OURS)
+    assert sync["ops"] == [
+        {
+            "op": "add",
+            "path": "/spec/template/spec/containers/0/env/-",
+            "value": {"name": "SWITCHBOARD_REDIS_SYNC_REPLICAS", "value": "1"},
+        }
+    ]
+    # KEDA: every trigger of the queue workers reads the streams through the same sentinels.
+    triggers = of_kind("ScaledObject")["switchboard-queue-worker"]["spec"]["triggers"]
+    ops = [p["ops"] for p in overlay_patches("sentinel") if p["target"]["kind"] == "ScaledObject"][0]
+    for i in range(len(triggers)):
+        patched = {
+            op["path"].rsplit("/", 1)[1]: op["value"] for op in ops if op["path"].startswith(f"/spec/triggers/{i}/")
+        }
+        assert patched == {
+            "type": "redis-sentinel-streams",
+            "addresses": ",".join(sentinel_redis["sentinel_addresses"]),
+            "sentinelMaster": sentinel_redis["sentinel_master_name"],
+        }
