@@ -8,7 +8,7 @@ from typing import Any
 
 from evals.runner import TrialResult
 from evals.stats import mean, pass_hat_k, percentile
-from orchestrator.telemetry.report import first_call_resolution
+from orchestrator.report import first_call_resolution
 
 # Metrics where a drop is bad; the others (escalation rate, latency, cost) are bad when they rise.
 HIGHER_IS_BETTER = {
@@ -30,7 +30,7 @@ def compute_metrics(trials: Sequence[TrialResult], k: int = 1) -> dict[str, Any]
 
     Definitions: success = every check passed; first-call resolution = share of in-scope calls that
     ended resolved, with policy escalations (the caller asked for a person, legal threats, emergencies...)
-    out of scope, exactly as `switchboard report` computes it (`orchestrator.telemetry.report.
+    out of scope, exactly as `switchboard report` computes it (`orchestrator.report.
     first_call_resolution`; what a scenario expected plays no part); escalation rate = share of calls that
     reached a human; escalation correctness = share of calls with an escalation expectation that met it
     (whether and why); routing accuracy = share of calls with routing expectations that met all of them;

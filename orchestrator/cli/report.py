@@ -21,9 +21,9 @@ from orchestrator.config import Settings, load_settings
 async def _report_from_store(settings: Settings, since: datetime | None) -> Any:
     from orchestrator.domain import open_engine
     from orchestrator.providers.llm import RoutingPolicy
+    from orchestrator.report import build_report, pricing
     from orchestrator.store import CallStore
     from orchestrator.telemetry.cost import PriceError, PriceTable
-    from orchestrator.telemetry.report import build_report, pricing
 
     # The reference stack's LLM models come from the routing policy; the prices from the configured table.
     try:
@@ -88,7 +88,7 @@ def register(app: typer.Typer) -> None:
         ] = 0,
     ) -> None:
         """Summarise the call records: success, latency, escalations, first-call resolution, cost, anomalies."""
-        from orchestrator.telemetry.report import parse_since, render_html, render_terminal
+        from orchestrator.report import parse_since, render_html, render_terminal
 
         quiet_logs()
         console = Console()

@@ -9,6 +9,7 @@ import pytest
 from rich.console import Console
 
 from orchestrator.providers.llm import RoutingPolicy
+from orchestrator.report import build_report, pricing, render_terminal
 from orchestrator.telemetry.cost import (
     AS_RUN,
     MANAGED_HIGH,
@@ -22,7 +23,6 @@ from orchestrator.telemetry.cost import (
     reference_cost,
     scenario_costs,
 )
-from orchestrator.telemetry.report import build_report, pricing, render_terminal
 from tests.unit.test_telemetry_report import CALLS
 
 pytestmark = pytest.mark.unit

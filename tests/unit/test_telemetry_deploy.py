@@ -113,7 +113,7 @@ def test_thresholds_in_the_rules_match_the_in_app_alerts() -> None:
 
 
 def test_the_fcr_rule_leaves_out_the_same_escalations_as_the_report() -> None:
-    from orchestrator.telemetry.report import OUT_OF_SCOPE_ESCALATIONS
+    from orchestrator.report import OUT_OF_SCOPE_ESCALATIONS
 
     rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
     (fcr,) = [

@@ -7,10 +7,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from orchestrator.store.records import CallView, TurnView
-from orchestrator.telemetry.anomaly import AnomalyFlag
-from orchestrator.telemetry.grades import GRADES
-from orchestrator.telemetry.report import (
+from orchestrator.report import (
     OUT_OF_SCOPE_ESCALATIONS,
     build_report,
     first_call_resolution,
@@ -18,6 +15,9 @@ from orchestrator.telemetry.report import (
     render_html,
     render_terminal,
 )
+from orchestrator.store.records import CallView, TurnView
+from orchestrator.telemetry.anomaly import AnomalyFlag
+from orchestrator.telemetry.grades import GRADES
 
 pytestmark = pytest.mark.unit
 

@@ -7,8 +7,11 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
+from orchestrator.config import PROMPTS_DIR
+from orchestrator.providers.llm import RoutingPolicy
 from orchestrator.store.records import CallView
 from orchestrator.telemetry import charts
 from orchestrator.telemetry.cost import (
@@ -26,6 +29,8 @@ from orchestrator.telemetry.cost import (
 from orchestrator.telemetry.grades import GRADES, grade_all
 from orchestrator.telemetry.stats import percentile
 
+# The shipped price table lives beside the cost model.
+PRICES = Path(__file__).with_name("telemetry") / "prices.yaml"
 _SINCE_RE = re.compile(r"^(\d+)\s*([mhdw])$")
 
 
@@ -120,14 +125,7 @@ ModelFor = Callable[[str, float], str | None]
 
 def default_pricing() -> tuple[PriceTable, ModelFor]:
     """The shipped price table and the shipped routing policy's model choice (for `build_report`)."""
-    from pathlib import Path
-
-    from orchestrator.providers.llm import RoutingPolicy
-
-    root = Path(__file__).resolve().parents[2]
-    return pricing(
-        PriceTable.load(Path(__file__).with_name("prices.yaml")), RoutingPolicy.load(root / "prompts" / "routing.yaml")
-    )
+    return pricing(PriceTable.load(PRICES), RoutingPolicy.load(PROMPTS_DIR / "routing.yaml"))
 
 
 def pricing(table: PriceTable, policy: Any) -> tuple[PriceTable, ModelFor]:
