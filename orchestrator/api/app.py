@@ -17,7 +17,7 @@ from orchestrator.api.limits import MAX_BODY_BYTES, BodyLimit
 from orchestrator.api.secret_policy import secret_problems
 from orchestrator.config import Settings
 from orchestrator.queue import CallQueue
-from orchestrator.queue.connect import open_redis
+from orchestrator.redis_client import open_redis
 from orchestrator.telemetry.metrics import CallMetrics
 from orchestrator.telemetry.setup import metrics_router, setup_telemetry
 

@@ -111,7 +111,7 @@ def unlock(
         from orchestrator.console.models import create_console_schema
         from orchestrator.console.service import AuditLog
         from orchestrator.domain import open_engine
-        from orchestrator.queue.connect import open_redis
+        from orchestrator.redis_client import open_redis
         from orchestrator.worker.main import resolve_redis_url
 
         settings = load_settings()

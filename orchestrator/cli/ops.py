@@ -135,7 +135,7 @@ _DEAD_ID = re.compile(r"\d{1,20}-\d{1,20}")
 
 async def _with_queue(prefix: str, action: str, dead_id: str | None) -> Any:
     from orchestrator.queue import CallQueue
-    from orchestrator.queue.connect import open_redis
+    from orchestrator.redis_client import open_redis
     from orchestrator.worker.main import resolve_redis_url
 
     settings = _settings()

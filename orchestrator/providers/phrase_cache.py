@@ -17,6 +17,8 @@ from livekit import rtc
 from livekit.agents import tokenize, tts, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
 
+from orchestrator.redis_client import open_redis
+
 __all__ = [
     "CachedTTS",
     "CacheStats",
@@ -134,8 +136,6 @@ class PhraseCache:
         """A redis-py asyncio client tuned for a cache: short timeouts, no retries (a miss is cheap)."""
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
-
-        from orchestrator.queue.connect import open_redis
 
         return open_redis(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
 

@@ -14,9 +14,9 @@ from redis.exceptions import ResponseError
 
 from orchestrator.contracts import Admission, CallJob, DeadLetter, QueueStats, WaitHistogram
 from orchestrator.queue import scripts
-from orchestrator.queue.connect import open_redis
 from orchestrator.queue.errors import DeadLetterNotFound, NoPrimary, QueueFull, refuses_writes
 from orchestrator.queue.keys import GROUP, RELEASED_CONSUMER, WAIT_BUCKETS_MS, QueueKeys
+from orchestrator.redis_client import open_redis
 
 if TYPE_CHECKING:
     from redis.commands.core import AsyncScript

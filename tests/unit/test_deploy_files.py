@@ -414,7 +414,7 @@ def test_the_sentinel_profile_holds_a_replica_of_redis_and_three_sentinels_watch
 
 
 def test_sentinel_env_points_every_client_at_the_sentinels() -> None:
-    from orchestrator.queue.connect import parse_sentinel_url
+    from orchestrator.redis_url import parse_sentinel_url
 
     given = sentinel_env()
     assert given["COMPOSE_PROFILES"] == "sentinel"

@@ -6,7 +6,8 @@ import pytest
 from redis.asyncio.sentinel import SentinelConnectionPool
 
 from orchestrator.config import SettingsError, load_settings
-from orchestrator.queue.connect import SentinelTarget, open_redis, parse_sentinel_url
+from orchestrator.redis_client import open_redis
+from orchestrator.redis_url import SentinelTarget, parse_sentinel_url
 
 pytestmark = pytest.mark.unit
 
