@@ -286,6 +286,7 @@ def _register_commands() -> None:
     from orchestrator.cli.ops import register as register_ops
     from orchestrator.cli.report import register as register_report
     from orchestrator.cli.sip import register as register_sip
+    from orchestrator.cli.stack import register as register_stack
     from orchestrator.cli.voice import register as register_voice
 
     register_evals(eval_app)  # eval run, eval compare
@@ -294,6 +295,7 @@ def _register_commands() -> None:
     register_voice(app)  # call-audio, agent-worker, tts warm, bench voice
     register_console(app)  # users add/list/remove/disable/token
     register_capacity(app)  # capacity
+    register_stack(app)  # dev
     register_sip(app)  # sip setup
 
 

@@ -1,4 +1,4 @@
-"""The real stack as commands: `demo --livekit` (WebRTC callers through livekit-server and both workers)."""
+"""The real stack as commands: `demo --livekit` (WebRTC callers through livekit-server and both workers) and `dev`."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 @contextlib.contextmanager
 def run_folder(keep: Path | None, prefix: str) -> Iterator[Path]:
-    """``keep``, or a temporary folder that is removed when the command succeeds and kept (and named) when it fails."""
+    """``keep``, or a temporary folder: removed on success or Ctrl-C, kept (and named) on a failure."""
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
         yield keep
@@ -67,6 +67,10 @@ def run_folder(keep: Path | None, prefix: str) -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         yield folder
+    except KeyboardInterrupt:
+        # Ctrl-C is how `dev` ends, and an interrupted demo has nothing to look into.
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     except BaseException:
         if any(folder.iterdir()):
             err.print(f"[dim]the processes' logs are kept in {folder}[/dim]")
@@ -170,3 +174,156 @@ async def _placed_with_progress(
             stack, plans, concurrency=concurrency, heard_dir=heard_dir, on_placed=placed, on_finished=finished
         )
 
+
+# ---------------------------------------------------------------------------------------------- dev
+
+SIP_SERVER = LIVEKIT_SERVER.parent / "livekit-sip"
+
+
+def _node_ip(value: str) -> str:
+    """``--node-ip``: an IPv4 address of this machine other than loopback (libwebrtc leaves loopback out)."""
+    import ipaddress
+    import socket
+
+    try:
+        address = ipaddress.IPv4Address(value)
+    except ValueError:
+        fail(f"--node-ip: {value!r} is not an IPv4 address")
+    if address.is_loopback or address.is_unspecified:
+        fail(f"--node-ip: {value} cannot carry WebRTC media (libwebrtc ignores loopback); give an interface's address")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((value, 0))
+        except OSError:
+            fail(f"--node-ip: {value} is not an address of this machine (`ip -4 addr` lists them)")
+    return value
+
+
+async def _forward(pair: Any, ns: str, port: int, listen_port: int) -> asyncio.Server:
+    """Accept on 127.0.0.1:``listen_port`` here and carry each connection to 127.0.0.1:``port`` inside ``ns``.
+
+    The stack's API and signalling listen in the server's namespace; this is how a browser on this machine
+    reaches them (HTTP and websockets; WebRTC media stays on the namespace link).
+    """
+    import socket
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            # A socket made on a thread that joined the namespace belongs to it wherever it is used after.
+            inner = await asyncio.to_thread(pair.call_in, ns, lambda: socket.create_connection(("127.0.0.1", port), 10))
+        except OSError:
+            writer.close()
+            return
+        inner_reader, inner_writer = await asyncio.open_connection(sock=inner)
+        await asyncio.gather(pipe(reader, inner_writer), pipe(inner_reader, writer))
+
+    return await asyncio.start_server(serve, "127.0.0.1", listen_port)
+
+
+def _start_sip(stack: Any, show: bool) -> None:
+    """The hook for livekit-sip: started beside the stack when `.tools/bin/livekit-sip` exists.
+
+    Its config (shared Redis with livekit-server, SIP and RTP ports) belongs to `orchestrator.devstack.sip`,
+    which provides ``start_sip(stack)``; until it does, the dev stack says so and runs without SIP.
+    """
+    import importlib
+
+    if not SIP_SERVER.exists():
+        return
+    try:
+        start_sip = importlib.import_module("orchestrator.devstack.sip").start_sip
+    except (ImportError, AttributeError):
+        if show:
+            err.print(
+                "[yellow]livekit-sip is built, but orchestrator.devstack.sip has no start_sip(stack) yet: no SIP[/]"
+            )
+        return
+    start_sip(stack)
+
+
+def dev(
+    node_ip: Annotated[
+        str | None,
+        typer.Option(
+            "--node-ip",
+            help="This machine's address for WebRTC media (browsers, phones); without it the stack runs in two "
+            "private network namespaces, as `demo --livekit` does.",
+        ),
+    ] = None,
+    port: Annotated[
+        int, typer.Option("--port", min=1, max=65535, help="Without --node-ip: this machine's port for the API.")
+    ] = 8000,
+    livekit_port: Annotated[
+        int,
+        typer.Option("--livekit-port", min=1, max=65535, help="Without --node-ip: this machine's port for LiveKit."),
+    ] = 7880,
+    slots: Annotated[int, typer.Option("--slots", min=1, help="Calls each worker takes at once.")] = 2,
+    livekit_server: ServerOpt = DEFAULT_SERVER,
+    keep: Annotated[
+        Path | None, typer.Option("--keep", file_okay=False, help="Keep the logs and data in this folder.")
+    ] = None,
+) -> None:
+    """Run the whole stack on this machine (livekit-server, the API, both workers; livekit-sip when built) until Ctrl-C.
+
+    The embedded providers (local STT and TTS, deterministic flows), a private Redis and a SQLite store.
+    """
+    quiet_logs()
+    load_settings()
+    check_machine(livekit_server, callers=False)
+    if node_ip is not None:
+        node_ip = _node_ip(node_ip)
+    with (
+        sigterm_as_interrupt(),
+        run_folder(keep, "switchboard-dev-") as run_dir,
+        started_stack(livekit_server, run_dir, slots=slots, show=True, node_ip=node_ip) as stack,
+    ):
+        _start_sip(stack, show=True)
+        asyncio.run(_serve(stack, run_dir, node_ip=node_ip, port=port, livekit_port=livekit_port))
+
+
+async def _serve(stack: Any, run_dir: Path, *, node_ip: str | None, port: int, livekit_port: int) -> None:
+    """Forward the API and signalling to loopback here (in the namespaces), print the URLs, run until Ctrl-C."""
+    from orchestrator.devstack.stack import API_PORT, SIGNAL_PORT, StackFailed
+
+    pair = stack.pair
+    async with contextlib.AsyncExitStack() as cleanup:
+        if node_ip is None:
+            try:
+                for inner, outer in ((API_PORT, port), (SIGNAL_PORT, livekit_port)):
+                    forwarder = await _forward(pair, pair.server_ns, inner, outer)
+                    cleanup.push_async_callback(forwarder.wait_closed)
+                    cleanup.callback(forwarder.close)
+            except OSError as exc:
+                fail(f"cannot listen on 127.0.0.1 ({exc.strerror or exc}): give another --port or --livekit-port")
+            media = f"media on {pair.server_ip}, inside the namespaces: --node-ip ADDR for browsers and phones"
+        else:
+            port, livekit_port = API_PORT, SIGNAL_PORT
+            media = f"media on {node_ip}"
+        base = f"http://127.0.0.1:{port}"
+        print(
+            f"ready\n  console    {base}/console\n  talk page  {base}/console/talk\n"
+            f"  LiveKit    ws://127.0.0.1:{livekit_port} ({media})\n  logs       {run_dir / 'stack'}\n"
+            "Ctrl-C stops everything.",
+            flush=True,
+        )
+        while True:
+            await asyncio.sleep(1)
+            try:
+                stack.check_alive()
+            except StackFailed as exc:
+                fail(f"{str(exc).splitlines()[0]}; the rest is stopped (logs: {run_dir / 'stack'})", 1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `dev` to the `switchboard` app (`demo --livekit` is an option of `demo`)."""
+    app.command("dev")(dev)
