@@ -266,6 +266,7 @@ async def _run_session(
     from orchestrator.queue.connect import open_redis
     from orchestrator.runtime import Services
     from orchestrator.session.room import LocalLine, VoiceCall, play_caller
+    from orchestrator.session.telephony import sip_caller_number
     from orchestrator.telemetry import names
     from orchestrator.telemetry.voice import watch_voice
     from orchestrator.worker.main import RedisNotConfigured, resolve_redis_url
@@ -320,6 +321,10 @@ async def _run_session(
             if line is None:
                 await ctx.connect()
                 if await caller_in_room(ctx.room, CALLER_WAIT_S):
+                    if not call.llm.caller_id:
+                        # A phone call's room_started webhook admits it before its SIP caller joins, so its job
+                        # has no number: the caller's participant carries it.
+                        call.llm.caller_id = sip_caller_number(ctx.room)
                     await call.closed.wait()
                 else:
                     # The caller left between the claim and our join: end the call (abandoned, no turn taken)

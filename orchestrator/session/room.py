@@ -12,7 +12,7 @@ from typing import Any
 from langchain_core.callbacks import BaseCallbackHandler
 from livekit import rtc
 from livekit.agents import AgentSession, llm, tts
-from livekit.agents.voice.events import ConversationItemAddedEvent
+from livekit.agents.voice.events import AgentStateChangedEvent, ConversationItemAddedEvent
 
 from agents.supervisor import speaker_of
 from orchestrator.providers.voice import VoiceStack
@@ -20,6 +20,7 @@ from orchestrator.results import TurnRecord
 from orchestrator.runtime import Services
 from orchestrator.session.audio import CaptureAudioOutput, LineAudioInput, caller_speech, turn_handling
 from orchestrator.session.graph_llm import GraphAgent
+from orchestrator.session.telephony import Keypad
 from orchestrator.session.text import TextCall
 from orchestrator.telemetry import names as n
 from orchestrator.telemetry.voice import turn_stages
@@ -147,6 +148,12 @@ class VoiceCall(TextCall):
         self.session.on("conversation_item_added", self._on_item)
         self.llm.follow(self.session)  # the router starts at the STT final; cut-off replies are noted
         self.session.on("close", lambda _ev: self.closed.set())
+        # A phone caller's keyed digits (a room's SIP DTMF) are a caller turn of their own.
+        self.keypad: Keypad | None = None
+        if room is not None:
+            self.keypad = Keypad(self._keyed)
+            room.on("sip_dtmf_received", self._on_dtmf)
+            self.session.on("agent_state_changed", self._on_agent_state)
 
     async def start(self) -> None:
         await self.llm.prepare()
@@ -169,6 +176,19 @@ class VoiceCall(TextCall):
                 self.session.say(text, add_to_chat_ctx=False)
         except Exception:
             log.exception("call %s: speaking a supervisor's lines failed", self.call_id)
+
+    def _on_dtmf(self, dtmf: rtc.SipDTMF) -> None:
+        if self.keypad is not None:
+            self.keypad.key(dtmf.digit)
+
+    def _on_agent_state(self, ev: AgentStateChangedEvent) -> None:
+        if self.keypad is not None:
+            self.keypad.set_busy(ev.new_state in ("speaking", "thinking"))
+
+    async def _keyed(self, digits: str) -> None:
+        # The graph reads it as it reads a spoken turn (a phone number, a ZIP code), after the console's commands.
+        await self._apply_console()
+        self.session.generate_reply(user_input=digits)
 
     async def _apply_console(self) -> None:
         if self.before_turn is not None:
@@ -243,6 +263,10 @@ class VoiceCall(TextCall):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._speaker
             self._speaker = None
+        if self.keypad is not None:
+            if self.room is not None:
+                self.room.off("sip_dtmf_received", self._on_dtmf)
+            await self.keypad.aclose()
         await self.close_session()
         if self._recorder is not None:
             self._items.put_nowait(None)

@@ -1,0 +1,106 @@
+"""Phone callers in a room: their number, and their keypad digits (RFC 4733 events LiveKit SIP hands on as DTMF)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from livekit import rtc
+
+__all__ = ["END_KEY", "PAUSE_S", "Keypad", "sip_caller_number"]
+
+log = logging.getLogger(__name__)
+
+END_KEY = "#"
+CLEAR_KEY = "*"
+# A caller who stops keying this long has finished the entry, as an IVR takes it without a '#'.
+PAUSE_S = 3.0
+# Longer than any number or code we ask for; keys past it are dropped rather than grow a turn without bound.
+MAX_DIGITS = 20
+SIP_NUMBER_ATTRIBUTE = "sip.phoneNumber"
+
+
+class Keypad:
+    """Gathers keyed digits into one caller turn, ended by ``#`` or by a pause; ``*`` starts the entry again.
+
+    An entry the caller finishes while the agent speaks or thinks is held, not lost, and handed to ``submit``
+    once the agent listens again (`set_busy`). Entries are submitted one at a time, in the order keyed.
+    """
+
+    def __init__(self, submit: Callable[[str], Awaitable[None]], *, pause_s: float = PAUSE_S) -> None:
+        self._submit = submit
+        self._pause_s = pause_s
+        self._digits: list[str] = []
+        self._ready: list[str] = []
+        self._busy = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def pending(self) -> list[str]:
+        """Finished entries not yet submitted (the agent was busy), oldest first."""
+        return list(self._ready)
+
+    def key(self, key: str) -> None:
+        """One key the caller pressed."""
+        if key == END_KEY:
+            self._end_entry()
+        elif key == CLEAR_KEY:
+            self._digits.clear()
+            self._cancel_timer()
+        elif len(key) == 1 and key.isdigit():
+            if len(self._digits) < MAX_DIGITS:
+                self._digits.append(key)
+            self._cancel_timer()
+            self._timer = asyncio.get_running_loop().call_later(self._pause_s, self._end_entry)
+        # A-D (and anything else) mean nothing to us.
+
+    def set_busy(self, busy: bool) -> None:
+        """The agent is speaking or thinking (True), or listening again (False)."""
+        self._busy = busy
+        self._flush()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _end_entry(self) -> None:
+        self._cancel_timer()
+        if self._digits:
+            self._ready.append("".join(self._digits))
+            self._digits.clear()
+        self._flush()
+
+    def _flush(self) -> None:
+        if self._busy or not self._ready or (self._task is not None and not self._task.done()):
+            return
+        entry = self._ready.pop(0)
+        # The reply to it makes the agent busy; until its state says so, hold any next entry back.
+        self._busy = True
+        self._task = asyncio.get_running_loop().create_task(self._run(entry), name="keypad-entry")
+
+    async def _run(self, entry: str) -> None:
+        try:
+            await self._submit(entry)
+        except Exception:
+            log.exception("a keyed entry could not be handed to the call")
+
+    async def aclose(self) -> None:
+        """Stop: a pending pause ends nothing more, and a submission in progress is awaited."""
+        self._cancel_timer()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+def sip_caller_number(room: rtc.Room) -> str | None:
+    """The phone number of the SIP caller in ``room`` (LiveKit SIP's ``sip.phoneNumber`` attribute), if any."""
+    for participant in room.remote_participants.values():
+        if participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_SIP:
+            number = participant.attributes.get(SIP_NUMBER_ATTRIBUTE, "").strip()
+            if number:
+                return number
+    return None
