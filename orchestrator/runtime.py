@@ -22,7 +22,7 @@ from agents.ports import IntentClassifier, Tenant
 from agents.prompts import Prompts
 from orchestrator.config import Settings, get_settings
 from orchestrator.domain import build_tenant, create_schema, open_engine, seed_demo
-from orchestrator.domain.db import switch_file_to_wal
+from orchestrator.sql import switch_file_to_wal
 from orchestrator.store.checkpoints import LatestCheckpointCache
 
 log = logging.getLogger(__name__)

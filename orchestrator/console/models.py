@@ -9,8 +9,7 @@ from sqlalchemy import JSON, Index, Integer, String, Text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from orchestrator.domain.db import create_schema
-from orchestrator.domain.models import UTCDateTime
+from orchestrator.sql import UTCDateTime, create_tables
 
 
 class ConsoleBase(DeclarativeBase):
@@ -86,4 +85,4 @@ class WrapUpRow(ConsoleBase):
 
 async def create_console_schema(engine: AsyncEngine) -> None:
     """Create the `console_*` tables that do not exist yet (safe from several processes at once)."""
-    await create_schema(engine, ConsoleBase.metadata)
+    await create_tables(engine, ConsoleBase.metadata)

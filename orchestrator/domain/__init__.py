@@ -8,7 +8,7 @@ from agents.ports import RefundPolicy, Tenant
 from orchestrator.domain import redaction as _redaction  # noqa: F401 - registers the caller-text columns' redaction
 from orchestrator.domain.billing import DEFAULT_REFUND_POLICY, SqlBilling
 from orchestrator.domain.customers import SqlCustomers
-from orchestrator.domain.db import DEFAULT_TIMEZONE, Clock, Store, create_schema, open_engine
+from orchestrator.domain.db import DEFAULT_TIMEZONE, Clock, Store, create_schema
 from orchestrator.domain.desk import SqlHumanDesk
 from orchestrator.domain.scheduling import SqlScheduling
 from orchestrator.domain.seed import DEMO_CUSTOMERS, seed_demo
@@ -20,6 +20,7 @@ from orchestrator.domain.verification import (
     VerificationLimits,
     watch_lockouts,
 )
+from orchestrator.sql import open_engine
 
 TENANT_NAME = "Northwind Broadband"
 

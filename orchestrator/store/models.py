@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from orchestrator.domain.models import UTCDateTime
+from orchestrator.sql import UTCDateTime
 
 
 class RecordsBase(DeclarativeBase):

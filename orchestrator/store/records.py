@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from orchestrator.config import DEV_RECORD_KEY
-from orchestrator.domain.db import create_schema
+from orchestrator.sql import create_tables
 from orchestrator.store.models import AnomalyRow, CallRow, EventRow, RecordsBase, TurnRow
 from orchestrator.telemetry.anomaly import AnomalyFlag
 from orchestrator.telemetry.cost import CallCost, segments_of
@@ -42,7 +42,7 @@ async def create_records_schema(engine: AsyncEngine) -> None:
 
     Safe from several processes at once: a column another process added meanwhile is left as it is.
     """
-    await create_schema(engine, RecordsBase.metadata)
+    await create_tables(engine, RecordsBase.metadata)
     async with engine.connect() as conn:
         have = await conn.run_sync(lambda c: {col["name"] for col in inspect(c).get_columns("cc_calls")})
     for name in _ADDED_COLUMNS:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.domain.db import switch_to_wal
+from orchestrator.sql import switch_to_wal
 
 pytestmark = pytest.mark.unit
 
