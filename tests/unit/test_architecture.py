@@ -106,7 +106,7 @@ def test_the_contracts_fail_on_a_new_upward_import(tmp_path: Path) -> None:
 def test_every_part_of_orchestrator_has_a_layer() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
     (layers,) = [c["layers"] for c in config["contracts"] if c["type"] == "layers"]
-    named = {name.strip() for layer in layers for name in layer.replace("|", ":").split(":")}
+    named = {name.strip(" ()") for layer in layers for name in layer.replace("|", ":").split(":")}
     parts = {
         f"orchestrator.{path.stem}"
         for path in (ROOT / "orchestrator").iterdir()
