@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, Unpack
 
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -28,12 +28,24 @@ if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from orchestrator.domain.verification import Lockout
     from orchestrator.results import CallResult
 
 log = logging.getLogger(__name__)
 
 _EMPTY_PRICES = PriceTable("USD", {}, {}, {}, {}, {})
+
+
+class Lockout(Protocol):
+    """A caller ID or an account locked after failed verifications (the tenant's `Lockout`)."""
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def failures(self) -> int: ...
+
+    @property
+    def call_id(self) -> str: ...
 
 
 class TelemetryOptions(TypedDict, total=False):
