@@ -53,6 +53,7 @@ async def run_pair(
 ) -> ComparePair:
     """Run every scenario trial on both prompt versions, interleaved so both see the same machine load."""
     if classifier is None:
+        # Lazy: onnxruntime and the tokenizer load only when no classifier is passed in.
         from orchestrator.providers.intent import load_classifier
 
         classifier = load_classifier()

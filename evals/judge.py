@@ -51,6 +51,7 @@ async def judge_reply_rubrics(
 
 
 def _judge_model(settings: Settings) -> BaseChatModel | None:
+    # Lazy: the vendors' LangChain chat models load only when a judge runs.
     from orchestrator.providers.llm import ModelRegistry
 
     registry = ModelRegistry.from_settings(settings)

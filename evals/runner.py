@@ -287,6 +287,7 @@ def _llm_caller_factory(config: RunConfig) -> Callable[[Settings], Any] | None:
             if config.simulator == "llm":
                 raise RuntimeError("--simulator llm needs an LLM key (OPENAI_API_KEY or ANTHROPIC_API_KEY)")
             return None
+        # Lazy: the vendors' LangChain chat models load only when an LLM is configured.
         from orchestrator.providers.llm import ModelRegistry
 
         registry = ModelRegistry.from_settings(settings)
@@ -314,6 +315,7 @@ async def run_suites(
         The trials in suite, scenario and trial order.
     """
     if classifier is None:
+        # Lazy: onnxruntime and the tokenizer load only when no classifier is passed in.
         from orchestrator.providers.intent import load_classifier
 
         classifier = load_classifier()

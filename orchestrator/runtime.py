@@ -83,10 +83,12 @@ class Services:
                 today = (clock() if clock else datetime.now().astimezone()).astimezone(_tz(settings)).date()
                 await seed_demo(engine, today=today)
             if classifier is None:
+                # Lazy: onnxruntime and the tokenizer load only where a call needs the classifier.
                 from orchestrator.providers.intent import load_classifier
 
                 classifier = load_classifier()
                 if settings.classifier_process if settings.classifier_process is not None else many_calls:
+                    # Lazy, as above: the classifier's child process brings in onnxruntime too.
                     from orchestrator.providers.intent_process import ProcessIntentClassifier
 
                     in_child = ProcessIntentClassifier(classifier)
@@ -94,6 +96,7 @@ class Services:
                     stack.push_async_callback(in_child.aclose)
                     classifier = in_child
             if models is None and settings.llm_configured:
+                # Lazy: the vendors' LangChain chat models load only when an LLM is configured.
                 from orchestrator.providers.llm import ModelRegistry
 
                 models = ModelRegistry.from_settings(settings)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from orchestrator.domain.seed import DEMO_CUSTOMERS, all_customers
+
 
 @dataclass(frozen=True)
 class Scenario:
@@ -100,8 +102,6 @@ _ANY_CUSTOMER = {"book a technician visit": ("10011", 1)}
 
 def simulated_caller(index: int) -> Scenario:
     """The index-th simulated caller: the scenarios round-robin, with varied accounts where they allow it."""
-    from orchestrator.domain.seed import DEMO_CUSTOMERS, all_customers
-
     scenario = SCENARIOS[index % len(SCENARIOS)]
     round_ = index // len(SCENARIOS)
     if round_ == 0 or scenario.name not in _ANY_CUSTOMER:

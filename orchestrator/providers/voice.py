@@ -22,7 +22,7 @@ from livekit.agents.utils import AudioBuffer
 
 from orchestrator.config import Settings
 from orchestrator.providers.phrase_cache import CachedTTS, PhraseCache, phrase_sentences
-from orchestrator.providers.stt import WhisperSTT, load_vad, local_stt
+from orchestrator.providers.stt import WhisperSTT, _to_float32_16k, load_vad, local_stt
 from orchestrator.providers.tts import local_tts
 
 # Plugins register themselves on import and must be imported on the main thread (livekit rule).
@@ -492,8 +492,6 @@ async def batch_transcribe(settings: Settings, audio: bytes, *, mimetype: str = 
     with wave.open(io.BytesIO(audio)) as wav:
         rate, pcm = wav.getframerate(), np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
     from livekit import rtc
-
-    from orchestrator.providers.stt import _to_float32_16k
 
     whisper = WhisperSTT(model_path=settings.local_stt_model, hotwords=settings.stt_hotwords)
     samples = _to_float32_16k(rtc.AudioFrame(pcm.tobytes(), rate, 1, len(pcm)))

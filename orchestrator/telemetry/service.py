@@ -13,6 +13,7 @@ from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import Span
 
+from agents.prompts import Prompts
 from orchestrator.config import Settings
 from orchestrator.store.records import CallStore, CallView
 from orchestrator.store.retention import Purged, purge_expired
@@ -160,8 +161,6 @@ class Telemetry:
             Thresholds(cost_per_call_usd_max=settings.cost_budget_per_call_usd), stream=stream, notifier=notifier
         )
         try:
-            from agents.prompts import Prompts
-
             phrases = Prompts.load(settings.prompts_dir).phrases()
         except Exception:
             phrases = []
