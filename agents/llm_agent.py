@@ -10,6 +10,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 
 from agents.context import AgentContext
 from agents.specialists.base import failed_directive, verify
+from agents.speech import for_the_ear
 from agents.state import CallState, new_verification, verification_of
 from agents.supervisor import CORRECTIONS, reply_breach
 from agents.tools import CallerTools
@@ -63,6 +64,7 @@ async def run_llm_specialist(
         if breach:
             corrected = True
             sentence = ctx.prompts.reply(CORRECTIONS[breach])
+        sentence = for_the_ear(sentence)
         spoken.append(sentence)
         write(sentence + " ")
 

@@ -10,6 +10,7 @@ from langgraph.types import Overwrite
 
 from agents import parsing
 from agents.context import AgentContext
+from agents.speech import for_the_ear, spoken_dollars_cents
 from agents.state import CallState, Handoff, Intervention, ReplyCut, Turn
 from agents.triggers import reading
 
@@ -248,7 +249,7 @@ def review(ctx: AgentContext, state: CallState) -> dict[str, Any]:
     if breach:
         interventions.append(Intervention(turn=turn, kind="correct_reply", reason=breach, detail=reply[:200]))
         reply = ctx.prompts.reply(CORRECTIONS[breach])
-    reply = _mask_emails(reply)
+    reply = for_the_ear(_mask_emails(reply))
     if state.get("guidance") and ctx.models is None:
         # Flows cannot follow free text, and a whisper is never read to the caller: the console turns a
         # whisper into a flow action (or refuses it) when no model is configured, so this one is dropped.
@@ -300,9 +301,11 @@ def reply_breach(text: str, *, max_refund_cents: int, refund_granted: bool) -> s
 
 def _refund_promise_cents(reply: str) -> int | None:
     m = _REFUND_PROMISE.search(reply)
-    if not m:
-        return None
-    return round(float(m.group(1) or m.group(2)) * 100)
+    if m:
+        return round(float(m.group(1) or m.group(2)) * 100)
+    # The same promise said in words ("a refund of two hundred dollars"), sentence by sentence.
+    spoken = [c for s in re.split(r"(?<=[.!?])\s+", reply) if "refund" in s.lower() for c in spoken_dollars_cents(s)]
+    return max(spoken) if spoken else None
 
 
 def _mask_emails(reply: str) -> str:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from agents.context import AgentContext
 from agents.ports import Appointment, Article, Balance, Dispute, DomainError, Invoice, Outage, Payment, Refund, Slot
+from agents.speech import spoken_clock, spoken_money
 from agents.state import CallState, ToolEvent, verification_of
 
 T = TypeVar("T")
@@ -25,18 +26,14 @@ class NotVerified(DomainError):
 
 
 def money(cents: int) -> str:
-    """Speakable dollars: 4250 -> "$42.50", 4200 -> "$42"."""
-    sign = "-" if cents < 0 else ""
-    cents = abs(cents)
-    return f"{sign}${cents // 100}" if cents % 100 == 0 else f"{sign}${cents // 100}.{cents % 100:02d}"
+    """An amount for the ear: 4250 -> "forty-two dollars and fifty cents" (a voice misreads "$42.50")."""
+    return spoken_money(cents)
 
 
 def spoken_time(moment: datetime, ctx: AgentContext) -> str:
-    """ "Tuesday, December 1 at 10 AM" in the tenant's time zone."""
+    """ "Tuesday, December 1 at ten in the morning" in the tenant's time zone."""
     local = moment.astimezone(ctx.tz)
-    hour = local.strftime("%I").lstrip("0")
-    minutes = "" if local.minute == 0 else local.strftime(":%M")
-    return f"{local.strftime('%A, %B')} {local.day} at {hour}{minutes} {local.strftime('%p')}"
+    return f"{local.strftime('%A, %B')} {local.day} at {spoken_clock(local.hour, local.minute)}"
 
 
 def spoken_date(day: date) -> str:
@@ -352,7 +349,7 @@ class CallerTools:
             outage = await self.outage(zip_code)
             if outage is None:
                 return "no known outage"
-            eta = f", expected fix {outage.eta.isoformat()}" if outage.eta else ""
+            eta = f", expected fix {spoken_time(outage.eta, self.ctx)}" if outage.eta else ""
             return f"{outage.status}: {outage.description}{eta}"
 
         return self._tool("check_outage", "Check for a network outage at the caller's address.", _OutageArgs, fn)

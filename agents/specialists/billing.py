@@ -269,5 +269,6 @@ def _match_line(utterance: str, lines: list[tuple[Invoice, Any]]) -> tuple[Invoi
 
 
 def _charges(inv: Invoice) -> str:
-    items = [f"{ln.description} for {money(ln.amount_cents)}" for ln in inv.lines if ln.amount_cents > 0]
+    # Names only: amounts in words would make the list too long to follow by ear, and the caller picks by name.
+    items = [ln.description for ln in inv.lines if ln.amount_cents > 0]
     return ", ".join(items[:-1]) + (", and " if len(items) > 1 else "") + items[-1] if items else "no charges"

@@ -7,6 +7,7 @@ from typing import Any
 from agents import parsing
 from agents.context import AgentContext
 from agents.specialists.base import Step
+from agents.speech import spoken_clock
 from agents.state import CallState, Task
 from agents.tools import CallerTools
 
@@ -116,7 +117,7 @@ async def _outage(ctx: AgentContext, tools: CallerTools, task: Task, code: str |
             eta = (
                 p.reply(
                     "support.outage_eta",
-                    when=f"{local.strftime('%A')} at {local.strftime('%I').lstrip('0')} {local.strftime('%p')}",
+                    when=f"{local.strftime('%A')} at {spoken_clock(local.hour, local.minute)}",
                 )
                 + " "
             )

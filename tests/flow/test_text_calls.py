@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from agents.speech import spoken_clock
 from agents.state import Turn
 from orchestrator.results import CallResult
 from orchestrator.runtime import Services
@@ -58,7 +59,7 @@ async def test_a_moved_visit_is_never_offered_its_own_time(services: Services) -
     result = await talk(services, "Can I reschedule my technician appointment?", "10027", ask, caller_id=MARIA)
     offers = [e for e in result.tool_events if e["name"] == "open_slots" and e["ok"]]
     assert len(offers) == 2, result.tool_events
-    said = current.strftime("%B %-d at %-I %p")
+    said = f"{current:%B %-d} at {spoken_clock(current.hour, current.minute)}"
     assert result.turns[1].agent.count(said) == 1, result.turns[1].agent  # "currently booked for ...", not offered
     assert said not in result.turns[2].agent, result.turns[2].agent
 

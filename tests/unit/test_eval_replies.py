@@ -17,7 +17,10 @@ from orchestrator.config import REPO_ROOT, load_settings
 pytestmark = pytest.mark.unit
 
 GOODBYE = "Thanks for calling Northwind Broadband. Have a great day. Goodbye."
-PAID = "Thank you. Your payment of $144.98 went through, and you'll get a receipt by email."
+PAID = (
+    "Thank you. Your payment of one hundred forty-four dollars and ninety-eight cents went through,"
+    " and you'll get a receipt by email."
+)
 
 
 def rules(*turns: tuple[str, str], closed: bool = True) -> list[tuple[int, str]]:
@@ -36,7 +39,7 @@ def test_an_unrequested_upsell_is_caught_and_a_requested_one_is_not() -> None:
     assert rules(("What's my balance?", upsell), ("no", GOODBYE)) == [(0, "upsell")]
     assert rules(("Are there any upgrade plans?", upsell), ("no", GOODBYE)) == []
     # A charge's own name is not marketing.
-    said = "I see a Premium channel pack charge of $14.99 on your November 14 to December 13 bill."
+    said = "I see a Premium channel pack charge of fourteen dollars and ninety-nine cents on your December 13 bill."
     assert rules(("dispute a charge", said), ("no", GOODBYE)) == []
 
 
@@ -62,6 +65,17 @@ def test_raw_dates_cents_markup_and_long_sentences_are_caught() -> None:
     long = "I can help with " + " and ".join(["technician visits"] * 10) + "."
     assert rules(("x", long), closed=False) == [(0, "long_sentence")]
     assert rules(("x", "Sure. " * 61), closed=False) == [(0, "too_long")]
+
+
+def test_amounts_times_and_phone_numbers_written_for_the_eye_are_caught() -> None:
+    assert rules(("x", "Your balance is $144.98."), closed=False) == [(0, "written_amount")]
+    assert rules(("x", "That's 49 dollars."), closed=False) == [(0, "written_amount")]
+    assert rules(("x", "A technician comes Tuesday at 2:30 PM."), closed=False) == [(0, "written_time")]
+    assert rules(("x", "A technician comes Tuesday at 10 a.m."), closed=False) == [(0, "written_time")]
+    assert rules(("x", "Is your number 555-010-0002?"), closed=False) == [(0, "written_phone")]
+    assert rules(("x", "Is your number +15550100002?"), closed=False) == [(0, "written_phone")]
+    spoken = "A technician comes Tuesday at two thirty in the afternoon. The fee is forty-nine dollars."
+    assert rules(("x", spoken), ("Step 2 done", "Step 3: wait 30 seconds."), closed=False) == []
 
 
 def test_a_bad_policy_file_is_named_in_one_line(tmp_path: Path) -> None:
