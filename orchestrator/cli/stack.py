@@ -1,4 +1,4 @@
-"""The real stack as commands: `demo --livekit` (WebRTC callers through livekit-server and both workers) and `dev`."""
+"""The real stack as commands: `demo --livekit`, `bench calls --livekit` and `dev` (livekit-server, both workers)."""
 
 from __future__ import annotations
 
@@ -324,6 +324,56 @@ async def _serve(stack: Any, run_dir: Path, *, node_ip: str | None, port: int, l
                 fail(f"{str(exc).splitlines()[0]}; the rest is stopped (logs: {run_dir / 'stack'})", 1)
 
 
+# ---------------------------------------------------------------------------------------------- bench calls
+
+
+def bench_calls(
+    livekit: Annotated[bool, typer.Option("--livekit", help="Through the real stack (the only way, for now).")] = False,
+    levels: Annotated[str, typer.Option("--levels", help="Calls at once, comma-separated.")] = "1,5,10,25",
+    as_json: Annotated[bool, typer.Option("--json", help="Print only the JSON report.")] = False,
+    livekit_server: ServerOpt = DEFAULT_SERVER,
+    keep: Annotated[
+        Path | None, typer.Option("--keep", file_okay=False, help="Keep the logs and the heard audio in this folder.")
+    ] = None,
+) -> None:
+    """First audio at WebRTC callers through the real stack, ours against an LLM-router baseline, per concurrency.
+
+    The vendor plugins as production configures them (Deepgram, OpenAI, Cartesia), pointed at stand-ins that
+    answer at the standard profile (STT final 150 ms, LLM first token 300 ms, TTS first byte 80 ms).
+    Capacity is the largest level whose P95 (ours) is at most 500 ms.
+    """
+    quiet_logs()
+    load_settings()
+    if not livekit:
+        fail("bench calls needs --livekit (the room-less benchmark is `switchboard bench voice`)")
+    try:
+        counts = [int(x) for x in levels.split(",") if x.strip()]
+    except ValueError:
+        fail(f"--levels: {levels!r} is not a comma-separated list of whole numbers")
+    if not counts or min(counts) < 1:
+        fail(f"--levels: {levels!r} needs at least one level, each 1 or more")
+    check_machine(livekit_server)
+    from orchestrator.bench.calls import run_call_bench
+    from orchestrator.devstack.netns import NamespacesUnavailable
+    from orchestrator.devstack.stack import StackFailed
+
+    def progress(line: str) -> None:
+        if not as_json:
+            err.print(f"[dim]{line}…[/dim]")
+
+    with sigterm_as_interrupt(), run_folder(keep, "switchboard-bench-calls-") as run_dir:
+        try:
+            report = run_call_bench(counts, server=livekit_server, run_dir=run_dir, on_progress=progress)
+        except NamespacesUnavailable as exc:
+            fail(f"media needs two network namespaces (libwebrtc ignores loopback), which cannot be made here: {exc}")
+        except StackFailed as exc:
+            fail(f"the stack failed: {str(exc).splitlines()[0]} (logs: {run_dir / 'stack'})", 1)
+    print(json.dumps(report, indent=None if as_json else 2))
+
+
 def register(app: typer.Typer) -> None:
-    """Add `dev` to the `switchboard` app (`demo --livekit` is an option of `demo`)."""
+    """Add `dev` and `bench calls` to the `switchboard` app (`demo --livekit` is an option of `demo`)."""
+    from orchestrator.cli.voice import bench_app
+
     app.command("dev")(dev)
+    bench_app.command("calls")(bench_calls)

@@ -94,6 +94,8 @@ class RealStack:
     procs: list[Proc] = field(default_factory=list)
     # Calls each worker (the queue worker, the agent worker) takes at once.
     slots: int = 2
+    # Settings for every process of the stack beyond the embedded defaults (providers' URLs and keys).
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def caller_url(self) -> str:
@@ -144,6 +146,7 @@ class RealStack:
             PYTHONWARNINGS="ignore",
             PYTHONPATH=str(ROOT),
         )
+        env.update(self.extra_env)
         return env
 
     def start(self, name: str, argv: list[str], *, ns: str | None = None) -> Proc:
@@ -251,20 +254,21 @@ def real_stack(
     *,
     server: Path = LIVEKIT_SERVER,
     slots: int = 2,
+    env: dict[str, str] | None = None,
     on_progress: Callable[[str], None] | None = None,
 ) -> Iterator[RealStack]:
     """Start livekit-server, `switchboard serve` and `switchboard agent-worker`; stop them (and a queue worker) after.
 
     Yields once the API is up and the agent worker has registered with the server (its /readyz says 200);
     the test starts the queue worker (`RealStack.start_queue_worker`) when calls should be answered.
-    ``server`` is the livekit-server binary, ``slots`` the calls each worker takes at once, and
-    ``on_progress`` is told in a line what is starting next.
+    ``server`` is the livekit-server binary, ``slots`` the calls each worker takes at once, ``env`` settings
+    every process gets (a provider's URL and key), and ``on_progress`` is told in a line what starts next.
     """
     said = on_progress or (lambda _line: None)
     run_dir.mkdir(parents=True, exist_ok=True)
     redis, redis_url = _redis(run_dir)
     key, secret = f"sbtest-{secrets.token_hex(4)}", secrets.token_urlsafe(32)
-    stack = RealStack(pair, run_dir, run_dir / "data", redis_url, key, secret, slots=slots)
+    stack = RealStack(pair, run_dir, run_dir / "data", redis_url, key, secret, slots=slots, extra_env=env or {})
     config = run_dir / "livekit.yaml"
     config.write_text(livekit_config(pair, key=key, secret=secret))
     cli = [sys.executable, "-m", "orchestrator.cli"]

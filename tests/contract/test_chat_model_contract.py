@@ -16,11 +16,11 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from pydantic import BaseModel, Field, SecretStr
 
 from agents.testing import Reply, ScriptedChatModel, Stream, ToolCall
+from orchestrator.bench.providers import anthropic_api, openai_api
+from orchestrator.bench.providers.anthropic_api import AnthropicStandin, MessageReply
+from orchestrator.bench.providers.openai_api import Completion, OpenAIStandin
 from orchestrator.config import Settings
 from orchestrator.providers.llm import ModelSpec, build_chat_model
-from tests.standins import anthropic_api, openai_api
-from tests.standins.anthropic_api import AnthropicStandin, MessageReply
-from tests.standins.openai_api import Completion, OpenAIStandin
 
 pytestmark = pytest.mark.contract
 

@@ -16,13 +16,8 @@ from livekit import rtc
 from livekit.agents import stt, tts, utils, vad
 from livekit.agents.types import APIConnectOptions
 
-from orchestrator.config import Settings, load_settings
-from orchestrator.providers.phrase_cache import CachedTTS, PhraseCache
-from orchestrator.providers.stt import WhisperSTT, load_vad
-from orchestrator.providers.tts import FliteTTS
-from orchestrator.providers.voice import VoiceStack, batch_transcribe, build_stt, build_tts, open_voice
-from tests.standins.cartesia_ws import CartesiaStandin, Cut, Fail, Speak, Stall, pcm_tone
-from tests.standins.deepgram_ws import (
+from orchestrator.bench.providers.cartesia_ws import CartesiaStandin, Cut, Fail, Speak, Stall, pcm_tone
+from orchestrator.bench.providers.deepgram_ws import (
     BatchError,
     BatchTranscript,
     Close,
@@ -33,6 +28,11 @@ from tests.standins.deepgram_ws import (
     Say,
     Stream,
 )
+from orchestrator.config import Settings, load_settings
+from orchestrator.providers.phrase_cache import CachedTTS, PhraseCache
+from orchestrator.providers.stt import WhisperSTT, load_vad
+from orchestrator.providers.tts import FliteTTS
+from orchestrator.providers.voice import VoiceStack, batch_transcribe, build_stt, build_tts, open_voice
 from tests.voice_fakes import ListeningSTT
 
 pytestmark = [

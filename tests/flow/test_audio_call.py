@@ -25,12 +25,12 @@ from livekit.agents import utils
 
 from agents.context import IntentPrefetch
 from agents.graph import build_graph
+from orchestrator.bench.providers.deepgram_ws import DeepgramStandin, Say, Stream
 from orchestrator.config import load_settings
 from orchestrator.providers.tts import FliteTTS, LocalTTSUnavailable, local_tts, piper_available
 from orchestrator.providers.voice import VoiceStack, build_stt, open_voice
 from orchestrator.runtime import Services
 from orchestrator.session.audio import AudioCall, AudioTurnRecord
-from tests.standins.deepgram_ws import DeepgramStandin, Say, Stream
 
 pytestmark = [
     pytest.mark.flow,

@@ -29,6 +29,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from orchestrator.bench.providers.openai_api import Completion, OpenAIStandin, server_error
 from orchestrator.contracts import CallJob
 from orchestrator.providers.tts import piper_available
 from orchestrator.queue import CallQueue
@@ -36,7 +37,6 @@ from orchestrator.queue.outcomes import read_outcomes
 from orchestrator.telemetry import names
 from tests.conftest import REDIS_TEST_URL
 from tests.flow.test_workers import scenario_job
-from tests.standins.openai_api import Completion, OpenAIStandin, server_error
 
 pytestmark = [
     pytest.mark.flow,

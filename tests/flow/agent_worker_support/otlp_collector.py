@@ -16,7 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from tests.standins._loopback import LoopbackServer
+from orchestrator.bench.providers._loopback import LoopbackServer
 
 
 def _value(value: AnyValue) -> Any:

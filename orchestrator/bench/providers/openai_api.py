@@ -18,7 +18,7 @@ from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
 from openai.types.chat.chat_completion_chunk import ChoiceDelta, ChoiceDeltaToolCall, ChoiceDeltaToolCallFunction
 from openai.types.chat.chat_completion_message_function_tool_call import ChatCompletionMessageFunctionToolCall, Function
 
-from tests.standins._llm_http import HttpError, LoopbackStandin, Recorded, stream_pieces
+from orchestrator.bench.providers._llm_http import HttpError, LoopbackStandin, Recorded, stream_pieces
 
 
 @dataclass(frozen=True)

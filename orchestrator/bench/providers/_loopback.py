@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from typing import Self
 
 from aiohttp import web
@@ -23,12 +24,15 @@ class LoopbackServer:
     def add_routes(self, app: web.Application) -> None:
         raise NotImplementedError
 
-    async def start(self) -> Self:
+    async def start(self, sock: socket.socket | None = None) -> Self:
+        """Serve on 127.0.0.1 (a free port), or on ``sock``: a listening socket made elsewhere (another namespace)."""
         app = web.Application()
         self.add_routes(app)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site: web.BaseSite = (
+            web.TCPSite(self._runner, "127.0.0.1", 0) if sock is None else web.SockSite(self._runner, sock)
+        )
         await site.start()
         self.port = int(self._runner.addresses[0][1])
         return self

@@ -7,6 +7,7 @@ livekit-plugins-cartesia==1.8.9; nothing recorded from the real service.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 import struct
@@ -19,7 +20,7 @@ from aiohttp import WSMsgType, web
 from cartesia.types.websocket_response import Chunk, Done, Error, Timestamps
 from cartesia.types.word_timestamps import WordTimestamps
 
-from tests.standins._loopback import WebSocketServer
+from orchestrator.bench.providers._loopback import WebSocketServer
 
 __all__ = ["CartesiaStandin", "Cut", "Fail", "Speak", "Stall", "SynthesisRecord", "pcm_tone"]
 
@@ -102,6 +103,7 @@ class SynthesisRecord:
         return next((v for k, v in self.headers.items() if k.lower() == lowered), None)
 
 
+@functools.lru_cache(maxsize=64)  # the benchmark asks for the same few lengths thousands of times
 def pcm_tone(ms: int, sample_rate: int) -> bytes:
     """`ms` of a quiet 440 Hz tone as 16-bit mono PCM: audible, unlike zeros, so silence is detectable."""
     n = sample_rate * ms // 1000

@@ -27,7 +27,7 @@ from anthropic.types import (
 )
 from anthropic.types.raw_message_delta_event import Delta
 
-from tests.standins._llm_http import HttpError, LoopbackStandin, Recorded, stream_pieces
+from orchestrator.bench.providers._llm_http import HttpError, LoopbackStandin, Recorded, stream_pieces
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from tests.standins._loopback import LoopbackServer
+from orchestrator.bench.providers._loopback import LoopbackServer
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from deepgram.types import (
     ListenV1ResponseResultsChannelsItemAlternativesItemWordsItem,
 )
 
-from tests.standins._loopback import WebSocketServer
+from orchestrator.bench.providers._loopback import WebSocketServer
 
 __all__ = [
     "BatchError",
