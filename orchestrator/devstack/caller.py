@@ -6,8 +6,9 @@ A turn is over when the agent's state attribute has gone from speaking back to l
 has fallen silent; the audio heard after each turn is written as a WAV for the test to transcribe.
 
 Usage: caller.py URL TOKEN OUT_DIR TURNS_JSON [PAUSE_AFTER]  (prints one JSON line: timings, per-turn WAV paths)
-With no turns the caller only waits in the room, and hangs up when a line arrives on its stdin. With PAUSE_AFTER,
-it prints {"paused": PAUSE_AFTER} after that many turns and stays on the line until a line arrives on its stdin.
+With no turns the caller only waits in the room, and hangs up when a line arrives on its stdin. With PAUSE_AFTER
+(a turn count, or several: "1,2"), it prints {"paused": N} after N turns and stays on the line until a line arrives
+on its stdin. What people other than the agent say (a supervisor who barged in) is written to people.wav.
 Exit codes: 0 every turn answered, 3 the agent never arrived or never answered a turn.
 """
 
@@ -87,10 +88,12 @@ async def render(turns: list[str]) -> list[bytes]:
     return [await asyncio.to_thread(tts.render, text) for text in turns]
 
 
-async def main(url: str, token: str, out_dir: Path, turns: list[str], pause_after: int | None = None) -> int:
+async def main(url: str, token: str, out_dir: Path, turns: list[str], pause_after: int | set[int] | None = None) -> int:
     speech = await render(turns)
     room = rtc.Room()
     heard = Heard()
+    people = Heard()
+    pauses = {pause_after} if isinstance(pause_after, int) else set(pause_after or ())
     states: list[tuple[float, str]] = []
     state_changed = asyncio.Event()
     readers: set[asyncio.Task[None]] = set()
@@ -108,13 +111,14 @@ async def main(url: str, token: str, out_dir: Path, turns: list[str], pause_afte
     def on_attributes(_changed: dict[str, str], participant: rtc.Participant) -> None:
         note_state(participant)
 
-    async def read(track: rtc.Track) -> None:
+    async def read(track: rtc.Track, into: Heard) -> None:
         async for ev in rtc.AudioStream(track, sample_rate=RATE, num_channels=1):
-            heard.add(ev.frame)
+            into.add(ev.frame)
 
     def on_track(track: rtc.Track, _pub: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant) -> None:
-        if track.kind == rtc.TrackKind.KIND_AUDIO and participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT:
-            task = asyncio.create_task(read(track))
+        if track.kind == rtc.TrackKind.KIND_AUDIO:
+            agent = participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
+            task = asyncio.create_task(read(track, heard if agent else people))
             readers.add(task)
             task.add_done_callback(readers.discard)
 
@@ -199,9 +203,9 @@ async def main(url: str, token: str, out_dir: Path, turns: list[str], pause_afte
                 out["error"] = f"no answer to {text!r} within {TURN_CAP_S:.0f} s (states: {states[-6:]})"
                 code = 3
                 break
-            if len(out["turns"]) == pause_after:
+            if len(out["turns"]) in pauses:
                 # A call in progress, held open while the test does something else (stops a server node).
-                print(json.dumps({"paused": pause_after, "room_sid": out["room_sid"]}), flush=True)
+                print(json.dumps({"paused": len(out["turns"]), "room_sid": out["room_sid"]}), flush=True)
                 await asyncio.to_thread(sys.stdin.readline)
         out["states"] = [s for _, s in states]
         return code
@@ -211,9 +215,16 @@ async def main(url: str, token: str, out_dir: Path, turns: list[str], pause_afte
         await room.disconnect()
         for task in list(readers):
             task.cancel()
+        if people.frames:
+            out["people_wav"] = str(out_dir / "people.wav")
+            with wave.open(out["people_wav"], "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(2)
+                w.setframerate(RATE)
+                w.writeframes(b"".join(pcm for _at, pcm, _rms in people.frames))
         print(json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":
-    pause = int(sys.argv[5]) if len(sys.argv) > 5 else None
+    pause = {int(n) for n in sys.argv[5].split(",")} if len(sys.argv) > 5 else None
     sys.exit(asyncio.run(main(sys.argv[1], sys.argv[2], Path(sys.argv[3]), json.loads(sys.argv[4]), pause)))
