@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
 import uuid
@@ -19,8 +20,11 @@ from livekit.agents.types import NOT_GIVEN, APIConnectOptions, NotGivenOr
 # Imported here, not lazily: livekit plugins register themselves and must be imported on the main thread.
 from livekit.plugins import silero
 
+from orchestrator.providers.spoken_numbers import normalise
+
 if TYPE_CHECKING:
     from livekit.agents.vad import VAD
+    from livekit.agents.voice.events import ConversationItemAddedEvent
 
 __all__ = ["WhisperSTT", "default_model_path", "load_vad", "local_stt"]
 
@@ -31,6 +35,15 @@ _WHISPER_RATE = 16000
 # CTranslate2 models are safe to share across threads.
 _MODELS: dict[tuple[str, int], Any] = {}
 _MODELS_LOCK = threading.Lock()
+# Per model: the vocabulary's tokens that write a numeral ("5", "555", " 10", "1,"), suppressed when the
+# caller is saying digits so Whisper spells each digit as a word instead of formatting a number.
+_NUMERAL_TOKENS: dict[str, list[int]] = {}
+# What the agent asks when the answer is a string of digits: the STT hears the agent's question through
+# the session's conversation items (livekit's chat-context carry-over).
+_ASKS_FOR_DIGITS = re.compile(r"\b(?:zip|postal) code\b|\bphone number\b|\bdigits?\b", re.IGNORECASE)
+# Whisper's context for a digit string: digit words in a caller's groups. Without it, flite's "five" on a
+# narrowband line came back as "side"; with it, numbers never used here as examples are read right.
+_DIGITS_PROMPT = "Two one two, nine four six, three eight zero seven. Zero four one five three."
 # Models whose first decode (CTranslate2 allocating its buffers) this process has already paid for.
 _WARMED: set[tuple[str, int]] = set()
 
@@ -55,6 +68,23 @@ def _load_model(path: Path, threads: int) -> Any:
             )
             _MODELS[key] = model
         return model
+
+
+def _numeral_tokens(path: Path, model: Any) -> list[int]:
+    key = str(path)
+    with _MODELS_LOCK:
+        found = _NUMERAL_TOKENS.get(key)
+        if found is None:
+            tokenizer = model.hf_tokenizer
+            eot = tokenizer.token_to_id("<|endoftext|>")
+            found = [i for i in range(eot) if any(c.isdigit() for c in tokenizer.decode([i]))]
+            _NUMERAL_TOKENS[key] = found
+        return found
+
+
+def asks_for_digits(text: str) -> bool:
+    """Whether the agent's words ask the caller for a phone number, a ZIP code or other digits."""
+    return bool(_ASKS_FOR_DIGITS.search(text))
 
 
 def _to_float32_16k(buffer: utils.AudioBuffer) -> np.ndarray[Any, np.dtype[np.float32]]:
@@ -96,7 +126,8 @@ class WhisperSTT(stt.STT[Any]):
         beam_size: int = 1,
         language: str = "en",
     ) -> None:
-        super().__init__(capabilities=stt.STTCapabilities(streaming=False, interim_results=False))
+        # chat_context: the session hands the STT each conversation item, so it knows what the agent asked.
+        super().__init__(capabilities=stt.STTCapabilities(streaming=False, interim_results=False, chat_context=True))
         self._model_path = model_path or default_model_path()
         self._threads = cpu_threads
         self._hotwords = hotwords or None
@@ -105,6 +136,21 @@ class WhisperSTT(stt.STT[Any]):
         # Recognitions share one model; serialise them per instance so two calls on 2 cores do not
         # each ask for both cores at once (that doubles both latencies instead of queueing one).
         self._lock = asyncio.Lock()
+        self._expect_digits = False
+
+    @property
+    def expecting_digits(self) -> bool:
+        """True while the caller is answering a question whose answer is digits (a phone number, a ZIP code)."""
+        return self._expect_digits
+
+    def expect_digits(self, expected: bool) -> None:
+        """Say whether the caller's next words answer a question for digits (set by `_push_conversation_item`)."""
+        self._expect_digits = expected
+
+    def _push_conversation_item(self, ev: ConversationItemAddedEvent) -> None:
+        item = ev.item
+        if item.type == "message" and item.role == "assistant":
+            self._expect_digits = asks_for_digits(item.text_content or "")
 
     @property
     def model(self) -> str:
@@ -131,19 +177,36 @@ class WhisperSTT(stt.STT[Any]):
         """Load and warm the model off the event loop (first use would otherwise block a turn for ~1 s)."""
         await asyncio.to_thread(self.warm)
 
-    def transcribe(self, audio: np.ndarray[Any, np.dtype[np.float32]]) -> str:
-        """Blocking transcription of 16 kHz mono float32 audio (also used for batch re-transcription)."""
+    def transcribe(self, audio: np.ndarray[Any, np.dtype[np.float32]], *, digits: bool = False) -> str:
+        """Blocking transcription of 16 kHz mono float32 audio (also used for batch re-transcription).
+
+        With `digits`, numerals are suppressed and the context is a spoken digit string: Whisper then writes
+        each digit as a word, and does not format a digit string as a number ("one zero zero two seven" came
+        back as "10,27"). Words are still free, so "I don't know it" is heard as said.
+        """
         if audio.size == 0:
             return ""
         model = _load_model(self._model_path, self._threads)
+        extra: dict[str, Any] = {"hotwords": self._hotwords}
+        if digits:
+            extra = {
+                "suppress_tokens": [-1, *_numeral_tokens(self._model_path, model)],
+                "initial_prompt": _DIGITS_PROMPT,
+                "hotwords": None,
+                # One greedy pass: a digit string's words score low enough to trip faster-whisper's fallback,
+                # which re-decodes at rising temperatures (random, and up to six times as slow) or drops
+                # the segment as silence, though the VAD has just heard speech.
+                "temperature": 0.0,
+                "no_speech_threshold": None,
+            }
         segments, _info = model.transcribe(
             audio,
             language=self._language,
             beam_size=self._beam_size,
             without_timestamps=True,
             condition_on_previous_text=False,
-            hotwords=self._hotwords,
             vad_filter=False,
+            **extra,
         )
         return " ".join(s.text.strip() for s in segments).strip()
 
@@ -156,8 +219,11 @@ class WhisperSTT(stt.STT[Any]):
     ) -> stt.SpeechEvent:
         audio = _to_float32_16k(buffer)
         started = time.perf_counter()
+        digits = self._expect_digits
         async with self._lock:
-            text = await asyncio.to_thread(self.transcribe, audio)
+            text = await asyncio.to_thread(self.transcribe, audio, digits=digits)
+        # The graph reads digits from what it is given: a spoken phone number or ZIP becomes one digit string.
+        text = normalise(text, expect_digits=digits)
         log.debug("whisper: %.0f ms audio in %.0f ms", audio.size / 16, (time.perf_counter() - started) * 1000)
         return stt.SpeechEvent(
             type=stt.SpeechEventType.FINAL_TRANSCRIPT,
