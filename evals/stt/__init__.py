@@ -1,0 +1,1 @@
+"""Speech-to-text eval: the local STT on recorded speech and spoken digit strings."""
