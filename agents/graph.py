@@ -122,10 +122,11 @@ async def review(state: CallState, runtime: Runtime[AgentContext]) -> Command[st
 
 async def speak(state: CallState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     """Stream the turn's reply (unless a streaming specialist already did), then mark the reply complete."""
+    update = supervisor.speak(runtime.context, state)
     if not state.get("spoken"):
-        runtime.stream_writer(state.get("reply", ""))
+        runtime.stream_writer(update.get("reply", ""))
     runtime.stream_writer(END_OF_REPLY)
-    return supervisor.speak(state)
+    return update
 
 
 def after_supervise(state: CallState) -> str:

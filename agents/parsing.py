@@ -185,3 +185,63 @@ def choose(text: str, options: list[datetime], today: date) -> int | None:
 def mentions(text: str, *words: str) -> bool:
     t = normalize(text)
     return any(re.search(rf"\b{re.escape(w)}", t) for w in words)
+
+
+_LEADS = (
+    "it's", "it is", "this is", "my name is", "my name's", "the name is", "the name's", "name's", "name is", "i'm",
+    "i am", "the account is under", "the account's under", "it's under", "it is under", "under",
+    "the name on the account is", "the account holder is", "account holder", "the account is in the name of",
+    "in the name of",
+)  # fmt: skip
+# Longest first, so "it's under" is taken whole rather than as "it's" before a name "under ...".
+_NAME_LEAD = re.compile(
+    r"^(?:(?:yes|yeah|yep|sure|ok|okay|um|uh|erm|well|so|oh|right)\s+)*"
+    rf"(?:(?:{'|'.join(sorted(_LEADS, key=len, reverse=True))})\s+)?"
+)
+# Words that do not occur in a person's name but do in what callers say instead of one.
+_NOT_NAME = frozenset((
+    "a", "an", "the", "i", "me", "my", "mine", "your", "our", "it", "its", "it's", "is", "am", "are", "was", "be",
+    "not", "no", "yes", "don't", "dont", "do", "know", "remember", "sure", "number", "phone", "account", "zip",
+    "code", "order", "what", "why", "how", "who", "where", "when", "have", "has", "had", "got", "this", "that",
+    "there", "here", "wife", "husband", "mother", "father", "mom", "dad", "son", "daughter", "partner", "work",
+    "name", "balance", "bill", "help", "please", "thanks", "thank", "you", "just", "really", "sorry", "can't",
+    "cant", "cannot", "idea", "forgot", "lost", "and", "or", "but", "with", "for", "from", "of", "on", "in", "at",
+    "to", "by", "up", "northwind", "internet", "service", "technician", "visit", "pay", "payment", "under",
+))  # fmt: skip
+_ACCOUNT = re.compile(r"\bn\s?\.?\s?w\b\.?\s?-?\s?((?:\d|\s|-)+)")
+_ACCOUNT_SAID = re.compile(r"\baccount(?: number)?(?: is| it's)?\s+((?:\d|\s|-)+)")
+
+
+def person_name(text: str) -> str | None:
+    """A caller's first and last name ("It's James Carter" -> "James Carter"), when that is what they said.
+
+    Only two or three plain words after a lead-in ("my name is", "it's under") count, so a sentence such as
+    "I don't know the number" is never taken for a name; anything after a comma or a number is left out.
+    """
+    t = normalize(text).replace(".", " ")
+    t = re.split(r",|\bzip\b|\bpostcode\b|\band\b|\d", t, maxsplit=1)[0].strip()
+    t = _NAME_LEAD.sub("", t).strip()
+    words = t.split()
+    if not 2 <= len(words) <= 3:
+        return None
+    if any(w in _NOT_NAME or w in _DIGIT_WORDS or not re.fullmatch(r"[a-z][a-z'-]*", w) for w in words):
+        return None
+    return " ".join("-".join(part.capitalize() for part in w.split("-")) for w in words)
+
+
+def account_number(text: str) -> str | None:
+    """An account number as printed on the bill ("NW-1003"), said as "N W one zero zero three" or "account 1003"."""
+    t = normalize(text)
+    spelled = " ".join(_DIGIT_WORDS.get(w, w) if w not in {"o", "oh"} or i else w for i, w in enumerate(t.split()))
+    for pattern in (_ACCOUNT, _ACCOUNT_SAID):
+        m = pattern.search(spelled)
+        if m:
+            found = re.sub(r"\D", "", m.group(1))
+            if len(found) == 4:
+                return f"NW-{found}"
+    return None
+
+
+def names_another_reference(text: str) -> bool:
+    """Whether the caller offers a number that is not one verification can use (an order, a ticket, a case)."""
+    return mentions(text, "order", "confirmation", "reference", "ticket", "case number", "tracking", "invoice number")

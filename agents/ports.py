@@ -199,27 +199,42 @@ class Customers(Protocol):
         """True when `zip_code` matches the account's ZIP code (the second verification factor)."""
         ...
 
+    async def match_name_and_zip(self, name: str, zip_code: str) -> Customer | None:
+        """The one account held under `name` at `zip_code`, if exactly one is (an unknown name is a wrong ZIP)."""
+        ...
+
     async def send_password_reset(self, account_id: str, *, key: str | None = None) -> str:
         """Send a reset link to the email on file; return the masked address it went to (once per `key`)."""
         ...
 
 
-VerificationFailureReason = Literal["unknown_number", "wrong_zip"]
+# "no_match": an account number or a name whose ZIP did not match (the two are never told apart).
+VerificationFailureReason = Literal["unknown_number", "wrong_zip", "no_match"]
 
 
 class VerificationGuard(Protocol):
     """Failed verifications across calls: a caller ID or an account that fails too often is locked for a while.
 
-    Keys are the caller ID the call came from and the account a phone number claims (a number with no
-    account counts under itself, so a lock says nothing about which numbers are customers).
+    Keys are the caller ID the call came from and the account the caller claims: by a phone number (a number
+    with no account counts under itself, so a lock says nothing about which numbers are customers), by an
+    account number (`account_id`, counted under itself whether or not it exists) or by a name (`name`).
     """
 
-    async def locked(self, *, caller_id: str | None, phone: str | None) -> bool:
-        """True while the caller ID, or the account behind `phone`, cools down after too many failures."""
+    async def locked(
+        self, *, caller_id: str | None, phone: str | None, account_id: str | None = None, name: str | None = None
+    ) -> bool:
+        """True while the caller ID, or the account claimed, cools down after too many failures."""
         ...
 
     async def record_failure(
-        self, *, call_id: str, caller_id: str | None, phone: str, reason: VerificationFailureReason
+        self,
+        *,
+        call_id: str,
+        caller_id: str | None,
+        phone: str,
+        reason: VerificationFailureReason,
+        account_id: str | None = None,
+        name: str | None = None,
     ) -> bool:
         """Record a failed phone-and-ZIP check; True when this failure reached the limit and locked a key."""
         ...

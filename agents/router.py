@@ -62,7 +62,8 @@ def topicless(text: str) -> str | None:
 def answers_pending(task: Task, verification_awaiting: str, text: str, today: Any) -> bool:
     """Whether `text` reads as the answer to what the active specialist just asked."""
     if verification_awaiting:
-        return bool(parsing.digits(text))
+        # A number, an account number or a name: what verification asked for ("It's James Carter").
+        return bool(parsing.digits(text)) or parsing.person_name(text) is not None
     awaiting = task.get("awaiting", "")
     if not awaiting:
         return False

@@ -71,6 +71,11 @@ class Verification(TypedDict):
     phone: NotRequired[str | None]
     # Failed because the caller ID or the account is locked after too many failures across calls.
     locked: NotRequired[bool]
+    # The account number or the name the caller claims instead of a phone number (at most one claim is set).
+    account_claim: NotRequired[str | None]
+    name_claim: NotRequired[str | None]
+    # The reply key of the last failed attempt, so the next retry is worded differently.
+    last_retry: NotRequired[str]
 
 
 class Task(TypedDict, total=False):

@@ -254,7 +254,7 @@ def review(ctx: AgentContext, state: CallState) -> dict[str, Any]:
         # Flows cannot follow free text, and a whisper is never read to the caller: the console turns a
         # whisper into a flow action (or refuses it) when no model is configured, so this one is dropped.
         update["guidance"] = None
-    agent_replies = [t["text"] for t in state.get("transcript", []) if t["role"] == "agent"]
+    agent_replies = [_unvaried(ctx, t["text"]) for t in state.get("transcript", []) if t["role"] == "agent"]
     if reply and len(agent_replies) >= 2 and agent_replies[-1] == agent_replies[-2] == reply:
         interventions.append(Intervention(turn=turn, kind="escalate", reason="loop", detail=""))
         update["directive"] = "escalate:loop"
@@ -264,16 +264,52 @@ def review(ctx: AgentContext, state: CallState) -> dict[str, Any]:
     return update
 
 
-def speak(state: CallState) -> dict[str, Any]:
-    """The turn's final reply goes into the transcript (the graph streams it in the same node).
+def speak(ctx: AgentContext, state: CallState) -> dict[str, Any]:
+    """The turn's final reply goes into the transcript (the graph streams the update's reply in the same node).
 
     A silent turn (a person has the call) adds no line. While the call waits for a person, the AI's lines
-    (the transfer, the hold lines) are the escalation agent's, never the human's.
+    (the transfer, the hold lines) are the escalation agent's, never the human's. A reply that would repeat the
+    last one word for word, though the caller said something else, is varied first (`vary`).
     """
     reply = state.get("reply", "")
     if not reply:
         return {}
-    return {"transcript": [Turn(role="agent", agent=speaker_of(state), text=reply)]}
+    if not state.get("spoken"):
+        reply = vary(ctx, state, reply)
+    return {"reply": reply, "transcript": [Turn(role="agent", agent=speaker_of(state), text=reply)]}
+
+
+def vary(ctx: AgentContext, state: CallState, reply: str) -> str:
+    """`reply`, or another wording when it would repeat the last reply word for word to different words.
+
+    The same line again tells a caller who said something else nothing new: the router puts its offer another
+    way, a caller waiting for a person hears that they are still in the queue, and a specialist says first that
+    it still could not use what it heard. A caller who says the very same thing again hears the same answer
+    (the loop check counts those), and the review's loop check sees through the wording (`_unvaried`).
+    """
+    lines = state.get("transcript", [])
+    agents = [t["text"] for t in lines if t["role"] == "agent"]
+    callers = [parsing.normalize(t["text"]) for t in lines if t["role"] == "caller"]
+    if not agents or _unvaried(ctx, agents[-1]) != _unvaried(ctx, reply):
+        return reply
+    if len(callers) >= 2 and callers[-1] == callers[-2]:
+        return reply
+    p = ctx.prompts
+    still = f"{p.reply('common.still_need')} {reply}"
+    active = state.get("active", "router")
+    if active == "human":
+        candidates = [p.reply("escalation.hold_again"), p.reply("escalation.hold")]
+    elif active == "router":
+        candidates = [p.reply("common.rephrase"), still]
+    else:
+        candidates = [still]
+    return next((again for again in candidates if again != agents[-1]), reply)
+
+
+def _unvaried(ctx: AgentContext, text: str) -> str:
+    """A reply without the wording `vary` put on it, to compare what was said."""
+    prefix = ctx.prompts.reply("common.still_need") + " "
+    return text[len(prefix) :] if text.startswith(prefix) else text
 
 
 def speaker_of(state: CallState | dict[str, Any]) -> str:

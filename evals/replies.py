@@ -57,6 +57,12 @@ class ClosingRule(_Strict):
         return value
 
 
+class RepeatRule(_Strict):
+    """A reply said again word for word, while the caller's words changed, tells them nothing new."""
+
+    why: str
+
+
 class Limits(_Strict):
     """Length limits for spoken replies."""
 
@@ -70,6 +76,7 @@ class ReplyPolicy(_Strict):
     version: int = 1
     forbidden: list[PhraseRule] = Field(default_factory=list)
     closing: ClosingRule | None = None
+    repeats: RepeatRule | None = None
     limits: Limits = Field(default_factory=Limits)
     rubrics: list[str] = Field(default_factory=list)
 
@@ -121,6 +128,10 @@ def _quote(text: str, limit: int = 120) -> str:
     return repr(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
+def _squeeze(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
 def _sentence_at(text: str, pos: int) -> str:
     start = 0
     for part in _SENTENCE_END.finditer(text):
@@ -140,9 +151,16 @@ def check_replies(policy: ReplyPolicy, turns: Sequence[dict[str, Any]], *, close
     """
     found: list[Finding] = []
     callers = ""
+    said_before: tuple[str, str] | None = None
     for i, turn in enumerate(turns):
-        callers += " " + str(turn.get("caller") or "")
+        caller = str(turn.get("caller") or "")
+        callers += " " + caller
         reply = str(turn.get("agent") or "")
+        heard = (_squeeze(caller), _squeeze(reply))
+        repeated = said_before is not None and heard[1] == said_before[1] != "" and heard[0] != said_before[0]
+        if policy.repeats is not None and repeated:
+            found.append(Finding(i, "repeated", f"{policy.repeats.why}: {_quote(reply)}"))
+        said_before = heard
         for rule in policy.forbidden:
             m = _search(rule.patterns, reply)
             if m and not (rule.unless_caller and _search(rule.unless_caller, callers)):

@@ -8,7 +8,7 @@ from typing import Any
 
 from agents import parsing
 from agents.context import AgentContext
-from agents.ports import DomainError, VerificationFailureReason
+from agents.ports import Customer, DomainError, VerificationFailureReason
 from agents.state import CallState, Handoff, Task, Verification, verification_of
 from agents.tools import CallerTools
 
@@ -39,13 +39,14 @@ FlowFn = Callable[[AgentContext, CallState, CallerTools, Task], Awaitable[Step]]
 
 
 async def verify(ctx: AgentContext, state: CallState, utterance: str) -> tuple[Verification, str | None]:
-    """Advance caller verification: a phone number (the caller ID, or one the caller says), then its account's ZIP.
+    """Advance caller verification: which account (the caller ID, or a phone number, an account number or a name
+    the caller gives), then that account's ZIP code.
 
-    The dialogue is the same whether or not the number belongs to a customer: the ZIP is always asked for,
-    and a number with no account fails exactly as a wrong ZIP does, so it tells the caller nothing about who
-    is a customer. Each failed pair counts against the caller ID and the account across calls
-    (`tenant.verification`); a locked caller ID or account fails verification at once (and the call goes to
-    a human) without the ZIP being checked.
+    The dialogue is the same whether or not the account exists: the ZIP is always asked for, and a claim with
+    no account fails exactly as a wrong ZIP does, so it tells the caller nothing about who is a customer. Each
+    failed check counts against the caller ID and the claim across calls (`tenant.verification`); a locked
+    caller ID or claim fails verification at once (and the call goes to a human) without the ZIP being checked.
+    A caller who gives something else is told what works, and a retry is never worded as the one before it.
 
     Returns the new verification record and, while verification is not finished, what to say.
     """
@@ -63,43 +64,106 @@ async def verify(ctx: AgentContext, state: CallState, utterance: str) -> tuple[V
             return v, prompts.reply("verify.ask_zip")
         v["awaiting"] = "phone"
         return v, prompts.reply("verify.ask_phone")
-    if v["awaiting"] == "phone":
-        phone = parsing.phone_number(utterance)
-        if phone is None:
-            return _failed_attempt(ctx, v, "verify.retry_phone")
-        v["phone"], v["awaiting"] = phone, "zip"
-        return v, prompts.reply("verify.ask_zip_after_phone")
-    # awaiting the ZIP code of the claimed number's account
     code = parsing.zip_code(utterance)
-    if code is None:
-        other = parsing.phone_number(utterance)
-        if other is not None:
-            # The account is under another number (a caller on a work phone, say): check that one instead.
-            v["phone"] = other
-            return v, prompts.reply("verify.ask_zip_after_phone")
-        return _failed_attempt(ctx, v, "verify.retry_zip")
-    phone = v.get("phone") or ""
-    if await guard.locked(caller_id=caller_id, phone=phone):
+    claimed = _claim(utterance)
+    if v["awaiting"] == "phone":
+        if claimed is None:
+            if parsing.names_another_reference(utterance):
+                return _failed_attempt(ctx, v, "verify.not_an_account")
+            return _failed_attempt(ctx, v, "verify.retry_phone", "verify.retry_phone_again")
+        _set_claim(v, claimed)
+        v["awaiting"] = "zip"
+        if code is None or claimed[0] == "phone":
+            return v, prompts.reply(
+                "verify.ask_zip_after_phone" if claimed[0] == "phone" else "verify.ask_zip_after_name"
+            )
+    elif code is None:
+        if claimed is not None:
+            # The account is under another number, an account number or a name: check that one instead.
+            _set_claim(v, claimed)
+            return v, prompts.reply(
+                "verify.ask_zip_after_phone" if claimed[0] == "phone" else "verify.ask_zip_after_name"
+            )
+        if parsing.names_another_reference(utterance):
+            return _failed_attempt(ctx, v, "verify.not_an_account")
+        return _failed_attempt(ctx, v, "verify.retry_zip", "verify.retry_zip_again")
+    elif claimed is not None and claimed[0] != "phone":
+        _set_claim(v, claimed)  # "James Carter, 10453" while the ZIP of the caller ID's account was asked for
+    assert code is not None
+    return await _check_zip(ctx, state, v, code)
+
+
+Claim = tuple[str, str]
+
+
+def _claim(utterance: str) -> Claim | None:
+    """Which account the caller says is theirs: ("account", "NW-1003"), ("phone", "+1..."), ("name", "...")."""
+    account = parsing.account_number(utterance)
+    if account is not None:
+        return "account", account
+    phone = parsing.phone_number(utterance)
+    if phone is not None:
+        return "phone", phone
+    name = parsing.person_name(utterance)
+    return ("name", name) if name is not None else None
+
+
+def _set_claim(v: Verification, claim: Claim) -> None:
+    kind, value = claim
+    v["phone"] = value if kind == "phone" else None
+    v["account_claim"] = value if kind == "account" else None
+    v["name_claim"] = value if kind == "name" else None
+
+
+async def _check_zip(
+    ctx: AgentContext, state: CallState, v: Verification, code: str
+) -> tuple[Verification, str | None]:
+    """Check `code` against the claimed account; the same steps whether or not the claim has an account."""
+    guard, customers = ctx.tenant.verification, ctx.tenant.customers
+    caller_id = state.get("caller_id") or None
+    phone, account_id, name = v.get("phone") or "", v.get("account_claim"), v.get("name_claim")
+    if await guard.locked(caller_id=caller_id, phone=phone, account_id=account_id, name=name):
         return _locked(v)
-    customers = ctx.tenant.customers
-    customer = await customers.find_by_phone(phone) if phone else None
-    # The ZIP is checked whether or not the number has an account: the same steps, the same time either way.
-    matches = await customers.check_second_factor(customer.account_id if customer else "", code)
-    if customer is not None and matches:
+    reason: VerificationFailureReason
+    customer: Customer | None
+    if name:
+        customer, reason = await customers.match_name_and_zip(name, code), "no_match"
+    elif account_id:
+        matches = await customers.check_second_factor(account_id, code)
+        customer, reason = (await customers.get(account_id) if matches else None), "no_match"
+    else:
+        found = await customers.find_by_phone(phone) if phone else None
+        # The ZIP is checked whether or not the number has an account: the same steps, the same time either way.
+        matches = await customers.check_second_factor(found.account_id if found else "", code)
+        customer = found if matches else None
+        reason = "wrong_zip" if found is not None else "unknown_number"
+    if customer is not None:
         v["status"], v["account_id"], v["name"], v["awaiting"] = "verified", customer.account_id, customer.name, ""
         return v, None
-    reason: VerificationFailureReason = "wrong_zip" if customer is not None else "unknown_number"
-    if await guard.record_failure(call_id=state.get("call_id", ""), caller_id=caller_id, phone=phone, reason=reason):
+    failed = await guard.record_failure(
+        call_id=state.get("call_id", ""),
+        caller_id=caller_id,
+        phone=phone,
+        reason=reason,
+        account_id=account_id,
+        name=name,
+    )
+    if failed:
         return _locked(v)
-    return _failed_attempt(ctx, v, "verify.retry_zip")
+    return _failed_attempt(ctx, v, "verify.retry_zip", "verify.retry_zip_again")
 
 
-def _failed_attempt(ctx: AgentContext, v: Verification, retry_key: str) -> tuple[Verification, str | None]:
+def _failed_attempt(
+    ctx: AgentContext, v: Verification, retry_key: str, again_key: str | None = None
+) -> tuple[Verification, str | None]:
     v["attempts"] += 1
     if v["attempts"] >= ctx.max_verification_attempts:
         v["status"], v["awaiting"] = "failed", ""
         return v, None
-    return v, ctx.prompts.reply(retry_key)
+    # A second retry in a row is worded differently: the same line again would tell the caller nothing new.
+    again = again_key is not None and v.get("last_retry") == retry_key
+    v["last_retry"] = retry_key
+    return v, ctx.prompts.reply(again_key if again and again_key else retry_key)
 
 
 def _locked(v: Verification) -> tuple[Verification, str | None]:

@@ -25,6 +25,11 @@ def normalize_zip(zip_code: str) -> str:
     return re.sub(r"\s+", "", zip_code)
 
 
+def normalize_name(name: str) -> str:
+    """A name as compared: lower case, letters and single spaces only ("Mary-Ann  O'Brien" -> "mary ann obrien")."""
+    return " ".join(re.sub(r"[^a-z ]", "", name.lower().replace("-", " ")).split())
+
+
 def mask_email(email: str) -> str:
     """Keep the first letter and the domain: "jane.doe@example.com" -> "j***@example.com"."""
     local, _, domain = email.partition("@")
@@ -75,6 +80,21 @@ class SqlCustomers:
             return False
         expected = normalize_zip(row.zip_code)
         return given == expected or (len(given) == 10 and given[5] == "-" and given[:5] == expected)
+
+    async def match_name_and_zip(self, name: str, zip_code: str) -> Customer | None:
+        """The one account held under `name` at `zip_code` (case, spaces and punctuation ignored), if exactly one is.
+
+        Both are checked in one lookup, so an unknown name and a wrong ZIP look alike; two namesakes at one
+        ZIP match neither, since the caller could be either of them.
+        """
+        given = normalize_zip(zip_code)[:5]
+        wanted = normalize_name(name)
+        if len(given) != 5 or not wanted:
+            return None
+        async with self._store.read() as session:
+            rows = (await session.execute(select(CustomerRow).where(CustomerRow.zip_code == given))).scalars().all()
+        found = [row for row in rows if normalize_name(row.name) == wanted]
+        return to_customer(found[0]) if len(found) == 1 else None
 
     async def send_password_reset(self, account_id: str, *, key: str | None = None) -> str:
         """Queue a reset link to the email on file and return the masked address, e.g. "j***@example.com".

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from agents.ports import Tenant, VerificationFailureReason
-from orchestrator.domain.customers import normalize_phone
+from orchestrator.domain.customers import normalize_name, normalize_phone
 from orchestrator.domain.db import Store, new_id
 from orchestrator.domain.models import Base, CustomerRow
 
@@ -21,13 +21,13 @@ log = logging.getLogger(__name__)
 
 
 class VerificationFailureRow(Base):
-    """A failed phone-and-ZIP check, counted against the caller ID and the claimed account."""
+    """A failed verification check, counted against the caller ID and the claimed account (or name)."""
 
     __tablename__ = "nw_verification_failures"
 
     failure_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     call_id: Mapped[str] = mapped_column(String(128))
-    # "caller:<number>" and "account:<id>" (or "phone:<number>" for a number with no account).
+    # "caller:<number>" and "account:<id>" (or "phone:<number>" for a number with no account, "name:<name>").
     caller_key: Mapped[str | None] = mapped_column(String(64), index=True)
     account_key: Mapped[str] = mapped_column(String(64), index=True)
     reason: Mapped[str] = mapped_column(String(32))
@@ -101,22 +101,31 @@ class SqlVerificationGuard:
         self.limits = limits
         self.on_lockout: LockoutHook | None = None
 
-    async def locked(self, *, caller_id: str | None, phone: str | None) -> bool:
-        """True while the caller ID, or the account `phone` claims, is locked."""
+    async def locked(
+        self, *, caller_id: str | None, phone: str | None, account_id: str | None = None, name: str | None = None
+    ) -> bool:
+        """True while the caller ID, or the account claimed (by `phone`, `account_id` or `name`), is locked."""
         now = self._store.now()
         async with self._store.read() as session:
-            keys = await self._keys(session, caller_id, phone)
+            keys = await self._keys(session, caller_id, phone, account_id, name)
             query = select(func.count()).where(VerificationLockoutRow.key.in_(keys), VerificationLockoutRow.until > now)
             return bool((await session.execute(query)).scalar_one())
 
     async def record_failure(
-        self, *, call_id: str, caller_id: str | None, phone: str, reason: VerificationFailureReason
+        self,
+        *,
+        call_id: str,
+        caller_id: str | None,
+        phone: str,
+        reason: VerificationFailureReason,
+        account_id: str | None = None,
+        name: str | None = None,
     ) -> bool:
         """Record one failed check; lock each key that reaches the limit within the window. True if any was locked."""
         now = self._store.now()
         fresh: list[Lockout] = []
         async with self._store.write() as session:
-            caller_key, account_key = await self._key_pair(session, caller_id, phone)
+            caller_key, account_key = await self._key_pair(session, caller_id, phone, account_id, name)
             keys = [k for k in (caller_key, account_key) if k]
             if self._store.engine.dialect.name == "postgresql":
                 # Two calls failing on one key at once must not both lock it (one lock, one alert).
@@ -168,14 +177,29 @@ class SqlVerificationGuard:
         session.add(VerificationLockoutRow(lockout_id=new_id("VL"), key=key, failures=count, at=now, until=until))
         return Lockout(key=key, call_id=call_id, failures=count, until=until)
 
-    async def _keys(self, session: AsyncSession, caller_id: str | None, phone: str | None) -> list[str]:
-        caller_key, account_key = await self._key_pair(session, caller_id, phone)
+    async def _keys(
+        self, session: AsyncSession, caller_id: str | None, phone: str | None, account_id: str | None, name: str | None
+    ) -> list[str]:
+        caller_key, account_key = await self._key_pair(session, caller_id, phone, account_id, name)
         return [k for k in (caller_key, account_key) if k]
 
     async def _key_pair(
-        self, session: AsyncSession, caller_id: str | None, phone: str | None
+        self,
+        session: AsyncSession,
+        caller_id: str | None,
+        phone: str | None,
+        account_id: str | None = None,
+        name: str | None = None,
     ) -> tuple[str | None, str]:
         caller_key = f"caller:{normalize_phone(caller_id)}" if caller_id else None
+        if account_id:
+            # The key a phone claim on the same account uses, so guesses by number and by account add up; an
+            # account number that does not exist is keyed the same way and tells nothing.
+            return caller_key, f"account:{account_id.upper()}"
+        if name:
+            # Names are not unique, so a name's guesses count under the name (and the caller ID), never under
+            # an account a namesake holds: a stranger cannot lock a customer out by saying their name.
+            return caller_key, f"name:{normalize_name(name)}"[:64]
         if not phone:
             return caller_key, ""
         number = normalize_phone(phone)

@@ -178,3 +178,40 @@ async def test_each_further_lock_within_a_day_lasts_twice_as_long(guard: SqlVeri
     clock.now += LIMITS.memory  # a day with no lock: back to the first cool-down
     await lock()
     assert await locked_for() == LIMITS.cooldown
+
+
+async def test_guesses_by_account_number_count_with_guesses_by_phone(guard: SqlVerificationGuard) -> None:
+    fail = guard.record_failure
+    assert not await fail(call_id="c1", caller_id=None, phone=JAMES, reason="wrong_zip")
+    assert not await fail(call_id="c2", caller_id=None, phone="", account_id="nw-1002", reason="no_match")
+    assert await fail(call_id="c3", caller_id=None, phone="", account_id="NW-1002", reason="no_match")
+    assert await guard.locked(caller_id=None, phone=JAMES)
+    assert await guard.locked(caller_id=None, phone=None, account_id="NW-1002")
+    # An account number that does not exist is counted the same way: a lock tells nothing about it.
+    for i in range(LIMITS.max_failures - 1):
+        assert not await fail(call_id=f"n{i}", caller_id=None, phone="", account_id="NW-9999", reason="no_match")
+    assert await fail(call_id="n9", caller_id=None, phone="", account_id="NW-9999", reason="no_match")
+
+
+async def test_guesses_by_name_lock_the_name_not_a_namesakes_account(guard: SqlVerificationGuard) -> None:
+    for i in range(LIMITS.max_failures - 1):
+        assert not await guard.record_failure(
+            call_id=f"c{i}", caller_id=None, phone="", name="James Carter", reason="no_match"
+        )
+    assert await guard.record_failure(call_id="c9", caller_id=None, phone="", name="james  carter", reason="no_match")
+    assert await guard.locked(caller_id=None, phone=None, name="JAMES CARTER")
+    assert not await guard.locked(caller_id=None, phone=JAMES)
+    assert not await guard.locked(caller_id=None, phone=None, account_id="NW-1002")
+
+
+async def test_a_name_and_zip_find_one_account_and_tell_nothing_else(engine: AsyncEngine, clock: Clock) -> None:
+    await create_schema(engine)
+    await seed_demo(engine, today=NOW.date())
+    customers = build_tenant(engine, clock=clock).customers
+    found = await customers.match_name_and_zip("james  CARTER", "10453")
+    assert found is not None
+    assert found.account_id == "NW-1002"
+    assert await customers.match_name_and_zip("James Carter", "10027") is None  # a wrong ZIP
+    assert await customers.match_name_and_zip("John Smith", "10453") is None  # nobody by that name
+    assert await customers.match_name_and_zip("James", "10453") is None  # a first name is not enough
+    assert await customers.match_name_and_zip("James Carter", "") is None

@@ -52,3 +52,78 @@ async def test_amounts_and_times_are_said_in_words(services: Services, caller: s
 async def test_a_balance_is_read_as_dollars_and_cents(services: Services) -> None:
     result = await talk(services, "What's my balance?", "10453", caller_id=JAMES)
     assert "one hundred forty-four dollars and ninety-eight cents" in result.turns[1].agent
+
+
+# ------------------------------------------------------------------ never the same line twice to different words
+
+
+async def test_a_second_wrong_zip_is_not_answered_word_for_word(services: Services) -> None:
+    result = await talk(services, "What's my balance?", "10001", "10002", "10453", caller_id=JAMES)
+    first, second = replies(result)[1:3]
+    assert "doesn't match" in first
+    assert second != first
+    assert "get_balance" in tools_ok(result)
+    assert broken_rules(result) == [], replies(result)
+
+
+async def test_the_router_puts_a_refusal_another_way_when_asked_something_else_out_of_scope(
+    services: Services,
+) -> None:
+    result = await talk(services, "Should I buy stocks?", "What about bonds then?", caller_id=TOM)
+    first, second = replies(result)
+    assert "not something I can help with" in first
+    assert second != first
+    assert broken_rules(result) == [], replies(result)
+
+
+# ------------------------------------------------------------------ who the caller is, as they say it
+
+
+async def test_a_caller_without_the_phone_number_is_told_what_else_works(services: Services) -> None:
+    result = await talk(
+        services, "What's my balance?", "I don't know the number, it's my wife's account", "I really don't know it"
+    )
+    asked, retried, again = replies(result)
+    assert "account number" in retried
+    assert "full name" in retried
+    assert again != retried
+    assert "get_balance" not in tools_ok(result)
+
+
+@pytest.mark.parametrize(
+    "turns",
+    [
+        ["What's my balance?", "It's James Carter", "10453"],
+        ["What's my balance?", "james carter, ZIP code one oh four five three"],
+        ["What's my balance?", "my account number is NW-1002", "10453"],
+        ["What's my balance?", "N W one zero zero two", "one oh four five three"],
+    ],
+)
+async def test_a_caller_is_verified_by_name_or_account_number_and_zip(services: Services, turns: list[str]) -> None:
+    result = await talk(services, *turns)
+    assert tools_ok(result) == ["get_balance"], replies(result)
+    assert "James" in result.turns[-1].agent
+    if len(turns) == 3:
+        assert "ZIP code" in result.turns[1].agent
+
+
+async def test_an_order_number_is_answered_with_what_works(services: Services) -> None:
+    result = await talk(services, "What's my balance?", "my order number is 55812")
+    assert "account number" in result.turns[1].agent
+    assert "get_balance" not in tools_ok(result)
+
+
+async def test_an_unknown_name_is_answered_like_a_customers_name_with_a_wrong_zip(services: Services) -> None:
+    known = await talk(services, "What's my balance?", "James Carter", "99999", "88888", "77777")
+    unknown = await talk(services, "What's my balance?", "John Smith", "99999", "88888", "77777")
+    assert replies(unknown) == replies(known)
+    for result in (known, unknown):
+        assert (result.outcome, result.escalation_reason) == ("escalated", "verification_failed")
+        assert "get_balance" not in tools_ok(result)
+
+
+async def test_a_name_acts_only_on_the_account_it_verified(services: Services) -> None:
+    # Maria's caller ID, James's name and ZIP: the balance read is James's, whom the caller proved to be.
+    result = await talk(services, "What's my balance?", "it's under James Carter", "10453", caller_id=MARIA)
+    assert "James" in result.turns[-1].agent
+    assert "one hundred forty-four dollars" in result.turns[-1].agent

@@ -108,6 +108,10 @@ class RecordingCustomers:
         self.calls.append("check_second_factor")
         return await self.inner.check_second_factor(account_id, zip_code)
 
+    async def match_name_and_zip(self, name: str, zip_code: str) -> Customer | None:
+        self.calls.append("match_name_and_zip")
+        return await self.inner.match_name_and_zip(name, zip_code)
+
     async def send_password_reset(self, account_id: str, *, key: str | None = None) -> str:
         self.calls.append("send_password_reset")
         return await self.inner.send_password_reset(account_id, key=key)

@@ -78,6 +78,14 @@ def test_amounts_times_and_phone_numbers_written_for_the_eye_are_caught() -> Non
     assert rules(("x", spoken), ("Step 2 done", "Step 3: wait 30 seconds."), closed=False) == []
 
 
+def test_the_same_reply_to_different_words_is_caught_and_to_the_same_words_is_not() -> None:
+    ask = "What's the ZIP code on the account?"
+    assert rules(("balance", ask), ("10001", ask), closed=False) == [(1, "repeated")]
+    # A caller who says the same again hears the same again (the supervisor's loop check deals with it).
+    assert rules(("balance", ask), ("balance", ask), closed=False) == []
+    assert rules(("balance", ask), ("10001", "Sorry, that doesn't match. " + ask), closed=False) == []
+
+
 def test_a_bad_policy_file_is_named_in_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "policy.yaml"
     bad.write_text("forbidden:\n  - {name: upsell, why: x, patterns: ['(unclosed']}\n", encoding="utf-8")

@@ -59,3 +59,39 @@ def test_choose_by_ordinal_day_and_time() -> None:
     assert parsing.choose("Friday please", options, TODAY) == 2
     assert parsing.choose("the 10 o'clock", options, TODAY) == 1
     assert parsing.choose("whatever", options, TODAY) is None
+
+
+@pytest.mark.parametrize(
+    ("said", "name"),
+    [
+        ("It's James Carter", "James Carter"),
+        ("james carter", "James Carter"),
+        ("Sofia Rossi, ZIP code one oh three oh one", "Sofia Rossi"),
+        ("yeah it's under david okafor and the zip is 10011", "David Okafor"),
+        ("my name is Mary-Ann O'Brien", "Mary-Ann O'brien"),
+        ("I don't know the number, it's my wife's account", None),
+        ("I really don't know it", None),
+        ("my order number is 55812", None),
+        ("10453", None),
+        ("one oh", None),
+        ("James", None),
+    ],
+)
+def test_a_name_is_read_only_when_a_name_is_what_was_said(said: str, name: str | None) -> None:
+    assert parsing.person_name(said) == name
+
+
+@pytest.mark.parametrize(
+    ("said", "account"),
+    [
+        ("my account number is NW-1003", "NW-1003"),
+        ("N W one zero zero three", "NW-1003"),
+        ("it's n.w. 1003", "NW-1003"),
+        ("account number 1 0 0 3", "NW-1003"),
+        ("NW-1003, zip 11375", "NW-1003"),
+        ("my order number is 55812", None),
+        ("555 010 0003", None),
+    ],
+)
+def test_an_account_number_is_read_as_printed_on_the_bill(said: str, account: str | None) -> None:
+    assert parsing.account_number(said) == account
