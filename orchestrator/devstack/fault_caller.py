@@ -4,7 +4,9 @@ Steps (JSON list): ``{"say": text}`` speaks a turn and waits for its answer; ``{
 speaks and hangs up as soon as the reply's first audio arrives; ``{"pause": true}`` prints
 ``{"paused": n, ...}`` and waits for a line on stdin, then for an agent other than the one that was listening
 to be in the room and listening (the replacement of an agent the test killed); ``{"pause": true, "same": true}``
-waits for a line only; ``{"silent": true}`` says nothing and waits for the agent to leave. Every agent's arrival
+waits for a line only; ``{"silent": true}`` says nothing and waits for the agent to leave; ``{"hold": true}`` as
+the first step prints ``{"held": true, ...}`` as soon as it is in the room and hangs up at a line on stdin (a caller
+waiting in the queue); ``{"agent_cap_s": s}`` waits that long for the first agent instead of 90 s. Every agent's arrival
 and departure and every turn's times (``time.monotonic``, shared by all processes on the machine) are printed
 at the end, so the test can measure gaps against its own actions.
 
@@ -111,11 +113,20 @@ async def main(url: str, token: str, steps: list[dict[str, Any]]) -> int:
     mic = asyncio.create_task(microphone())
     said = iter(speech)
     code = 0
+    agent_cap_s = float(next((s["agent_cap_s"] for s in steps if "agent_cap_s" in s), AGENT_CAP_S))
     try:
-        if not await wait_until(changed, lambda: listening() is not None, AGENT_CAP_S):
-            out["error"] = f"no agent was listening within {AGENT_CAP_S:.0f} s"
+        if steps and steps[0].get("hold"):
+            # Waits in the queue: on the line, heard by nobody, until told to hang up.
+            print(json.dumps({"held": True, "room_sid": out["room_sid"]}), flush=True)
+            await asyncio.to_thread(sys.stdin.readline)
+            out["agents_seen"] = len(agents())
+            return 0
+        if not await wait_until(changed, lambda: listening() is not None, agent_cap_s):
+            out["error"] = f"no agent was listening within {agent_cap_s:.0f} s"
             return 3
         for step in steps:
+            if "agent_cap_s" in step:
+                continue
             if step.get("silent"):
                 # Says nothing, and stays until the agent has left (it ends a call with nobody on the line).
                 left = await wait_until(changed, lambda: not agents(), TURN_CAP_S * 2)

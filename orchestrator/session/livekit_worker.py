@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 
 
 class ReadinessServer:
-    """`GET /readyz`: 503 until the worker has registered with LiveKit, 200 after (and 503 again while draining).
+    """`GET /readyz`: 503 until the worker has registered with LiveKit, 200 after; 503 again while it has lost the
+    server (until it has registered again) and while draining.
 
     livekit's own health endpoint answers 200 while the worker is still failing to connect
     (research/livekit.md §2d), so a load balancer or Kubernetes must not use it for readiness.
@@ -62,9 +63,16 @@ class ReadinessServer:
     def _on_registered(self, *_: Any) -> None:
         self.registered = True
 
+    @property
+    def connected(self) -> bool:
+        """Registered, and not since cut off from the server (livekit reconnects then, and takes no job meanwhile)."""
+        # livekit's private flag: set while it (re)connects, cleared once the server accepted its registration.
+        return self.registered and not self.server._connecting
+
     async def _ready(self, _request: web.Request) -> web.Response:
-        ok = self.registered and not self.draining
-        body = json.dumps({"registered": self.registered, "draining": self.draining})
+        connected = self.connected
+        ok = connected and not self.draining
+        body = json.dumps({"registered": self.registered, "connected": connected, "draining": self.draining})
         return web.Response(status=200 if ok else 503, text=body, content_type="application/json")
 
     async def _metrics(self, _request: web.Request) -> web.Response:
@@ -111,6 +119,9 @@ PARTS_KEY = "switchboard.parts"
 # well under the server's room.empty_timeout, which closes a room that holds only the agent.
 CALLER_WAIT_S = 5.0
 _CALLER_KINDS = (rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD, rtc.ParticipantKind.PARTICIPANT_KIND_SIP)
+# Bounds the status report sent when a job's process exits, before its end marker goes out (the message waits for
+# the server connection's send queue).
+STATUS_UPDATE_CAP_S = 2.0
 # livekit sets it, at `run()`, to the server's `prometheus_multiproc_dir`, and the job processes inherit it.
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -212,6 +223,7 @@ def build_server(settings: Settings | None = None) -> AgentServer:
     )
 
     server.rtc_session(agent_name=settings.agent_name)(_entrypoint)
+    _release_ended_jobs(server, settings)
     return server
 
 
@@ -239,6 +251,7 @@ async def run_room_call(ctx: JobContext, settings: Settings) -> None:
         parts = AgentParts.load(settings)
     dispatched = DispatchedCall.parse(ctx.job.metadata, room=ctx.job.room.name)
     error: str | None = None
+    lease = asyncio.create_task(_hold_lease(settings, dispatched), name=f"agent-lease-{dispatched.call_id}")
     try:
         await _run_session(ctx, settings, parts, dispatched, t0)
     except (Exception, asyncio.CancelledError) as exc:
@@ -247,8 +260,14 @@ async def run_room_call(ctx: JobContext, settings: Settings) -> None:
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        # After the cleanup, so the checkpoint the queue worker then reads holds the whole call.
-        await _mark_session_end(settings, {PREFIX_METADATA_KEY: dispatched.prefix}, dispatched.call_id, error=error)
+        lease.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await lease
+        # After the cleanup, so the checkpoint the queue worker then reads holds the whole call. The agent worker
+        # hands the marker on once this process has exited (`_release_ended_jobs`), when its slot is really free.
+        await _mark_session_end(
+            settings, {PREFIX_METADATA_KEY: dispatched.prefix}, dispatched.call_id, error=error, pending=True
+        )
         # A job process ends with its call: export its spans and metrics now (bounded; never raises).
         await parts.telemetry.aclose()
         # And end the job: livekit keeps a job whose entrypoint returned running until it is shut down or
@@ -357,10 +376,100 @@ def _profile(settings: Settings, voice: VoiceStack, *, simulated: bool, source: 
     )
 
 
+async def _hold_lease(settings: Settings, dispatched: DispatchedCall) -> None:
+    """Renew the call's agent lease until cancelled: while it holds, the queue worker knows this agent is alive.
+
+    Its value names this process, so an operator (or a test) can find the job process of a call.
+    """
+    from orchestrator.redis_client import open_redis
+    from orchestrator.worker.dispatch import AGENT_LEASE_MS, AGENT_LEASE_RENEW_S, agent_lease_key
+    from orchestrator.worker.main import RedisNotConfigured, resolve_redis_url
+
+    try:
+        url = resolve_redis_url(settings)
+    except RedisNotConfigured:
+        return
+    client = open_redis(url)
+    key = agent_lease_key(dispatched.prefix, dispatched.call_id)
+    failing = False
+    try:
+        while True:
+            try:
+                await client.set(key, json.dumps({"pid": os.getpid(), "at": time.time()}), px=AGENT_LEASE_MS)
+            except Exception as exc:
+                # Redis away: the queue worker cannot read the lease either, and gives it time again after.
+                if not failing:
+                    log.warning("call %s: cannot renew the agent lease: %s", dispatched.call_id, exc)
+                failing = True
+            else:
+                failing = False
+            await asyncio.sleep(AGENT_LEASE_RENEW_S)
+    finally:
+        await client.aclose()
+
+
+def _release_ended_jobs(server: AgentServer, settings: Settings) -> None:
+    """Once a job's process has exited, report the worker's real load, then hand its end marker to the queue worker.
+
+    A job's session ends before its process does (shutdown callbacks, telemetry export), and livekit counts the
+    job against the worker's load until the process is gone: a marker pushed by the job itself let the queue
+    worker dispatch the next call to a worker that still looked full, which refused it. A process that died
+    (SIGKILL, out of memory) left no marker of its own: a `LOST` one makes the queue worker send another agent.
+    """
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def release(job_id: str, metadata: str, room: str) -> None:
+        from orchestrator.redis_client import open_redis
+        from orchestrator.worker.dispatch import DispatchedCall, release_session_end
+        from orchestrator.worker.main import RedisNotConfigured, resolve_redis_url
+
+        try:
+            # livekit's private load and status API: the public one only reports on its own timer (every 2.5 s).
+            await server._refresh_worker_load()
+            await asyncio.wait_for(server._update_worker_status(), STATUS_UPDATE_CAP_S)
+        except Exception:
+            # The marker must go out regardless: the server's next status tick says the rest.
+            log.exception("could not report the worker's load after job %s", job_id)
+        dispatched = DispatchedCall.parse(metadata, room=room)
+        try:
+            url = resolve_redis_url(settings)
+        except RedisNotConfigured:
+            return
+        client = open_redis(url)
+        try:
+            if not await release_session_end(
+                client, dispatched.prefix, dispatched.call_id, error=f"the job process of job {job_id} died"
+            ):
+                log.warning("call %s: its job process %s ended without ending the call: the agent is lost",
+                            dispatched.call_id, job_id)  # fmt: skip
+        except Exception:
+            # The queue worker takes the job's own marker once its lease expires.
+            log.exception("call %s: could not hand on the end-of-session marker", dispatched.call_id)
+        finally:
+            await client.aclose()
+
+    def on_closed(proc: Any) -> None:
+        info = proc.running_job
+        if info is None:
+            return  # an idle process
+        # Run after this event: the pool drops the process from its list (and so from the load) right after it.
+        task = asyncio.get_running_loop().create_task(release(info.job.id, info.job.metadata, info.job.room.name))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def on_started(*_: Any) -> None:
+        server._proc_pool.on("process_closed", on_closed)
+
+    server.on("worker_started", on_started)
+
+
 async def _mark_session_end(
-    settings: Settings, metadata: dict[str, Any], call_id: str, error: str | None = None
+    settings: Settings, metadata: dict[str, Any], call_id: str, error: str | None = None, *, pending: bool = False
 ) -> None:
-    """Tell the queue worker holding the call that its session is over (it then acks the call)."""
+    """Tell the queue worker holding the call that its session is over (it then acks the call).
+
+    With ``pending`` (a job in the agent worker), the marker waits for the job's process to exit.
+    """
     from orchestrator.queue.connect import open_redis
     from orchestrator.worker.dispatch import DEFAULT_PREFIX, PREFIX_METADATA_KEY, push_session_ended
     from orchestrator.worker.main import RedisNotConfigured, resolve_redis_url
@@ -373,7 +482,9 @@ async def _mark_session_end(
     client = open_redis(url)
     try:
         prefix = str(metadata.get(PREFIX_METADATA_KEY) or DEFAULT_PREFIX)
-        await push_session_ended(client, prefix, call_id, status="failed" if error else "ended", error=error)
+        await push_session_ended(
+            client, prefix, call_id, status="failed" if error else "ended", error=error, pending=pending
+        )
     except Exception:
         # Never mask the session's own result; the queue worker's session timeout covers a lost marker.
         log.exception("call %s: could not push the end-of-session marker", call_id)

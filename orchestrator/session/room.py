@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 from langchain_core.callbacks import BaseCallbackHandler
 from livekit import rtc
 from livekit.agents import AgentSession, llm, tts
-from livekit.agents.voice.events import AgentStateChangedEvent, ConversationItemAddedEvent
+from livekit.agents.voice.events import AgentStateChangedEvent, ConversationItemAddedEvent, UserStateChangedEvent
 
 from agents.supervisor import speaker_of
 from orchestrator.providers.voice import VoiceStack
@@ -33,6 +34,10 @@ BeforeTurn = Callable[[TextCall], Awaitable[None]]
 # Opens what supervisors type into a call from now on, as it arrives (the console's live feed).
 HumanLines = Callable[[], Awaitable[AsyncIterator[str]]]
 TurnDone = Callable[[TextCall, str, TurnRecord], Awaitable[None]]
+
+# A caller in a room who says nothing for livekit's user-away timeout (15 s of silence on both sides) is asked once if
+# they are still there; silent as long again after it, the call ends (their line is dead, or they walked away).
+STILL_THERE = "Are you still there?"
 
 # How long a turn's record waits for the graph run behind it to finish (its checkpoint holds the turn's
 # agent and intent); the reply is normally spoken only after that, so this is a bound, not a delay.
@@ -142,6 +147,10 @@ class VoiceCall(TextCall):
             self.session.input.audio = line.input
             self.session.output.audio = line.output
         self.closed = asyncio.Event()
+        self._asked = False
+        self._asking: asyncio.Task[None] | None = None
+        if room is not None:
+            self.session.on("user_state_changed", self._on_user_state)
         self._items: asyncio.Queue[llm.ChatMessage | None] = asyncio.Queue()
         self._recorder: asyncio.Task[None] | None = None
         self._recorded = asyncio.Condition()
@@ -186,9 +195,32 @@ class VoiceCall(TextCall):
             self.keypad.set_busy(ev.new_state in ("speaking", "thinking"))
 
     async def _keyed(self, digits: str) -> None:
+        # The entry ends the caller's turn as the end of speech does: the reply's first audio is timed from it
+        # (livekit's e2e_latency, the turn's latency), where it would otherwise have none.
+        entry = llm.ChatMessage(role="user", content=[digits], metrics={"stopped_speaking_at": time.time()})
         # The graph reads it as it reads a spoken turn (a phone number, a ZIP code), after the console's commands.
         await self._apply_console()
-        self.session.generate_reply(user_input=digits)
+        self.session.generate_reply(user_input=entry)
+
+    def _on_user_state(self, ev: UserStateChangedEvent) -> None:
+        if ev.new_state == "speaking":
+            self._asked = False  # they are there: a later silence is asked about again
+        elif ev.new_state == "away" and not self._asked:
+            log.warning(
+                "call %s: the caller has said nothing for a while: asking if they are still there", self.call_id
+            )
+            self._asked = True
+            if self._asking is None or self._asking.done():
+                self._asking = asyncio.create_task(self._still_there(), name=f"voice-away-{self.call_id}")
+        elif ev.new_state == "away":
+            log.warning("call %s: no word from the caller after asking if they are still there: ending the call",
+                     self.call_id)  # fmt: skip
+            self.session.shutdown()
+
+    async def _still_there(self) -> None:
+        # Not a reply to any caller turn, so not in the chat context; once it is said, the silence is timed afresh.
+        await self.session.say(STILL_THERE, add_to_chat_ctx=False).wait_for_playout()
+        self.session.reset_away_timer()
 
     async def _apply_console(self) -> None:
         if self.before_turn is not None:
@@ -258,6 +290,8 @@ class VoiceCall(TextCall):
 
     async def drain(self) -> None:
         """Close the session and record what it committed last (idempotent)."""
+        if self._asking is not None and not self._asking.done():
+            self._asking.cancel()
         if self._speaker is not None:
             self._speaker.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -3,35 +3,46 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
 from livekit import api
-from livekit.protocol import agent
+from livekit.protocol import agent, models
+from livekit.protocol.models import Room
 from pydantic import ValidationError
 
 from orchestrator.config import Settings
 from orchestrator.contracts import CallJob, CallOutcome
 from orchestrator.queue import ClaimedCall
 from orchestrator.queue.outage import UNREACHABLE, Outage
+from orchestrator.results import outcome_of
 from orchestrator.runtime import Services
-from orchestrator.worker.runner import CallRunner, checkpoint_state, outcome_from_state
-from orchestrator.worker.tracking import CallTicket
+from orchestrator.telemetry.service import Telemetry
+from orchestrator.worker.runner import CallDeferred, CallRunner, checkpoint_state, outcome_from_state
+from orchestrator.worker.tracking import CallTicket, result_from_state
 
 __all__ = [
+    "AGENT_LEASE_MS",
     "PREFIX_METADATA_KEY",
+    "AgentLost",
     "DispatchNotTaken",
     "DispatchedCall",
     "LiveKitDispatchRunner",
     "RoutingRunner",
     "SessionFailed",
+    "agent_lease_key",
     "dispatch_metadata",
     "push_session_ended",
+    "release_session_end",
     "session_ended_key",
+    "session_ending_key",
 ]
 
 logger = logging.getLogger(__name__)
@@ -42,6 +53,17 @@ PREFIX_METADATA_KEY = "queue_prefix"
 DEFAULT_PREFIX = "sb"
 # Markers outlive a queue worker that dies between the push and the ack, so its successor finds them.
 MARKER_TTL_S = 24 * 3600
+# A running call's agent job renews its lease this often; a lease gone (its worker died with it, or a job was never
+# started by a worker that died first) tells the queue worker the agent is lost, long before the server notices.
+AGENT_LEASE_MS = 2000
+AGENT_LEASE_RENEW_S = 0.4
+# Once the job's session is over, its lease holds until its process has exited and the agent worker released the
+# end marker; a worker that dies in between leaves the marker to be taken when this expires.
+ENDING_LEASE_MS = 30_000
+# Agents dispatched again into one call's room, in place, before the attempt fails (a crash loop is the queue's).
+MAX_AGENT_RESTARTS = 3
+# The end marker of a job whose process died: the queue worker dispatches another agent into the room.
+LOST = "lost"
 
 
 def dispatch_metadata(claimed: ClaimedCall, *, prefix: str) -> dict[str, Any]:
@@ -112,13 +134,50 @@ class SessionFailed(RuntimeError):
     """The agent worker's session for the call ended with an error (the worker retries the call)."""
 
 
-class DispatchNotTaken(SessionFailed):
-    """No agent worker took the call's dispatch in time; it was withdrawn (the worker retries the call)."""
+class DispatchNotTaken(SessionFailed, CallDeferred):
+    """No agent worker took the call's dispatch in time; it was withdrawn (the worker hands the call back)."""
+
+
+class AgentLost(SessionFailed):
+    """The call's agent died more than `MAX_AGENT_RESTARTS` times in its room (the worker retries the call)."""
 
 
 def session_ended_key(prefix: str, call_id: str) -> str:
     """The Redis list the agent worker pushes a call's end marker to."""
     return f"{prefix}:session-ended:{call_id}"
+
+
+def session_ending_key(prefix: str, call_id: str) -> str:
+    """Where a job leaves its call's end marker until its process has exited (`release_session_end` moves it)."""
+    return f"{prefix}:session-ending:{call_id}"
+
+
+def agent_lease_key(prefix: str, call_id: str) -> str:
+    """The lease a running call's agent job holds (its value says which process: ``{"pid", "at"}``)."""
+    return f"{prefix}:agent-lease:{call_id}"
+
+
+# Atomic, so the queue worker never sees the lease gone before the marker is there: the job's own marker if it
+# left one, else a `LOST` one; then the lease goes.
+_RELEASE = """
+local moved = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
+if not moved then redis.call('RPUSH', KEYS[2], ARGV[1]) end
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('DEL', KEYS[3])
+return moved and 1 or 0
+"""
+
+
+async def release_session_end(redis: aioredis.Redis, prefix: str, call_id: str, *, error: str) -> bool:
+    """Hand a finished job's end marker to the queue worker, once its process is gone; a `LOST` one if it left none.
+
+    Returns:
+        True when the job had left its own marker (its session ended), False when it died without one.
+    """
+    lost = json.dumps({"status": LOST, "error": error, "at": time.time()})
+    keys = [session_ending_key(prefix, call_id), session_ended_key(prefix, call_id), agent_lease_key(prefix, call_id)]
+    moved = await redis.eval(_RELEASE, len(keys), *keys, lost, MARKER_TTL_S)
+    return bool(moved)
 
 
 async def push_session_ended(
@@ -128,13 +187,20 @@ async def push_session_ended(
     *,
     status: Literal["ended", "failed"] = "ended",
     error: str | None = None,
+    pending: bool = False,
 ) -> None:
-    """Push a call's end marker: ``ended`` once its session closed, ``failed`` if it crashed."""
-    key = session_ended_key(prefix, call_id)
+    """Push a call's end marker: ``ended`` once its session closed, ``failed`` if it crashed.
+
+    With ``pending``, the marker waits under `session_ending_key` until the job's process has exited
+    (`release_session_end`), and the job's lease is stretched to `ENDING_LEASE_MS` meanwhile.
+    """
+    key = session_ending_key(prefix, call_id) if pending else session_ended_key(prefix, call_id)
     marker = json.dumps({"status": status, "error": error, "at": time.time()})
     pipe = redis.pipeline(transaction=True)
     pipe.rpush(key, marker)
     pipe.expire(key, MARKER_TTL_S)
+    if pending:
+        pipe.pexpire(agent_lease_key(prefix, call_id), ENDING_LEASE_MS)
     await pipe.execute()
 
 
@@ -166,6 +232,8 @@ class LiveKitDispatchRunner:
         poll_interval_s: float = 0.25,
         max_session_s: float = 4 * 3600.0,
         assign_timeout_s: float = 15.0,
+        lease_start_s: float = 60.0,
+        telemetry: Telemetry | None = None,
     ) -> None:
         """Build a runner.
 
@@ -176,7 +244,10 @@ class LiveKitDispatchRunner:
             prefix: Queue key prefix.
             poll_interval_s: Pause between marker pops (the extra delay before a slot frees).
             max_session_s: Give up on a session that never reports its end (its agent job died).
-            assign_timeout_s: Withdraw a dispatch no agent worker took by then, and fail the attempt (a retry).
+            assign_timeout_s: Withdraw a dispatch no agent worker took by then, and hand the call back to the queue.
+            lease_start_s: An agent whose job has not taken the call's lease by then (after its dispatch was
+                taken) is lost, and another is dispatched.
+            telemetry: Records a call that ends here with no session (its room was gone): no agent writes it.
 
         Raises:
             ValueError: ``settings.livekit_url`` is not set.
@@ -190,27 +261,68 @@ class LiveKitDispatchRunner:
         self.poll_interval_s = poll_interval_s
         self.max_session_s = max_session_s
         self.assign_timeout_s = assign_timeout_s
+        self.lease_start_s = lease_start_s
+        self.telemetry = telemetry
         self.outage = Outage("dispatch runner")
 
     async def run(self, claimed: ClaimedCall) -> CallOutcome:
-        """Dispatch the agent (unless the session already ended), wait for the end marker, return the outcome."""
+        """Dispatch the agent (unless the session already ended), wait for the end marker, return the outcome.
+
+        An agent lost mid-call (its job process or its whole agent worker died) is replaced in the same room at
+        once, up to `MAX_AGENT_RESTARTS` times: the new agent resumes the call from its checkpoint.
+        """
         job = claimed.job
         resumed_at = int((await checkpoint_state(self.services, job.call_id)).get("turn") or 0)
         marker = await self._pop_marker(job.call_id)
         if marker is None or marker.get("status") != "ended":
             # No marker, or a stale failure the previous holder never handled: start a (new) session.
-            dispatch_id = await self._dispatch(claimed)
-            if dispatch_id is None:
-                logger.info(
-                    "call %s: room %s is gone, so its caller hung up before an agent answered", job.call_id, job.room
+            replacing: str | None = None
+            for _ in range(MAX_AGENT_RESTARTS + 1):
+                dispatch_id = await self._dispatch(claimed, replacing=replacing)
+                if dispatch_id is None:
+                    logger.info(
+                        "call %s: room %s is gone or its caller has left, so nobody is there to answer",
+                        job.call_id,
+                        job.room,
+                    )
+                    final = await checkpoint_state(self.services, job.call_id)
+                    return await self._ended_unattended(claimed, final, resumed_at)
+                await self._ensure_taken(job.call_id, job.room or job.call_id, dispatch_id)
+                marker = await self._wait_marker(job.call_id)
+                if marker.get("status") != LOST:
+                    break
+                logger.warning(
+                    "call %s: its agent was lost (%s); dispatching another into room %s",
+                    job.call_id,
+                    marker.get("error"),
+                    job.room,
                 )
-                final = await checkpoint_state(self.services, job.call_id)
-                return outcome_from_state(job.call_id, final, resumed_at=resumed_at)
-            await self._ensure_taken(job.call_id, job.room or job.call_id, dispatch_id)
-            marker = await self._wait_marker(job.call_id)
+                replacing = dispatch_id
+            else:
+                raise AgentLost(f"the agent of call {job.call_id} was lost {MAX_AGENT_RESTARTS + 1} times")
         if marker.get("status") != "ended":
             raise SessionFailed(f"session of call {job.call_id} failed: {marker.get('error') or 'unknown error'}")
         final = await checkpoint_state(self.services, job.call_id)
+        return outcome_from_state(job.call_id, final, resumed_at=resumed_at)
+
+    async def _ended_unattended(self, claimed: ClaimedCall, final: dict[str, Any], resumed_at: int) -> CallOutcome:
+        """The outcome of a call that ends here with no session; its record too, as no agent wrote one."""
+        job = claimed.job
+        telemetry = self.telemetry
+        store = telemetry.store if telemetry is not None else None
+        if telemetry is not None and store is not None and await store.get_call(job.call_id) is None:
+            started = job.admitted_at if job.admitted_at.tzinfo else job.admitted_at.replace(tzinfo=UTC)
+            await telemetry.finish_call(
+                result_from_state(job.call_id, final, caller_id=job.caller_id or None),
+                started_at=started,
+                duration_s=max(0.0, (datetime.now(UTC) - started).total_seconds()),
+                queue_wait_ms=claimed.waited_s * 1000,
+                worker=claimed.consumer,
+                attempt=claimed.attempt,
+            )
+            logger.warning(
+                "call %s: its room is gone: recorded as %s from its checkpoint", job.call_id, outcome_of(final)
+            )
         return outcome_from_state(job.call_id, final, resumed_at=resumed_at)
 
     def _api(self) -> api.LiveKitAPI:
@@ -223,9 +335,9 @@ class LiveKitDispatchRunner:
     async def _ensure_taken(self, call_id: str, room: str, dispatch_id: str) -> None:
         """Wait until an agent worker took the dispatch; withdraw it and raise `DispatchNotTaken` if none did.
 
-        LiveKit drops an explicit dispatch that every worker refuses (a worker whose finished jobs still count
-        towards its load refuses, right after a call ends) and never offers it again: nobody would join the
-        room, and the end marker would be awaited for ``max_session_s``.
+        LiveKit drops an explicit dispatch that every worker refuses (all are full, or none is registered) and
+        never offers it again: nobody would join the room, and the end marker would be awaited for
+        ``max_session_s``. The call goes back to the queue and waits there for an agent worker with room.
         """
         lk = self._api()
         try:
@@ -246,8 +358,12 @@ class LiveKitDispatchRunner:
             f"no agent worker took the dispatch of call {call_id} within {self.assign_timeout_s:g} s"
         )
 
-    async def _dispatch(self, claimed: ClaimedCall) -> str | None:
-        """Dispatch the agent (or adopt its live dispatch): its id; None, and no dispatch, when the room is gone."""
+    async def _dispatch(self, claimed: ClaimedCall, *, replacing: str | None = None) -> str | None:
+        """Dispatch the agent (or adopt its live dispatch): its id; None, and no dispatch, when the room is gone.
+
+        ``replacing`` is the dispatch of an agent that was lost: it is withdrawn and its participant, which the
+        server keeps in the room until its media times out (about 15 s), is removed before another is sent.
+        """
         job = claimed.job
         metadata = dispatch_metadata(claimed, prefix=self.prefix)
         request = api.CreateAgentDispatchRequest(
@@ -258,11 +374,16 @@ class LiveKitDispatchRunner:
             # A room a webhook admitted that no longer exists closed after its caller left: dispatching into it
             # would create it afresh (and its room_started would admit a call nobody placed), and an agent
             # there would wait for nobody. Other sources' rooms may be created by the dispatch itself.
-            if (
-                job.source == "livekit"
-                and not (await lk.room.list_rooms(api.ListRoomsRequest(names=[request.room]))).rooms
+            if job.source == "livekit" and not _same_room(
+                job.call_id, (await lk.room.list_rooms(api.ListRoomsRequest(names=[request.room]))).rooms
             ):
                 return None
+            if replacing is not None:
+                await _withdraw(lk, request.room, replacing)
+                if not await _caller_in(lk, request.room):
+                    # Hung up while their agent was down: another agent would wait in the room for nobody, and a
+                    # dispatch that lands after the room closed would create it afresh, a call nobody placed.
+                    return None
             # A call handed back by a draining or dead worker may still have its agent in the room:
             # adopt that live dispatch instead of sending a second agent to talk over the first.
             for existing in await lk.agent_dispatch.list_dispatch(request.room):
@@ -278,15 +399,33 @@ class LiveKitDispatchRunner:
         return str(dispatch.id)
 
     async def _wait_marker(self, call_id: str) -> dict[str, Any]:
+        """The session's end marker; a `LOST` one when its agent's lease is gone without one.
+
+        The agent's job renews its lease while it runs (`agent_lease_key`). A lease that was held and is gone,
+        or that no job took within ``lease_start_s`` of the dispatch being taken, means the agent died with its
+        process or its agent worker: the marker its job may have left behind is taken, else the agent is lost.
+        After a Redis outage the agent gets ``lease_start_s`` again to renew it.
+        """
         # Poll rather than BLPOP: the queue's client is a bounded pool shared with heartbeats and claims,
         # and one blocked connection per running call would starve them on a worker with many slots.
         deadline = time.monotonic() + self.max_session_s
+        lease = agent_lease_key(self.prefix, call_id)
+        held, since = False, time.monotonic()
         while True:
             pause = self.poll_interval_s
             try:
                 marker = await self._pop_marker(call_id)
+                if marker is None:
+                    if await self.redis.exists(lease):
+                        held = True
+                    elif held or time.monotonic() - since >= self.lease_start_s:
+                        marker = await self._pop_marker(call_id, session_ending_key(self.prefix, call_id)) or {
+                            "status": LOST,
+                            "error": "its lease expired" if held else "no job took its lease",
+                        }
             except UNREACHABLE as exc:
                 marker, pause = None, max(pause, self.outage.failed(exc))
+                held, since = False, time.monotonic()
             else:
                 self.outage.ok()
             if marker is not None:
@@ -295,8 +434,8 @@ class LiveKitDispatchRunner:
                 raise TimeoutError(f"no end of session for call {call_id} after {self.max_session_s:.0f} s")
             await asyncio.sleep(pause)
 
-    async def _pop_marker(self, call_id: str) -> dict[str, Any] | None:
-        raw: Any = await self.redis.lpop(session_ended_key(self.prefix, call_id))
+    async def _pop_marker(self, call_id: str, key: str | None = None) -> dict[str, Any] | None:
+        raw: Any = await self.redis.lpop(key or session_ended_key(self.prefix, call_id))
         if raw is None:
             return None
         try:
@@ -328,6 +467,39 @@ class RoutingRunner:
         if claimed.job.script is None and self.dispatch is not None:
             return await self.dispatch.run(claimed)
         return await self.text.run(claimed)
+
+
+def _same_room(call_id: str, rooms: Sequence[Room]) -> bool:
+    """The call's room still exists: the room of its name, and the same instance of it when the call is named after
+    its sid (``lk-RM_…``). A room of that name made afresh (its caller came back after livekit-server restarted) is
+    another call, admitted by its own webhook: sending this call's agent there would put two agents in one room.
+    """
+    if not rooms:
+        return False
+    return not (call_id.startswith("lk-RM_") and rooms[0].sid and call_id != f"lk-{rooms[0].sid}")
+
+
+async def _caller_in(lk: api.LiveKitAPI, room: str) -> bool:
+    """A caller (a standard or SIP participant, not an agent) is still in ``room``."""
+    try:
+        listed = await lk.room.list_participants(api.ListParticipantsRequest(room=room))
+    except api.TwirpError:
+        return False  # the room closed meanwhile
+    callers = (models.ParticipantInfo.Kind.STANDARD, models.ParticipantInfo.Kind.SIP)
+    return any(p.kind in callers for p in listed.participants)
+
+
+async def _withdraw(lk: api.LiveKitAPI, room: str, dispatch_id: str) -> None:
+    """Delete a lost agent's dispatch and remove its participants from the room (both may be gone already)."""
+    identities: list[str] = []
+    for existing in await lk.agent_dispatch.list_dispatch(room):
+        if existing.id == dispatch_id:
+            identities = [j.state.participant_identity for j in existing.state.jobs if j.state.participant_identity]
+            with contextlib.suppress(api.TwirpError):
+                await lk.agent_dispatch.delete_dispatch(dispatch_id, room)
+    for identity in identities:
+        with contextlib.suppress(api.TwirpError):
+            await lk.room.remove_participant(api.RoomParticipantIdentity(room=room, identity=identity))
 
 
 _ENDED_JOBS = {agent.JobStatus.JS_SUCCESS, agent.JobStatus.JS_FAILED, agent.JobStatus.JS_CANCELLED}

@@ -114,7 +114,7 @@ async def run_worker(
         settle_heap()  # started: a full collection must never walk the models and the graph mid-call
         # Real calls (no script) go to the LiveKit voice agent by explicit dispatch when LiveKit is configured.
         dispatch = (
-            LiveKitDispatchRunner(services, queue.redis, settings=settings, prefix=prefix)
+            LiveKitDispatchRunner(services, queue.redis, settings=settings, prefix=prefix, telemetry=telemetry)
             if settings.livekit_url
             else None
         )

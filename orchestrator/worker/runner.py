@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TURN_GAP_KEY",
+    "CallDeferred",
     "CallRunner",
     "TextCallRunner",
     "TurnHook",
@@ -34,6 +35,11 @@ __all__ = [
 # as real ones would; the worker sleeps that long before feeding each scripted turn.
 TURN_GAP_KEY = "turn_gap_ms"
 MAX_TURN_GAP_S = 30.0
+
+
+class CallDeferred(Exception):
+    """Nothing could take the call on now (no agent worker has room for it): the worker hands it back to the queue,
+    where it keeps its place, without counting a failed attempt; a call waits for capacity rather than dead-letter."""
 
 
 class CallRunner(Protocol):

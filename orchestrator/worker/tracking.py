@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import RedisError
 
 from orchestrator.contracts import CallJob
-from orchestrator.results import TurnRecord, outcome_of
+from orchestrator.results import CallResult, TurnRecord, outcome_of
 from orchestrator.session.text import TextCall
 
 if TYPE_CHECKING:

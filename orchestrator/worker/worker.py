@@ -18,7 +18,7 @@ from orchestrator.queue.hold import HoldAnnouncer
 from orchestrator.queue.outage import UNREACHABLE, Outage
 from orchestrator.queue.outcomes import publish_outcome
 from orchestrator.telemetry.redact import describe_error
-from orchestrator.worker.runner import CallRunner
+from orchestrator.worker.runner import CallDeferred, CallRunner
 
 logger = logging.getLogger(__name__)
 
@@ -266,6 +266,9 @@ class Worker:
         try:
             try:
                 outcome = await self.runner.run(claimed)
+            except CallDeferred as exc:
+                await self._defer(claimed, exc)
+                return
             except Exception as exc:
                 await self._failed(claimed, exc)
                 return
@@ -344,6 +347,18 @@ class Worker:
             # Not acked: the call is reclaimed after the idle time and its (ended) checkpoint re-published.
             logger.exception("could not record the end of call %s", claimed.call_id)
         return published
+
+    async def _defer(self, claimed: ClaimedCall, exc: CallDeferred) -> None:
+        logger.warning("call %s handed back to the queue, where it waits: %s", claimed.call_id, exc)
+
+        async def step() -> bool:
+            await self.queue.release(claimed)
+            return True
+
+        try:
+            await self._settle(claimed, step)
+        except Exception:
+            logger.exception("could not hand back call %s; it will be reclaimed", claimed.call_id)
 
     async def _failed(self, claimed: ClaimedCall, exc: Exception) -> None:
         self.failed += 1

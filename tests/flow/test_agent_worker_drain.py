@@ -92,7 +92,7 @@ def test_sigterm_drains_the_agent_worker_and_it_exits_cleanly(tmp_path: Path) ->
     proc = start_agent_worker(tmp_path, f"ws://127.0.0.1:{free_port()}", health_port)  # nothing listens there
     try:
         state = poll(lambda: readiness(health_port), "readiness endpoint", proc)
-        assert state == (503, {"registered": False, "draining": False})
+        assert state == (503, {"registered": False, "connected": False, "draining": False})
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=CAP_S)
     finally:
@@ -177,14 +177,15 @@ def test_a_call_in_progress_ends_before_the_signalled_agent_worker_exits(tmp_pat
     call_id, prefix = f"call-drain-{suffix}", f"sbtest-drain-{suffix}"
     worker = start_agent_worker(tmp_path, f"ws://127.0.0.1:{livekit_port}", health_port)
     try:
-        poll(lambda: readiness(health_port) == (200, {"registered": True, "draining": False}), "registration", worker)
+        registered = (200, {"registered": True, "connected": True, "draining": False})
+        poll(lambda: readiness(health_port) == registered, "registration", worker)
         asyncio.run(_dispatch(livekit_port, call_id, prefix))
         # The call is talking once its first turn is in the console's live transcript.
         poll(lambda: asyncio.run(_turns(prefix, call_id)), "first turn", worker)
         worker.send_signal(signal.SIGTERM)
         assert poll(lambda: readiness(health_port), "draining readiness", worker) == (
             503,
-            {"registered": True, "draining": True},
+            {"registered": True, "connected": True, "draining": True},
         )
         marker = poll(lambda: _redis_call("lpop", session_ended_key(prefix, call_id)), "end marker", None)
         code = worker.wait(timeout=CAP_S)
