@@ -39,6 +39,10 @@ from orchestrator.devstack.caller import (
 DTMF_CODES = {**{str(d): d for d in range(10)}, "*": 10, "#": 11}
 # A person keys about this fast.
 KEY_GAP_S = 0.15
+# The agent's replies are counted by their transcripts (one text stream each, closed when its audio has played):
+# the server forwards only the latest of quick attribute changes, so a reply to a keyed entry (from the phrase
+# cache within 0.1 s) may never show as thinking and speaking in the agent's state.
+TRANSCRIPTION_TOPIC = "lk.transcription"
 
 
 async def main(url: str, token: str, out_dir: Path, steps: list[dict[str, str]]) -> int:
@@ -102,21 +106,33 @@ async def main(url: str, token: str, out_dir: Path, steps: list[dict[str, str]])
             await asyncio.sleep(KEY_GAP_S)  # a person's pace between keys, not a wait for anything
         return time.monotonic()
 
-    def spoke_after(t: float) -> bool:
-        return any(at > t and s == "speaking" for at, s in states)
+    replies: list[float] = []  # when each reply's transcript closed
+    reply_closed = asyncio.Event()
 
-    async def wait_reply(after: float) -> float | None:
-        """The agent spoke after ``after`` and is listening again, its audio silent: when it went back to listening."""
-        if not await wait_until(state_changed, lambda: spoke_after(after), TURN_CAP_S):
+    def on_transcript(reader: rtc.TextStreamReader, identity: str) -> None:
+        sender = room.remote_participants.get(identity)
+        if sender is None or sender.kind != rtc.ParticipantKind.PARTICIPANT_KIND_AGENT:
+            return  # the caller's own words, transcribed by the agent
+
+        async def read() -> None:
+            await reader.read_all()
+            replies.append(time.monotonic())
+            reply_closed.set()
+
+        task = asyncio.create_task(read())
+        readers.add(task)
+        task.add_done_callback(readers.discard)
+
+    room.register_text_stream_handler(TRANSCRIPTION_TOPIC, on_transcript)
+
+    async def wait_reply(count: int) -> float | None:
+        """The agent's ``count``-th reply is over and its audio silent: when its transcript closed."""
+        if not await wait_until(reply_closed, lambda: len(replies) >= count, TURN_CAP_S):
             return None
-        if not await wait_until(
-            state_changed, lambda: agent_state() == "listening" and states[-1][0] > after, TURN_CAP_S
-        ):
+        done = replies[count - 1]
+        if not await wait_until(heard.changed, lambda: heard.silent_since(done) >= TAIL_SILENCE_S, TURN_CAP_S):
             return None
-        listening_at = states[-1][0]
-        if not await wait_until(heard.changed, lambda: heard.silent_since(listening_at) >= TAIL_SILENCE_S, TURN_CAP_S):
-            return None
-        return listening_at
+        return done
 
     def keep(caller: str, after: float, back: float | None) -> bool:
         first = heard.first_speech_after(after)
@@ -140,6 +156,7 @@ async def main(url: str, token: str, out_dir: Path, steps: list[dict[str, str]])
 
     mic = asyncio.create_task(microphone())
     said = iter(speech)
+    expected = 0  # replies the caller has been given so far, once each is over
     try:
         if not await wait_until(state_changed, lambda: agent_state() == "listening", AGENT_CAP_S):
             out["error"] = f"the agent did not start listening within {AGENT_CAP_S:.0f} s (states: {states})"
@@ -151,22 +168,28 @@ async def main(url: str, token: str, out_dir: Path, steps: list[dict[str, str]])
                 ended = await spoken.get()
                 early = step.get("keys_while_answered")
                 if early:
-                    if not await wait_until(state_changed, lambda t=ended: spoke_after(t), TURN_CAP_S):
+                    if not await wait_until(
+                        heard.changed, lambda t=ended: heard.first_speech_after(t) is not None, TURN_CAP_S
+                    ):
                         keep(step["say"], ended, None)
                         return 3
                     await key(early)
-                    out["keyed_while"] = agent_state()
-                back = await wait_reply(ended)
+                    # Its reply's transcript still open: the agent was still speaking when the last key went.
+                    out["keyed_while"] = "speaking" if len(replies) <= expected else "listening"
+                expected += 1
+                back = await wait_reply(expected)
                 if not keep(step["say"], ended, back):
                     return 3
                 if early:
                     # The held entry goes to the graph once the agent listens: its reply comes after that.
                     assert back is not None
-                    if not keep(f"keys:{early}", back, await wait_reply(back)):
+                    expected += 1
+                    if not keep(f"keys:{early}", back, await wait_reply(expected)):
                         return 3
             else:
                 ended = await key(step["keys"])
-                if not keep(f"keys:{step['keys']}", ended, await wait_reply(ended)):
+                expected += 1
+                if not keep(f"keys:{step['keys']}", ended, await wait_reply(expected)):
                     return 3
         out["states"] = [s for _, s in states]
         return 0

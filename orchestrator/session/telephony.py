@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Awaitable, Callable
 
 from livekit import rtc
@@ -20,6 +21,8 @@ PAUSE_S = 3.0
 # Longer than any number or code we ask for; keys past it are dropped rather than grow a turn without bound.
 MAX_DIGITS = 20
 SIP_NUMBER_ATTRIBUTE = "sip.phoneNumber"
+# What a number looks like; a withheld one arrives as the From header's user ("anonymous", "restricted").
+_PHONE_NUMBER = re.compile(r"^\+?[0-9]{3,15}$")
 
 
 class Keypad:
@@ -83,6 +86,7 @@ class Keypad:
         self._task = asyncio.get_running_loop().create_task(self._run(entry), name="keypad-entry")
 
     async def _run(self, entry: str) -> None:
+        log.info("a keyed entry of %d digits goes to the call", len(entry))
         try:
             await self._submit(entry)
         except Exception:
@@ -97,10 +101,14 @@ class Keypad:
 
 
 def sip_caller_number(room: rtc.Room) -> str | None:
-    """The phone number of the SIP caller in ``room`` (LiveKit SIP's ``sip.phoneNumber`` attribute), if any."""
+    """The phone number of the SIP caller in ``room`` (LiveKit SIP's ``sip.phoneNumber`` attribute), if any.
+
+    A withheld number is no number: taken as one, every anonymous caller would share a caller id (and its
+    verification lock-out), and a customer would be asked for the ZIP of "anonymous".
+    """
     for participant in room.remote_participants.values():
         if participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_SIP:
             number = participant.attributes.get(SIP_NUMBER_ATTRIBUTE, "").strip()
-            if number:
+            if _PHONE_NUMBER.match(number):
                 return number
     return None

@@ -38,10 +38,13 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parents[2]
 CUSTOMER = "+15550100001"  # a demo customer; ZIP 10027
 STRANGER = "+15550199999"  # no account has this number
+WITHHELD = "anonymous"  # LiveKit SIP's sip.phoneNumber for a caller who withholds their number
 # The customer keys the ZIP while the agent is still asking for it: the entry ends with the pause after it.
 KEYED_WHILE_SPEAKING = [{"say": "What's my balance?", "keys_while_answered": "10027"}]
 # Someone calling from a number we do not know keys a ZIP, ended with '#'.
 UNKNOWN_NUMBER = [{"say": "What's my balance?"}, {"keys": "10027#"}]
+# A customer who withholds their number keys it, then their ZIP (+15550100002's is 10453).
+NUMBER_KEYED = [{"say": "What's my balance?"}, {"keys": "5550100002#"}, {"keys": "10453#"}]
 
 
 def phone_token(stack: RealStack, room: str, number: str) -> str:
@@ -94,11 +97,12 @@ def phone_calls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         for name, number, steps in (
             ("customer", CUSTOMER, KEYED_WHILE_SPEAKING),
             ("stranger", STRANGER, UNKNOWN_NUMBER),
+            ("withheld", WITHHELD, NUMBER_KEYED),
         ):
             caller = call(stack, number, steps)
             calls = asyncio.run(read_calls(stack, f"lk-{caller['room_sid']}"))
             result[name] = {"caller": caller, "record": calls["records"][f"lk-{caller['room_sid']}"], **calls}
-        result["stats"] = asyncio.run(queue_stats(stack, lambda s: s["completed"] == 2 and s["in_flight"] == 0))
+        result["stats"] = asyncio.run(queue_stats(stack, lambda s: s["completed"] == 3 and s["in_flight"] == 0))
         yield result
 
 
@@ -122,8 +126,9 @@ def test_digits_keyed_while_the_agent_speaks_are_held_and_verify_the_caller(phon
     record = customer["record"]
     assert record["outcome"] == "resolved", record
     assert record["turn_count"] == 2
-    # The record keeps the keyed ZIP as it keeps a spoken one: masked.
+    # The record keeps the keyed ZIP as it keeps a spoken one: masked. Its reply is timed from the entry's end.
     assert record["turns"][1]["caller"] == "[ZIP]"
+    assert all(t["latency_ms"] > 0 for t in record["turns"]), record["turns"]
     # What the caller heard is what the graph said (Whisper on the audio that reached it through the SFU).
     said = [t["text"] for t in transcript if t["role"] == "agent"]
     heard = [transcribe(t["wav"]) for t in caller["turns"]]
@@ -148,8 +153,25 @@ def test_an_unknown_number_keyed_gets_the_normal_not_found_answer(phone_calls: d
     assert agent[1] != agent[0]
 
 
+def test_a_caller_who_withholds_their_number_keys_it_and_then_the_zip(phone_calls: dict[str, Any]) -> None:
+    withheld = phone_calls["withheld"]
+    assert all(t["answered"] for t in withheld["caller"]["turns"])
+    checkpoint = withheld["checkpoint"]
+    # "anonymous" is no caller id: the agent asked for the number, and the keyed one is the account's.
+    assert checkpoint.get("caller_id") is None
+    transcript = checkpoint["transcript"]
+    assert [t["text"] for t in transcript if t["role"] == "caller"][1:] == ["5550100002", "10453"]
+    assert "number" in transcript[1]["text"].lower(), transcript[1]
+    verification = checkpoint["verification"]
+    assert (verification["status"], verification["phone"], verification["attempts"]) == ("verified", "+15550100002", 0)
+    record = withheld["record"]
+    assert record["outcome"] == "resolved", record
+    assert [t["caller"] for t in record["turns"]][1:] == ["[PHONE]", "[ZIP]"]
+    assert all(t["latency_ms"] > 0 for t in record["turns"]), record["turns"]
+
+
 def test_each_phone_call_was_admitted_once_and_completed(phone_calls: dict[str, Any]) -> None:
     stats = phone_calls["stats"]
     # room_started admitted each call; the SIP participant's participant_joined named the same call.
-    assert (stats["admitted"], stats["completed"], stats["in_flight"], stats["waiting"]) == (2, 2, 0, 0)
+    assert (stats["admitted"], stats["completed"], stats["in_flight"], stats["waiting"]) == (3, 3, 0, 0)
     assert stats["dead_letters"] == 0
