@@ -193,6 +193,10 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
         result["after"] = Call(stack, pair, "after", token).finish()
         result["worker_registered_second"] = _logged(stack, 1, "worker registered")
         result["placements"] = stack.placements()
+        result["webhooks"] = [
+            {what: _logged(stack, i, f"{what} webhook") for what in ("sent", "failed to send", "dropped")}
+            for i in (0, 1)
+        ]
         result["rooms"] = rooms
         call_ids = [f"lk-{result[name]['room_sid']}" for name in rooms]
         result.update(asyncio.run(_records(stack, call_ids)))
@@ -210,10 +214,15 @@ class TestOneNodeStopped:
         first, second = two_nodes["node_ids"]
         rooms, placed = two_nodes["rooms"], two_nodes["placements"]
         assert two_nodes["rooms_while_held"] == {rooms["held"]: first}
-        # The selector put the next room on the node without one; each node hosted a call and sent its webhooks
-        # (room_started admitted each call, from the node hosting its room).
+        # The selector put the next room on the node without one, so each node hosted a call.
         assert placed[rooms["spread"]] == second
         assert {placed[rooms[name]] for name in ("held", "spread")} == {first, second}
+
+    def test_each_node_sends_its_rooms_webhooks_to_the_api(self, two_nodes: dict[str, Any]) -> None:
+        # room_started of each call came from the node hosting its room, and the API took every one.
+        for sent in two_nodes["webhooks"]:
+            assert sent["sent"] > 0, two_nodes["webhooks"]
+            assert (sent["failed to send"], sent["dropped"]) == (0, 0), two_nodes["webhooks"]
 
     def test_a_draining_node_takes_no_new_room_and_the_other_answers(self, two_nodes: dict[str, Any]) -> None:
         first, second = two_nodes["node_ids"]
