@@ -12,14 +12,16 @@ from fastapi import Depends, FastAPI
 from livekit.api import TokenVerifier, WebhookReceiver
 
 from orchestrator.api import health, intake, queue_routes
-from orchestrator.api.errors import install_error_handlers
-from orchestrator.api.limits import MAX_BODY_BYTES, BodyLimit
 from orchestrator.api.secret_policy import secret_problems
 from orchestrator.config import Settings
+from orchestrator.console import api as console_api
+from orchestrator.console import pages as console_pages
 from orchestrator.queue import CallQueue
 from orchestrator.redis_client import open_redis
 from orchestrator.telemetry.metrics import CallMetrics
 from orchestrator.telemetry.setup import metrics_router, setup_telemetry
+from orchestrator.web.errors import install_error_handlers
+from orchestrator.web.limits import MAX_BODY_BYTES, BodyLimit
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +100,6 @@ def create_app(
     install_error_handlers(app)
     # Its own 413 in the house error shape (FastAPI's max_body_size answers a long Content-Length in plain text).
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
-    from orchestrator.console import api as console_api
-    from orchestrator.console import pages as console_pages
-
     # Open to anyone: the probes, /metrics, and the two intake routes, which check their own signatures.
     app.include_router(metrics_router(app.state.telemetry))
     app.include_router(health.router)

@@ -16,14 +16,14 @@ from opentelemetry import context as otel_context
 from pydantic import ValidationError
 
 from orchestrator.api.deps import QueueDep, SettingsDep
-from orchestrator.api.errors import ApiError, ErrorResponse
-from orchestrator.api.limits import MAX_BODY_BYTES, json_too_deep, too_deep_error
 from orchestrator.api.livekit_events import BadEvent, call_id_for_room, ends_call, job_from_event, starts_call
 from orchestrator.api.models import Admitted, CallerLeft, CallRequest, Ignored
 from orchestrator.api.signing import SignatureError, verify_intake
 from orchestrator.contracts import CallJob
 from orchestrator.queue import CallQueue
 from orchestrator.telemetry.tracing import context_from, current_traceparent, webhook_span
+from orchestrator.web.errors import ApiError, ErrorResponse
+from orchestrator.web.limits import MAX_BODY_BYTES, json_too_deep, too_deep_error
 
 router = APIRouter(tags=["intake"])
 

@@ -31,8 +31,8 @@ from typing import Any
 from livekit.protocol.models import ParticipantInfo
 from livekit.protocol.webhook import WebhookEvent
 
-from orchestrator.api.limits import MAX_JSON_DEPTH, json_too_deep
 from orchestrator.contracts import CallJob
+from orchestrator.web.limits import MAX_JSON_DEPTH, json_too_deep
 
 ADMITTING_EVENTS = ("room_started", "participant_joined")
 _SAFE = re.compile(r"[^A-Za-z0-9._:-]")

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Path, Query
 from redis.exceptions import ResponseError
 
 from orchestrator.api.deps import QueueDep
-from orchestrator.api.errors import UNAVAILABLE, ApiError, ErrorResponse
 from orchestrator.api.models import HoldMessages, Outcomes, Position
 from orchestrator.contracts import DeadLetter, QueueStats
 from orchestrator.queue.hold import read_hold_messages
 from orchestrator.queue.outcomes import read_outcomes
+from orchestrator.web.errors import UNAVAILABLE, ApiError, ErrorResponse
 
 router = APIRouter(tags=["queue"], responses=UNAVAILABLE)
 

@@ -15,8 +15,6 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from pydantic import BaseModel, BeforeValidator, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from orchestrator.api.errors import ApiError, ErrorResponse
-from orchestrator.api.limits import BoundedJsonRoute
 from orchestrator.console.auth import (
     CSRF_HEADER,
     SESSION_COOKIE,
@@ -27,6 +25,8 @@ from orchestrator.console.auth import (
 from orchestrator.console.live import LiveFeed
 from orchestrator.console.service import DISPOSITIONS, SLA_S, Console, QueueEntry
 from orchestrator.console.softphone import JoinMode, join_call, talk
+from orchestrator.web.errors import ApiError, ErrorResponse
+from orchestrator.web.limits import BoundedJsonRoute
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,12 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from orchestrator.api.errors import ApiError
 from orchestrator.console.api import check_login, get_console, set_session_cookie
 from orchestrator.console.auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, Principal, csrf_ok
 from orchestrator.console.live import sentiment
 from orchestrator.console.service import AGENTS, DISPOSITIONS, SLA_S, AuditEntry, Console, HistoryQuery
 from orchestrator.console.softphone import public_url
+from orchestrator.web.errors import ApiError
 
 HERE = Path(__file__).parent
 STATIC = {"console.css": "text/css", "console.js": "text/javascript", "softphone.js": "text/javascript"}

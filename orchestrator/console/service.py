@@ -21,7 +21,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from agents.ports import HumanTicket, IntentPrediction, NotFound, PolicyViolation
-from orchestrator.api.errors import ApiError
 from orchestrator.config import Settings
 from orchestrator.console.auth import CookieSigner, Principal, SessionStore, UserStore
 from orchestrator.console.models import AuditRow, CallbackRow, WrapUpRow, create_console_schema
@@ -31,6 +30,7 @@ from orchestrator.domain.models import CustomerRow, TicketRow
 from orchestrator.live import LiveCall, LiveFeed
 from orchestrator.store.models import CallRow
 from orchestrator.store.records import CallStore, CallView, create_records_schema
+from orchestrator.web.errors import ApiError
 
 log = logging.getLogger(__name__)
 

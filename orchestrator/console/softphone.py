@@ -11,9 +11,9 @@ from typing import Literal
 
 from livekit.api import AccessToken, RoomConfiguration, VideoGrants
 
-from orchestrator.api.errors import ApiError
 from orchestrator.console.auth import Principal
 from orchestrator.console.service import Console
+from orchestrator.web.errors import ApiError
 
 JoinMode = Literal["listen", "barge", "escalation"]
 JOIN_MODES: tuple[JoinMode, ...] = ("listen", "barge", "escalation")

@@ -14,11 +14,11 @@ import pytest
 from fastapi import FastAPI
 
 from orchestrator.api import create_app
-from orchestrator.api.limits import MAX_BODY_BYTES, json_too_deep
 from orchestrator.api.signing import livekit_webhook_token, sign_intake
 from orchestrator.config import Settings, load_settings
 from orchestrator.queue import CallQueue
 from orchestrator.queue.hold import HoldAnnouncer
+from orchestrator.web.limits import MAX_BODY_BYTES, json_too_deep
 from tests.conftest import REDIS_TEST_URL
 
 pytestmark = pytest.mark.contract

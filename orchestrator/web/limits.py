@@ -12,7 +12,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orchestrator.api.errors import ApiError, error_json
+from orchestrator.web.errors import ApiError, error_json
 
 # Every body the API takes (a webhook event, a call, console credentials or text) fits in a few kilobytes.
 MAX_BODY_BYTES = 256 * 1024

@@ -1,0 +1,1 @@
+"""HTTP plumbing the API and the console share: one JSON shape for every refusal, and the limits on request bodies."""
