@@ -15,7 +15,8 @@ import numpy as np
 from livekit import rtc
 from livekit.agents import stt, utils
 from livekit.agents.language import LanguageCode
-from livekit.agents.types import NOT_GIVEN, APIConnectOptions, NotGivenOr
+from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, APIConnectOptions, NotGivenOr
+from livekit.agents.vad import VADEventType
 
 # Imported here, not lazily: livekit plugins register themselves and must be imported on the main thread.
 from livekit.plugins import silero
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from livekit.agents.vad import VAD
     from livekit.agents.voice.events import ConversationItemAddedEvent
 
-__all__ = ["WhisperSTT", "default_model_path", "load_vad", "local_stt"]
+__all__ = ["SpeculativeStreamAdapter", "WhisperSTT", "default_model_path", "load_vad", "local_stt"]
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +246,108 @@ def local_stt(
     model_path: Path | None = None,
     cpu_threads: int = 2,
     hotwords: str | None = "Northwind Broadband",
-) -> stt.StreamAdapter:
+) -> SpeculativeStreamAdapter:
     """The embedded default STT: Whisper behind VAD segmentation, as a streaming livekit STT."""
     whisper = WhisperSTT(model_path=model_path, cpu_threads=cpu_threads, hotwords=hotwords)
-    return stt.StreamAdapter(stt=whisper, vad=vad)
+    return SpeculativeStreamAdapter(stt=whisper, vad=vad)
+
+
+class SpeculativeStreamAdapter(stt.StreamAdapter):
+    """`stt.StreamAdapter` that starts recognising as the caller falls silent, not once the VAD ends the speech.
+
+    The VAD ends a speech only after `min_silence_duration` of silence (0.4 s), and Whisper then took about as
+    long again to decode it: the caller waited for both, one after the other. Here the decode starts after
+    `speculate_after_s` of silence, on the speech so far, and runs while the VAD waits; if the caller speaks
+    again before the VAD ends the speech, that result is dropped and the next pause starts another.
+    """
+
+    def __init__(self, *, stt: stt.STT[Any], vad: VAD, speculate_after_s: float = 0.1) -> None:
+        super().__init__(stt=stt, vad=vad)
+        self.speculate_after_s = speculate_after_s
+
+    def stream(
+        self,
+        *,
+        language: NotGivenOr[str] = NOT_GIVEN,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+    ) -> stt.RecognizeStream:
+        return _SpeculativeStream(self, language=language, conn_options=conn_options)
+
+
+class _SpeculativeStream(stt.RecognizeStream):
+    def __init__(
+        self, adapter: SpeculativeStreamAdapter, *, language: NotGivenOr[str], conn_options: APIConnectOptions
+    ) -> None:
+        # No retries here: the wrapped STT's `recognize` has its own (as in livekit's StreamAdapter).
+        super().__init__(stt=adapter, conn_options=APIConnectOptions(max_retry=0, timeout=conn_options.timeout))
+        self._adapter = adapter
+        self._language = language
+        self._inner_options = conn_options
+        self.speculations = 0  # decodes started early
+        self.speculations_used = 0  # of which the VAD's end of speech took the result
+
+    def _recognize(self, frames: list[rtc.AudioFrame]) -> asyncio.Task[stt.SpeechEvent]:
+        return asyncio.create_task(
+            self._adapter.wrapped_stt.recognize(
+                buffer=utils.merge_frames(frames), language=self._language, conn_options=self._inner_options
+            ),
+            name="whisper.recognize",
+        )
+
+    async def _run(self) -> None:
+        vad_stream = self._adapter._vad.stream()
+        pending: set[asyncio.Task[stt.SpeechEvent]] = set()
+
+        async def forward_input() -> None:
+            async for item in self._input_ch:
+                if isinstance(item, self._FlushSentinel):
+                    vad_stream.flush()
+                else:
+                    vad_stream.push_frame(item)
+            vad_stream.end_input()
+
+        async def recognize() -> None:
+            speech: list[rtc.AudioFrame] | None = None  # the speech so far, as the VAD will hand it over
+            early: asyncio.Task[stt.SpeechEvent] | None = None
+            async for event in vad_stream:
+                if event.type == VADEventType.START_OF_SPEECH:
+                    speech, early = list(event.frames), None
+                    self._event_ch.send_nowait(stt.SpeechEvent(stt.SpeechEventType.START_OF_SPEECH))
+                elif event.type == VADEventType.INFERENCE_DONE and speech is not None:
+                    speech.extend(event.frames)
+                    if event.raw_accumulated_silence == 0.0:
+                        early = None  # the caller spoke again: the early decode missed words
+                    elif early is None and event.raw_accumulated_silence >= self._adapter.speculate_after_s:
+                        early = self._recognize(list(speech))
+                        pending.add(early)
+                        early.add_done_callback(pending.discard)
+                        self.speculations += 1
+                elif event.type == VADEventType.END_OF_SPEECH:
+                    speech_end_time = time.time() - event.silence_duration - event.inference_duration
+                    self._event_ch.send_nowait(
+                        stt.SpeechEvent(type=stt.SpeechEventType.END_OF_SPEECH, speech_end_time=speech_end_time)
+                    )
+                    task = early if early is not None else self._recognize(list(event.frames))
+                    if early is not None:
+                        self.speculations_used += 1
+                    speech, early = None, None
+                    result = await task
+                    if not result.alternatives or not result.alternatives[0].text:
+                        continue
+                    self._event_ch.send_nowait(
+                        stt.SpeechEvent(
+                            type=stt.SpeechEventType.FINAL_TRANSCRIPT,
+                            alternatives=[result.alternatives[0]],
+                            speech_end_time=result.speech_end_time or speech_end_time,
+                        )
+                    )
+
+        tasks = [
+            asyncio.create_task(forward_input(), name="speculative.forward_input"),
+            asyncio.create_task(recognize(), name="speculative.recognize"),
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            await utils.aio.cancel_and_wait(*tasks, *pending)
+            await vad_stream.aclose()
