@@ -1,5 +1,5 @@
 """The HTTP API: signed call intake (LiveKit webhook, HMAC ``/v1/calls``), queue views and health probes."""
 
-from orchestrator.api.app import create_app, open_queue
+from orchestrator.api.app import create_app
 
-__all__ = ["create_app", "open_queue"]
+__all__ = ["create_app"]

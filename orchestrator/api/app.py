@@ -16,8 +16,7 @@ from orchestrator.api.secret_policy import secret_problems
 from orchestrator.config import Settings
 from orchestrator.console import api as console_api
 from orchestrator.console import pages as console_pages
-from orchestrator.queue import CallQueue
-from orchestrator.redis_client import open_redis
+from orchestrator.queue import CallQueue, open_queue
 from orchestrator.telemetry.metrics import CallMetrics
 from orchestrator.telemetry.setup import metrics_router, setup_telemetry
 from orchestrator.web.errors import install_error_handlers
@@ -26,16 +25,6 @@ from orchestrator.web.limits import MAX_BODY_BYTES, BodyLimit
 log = logging.getLogger(__name__)
 
 DEFAULT_ROOM_PREFIX = "call-"
-
-
-def open_queue(settings: Settings, url: str, *, prefix: str = "sb") -> CallQueue:
-    """A CallQueue that owns a blocking-pool client for ``url``, with the limits from ``settings``.
-
-    The pool blocks when every connection is busy rather than failing, so a burst of webhooks queues
-    in the client instead of turning into 503s.
-    """
-    client = open_redis(url, max_connections=64, pool_timeout_s=10)
-    return CallQueue.from_settings(settings, client, prefix=prefix, owns_client=True)
 
 
 def create_app(

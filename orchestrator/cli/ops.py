@@ -391,8 +391,8 @@ async def _simulate(
     from redis.exceptions import ConnectionError as RedisConnectionError
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from orchestrator.api.app import open_queue
     from orchestrator.api.signing import livekit_webhook_token
+    from orchestrator.queue import open_queue
     from orchestrator.scenarios import simulated_caller
 
     run = _Run(calls=calls)

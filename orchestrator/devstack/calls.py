@@ -131,11 +131,11 @@ def transcribe(wav: str) -> str:
 
 async def outcomes(stack: RealStack, callers: list[dict[str, Any]], *, wer: bool = True) -> dict[str, Any]:
     """Each call's record and the WER of what its caller heard, once the queue holds nothing; the queue's counters."""
-    from orchestrator.api.app import open_queue
     from orchestrator.config import load_settings
 
     # Here, on the main thread: livekit's plugins (silero, which it imports) refuse to register on another.
     from orchestrator.providers import stt  # noqa: F401  # imported for that registration
+    from orchestrator.queue import open_queue
     from orchestrator.runtime import Services
     from orchestrator.session.audio import word_error_rate
     from orchestrator.store.records import CallStore

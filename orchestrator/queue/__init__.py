@@ -25,7 +25,7 @@ at once, and after that one slot frees about every ``H / S`` seconds, so::
 (no registered worker counts as one slot, so estimates stay finite while workers start).
 """
 
-from orchestrator.queue.call_queue import CallQueue, ClaimedCall, FailOutcome, WaitingCall
+from orchestrator.queue.call_queue import CallQueue, ClaimedCall, FailOutcome, WaitingCall, open_queue
 from orchestrator.queue.errors import DeadLetterNotFound, QueueError, QueueFull
 from orchestrator.queue.keys import QueueKeys
 from orchestrator.queue.reclaimer import Reclaimer
@@ -40,4 +40,5 @@ __all__ = [
     "QueueKeys",
     "Reclaimer",
     "WaitingCall",
+    "open_queue",
 ]

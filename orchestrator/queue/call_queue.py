@@ -660,3 +660,13 @@ class CallQueue:
                 buckets=buckets, count=hist.get("count", 0), sum_s=hist.get("sum_ms", 0) / 1000
             ),
         )
+
+
+def open_queue(settings: Settings, url: str, *, prefix: str = "sb") -> CallQueue:
+    """A CallQueue that owns a blocking-pool client for ``url``, with the limits from ``settings``.
+
+    The pool blocks when every connection is busy rather than failing, so a burst of webhooks queues
+    in the client instead of turning into 503s.
+    """
+    client = open_redis(url, max_connections=64, pool_timeout_s=10)
+    return CallQueue.from_settings(settings, client, prefix=prefix, owns_client=True)

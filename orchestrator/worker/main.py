@@ -10,12 +10,13 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 from orchestrator.config import Settings
-from orchestrator.console.live import LiveFeed
 from orchestrator.contracts import CallOutcome
 from orchestrator.domain.verification import watch_lockouts
 from orchestrator.heap import settle_heap
-from orchestrator.queue import CallQueue
+from orchestrator.live import LiveFeed
+from orchestrator.queue import CallQueue, open_queue
 from orchestrator.queue.embedded import STATE_FILE
+from orchestrator.runtime import Services
 from orchestrator.telemetry.service import Telemetry
 from orchestrator.telemetry.setup import start_metrics_server
 from orchestrator.worker.dispatch import LiveKitDispatchRunner, RoutingRunner
@@ -86,9 +87,6 @@ async def run_worker(
     Returns:
         The worker (for its counters).
     """
-    from orchestrator.api.app import open_queue
-    from orchestrator.runtime import Services
-
     url = resolve_redis_url(settings)
     async with AsyncExitStack() as stack:
         services = await Services.open(settings, many_calls=slots > 1)

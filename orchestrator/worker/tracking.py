@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from langchain_core.callbacks import BaseCallbackHandler
     from opentelemetry.trace import Span
 
-    from orchestrator.console.live import LiveFeed
+    from orchestrator.live import LiveFeed
     from orchestrator.queue import ClaimedCall
     from orchestrator.store.records import CallView
     from orchestrator.telemetry.service import Telemetry

@@ -114,8 +114,8 @@ class Call:
 
 
 async def _records(stack: MultiNodeStack, call_ids: list[str]) -> dict[str, Any]:
-    from orchestrator.api.app import open_queue
     from orchestrator.config import load_settings
+    from orchestrator.queue import open_queue
     from orchestrator.runtime import Services
     from orchestrator.store.records import CallStore
 

@@ -57,8 +57,8 @@ async def _poll(fn: Any, cap_s: float, interval_s: float = 0.2) -> Any:
 
 async def queue_stats(stack: RealStack, until: Any = None) -> dict[str, Any]:
     """The queue's counters, once ``until(stats)`` holds if given (polled, capped); the last ones otherwise."""
-    from orchestrator.api.app import open_queue
     from orchestrator.config import load_settings
+    from orchestrator.queue import open_queue
 
     queue = open_queue(load_settings(data_dir=stack.data_dir), stack.redis_url, prefix=PREFIX)
     try:

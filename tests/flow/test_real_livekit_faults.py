@@ -127,8 +127,8 @@ def lease_pid(stack: RealStack, call_id: str) -> int:
 
 async def queue_stats(stack: RealStack, until: Any = None) -> dict[str, Any]:
     """The queue's counters, once ``until(stats)`` holds if given (polled, capped); the last ones otherwise."""
-    from orchestrator.api.app import open_queue
     from orchestrator.config import load_settings
+    from orchestrator.queue import open_queue
 
     queue = open_queue(load_settings(data_dir=stack.data_dir), stack.redis_url, prefix=PREFIX)
     try:

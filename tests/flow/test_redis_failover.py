@@ -15,9 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from orchestrator.api.app import create_app, open_queue
+from orchestrator.api.app import create_app
 from orchestrator.api.signing import sign_intake
 from orchestrator.config import Settings, load_settings
+from orchestrator.queue import open_queue
 from orchestrator.runtime import Services
 from orchestrator.worker.runner import TURN_GAP_KEY
 from tests.flow.test_workers import WorkerProcess
