@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 from orchestrator.api import create_app
 from orchestrator.config import load_settings
 from orchestrator.console.auth import SESSION_COOKIE, hash_password, verify_password
-from orchestrator.console.testing import ServedApp, app_routes, served
 from orchestrator.contracts import CallJob
 from tests.conftest import REDIS_TEST_URL
+from tests.console_app import ServedApp, app_routes, served
 
 pytestmark = pytest.mark.contract
 

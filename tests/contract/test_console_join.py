@@ -15,9 +15,9 @@ from livekit.api import TokenVerifier
 
 from orchestrator.api import create_app
 from orchestrator.config import load_settings
-from orchestrator.console.testing import ServedApp, served
 from orchestrator.contracts import CallJob
 from tests.conftest import REDIS_TEST_URL
+from tests.console_app import ServedApp, served
 
 pytestmark = pytest.mark.contract
 

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from orchestrator.api import create_app
 from orchestrator.config import load_settings
 from orchestrator.console.auth import LOGIN_LOCKOUT_S, LOGIN_MAX_ADDRESS_FAILURES, LOGIN_MAX_USER_FAILURES
-from orchestrator.console.testing import ServedApp, served
 from tests.conftest import REDIS_TEST_URL
+from tests.console_app import ServedApp, served
 
 pytestmark = pytest.mark.contract
 

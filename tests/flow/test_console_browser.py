@@ -18,12 +18,12 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from orchestrator.api import create_app
 from orchestrator.config import REPO_ROOT, Settings, load_settings
-from orchestrator.console.testing import ServedApp, app_routes, live_worker, served
 from orchestrator.contracts import CallJob
 from orchestrator.queue import open_queue
 from orchestrator.results import CallResult, TurnRecord
 from orchestrator.runtime import Services
 from tests.conftest import REDIS_TEST_URL
+from tests.console_app import ServedApp, app_routes, live_worker, served
 
 pytestmark = pytest.mark.flow
 

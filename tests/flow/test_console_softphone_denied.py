@@ -14,9 +14,9 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from orchestrator.api import create_app
 from orchestrator.config import load_settings
-from orchestrator.console.testing import ServedApp, served
 from orchestrator.contracts import CallJob
 from tests.conftest import REDIS_TEST_URL
+from tests.console_app import ServedApp, served
 
 pytestmark = pytest.mark.flow
 
