@@ -39,6 +39,9 @@ __all__ = ["AgentParts", "ReadinessServer", "build_server", "caller_in_room", "r
 
 log = logging.getLogger(__name__)
 
+# An agent worker not connected to the server for this long says so in its log (it normally registers in under 1 s).
+CONNECT_GRACE_S = 5.0
+
 
 class ReadinessServer:
     """`GET /readyz`: 503 until the worker has registered with LiveKit, 200 after; 503 again while it has lost the
@@ -84,6 +87,31 @@ class ReadinessServer:
         body, content_type = await asyncio.to_thread(multiprocess_text, directory)
         # aiohttp takes the charset apart from the type.
         return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def watch(self, url: str, *, grace_s: float = CONNECT_GRACE_S, interval_s: float = 0.5) -> None:
+        """Log a line once the worker has been trying to reach the server for ``grace_s``, and one when it is back.
+
+        livekit's own retry warnings are among the library chatter the CLI turns down.
+        """
+        loop = asyncio.get_running_loop()
+        away_since: float | None = None
+        said = False
+        while True:
+            if self.connected or self.draining:
+                if said:
+                    log.warning("agent worker: registered with livekit-server at %s again: ready", url)
+                away_since, said = None, False
+            elif not self.server._connecting:
+                away_since = None  # still starting (loading its models): not trying to connect yet
+            elif away_since is None:
+                away_since = loop.time()
+            elif not said and loop.time() - away_since >= grace_s:
+                log.warning(
+                    "agent worker: cannot reach livekit-server at %s (retrying; not ready, so no call is sent here)",
+                    url,
+                )
+                said = True
+            await asyncio.sleep(interval_s)
 
     async def start(self) -> None:
         app = web.Application()
@@ -348,7 +376,7 @@ async def _run_session(
                 else:
                     # The caller left between the claim and our join: end the call (abandoned, no turn taken)
                     # rather than wait in an empty room until the server closes it and cancels this job.
-                    log.info("call %s: no caller in room %s: it ends unanswered", job.call_id, ctx.room.name)
+                    log.warning("call %s: no caller in room %s: it ends unanswered", job.call_id, ctx.room.name)
             else:
                 caller = local_tts(settings.local_tts_engine, voice=settings.local_tts_voice)
                 await play_caller(call, caller, (job.script or [])[resumed_at:])
@@ -503,6 +531,7 @@ async def run_agent_worker(settings: Settings | None = None) -> None:
     server = build_server(settings)
     readiness = ReadinessServer(server, port=settings.agent_health_port, host=settings.agent_health_host)
     await readiness.start()
+    watcher = asyncio.create_task(readiness.watch(settings.livekit_url or ""), name="agent-worker-connection")
     loop = asyncio.get_running_loop()
     stopping: list[asyncio.Task[None]] = []
 
@@ -532,6 +561,7 @@ async def run_agent_worker(settings: Settings | None = None) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await stopping[0]
     finally:
+        watcher.cancel()
         for sig in signals:
             loop.remove_signal_handler(sig)
         readiness.draining = True

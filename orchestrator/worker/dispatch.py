@@ -280,7 +280,7 @@ class LiveKitDispatchRunner:
             for _ in range(MAX_AGENT_RESTARTS + 1):
                 dispatch_id = await self._dispatch(claimed, replacing=replacing)
                 if dispatch_id is None:
-                    logger.info(
+                    logger.warning(
                         "call %s: room %s is gone or its caller has left, so nobody is there to answer",
                         job.call_id,
                         job.room,
