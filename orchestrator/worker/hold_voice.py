@@ -1,0 +1,226 @@
+"""The hold voice: speaks each waiting LiveKit call's hold messages into its room, without taking a worker slot.
+
+Run beside the queue workers (`python -m orchestrator.worker.hold_voice`): it joins the room of every waiting call
+as an agent-kind participant (so the server's webhooks never take its leaving for the caller's), plays each hold
+message the announcer writes, and leaves the room as soon as the call is claimed, before its agent speaks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from livekit import api, rtc
+
+from orchestrator.queue.call_queue import CallQueue
+from orchestrator.queue.hold import hold_key
+
+logger = logging.getLogger(__name__)
+
+IDENTITY_PREFIX = "hold-"
+RATE = 16000
+# Larger frames than the 10 ms of a live voice: one process plays into every waiting room at once.
+FRAME_MS = 40
+POLL_S = 0.5
+JOIN_CAP_S = 30.0
+READY_LINE = "hold voice ready"
+
+
+@dataclass
+class _Held:
+    """One waiting call whose room the hold voice is in: the messages to play, and whether to leave."""
+
+    call_id: str
+    room: str
+    last_id: str = "0-0"
+    messages: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+    leave: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+
+class HoldVoice:
+    """Plays hold messages into the rooms of waiting LiveKit calls (one participant per room, one process for all)."""
+
+    def __init__(
+        self,
+        queue: CallQueue,
+        *,
+        url: str,
+        key: str,
+        secret: str,
+        render: Callable[[str], bytes],
+        poll_s: float = POLL_S,
+    ) -> None:
+        """Build the voice; nothing runs until :meth:`run`.
+
+        Args:
+            queue: The call queue (its prefix names the hold streams).
+            url: The LiveKit server's signalling URL.
+            key: LiveKit API key (signs the voice's join tokens).
+            secret: LiveKit API secret.
+            render: Text to 16 kHz mono PCM16 (blocking; run off the event loop, once per distinct text).
+            poll_s: How often the waiting calls and their hold streams are read.
+        """
+        self.queue = queue
+        self.url, self.key, self.secret = url, key, secret
+        self.render = render
+        self.poll_s = poll_s
+        self.held: dict[str, _Held] = {}
+        self._audio: dict[str, bytes] = {}
+        self.played = 0
+
+    def token(self, room: str, call_id: str) -> str:
+        return (
+            api.AccessToken(self.key, self.secret)
+            .with_identity(f"{IDENTITY_PREFIX}{call_id}")
+            .with_kind("agent")
+            .with_grants(api.VideoGrants(room_join=True, room=room, agent=True, can_subscribe=False))
+            .to_jwt()
+        )
+
+    async def _room_of(self, call_id: str) -> str | None:
+        """The room of a waiting LiveKit call, from its queue entry (None for other calls)."""
+        redis: Any = self.queue.redis
+        where = await redis.hget(self.queue.keys.location, call_id)
+        if where is None:
+            return None
+        idx, _, entry_id = (where.decode() if isinstance(where, bytes) else str(where)).partition(" ")
+        if not entry_id:
+            return None  # a delayed retry: not in a stream now
+        stream = self.queue.keys.streams[int(idx) - 1]
+        entries = await redis.xrange(stream, entry_id, entry_id)
+        if not entries:
+            return None
+        fields = {(k.decode() if isinstance(k, bytes) else k): v for k, v in entries[0][1].items()}
+        job = json.loads(fields.get("j", b"{}"))
+        return str(job.get("room") or "") if job.get("source") == "livekit" and job.get("room") else None
+
+    async def tick(self) -> None:
+        """Join the rooms of newly waiting calls, leave those of claimed ones, hand on new hold messages."""
+        waiting = {w.call_id for w in await self.queue.waiting()}
+        for call_id, held in list(self.held.items()):
+            if call_id not in waiting:
+                held.leave.set()
+                del self.held[call_id]
+        for call_id in waiting - self.held.keys():
+            if not call_id.startswith("lk-") or (room := await self._room_of(call_id)) is None:
+                continue
+            held = _Held(call_id, room)
+            held.task = asyncio.create_task(self._hold(held), name=f"hold-voice-{call_id}")
+            self.held[call_id] = held
+        if not self.held:
+            return
+        redis: Any = self.queue.redis
+        prefix = self.queue.keys.prefix
+        calls = list(self.held.values())
+        async with redis.pipeline(transaction=False) as pipe:
+            for held in calls:
+                pipe.xrange(hold_key(prefix, held.call_id), f"({held.last_id}")
+            found = await pipe.execute()
+        for held, entries in zip(calls, found, strict=True):
+            if not entries:
+                continue
+            # Only the newest: a caller wants their place now, not every place they have had.
+            entry_id, fields = entries[-1]
+            held.last_id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+            text = fields.get(b"text", fields.get("text", b""))
+            held.messages.put_nowait(text.decode() if isinstance(text, bytes) else str(text))
+
+    async def _speech(self, text: str) -> bytes:
+        if text not in self._audio:
+            self._audio[text] = await asyncio.to_thread(self.render, text)
+        return self._audio[text]
+
+    async def _hold(self, held: _Held) -> None:
+        room = rtc.Room()
+        try:
+            await asyncio.wait_for(
+                room.connect(self.url, self.token(held.room, held.call_id), rtc.RoomOptions(auto_subscribe=False)),
+                JOIN_CAP_S,
+            )
+            source = rtc.AudioSource(RATE, 1, queue_size_ms=1000)
+            track = rtc.LocalAudioTrack.create_audio_track("hold", source)
+            await room.local_participant.publish_track(
+                track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+            )
+            frame = RATE * FRAME_MS // 1000
+            while not held.leave.is_set():
+                got = asyncio.ensure_future(held.messages.get())
+                left = asyncio.ensure_future(held.leave.wait())
+                await asyncio.wait({got, left}, return_when=asyncio.FIRST_COMPLETED)
+                left.cancel()
+                if not got.done():
+                    got.cancel()
+                    break
+                pcm = await self._speech(got.result())
+                for i in range(0, len(pcm), frame * 2):
+                    if held.leave.is_set():
+                        # Claimed mid-message: the agent is coming, the hold voice stops at once.
+                        break
+                    chunk = pcm[i : i + frame * 2].ljust(frame * 2, b"\0")
+                    await source.capture_frame(rtc.AudioFrame(chunk, RATE, 1, frame))
+                else:
+                    self.played += 1
+        except (TimeoutError, rtc.ConnectError) as exc:
+            logger.warning("hold voice: cannot join %s for %s: %s", held.room, held.call_id, exc)
+        finally:
+            await room.disconnect()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tick every ``poll_s`` until ``stop`` is set; then leave every room."""
+        try:
+            while not stop.is_set():
+                try:
+                    await self.tick()
+                except Exception:
+                    logger.exception("hold voice: tick failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.poll_s)
+        finally:
+            tasks = [h.task for h in self.held.values() if h.task is not None]
+            for held in self.held.values():
+                held.leave.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def main(prefix: str) -> None:
+    """Run the hold voice for the queue under ``prefix`` until SIGTERM or SIGINT (settings from the environment)."""
+    from orchestrator.config import get_settings
+    from orchestrator.providers.tts import FliteTTS
+    from orchestrator.redis_client import open_redis
+    from orchestrator.worker.main import resolve_redis_url
+
+    settings = get_settings()
+    if not settings.livekit_url:
+        raise SystemExit("the hold voice needs LIVEKIT_URL (and LIVEKIT_API_KEY / LIVEKIT_API_SECRET)")
+    queue = CallQueue.from_settings(settings, open_redis(resolve_redis_url(settings)), prefix=prefix, owns_client=True)
+    voice = HoldVoice(
+        queue,
+        url=settings.livekit_url,
+        key=settings.livekit_api_key,
+        secret=settings.livekit_api_secret.get_secret_value(),
+        render=FliteTTS().render,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(READY_LINE, flush=True)
+    try:
+        await voice.run(stop)
+    finally:
+        await queue.aclose()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--prefix", default="sb", help="The queue's key prefix.")
+    logging.basicConfig(level=logging.INFO)
+    asyncio.run(main(parser.parse_args().prefix))
