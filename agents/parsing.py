@@ -245,3 +245,38 @@ def account_number(text: str) -> str | None:
 def names_another_reference(text: str) -> bool:
     """Whether the caller offers a number that is not one verification can use (an order, a ticket, a case)."""
     return mentions(text, "order", "confirmation", "reference", "ticket", "case number", "tracking", "invoice number")
+
+
+# Leading words that answer a yes/no question or join it to what follows ("no wait", "yes please, and").
+_ANSWER_LEAD = re.compile(
+    r"^(?:(?:yes|yeah|yep|yup|sure|ok|okay|no|nope|nah|not really|not now|not yet|please|thanks|thank you|"
+    r"that's all|wait|hang on|hold on|one second|actually|oh|um|uh|well|but|and|also|though|then|first|great|"
+    r"perfect|fine|alright|all right|correct|right|go ahead|do it|sounds good|never ?mind|cancel that)"
+    r"\b[\s,.!;:-]*)+"
+)
+_REQUEST_START = re.compile(
+    r"^(?:what|what's|whats|when|when's|where|why|how|how's|who|which|is|isn't|are|can|could|would|will|do|does|"
+    r"did|there's|send|book|tell|check|cancel|pay|give|put|get|let|i need|i want|i'd like|i would like|"
+    r"i have a question|i also|my)\b"
+)
+
+
+def request_after_answer(text: str) -> str:
+    """The new request a caller adds to a yes or no ("no wait, what's my balance?" -> "what's my balance?").
+
+    Empty when the turn is only an answer, or what follows the answer is not a request of its own ("yes, that
+    works for me", "no, I don't"): it must open like a question or a request and hold three words or more.
+    """
+    t = normalize(text)
+    lead = _ANSWER_LEAD.match(t)
+    if lead is None or yes_no(t[: lead.end()]) is None:
+        return ""
+    rest = t[lead.end() :].strip(" .,")
+    if len(rest.split()) < 3 or not (_REQUEST_START.match(rest) or "?" in text):
+        return ""
+    return rest
+
+
+def declines_first(text: str) -> bool:
+    """Whether a yes is held back until a question is answered ("yes, but when is it due?")."""
+    return bool(re.match(r"^(?:\w+\W+){0,3}?but\b", normalize(text)))

@@ -59,6 +59,19 @@ def topicless(text: str) -> str | None:
     return None
 
 
+def asks_yes_no(task: Task) -> bool:
+    """Whether the active specialist's open question is a yes or no one ("Shall I...?", "Would you like...?")."""
+    awaiting = task.get("awaiting", "")
+    return awaiting in {"confirm", "fixed"} or awaiting.startswith("offer_")
+
+
+def request_after_answer(task: Task, verification_awaiting: str, text: str) -> str:
+    """A new request the caller adds to their yes or no, or to "no" after "anything else?", if any."""
+    if verification_awaiting or (task.get("name") and not asks_yes_no(task)):
+        return ""
+    return parsing.request_after_answer(text)
+
+
 def answers_pending(task: Task, verification_awaiting: str, text: str, today: Any) -> bool:
     """Whether `text` reads as the answer to what the active specialist just asked."""
     if verification_awaiting:
@@ -68,8 +81,9 @@ def answers_pending(task: Task, verification_awaiting: str, text: str, today: An
     if not awaiting:
         return False
     words = parsing.normalize(text).split()
-    if awaiting in {"confirm", "fixed"} or awaiting.startswith("offer_"):
-        return parsing.yes_no(text) is not None
+    if asks_yes_no(task):
+        # "No wait, what's my balance?" answers and asks: `route` reads the request (`request_after_answer`).
+        return parsing.yes_no(text) is not None and not parsing.request_after_answer(text)
     if awaiting in {"zip", "phone"}:
         return bool(parsing.digits(text))
     if awaiting in {"slot", "which_appointment"}:
@@ -157,11 +171,21 @@ async def route(ctx: AgentContext, state: CallState) -> dict[str, Any]:
     stay = staying(state)
     if not needs_classifier(ctx, state):
         return stay
-    local = await ctx.intents.result(intent_key(state.get("call_id") or "", text))
-    prediction, source = await classify(ctx, text, local)
+    task: Task = state.get("task") or Task()
+    request = request_after_answer(task, verification_of(state)["awaiting"], text) if active in ROUTABLE else ""
+    if request:
+        # The request is what gets routed; the answer before it is the active specialist's to settle.
+        ctx.intents.discard(intent_key(state.get("call_id") or "", text))
+    local = await ctx.intents.result(intent_key(state.get("call_id") or "", request or text))
+    prediction, source = await classify(ctx, request or text, local)
     intent, confidence = prediction.intent, prediction.confidence
     update: dict[str, Any] = {"intent": intent, "confidence": round(confidence, 4), "directive": None}
 
+    if request and not (intent == "escalation" and confidence >= ctx.switch_threshold):
+        # The active specialist settles the answer, then takes the request or hands it to the one it is for.
+        # The request is a new one by its words, not an answer mistaken for a topic: the router's own threshold.
+        switching = intent != active and intent in ROUTABLE and confidence >= ctx.router_threshold
+        return {**stay, "followup": request, "followup_intent": intent if switching else active}
     if active in ROUTABLE:
         switching = intent != active and intent in (*ROUTABLE, "escalation") and confidence >= ctx.switch_threshold
         if not switching:

@@ -98,6 +98,10 @@ class CallState(TypedDict, total=False):
     caller_id: str | None
     # This turn's input: what the caller just said.
     utterance: str
+    # A new request said after an answer to the pending question ("no wait, what's my balance?"): its words
+    # and the specialist it is for, set by the router for this turn only.
+    followup: str
+    followup_intent: str
     turn: int
     transcript: Annotated[list[Turn], operator.add]
     intent: str | None

@@ -88,7 +88,8 @@ def check_utterance(text: str, state: CallState) -> Check:
     if _non_english(t):
         return Check(directive="language", frustration_delta=int(angry), cue=cue)
     last_agent = agents[-1] if agents else ""
-    if _CLOSING.match(t) and ("anything else" in last_agent.lower() or "goodbye" in t or "bye" in t):
+    asks_more = bool(parsing.request_after_answer(text))  # "no wait, what's my balance?" is no goodbye
+    if _CLOSING.match(t) and not asks_more and ("anything else" in last_agent.lower() or "goodbye" in t or "bye" in t):
         return Check(directive="close")
     if _GREETING.match(t) and not state.get("task"):
         return Check(directive="greet")
@@ -132,6 +133,8 @@ async def supervise(ctx: AgentContext, state: CallState) -> dict[str, Any]:
         "reply": "",
         "spoken": False,
         "directive": None,
+        "followup": "",
+        "followup_intent": "",
         "transcript": [Turn(role="caller", agent="caller", text=text)],
     }
     cut = state.get("reply_cut")

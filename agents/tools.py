@@ -54,7 +54,9 @@ def spoken_period(period: str) -> str:
 class CallerTools:
     """The verified caller's tools for one turn. Every call is recorded as a ToolEvent."""
 
-    def __init__(self, ctx: AgentContext, state: CallState, agent: str) -> None:
+    def __init__(
+        self, ctx: AgentContext, state: CallState, agent: str, *, effects: dict[str, int] | None = None
+    ) -> None:
         self.ctx = ctx
         self.tenant = ctx.tenant
         verification = verification_of(state)
@@ -63,7 +65,8 @@ class CallerTools:
         self.turn = state.get("turn", 0)
         self.agent = agent
         self.events: list[ToolEvent] = []
-        self._effects: dict[str, int] = {}
+        # Effects made so far this turn, per tool; shared by the flow runs of one turn (an answer, then a request).
+        self._effects: dict[str, int] = {} if effects is None else effects
 
     def _key(self, name: str) -> str | None:
         """The idempotency key of this turn's next `name` effect: call, turn, agent, tool and its count.

@@ -190,7 +190,70 @@ async def run_specialist(
     *,
     needs_verification: Callable[[Task], bool],
 ) -> dict[str, Any]:
-    """Run one deterministic specialist turn and turn its Step into a state update."""
+    """Run one deterministic specialist turn and turn its Step into a state update.
+
+    A turn that answers the open question and asks something new ("yes please, and what's my balance?", the
+    router's `followup`) gets both: a yes or no to a confirmation settles it first (unless held back: "yes,
+    but when is it due?"), an offer left open is dropped, then the request starts a task here or goes to the
+    specialist it is for. The request is never dropped.
+    """
+    request = state.get("followup") or ""
+    if not request:
+        return await _run_once(agent, ctx, state, start, flow, needs_verification=needs_verification)
+    effects: dict[str, int] = {}  # one count of effects for the turn, so each keeps its own idempotency key
+    task = state.get("task") or {}
+    utterance = state.get("utterance", "")
+    first: dict[str, Any] = {}
+    if task.get("agent") == agent and task.get("awaiting") == "confirm" and not parsing.declines_first(utterance):
+        answer = "yes" if parsing.yes_no(utterance) else "no"
+        settle = CallState(**{**state, "utterance": answer})
+        first = await _run_once(agent, ctx, settle, start, flow, needs_verification=needs_verification, effects=effects)
+        if first.get("directive") or first.get("task"):
+            return first  # a hand-over, or the step still needs the caller: the request waits its turn
+    said = _without(first.get("reply", ""), ctx.prompts.reply("common.anything_else"))
+    target = state.get("followup_intent") or agent
+    if target != agent:
+        return {
+            **first,
+            "reply": said,
+            "task": {},
+            "active": target,
+            "directive": f"handoff:{target}",
+            "handoffs": [
+                Handoff(
+                    turn=state.get("turn", 0),
+                    from_agent=agent,
+                    to_agent=target,
+                    reason="topic_change",
+                    context=f"{verification_of(state)['name'] or 'unverified caller'}; asked: {request[:200]!r}",
+                )
+            ],
+        }
+    verification = first.get("verification") or verification_of(state)
+    # The state's directive stays: after a same-turn hand-over it carries what the other specialist said.
+    fresh = CallState(**{**state, "utterance": request, "task": {}, "verification": verification})
+    second = await _run_once(agent, ctx, fresh, start, flow, needs_verification=needs_verification, effects=effects)
+    merged = {**first, **second, "reply": _join(said, second.get("reply", ""))}
+    for added in ("tool_events", "resolutions"):
+        merged[added] = [*first.get(added, []), *second.get(added, [])]
+    return merged
+
+
+def _without(reply: str, sentence: str) -> str:
+    """`reply` without its closing `sentence` (an "anything else?" the caller already answered)."""
+    return reply[: -len(sentence)].strip() if reply.endswith(sentence) else reply
+
+
+async def _run_once(
+    agent: str,
+    ctx: AgentContext,
+    state: CallState,
+    start: Callable[[str], Task],
+    flow: FlowFn,
+    *,
+    needs_verification: Callable[[Task], bool],
+    effects: dict[str, int] | None = None,
+) -> dict[str, Any]:
     utterance = state.get("utterance", "")
     # A same-turn handoff from another specialist: keep what it already said.
     carried = state.get("reply", "") if (state.get("directive") or "").startswith("handoff:") else ""
@@ -213,7 +276,7 @@ async def run_specialist(
                 carried, ctx.prompts.reply("verify.thanks", name=(verification["name"] or "").split(" ")[0])
             )
         state = CallState(**{**state, "verification": verification})
-    tools = CallerTools(ctx, state, agent)
+    tools = CallerTools(ctx, state, agent, effects=effects)
     try:
         step = await flow(ctx, state, tools, task)
     except DomainError as exc:

@@ -127,3 +127,56 @@ async def test_a_name_acts_only_on_the_account_it_verified(services: Services) -
     result = await talk(services, "What's my balance?", "it's under James Carter", "10453", caller_id=MARIA)
     assert "James" in result.turns[-1].agent
     assert "one hundred forty-four dollars" in result.turns[-1].agent
+
+
+# ------------------------------------------------------------------ an answer and a new request in one breath
+
+
+async def test_no_wait_after_anything_else_gets_the_answer_not_a_goodbye(services: Services) -> None:
+    result = await talk(
+        services,
+        "There's a late fee on my bill I want to dispute",
+        "10453",
+        "yes",
+        "no wait, what's my balance now?",
+        caller_id=JAMES,
+    )
+    assert "anything else" in result.turns[2].agent
+    assert "Goodbye" not in result.turns[3].agent
+    assert "balance is" in result.turns[3].agent
+    assert tools_ok(result) == ["list_invoices", "dispute_charge", "get_balance"]
+    assert result.outcome != "escalated"
+
+
+async def test_a_question_held_against_a_yes_is_answered_and_nothing_is_charged(services: Services) -> None:
+    result = await talk(services, "What's my balance?", "10453", "yes, but when is it due?", caller_id=JAMES)
+    assert "due on" in result.turns[2].agent
+    assert "make_payment" not in tools_ok(result)
+
+
+async def test_a_confirmed_cancellation_and_a_question_are_both_handled_in_order(services: Services) -> None:
+    result = await talk(
+        services, "I want to cancel my technician visit", "10027", "yes please, and what's my balance?", caller_id=MARIA
+    )
+    last = result.turns[2].agent
+    assert tools_ok(result)[-2:] == ["cancel_visit", "get_balance"]
+    assert "cancelled" in last, last
+    assert "balance is" in last, last
+    assert last.index("cancelled") < last.index("balance is"), last
+    assert await services.tenant.scheduling.appointments("NW-1001") == []
+
+
+async def test_declining_an_offer_with_a_request_for_another_specialist_hands_the_request_over(
+    services: Services,
+) -> None:
+    result = await talk(
+        services, "How much do I owe?", "11215", "no thanks, but is there an outage in my area?", caller_id=TOM
+    )
+    assert [h["to_agent"] for h in result.handoffs] == ["billing", "support"]
+    assert "known outage" in result.turns[2].agent
+    assert "make_payment" not in tools_ok(result)
+
+
+async def test_a_plain_no_to_anything_else_still_ends_the_call(services: Services) -> None:
+    result = await talk(services, "What's my balance?", "10453", "no", "no thanks", caller_id=JAMES)
+    assert "Goodbye" in result.turns[-1].agent

@@ -26,6 +26,7 @@ from orchestrator.config import PROMPTS_DIR, REPO_ROOT
 pytestmark = pytest.mark.flow
 
 SMOKE = REPO_ROOT / "evals" / "suites" / "smoke.yaml"
+CALLERS = REPO_ROOT / "evals" / "suites" / "callers.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +109,17 @@ def test_smoke_suite_passes_through_the_cli() -> None:
     assert report["failures"] == []
     assert report["passed"] == report["scenarios"] >= 12
     assert report["grades"]["success_rate"] == "excellent"
+
+
+def test_callers_suite_passes_through_the_cli() -> None:
+    """Realistic callers (answers with a new request, names for verification, indirect asks): CI runs them too."""
+    from orchestrator.cli import app
+
+    result = CliRunner().invoke(app, ["eval", "run", str(CALLERS), "--json", "--concurrency", "3"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["failed"] == 0, report["failures"]
+    assert report["passed"] >= 20
 
 
 def test_audio_is_refused_clearly() -> None:

@@ -95,3 +95,24 @@ def test_a_name_is_read_only_when_a_name_is_what_was_said(said: str, name: str |
 )
 def test_an_account_number_is_read_as_printed_on_the_bill(said: str, account: str | None) -> None:
     assert parsing.account_number(said) == account
+
+
+@pytest.mark.parametrize(
+    ("said", "asked", "held"),
+    [
+        ("no wait, what's my balance now?", "what's my balance now", False),
+        ("yes, but when is it due?", "when is it due", True),
+        ("yes please, and what's my balance?", "what's my balance", False),
+        ("no, can you just send a technician?", "can you just send a technician", False),
+        ("no thanks, but is there an outage in my area?", "is there an outage in my area", True),
+        ("yes", "", False),
+        ("no thanks", "", False),
+        ("yes that works for me", "", False),
+        ("yes, the first one please", "", False),
+        ("no I don't", "", False),
+        ("What's my balance?", "", False),
+    ],
+)
+def test_a_request_after_a_yes_or_no_is_read_apart_from_the_answer(said: str, asked: str, held: bool) -> None:
+    assert parsing.request_after_answer(said) == asked
+    assert parsing.declines_first(said) is held
