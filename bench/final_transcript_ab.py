@@ -21,8 +21,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from orchestrator.bench.voice import Profile, run_voice_bench  # noqa: E402
 from orchestrator.config import load_settings  # noqa: E402
-from orchestrator.session.bench import Profile, run_voice_bench  # noqa: E402
 from orchestrator.session.graph_llm import GraphLLM  # noqa: E402
 from orchestrator.telemetry.setup import setup_telemetry  # noqa: E402
 

@@ -21,12 +21,12 @@ from typing import Any
 from livekit.agents import stt
 from livekit.agents.utils import http_context
 
+from orchestrator.bench.voice import UTTERANCES
 from orchestrator.cli.errors import quiet_logs
 from orchestrator.config import load_settings
 from orchestrator.providers.voice import open_voice
 from orchestrator.runtime import Services
 from orchestrator.session.audio import AudioCall
-from orchestrator.session.bench import UTTERANCES
 
 
 def _load() -> str:

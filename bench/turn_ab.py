@@ -42,12 +42,12 @@ sys.path.insert(0, str(ROOT))
 
 import agents.router  # noqa: E402
 from agents.graph import build_graph  # noqa: E402
+from orchestrator.bench import voice as bench  # noqa: E402
 from orchestrator.config import load_settings  # noqa: E402
 from orchestrator.heap import settle_heap  # noqa: E402
 from orchestrator.providers.intent_process import ProcessIntentClassifier  # noqa: E402
 from orchestrator.providers.phrase_cache import CachedTTS, PhraseCache, phrase_sentences  # noqa: E402
 from orchestrator.runtime import Services  # noqa: E402
-from orchestrator.session import bench  # noqa: E402
 from orchestrator.store.checkpoints import LatestCheckpointCache  # noqa: E402
 
 

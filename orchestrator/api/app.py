@@ -17,6 +17,7 @@ from orchestrator.config import Settings
 from orchestrator.console import api as console_api
 from orchestrator.console import pages as console_pages
 from orchestrator.queue import CallQueue, open_queue
+from orchestrator.queue.embedded import EmbeddedRedis
 from orchestrator.telemetry.metrics import CallMetrics
 from orchestrator.telemetry.setup import metrics_router, setup_telemetry
 from orchestrator.web.errors import install_error_handlers
@@ -57,8 +58,6 @@ def create_app(
             if queue is None:
                 url = settings.redis_url
                 if not url:
-                    from orchestrator.queue.embedded import EmbeddedRedis
-
                     server = EmbeddedRedis(settings.data_dir / "redis")
                     # Starting redis-server blocks for a moment; keep the loop free meanwhile.
                     url = await asyncio.to_thread(server.start)

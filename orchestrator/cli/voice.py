@@ -201,7 +201,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """First-audio latency with simulated providers (standard profile) vs an LLM-router baseline."""
         quiet_logs()
-        from orchestrator.session.bench import Profile, run_voice_bench
+        from orchestrator.bench.voice import Profile, run_voice_bench
         from orchestrator.telemetry.setup import setup_telemetry
 
         settings = _settings()

@@ -7,8 +7,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from orchestrator.bench.voice import Profile, run_voice_bench
 from orchestrator.config import load_settings
-from orchestrator.session.bench import Profile, run_voice_bench
 
 pytestmark = pytest.mark.flow
 

@@ -28,8 +28,10 @@ from orchestrator.heap import settle_heap
 from orchestrator.providers.intent_process import ProcessIntentClassifier
 from orchestrator.providers.phrase_cache import CachedStream, CachedTTS, PhraseCache, phrase_sentences, split_sentences
 from orchestrator.providers.tts import LocalTTSUnavailable
+from orchestrator.providers.voice import open_voice
 from orchestrator.runtime import Services
 from orchestrator.scenarios import simulated_caller
+from orchestrator.session.audio import AudioCall
 from orchestrator.session.graph_llm import GraphLLM, is_end_of_reply
 from orchestrator.telemetry.stats import percentile
 from orchestrator.telemetry.tracing import GraphSpanHandler
@@ -457,9 +459,6 @@ async def run_voice_bench(
 async def _embedded(settings: Settings, services: Services) -> list[dict[str, Any]]:
     """Real first-audio latency of the local stack (silero, Whisper tiny.en, local TTS) at 1 and 2 calls."""
     from livekit.agents.utils import http_context
-
-    from orchestrator.providers.voice import open_voice
-    from orchestrator.session.audio import AudioCall
 
     results = []
     async with http_context.open():
