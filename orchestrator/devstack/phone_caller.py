@@ -1,8 +1,9 @@
 """A phone caller as LiveKit SIP puts one in a room: a SIP participant that speaks and keys digits (SIP DTMF).
 
 The test's token makes the participant a SIP one with LiveKit SIP's attributes (``sip.phoneNumber``), and each
-keyed digit is published as the same SIP DTMF packet LiveKit SIP sends for an RFC 4733 event. Speech and
-the agent's replies are handled as in `caller` (flite-rendered turns, what was heard kept per reply).
+keyed digit is published as the same SIP DTMF packet LiveKit SIP sends for an RFC 4733 event. The speech
+(flite-rendered turns) reaches the room as a phone line brings it: 8 kHz through G.711 μ-law, then back at
+the room's rate, as LiveKit SIP decodes a PCMU call. What the caller hears is kept per reply, as in `caller`.
 
 Steps (JSON list): {"say": TEXT}, {"keys": DIGITS} (keyed once the agent listens; '#' ends an entry, a pause
 ends one too), or {"say": TEXT, "keys_while_answered": DIGITS}: keyed as soon as the agent starts its reply
@@ -21,6 +22,7 @@ import wave
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from livekit import rtc
 
 from orchestrator.devstack.caller import (
@@ -43,10 +45,25 @@ KEY_GAP_S = 0.15
 # the server forwards only the latest of quick attribute changes, so a reply to a keyed entry (from the phrase
 # cache within 0.1 s) may never show as thinking and speaking in the agent's state.
 TRANSCRIPTION_TOPIC = "lk.transcription"
+PHONE_RATE = 8000
+
+
+def resample(pcm: bytes, rate_in: int, rate_out: int) -> bytes:
+    resampler = rtc.AudioResampler(input_rate=rate_in, output_rate=rate_out, quality=rtc.AudioResamplerQuality.HIGH)
+    frames = resampler.push(rtc.AudioFrame(pcm, rate_in, 1, len(pcm) // 2)) + resampler.flush()
+    return bytes(rtc.combine_audio_frames(frames).data) if frames else b""
+
+
+def phone_line(pcm: bytes) -> bytes:
+    """16 kHz speech as a G.711 μ-law call carries it: narrowband, companded, and back at 16 kHz."""
+    from orchestrator.session.audio import mulaw_decode, mulaw_encode
+
+    narrow = np.frombuffer(resample(pcm, RATE, PHONE_RATE), dtype=np.int16)
+    return resample(mulaw_decode(mulaw_encode(narrow)).tobytes(), PHONE_RATE, RATE)
 
 
 async def main(url: str, token: str, out_dir: Path, steps: list[dict[str, str]]) -> int:
-    speech = await render([s["say"] for s in steps if "say" in s])
+    speech = [phone_line(pcm) for pcm in await render([s["say"] for s in steps if "say" in s])]
     room = rtc.Room()
     heard = Heard()
     states: list[tuple[float, str]] = []

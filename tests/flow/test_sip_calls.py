@@ -42,7 +42,7 @@ WITHHELD = "anonymous"  # LiveKit SIP's sip.phoneNumber for a caller who withhol
 # The customer keys the ZIP while the agent is still asking for it: the entry ends with the pause after it.
 KEYED_WHILE_SPEAKING = [{"say": "What's my balance?", "keys_while_answered": "10027"}]
 # Someone calling from a number we do not know keys a ZIP, ended with '#'.
-UNKNOWN_NUMBER = [{"say": "What's my balance?"}, {"keys": "10027#"}]
+UNKNOWN_NUMBER = [{"say": "I want to check my account balance."}, {"keys": "10027#"}]
 # A customer who withholds their number keys it, then their ZIP (+15550100002's is 10453).
 NUMBER_KEYED = [{"say": "What's my balance?"}, {"keys": "5550100002#"}, {"keys": "10453#"}]
 
@@ -141,7 +141,7 @@ def test_digits_keyed_while_the_agent_speaks_are_held_and_verify_the_caller(phon
 
 def test_an_unknown_number_keyed_gets_the_normal_not_found_answer(phone_calls: dict[str, Any]) -> None:
     stranger = phone_calls["stranger"]
-    assert [t["caller"] for t in stranger["caller"]["turns"]] == ["What's my balance?", "keys:10027#"]
+    assert [t["caller"] for t in stranger["caller"]["turns"]] == [UNKNOWN_NUMBER[0]["say"], "keys:10027#"]
     assert all(t["answered"] for t in stranger["caller"]["turns"])
     checkpoint = stranger["checkpoint"]
     assert checkpoint["caller_id"] == STRANGER
@@ -168,6 +168,18 @@ def test_a_caller_who_withholds_their_number_keys_it_and_then_the_zip(phone_call
     assert record["outcome"] == "resolved", record
     assert [t["caller"] for t in record["turns"]][1:] == ["[PHONE]", "[ZIP]"]
     assert all(t["latency_ms"] > 0 for t in record["turns"]), record["turns"]
+
+
+def test_the_agent_hears_speech_that_came_over_a_g711_line(phone_calls: dict[str, Any]) -> None:
+    from orchestrator.session.audio import word_error_rate
+
+    wers = []
+    for name in ("customer", "stranger", "withheld"):
+        said = phone_calls[name]["caller"]["turns"][0]["caller"]
+        heard = next(t["text"] for t in phone_calls[name]["checkpoint"]["transcript"] if t["role"] == "caller")
+        wers.append(word_error_rate(said, heard))
+        assert wers[-1] <= 0.35, f"said {said!r}, the agent heard {heard!r}"
+    print(f"\nwhat the agent heard over G.711: WER {[round(w, 2) for w in wers]}")
 
 
 def test_each_phone_call_was_admitted_once_and_completed(phone_calls: dict[str, Any]) -> None:
