@@ -40,7 +40,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _admit(request: Request, queue: CallQueue, job: CallJob) -> JSONResponse:
+async def _admit(request: Request, queue: CallQueue, job: CallJob, *, limit_wait: bool = True) -> JSONResponse:
     # The 202 is built only after admit returned, i.e. after the XADD succeeded: an accepted call
     # is in Redis before its sender hears so. QueueFull and Redis errors become 503s (errors.py).
     # The admission span starts the call's trace (or continues the sender's); its traceparent
@@ -49,7 +49,7 @@ async def _admit(request: Request, queue: CallQueue, job: CallJob) -> JSONRespon
     try:
         with webhook_span(request.app.state.telemetry.tracer, call_id=job.call_id, source=job.source):
             job = job.model_copy(update={"traceparent": current_traceparent()})
-            admission = await queue.admit(job)
+            admission = await queue.admit(job, limit_wait=limit_wait)
     except ValueError as exc:
         raise ApiError(422, "unknown_priority", str(exc)) from None
     finally:
@@ -117,7 +117,9 @@ async def livekit_webhook(
         job = job_from_event(event, traceparent=request.headers.get("traceparent"))
     except BadEvent as exc:
         raise ApiError(exc.status, exc.code, exc.message) from None
-    return await _admit(request, queue, job)
+    # Its caller is already in the room: a 503 would leave them in silence while LiveKit waits out Retry-After,
+    # so a long expected wait queues them (they hear it on hold); only the depth limit refuses.
+    return await _admit(request, queue, job, limit_wait=False)
 
 
 def _receive(request: Request, text: str, token: str, key: str, secret: str) -> WebhookEvent:

@@ -261,7 +261,7 @@ class CallQueue:
             )
 
     # ------------------------------------------------------------------ admission
-    async def admit(self, job: CallJob) -> Admission:
+    async def admit(self, job: CallJob, *, limit_wait: bool = True) -> Admission:
         """Enqueue a call unless it was admitted before or the queue is full.
 
         A source's call id names one call. Within ``dedupe_ttl_s`` a repeated admit is that call's duplicate
@@ -272,6 +272,8 @@ class CallQueue:
 
         Args:
             job: The call; ``job.priority`` must be one of the queue's priorities.
+            limit_wait: Refuse the call when its expected wait exceeds ``max_expected_wait_s``. False for a caller
+                who is already connected (in a LiveKit room): refusing them would not tell them anything.
 
         Returns:
             Its position, expected wait and the id it is queued under; ``duplicate=True`` (and the first
@@ -294,7 +296,7 @@ class CallQueue:
                 queued.model_dump_json(),
                 queued.attempt,
                 self.max_depth,
-                int(self.max_expected_wait_s * 1000),
+                int(self.max_expected_wait_s * 1000) if limit_wait else -1,
                 int(self.default_handle_s * 1000),
                 int(self.dedupe_ttl_s * 1000),
                 GROUP,

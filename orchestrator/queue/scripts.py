@@ -97,7 +97,7 @@ end
 """
 
 # KEYS: admission, loc, workers, handle, counters, uses, streams...
-# ARGV: call_id, stream index (1-based), job json, attempt, max_depth, max_wait_ms, default_handle_ms,
+# ARGV: call_id, stream index (1-based), job json, attempt, max_depth, max_wait_ms (-1: none), default_handle_ms,
 #       dedupe_ttl_ms, group, released, worker_prefix, uses_ttl_ms, expected uses
 # The admission and uses keys belong to the id the source gave; ARGV[1] and the job carry the id the call
 # is queued under, which differs when the source's id was used by an earlier call (see CallQueue.admit).
@@ -131,7 +131,7 @@ local position = before + 1
 local wait = math.floor(expected_wait_ms(position, slots, busy, avg))
 -- With no worker registered (a cold start, a deploy) the wait cannot be estimated: only the depth
 -- limit applies, so a burst before the workers come up becomes a queue rather than refusals.
-if slots > 0 and wait > tonumber(ARGV[6]) then
+if slots > 0 and tonumber(ARGV[6]) >= 0 and wait > tonumber(ARGV[6]) then
   redis.call('HINCRBY', KEYS[5], 'refused', 1)
   return {'full', 'wait', tostring(wait - tonumber(ARGV[6])), tostring(wait)}
 end

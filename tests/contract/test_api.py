@@ -341,6 +341,31 @@ async def test_past_max_depth_answers_503_with_retry_after(
     assert (stats["waiting"], stats["refused"]) == (3, 2)
 
 
+async def test_a_caller_already_in_a_room_is_queued_however_long_the_expected_wait(settings: Settings) -> None:
+    # A webhook's caller is in the room: a 503 answers LiveKit, which retries after Retry-After (or never), while
+    # the caller hears nothing. So only the depth limit refuses room calls; the hold voice tells them the wait.
+    queue = CallQueue.from_url(REDIS_TEST_URL, prefix=f"api-{uuid.uuid4().hex[:10]}", max_expected_wait_s=60)
+    try:
+        await queue.register_worker("one-slot", 1, ttl_ms=60_000)
+        app = create_app(settings.model_copy(update={"queue_max_depth": 100}), queue=queue)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+            # Until a call is acked each is assumed to take 180 s: the second waits 180 s, the third 360 s.
+            rooms = [await webhook(c, room_started(f"call-burst-{i}")) for i in range(3)]
+            assert [r.status_code for r in rooms] == [202, 202, 202], [r.text for r in rooms]
+            assert [r.json()["position"] for r in rooms] == [1, 2, 3]
+            # A caller not yet connected (a trunk asking before it answers) is still told to try later.
+            refused = await post_call(c, call_body("tw-long-wait"))
+        assert_error(refused, 503, "queue_full")
+        assert refused.json()["error"]["reason"] == "wait"
+        stats = await queue.stats()
+        assert (stats.admitted, stats.waiting, stats.refused) == (3, 3, 1)
+    finally:
+        keys = [k async for k in queue.redis.scan_iter(f"{queue.keys.prefix}:*")]
+        if keys:
+            await queue.redis.delete(*keys)
+        await queue.aclose()
+
+
 async def test_probes(client: httpx.AsyncClient, admin: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok", "detail": None}
     ready = await client.get("/readyz")
