@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
 
 from orchestrator.devstack import caller as caller_module
 from orchestrator.devstack.browser import (
@@ -125,16 +125,20 @@ async def browser_page(env: Env, microphone: Path | None, *, loop: bool) -> Asyn
         try:
             # bypass_csp for the recorder's worklet (see `PAGE_RECORDER`); the policy's connect-src for the LiveKit
             # server is checked in test_console_softphone_denied.
-            context = await browser.new_context(base_url=API, permissions=["microphone"], bypass_csp=True)
-            page = await context.new_page()
-            await page.goto("/console/login")
-            await page.fill("#username", "sam")
-            await page.fill("#password", PASSWORD)
-            await page.click("#login-btn")
-            await page.wait_for_url("**/console/calls")
-            yield page
+            yield await login(browser, "sam")
         finally:
             await browser.close()
+
+
+async def login(browser: Browser, username: str) -> Page:
+    context = await browser.new_context(base_url=API, permissions=["microphone"], bypass_csp=True)
+    page = await context.new_page()
+    await page.goto("/console/login")
+    await page.fill("#username", username)
+    await page.fill("#password", PASSWORD)
+    await page.click("#login-btn")
+    await page.wait_for_url("**/console/calls")
+    return page
 
 
 async def lines(page: Page) -> list[dict[str, str]]:
@@ -294,6 +298,10 @@ async def _is(read: Callable[[], Awaitable[str | None]], want: str) -> bool:
     return await read() == want
 
 
+async def _is_text(page: Page, selector: str, want: str) -> bool:
+    return await page.inner_text(selector) == want
+
+
 @contextlib.contextmanager
 def rtc_caller(env: Env, turns: list[str], pauses: str) -> Iterator[subprocess.Popen[str]]:
     room = f"call-{secrets.token_hex(4)}"
@@ -356,6 +364,23 @@ async def test_a_supervisor_listens_in_then_barges_in_and_each_side_hears_the_ot
             paused = await next_report(caller, env)
             assert paused["paused"] == 2, paused
             _start, from_caller = await recording(page, "caller")
+            # Kim takes the call over first: Sam's barge is refused, and Sam goes on listening.
+            assert page.context.browser is not None
+            kim = await login(page.context.browser, "kim")
+            await kim.goto(f"/console/calls/{call_id}")
+            await kim.click("#take-over-btn")
+
+            async def held_by_kim() -> bool:
+                return await page.inner_text("#f-controller") == "kim"
+
+            await until(held_by_kim, "kim to hold the call", env)
+            await page.click("#sp-barge")
+            await page.locator("#sp-error").wait_for(state="visible")
+            assert "kim" in await page.inner_text("#sp-error")
+            assert await phone() == "listen"
+            assert await page.inner_text("#sp-state") == "Listening in: the caller cannot hear or see you."
+            await kim.click("#release-btn")
+            await until(lambda: _is_text(page, "#f-controller", "the AI"), "kim to send the call back", env)
             await page.click("#sp-barge")
             await until(lambda: _is(phone, "barge"), "the supervisor to be on the call with a microphone", env)
             await page.evaluate(PAGE_RECORDER, TAP_MODULE)
@@ -371,7 +396,7 @@ async def test_a_supervisor_listens_in_then_barges_in_and_each_side_hears_the_ot
             await until(lambda: _is(phone, "idle"), "the supervisor to leave", env)
 
             async def released() -> bool:
-                return any("sent the call back to the AI" in ln["text"] for ln in await lines(page))
+                return any("sam sent the call back to the AI" in ln["text"] for ln in await lines(page))
 
             await until(released, "the call to go back to the AI", env)
             console_lines = await lines(page)
@@ -390,7 +415,11 @@ async def test_a_supervisor_listens_in_then_barges_in_and_each_side_hears_the_ot
     events = [ln["text"] for ln in console_lines if ln["role"] == "event"]
     took, barged, back = (
         next(i for i, e in enumerate(events) if needle in e)
-        for needle in ("sam took over the call.", "sam barged in with a microphone.", "sent the call back to the AI")
+        for needle in (
+            "sam took over the call.",
+            "sam barged in with a microphone.",
+            "sam sent the call back to the AI",
+        )
     )
     assert took < barged < back, events
     print(f"\nsoftphone barge: supervisor heard {heard_by_supervisor!r}; caller heard {heard_by_caller!r}")

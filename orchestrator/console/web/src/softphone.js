@@ -122,8 +122,9 @@ function callSoftphone(panel) {
   }
 
   async function run(mode, work) {
+    const before = { mode: panel.dataset.state || "idle", text: document.getElementById("sp-state").textContent };
     busy = true;
-    state(panel.dataset.state || "idle", "Connecting…");
+    state(before.mode, "Connecting…");
     try {
       await work();
       busy = false;
@@ -133,8 +134,9 @@ function callSoftphone(panel) {
     } catch (error) {
       busy = false;
       show("sp-error", error.message || String(error));
-      state(softphone.room ? softphone.mode : "idle", softphone.room ? document.getElementById("sp-state").textContent
-        : "Not connected to the call's audio.");
+      // Refused before leaving the room it was in (someone else holds the call): still there, as before.
+      if (softphone.room) state(before.mode, before.text);
+      else state("idle", "Not connected to the call's audio.");
     }
   }
 
