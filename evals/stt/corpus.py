@@ -53,14 +53,14 @@ class Prompt:
 
 
 def prompts() -> list[Prompt]:
-    """The recorded prompts with a spoken transcript (tones, silences and bracketed notes left out)."""
+    """The recorded prompts with a spoken transcript (tones, beeps, silences and bracketed notes left out)."""
     check_installed()
     out = []
     with gzip.open(TRANSCRIPTS, "rt", encoding="utf-8", errors="replace") as f:
         for raw in f:
             name, sep, text = raw.partition(":")
             name, text = name.strip(), text.strip()
-            if not sep or name.startswith(";") or not text or re.search(r"[\[\(]", text):
+            if not sep or name.startswith(";") or not text or re.search(r"[\[\(<]", text):
                 continue
             if (SOUNDS / f"{name}.wav").is_file() and (SOUNDS / f"{name}.g722").is_file():
                 out.append(Prompt(name, text))

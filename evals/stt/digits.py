@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +34,8 @@ _SPELLED = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eigh
 
 def wer_words(text: str) -> list[str]:
     """Words for WER: lower case, no punctuation, numbers as their digits spelled one by one ("500", "five hundred")."""
+    # "A.M." and "AM" are one word; hyphens join words that are said apart ("Call-Forward").
+    text = re.sub(r"(?<=\b[A-Za-z])\.", "", text).replace("-", " ")
     text = normalise(text, expect_digits=True).lower().replace("’", "'")
     out: list[str] = []
     for token in "".join(c if c.isalnum() or c == "'" else " " for c in text).split():

@@ -44,6 +44,9 @@ def test_bad_lines_are_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_wer_reads_numbers_the_same_whichever_way_they_are_written() -> None:
-    wer, words = digits.corpus_wer([("Dial 500 now.", "dial five hundred now"), ("press 1", "Press one.")])
+    wer, words = digits.corpus_wer(
+        [("Dial 500 now.", "dial five hundred now"), ("press 1", "Press one."), ("At 8 A.M.", "at eight AM")]
+    )
     assert wer == 0.0
-    assert words == 7
+    assert words == 10
+    assert digits.corpus_wer([("Call-Forward on Busy.", "call forward on bus")]) == (0.25, 4)
