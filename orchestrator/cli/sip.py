@@ -1,4 +1,4 @@
-"""`switchboard sip setup`: the LiveKit SIP inbound trunk and dispatch rule that bring phone calls in as call rooms."""
+"""`switchboard sip setup` (LiveKit SIP's inbound trunk and dispatch rule) and `sip demo` (phone callers, measured)."""
 
 from __future__ import annotations
 
@@ -190,7 +190,95 @@ def setup(
     )
 
 
+# Demo customers (orchestrator/domain/README.md) and the ZIP code each keys.
+DEMO_CUSTOMERS = [("+15550100001", "10027"), ("+15550100002", "10453"), ("+15550100003", "11375")]
+DEMO_QUESTION = "What's my balance?"
+
+
+def demo(
+    calls: Annotated[int, typer.Option("--calls", min=1, help="Phone callers to place.")] = 4,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Calls at once.")] = 2,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Phone callers through the real stack: each asks for its balance and keys its ZIP code, then a summary.
+
+    Each caller is the SIP participant LiveKit SIP makes of a phone call (its number as sip.phoneNumber,
+    keyed digits as SIP DTMF, speech over G.711), in a room as the dispatch rule names it; livekit-sip itself
+    is not in the path. Prints calls, completed, lost, verified_by_keypad, first audio at the caller
+    (P50/P95/P99 over every answered turn) and wer (what the agent heard of the callers' speech). Needs root
+    (network namespaces) and the built livekit-server.
+    """
+    from orchestrator.cli.stack import check_machine, run_folder, sigterm_as_interrupt, started_stack
+    from orchestrator.config import load_settings
+    from orchestrator.devstack.stack import LIVEKIT_SERVER
+
+    quiet_logs()
+    load_settings()
+    check_machine(LIVEKIT_SERVER)
+    with (
+        sigterm_as_interrupt(),
+        run_folder(None, "switchboard-sip-demo-") as run_dir,
+        started_stack(LIVEKIT_SERVER, run_dir, slots=concurrency, show=not as_json) as stack,
+    ):
+        summary = asyncio.run(_phone_demo(stack, run_dir, calls=calls, concurrency=concurrency))
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        for key, value in summary.items():
+            typer.echo(f"{key}: {json.dumps(value)}")
+    if summary["lost"]:
+        fail(f"{summary['lost']} of {calls} calls were lost", 1)
+
+
+async def _phone_demo(stack: Any, run_dir: Any, *, calls: int, concurrency: int) -> dict[str, Any]:
+    from orchestrator.devstack.calls import outcomes, summarize
+    from orchestrator.devstack.sip import place_phone_call
+
+    gate = asyncio.Semaphore(concurrency)
+    plans = [DEMO_CUSTOMERS[n % len(DEMO_CUSTOMERS)] for n in range(calls)]
+    for n in range(calls):
+        (run_dir / f"call-{n}").mkdir(parents=True, exist_ok=True)
+
+    async def one(n: int) -> dict[str, Any]:
+        number, zip_code = plans[n]
+        steps = [{"say": DEMO_QUESTION}, {"keys": f"{zip_code}#"}]
+        async with gate:
+            return await place_phone_call(stack, number, steps, run_dir / f"call-{n}")
+
+    callers = list(await asyncio.gather(*(one(n) for n in range(calls))))
+    got = await outcomes(stack, callers, wer=False)
+    summary = summarize(calls, callers, got)
+    checkpoints = await _checkpoints(stack, [c["room_sid"] for c in callers if c.get("room_sid")])
+    verified = sum(1 for state in checkpoints if (state.get("verification") or {}).get("status") == "verified")
+    summary["verified_by_keypad"] = verified
+    summary["wer"] = _heard_wer(checkpoints)
+    keys = ["calls", "completed", "lost", "verified_by_keypad", "first_audio_ms", "wer"]
+    return {**{k: summary[k] for k in keys}, **{k: v for k, v in summary.items() if k not in keys}}
+
+
+async def _checkpoints(stack: Any, room_sids: list[str]) -> list[dict[str, Any]]:
+    from orchestrator.config import load_settings
+    from orchestrator.runtime import Services
+    from orchestrator.worker.runner import checkpoint_state
+
+    async with await Services.open(load_settings(data_dir=stack.data_dir), seed=False) as services:
+        return [await checkpoint_state(services, f"lk-{sid}") for sid in room_sids]
+
+
+def _heard_wer(checkpoints: list[dict[str, Any]]) -> float | None:
+    """The mean WER of what the agent heard of each caller's spoken question (it came over G.711)."""
+    from orchestrator.session.audio import word_error_rate
+
+    wers = [
+        word_error_rate(DEMO_QUESTION, first["text"])
+        for state in checkpoints
+        if (first := next((t for t in state.get("transcript", []) if t["role"] == "caller"), None)) is not None
+    ]
+    return round(sum(wers) / len(wers), 3) if wers else None
+
+
 def register(app: typer.Typer) -> None:
-    """Add `sip setup` to the CLI."""
+    """Add `sip setup` and `sip demo` to the CLI."""
     sip_app.command("setup")(setup)
+    sip_app.command("demo")(demo)
     app.add_typer(sip_app, name="sip")

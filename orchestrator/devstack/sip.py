@@ -1,25 +1,29 @@
-"""livekit-server with the Redis its SIP API needs, on loopback: the server that `switchboard sip setup` configures.
+"""livekit-server with the Redis its SIP API needs, on loopback (what `sip setup` configures), and phone callers.
 
 livekit-server keeps SIP trunks and dispatch rules in Redis, and answers its SIP API only when it has one
 (without, every SIP request fails as "not connected"). Its Redis client dials TCP, so this Redis listens
-on a loopback port of its own, not the Unix socket the rest of the stack shares.
+on a loopback port of its own, not the Unix socket the rest of the stack shares. A phone caller here is the
+SIP participant LiveKit SIP makes of a call (`phone_caller`), placed in the real stack's caller namespace.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import secrets
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from orchestrator.devstack.stack import LIVEKIT_SERVER, START_CAP_S, StackFailed
+from orchestrator.devstack.stack import LIVEKIT_SERVER, ROOT, START_CAP_S, RealStack, StackFailed
 
 LOOPBACK = "127.0.0.1"
 
@@ -129,3 +133,52 @@ def sip_api_server(run_dir: Path, *, with_redis: bool = True) -> Iterator[SipApi
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def phone_token(stack: RealStack, room: str, number: str) -> str:
+    """A join token for a SIP participant as LiveKit SIP makes one for a call from ``number``."""
+    from livekit import api
+
+    return (
+        api.AccessToken(stack.key, stack.secret)
+        .with_identity(f"sip_{number}")
+        .with_kind("sip")
+        .with_attributes({"sip.phoneNumber": number, "sip.callStatus": "active"})
+        .with_grants(api.VideoGrants(room_join=True, room=room))
+        .to_jwt()
+    )
+
+
+async def place_phone_call(
+    stack: RealStack, number: str, steps: list[dict[str, str]], out_dir: Path, *, cap_s: float = 600.0
+) -> dict[str, Any]:
+    """One phone caller (`phone_caller`) in the caller's namespace, in a room named as LiveKit SIP's individual
+    dispatch rule names it, recording into ``out_dir`` (which exists); its JSON line, or an ``error``."""
+    from orchestrator.devstack import phone_caller
+
+    room = f"call-_{number}_{secrets.token_hex(4)}"
+    argv = [sys.executable, phone_caller.__file__, stack.caller_url, phone_token(stack, room, number)]
+    with (out_dir / "caller.log").open("wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            *stack.pair.command(stack.pair.caller_ns, [*argv, str(out_dir), json.dumps(steps)]),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=log,
+            env=stack.env(),
+            cwd=ROOT,
+            start_new_session=True,
+        )
+    try:
+        stdout, _ = await asyncio.wait_for(proc.communicate(), cap_s)
+    except TimeoutError:
+        return {"error": f"the caller did not finish within {cap_s:.0f} s"}
+    finally:
+        # Cancelled or timed out: the caller must not outlive us.
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+    lines = stdout.decode(errors="replace").strip().splitlines()
+    with contextlib.suppress(json.JSONDecodeError, IndexError):
+        found: dict[str, Any] = json.loads(lines[-1])
+        return found
+    return {"error": f"the caller exited {proc.returncode} without a report (see {out_dir / 'caller.log'})"}
