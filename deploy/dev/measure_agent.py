@@ -68,7 +68,7 @@ async def main(calls: int) -> dict[str, Any]:
     from orchestrator.contracts import CallJob
     from orchestrator.queue import ClaimedCall
     from orchestrator.runtime import Services
-    from orchestrator.session.livekit_worker import build_server
+    from orchestrator.worker.agent_worker import build_server
     from orchestrator.worker.dispatch import dispatch_metadata, session_ended_key
 
     settings = get_settings().model_copy(update={"agent_slots": calls})

@@ -155,7 +155,7 @@ def register(app: typer.Typer) -> None:
     @app.command("agent-worker")
     def agent_worker() -> None:
         """Run the LiveKit agent worker (explicit dispatch, `/readyz` once registered); needs LIVEKIT_URL."""
-        from orchestrator.session.livekit_worker import run_agent_worker
+        from orchestrator.worker.agent_worker import run_agent_worker
 
         quiet_logs()
         settings = _settings()

@@ -16,9 +16,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orchestrator.console.api import check_login, get_console, set_session_cookie
 from orchestrator.console.auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, Principal, csrf_ok
-from orchestrator.console.live import sentiment
 from orchestrator.console.service import AGENTS, DISPOSITIONS, SLA_S, AuditEntry, Console, HistoryQuery
 from orchestrator.console.softphone import public_url
+from orchestrator.live import sentiment
 from orchestrator.web.errors import ApiError
 
 HERE = Path(__file__).parent

@@ -33,8 +33,8 @@ from orchestrator.queue import ClaimedCall
 from orchestrator.results import outcome_of
 from orchestrator.runtime import Services
 from orchestrator.scenarios import SCENARIOS
-from orchestrator.session.livekit_worker import _mark_session_end
 from orchestrator.session.text import TextCall
+from orchestrator.worker.agent_worker import _mark_session_end
 from orchestrator.worker.dispatch import (
     DispatchNotTaken,
     LiveKitDispatchRunner,

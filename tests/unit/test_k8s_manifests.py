@@ -220,7 +220,7 @@ def test_the_agent_worker_is_granted_the_memory_of_its_call_processes() -> None:
 
 
 def test_the_agent_worker_ends_its_calls_itself_before_it_is_killed() -> None:
-    from orchestrator.session.livekit_worker import build_server
+    from orchestrator.worker.agent_worker import build_server
 
     e = env("switchboard-agent-worker")
     default = Settings.model_fields["agent_drain_timeout_s"].default

@@ -2,7 +2,7 @@
 
 Runs the pool offline (no LiveKit server) with ``N`` simulated jobs one after another, each given a
 warm idle process, and prints the per-job figures as JSON. It wraps the pool's prewarm and entrypoint
-without changing them, so it measures any version of `orchestrator.session.livekit_worker` on
+without changing them, so it measures any version of `orchestrator.worker.agent_worker` on
 ``PYTHONPATH`` (e.g. an exported older tree, to compare before and after).
 
 Usage: PYTHONPATH=<tree> python -m tests.flow.agent_worker_support.measure_call_start [N]
@@ -30,7 +30,7 @@ _started: dict[str, float] = {}
 
 def timed_prewarm(proc: JobProcess) -> None:
     """The worker's own prewarm, timed; then AgentSession.start is wrapped to note when a session is up."""
-    from orchestrator.session import livekit_worker
+    from orchestrator.worker import agent_worker as livekit_worker
 
     t0 = time.perf_counter()
     livekit_worker._prewarm(proc)
@@ -96,7 +96,7 @@ def _record(room: str, figures: dict[str, float]) -> None:
 
 
 async def timed_entrypoint(ctx: JobContext) -> None:
-    from orchestrator.session import livekit_worker
+    from orchestrator.worker import agent_worker as livekit_worker
 
     _started[ctx.job.room.name] = time.perf_counter()
     await livekit_worker._entrypoint(ctx)
@@ -105,7 +105,7 @@ async def timed_entrypoint(ctx: JobContext) -> None:
 async def main(count: int) -> None:
     from orchestrator.config import get_settings
     from orchestrator.runtime import Services
-    from orchestrator.session.livekit_worker import build_server
+    from orchestrator.worker.agent_worker import build_server
 
     out_dir = Path(tempfile.mkdtemp(prefix="call-start-"))
     os.environ[_OUT] = str(out_dir)

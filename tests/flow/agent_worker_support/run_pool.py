@@ -85,8 +85,8 @@ async def main(port: int, call_id: str, room: str, prefix: str) -> None:
     from orchestrator.live import LiveFeed
     from orchestrator.queue import ClaimedCall
     from orchestrator.runtime import Services
-    from orchestrator.session.livekit_worker import ReadinessServer, build_server
     from orchestrator.store.records import CallStore
+    from orchestrator.worker.agent_worker import ReadinessServer, build_server
     from orchestrator.worker.dispatch import dispatch_metadata, session_ended_key
     from orchestrator.worker.runner import checkpoint_state
 

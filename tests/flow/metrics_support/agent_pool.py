@@ -34,7 +34,7 @@ async def main(port: int, call_id: str, room: str, prefix: str) -> None:
     from orchestrator.contracts import CallJob
     from orchestrator.queue import ClaimedCall
     from orchestrator.runtime import Services
-    from orchestrator.session.livekit_worker import ReadinessServer, build_server
+    from orchestrator.worker.agent_worker import ReadinessServer, build_server
     from orchestrator.worker.dispatch import dispatch_metadata, session_ended_key
 
     settings = get_settings()

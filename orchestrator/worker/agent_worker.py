@@ -22,7 +22,14 @@ from livekit.agents.utils import http_context
 
 from orchestrator.config import Settings, get_settings
 from orchestrator.heap import settle_heap
-from orchestrator.providers.stt import load_vad
+from orchestrator.live import LiveFeed
+from orchestrator.providers.stt import WhisperSTT, load_vad
+from orchestrator.redis_client import open_redis
+from orchestrator.session.telephony import sip_caller_number
+from orchestrator.telemetry import names
+from orchestrator.telemetry.cost import ProviderProfile
+from orchestrator.telemetry.multiproc import multiprocess_text
+from orchestrator.telemetry.voice import watch_voice
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
@@ -31,7 +38,6 @@ if TYPE_CHECKING:
     from agents.ports import IntentClassifier
     from agents.prompts import Prompts
     from orchestrator.providers.voice import VoiceStack
-    from orchestrator.telemetry.cost import ProviderProfile
     from orchestrator.telemetry.service import Telemetry
     from orchestrator.worker.dispatch import DispatchedCall
 
@@ -79,8 +85,6 @@ class ReadinessServer:
         return web.Response(status=200 if ok else 503, text=body, content_type="application/json")
 
     async def _metrics(self, _request: web.Request) -> web.Response:
-        from orchestrator.telemetry.multiproc import multiprocess_text
-
         directory = os.environ.get(METRICS_DIR_ENV)
         if not directory:
             return web.Response(body=b"", content_type="text/plain")
@@ -136,7 +140,7 @@ PRELOAD_MODULES = [
     "orchestrator.session.room",
     "orchestrator.telemetry.service",
     "orchestrator.telemetry.voice",
-    "orchestrator.console.live",
+    "orchestrator.live",
     "orchestrator.worker.dispatch",
     "orchestrator.worker.main",
     "orchestrator.worker.tracking",
@@ -174,10 +178,10 @@ class AgentParts:
     @classmethod
     def load(cls, settings: Settings) -> AgentParts:
         """Load everything; blocking (seconds), so only where no call waits: a job process's prewarm."""
+        # Lazy: a job process's prewarm loads these (langgraph, the classifier); the server's process does not.
         from agents.graph import build_graph
         from agents.prompts import Prompts
         from orchestrator.providers.intent import load_classifier
-        from orchestrator.providers.stt import WhisperSTT
         from orchestrator.telemetry.service import Telemetry
 
         classifier = load_classifier()
@@ -270,6 +274,7 @@ async def run_room_call(ctx: JobContext, settings: Settings) -> None:
     simulated caller: it speaks on a local line instead of the room. An agent that finds no caller in its
     room (they hung up between the claim and the dispatch) ends the call there, unanswered.
     """
+    # Lazy, as in _run_session: the queue worker's modules load the runtime (langgraph).
     from orchestrator.worker.dispatch import PREFIX_METADATA_KEY, DispatchedCall
 
     t0 = time.perf_counter()
@@ -306,16 +311,13 @@ async def run_room_call(ctx: JobContext, settings: Settings) -> None:
 async def _run_session(
     ctx: JobContext, settings: Settings, parts: AgentParts, dispatched: DispatchedCall, t0: float
 ) -> None:
-    from orchestrator.console.live import LiveFeed
+    # Lazy: the agent server's main process stays light; the runtime (langgraph), SQLAlchemy and the vendor
+    # plugins load in the job processes that run calls.
     from orchestrator.domain.verification import watch_lockouts
     from orchestrator.providers.tts import local_tts
     from orchestrator.providers.voice import open_voice
-    from orchestrator.queue.connect import open_redis
     from orchestrator.runtime import Services
     from orchestrator.session.room import LocalLine, VoiceCall, play_caller
-    from orchestrator.session.telephony import sip_caller_number
-    from orchestrator.telemetry import names
-    from orchestrator.telemetry.voice import watch_voice
     from orchestrator.worker.main import RedisNotConfigured, resolve_redis_url
     from orchestrator.worker.tracking import CallTracker
 
@@ -387,8 +389,6 @@ async def _run_session(
 
 def _profile(settings: Settings, voice: VoiceStack, *, simulated: bool, source: str) -> ProviderProfile:
     """The priced providers of this process's calls, as the voice stack was actually built."""
-    from orchestrator.telemetry.cost import ProviderProfile
-
     deepgram = settings.stt_provider == "deepgram" and settings.deepgram_api_key is not None
     cartesia = settings.tts_provider == "cartesia" and settings.cartesia_api_key is not None
     if simulated:
@@ -409,7 +409,7 @@ async def _hold_lease(settings: Settings, dispatched: DispatchedCall) -> None:
 
     Its value names this process, so an operator (or a test) can find the job process of a call.
     """
-    from orchestrator.redis_client import open_redis
+    # Lazy, as in _run_session: the queue worker's modules load the runtime (langgraph).
     from orchestrator.worker.dispatch import AGENT_LEASE_MS, AGENT_LEASE_RENEW_S, agent_lease_key
     from orchestrator.worker.main import RedisNotConfigured, resolve_redis_url
 
@@ -447,7 +447,7 @@ def _release_ended_jobs(server: AgentServer, settings: Settings) -> None:
     tasks: set[asyncio.Task[None]] = set()
 
     async def release(job_id: str, metadata: str, room: str) -> None:
-        from orchestrator.redis_client import open_redis
+        # Lazy, as in _run_session: the queue worker's modules load the runtime (langgraph).
         from orchestrator.worker.dispatch import DispatchedCall, release_session_end
         from orchestrator.worker.main import RedisNotConfigured, resolve_redis_url
 
@@ -498,7 +498,7 @@ async def _mark_session_end(
 
     With ``pending`` (a job in the agent worker), the marker waits for the job's process to exit.
     """
-    from orchestrator.queue.connect import open_redis
+    # Lazy, as in _run_session: the queue worker's modules load the runtime (langgraph).
     from orchestrator.worker.dispatch import DEFAULT_PREFIX, PREFIX_METADATA_KEY, push_session_ended
     from orchestrator.worker.main import RedisNotConfigured, resolve_redis_url
 
