@@ -10,7 +10,7 @@ import pytest
 from livekit import rtc
 from livekit.agents import stt
 
-from orchestrator.providers.voice import fallback_stt
+from orchestrator.providers.fallbacks import fallback_stt
 from tests.voice_fakes import ListeningSTT, LoudnessVAD, ScriptedSTT
 
 pytestmark = pytest.mark.unit

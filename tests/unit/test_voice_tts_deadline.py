@@ -9,7 +9,7 @@ import pytest
 from livekit import rtc
 from livekit.agents.types import APIConnectOptions
 
-from orchestrator.providers.voice import fallback_tts
+from orchestrator.providers.fallbacks import fallback_tts
 from tests.voice_fakes import ScriptedTTS
 
 pytestmark = pytest.mark.unit
