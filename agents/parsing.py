@@ -70,7 +70,14 @@ def zip_code(text: str) -> str | None:
     if len(found) == 1:
         return str(found[0])
     d = digits(text)
-    return d if len(d) == 5 else None
+    if len(d) == 5:
+        return d
+    # "account N W one zero zero two and my zip is one oh four five three": the digits after "zip" are it.
+    after = re.split(r"\bzip(?: code)?\b", normalize(text))
+    if len(after) > 1:
+        d = digits(after[-1])
+        return d if len(d) == 5 else None
+    return None
 
 
 def phone_number(text: str) -> str | None:
@@ -218,15 +225,16 @@ def person_name(text: str) -> str | None:
     Only two or three plain words after a lead-in ("my name is", "it's under") count, so a sentence such as
     "I don't know the number" is never taken for a name; anything after a comma or a number is left out.
     """
-    t = normalize(text).replace(".", " ")
-    t = re.split(r",|\bzip\b|\bpostcode\b|\band\b|\d", t, maxsplit=1)[0].strip()
-    t = _NAME_LEAD.sub("", t).strip()
-    words = t.split()
-    if not 2 <= len(words) <= 3:
-        return None
-    if any(w in _NOT_NAME or w in _DIGIT_WORDS or not re.fullmatch(r"[a-z][a-z'-]*", w) for w in words):
-        return None
-    return " ".join("-".join(part.capitalize() for part in w.split("-")) for w in words)
+    # "the account is in my name, Robert Chen": the name may come in any part of the sentence (normalize()
+    # drops commas, so the parts are cut first).
+    for raw in re.split(r"[,;]", text):
+        part = re.split(r"\bzip\b|\bpostcode\b|\band\b|\d", normalize(raw).replace(".", " "), maxsplit=1)[0]
+        words = _NAME_LEAD.sub("", part.strip()).split()
+        if 2 <= len(words) <= 3 and not any(
+            w in _NOT_NAME or w in _DIGIT_WORDS or not re.fullmatch(r"[a-z][a-z'-]*", w) for w in words
+        ):
+            return " ".join("-".join(p.capitalize() for p in w.split("-")) for w in words)
+    return None
 
 
 def account_number(text: str) -> str | None:

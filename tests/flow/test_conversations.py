@@ -97,6 +97,8 @@ async def test_a_caller_without_the_phone_number_is_told_what_else_works(service
         ["What's my balance?", "james carter, ZIP code one oh four five three"],
         ["What's my balance?", "my account number is NW-1002", "10453"],
         ["What's my balance?", "N W one zero zero two", "one oh four five three"],
+        ["What's my balance?", "the account is in my name, James Carter", "10453"],
+        ["What's my balance?", "My account number is N W one zero zero two and my zip is one oh four five three"],
     ],
 )
 async def test_a_caller_is_verified_by_name_or_account_number_and_zip(services: Services, turns: list[str]) -> None:

@@ -69,6 +69,7 @@ def test_choose_by_ordinal_day_and_time() -> None:
         ("Sofia Rossi, ZIP code one oh three oh one", "Sofia Rossi"),
         ("yeah it's under david okafor and the zip is 10011", "David Okafor"),
         ("my name is Mary-Ann O'Brien", "Mary-Ann O'brien"),
+        ("the account is in my name, Robert Chen", "Robert Chen"),
         ("I don't know the number, it's my wife's account", None),
         ("I really don't know it", None),
         ("my order number is 55812", None),
@@ -116,3 +117,10 @@ def test_an_account_number_is_read_as_printed_on_the_bill(said: str, account: st
 def test_a_request_after_a_yes_or_no_is_read_apart_from_the_answer(said: str, asked: str, held: bool) -> None:
     assert parsing.request_after_answer(said) == asked
     assert parsing.declines_first(said) is held
+
+
+def test_a_zip_code_said_after_an_account_number_is_read_from_after_the_word_zip() -> None:
+    said = "My account number is N W one zero zero two and my zip is one oh four five three"
+    assert parsing.account_number(said) == "NW-1002"
+    assert parsing.zip_code(said) == "10453"
+    assert parsing.zip_code("my zip code is 1 0 4 5 3") == "10453"
