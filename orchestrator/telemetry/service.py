@@ -16,7 +16,6 @@ from opentelemetry.trace import Span
 from agents.prompts import Prompts
 from orchestrator.config import Settings
 from orchestrator.store.records import CallStore, CallView
-from orchestrator.store.retention import Purged, purge_expired
 from orchestrator.telemetry import names as n
 from orchestrator.telemetry.alerts import AlertEvaluator, AlertStream, Thresholds, WebhookNotifier
 from orchestrator.telemetry.anomaly import AnomalyDetector, AnomalyFlag
@@ -26,7 +25,6 @@ from orchestrator.telemetry.setup import TelemetryHandles, setup_telemetry
 from orchestrator.telemetry.tracing import GraphSpanHandler, annotate_call, call_span
 
 if TYPE_CHECKING:
-    from langgraph.checkpoint.base import BaseCheckpointSaver
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from orchestrator.results import CallResult
@@ -366,14 +364,6 @@ class Telemetry:
             )
         except Exception:
             log.exception("verification lock-out alert for call %s failed", lockout.call_id)
-
-    async def purge_expired(
-        self, checkpointer: BaseCheckpointSaver[Any] | None, *, now: datetime | None = None
-    ) -> Purged:
-        """Apply the retention setting to the call records and the graph checkpoints (`Services.checkpointer`)."""
-        return await purge_expired(
-            self.settings.record_retention_days, records=self.store, checkpointer=checkpointer, now=now
-        )
 
     async def aclose(self) -> None:
         if self.alerts.notifier is not None:

@@ -18,7 +18,7 @@ from orchestrator.cli import app
 from orchestrator.config import load_settings
 from orchestrator.domain import open_engine
 from orchestrator.runtime import Services
-from orchestrator.store.retention import checkpoint_id_at
+from orchestrator.store.retention import checkpoint_id_at, purge_expired
 from orchestrator.telemetry.service import Telemetry
 from orchestrator.worker.runner import run_traced_text_call
 from tests.conftest import POSTGRES_TEST_URL
@@ -65,8 +65,9 @@ async def test_retention_purges_old_calls_from_records_and_checkpoints(
         assert telemetry.store is not None
         assert await _threads(services) == {"call-old", "call-new"}
         # Thirty days after `between`, the first call is past the retention period and the second is not.
-        kept = await telemetry.purge_expired(services.checkpointer, now=between + timedelta(days=29))
-        purged = await telemetry.purge_expired(services.checkpointer, now=between + timedelta(days=30))
+        days, store, checkpointer = settings.record_retention_days, telemetry.store, services.checkpointer
+        kept = await purge_expired(days, records=store, checkpointer=checkpointer, now=between + timedelta(days=29))
+        purged = await purge_expired(days, records=store, checkpointer=checkpointer, now=between + timedelta(days=30))
         threads = await _threads(services)
         records = {c.call_id for c in await telemetry.store.load_calls()}
         resumed = await services.graph.aget_state({"configurable": {"thread_id": "call-old"}})
