@@ -74,7 +74,9 @@ class HoldVoice:
         self.poll_s = poll_s
         self.held: dict[str, _Held] = {}
         self._audio: dict[str, bytes] = {}
+        self._api: api.LiveKitAPI | None = None
         self.played = 0
+        self.skipped = 0
 
     def token(self, room: str, call_id: str) -> str:
         return (
@@ -138,13 +140,31 @@ class HoldVoice:
             self._audio[text] = await asyncio.to_thread(self.render, text)
         return self._audio[text]
 
+    async def _still_open(self, held: _Held) -> bool:
+        """The call's own room is still open: its name now has this sid.
+
+        Joining a room creates it when it is gone (its caller answered and hung up while the join waited for this
+        process), and the new room's room_started webhook would admit a call nobody made.
+        """
+        if self._api is None:
+            self._api = api.LiveKitAPI(self.url.replace("ws", "http", 1), self.key, self.secret)
+        rooms = await self._api.room.list_rooms(api.ListRoomsRequest(names=[held.room]))
+        return any(f"lk-{r.sid}" == held.call_id for r in rooms.rooms)
+
     async def _hold(self, held: _Held) -> None:
         room = rtc.Room()
         try:
-            await asyncio.wait_for(
-                room.connect(self.url, self.token(held.room, held.call_id), rtc.RoomOptions(auto_subscribe=False)),
-                JOIN_CAP_S,
-            )
+            if held.leave.is_set() or not await self._still_open(held):
+                self.skipped += 1
+                return
+            # The SDK's own cap, not a cancellation: a join cancelled here may still complete in the SDK, later.
+            options = rtc.RoomOptions(auto_subscribe=False, connect_timeout=JOIN_CAP_S)
+            await room.connect(self.url, self.token(held.room, held.call_id), options)
+            if f"lk-{await room.sid}" != held.call_id and self._api is not None:
+                # The room closed between the check and the join, which made it again: close the one we made.
+                logger.warning("hold voice: %s closed before the join; closing the room the join made", held.room)
+                await self._api.room.delete_room(api.DeleteRoomRequest(room=held.room))
+                return
             source = rtc.AudioSource(RATE, 1, queue_size_ms=1000)
             track = rtc.LocalAudioTrack.create_audio_track("hold", source)
             await room.local_participant.publish_track(
@@ -168,7 +188,7 @@ class HoldVoice:
                     await source.capture_frame(rtc.AudioFrame(chunk, RATE, 1, frame))
                 else:
                     self.played += 1
-        except (TimeoutError, rtc.ConnectError) as exc:
+        except (rtc.ConnectError, api.TwirpError) as exc:
             logger.warning("hold voice: cannot join %s for %s: %s", held.room, held.call_id, exc)
         finally:
             await room.disconnect()
@@ -188,6 +208,8 @@ class HoldVoice:
             for held in self.held.values():
                 held.leave.set()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self._api is not None:
+                await self._api.aclose()
 
 
 async def main(prefix: str) -> None:
