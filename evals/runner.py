@@ -245,6 +245,7 @@ async def run_trial(
             findings = check_replies(policy, obs.turns, closed_by_caller=closed) if error is None else []
             checks.extend(findings_to_checks(findings))
             if scenario.expect.rubrics or (policy.rubrics and error is None):
+                # Lazy: the judge's LangChain chat-model types load only when a rubric is graded.
                 from evals.judge import judge_reply_rubrics, judge_rubrics
 
                 if scenario.expect.rubrics:
