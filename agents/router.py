@@ -46,6 +46,28 @@ _URGENT = re.compile(
 )
 
 
+# The words of the router's question "a technician visit, your bill, or a problem with your service?" and what
+# callers answer it with; a reply naming one family only is that family's.
+_MENU_WORDS = {
+    "scheduling": ("technician", "visit", "appointment", "engineer", "reschedule", "book"),
+    "billing": ("bill", "billing", "charge", "payment", "invoice", "refund", "balance", "pay"),
+    "support": ("service", "internet", "wifi", "wi-fi", "connection", "outage", "router", "broadband", "signal"),
+}
+_MENU_QUESTIONS = ("router.clarify", "router.complaint", "router.urgent", "router.out_of_scope", "common.rephrase")
+MENU_ANSWER_WORDS = 8
+
+
+def menu_answer(ctx: AgentContext, state: CallState, text: str) -> str | None:
+    """The specialist a short answer to the router's menu question names ("the bill", "service"), if just one."""
+    agents = [t["text"] for t in state.get("transcript", []) if t["role"] == "agent"]
+    if not agents or len(text.split()) > MENU_ANSWER_WORDS:
+        return None
+    if agents[-1] not in {ctx.prompts.reply(key) for key in _MENU_QUESTIONS}:
+        return None
+    named = [agent for agent, words in _MENU_WORDS.items() if parsing.mentions(text, *words)]
+    return named[0] if len(named) == 1 else None
+
+
 def topicless(text: str) -> str | None:
     """ "opening" for a greeting or a bare request for help, "urgent" for urgency with no topic, else None."""
     t = parsing.normalize(text).replace(".", " ").replace(":", " ")
@@ -195,6 +217,11 @@ async def route(ctx: AgentContext, state: CallState) -> dict[str, Any]:
             return update
         return {**update, **_handoff(state, active, intent, "topic_change", source)}
 
+    menu = menu_answer(ctx, state, text)
+    if menu is not None:
+        # The caller picked from the router's own question ("your bill, or a problem with your service?"):
+        # their word decides, whatever the classifier makes of a fragment ("service" reads as a complaint).
+        return {**update, "intent": menu, **_handoff(state, active, menu, f"intent:{menu}", "menu")}
     opening = topicless(text)
     if opening is not None:
         # Nothing to route yet: welcome the caller (or ask what is urgent) instead of refusing or guessing.

@@ -182,3 +182,22 @@ async def test_declining_an_offer_with_a_request_for_another_specialist_hands_th
 async def test_a_plain_no_to_anything_else_still_ends_the_call(services: Services) -> None:
     result = await talk(services, "What's my balance?", "10453", "no", "no thanks", caller_id=JAMES)
     assert "Goodbye" in result.turns[-1].agent
+
+
+# ------------------------------------------------------------------ the router's own question answered in a word
+
+
+@pytest.mark.parametrize(
+    ("turns", "agent"),
+    [
+        (["Ugh, useless.", "service"], "support"),
+        (["Terrible.", "the channel pack on my bill"], "billing"),
+        (["Hmm I have a thing", "it is about the internet"], "support"),
+    ],
+)
+async def test_a_fragment_answering_the_routers_question_goes_where_it_says(
+    services: Services, turns: list[str], agent: str
+) -> None:
+    result = await talk(services, *turns, caller_id=TOM)
+    assert [h["to_agent"] for h in result.handoffs] == [agent], replies(result)
+    assert result.outcome != "escalated"
