@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,10 +22,6 @@ from rich.table import Table
 
 from orchestrator.cli.errors import fail, quiet_logs
 from orchestrator.config import Settings, load_settings
-
-if TYPE_CHECKING:  # imported where used: the commands start faster without them
-
-    pass
 
 console = Console()
 err = Console(stderr=True)
