@@ -35,8 +35,7 @@ async def _report_from_store(settings: Settings, since: datetime | None) -> Any:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = open_engine(settings.sqlalchemy_url)
     try:
-        store = CallStore(engine, timezone=settings.tenant_timezone, record_key=settings.record_key.get_secret_value())
-        await store.create_schema()
+        store = await CallStore.open(engine, settings)
         return build_report(await store.load_calls(since=since), since=since, prices=prices)
     finally:
         await engine.dispose()
@@ -47,13 +46,17 @@ async def _simulate(settings: Settings, repeat: int, on_call: Callable[[int, int
     default would run them spoken (local STT and TTS, our compute by the minute); `on_call(done, total)`."""
     from orchestrator.runtime import Services
     from orchestrator.scenarios import SCENARIOS
+    from orchestrator.store import CallStore
     from orchestrator.telemetry.cost import ProviderProfile
     from orchestrator.telemetry.service import Telemetry
     from orchestrator.worker.runner import run_traced_text_call
 
     async with await Services.open(settings) as services:
-        telemetry = await Telemetry.open(
-            settings, engine=services.engine, join_livekit=False, profile=ProviderProfile.embedded_voice()
+        telemetry = Telemetry.build(
+            settings,
+            store=await CallStore.open(services.engine, settings),
+            join_livekit=False,
+            profile=ProviderProfile.embedded_voice(),
         )
         try:
             total, done = repeat * len(SCENARIOS), 0

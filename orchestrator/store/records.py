@@ -27,6 +27,7 @@ from orchestrator.telemetry.redact import names_in, redact_text, redact_turns
 from orchestrator.telemetry.stats import percentile
 
 if TYPE_CHECKING:
+    from orchestrator.config import Settings
     from orchestrator.results import CallResult
 
 # Any constant works; it only has to be the same in every process that creates the records' tables.
@@ -224,6 +225,13 @@ class CallStore:
         self.tz = ZoneInfo(timezone)
         self._record_key = record_key
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    async def open(cls, engine: AsyncEngine, settings: Settings) -> CallStore:
+        """The records on ``engine`` with the tenant's time zone and number key, their tables created if needed."""
+        store = cls(engine, timezone=settings.tenant_timezone, record_key=settings.record_key.get_secret_value())
+        await store.create_schema()
+        return store
 
     async def create_schema(self) -> None:
         await create_records_schema(self.engine)

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -15,7 +15,6 @@ from opentelemetry.trace import Span
 
 from agents.prompts import Prompts
 from orchestrator.config import Settings
-from orchestrator.store.records import CallStore, CallView
 from orchestrator.telemetry import names as n
 from orchestrator.telemetry.alerts import AlertEvaluator, AlertStream, Thresholds, WebhookNotifier
 from orchestrator.telemetry.anomaly import AnomalyDetector, AnomalyFlag
@@ -25,8 +24,6 @@ from orchestrator.telemetry.setup import TelemetryHandles, setup_telemetry
 from orchestrator.telemetry.tracing import GraphSpanHandler, annotate_call, call_span
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
     from orchestrator.results import CallResult
 
 log = logging.getLogger(__name__)
@@ -47,25 +44,32 @@ class Lockout(Protocol):
     def call_id(self) -> str: ...
 
 
-class TelemetryOptions(TypedDict, total=False):
-    """`Telemetry.build`'s keyword arguments, which `Telemetry.open` passes on."""
+class CallRecords(Protocol):
+    """Where finished calls are written (`orchestrator.store.records.CallStore`), handed in by Telemetry's builder."""
 
-    span_exporters: Sequence[SpanExporter]
-    metric_readers: Sequence[MetricReader]
-    simple: bool
-    set_global: bool
-    join_livekit: bool
-    multiprocess_dir: str | None
-    profile: ProviderProfile | None
-    stream: AlertStream | None
-    notifier: WebhookNotifier | None
+    async def record_call(
+        self,
+        result: CallResult,
+        *,
+        started_at: datetime,
+        duration_s: float,
+        queue_wait_ms: float | None = None,
+        worker: str = "",
+        attempt: int = 1,
+        cost: CallCost | None = None,
+        anomalies: Sequence[AnomalyFlag] = (),
+        trace_id: str | None = None,
+        names: Iterable[str] = (),
+    ) -> Any: ...
+
+    async def get_call(self, call_id: str) -> Any: ...
 
 
 class Telemetry:
     """Tracing, metrics, call records, cost, anomaly flags and alerts for one process.
 
-    Build with `await Telemetry.open(settings, engine=services.engine)`; close with `aclose()`. Nothing
-    here raises into a call: every step of `finish_call` is guarded and logged.
+    Build with `Telemetry.build(settings, store=await CallStore.open(engine, settings))`; close with `aclose()`.
+    Nothing here raises into a call: every step of `finish_call` is guarded and logged.
     """
 
     def __init__(
@@ -73,7 +77,7 @@ class Telemetry:
         settings: Settings,
         handles: TelemetryHandles,
         *,
-        store: CallStore | None,
+        store: CallRecords | None,
         prices: PriceTable,
         detector: AnomalyDetector,
         alerts: AlertEvaluator,
@@ -92,25 +96,11 @@ class Telemetry:
         self.profile = profile
 
     @classmethod
-    async def open(
-        cls, settings: Settings, *, engine: AsyncEngine | None = None, **options: Unpack[TelemetryOptions]
-    ) -> Telemetry:
-        """Set up providers (`build`, which documents ``options``) and open the records store.
-
-        Args:
-            settings: Telemetry settings (OTLP endpoint, price table, budget, webhook, prompts folder).
-            engine: The records database (`Services.engine`); None keeps no records.
-        """
-        telemetry = cls.build(settings, **options)
-        if engine is not None:
-            await telemetry.attach_store(engine)
-        return telemetry
-
-    @classmethod
     def build(
         cls,
         settings: Settings,
         *,
+        store: CallRecords | None = None,
         span_exporters: Sequence[SpanExporter] = (),
         metric_readers: Sequence[MetricReader] = (),
         simple: bool = False,
@@ -121,12 +111,13 @@ class Telemetry:
         stream: AlertStream | None = None,
         notifier: WebhookNotifier | None = None,
     ) -> Telemetry:
-        """Everything `open` sets up except the records store, without an event loop (a job's prewarm).
+        """Set up the providers, prices, anomaly detector and alerts; write records through ``store``.
 
-        Attach the store with `attach_store` once a loop runs.
+        A job's prewarm builds it without a store (no event loop yet) and attaches one with `attach_store`.
 
         Args:
             settings: Telemetry settings (OTLP endpoint, price table, budget, webhook, prompts folder).
+            store: Where finished calls are recorded (`CallStore.open(engine, settings)`); None keeps no records.
             span_exporters: Extra span exporters (tests).
             metric_readers: Extra metric readers (tests).
             simple: Export spans as they end (tests).
@@ -165,7 +156,7 @@ class Telemetry:
         return cls(
             settings,
             handles,
-            store=None,
+            store=store,
             prices=prices,
             detector=detector,
             alerts=alerts,
@@ -173,12 +164,8 @@ class Telemetry:
             profile=profile or ProviderProfile.text(),
         )
 
-    async def attach_store(self, engine: AsyncEngine) -> None:
-        """Keep call records in `engine`'s database (`Services.engine`), creating its tables if needed."""
-        store = CallStore(
-            engine, timezone=self.settings.tenant_timezone, record_key=self.settings.record_key.get_secret_value()
-        )
-        await store.create_schema()
+    def attach_store(self, store: CallRecords) -> None:
+        """Record finished calls in ``store`` from now on (a job process opens it once its loop runs)."""
         self.store = store
 
     @property
@@ -251,7 +238,7 @@ class Telemetry:
         handler: GraphSpanHandler | None = None,
         span: Span | None = None,
         names: Iterable[str] = (),
-    ) -> CallView | None:
+    ) -> Any:
         """Price, check, store, meter and alert on one finished call. Never raises.
 
         Args:
@@ -266,11 +253,11 @@ class Telemetry:
             names: The verified caller's names, masked in the record.
 
         Returns:
-            The stored record, or None when there is no store or storing failed.
+            The stored record (the store's `record_call` result), or None when there is no store or storing failed.
         """
         cost: CallCost | None = None
         flags: list[AnomalyFlag] = []
-        view: CallView | None = None
+        view: Any = None
         try:
             cost = self.price(result, duration_s=duration_s, handler=handler)
         except Exception:

@@ -318,6 +318,7 @@ async def _run_session(
     from orchestrator.providers.voice import open_voice
     from orchestrator.runtime import Services
     from orchestrator.session.room import LocalLine, VoiceCall, play_caller
+    from orchestrator.store.records import CallStore
     from orchestrator.worker.main import RedisNotConfigured, resolve_redis_url
     from orchestrator.worker.tracking import CallTracker
 
@@ -330,7 +331,7 @@ async def _run_session(
         )
         stack.push_async_callback(services.aclose)
         await stack.enter_async_context(http_context.open())
-        await telemetry.attach_store(services.engine)
+        telemetry.attach_store(await CallStore.open(services.engine, settings))
         watch_lockouts(services.tenant, telemetry.verification_lockout)
         try:
             redis_url: str | None = resolve_redis_url(settings)

@@ -17,6 +17,7 @@ from orchestrator.live import LiveFeed
 from orchestrator.queue import CallQueue, open_queue
 from orchestrator.queue.embedded import STATE_FILE
 from orchestrator.runtime import Services
+from orchestrator.store.records import CallStore
 from orchestrator.telemetry.service import Telemetry
 from orchestrator.telemetry.setup import start_metrics_server
 from orchestrator.worker.dispatch import LiveKitDispatchRunner, RoutingRunner
@@ -93,7 +94,7 @@ async def run_worker(
         stack.push_async_callback(services.aclose)
         queue: CallQueue = open_queue(settings, url, prefix=prefix)
         stack.push_async_callback(queue.aclose)
-        telemetry = await Telemetry.open(settings, engine=services.engine, set_global=True)
+        telemetry = Telemetry.build(settings, store=await CallStore.open(services.engine, settings), set_global=True)
         stack.push_async_callback(telemetry.aclose)
         watch_lockouts(services.tenant, telemetry.verification_lockout)
         if metrics_port is not None:

@@ -19,6 +19,7 @@ from orchestrator.config import Settings
 from orchestrator.contracts import CallOutcome
 from orchestrator.runtime import Services
 from orchestrator.session.text import TextCall
+from orchestrator.store.records import CallStore
 from orchestrator.telemetry.service import Telemetry
 from orchestrator.worker.dispatch import (
     LOST,
@@ -179,7 +180,7 @@ async def test_a_call_whose_room_is_gone_after_its_agent_died_is_recorded_with_t
         await call.aclose()
     livekit.gone.add(f"call-{call_id}")
     client, prefix = redis
-    telemetry = await Telemetry.open(settings, engine=services.engine)
+    telemetry = Telemetry.build(settings, store=await CallStore.open(services.engine, settings))
     try:
         runner = LiveKitDispatchRunner(services, client, settings=settings, prefix=prefix, telemetry=telemetry)
         outcome = await asyncio.wait_for(runner.run(claimed_call(call_id)), 30)
@@ -200,7 +201,7 @@ async def test_a_lost_agent_whose_caller_has_left_is_not_replaced_and_the_call_e
 ) -> None:
     client, prefix = redis
     call_id = f"lk-left-{uuid.uuid4().hex[:6]}"
-    telemetry = await Telemetry.open(settings, engine=services.engine)
+    telemetry = Telemetry.build(settings, store=await CallStore.open(services.engine, settings))
     try:
         runner = LiveKitDispatchRunner(
             services, client, settings=settings, prefix=prefix, poll_interval_s=0.05, telemetry=telemetry

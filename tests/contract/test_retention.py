@@ -18,6 +18,7 @@ from orchestrator.cli import app
 from orchestrator.config import load_settings
 from orchestrator.domain import open_engine
 from orchestrator.runtime import Services
+from orchestrator.store.records import CallStore
 from orchestrator.store.retention import checkpoint_id_at, purge_expired
 from orchestrator.telemetry.service import Telemetry
 from orchestrator.worker.runner import run_traced_text_call
@@ -57,7 +58,7 @@ async def test_retention_purges_old_calls_from_records_and_checkpoints(
 ) -> None:
     settings = load_settings(data_dir=tmp_path, database_url=database_url, record_retention_days=30)
     services = await Services.open(settings, clock=fixed_clock)
-    telemetry = await Telemetry.open(settings, engine=services.engine, join_livekit=False)
+    telemetry = Telemetry.build(settings, store=await CallStore.open(services.engine, settings), join_livekit=False)
     try:
         old, _ = await run_traced_text_call(telemetry, services, TURNS, call_id="call-old", caller_id=MARIA)
         between = datetime.now(UTC)
@@ -95,7 +96,9 @@ def test_the_purge_command_applies_the_setting(tmp_path: Path, monkeypatch: pyte
 
     async def one_call() -> None:
         async with await Services.open(settings, clock=fixed_clock) as services:
-            telemetry = await Telemetry.open(settings, engine=services.engine, join_livekit=False)
+            telemetry = Telemetry.build(
+                settings, store=await CallStore.open(services.engine, settings), join_livekit=False
+            )
             try:
                 await run_traced_text_call(telemetry, services, TURNS, call_id="call-1", caller_id=MARIA)
             finally:

@@ -22,6 +22,7 @@ from orchestrator.queue import CallQueue
 from orchestrator.queue.outcomes import read_outcomes
 from orchestrator.runtime import Services
 from orchestrator.session.text import TextCall
+from orchestrator.store.records import CallStore
 from orchestrator.telemetry.service import Telemetry
 from orchestrator.telemetry.tracing import allow_pii
 from orchestrator.worker.runner import TextCallRunner, run_traced_text_call
@@ -110,7 +111,8 @@ async def test_escalation_ticket_summaries_are_redacted(services: Services) -> N
 
 
 async def test_the_call_records_events_keep_no_zip_code(services: Services, tmp_path: Path) -> None:
-    telemetry = await Telemetry.open(load_settings(data_dir=tmp_path / "tel"), engine=services.engine)
+    settings = load_settings(data_dir=tmp_path / "tel")
+    telemetry = Telemetry.build(settings, store=await CallStore.open(services.engine, settings))
     try:
         result, _ = await run_traced_text_call(
             telemetry, services, ("Is there an outage in my area?", "10027", "no thanks"), caller_id=None
@@ -139,7 +141,9 @@ async def test_livekits_pii_attributes_are_redacted_like_ours_when_pii_is_allowe
 ) -> None:
     exporter = InMemorySpanExporter()
     settings = load_settings(data_dir=tmp_path / "tel", telemetry_allow_pii=True)
-    telemetry = await Telemetry.open(settings, engine=services.engine, span_exporters=[exporter], simple=True)
+    telemetry = Telemetry.build(
+        settings, store=await CallStore.open(services.engine, settings), span_exporters=[exporter], simple=True
+    )
     try:
         await run_traced_text_call(telemetry, services, (SAID, "555 010 0002", "10453"), caller_id=None)
     finally:
@@ -175,7 +179,7 @@ async def test_a_nul_byte_in_caller_text_is_stored_on_postgres_and_the_log_quote
     caplog.set_level(logging.DEBUG)
     settings = load_settings(data_dir=tmp_path, database_url=postgres_url)
     services = await Services.open(settings, clock=fixed_clock)
-    telemetry = await Telemetry.open(settings, engine=services.engine, join_livekit=False)
+    telemetry = Telemetry.build(settings, store=await CallStore.open(services.engine, settings), join_livekit=False)
     try:
         result, view = await run_traced_text_call(
             telemetry, services, (f"How much do I owe?\x00 my card is {CARD}\x00", "10453"), caller_id=JAMES

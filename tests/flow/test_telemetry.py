@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from orchestrator.config import load_settings
 from orchestrator.runtime import Services
 from orchestrator.scenarios import SCENARIOS
+from orchestrator.store.records import CallStore
 from orchestrator.telemetry import names
 from orchestrator.telemetry.cost import ProviderProfile
 from orchestrator.telemetry.service import Telemetry
@@ -40,6 +41,7 @@ from pathlib import Path
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from orchestrator.config import load_settings
 from orchestrator.runtime import Services
+from orchestrator.store.records import CallStore
 from orchestrator.telemetry.service import Telemetry
 from orchestrator.worker.runner import run_traced_text_call
 
@@ -47,7 +49,8 @@ async def main():
     exporter = InMemorySpanExporter()
     settings = load_settings(data_dir=Path(sys.argv[1]))
     async with await Services.open(settings) as services:
-        telemetry = await Telemetry.open(settings, engine=services.engine, span_exporters=[exporter], simple=True)
+        store = await CallStore.open(services.engine, settings)
+        telemetry = Telemetry.build(settings, store=store, span_exporters=[exporter], simple=True)
         await run_traced_text_call(
             telemetry, services, json.loads(sys.argv[3]), call_id="call-xproc", caller_id="+15550100001",
             traceparent=sys.argv[2], worker="w-sub", queue_wait_ms=3.0,
@@ -127,7 +130,7 @@ def pii_allowed() -> Iterator[None]:
 
 async def _telemetry(services: Services, tmp_path: Path, **kwargs: Any) -> Telemetry:
     settings = load_settings(data_dir=tmp_path / "tel", **kwargs.pop("settings", {}))
-    return await Telemetry.open(settings, engine=services.engine, **kwargs)
+    return Telemetry.build(settings, store=await CallStore.open(services.engine, settings), **kwargs)
 
 
 async def test_no_caller_content_in_span_names_or_plain_attributes(services: Services, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from orchestrator.domain import DEFAULT_VERIFICATION_LIMITS, Lockout, watch_lock
 from orchestrator.results import CallResult
 from orchestrator.runtime import Services
 from orchestrator.session.text import run_text_call
+from orchestrator.store.records import CallStore
 from orchestrator.telemetry.service import Telemetry
 from tests.flow.conftest import NOW
 from tests.flow.test_llm_specialists import OneModel
@@ -240,7 +241,8 @@ async def test_llm_specialists_verify_the_same_way_and_never_ask_the_model_while
 async def test_a_lock_raises_one_verification_lockout_alert_in_the_process_telemetry(
     svc: Services, tmp_path: Path
 ) -> None:
-    telemetry = await Telemetry.open(load_settings(data_dir=tmp_path / "data"), engine=svc.engine, simple=True)
+    settings = load_settings(data_dir=tmp_path / "data")
+    telemetry = Telemetry.build(settings, store=await CallStore.open(svc.engine, settings), simple=True)
     try:
         watch_lockouts(svc.tenant, telemetry.verification_lockout)  # as the worker processes wire it
         for i in range(3):
