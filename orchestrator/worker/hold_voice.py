@@ -30,6 +30,9 @@ RATE = 16000
 FRAME_MS = 40
 POLL_S = 0.5
 JOIN_CAP_S = 30.0
+# Joins in progress at once: a burst of rooms is joined a few at a time, so the voice's own joins do not starve the
+# callers' (WebRTC set-ups that time out make the SDK join again, and a room that closed meanwhile is made afresh).
+JOINS_AT_ONCE = 8
 READY_LINE = "hold voice ready"
 
 
@@ -75,6 +78,7 @@ class HoldVoice:
         self.held: dict[str, _Held] = {}
         self._audio: dict[str, bytes] = {}
         self._api: api.LiveKitAPI | None = None
+        self._joins = asyncio.Semaphore(JOINS_AT_ONCE)
         self.played = 0
         self.skipped = 0
 
@@ -154,12 +158,13 @@ class HoldVoice:
     async def _hold(self, held: _Held) -> None:
         room = rtc.Room()
         try:
-            if held.leave.is_set() or not await self._still_open(held):
-                self.skipped += 1
-                return
-            # The SDK's own cap, not a cancellation: a join cancelled here may still complete in the SDK, later.
-            options = rtc.RoomOptions(auto_subscribe=False, connect_timeout=JOIN_CAP_S)
-            await room.connect(self.url, self.token(held.room, held.call_id), options)
+            async with self._joins:
+                if held.leave.is_set() or not await self._still_open(held):
+                    self.skipped += 1
+                    return
+                # The SDK's own cap, not a cancellation: a join cancelled here may still complete in the SDK, later.
+                options = rtc.RoomOptions(auto_subscribe=False, connect_timeout=JOIN_CAP_S)
+                await room.connect(self.url, self.token(held.room, held.call_id), options)
             if f"lk-{await room.sid}" != held.call_id and self._api is not None:
                 # The room closed between the check and the join, which made it again: close the one we made.
                 logger.warning("hold voice: %s closed before the join; closing the room the join made", held.room)
