@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from orchestrator.telemetry.stats import percentile as shared_percentile
+from orchestrator.stats import percentile as shared_percentile
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100): the project's one definition (`orchestrator.telemetry.stats`)."""
+    """The q-th percentile (0-100): the project's one definition (`orchestrator.stats`)."""
     return shared_percentile(values, q)
 
 

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from agents.state import Turn
-from orchestrator.telemetry.redact import asks_zip, redact_text
+from orchestrator.redact import asks_zip, redact_text
 
 if TYPE_CHECKING:
     from orchestrator.contracts import CallJob

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from orchestrator.config import PROMPTS_DIR
 from orchestrator.providers.llm import RoutingPolicy
+from orchestrator.stats import percentile
 from orchestrator.store.records import CallView
 from orchestrator.telemetry import charts
 from orchestrator.telemetry.cost import (
@@ -27,7 +28,6 @@ from orchestrator.telemetry.cost import (
     scenario_costs,
 )
 from orchestrator.telemetry.grades import GRADES, grade_all
-from orchestrator.telemetry.stats import percentile
 
 # The shipped price table lives beside the cost model.
 PRICES = Path(__file__).with_name("telemetry") / "prices.yaml"

@@ -9,7 +9,7 @@ from typing import Any
 
 from agents.ports import INTENTS, IntentClassifier
 from evals.router.split import load_jsonl
-from orchestrator.telemetry.stats import percentile
+from orchestrator.stats import percentile
 
 
 def score(gold: list[str], pred: list[str], latencies_ms: list[float]) -> dict[str, Any]:

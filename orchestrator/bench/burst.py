@@ -22,7 +22,7 @@ from typing import Any
 from orchestrator.bench import burst_caller
 from orchestrator.devstack.netns import netns_pair
 from orchestrator.devstack.stack import PREFIX, ROOT, RealStack, StackFailed, real_stack
-from orchestrator.telemetry.stats import percentile
+from orchestrator.stats import percentile
 from orchestrator.worker.hold_voice import READY_LINE
 
 CALLER_SCRIPT = Path(burst_caller.__file__)

@@ -30,7 +30,7 @@ from orchestrator.bench.providers.profile import Profile, ProfileCartesia, Profi
 from orchestrator.devstack.calls import CALLER_SCRIPT, spoken
 from orchestrator.devstack.netns import NetnsPair, netns_pair
 from orchestrator.devstack.stack import ROOT, RealStack, StackFailed, real_stack
-from orchestrator.telemetry.stats import percentile
+from orchestrator.stats import percentile
 
 T = TypeVar("T")
 

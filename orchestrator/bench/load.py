@@ -22,7 +22,7 @@ from orchestrator.queue import CallQueue, open_queue
 from orchestrator.queue.hold import read_hold_messages
 from orchestrator.queue.outcomes import read_outcomes
 from orchestrator.scenarios import SCENARIOS, simulated_caller
-from orchestrator.telemetry.stats import percentile
+from orchestrator.stats import percentile
 
 __all__ = ["QueueViews", "SimulatedRun", "simulate_calls", "summarize"]
 

@@ -33,7 +33,7 @@ from orchestrator.runtime import Services
 from orchestrator.scenarios import simulated_caller
 from orchestrator.session.audio import AudioCall
 from orchestrator.session.graph_llm import GraphLLM, is_end_of_reply
-from orchestrator.telemetry.stats import percentile
+from orchestrator.stats import percentile
 from orchestrator.telemetry.tracing import GraphSpanHandler
 
 __all__ = ["Profile", "SimulatedTTS", "percentile", "run_voice_bench"]

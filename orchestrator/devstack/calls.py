@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestrator.devstack import caller as caller_module
 from orchestrator.devstack.stack import PREFIX, ROOT, RealStack
-from orchestrator.telemetry.stats import percentile
+from orchestrator.stats import percentile
 
 CALLER_SCRIPT = Path(caller_module.__file__)
 # A caller waits at most 90 s for its agent and 60 s for each answer; a whole call far less than this.

@@ -8,7 +8,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import InstrumentedAttribute
 
 from orchestrator.domain.models import AppointmentRow, DisputeRow, InvoiceLineRow, RefundRow, TicketRow
-from orchestrator.telemetry.redact import redact_text
+from orchestrator.redact import redact_text
 
 # Free text built from what a caller said: an escalation's summary, a refund's or dispute's reason (and the
 # credit line a refund adds), a visit's reason. Ids, amounts and dates in them survive `redact_text`.

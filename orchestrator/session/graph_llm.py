@@ -37,8 +37,8 @@ from agents.context import AgentContext
 from agents.graph import EndOfReply
 from agents.state import ReplyCut
 from agents.supervisor import cut_reply
+from orchestrator.redact import describe_error, describe_traceback, redact_caller_input
 from orchestrator.store.checkpoints import LatestCheckpointCache
-from orchestrator.telemetry.redact import describe_error, describe_traceback, redact_caller_input
 
 log = logging.getLogger(__name__)
 

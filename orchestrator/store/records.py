@@ -18,13 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from orchestrator.config import DEV_RECORD_KEY
+from orchestrator.redact import names_in, redact_text, redact_turns
 from orchestrator.sql import create_tables
+from orchestrator.stats import percentile
 from orchestrator.store.models import AnomalyRow, CallRow, EventRow, RecordsBase, TurnRow
 from orchestrator.telemetry.anomaly import AnomalyFlag
 from orchestrator.telemetry.cost import CallCost, segments_of
 from orchestrator.telemetry.metrics import is_first_contact_resolution, is_success
-from orchestrator.telemetry.redact import names_in, redact_text, redact_turns
-from orchestrator.telemetry.stats import percentile
 
 if TYPE_CHECKING:
     from orchestrator.config import Settings

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import httpx
 
-from orchestrator.telemetry.stats import percentile
+from orchestrator.stats import percentile
 
 log = logging.getLogger(__name__)
 

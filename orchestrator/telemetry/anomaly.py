@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator.telemetry.redact import redact_text
+from orchestrator.redact import redact_text
 
 MIN_WORDS = 4
 KINDS = ("off_script", "loop", "frustration", "long_call", "tool_failure", "error")

@@ -21,9 +21,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from orchestrator.config import Settings
+from orchestrator.redact import install_log_redaction, redact_text
 from orchestrator.telemetry import names
 from orchestrator.telemetry.multiproc import MultiprocessWriter
-from orchestrator.telemetry.redact import install_log_redaction, redact_text
 from orchestrator.telemetry.tracing import allow_pii
 
 log = logging.getLogger(__name__)

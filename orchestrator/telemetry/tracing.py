@@ -18,9 +18,9 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from orchestrator.redact import redact_text
 from orchestrator.telemetry import names as n
 from orchestrator.telemetry.cost import Usage
-from orchestrator.telemetry.redact import redact_text
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 # Process-wide, like logging configuration: PII attributes are a deployment decision, set once by setup.

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from orchestrator.contracts import CallJob, CallOutcome
 from orchestrator.queue import ClaimedCall
+from orchestrator.redact import redact_text
 from orchestrator.results import CallResult, outcome_of
 from orchestrator.runtime import Services
 from orchestrator.session.text import TextCall
 from orchestrator.store.records import CallView
-from orchestrator.telemetry.redact import redact_text
 from orchestrator.telemetry.service import Telemetry
 from orchestrator.worker.tracking import CallTicket, CallTracker, TurnHook
 

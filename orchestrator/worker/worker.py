@@ -17,7 +17,7 @@ from orchestrator.queue import CallQueue, ClaimedCall, FailOutcome, Reclaimer
 from orchestrator.queue.hold import HoldAnnouncer
 from orchestrator.queue.outage import UNREACHABLE, Outage
 from orchestrator.queue.outcomes import publish_outcome
-from orchestrator.telemetry.redact import describe_error
+from orchestrator.redact import describe_error
 from orchestrator.worker.runner import CallDeferred, CallRunner
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.telemetry.redact import (
+from orchestrator.redact import (
     RedactingFilter,
     describe_error,
     install_log_redaction,
