@@ -53,13 +53,14 @@ def order_inversions(admitted: list[str], answered_at: dict[str, float]) -> int:
     for j, call_id in enumerate(admitted):
         if call_id not in answered_at:
             continue
-        late = sum(1 for earlier in admitted[:j] if answered_at.get(earlier, float("inf")) > answered_at[call_id])
+        # A call never answered (its caller's room closed and was made again: a new call) is no inversion.
+        late = sum(1 for earlier in admitted[:j] if answered_at.get(earlier, 0.0) > answered_at[call_id])
         worst = max(worst, late)
     return worst
 
 
-async def _watch_admissions(stack: RealStack, seen: dict[str, tuple[int, str]], stop: asyncio.Event) -> None:
-    """Note each call's queue entry (priority, entry id) as it appears: entries stay until their call is acked."""
+async def _watch_admissions(stack: RealStack, seen: dict[str, tuple[int, str, str]], stop: asyncio.Event) -> None:
+    """Note each call's queue entry (priority, entry id, room) as it appears: entries stay until the call is acked."""
     from orchestrator.queue import open_queue
 
     queue = open_queue(_settings(stack), stack.redis_url, prefix=PREFIX)
@@ -69,7 +70,9 @@ async def _watch_admissions(stack: RealStack, seen: dict[str, tuple[int, str]], 
                 entries: Any = await queue.redis.xrange(stream)
                 for entry_id, fields in entries:
                     call_id = fields[b"c"].decode()
-                    seen.setdefault(call_id, (priority, entry_id.decode()))
+                    if call_id not in seen:
+                        room = str(json.loads(fields[b"j"]).get("room") or "")
+                        seen[call_id] = (priority, entry_id.decode(), room)
             if stop.is_set():
                 return
             with contextlib.suppress(TimeoutError):
@@ -97,7 +100,7 @@ async def _burst(stack: RealStack, rooms: int, run_dir: Path) -> dict[str, Any]:
         plan.append({"room": name, "token": stack.token(name, f"caller-{n}")})
     plan_file = run_dir / "rooms.json"
     plan_file.write_text(json.dumps(plan))
-    seen: dict[str, tuple[int, str]] = {}
+    seen: dict[str, tuple[int, str, str]] = {}
     stop = asyncio.Event()
     watcher = asyncio.create_task(_watch_admissions(stack, seen, stop))
     argv = [sys.executable, str(CALLER_SCRIPT), stack.caller_url, str(plan_file), str(ANSWER_CAP_S)]
@@ -123,6 +126,7 @@ async def _burst(stack: RealStack, rooms: int, run_dir: Path) -> dict[str, Any]:
     if not lines:
         raise StackFailed(f"the callers exited {proc.returncode} without a report (see {run_dir / 'callers.log'})")
     callers: list[dict[str, Any]] = json.loads(lines[-1])
+    (run_dir / "callers.json").write_text(json.dumps({"callers": callers, "admissions": seen}))
     return {"callers": callers, "seen": seen, **await _settled(stack, callers)}
 
 
@@ -166,11 +170,16 @@ def summarize(rooms: int, slots: int, got: dict[str, Any]) -> dict[str, Any]:
     callers, seen, stats, records, holds = got["callers"], got["seen"], got["stats"], got["records"], got["holds"]
     by_call = {f"lk-{c['room_sid']}": c for c in callers if c.get("room_sid")}
     answered = {cid: c["answered_at"] for cid, c in by_call.items() if "answered_at" in c}
-    abandoned = stats.abandoned
+    # Counted per caller: a caller whose WebRTC set-up timed out joins again, and when their room closed meanwhile
+    # the join makes it afresh, a new call (the first one is abandoned with its room).
+    abandoned = sum(1 for c in callers if "answered_at" not in c and "gave_up_at" in c)
+    rooms_admitted = {room for _, _, room in seen.values()}
     order_ok = True
     worst = 0
-    for priority in sorted({p for p, _ in seen.values()}):
-        admitted = sorted((cid for cid, (p, _) in seen.items() if p == priority), key=lambda c: _entry_key(seen[c][1]))
+    for priority in sorted({p for p, _, _ in seen.values()}):
+        admitted = sorted(
+            (cid for cid, (p, _, _) in seen.items() if p == priority), key=lambda c: _entry_key(seen[c][1])
+        )
         inversions = order_inversions(admitted, answered)
         worst = max(worst, inversions)
         order_ok = order_ok and inversions <= slots - 1
@@ -186,7 +195,7 @@ def summarize(rooms: int, slots: int, got: dict[str, Any]) -> dict[str, Any]:
     return {
         "rooms": rooms,
         "slots": slots,
-        "admitted": stats.admitted,
+        "admitted": sum(1 for c in callers if c["room"] in rooms_admitted),
         "answered": len(answered),
         "abandoned": abandoned,
         "dropped": rooms - len(answered) - abandoned,
@@ -197,6 +206,9 @@ def summarize(rooms: int, slots: int, got: dict[str, Any]) -> dict[str, Any]:
             "held": len(held),
             "answer_wait_ms": _pcts(answer_waits),
             "order_inversions_max": worst,
+            "admissions": stats.admitted,
+            "rooms_made_again": stats.admitted - len(rooms_admitted),
+            "queue_abandoned": stats.abandoned,
             "refused": stats.refused,
             "duplicates": stats.duplicates,
             "dead_letters": stats.dead_letters,
