@@ -27,6 +27,7 @@ _GREET = (
 )
 _ASIDE = (
     r"(?:is (?:this|that) northwind(?: broadband)?|(?:how are|how're) you(?: doing)?(?: today)?|"
+    r"how(?:'s| is) it going(?: today)?|how are things|what's up|"
     r"i hope you(?:'re| are) (?:well|ok|okay|doing well)|(?:are you|is anyone|anyone|anybody|is anybody) there|"
     r"can you hear me)"
 )
@@ -66,6 +67,23 @@ def menu_answer(ctx: AgentContext, state: CallState, text: str) -> str | None:
         return None
     named = [agent for agent, words in _MENU_WORDS.items() if parsing.mentions(text, *words)]
     return named[0] if len(named) == 1 else None
+
+
+# Money matters an internet provider has nothing to do with; the classifier, trained on bills and payments,
+# reads "can you lend me some money?" or "help with my taxes" as billing. The provider's own words win.
+_FINANCE = (
+    "loan", "lend", "borrow", "mortgage", "tax", "stock", "shares", "invest", "bitcoin", "crypto", "insurance",
+    "credit score", "retirement", "pension", "401k", "savings", "interest rate", "exchange rate",
+)  # fmt: skip
+_PROVIDER = (
+    "bill", "balance", "charge", "invoice", "refund", "payment", "plan", "internet", "wifi", "wi-fi", "service",
+    "technician", "router", "northwind", "outage", "broadband", "fiber", "modem", "connection",
+)  # fmt: skip
+
+
+def outside_business(text: str) -> bool:
+    """Whether the caller asks about money matters an internet provider does not handle (loans, taxes, stocks)."""
+    return parsing.mentions(text, *_FINANCE) and not parsing.mentions(text, *_PROVIDER)
 
 
 def topicless(text: str) -> str | None:
@@ -217,6 +235,13 @@ async def route(ctx: AgentContext, state: CallState) -> dict[str, Any]:
             return update
         return {**update, **_handoff(state, active, intent, "topic_change", source)}
 
+    if outside_business(text):
+        return {
+            **update,
+            "intent": "out_of_scope",
+            "reply": ctx.prompts.reply("router.out_of_scope"),
+            "directive": "respond",
+        }
     menu = menu_answer(ctx, state, text)
     if menu is not None:
         # The caller picked from the router's own question ("your bill, or a problem with your service?"):

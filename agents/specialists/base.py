@@ -204,12 +204,16 @@ async def run_specialist(
     task = state.get("task") or {}
     utterance = state.get("utterance", "")
     first: dict[str, Any] = {}
-    if task.get("agent") == agent and task.get("awaiting") == "confirm" and not parsing.declines_first(utterance):
-        answer = "yes" if parsing.yes_no(utterance) else "no"
-        settle = CallState(**{**state, "utterance": answer})
+    confirming = task.get("agent") == agent and task.get("awaiting") == "confirm"
+    if confirming and parsing.yes_no(utterance) and not parsing.declines_first(utterance):
+        settle = CallState(**{**state, "utterance": "yes"})
         first = await _run_once(agent, ctx, settle, start, flow, needs_verification=needs_verification, effects=effects)
         if first.get("directive") or first.get("task"):
             return first  # a hand-over, or the step still needs the caller: the request waits its turn
+    elif confirming and parsing.yes_no(utterance) is False:
+        # Declined: nothing is done, and the caller hears so before the answer to what they asked instead
+        # (a flow's own "no" may offer something else, which the request has already answered).
+        first = {"reply": ctx.prompts.reply("billing.not_done")}
     said = _without(first.get("reply", ""), ctx.prompts.reply("common.anything_else"))
     target = state.get("followup_intent") or agent
     if target != agent:

@@ -201,3 +201,34 @@ async def test_a_fragment_answering_the_routers_question_goes_where_it_says(
     result = await talk(services, *turns, caller_id=TOM)
     assert [h["to_agent"] for h in result.handoffs] == [agent], replies(result)
     assert result.outcome != "escalated"
+
+
+async def test_no_to_a_confirmation_with_a_question_is_declined_and_the_question_answered(services: Services) -> None:
+    result = await talk(
+        services,
+        "Can I reschedule my technician appointment?",
+        "10027",
+        "the first one",
+        "no wait, what time is my current one?",
+        caller_id=MARIA,
+    )
+    last = result.turns[-1].agent
+    assert "haven't made any changes" in last, last
+    assert "December 1" in last, last
+    assert "move_visit" not in tools_ok(result)
+
+
+@pytest.mark.parametrize(
+    ("said", "reply"),
+    [
+        ("Can you lend me some money until payday?", "not something I can help with"),
+        ("Can you help me with my taxes?", "not something I can help with"),
+        ("Hey there, how's it going?", "How can I help"),
+    ],
+)
+async def test_money_matters_outside_the_business_and_small_talk_are_not_billing(
+    services: Services, said: str, reply: str
+) -> None:
+    result = await talk(services, said, caller_id=TOM)
+    assert result.handoffs == [], replies(result)
+    assert reply in result.turns[0].agent
