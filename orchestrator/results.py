@@ -1,11 +1,22 @@
-"""What a call leaves behind: its turns, handoffs and outcome, which the store, telemetry and console read."""
+"""What a call leaves behind (turns, handoffs, outcome, anomaly flags) and how its outcome counts."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["CallResult", "TurnRecord", "human_lines", "outcome_of"]
+__all__ = [
+    "SUCCESS_OUTCOMES",
+    "AnomalyFlag",
+    "CallResult",
+    "TurnRecord",
+    "human_lines",
+    "is_first_contact_resolution",
+    "is_success",
+    "outcome_of",
+    "segments_of",
+]
 
 
 @dataclass
@@ -78,3 +89,59 @@ def outcome_of(state: dict[str, Any]) -> str:
     if state.get("outcome") == "escalated":
         return "escalated"
     return "resolved" if state.get("resolutions") else "abandoned"
+
+
+# handled_by_human: a supervisor took the call over and saw it through; the caller got help.
+SUCCESS_OUTCOMES = frozenset({"resolved", "escalated", "handled_by_human"})
+
+
+def is_success(outcome: str, errors: Iterable[str] = ()) -> bool:
+    """A call succeeded when it was resolved or properly handed to a human, with no error on our side.
+
+    Escalation counts as success: the caller reached someone who can help. Abandoned calls, calls
+    that hit an error, and dead-lettered calls are failures.
+    """
+    return outcome in SUCCESS_OUTCOMES and not list(errors)
+
+
+def is_first_contact_resolution(outcome: str, resolutions: Iterable[str]) -> bool:
+    """Resolved in this call without a human (the caller will not need to call back)."""
+    return outcome == "resolved" and bool(list(resolutions))
+
+
+def segments_of(agent_names: Sequence[str]) -> list[str]:
+    """The handoff segment of each turn: `router`, then `router>billing`, `billing>scheduling`…
+
+    A segment starts whenever the agent that answered changes, and is named by that change.
+    """
+    out: list[str] = []
+    previous = "router"
+    label = "router"
+    for agent in agent_names:
+        if agent != previous:
+            label = f"{previous}>{agent}"
+            previous = agent
+        out.append(label)
+    return out
+
+
+@dataclass(frozen=True)
+class AnomalyFlag:
+    """One anomaly in one call, with the reason in words a reviewer can check.
+
+    Attributes:
+        call_id: The call.
+        kind: One of `orchestrator.telemetry.anomaly.KINDS`.
+        why: What was seen and against which threshold (redacted: no caller PII).
+        turn: 1-based turn it points at, when it is about one turn.
+        score: The measure that crossed the threshold, when there is one.
+    """
+
+    call_id: str
+    kind: str
+    why: str
+    turn: int | None = None
+    score: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"call_id": self.call_id, "kind": self.kind, "why": self.why}

@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, inspect, or_, select, text
@@ -19,12 +19,10 @@ from sqlalchemy.orm import selectinload
 
 from orchestrator.config import DEV_RECORD_KEY
 from orchestrator.redact import names_in, redact_text, redact_turns
+from orchestrator.results import AnomalyFlag, is_first_contact_resolution, is_success, segments_of
 from orchestrator.sql import create_tables
 from orchestrator.stats import percentile
 from orchestrator.store.models import AnomalyRow, CallRow, EventRow, RecordsBase, TurnRow
-from orchestrator.telemetry.anomaly import AnomalyFlag
-from orchestrator.telemetry.cost import CallCost, segments_of
-from orchestrator.telemetry.metrics import is_first_contact_resolution, is_success
 
 if TYPE_CHECKING:
     from orchestrator.config import Settings
@@ -59,6 +57,23 @@ async def create_records_schema(engine: AsyncEngine) -> None:
                 now = await conn.run_sync(lambda c: {col["name"] for col in inspect(c).get_columns("cc_calls")})
             if name not in now:
                 raise
+
+
+class PricedCall(Protocol):
+    """What a record keeps of a call's priced usage (telemetry's `CallCost` is one)."""
+
+    @property
+    def known_usd(self) -> float: ...
+
+    @property
+    def unknown(self) -> list[str]: ...
+
+    @property
+    def total_usd(self) -> float | None: ...
+
+    def by_component(self) -> dict[str, float]: ...
+
+    def by_turn(self, turns: int) -> list[float]: ...
 
 
 # A caller id with this many digits is a phone number: stored masked, searchable by its key only.
@@ -265,7 +280,7 @@ class CallStore:
         queue_wait_ms: float | None = None,
         worker: str = "",
         attempt: int = 1,
-        cost: CallCost | None = None,
+        cost: PricedCall | None = None,
         anomalies: Sequence[AnomalyFlag] = (),
         trace_id: str | None = None,
         names: Iterable[str] = (),

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from orchestrator.redact import redact_text
+from orchestrator.results import AnomalyFlag
 
 MIN_WORDS = 4
 KINDS = ("off_script", "loop", "frustration", "long_call", "tool_failure", "error")
@@ -48,28 +49,6 @@ _FRUSTRATION_TERMS = {
     "damn": 2,
     "hell": 1,
 }
-
-
-@dataclass(frozen=True)
-class AnomalyFlag:
-    """One anomaly in one call, with the reason in words a reviewer can check.
-
-    Attributes:
-        call_id: The call.
-        kind: One of `KINDS`.
-        why: What was seen and against which threshold (redacted: no caller PII).
-        turn: 1-based turn it points at, when it is about one turn.
-        score: The measure that crossed the threshold, when there is one.
-    """
-
-    call_id: str
-    kind: str
-    why: str
-    turn: int | None = None
-    score: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"call_id": self.call_id, "kind": self.kind, "why": self.why}
 
 
 def _ngrams(text: str, n: int = 3) -> Counter[str]:

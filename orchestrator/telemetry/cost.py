@@ -373,22 +373,6 @@ class CostRollup:
         return {f"{h:02d}": v / max(self.calls_by_hour[h], 1) for h, v in sorted(self.by_hour.items())}
 
 
-def segments_of(agent_names: Sequence[str]) -> list[str]:
-    """The handoff segment of each turn: `router`, then `router>billing`, `billing>scheduling`…
-
-    A segment starts whenever the agent that answered changes, and is named by that change.
-    """
-    out: list[str] = []
-    previous = "router"
-    label = "router"
-    for agent in agent_names:
-        if agent != previous:
-            label = f"{previous}>{agent}"
-            previous = agent
-        out.append(label)
-    return out
-
-
 # --- The same call on other stacks ------------------------------------------------------------------
 
 # How a call is costed besides as it ran (`scenario_costs`).

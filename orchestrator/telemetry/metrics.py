@@ -9,26 +9,10 @@ from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
+from orchestrator.results import is_first_contact_resolution, is_success
 from orchestrator.telemetry import names as n
 from orchestrator.telemetry.anomaly import KINDS as ANOMALY_KINDS
 from orchestrator.telemetry.cost import CallCost
-
-# handled_by_human: a supervisor took the call over and saw it through; the caller got help.
-SUCCESS_OUTCOMES = frozenset({"resolved", "escalated", "handled_by_human"})
-
-
-def is_success(outcome: str, errors: Iterable[str] = ()) -> bool:
-    """A call succeeded when it was resolved or properly handed to a human, with no error on our side.
-
-    Escalation counts as success: the caller reached someone who can help. Abandoned calls, calls
-    that hit an error, and dead-lettered calls are failures.
-    """
-    return outcome in SUCCESS_OUTCOMES and not list(errors)
-
-
-def is_first_contact_resolution(outcome: str, resolutions: Iterable[str]) -> bool:
-    """Resolved in this call without a human (the caller will not need to call back)."""
-    return outcome == "resolved" and bool(list(resolutions))
 
 
 class CallMetrics:

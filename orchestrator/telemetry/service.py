@@ -15,11 +15,12 @@ from opentelemetry.trace import Span
 
 from agents.prompts import Prompts
 from orchestrator.config import Settings
+from orchestrator.results import AnomalyFlag, is_success
 from orchestrator.telemetry import names as n
 from orchestrator.telemetry.alerts import AlertEvaluator, AlertStream, Thresholds, WebhookNotifier
-from orchestrator.telemetry.anomaly import AnomalyDetector, AnomalyFlag
+from orchestrator.telemetry.anomaly import AnomalyDetector
 from orchestrator.telemetry.cost import CallCost, PriceError, PriceTable, ProviderProfile, call_usage, price_call
-from orchestrator.telemetry.metrics import CallMetrics, is_success
+from orchestrator.telemetry.metrics import CallMetrics
 from orchestrator.telemetry.setup import TelemetryHandles, setup_telemetry
 from orchestrator.telemetry.tracing import GraphSpanHandler, annotate_call, call_span
 

@@ -12,9 +12,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator.domain import open_engine
-from orchestrator.results import CallResult, TurnRecord
+from orchestrator.results import AnomalyFlag, CallResult, TurnRecord
 from orchestrator.store import CallStore
-from orchestrator.telemetry.anomaly import AnomalyFlag
 from orchestrator.telemetry.cost import PriceTable, ProviderProfile, call_usage, price_call
 from tests.conftest import POSTGRES_TEST_URL
 

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.results import outcome_of
-from orchestrator.telemetry.metrics import is_first_contact_resolution, is_success
+from orchestrator.results import is_first_contact_resolution, is_success, outcome_of
 
 pytestmark = pytest.mark.unit
 

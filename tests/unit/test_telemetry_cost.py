@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.results import segments_of
 from orchestrator.telemetry.cost import (
     CostRollup,
     PriceError,
@@ -15,7 +16,6 @@ from orchestrator.telemetry.cost import (
     call_usage,
     price,
     price_call,
-    segments_of,
 )
 
 pytestmark = pytest.mark.unit

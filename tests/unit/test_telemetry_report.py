@@ -15,8 +15,8 @@ from orchestrator.report import (
     render_html,
     render_terminal,
 )
+from orchestrator.results import AnomalyFlag
 from orchestrator.store.records import CallView, TurnView
-from orchestrator.telemetry.anomaly import AnomalyFlag
 from orchestrator.telemetry.grades import GRADES
 
 pytestmark = pytest.mark.unit
