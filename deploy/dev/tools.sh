@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Build the pinned livekit-server, kustomize and kubeconform from their Go modules into the git-ignored .tools/bin,
-# once per machine (a version stamp skips the build), and install iproute2 from Debian when missing (the real-room
+# once per machine (a version stamp skips the build), livekit-sip from the wrapper module in deploy/dev/livekit-sip
+# (the Go proxy serves v1.8.0 but not the module's version list, which `go install` reads), and install iproute2 from Debian when missing (the real-room
 # tests make network namespaces). With arguments, only the tools named (`tools.sh kustomize kubeconform`).
 set -euo pipefail
 
 LIVEKIT_SERVER_VERSION=v1.13.5
 KUSTOMIZE_VERSION=v5.8.2   # v5.8.3 needs Go 1.27
 KUBECONFORM_VERSION=v0.8.0
+LIVEKIT_SIP_VERSION=v1.8.0   # as deploy/dev/livekit-sip/go.mod requires it
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BIN="$ROOT/.tools/bin"
 GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
 WANTED=("$@")
-[ ${#WANTED[@]} -gt 0 ] || WANTED=(livekit-server kustomize kubeconform)
+[ ${#WANTED[@]} -gt 0 ] || WANTED=(livekit-server kustomize kubeconform livekit-sip)
 
 wanted() { [[ " ${WANTED[*]} " == *" $1 "* ]]; }
 
@@ -50,4 +52,23 @@ if wanted kustomize; then
 fi
 if wanted kubeconform; then
   build kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform
+fi
+if wanted livekit-sip; then
+  if [ -x "$BIN/livekit-sip" ] && [ "$(cat "$BIN/livekit-sip.version" 2>/dev/null)" = "$LIVEKIT_SIP_VERSION" ]; then
+    :
+  elif [ ! -x "$GO" ]; then
+    echo "tools: Go is needed to build livekit-sip $LIVEKIT_SIP_VERSION (set GO=/path/to/go)" >&2
+    exit 1
+  else
+    echo "tools: building livekit-sip $LIVEKIT_SIP_VERSION into $BIN (once per machine)"
+    mkdir -p "$BIN"
+    start=$SECONDS
+    # cgo (Opus, SoX resampler: deploy/dev/system.sh); built in a copy of the wrapper, which -mod=mod may rewrite.
+    wrap="$(mktemp -d)"
+    trap 'rm -rf "$wrap"' EXIT
+    cp "$ROOT/deploy/dev/livekit-sip/go.mod" "$ROOT/deploy/dev/livekit-sip/go.sum" "$wrap/"
+    (cd "$wrap" && GOFLAGS=-mod=mod "$GO" build -o "$BIN/livekit-sip" github.com/livekit/sip/cmd/livekit-sip)
+    echo "$LIVEKIT_SIP_VERSION" >"$BIN/livekit-sip.version"
+    echo "tools: livekit-sip $LIVEKIT_SIP_VERSION built in $((SECONDS - start)) s"
+  fi
 fi
