@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -10,9 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph.state import CompiledStateGraph
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,8 +19,7 @@ from agents.ports import IntentClassifier, Tenant
 from agents.prompts import Prompts
 from orchestrator.config import Settings, get_settings
 from orchestrator.domain import build_tenant, create_schema, open_engine, seed_demo
-from orchestrator.sql import switch_file_to_wal
-from orchestrator.store.checkpoints import LatestCheckpointCache
+from orchestrator.store.checkpoints import LatestCheckpointCache, open_checkpointer
 
 log = logging.getLogger(__name__)
 
@@ -144,43 +140,3 @@ def _tz(settings: Settings) -> Any:
     from zoneinfo import ZoneInfo
 
     return ZoneInfo(settings.tenant_timezone)
-
-
-async def open_checkpointer(settings: Settings, stack: AsyncExitStack) -> BaseCheckpointSaver[Any]:
-    """Graph checkpoints live beside the call records: PostgreSQL in production, SQLite embedded."""
-    url = settings.database_url
-    if url and url.startswith(("postgres://", "postgresql")):
-        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-        from psycopg.rows import dict_row
-        from psycopg_pool import AsyncConnectionPool
-
-        conninfo = "postgresql://" + url.split("://", 1)[1]
-        conninfo = conninfo.replace("postgresql+psycopg://", "postgresql://").replace(
-            "postgresql+asyncpg://", "postgresql://"
-        )
-        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            conninfo,
-            min_size=1,
-            max_size=8,
-            open=False,
-            kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
-        )
-        await pool.open()
-        stack.push_async_callback(pool.close)
-        saver: BaseCheckpointSaver[Any] = AsyncPostgresSaver(pool)
-        await saver.setup()  # type: ignore[attr-defined]
-        return saver
-    path = (settings.data_dir / "checkpoints.db").resolve()
-    # Several worker processes share the file: WAL lets readers and one writer proceed together. The
-    # mode stays with the file, so the switch (which may have to wait out another process) is done once,
-    # before the saver's connection opens.
-    await asyncio.to_thread(switch_file_to_wal, str(path), 30)
-    conn = await aiosqlite.connect(str(path), timeout=30)
-    stack.push_async_callback(conn.close)
-    # WAL + NORMAL: a commit survives a process crash (what resumption needs) without an fsync per
-    # turn; a power loss may drop the last turns. Use PostgreSQL where that matters.
-    await conn.execute("PRAGMA synchronous=NORMAL")
-    await conn.execute("PRAGMA busy_timeout=30000")
-    sqlite_saver = AsyncSqliteSaver(conn)
-    await sqlite_saver.setup()
-    return sqlite_saver

@@ -369,7 +369,7 @@ def purge(
 
 async def _purge(settings: Settings, days: int) -> Any:
     from orchestrator.domain import open_engine
-    from orchestrator.runtime import open_checkpointer
+    from orchestrator.store.checkpoints import open_checkpointer
     from orchestrator.store.records import CallStore
     from orchestrator.store.retention import purge_expired
 

@@ -20,14 +20,17 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from agents.ports import HumanTicket, IntentPrediction, NotFound, PolicyViolation
+from agents.graph import build_graph
+from agents.ports import HumanTicket, NotFound, PolicyViolation
 from orchestrator.config import Settings
 from orchestrator.console.auth import CookieSigner, Principal, SessionStore, UserStore
 from orchestrator.console.models import AuditRow, CallbackRow, WrapUpRow, create_console_schema
+from orchestrator.domain import create_schema, open_engine
 from orchestrator.domain.db import Store
 from orchestrator.domain.desk import SqlHumanDesk
 from orchestrator.domain.models import CustomerRow, TicketRow
 from orchestrator.live import LiveCall, LiveFeed
+from orchestrator.store.checkpoints import open_checkpointer
 from orchestrator.store.models import CallRow
 from orchestrator.store.records import CallStore, CallView, create_records_schema
 from orchestrator.web.errors import ApiError
@@ -57,13 +60,6 @@ SLA_S = 20
 PRESENT_S = 60.0
 # A number that can be rung back (E.164 or a local format); WebRTC identities and "anonymous" are not.
 _DIALABLE = re.compile(r"\+?[0-9][0-9 ().-]{5,30}")
-
-
-class _NoClassifier:
-    """The console never runs a caller turn, so it does not load the intent model."""
-
-    def classify(self, text: str) -> IntentPrediction:
-        raise RuntimeError("the console process does not classify intents")
 
 
 @dataclass(frozen=True)
@@ -235,22 +231,24 @@ class Console:
     @classmethod
     @asynccontextmanager
     async def open(cls, settings: Settings, feed: LiveFeed) -> AsyncIterator[Console]:
-        """Open the store and graph (no intent model), create the console's tables, run the lease watchdog."""
-        from orchestrator.runtime import Services
+        """Open the store, the desk and the calls' checkpoints, create the console's tables, run the lease watchdog.
 
+        The graph is compiled only to read checkpointed call state: the console never runs a caller turn, so no
+        intent model, chat model or tenant seeding is loaded.
+        """
         async with AsyncExitStack() as stack:
-            services = await Services.open(settings, classifier=_NoClassifier(), seed=False)
-            stack.push_async_callback(services.aclose)
-            await create_console_schema(services.engine)
-            await create_records_schema(services.engine)
-            desk = services.tenant.desk
-            assert isinstance(desk, SqlHumanDesk)
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            engine = open_engine(settings.sqlalchemy_url)
+            stack.push_async_callback(engine.dispose)
+            await create_schema(engine)
+            await create_console_schema(engine)
+            await create_records_schema(engine)
+            graph = build_graph(await open_checkpointer(settings, stack))
+            desk = SqlHumanDesk(Store(engine, timezone=settings.tenant_timezone))
             sessions = SessionStore(
-                feed.redis, UserStore(services.engine), prefix=feed.prefix, ttl_s=settings.console_session_ttl_s
+                feed.redis, UserStore(engine), prefix=feed.prefix, ttl_s=settings.console_session_ttl_s
             )
-            console = cls(
-                settings, engine=services.engine, graph=services.graph, desk=desk, feed=feed, sessions=sessions
-            )
+            console = cls(settings, engine=engine, graph=graph, desk=desk, feed=feed, sessions=sessions)
             watchdog = asyncio.create_task(console.watch_leases(), name="console-lease-watchdog")
             stack.push_async_callback(_cancel, watchdog)
             yield console

@@ -1,4 +1,4 @@
-"""Graph checkpoints: the durable store, with the latest checkpoint of each live call kept in memory.
+"""Graph checkpoints: the durable store (`open_checkpointer`), with each live call's latest kept in memory.
 
 Every caller turn starts with LangGraph reading the call's latest checkpoint. From SQLite that is a hop
 to aiosqlite's thread and back (about 1 ms at the median, several under load); from PostgreSQL, a
@@ -26,12 +26,15 @@ turn. `LatestCheckpointCache` keeps what it wrote and answers the next read from
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
+import aiosqlite
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     BaseCheckpointSaver,
@@ -42,8 +45,12 @@ from langgraph.checkpoint.base import (
     DeltaChannelHistory,
     get_checkpoint_id,
 )
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-__all__ = ["LatestCheckpointCache"]
+from orchestrator.config import Settings
+from orchestrator.sql import switch_file_to_wal
+
+__all__ = ["LatestCheckpointCache", "open_checkpointer"]
 
 log = logging.getLogger(__name__)
 
@@ -284,3 +291,43 @@ class LatestCheckpointCache(BaseCheckpointSaver[Any]):
 
     def get_next_version(self, current: Any, channel: None) -> Any:
         return self.store.get_next_version(current, channel)
+
+
+async def open_checkpointer(settings: Settings, stack: AsyncExitStack) -> BaseCheckpointSaver[Any]:
+    """Graph checkpoints live beside the call records: PostgreSQL in production, SQLite embedded."""
+    url = settings.database_url
+    if url and url.startswith(("postgres://", "postgresql")):
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+        from psycopg.rows import dict_row
+        from psycopg_pool import AsyncConnectionPool
+
+        conninfo = "postgresql://" + url.split("://", 1)[1]
+        conninfo = conninfo.replace("postgresql+psycopg://", "postgresql://").replace(
+            "postgresql+asyncpg://", "postgresql://"
+        )
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=8,
+            open=False,
+            kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+        )
+        await pool.open()
+        stack.push_async_callback(pool.close)
+        saver: BaseCheckpointSaver[Any] = AsyncPostgresSaver(pool)
+        await saver.setup()  # type: ignore[attr-defined]
+        return saver
+    path = (settings.data_dir / "checkpoints.db").resolve()
+    # Several worker processes share the file: WAL lets readers and one writer proceed together. The
+    # mode stays with the file, so the switch (which may have to wait out another process) is done once,
+    # before the saver's connection opens.
+    await asyncio.to_thread(switch_file_to_wal, str(path), 30)
+    conn = await aiosqlite.connect(str(path), timeout=30)
+    stack.push_async_callback(conn.close)
+    # WAL + NORMAL: a commit survives a process crash (what resumption needs) without an fsync per
+    # turn; a power loss may drop the last turns. Use PostgreSQL where that matters.
+    await conn.execute("PRAGMA synchronous=NORMAL")
+    await conn.execute("PRAGMA busy_timeout=30000")
+    sqlite_saver = AsyncSqliteSaver(conn)
+    await sqlite_saver.setup()
+    return sqlite_saver
