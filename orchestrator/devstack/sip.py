@@ -4,6 +4,7 @@ livekit-server keeps SIP trunks and dispatch rules in Redis, and answers its SIP
 (without, every SIP request fails as "not connected"). Its Redis client dials TCP, so this Redis listens
 on a loopback port of its own, not the Unix socket the rest of the stack shares. A phone caller here is the
 SIP participant LiveKit SIP makes of a call (`phone_caller`), placed in the real stack's caller namespace.
+`start_sip` adds the real livekit-sip to the real stack, in its server namespace, sharing a Redis with its server.
 """
 
 from __future__ import annotations
@@ -23,9 +24,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.devstack.stack import LIVEKIT_SERVER, ROOT, START_CAP_S, RealStack, StackFailed
+from orchestrator.devstack.stack import (
+    LIVEKIT_SERVER,
+    ROOT,
+    SIGNAL_PORT,
+    START_CAP_S,
+    RealStack,
+    StackFailed,
+)
 
 LOOPBACK = "127.0.0.1"
+LIVEKIT_SIP = LIVEKIT_SERVER.parent / "livekit-sip"
+# In the server's namespace, whose loopback is its own: fixed ports cannot clash with the machine's.
+SIP_PORT = 5060
+SIP_REDIS_PORT = 6390
+SIP_HEALTH_PORT = 8084
+SIP_RTP_PORTS = (20000, 20199)
 
 
 @dataclass(frozen=True)
@@ -182,3 +196,87 @@ async def place_phone_call(
         found: dict[str, Any] = json.loads(lines[-1])
         return found
     return {"error": f"the caller exited {proc.returncode} without a report (see {out_dir / 'caller.log'})"}
+
+
+def sip_config(stack: RealStack) -> str:
+    """livekit-sip's YAML (JSON is YAML): SIP and RTP on the server's namespace address, the server's Redis."""
+    return json.dumps(
+        {
+            "api_key": stack.key,
+            "api_secret": stack.secret,
+            "ws_url": f"ws://{stack.pair.server_ip}:{SIGNAL_PORT}",
+            "redis": {"address": f"{LOOPBACK}:{SIP_REDIS_PORT}"},
+            "sip_port": SIP_PORT,
+            "rtp_port": {"start": SIP_RTP_PORTS[0], "end": SIP_RTP_PORTS[1]},
+            "listen_ip": stack.pair.server_ip,
+            "nat_1_to_1_ip": stack.pair.server_ip,
+            "media_nat_1_to_1_ip": stack.pair.server_ip,
+            "use_external_ip": False,
+            "media_use_external_ip": False,
+            "health_port": SIP_HEALTH_PORT,
+            # Its default refuses calls at 90 % CPU, which a shared 2-core test box is most of the time.
+            "max_cpu_utilization": 1.0,
+            "logging": {"level": "info"},
+        },
+        indent=2,
+    )
+
+
+def _stop(stack: RealStack, name: str) -> None:
+    """Stop the stack's process ``name`` (its group) and drop it from the stack."""
+    import os
+    import signal
+
+    for proc in [p for p in stack.procs if p.name == name]:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.popen.pid, signal.SIGTERM)
+        try:
+            proc.popen.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.popen.pid, signal.SIGKILL)
+            proc.popen.wait()
+        stack.procs.remove(proc)
+
+
+def start_sip(stack: RealStack, *, binary: Path = LIVEKIT_SIP) -> None:
+    """Start livekit-sip beside the running stack; the stack stops it with the rest.
+
+    livekit-server answers its SIP API and hands calls to livekit-sip only through a Redis they share, and it
+    reads Redis only at start: so a Redis (TCP, on the server namespace's loopback) starts, and livekit-server
+    starts again with it (the agent worker reconnects by itself). livekit-sip joins rooms as a WebRTC client,
+    so it runs in the server's namespace, its SIP and RTP on that namespace's address.
+
+    Raises:
+        StackFailed: A process did not come up; the message carries the tails of the logs.
+    """
+    run_dir = stack.run_dir
+    redis_argv = ["redis-server", "--bind", LOOPBACK, "--port", str(SIP_REDIS_PORT), "--save", "", "--appendonly"]
+    stack.start("sip-redis", [*redis_argv, "no", "--dir", str(run_dir)])
+    if not stack.pair.call_in(stack.pair.server_ns, lambda: _poll(lambda: _redis_answers(SIP_REDIS_PORT), stack)):
+        raise StackFailed(f"the SIP Redis did not answer within {START_CAP_S:.0f} s\n{stack.logs()}")
+    # The config the server runs with, plus the Redis.
+    server_yaml = run_dir / "livekit.yaml"
+    config = json.loads(server_yaml.read_text())
+    config["redis"] = {"address": f"{LOOPBACK}:{SIP_REDIS_PORT}"}
+    server_yaml.write_text(json.dumps(config, indent=2))
+    server = next(p for p in stack.procs if p.name == "livekit-server")
+    # Its own argv (the namespace's `ip netns exec` comes before it): binary, --config, the file.
+    server_argv = [str(arg) for arg in list(server.popen.args)[-3:]]  # type: ignore[arg-type]  # a list, as started
+    _stop(stack, "livekit-server")
+    stack.start("livekit-server", server_argv)
+    stack.wait_http(SIGNAL_PORT, "/", "livekit-server (with the SIP Redis)")
+    sip_yaml = run_dir / "livekit-sip.yaml"
+    sip_yaml.write_text(sip_config(stack))
+    stack.start("livekit-sip", [str(binary), "--config", str(sip_yaml)])
+    stack.wait_http(SIP_HEALTH_PORT, "/", "livekit-sip")
+
+
+def _poll(check: Callable[[], bool], stack: RealStack) -> bool:
+    deadline = time.monotonic() + START_CAP_S
+    while time.monotonic() < deadline:
+        stack.check_alive()
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
