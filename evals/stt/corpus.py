@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 from livekit import rtc
 
-from orchestrator.session.audio import mulaw_decode, mulaw_encode
+from orchestrator.session.line import mulaw_decode, mulaw_encode
 
 SOUNDS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")

@@ -17,7 +17,7 @@ from livekit.plugins import openai as openai_plugin
 from orchestrator.config import get_settings
 from orchestrator.providers.stt import load_vad
 from orchestrator.providers.voice import build_stt, build_tts
-from orchestrator.session.audio import turn_handling
+from orchestrator.session.line import turn_handling
 
 AGENT_NAME = "switchboard-baseline"
 REGISTERED = "baseline agent registered"

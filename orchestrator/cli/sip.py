@@ -267,7 +267,7 @@ async def _checkpoints(stack: Any, room_sids: list[str]) -> list[dict[str, Any]]
 
 def _heard_wer(checkpoints: list[dict[str, Any]]) -> float | None:
     """The mean WER of what the agent heard of each caller's spoken question (it came over G.711)."""
-    from orchestrator.session.audio import word_error_rate
+    from orchestrator.telemetry.wer import word_error_rate
 
     wers = [
         word_error_rate(DEMO_QUESTION, first["text"])

@@ -137,8 +137,8 @@ async def outcomes(stack: RealStack, callers: list[dict[str, Any]], *, wer: bool
     from orchestrator.providers import stt  # noqa: F401  # imported for that registration
     from orchestrator.queue import open_queue
     from orchestrator.runtime import Services
-    from orchestrator.session.audio import word_error_rate
     from orchestrator.store.records import CallStore
+    from orchestrator.telemetry.wer import word_error_rate
     from orchestrator.worker.runner import checkpoint_state
 
     settings = load_settings(data_dir=stack.data_dir)

@@ -56,7 +56,7 @@ def resample(pcm: bytes, rate_in: int, rate_out: int) -> bytes:
 
 def phone_line(pcm: bytes) -> bytes:
     """16 kHz speech as a G.711 μ-law call carries it: narrowband, companded, and back at 16 kHz."""
-    from orchestrator.session.audio import mulaw_decode, mulaw_encode
+    from orchestrator.session.line import mulaw_decode, mulaw_encode
 
     narrow = np.frombuffer(resample(pcm, RATE, PHONE_RATE), dtype=np.int16)
     return resample(mulaw_decode(mulaw_encode(narrow)).tobytes(), PHONE_RATE, RATE)

@@ -19,8 +19,8 @@ from agents.supervisor import speaker_of
 from orchestrator.providers.voice import VoiceStack
 from orchestrator.results import TurnRecord
 from orchestrator.runtime import Services
-from orchestrator.session.audio import CaptureAudioOutput, LineAudioInput, caller_speech, turn_handling
 from orchestrator.session.graph_llm import GraphAgent
+from orchestrator.session.line import CaptureAudioOutput, LineAudioInput, caller_speech, turn_handling
 from orchestrator.session.telephony import Keypad
 from orchestrator.session.text import TextCall
 from orchestrator.telemetry import names as n

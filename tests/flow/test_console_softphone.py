@@ -234,7 +234,7 @@ async def checkpoint(env: Env, call_id: str) -> dict[str, Any]:
 
 
 async def test_a_browser_calls_the_agent_and_hears_it_answer_each_turn(env: Env) -> None:
-    from orchestrator.session.audio import word_error_rate
+    from orchestrator.telemetry.wer import word_error_rate
 
     microphone = env.run_dir / "talk.wav"
     fake_microphone(microphone, TALK, lead_s=2.0, gap_s=TALK_GAP_S)

@@ -174,7 +174,7 @@ def real_call(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
 
 
 def test_the_caller_is_answered_in_the_room_turn_by_turn(real_call: dict[str, Any]) -> None:
-    from orchestrator.session.audio import word_error_rate
+    from orchestrator.telemetry.wer import word_error_rate
 
     caller = real_call["caller"]
     assert [t["caller"] for t in caller["turns"]] == SCRIPT

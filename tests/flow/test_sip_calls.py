@@ -107,7 +107,7 @@ def phone_calls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
 
 
 def test_digits_keyed_while_the_agent_speaks_are_held_and_verify_the_caller(phone_calls: dict[str, Any]) -> None:
-    from orchestrator.session.audio import word_error_rate
+    from orchestrator.telemetry.wer import word_error_rate
 
     customer = phone_calls["customer"]
     caller = customer["caller"]
@@ -171,7 +171,7 @@ def test_a_caller_who_withholds_their_number_keys_it_and_then_the_zip(phone_call
 
 
 def test_the_agent_hears_speech_that_came_over_a_g711_line(phone_calls: dict[str, Any]) -> None:
-    from orchestrator.session.audio import word_error_rate
+    from orchestrator.telemetry.wer import word_error_rate
 
     wers = []
     for name in ("customer", "stranger", "withheld"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.session.audio import word_error_rate
+from orchestrator.telemetry.wer import word_error_rate
 
 pytestmark = pytest.mark.unit
 
