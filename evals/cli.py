@@ -216,7 +216,7 @@ def register(eval_app: typer.Typer) -> None:
         from evals.compare import compare, print_compare, run_pair, write_compare_html
         from evals.grading import check_gates
         from evals.metrics import compute_metrics, flatten
-        from evals.prompts_ref import PromptsRefError, resolve_prompts
+        from evals.prompts_ref import PromptsRefError, resolve_prompts, with_current_replies
         from evals.runner import RunConfig
 
         table, gate_cfg = _grades_and_gates(gates)
@@ -229,6 +229,13 @@ def register(eval_app: typer.Typer) -> None:
                 fail(str(exc))
             # The candidate must run on this code; the base may be an older version with other replies.
             _check_prompts(cand_dir)
+            base_dir, taken = with_current_replies(base_dir, stack)
+            if taken:
+                shown = ", ".join(taken[:6]) + (f" and {len(taken) - 6} more" if len(taken) > 6 else "")
+                err.print(
+                    f"[dim]the base lacks {len(taken)} replies this code uses; the current text stands in: "
+                    f"{shown}[/dim]"
+                )
             common: dict[str, Any] = {
                 "repeat": repeat,
                 "concurrency": concurrency,

@@ -270,3 +270,28 @@ async def test_the_reply_rubrics_are_graded_on_every_scenario_by_the_judge_model
     asked = judge.calls[0].last_text
     assert "Did you know we offer premium support plans?" in asked
     assert asked.rstrip().endswith("Bye.")
+
+
+def test_a_base_from_before_a_reply_existed_runs_with_the_current_text_for_it(tmp_path: Path) -> None:
+    from orchestrator.cli import app
+
+    base = tmp_path / "old-prompts"
+    shutil.copytree(PROMPTS_DIR, base)
+    replies = yaml.safe_load((base / "replies.yaml").read_text(encoding="utf-8"))
+    removed = [group for group, node in replies.items() if isinstance(node, dict) and "still_need" in node]
+    assert removed, "the shipped replies have a still_need reply to take out"
+    for group in removed:
+        del replies[group]["still_need"]
+    (base / "replies.yaml").write_text(yaml.safe_dump(replies, sort_keys=False), encoding="utf-8")
+    before = (base / "replies.yaml").read_text(encoding="utf-8")
+    suite_file = smoke_subset(tmp_path, {"smoke-pay-balance"})
+    args = ["eval", "compare", str(suite_file), "--base", str(base), "--candidate", str(PROMPTS_DIR), "--json"]
+    result = CliRunner().invoke(app, args)
+    assert "the base lacks 1 replies this code uses" in result.stderr
+    assert "still_need" in result.stderr
+    # Both versions ran every scenario alike (the latency gate is left out: it measures the machine's load).
+    report = json.loads(result.stdout)
+    assert report["scenario_regressions"] == []
+    assert report["reply_regressions"] == []
+    assert {r["base_status"] for r in report["scenarios"]} == {"passed"}, result.stdout
+    assert (base / "replies.yaml").read_text(encoding="utf-8") == before  # the base folder itself is never written
