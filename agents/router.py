@@ -6,10 +6,12 @@ import re
 from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.output_parsers.openai_tools import PydanticToolsParser
+from pydantic import BaseModel, Field
 
 from agents import parsing
 from agents.context import AgentContext
-from agents.ports import INTENTS, IntentPrediction
+from agents.ports import Intent, IntentPrediction
 from agents.state import CallState, Handoff, Task, verification_of
 from agents.supervisor import MAX_UTTERANCE_CHARS
 from agents.triggers import reading
@@ -143,21 +145,29 @@ def answers_pending(task: Task, verification_awaiting: str, text: str, today: An
     return len(words) <= SHORT_ANSWER_WORDS
 
 
+class CallerIntent(BaseModel):
+    """Name what the caller wants: one label of the router's set."""
+
+    intent: Intent = Field(description="The label that fits the caller's words best")
+
+
 async def classify(ctx: AgentContext, text: str, prediction: IntentPrediction) -> tuple[IntentPrediction, str]:
-    """Give the LLM the last word when the local classifier is unsure and a model is configured."""
+    """Give the LLM the last word when the local classifier is unsure and a model is configured.
+
+    The model must call `CallerIntent`, whose schema is the label set, so its answer is a label, never prose to
+    search; a reply without the call, or with a label outside the set, leaves the classifier's answer standing.
+    """
     if prediction.confidence >= ctx.router_threshold or ctx.models is None:
         return prediction, "classifier"
-    model = ctx.models.router_model()
+    model = ctx.models.router_model().bind_tools([CallerIntent], tool_choice=CallerIntent.__name__)
+    labelled = model | PydanticToolsParser(tools=[CallerIntent], first_tool_only=True)
     try:
-        answer = await model.ainvoke([SystemMessage(ctx.prompts.system("router")), HumanMessage(text)])
+        answer = await labelled.ainvoke([SystemMessage(ctx.prompts.system("router")), HumanMessage(text)])
     except Exception:  # noqa: BLE001 - a failing fallback must not fail the turn; the classifier's answer stands
         return prediction, "classifier"
-    content = answer.content if isinstance(answer.content, str) else str(answer.content)
-    found = re.search(r"\b(" + "|".join(INTENTS) + r")\b", content.lower())
-    if not found:
+    if not isinstance(answer, CallerIntent):
         return prediction, "classifier"
-    intent = next(i for i in INTENTS if i == found.group(1))
-    return IntentPrediction(intent=intent, confidence=prediction.confidence, scores=prediction.scores), "llm"
+    return IntentPrediction(intent=answer.intent, confidence=prediction.confidence, scores=prediction.scores), "llm"
 
 
 def needs_classifier(ctx: AgentContext, state: CallState) -> bool:

@@ -15,11 +15,15 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, Field, SecretStr
 
+from agents.context import AgentContext
+from agents.ports import INTENTS, IntentPrediction
+from agents.prompts import Prompts
+from agents.router import classify
 from agents.testing import Reply, ScriptedChatModel, Stream, ToolCall
 from orchestrator.bench.providers import anthropic_api, openai_api
 from orchestrator.bench.providers.anthropic_api import AnthropicStandin, MessageReply
 from orchestrator.bench.providers.openai_api import Completion, OpenAIStandin
-from orchestrator.config import Settings
+from orchestrator.config import PROMPTS_DIR, Settings
 from orchestrator.providers.llm import ModelSpec, build_chat_model
 
 pytestmark = pytest.mark.contract
@@ -466,3 +470,66 @@ async def test_stand_in_payloads_parse_as_sdk_types(openai_standin: OpenAIStandi
         await client.close()
     assert completion.choices[0].message.content == ANSWER
     assert json.loads(completion.model_dump_json())["usage"]["total_tokens"] == 28
+
+
+# --------------------------------------------------------------------------------------------
+# The router's LLM fallback: a label by tool call, on every backend
+# --------------------------------------------------------------------------------------------
+
+
+class RouterModels:
+    """A routing policy with only the router's fallback model."""
+
+    def __init__(self, router: BaseChatModel) -> None:
+        self.router = router
+
+    def model_for(self, intent: str, confidence: float, failures: int = 0) -> BaseChatModel:
+        raise AssertionError("the router's fallback needs no specialist model")
+
+    def router_model(self) -> BaseChatModel:
+        return self.router
+
+
+UNSURE = IntentPrediction(intent="billing", confidence=0.3)
+
+
+def _router_context(backend: Backend) -> AgentContext:
+    return AgentContext(
+        tenant=None,  # type: ignore[arg-type]  # the fallback never touches the tenant
+        classifier=None,  # type: ignore[arg-type]  # the reading is handed in
+        prompts=Prompts.load(PROMPTS_DIR),
+        models=RouterModels(backend.model(model=MODEL_NAMES[backend.name])),
+    )
+
+
+async def test_router_fallback_takes_the_label_the_model_calls_with(backend: Backend) -> None:
+    backend.tool_call("CallerIntent", {"intent": "support"})
+
+    prediction, source = await classify(_router_context(backend), "the thing keeps dropping", UNSURE)
+
+    assert (prediction.intent, source) == ("support", "llm")
+    [seen] = backend.seen()
+    assert seen.tool_names == ("CallerIntent",)
+    backend.assert_complete()
+    # On the wire: the label set is the tool's schema, and the model is made to call it.
+    if isinstance(backend, OpenAIBackend):
+        body = backend.standin.requests[0].body
+        assert body["tool_choice"] == {"type": "function", "function": {"name": "CallerIntent"}}
+        assert body["tools"][0]["function"]["parameters"]["properties"]["intent"]["enum"] == list(INTENTS)
+    elif isinstance(backend, AnthropicBackend):
+        body = backend.standin.requests[0].body
+        assert body["tool_choice"] == {"type": "tool", "name": "CallerIntent"}
+        assert body["tools"][0]["input_schema"]["properties"]["intent"]["enum"] == list(INTENTS)
+
+
+@pytest.mark.parametrize("answer", ["prose", "label-outside-the-set"])
+async def test_router_fallback_without_a_label_keeps_the_classifiers_reading(backend: Backend, answer: str) -> None:
+    if answer == "prose":
+        backend.reply("That sounds like support to me.")
+    else:
+        backend.tool_call("CallerIntent", {"intent": "refunds"})
+
+    prediction, source = await classify(_router_context(backend), "the thing keeps dropping", UNSURE)
+
+    assert (prediction, source) == (UNSURE, "classifier")
+    backend.assert_complete()

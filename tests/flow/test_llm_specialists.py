@@ -35,11 +35,10 @@ class OneModel:
         return self.router
 
 
-def _keyword_intent(text: str) -> str:
+def _keyword_intent(text: str) -> ToolCall:
     lowered = text.lower()
-    if "appointment" in lowered or "visit" in lowered:
-        return "scheduling"
-    return "billing"
+    intent = "scheduling" if "appointment" in lowered or "visit" in lowered else "billing"
+    return ToolCall("CallerIntent", {"intent": intent})
 
 
 async def test_llm_billing_uses_tools_after_deterministic_verification(open_services: Callable[..., Any]) -> None:

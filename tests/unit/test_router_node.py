@@ -16,7 +16,7 @@ from agents.prompts import Prompts
 from agents.router import intent_key, route, speculate
 from agents.state import CallState, Task
 from agents.supervisor import MAX_UTTERANCE_CHARS
-from agents.testing import ScriptedChatModel
+from agents.testing import ScriptedChatModel, ToolCall
 from orchestrator.config import PROMPTS_DIR
 
 pytestmark = pytest.mark.unit
@@ -60,10 +60,28 @@ async def test_confident_reading_hands_off_without_a_model() -> None:
 
 
 async def test_unsure_reading_asks_the_llm() -> None:
-    model = ScriptedChatModel(["support"])
+    model = ScriptedChatModel([ToolCall("CallerIntent", {"intent": "support"})])
     update = await route(context("billing", 0.3, Models(model)), CallState(utterance="the thing is broken", turn=1))
     assert update["active"] == "support"
     assert "routed by llm" in update["handoffs"][0]["context"]
+    # The label set goes out as the one tool the model must call.
+    [request] = model.calls
+    assert request.tool_names == ("CallerIntent",)
+    model.assert_complete()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ["support", ToolCall("CallerIntent", {"intent": "refunds"}), ToolCall("CallerIntent", {})],
+    ids=["prose", "label-outside-the-set", "no-label"],
+)
+async def test_an_llm_answer_that_is_no_label_leaves_the_classifiers_reading(answer: str | ToolCall) -> None:
+    model = ScriptedChatModel([answer])
+    update = await route(context("billing", 0.3, Models(model)), CallState(utterance="the thing is broken", turn=1))
+    # As with no model at all: the reading stays unsure, so the caller is asked.
+    assert update["directive"] == "respond"
+    assert "right place" in update["reply"]
+    assert "handoffs" not in update
     model.assert_complete()
 
 
