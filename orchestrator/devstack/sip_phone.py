@@ -1,0 +1,216 @@
+"""A real SIP phone (PJSIP's pjsua2): it INVITEs a LiveKit SIP trunk, speaks a WAV, keys digits, records replies.
+
+Usage: sip_phone.py CONFIG_JSON  (prints one JSON line). CONFIG: ``bind`` (this phone's address), ``uri`` (the
+trunk's number at livekit-sip), ``caller`` (the From number), ``codecs`` (offered, e.g. ["PCMU/8000"]),
+``wav`` (8 kHz mono, said once the greeting is over), ``keys`` (keyed by RFC 4733 once the agent's answer to
+the WAV is over), ``out`` (a folder for heard.wav and each reply). Replies are found on what is heard: speech
+(level above a floor) that ends with QUIET_S of silence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pjsua2 as pj
+
+RATE = 8000
+QUIET_S = 1.5
+# An RMS level over 20 ms above this is speech; the line's silence is digital zero.
+SPEECH_RMS = 300.0
+ANSWER_CAP_S = 60.0
+REPLY_CAP_S = 150.0
+
+
+class Phone(pj.Call):  # type: ignore[misc]  # pj.Call is untyped
+    """One outgoing call: its states and final SIP status, and its audio once media is up."""
+
+    def __init__(self, account: Any, ep: Any, out: Path) -> None:
+        super().__init__(account)
+        self.ep, self.out = ep, out
+        self.states: list[str] = []
+        self.status: int | None = None
+        self.recorder: Any = None
+        self.media: Any = None
+        self.player: Any = None
+        self.last_state: int = pj.PJSIP_INV_STATE_NULL
+
+    def ended(self) -> bool:
+        return bool(self.last_state == pj.PJSIP_INV_STATE_DISCONNECTED)
+
+    def onCallState(self, prm: Any) -> None:  # noqa: N802  # pjsua2's callback name
+        info = self.getInfo()
+        self.states.append(info.stateText)
+        self.last_state = info.state
+        self.status = int(info.lastStatusCode)
+
+    def onCallMediaState(self, prm: Any) -> None:  # noqa: N802  # pjsua2's callback name
+        info = self.getInfo()
+        for i, media in enumerate(info.media):
+            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                self.media = self.getAudioMedia(i)
+                if self.recorder is None:
+                    self.recorder = pj.AudioMediaRecorder()
+                    self.recorder.createRecorder(str(self.out / "heard.wav"))
+                    self.media.startTransmit(self.recorder)
+
+
+class Heard:
+    """The recorder's file as it grows: speech segments in seconds from the call's media start."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def levels(self) -> np.ndarray[Any, Any]:
+        data = self.path.read_bytes()[44:] if self.path.exists() else b""
+        pcm = np.frombuffer(data[: len(data) // 2 * 2], dtype=np.int16).astype(np.float32)
+        frames = pcm[: len(pcm) // 160 * 160].reshape(-1, 160)
+        return np.sqrt((frames**2).mean(axis=1)) if len(frames) else np.zeros(0)
+
+    def segment_after(self, start_s: float) -> tuple[float, float] | None:
+        """The first speech after ``start_s`` that has ended (QUIET_S of silence after it), as (onset, end)."""
+        speech = self.levels() > SPEECH_RMS
+        first = int(start_s / 0.02)
+        onset = next((i for i in range(first, len(speech)) if speech[i]), None)
+        if onset is None:
+            return None
+        quiet = int(QUIET_S / 0.02)
+        for i in range(onset, len(speech) - quiet + 1):
+            if not speech[i : i + quiet].any():
+                return onset * 0.02, i * 0.02
+        return None
+
+    def heard_s(self) -> float:
+        return len(self.levels()) * 0.02
+
+
+def main(cfg: dict[str, Any]) -> dict[str, Any]:
+    out = Path(cfg["out"])
+    ep = pj.Endpoint()
+    ep.libCreate()
+    ep_cfg = pj.EpConfig()
+    ep_cfg.uaConfig.threadCnt = 0
+    ep_cfg.uaConfig.mainThreadOnly = True
+    ep_cfg.logConfig.level = 1
+    ep_cfg.logConfig.consoleLevel = 1
+    ep_cfg.medConfig.clockRate = RATE
+    ep_cfg.medConfig.sndClockRate = RATE
+    ep_cfg.medConfig.noVad = True
+    ep_cfg.medConfig.ecTailLen = 0
+    ep.libInit(ep_cfg)
+    transport = pj.TransportConfig()
+    transport.port = 5060
+    transport.boundAddress = cfg["bind"]
+    transport.publicAddress = cfg["bind"]
+    ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, transport)
+    ep.libStart()
+    ep.audDevManager().setNullDev()
+    for codec in ep.codecEnum2():
+        wanted = any(codec.codecId.startswith(c) for c in cfg["codecs"])
+        ep.codecSetPriority(codec.codecId, 255 if wanted else 0)
+    acc_cfg = pj.AccountConfig()
+    acc_cfg.idUri = f"sip:{cfg['caller']}@{cfg['bind']}"
+    account = pj.Account()
+    account.create(acc_cfg)
+    call = Phone(account, ep, out)
+    result: dict[str, Any] = {}
+    try:
+        return place(ep, call, cfg, out, result)
+    finally:
+        if not call.ended():
+            # A call pjsua already ended (its session terminated) raises here.
+            with contextlib.suppress(pj.Error):
+                call.hangup(pj.CallOpParam(True))
+            pump_until(ep, call, call.ended, 30)
+        result["final_status"] = call.status
+        # pjsua asserts in libDestroy while a Call object is alive.
+        call.recorder = call.media = call.player = None
+        del call
+        ep.libDestroy()
+
+
+def pump_until(ep: Any, call: Phone, cond: Any, cap_s: float) -> bool:
+    """Handle pjsua's events until ``cond()`` holds (True), the call ends or ``cap_s`` passes."""
+    deadline = time.monotonic() + cap_s
+    while time.monotonic() < deadline:
+        ep.libHandleEvents(20)
+        if cond():
+            return True
+        if call.ended():
+            return bool(cond())
+    return False
+
+
+def place(ep: Any, call: Phone, cfg: dict[str, Any], out: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """The call's script: answered, the greeting, the WAV and its reply, the keys and theirs."""
+
+    def until(cond: Any, cap_s: float) -> bool:
+        return pump_until(ep, call, cond, cap_s)
+
+    call.makeCall(cfg["uri"], pj.CallOpParam(True))
+    answered = until(lambda: call.last_state == pj.PJSIP_INV_STATE_CONFIRMED and call.media is not None, ANSWER_CAP_S)
+    result.update(answered=answered, states=list(call.states), status=call.status)
+    if not answered:
+        return result
+    heard = Heard(out / "heard.wav")
+    greeting = None
+    if until(lambda: heard.segment_after(0.0) is not None, REPLY_CAP_S):
+        greeting = heard.segment_after(0.0)
+    result["greeting_s"] = greeting
+    with wave.open(cfg["wav"]) as w:
+        said_s = w.getnframes() / w.getframerate()
+    call.player = pj.AudioMediaPlayer()
+    call.player.createPlayer(cfg["wav"], pj.PJMEDIA_FILE_NO_LOOP)
+    said_at = heard.heard_s()
+    call.player.startTransmit(call.media)
+    # The player is done when as much audio has been heard (the line's clock) as it lasts.
+    until(lambda: heard.heard_s() >= said_at + said_s, said_s + 30)
+    said_end = said_at + said_s
+    reply = None
+    if until(lambda: heard.segment_after(said_end) is not None, REPLY_CAP_S):
+        reply = heard.segment_after(said_end)
+    result["reply_s"] = reply
+    result["first_audio_ms"] = round((reply[0] - said_end) * 1000) if reply else None
+    if reply is None:
+        return result
+    keyed_at = heard.heard_s()
+    call.dialDtmf(cfg["keys"])
+    keys_reply = None
+    if until(lambda: heard.segment_after(keyed_at) is not None, REPLY_CAP_S):
+        keys_reply = heard.segment_after(keyed_at)
+    result["keys_reply_s"] = keys_reply
+    result["keys_reply_ms"] = round((keys_reply[0] - keyed_at) * 1000) if keys_reply else None
+    for name, seg in (("reply", reply), ("keys_reply", keys_reply)):
+        if seg is not None:
+            result[f"{name}_wav"] = cut(out / "heard.wav", seg, out / f"{name}.wav")
+    return result
+
+
+def cut(path: Path, segment: tuple[float, float], to: Path) -> str:
+    """The part of the recording ``segment`` covers, as a WAV of its own."""
+    data = path.read_bytes()[44:]
+    start, end = (int(s * RATE) * 2 for s in segment)
+    with wave.open(str(to), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(data[start:end])
+    return str(to)
+
+
+if __name__ == "__main__":
+    try:
+        report = main(json.loads(sys.argv[1]))
+    except Exception as exc:  # one line for the test, whatever pjsua raised (its trace on stderr)
+        import traceback
+
+        traceback.print_exc()
+        detail = getattr(exc, "info", lambda: "")() or str(exc)
+        report = {"error": f"{type(exc).__name__}: {detail}"}
+    print(json.dumps(report), flush=True)
