@@ -55,8 +55,11 @@ DEFAULT_PREFIX = "sb"
 MARKER_TTL_S = 24 * 3600
 # A running call's agent job renews its lease this often; a lease gone (its worker died with it, or a job was never
 # started by a worker that died first) tells the queue worker the agent is lost, long before the server notices.
-AGENT_LEASE_MS = 2000
-AGENT_LEASE_RENEW_S = 0.4
+# Ten renewals fit in one lease: at 2 s, ten calls on a 2-core box (load 48) lost six live agents whose renewals
+# had timed out, and each replacement started another job process on the starved machine. A job process that dies
+# is reported by its agent worker at once; only a whole worker's death waits for the lease.
+AGENT_LEASE_MS = 5000
+AGENT_LEASE_RENEW_S = 0.5
 # Once the job's session is over, its lease holds until its process has exited and the agent worker released the
 # end marker; a worker that dies in between leaves the marker to be taken when this expires.
 ENDING_LEASE_MS = 30_000
