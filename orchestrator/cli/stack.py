@@ -230,25 +230,16 @@ async def _forward(pair: Any, ns: str, port: int, listen_port: int) -> asyncio.S
     return await asyncio.start_server(serve, "127.0.0.1", listen_port)
 
 
-def _start_sip(stack: Any, show: bool) -> None:
-    """The hook for livekit-sip: started beside the stack when `.tools/bin/livekit-sip` exists.
-
-    Its config (shared Redis with livekit-server, SIP and RTP ports) belongs to `orchestrator.devstack.sip`,
-    which provides ``start_sip(stack)``; until it does, the dev stack says so and runs without SIP.
-    """
-    import importlib
-
+def _start_sip(stack: Any, show: bool) -> bool:
+    """livekit-sip beside the stack when `.tools/bin/livekit-sip` is built (`orchestrator.devstack.sip`)."""
     if not SIP_SERVER.exists():
-        return
-    try:
-        start_sip = importlib.import_module("orchestrator.devstack.sip").start_sip
-    except (ImportError, AttributeError):
         if show:
-            err.print(
-                "[yellow]livekit-sip is built, but orchestrator.devstack.sip has no start_sip(stack) yet: no SIP[/]"
-            )
-        return
+            err.print("[dim]livekit-sip is not built (make tools): no SIP[/]")
+        return False
+    from orchestrator.devstack.sip import start_sip
+
     start_sip(stack)
+    return True
 
 
 def dev(
@@ -287,11 +278,13 @@ def dev(
         run_folder(keep, "switchboard-dev-") as run_dir,
         started_stack(livekit_server, run_dir, slots=slots, show=True, node_ip=node_ip) as stack,
     ):
-        _start_sip(stack, show=True)
-        asyncio.run(_serve(stack, run_dir, node_ip=node_ip, port=port, livekit_port=livekit_port))
+        sip = _start_sip(stack, show=True)
+        asyncio.run(_serve(stack, run_dir, node_ip=node_ip, port=port, livekit_port=livekit_port, sip=sip))
 
 
-async def _serve(stack: Any, run_dir: Path, *, node_ip: str | None, port: int, livekit_port: int) -> None:
+async def _serve(
+    stack: Any, run_dir: Path, *, node_ip: str | None, port: int, livekit_port: int, sip: bool = False
+) -> None:
     """Forward the API and signalling to loopback here (in the namespaces), print the URLs, run until Ctrl-C."""
     from orchestrator.devstack.stack import API_PORT, SIGNAL_PORT, StackFailed
 
@@ -310,10 +303,13 @@ async def _serve(stack: Any, run_dir: Path, *, node_ip: str | None, port: int, l
             port, livekit_port = API_PORT, SIGNAL_PORT
             media = f"media on {node_ip}"
         base = f"http://127.0.0.1:{port}"
+        from orchestrator.devstack.sip import SIP_PORT
+
+        phone = f"  SIP        sip:<number>@{node_ip or pair.server_ip}:{SIP_PORT} (switchboard sip setup first)\n"
         print(
             f"ready\n  console    {base}/console\n  talk page  {base}/console/talk\n"
-            f"  LiveKit    ws://127.0.0.1:{livekit_port} ({media})\n  logs       {run_dir / 'stack'}\n"
-            "Ctrl-C stops everything.",
+            f"  LiveKit    ws://127.0.0.1:{livekit_port} ({media})\n{phone if sip else ''}"
+            f"  logs       {run_dir / 'stack'}\nCtrl-C stops everything.",
             flush=True,
         )
         while True:

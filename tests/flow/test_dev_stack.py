@@ -98,6 +98,8 @@ def test_dev_serves_the_stack_on_loopback_and_stops_all_of_it_on_ctrl_c(tmp_path
         assert f"LiveKit    ws://127.0.0.1:{livekit_port}" in text
         server_ip = re.search(r"media on (10\.213\.\d+\.1)", text)
         assert server_ip, text
+        if (ROOT / ".tools" / "bin" / "livekit-sip").exists():
+            assert f"SIP        sip:<number>@{server_ip.group(1)}:5060" in text
         # Both reach the namespaces from this machine's loopback.
         assert get(f"http://127.0.0.1:{api_port}/readyz") == 200
         assert get(f"http://127.0.0.1:{livekit_port}/") == 200
