@@ -21,7 +21,7 @@ from typing import Any
 
 from orchestrator.bench import burst_caller
 from orchestrator.devstack.netns import netns_pair
-from orchestrator.devstack.stack import PREFIX, ROOT, RealStack, StackFailed, real_stack
+from orchestrator.devstack.stack import PREFIX, RealStack, StackFailed, real_stack
 from orchestrator.stats import percentile
 from orchestrator.worker.hold_voice import READY_LINE
 
@@ -104,27 +104,13 @@ async def _burst(stack: RealStack, rooms: int, run_dir: Path) -> dict[str, Any]:
     stop = asyncio.Event()
     watcher = asyncio.create_task(_watch_admissions(stack, seen, stop))
     argv = [sys.executable, str(CALLER_SCRIPT), stack.caller_url, str(plan_file), str(ANSWER_CAP_S)]
-    with (run_dir / "callers.log").open("wb") as log:
-        proc = await asyncio.create_subprocess_exec(
-            *stack.pair.command(stack.pair.caller_ns, argv),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=log,
-            env=stack.env(),
-            cwd=ROOT,
-            start_new_session=True,
-        )
     try:
-        stdout, _ = await proc.communicate()
+        lines, code = await stack.run_caller(argv, run_dir / "callers.log")
     finally:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
         stop.set()
         await watcher
-    lines = stdout.decode(errors="replace").strip().splitlines()
     if not lines:
-        raise StackFailed(f"the callers exited {proc.returncode} without a report (see {run_dir / 'callers.log'})")
+        raise StackFailed(f"the callers exited {code} without a report (see {run_dir / 'callers.log'})")
     callers: list[dict[str, Any]] = json.loads(lines[-1])
     (run_dir / "callers.json").write_text(json.dumps({"callers": callers, "admissions": seen}))
     return {"callers": callers, "seen": seen, **await _settled(stack, callers)}

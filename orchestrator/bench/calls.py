@@ -29,7 +29,7 @@ from orchestrator.bench.baseline_agent import AGENT_NAME, REGISTERED
 from orchestrator.bench.providers.profile import Profile, ProfileCartesia, ProfileDeepgram, ProfileOpenAI
 from orchestrator.devstack.calls import CALLER_SCRIPT, spoken
 from orchestrator.devstack.netns import NetnsPair, netns_pair
-from orchestrator.devstack.stack import ROOT, RealStack, StackFailed, real_stack
+from orchestrator.devstack.stack import RealStack, StackFailed, real_stack
 from orchestrator.stats import percentile
 
 T = TypeVar("T")
@@ -152,25 +152,10 @@ async def _call(stack: RealStack, heard: Path, *, baseline: bool) -> dict[str, A
     token = _token(stack, room, f"caller-{room}", baseline=baseline)
     argv = [sys.executable, str(CALLER_SCRIPT), stack.caller_url, token, str(out_dir), json.dumps(TURNS)]
     started = time.monotonic()
-    with (out_dir / "caller.log").open("wb") as log:
-        proc = await asyncio.create_subprocess_exec(
-            *stack.pair.command(stack.pair.caller_ns, argv),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=log,
-            env=stack.env(),
-            cwd=ROOT,
-            start_new_session=True,
-        )
     try:
-        stdout, _ = await asyncio.wait_for(proc.communicate(), CALL_CAP_S)
+        lines, _ = await stack.run_caller(argv, out_dir / "caller.log", CALL_CAP_S)
     except TimeoutError:
         return {"error": f"the caller did not finish within {CALL_CAP_S:.0f} s", "seconds": CALL_CAP_S}
-    finally:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-    lines = stdout.decode(errors="replace").strip().splitlines()
     try:
         found: dict[str, Any] = json.loads(lines[-1]) if lines else {"error": "no report"}
     except json.JSONDecodeError:

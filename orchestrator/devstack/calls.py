@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import secrets
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.devstack import caller as caller_module
-from orchestrator.devstack.stack import PREFIX, ROOT, RealStack
+from orchestrator.devstack.stack import PREFIX, RealStack
 from orchestrator.stats import percentile
 
 CALLER_SCRIPT = Path(caller_module.__file__)
@@ -62,33 +61,16 @@ async def place(stack: RealStack, n: int, call: PlacedCall, heard_dir: Path) -> 
     out_dir = heard_dir / f"call-{n}"
     out_dir.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, str(CALLER_SCRIPT), stack.caller_url, token, str(out_dir), json.dumps(list(call.turns))]
-    with (out_dir / "caller.log").open("wb") as log:
-        proc = await asyncio.create_subprocess_exec(
-            *stack.pair.command(stack.pair.caller_ns, argv),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=log,
-            env=stack.env(),
-            cwd=ROOT,
-            # Its own session: a Ctrl-C reaches only the command, which ends the callers itself (below).
-            start_new_session=True,
-        )
     try:
-        stdout, _ = await asyncio.wait_for(proc.communicate(), CALL_CAP_S)
+        lines, code = await stack.run_caller(argv, out_dir / "caller.log", CALL_CAP_S)
     except TimeoutError:
         return {"error": f"the caller did not finish within {CALL_CAP_S:.0f} s"}
-    finally:
-        # Cancelled (Ctrl-C) or timed out: the caller must not outlive the command.
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-    lines = stdout.decode(errors="replace").strip().splitlines()
     try:
         found: dict[str, Any] = json.loads(lines[-1]) if lines else {}
     except json.JSONDecodeError:
         found = {}
     if not found:
-        found = {"error": f"the caller exited {proc.returncode} without a report (see {out_dir / 'caller.log'})"}
+        found = {"error": f"the caller exited {code} without a report (see {out_dir / 'caller.log'})"}
     return found
 
 

@@ -9,7 +9,6 @@ SIP participant LiveKit SIP makes of a call (`phone_caller`), placed in the real
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import secrets
@@ -26,7 +25,6 @@ from typing import Any
 
 from orchestrator.devstack.stack import (
     LIVEKIT_SERVER,
-    ROOT,
     SIGNAL_PORT,
     START_CAP_S,
     RealStack,
@@ -172,30 +170,14 @@ async def place_phone_call(
 
     room = f"call-_{number}_{secrets.token_hex(4)}"
     argv = [sys.executable, phone_caller.__file__, stack.caller_url, phone_token(stack, room, number)]
-    with (out_dir / "caller.log").open("wb") as log:
-        proc = await asyncio.create_subprocess_exec(
-            *stack.pair.command(stack.pair.caller_ns, [*argv, str(out_dir), json.dumps(steps)]),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=log,
-            env=stack.env(),
-            cwd=ROOT,
-            start_new_session=True,
-        )
     try:
-        stdout, _ = await asyncio.wait_for(proc.communicate(), cap_s)
+        lines, code = await stack.run_caller([*argv, str(out_dir), json.dumps(steps)], out_dir / "caller.log", cap_s)
     except TimeoutError:
         return {"error": f"the caller did not finish within {cap_s:.0f} s"}
-    finally:
-        # Cancelled or timed out: the caller must not outlive us.
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-    lines = stdout.decode(errors="replace").strip().splitlines()
     with contextlib.suppress(json.JSONDecodeError, IndexError):
         found: dict[str, Any] = json.loads(lines[-1])
         return found
-    return {"error": f"the caller exited {proc.returncode} without a report (see {out_dir / 'caller.log'})"}
+    return {"error": f"the caller exited {code} without a report (see {out_dir / 'caller.log'})"}
 
 
 def sip_config(stack: RealStack) -> str:

@@ -128,6 +128,30 @@ class RealStack:
 
         self.pair.call_in(self.pair.server_ns, lambda: asyncio.run(create()))
 
+    async def run_caller(self, argv: list[str], log: Path, cap_s: float | None = None) -> tuple[list[str], int | None]:
+        """Run a caller process in the caller's namespace until it exits; its stdout lines and exit code.
+
+        Its stderr goes to ``log``. It never outlives the await: cancelled (Ctrl-C) or past ``cap_s``, it is
+        killed, and a timeout raises `TimeoutError`. Its own session keeps a Ctrl-C for the command alone.
+        """
+        with log.open("wb") as err:
+            proc = await asyncio.create_subprocess_exec(
+                *self.pair.command(self.pair.caller_ns, argv),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=err,
+                env=self.env(),
+                cwd=ROOT,
+                start_new_session=True,
+            )
+        try:
+            stdout, _ = await asyncio.wait_for(proc.communicate(), cap_s)
+        finally:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        return stdout.decode(errors="replace").strip().splitlines(), proc.returncode
+
     def env(self) -> dict[str, str]:
         env = {
             k: v
