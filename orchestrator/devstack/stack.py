@@ -36,6 +36,10 @@ PREFIX = "sb"
 START_CAP_S = 120.0
 
 
+# How long the whole stack gets to stop on SIGTERM before what is left is killed.
+STOP_GRACE_S = 20.0
+
+
 class StackFailed(RuntimeError):
     """A process of the stack did not come up, or died; the message carries the tails of its log."""
 
@@ -222,14 +226,18 @@ class RealStack:
             raise StackFailed(f"{what} did not answer 200 on :{port}{path} within {START_CAP_S:.0f} s\n{self.logs()}")
 
     def stop(self) -> None:
-        """SIGTERM every process group (the agent worker drains), then SIGKILL what is left; in reverse order."""
+        """SIGTERM every process group (the agent worker drains), then SIGKILL what is left; in reverse order.
+
+        The processes share one 20 s grace, not 20 s each: a stop must end in bounded time however many there are.
+        """
         for proc in reversed(self.procs):
             if proc.popen.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.popen.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
         for proc in reversed(self.procs):
             try:
-                proc.popen.wait(timeout=20)
+                proc.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.popen.pid, signal.SIGKILL)

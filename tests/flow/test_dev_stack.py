@@ -114,7 +114,12 @@ def test_dev_serves_the_stack_on_loopback_and_stops_all_of_it_on_ctrl_c(tmp_path
             proc.kill()
             proc.wait()
         errors.close()
+        # A failed stop must not leave the stack running for the rest of the suite: report it, then end it.
+        left = started_by(run_dir)
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert left == set(), f"left running after dev stopped: {sorted(left)}"
     stderr = (tmp_path / "dev.err").read_text()
     assert "Traceback" not in stderr, stderr
-    assert started_by(run_dir) == set()
     assert namespaces_holding(server_ip.group(1)) == []
