@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, inspect, or_, select, text
+from sqlalchemy import delete, func, inspect, or_, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import selectinload
@@ -256,20 +256,30 @@ class CallStore:
         return number_key(caller_id, self._record_key) if len(digits_of(caller_id)) >= _PHONE_DIGITS else None
 
     async def _hide_clear_numbers(self) -> None:
-        """Rows written before numbers were keyed kept them in clear: mask them and key their search column."""
-        async with self._sessions() as session, session.begin():
+        """Rows written before numbers were keyed kept them in clear: mask them and key their search column.
+
+        Every process opening the schema may run this at once. Reading first and then writing each row in a
+        transaction that starts with its write keeps SQLite from the deadlock of two readers upgrading to
+        writers; a row another process has already masked no longer matches its update.
+        """
+        async with self.engine.connect() as conn:
             rows = (
-                await session.execute(
+                await conn.execute(
                     # A key is 32 characters; the digits kept in clear were 10 at most.
-                    select(CallRow.call_id, CallRow.caller_id).where(func.length(CallRow.caller_digits) <= 10)
+                    select(CallRow.call_id, CallRow.caller_id, CallRow.caller_digits).where(
+                        func.length(CallRow.caller_digits) <= 10
+                    )
                 )
             ).all()
-            for call_id, caller_id in rows:
-                if caller_id is None or len(digits_of(caller_id)) < _PHONE_DIGITS:
-                    continue
-                row = await session.get(CallRow, call_id)
-                if row is not None:
-                    row.caller_id, row.caller_digits = masked_number(caller_id), self._number_key(caller_id)
+        for call_id, caller_id, clear in rows:
+            if caller_id is None or len(digits_of(caller_id)) < _PHONE_DIGITS:
+                continue
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    update(CallRow)
+                    .where(CallRow.call_id == call_id, CallRow.caller_digits == clear)
+                    .values(caller_id=masked_number(caller_id), caller_digits=self._number_key(caller_id))
+                )
 
     async def record_call(
         self,

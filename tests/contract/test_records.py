@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -259,3 +260,27 @@ async def test_records_written_with_the_number_in_clear_are_masked_when_the_sche
     assert stored[0] == "***0001"
     assert stored[1] != "5550100001"
     assert await store.count_calls(number="(555) 010-0001") == 1
+
+
+async def test_processes_opening_the_schema_at_once_mask_old_numbers_without_a_lock_error(tmp_path: Path) -> None:
+    # Each engine stands for a process: SQLite locks between connections as it does between processes.
+    url = f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"
+    first = CallStore(open_engine(url))
+    await first.create_schema()
+    for i in range(40):
+        result = billing_call(f"call-{i}")
+        result.caller_id = f"+1555010{i:04d}"
+        await first.record_call(result, started_at=T0 + timedelta(minutes=i), duration_s=10)
+    async with first.engine.begin() as conn:
+        await conn.execute(text("UPDATE cc_calls SET caller_id = '+15550100001', caller_digits = '5550100001'"))
+    stores = [CallStore(open_engine(url)) for _ in range(3)]
+    try:
+        await asyncio.gather(*(s.create_schema() for s in stores))
+        async with first.engine.connect() as conn:
+            left = (
+                await conn.execute(text("SELECT count(*) FROM cc_calls WHERE caller_digits = '5550100001'"))
+            ).scalar()
+        assert left == 0
+    finally:
+        for s in [first, *stores]:
+            await s.engine.dispose()
