@@ -74,7 +74,16 @@ def test_dev_serves_the_stack_on_loopback_and_stops_all_of_it_on_ctrl_c(tmp_path
     argv = [sys.executable, "-m", "orchestrator.cli", "dev", "--port", str(api_port)]
     argv += ["--livekit-port", str(livekit_port), "--keep", str(run_dir)]
     errors = (tmp_path / "dev.err").open("w")
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors, text=True, cwd=ROOT)
+    # Ctrl-C as at a terminal: a suite started in the background (nohup, a CI runner) ignores SIGINT, and a child
+    # inherits that, so Python would never turn the test's SIGINT into KeyboardInterrupt.
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=errors,
+        text=True,
+        cwd=ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509  # no threads run it
+    )
     lines: queue.Queue[str] = queue.Queue()
 
     def read() -> None:
