@@ -38,12 +38,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("flite") is None, reason="no flite: apt-get install -y flite"),
     # Four spoken calls one after another on a shared 2-core box; every wait inside has its own cap.
     pytest.mark.timeout(1200),
-    # Reported, not hidden: it passed 9 of 9 when written, then failed on the last fresh clones with the held
-    # call's ZIP turn unanswered on the draining node ("no answer to '1 0 0 2 7' within 60 s"); the cause, among
-    # the later agent-worker and speech changes, is not found yet. It still runs, and a pass is shown as XPASS.
-    pytest.mark.xfail(
-        reason="two-node drill: the held call's ZIP turn goes unanswered since later changes", strict=False
-    ),
 ]
 
 CALLER = "+15550100001"
@@ -213,6 +207,10 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
         yield result
 
 
+# Reported, not hidden: it passed 9 of 9 when written, then failed on the last fresh clones with the held call's ZIP
+# turn unanswered on the draining node ("no answer to '1 0 0 2 7' within 60 s"); the cause, among the later
+# agent-worker and speech changes, is not found yet. It still runs, and a pass shows as XPASS. The SIGKILL drill passes.
+@pytest.mark.xfail(reason="SIGTERM drill: the held call's ZIP turn goes unanswered since later changes", strict=False)
 class TestOneNodeStopped:
     """SIGTERM: the node drains, its call ends normally, and the other node takes the new calls."""
 
