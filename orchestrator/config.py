@@ -210,6 +210,9 @@ class Settings(BaseSettings):
     # How long a draining agent worker (SIGTERM) lets its calls run before it ends them itself: under the 900 s its
     # orchestrator waits before SIGKILL (deploy/), so the calls end with their records; livekit's default is an hour.
     agent_drain_timeout_s: int = Field(default=840, gt=0)
+    # A caller in a room silent this long (both sides quiet) is asked if they are still there; as long again, the
+    # call ends.
+    caller_away_s: float = Field(default=15.0, gt=0)
     # Supervisor console (issue 7). Users live in the database (`switchboard users add`); the secret signs
     # session cookies, so set it in production (every process of one deployment needs the same value).
     console_secret: SecretStr = SecretStr("switchboard-console-dev-secret-change-me")

@@ -35,8 +35,8 @@ BeforeTurn = Callable[[TextCall], Awaitable[None]]
 HumanLines = Callable[[], Awaitable[AsyncIterator[str]]]
 TurnDone = Callable[[TextCall, str, TurnRecord], Awaitable[None]]
 
-# A caller in a room who says nothing for livekit's user-away timeout (15 s of silence on both sides) is asked once if
-# they are still there; silent as long again after it, the call ends (their line is dead, or they walked away).
+# A caller in a room who says nothing for livekit's user-away timeout (`Settings.caller_away_s`, 15 s of silence on
+# both sides) is asked once if they are still there; silent as long again, the call ends (a dead line, or gone).
 STILL_THERE = "Are you still there?"
 
 # How long a turn's record waits for the graph run behind it to finish (its checkpoint holds the turn's
@@ -134,7 +134,11 @@ class VoiceCall(TextCall):
         self.human_lines = human_lines
         self._speaker: asyncio.Task[None] | None = None
         # A local line carries only the caller (no echo to cancel), and a script has pauses of its own.
-        line_options: dict[str, Any] = {} if line is None else {"user_away_timeout": None, "aec_warmup_duration": None}
+        line_options: dict[str, Any] = (
+            {"user_away_timeout": services.settings.caller_away_s}
+            if line is None
+            else {"user_away_timeout": None, "aec_warmup_duration": None}
+        )
         self.session = AgentSession(
             llm=self.llm,
             stt=voice.stt,

@@ -144,6 +144,9 @@ def _logged(stack: MultiNodeStack, index: int, text: str) -> int:
 def _stack(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[tuple[MultiNodeStack, NetnsPair]]:
     run_dir = tmp_path_factory.mktemp(name)
     with contextlib.ExitStack() as cleanup:
+        # The held call's caller stays silent while the other calls are placed and a node is stopped, longer than
+        # the 15 s after which an agent asks if a silent caller is still there and then ends the call.
+        cleanup.enter_context(pytest.MonkeyPatch.context()).setenv("SWITCHBOARD_CALLER_AWAY_S", "600")
         try:
             pair = cleanup.enter_context(netns_pair())
         except NamespacesUnavailable as exc:
@@ -207,10 +210,10 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
         yield result
 
 
-# Reported, not hidden: it passed 9 of 9 when written, then failed on the last fresh clones with the held call's ZIP
-# turn unanswered on the draining node ("no answer to '1 0 0 2 7' within 60 s"); the cause, among the later
-# agent-worker and speech changes, is not found yet. It still runs, and a pass shows as XPASS. The SIGKILL drill passes.
-@pytest.mark.xfail(reason="SIGTERM drill: the held call's ZIP turn goes unanswered since later changes", strict=False)
+# Reported, not hidden: it passed 9 of 9 when written, then failed on a fresh clone: the held caller's silence
+# outlasted the agent's new "are you still there?" timeout (now lifted for this drill), and after that the draining
+# node's call ended without a report at load. Not found yet; it still runs, and a pass shows as XPASS.
+@pytest.mark.xfail(reason="SIGTERM drill: a call on the draining node fails at load since later changes", strict=False)
 class TestOneNodeStopped:
     """SIGTERM: the node drains, its call ends normally, and the other node takes the new calls."""
 
