@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
+import redis
 import uvicorn
 from fastapi import FastAPI
 from starlette.routing import BaseRoute
 
-from orchestrator.config import Settings
+from orchestrator.api import create_app
+from orchestrator.config import Settings, load_settings
 from orchestrator.console.auth import Role
 from orchestrator.live import LiveFeed
 from orchestrator.queue import CallQueue
 from orchestrator.runtime import Services
 from orchestrator.worker.runner import TextCallRunner
 from orchestrator.worker.worker import Worker
+from tests.conftest import REDIS_TEST_URL
 
 
 class ServedApp:
@@ -87,6 +92,26 @@ def app_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
             yield from app_routes(inner.routes)
         else:
             yield route
+
+
+@contextmanager
+def served_console(name: str, password: str, **settings: Any) -> Iterator[ServedApp]:
+    """The API on the test Redis under a fresh queue prefix, with supervisors sam and kim and admin ada; the
+    prefix's keys are deleted afterwards. ``settings`` are passed on to `load_settings`."""
+    prefix = f"{name}-{uuid.uuid4().hex[:10]}"
+    config = load_settings(redis_url=REDIS_TEST_URL, data_dir=tempfile.mkdtemp(prefix=f"sb-{name}-"), **settings)
+    with served(create_app(config, queue_prefix=prefix)) as srv:
+        srv.add_user("sam", password, "supervisor")
+        srv.add_user("kim", password, "supervisor")
+        srv.add_user("ada", password, "admin")
+        yield srv
+    client = redis.Redis.from_url(REDIS_TEST_URL)
+    try:
+        keys = list(client.scan_iter(f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 @contextmanager

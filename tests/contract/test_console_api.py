@@ -21,7 +21,7 @@ from orchestrator.config import load_settings
 from orchestrator.console.auth import SESSION_COOKIE, hash_password, verify_password
 from orchestrator.contracts import CallJob
 from tests.conftest import REDIS_TEST_URL
-from tests.console_app import ServedApp, app_routes, served
+from tests.console_app import ServedApp, app_routes, served, served_console
 
 pytestmark = pytest.mark.contract
 
@@ -30,25 +30,8 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServedApp]:
-    prefix = f"console-{uuid.uuid4().hex[:10]}"
-    settings = load_settings(
-        redis_url=REDIS_TEST_URL,
-        data_dir=tempfile.mkdtemp(prefix="sb-console-"),
-        console_lease_s=2.0,
-        console_disconnect_grace_s=0.3,
-    )
-    with served(create_app(settings, queue_prefix=prefix)) as srv:
-        srv.add_user("sam", PASSWORD, "supervisor")
-        srv.add_user("kim", PASSWORD, "supervisor")
-        srv.add_user("ada", PASSWORD, "admin")
+    with served_console("console", PASSWORD, console_lease_s=2.0, console_disconnect_grace_s=0.3) as srv:
         yield srv
-    client = redis.Redis.from_url(REDIS_TEST_URL)
-    try:
-        keys = list(client.scan_iter(f"{prefix}:*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 def login(server: ServedApp, username: str) -> tuple[httpx.Client, str]:

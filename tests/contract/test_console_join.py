@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import json
-import tempfile
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import redis
 from livekit.api import TokenVerifier
 
-from orchestrator.api import create_app
-from orchestrator.config import load_settings
 from orchestrator.contracts import CallJob
-from tests.conftest import REDIS_TEST_URL
-from tests.console_app import ServedApp, served
+from tests.console_app import ServedApp, served_console
 
 pytestmark = pytest.mark.contract
 
@@ -28,26 +23,10 @@ PUBLIC = "wss://voice.example.test"
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServedApp]:
-    prefix = f"console-join-{uuid.uuid4().hex[:10]}"
-    settings = load_settings(
-        redis_url=REDIS_TEST_URL,
-        data_dir=tempfile.mkdtemp(prefix="sb-console-join-"),
-        livekit_url=LIVEKIT,
-        livekit_public_url=PUBLIC,
-        console_lease_s=30.0,
-    )
-    with served(create_app(settings, queue_prefix=prefix)) as srv:
-        srv.add_user("sam", PASSWORD, "supervisor")
-        srv.add_user("kim", PASSWORD, "supervisor")
-        srv.add_user("ada", PASSWORD, "admin")
+    with served_console(
+        "console-join", PASSWORD, livekit_url=LIVEKIT, livekit_public_url=PUBLIC, console_lease_s=30.0
+    ) as srv:
         yield srv
-    client = redis.Redis.from_url(REDIS_TEST_URL)
-    try:
-        keys = list(client.scan_iter(f"{prefix}:*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 def login(server: ServedApp, username: str) -> httpx.Client:
