@@ -121,11 +121,13 @@ class CallQueue:
             uses_ttl_s: How long admission remembers that a call id was used (keep it at least as long
                 as call records and checkpoints are kept, so a reused id never finds an old call's state).
             alerts_maxlen: Approximate length cap of the alerts stream.
-            sync_replicas: Replicas that must hold each write whose refusal is safe to retry (admit, ack, fail,
-                release, abandon, replay) before it counts (``WAIT``); 0 trusts the primary alone. With it, a
-                primary lost right after a 202 or an ack cannot take the call's admission or its end with it.
-                Claims are not waited on: a claim the new primary lacks only hands the call out again, and
-                its first holder, finding it gone at its next heartbeat, stops.
+            sync_replicas: Replicas that must hold each write that admits, hands out or ends a call (admit,
+                claim, reclaim, ack, fail, release, abandon, replay) before it counts (``WAIT``); 0 trusts the
+                primary alone. With it, a primary lost right after a 202 or an ack cannot take the call's
+                admission or its end with it, and a call is never run by two workers because the new primary
+                lacked the first one's claim. A claim whose confirmation falls short raises
+                :class:`NoPrimary` and is not run: its calls stay pending under this worker and are reclaimed
+                after ``reclaim_idle_ms`` (or, if the claim was lost with the primary, claimed anew).
             sync_timeout_ms: Longest ``WAIT``; fewer confirmations by then raise :class:`NoPrimary`.
             owns_client: Close ``redis`` in :meth:`aclose`.
         """
@@ -245,6 +247,8 @@ class CallQueue:
     async def _run(self, script: AsyncScript, keys: list[str], args: list[Any], durable: bool) -> Any:
         if not durable or self.sync_replicas <= 0:
             return await script(keys=keys, args=args)
+        if script is self._claim or script is self._reclaim:
+            await self._replicas_ready()
         # WAIT counts the replicas that hold this connection's writes, so it follows the script on one
         # connection: a pipeline (not a transaction; WAIT is not allowed inside MULTI).
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -253,6 +257,14 @@ class CallQueue:
             result, acked = await pipe.execute()
         self._check_replicas(acked)
         return result
+
+    async def _replicas_ready(self) -> None:
+        """Refuse to hand out calls while the primary lacks its replicas (a write-free ``WAIT``).
+
+        A claim that ran but was not confirmed still counted a delivery; repeated every tick of an outage
+        (a new primary waiting for a replica), those deliveries would dead-letter calls nobody ran.
+        """
+        self._check_replicas(int(await self.redis.wait(self.sync_replicas, self.sync_timeout_ms)))
 
     def _check_replicas(self, acked: int) -> None:
         if acked < self.sync_replicas:
@@ -350,16 +362,14 @@ class CallQueue:
         if self._unobserved:
             args += ["|", *self._unobserved]
             self._unobserved = []
-        raw = await self._call(self._claim, keys, args)
+        raw = await self._call(self._claim, keys, args, durable=True)
         calls = self._parse(raw, consumer)
         if calls or block_ms <= 0:
             return calls
         # Nothing waits: block on every stream at once. A wake-up serves only the stream that got
         # the new entry, and every stream was empty a moment ago, so priority order still holds.
         # redis-py's stubs type stream replies loosely; the shapes are checked by the tests
-        resp: Any = await self.redis.xreadgroup(
-            GROUP, consumer, dict.fromkeys(self._streams, ">"), count=count, block=block_ms
-        )
+        resp: Any = await self._read_new(consumer, count, block_ms)
         if not resp:
             return []
         now = time.monotonic()
@@ -374,6 +384,25 @@ class CallQueue:
                 self._unobserved.append(waited)
                 out.append(self._claimed(idx, eid, 1, int(f["a"]), f["j"], waited, consumer, now))
         return out
+
+    async def _read_new(self, consumer: str, count: int, block_ms: int) -> Any:
+        """XREADGROUP of new entries, followed on its connection by ``WAIT`` when claims must be replicated."""
+        streams: dict[Any, Any] = dict.fromkeys(self._streams, ">")  # redis-py's stubs want a wider key type
+        try:
+            if self.sync_replicas <= 0:
+                return await self.redis.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
+            await self._replicas_ready()
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
+                pipe.wait(self.sync_replicas, self.sync_timeout_ms)
+                resp, acked = await pipe.execute()
+        except ResponseError as exc:
+            if refuses_writes(exc):
+                raise NoPrimary(f"Redis refused the read of new calls: {exc}") from exc
+            raise
+        if resp:  # nothing read, nothing written: an empty read needs no confirmation
+            self._check_replicas(acked)
+        return resp
 
     async def flush_observations(self) -> None:
         """Feed the histogram with waits of blocking claims not yet recorded (the next claim does it too)."""
@@ -453,7 +482,7 @@ class CallQueue:
             return []
         keys = [self.keys.dead, self.keys.alerts, self.keys.location, self.keys.counters, *self._streams]
         args = [GROUP, consumer, count, self.reclaim_idle_ms, self.max_attempts, self.alerts_maxlen]
-        return self._parse(await self._call(self._reclaim, keys, args), consumer)
+        return self._parse(await self._call(self._reclaim, keys, args, durable=True), consumer)
 
     # ------------------------------------------------------------------ outcomes
     async def ack(self, claimed: ClaimedCall) -> bool:

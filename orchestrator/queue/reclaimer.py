@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections.abc import Callable, Collection
 
 from orchestrator.queue.call_queue import CallQueue, ClaimedCall
@@ -58,11 +60,27 @@ class Reclaimer:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.outage = Outage(f"queue upkeep of {consumer}")
+        self._unreachable = False  # the last tick found Redis unreachable
+        self._back_at = -math.inf  # when Redis last answered again after that
 
     async def tick(self) -> None:
-        """One pass of upkeep (the timer calls it; tests may call it directly)."""
+        """One pass of upkeep (the timer calls it; tests may call it directly).
+
+        After Redis was unreachable (a restart, a failover) no call is taken over until ``reclaim_idle_ms``
+        have passed since it answered again: every call looks idle then, because no holder could renew it,
+        and the living holders get that long to renew theirs before anything counts as abandoned.
+        """
+        try:
+            await self._tick()
+        except UNREACHABLE:
+            self._unreachable = True
+            raise
+
+    async def _tick(self) -> None:
         ttl_ms = max(3 * int(self.interval_s * 1000), self.queue.reclaim_idle_ms)
         await self.queue.register_worker(self.consumer, self.slots, ttl_ms=ttl_ms)
+        if self._unreachable:
+            self._unreachable, self._back_at = False, time.monotonic()
         held = list(self._held())
         if held:
             lost = await self.queue.heartbeat(held)
@@ -70,7 +88,8 @@ class Reclaimer:
                 self._on_lost(lost)
         await self.queue.promote_due()
         free = self._free()
-        if free > 0:
+        settled = time.monotonic() - self._back_at >= self.queue.reclaim_idle_ms / 1000
+        if free > 0 and settled:
             reclaimed = await self.queue.reclaim(self.consumer, count=free)
             if reclaimed:
                 self._on_claimed(reclaimed)

@@ -299,14 +299,16 @@ class Worker:
             except Exception:
                 logger.exception("outcome hook failed for call %s", claimed.call_id)
 
-    async def _settle(self, claimed: ClaimedCall, step: Callable[[], Awaitable[bool]]) -> bool:
+    async def _settle(
+        self, claimed: ClaimedCall, step: Callable[[], Awaitable[bool]], *, check_first: bool = False
+    ) -> bool:
         """Run a call's last queue step, waiting out a Redis outage; False if the call is no longer ours.
 
-        The call stays in ``_running`` meanwhile, so the upkeep keeps renewing it. After a failed try the
-        call's ownership is checked (and its idle time reset) before the next, so a call another worker
-        took over while Redis was away is left to that worker.
+        The call stays in ``_running`` meanwhile, so the upkeep keeps renewing it. After a failed try (and
+        before the first with ``check_first``) the call's ownership is checked and its idle time reset, so a
+        call another worker took over (we stalled, or Redis failed over) is left to that worker.
         """
-        retry = False
+        retry = check_first
         self._ending.add(claimed.entry_id)
         try:
             while True:
@@ -342,7 +344,8 @@ class Worker:
             return True
 
         try:
-            await self._settle(claimed, step)
+            # Ownership first: a holder that lost the call between heartbeats must not publish it too.
+            await self._settle(claimed, step, check_first=True)
         except Exception:
             # Not acked: the call is reclaimed after the idle time and its (ended) checkpoint re-published.
             logger.exception("could not record the end of call %s", claimed.call_id)

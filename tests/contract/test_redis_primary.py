@@ -87,3 +87,39 @@ async def test_with_sync_replicas_an_admission_is_on_the_replica_before_the_202(
     finally:
         reader.close()
         await queue.aclose()
+
+
+async def test_without_its_replica_a_claim_hands_out_nothing_and_counts_no_delivery(
+    pair: tuple[RedisProc, RedisProc],
+) -> None:
+    # A claim that ran but was not confirmed would count a delivery each try; a new primary waiting for
+    # its replica would then dead-letter the calls nobody ran. So nothing is claimed until the replica is back.
+    primary, replica = pair
+    queue = CallQueue.from_url(
+        primary.url,
+        prefix=f"sync-{uuid.uuid4().hex[:8]}",
+        sync_replicas=1,
+        max_attempts=1,  # one more delivery dead-letters the call
+        reclaim_idle_ms=100,
+        heartbeat_ms=50,
+    )
+    try:
+        await queue.admit(CallJob(call_id="held-1", source="sip"))
+        replica.kill9()
+        wait_for(lambda: primary.client().info("replication")["connected_slaves"] == 0, "the primary losing it")
+        for _ in range(2):
+            with pytest.raises(NoPrimary, match="0 of 1 replicas"):
+                await queue.claim("w1", block_ms=0)
+            with pytest.raises(NoPrimary, match="0 of 1 replicas"):
+                await queue.claim("w1", block_ms=50)  # the blocking read of new calls
+            with pytest.raises(NoPrimary, match="0 of 1 replicas"):
+                await queue.reclaim("w2", count=1)
+        stats = await queue.stats()
+        assert (stats.waiting, stats.in_flight, stats.dead_letters) == (1, 0, 0)
+
+        replica.start()
+        replica.wait_in_sync()
+        claimed = await queue.claim("w1", block_ms=0)
+        assert [(c.call_id, c.deliveries, c.job.attempt) for c in claimed] == [("held-1", 1, 1)]
+    finally:
+        await queue.aclose()
