@@ -21,7 +21,7 @@ from orchestrator.results import TurnRecord
 from orchestrator.runtime import Services
 from orchestrator.session.graph_llm import GraphAgent
 from orchestrator.session.line import CaptureAudioOutput, LineAudioInput, caller_speech, turn_handling
-from orchestrator.session.telephony import Keypad
+from orchestrator.session.telephony import CallerKeys, Keypad
 from orchestrator.session.text import TextCall
 from orchestrator.telemetry import names as n
 from orchestrator.telemetry.voice import turn_stages
@@ -163,6 +163,8 @@ class VoiceCall(TextCall):
         self.session.on("close", lambda _ev: self.closed.set())
         # A phone caller's keyed digits (a room's SIP DTMF) are a caller turn of their own.
         self.keypad: Keypad | None = None
+        # Whose keys count: the call's SIP caller's only.
+        self._caller_keys = CallerKeys(room) if room is not None else None
         if room is not None:
             self.keypad = Keypad(self._keyed)
             room.on("sip_dtmf_received", self._on_dtmf)
@@ -191,7 +193,8 @@ class VoiceCall(TextCall):
             log.exception("call %s: speaking a supervisor's lines failed", self.call_id)
 
     def _on_dtmf(self, dtmf: rtc.SipDTMF) -> None:
-        if self.keypad is not None:
+        # Only the caller's keys answer the caller's questions (a supervisor's would verify the caller).
+        if self.keypad is not None and self._caller_keys is not None and self._caller_keys.accepts(dtmf):
             self.keypad.key(dtmf.digit)
 
     def _on_agent_state(self, ev: AgentStateChangedEvent) -> None:

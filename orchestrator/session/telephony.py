@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from livekit import rtc
 
-__all__ = ["END_KEY", "PAUSE_S", "Keypad", "sip_caller_number"]
+__all__ = ["END_KEY", "PAUSE_S", "CallerKeys", "Keypad", "sip_caller_number"]
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,7 @@ MAX_DIGITS = 20
 SIP_NUMBER_ATTRIBUTE = "sip.phoneNumber"
 # What a number looks like; a withheld one arrives as the From header's user ("anonymous", "restricted").
 _PHONE_NUMBER = re.compile(r"^\+?[0-9]{3,15}$")
+_SIP_KIND = rtc.ParticipantKind.PARTICIPANT_KIND_SIP
 
 
 class Keypad:
@@ -98,6 +99,41 @@ class Keypad:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+class CallerKeys:
+    """Which keyed digits in a room are the caller's: those of the call's SIP caller, and no one else's.
+
+    A supervisor who joined from the console, the hold voice, an agent or a SIP leg added later can publish
+    DTMF into the room too; taken as the caller's, their digits would answer the caller's verification.
+    The caller is the first SIP participant the room knows, pinned once found (a later SIP leg never takes over).
+    """
+
+    def __init__(self, room: rtc.Room) -> None:
+        self._room = room
+        self._caller: str | None = None
+        self._ignored: set[str] = set()
+
+    def caller_identity(self) -> str | None:
+        """The caller's participant identity, once a SIP participant is in the room."""
+        if self._caller is None:
+            self._caller = next(
+                (p.identity for p in self._room.remote_participants.values() if p.kind == _SIP_KIND), None
+            )
+        return self._caller
+
+    def accepts(self, dtmf: rtc.SipDTMF) -> bool:
+        """True when the caller keyed ``dtmf``; anyone else's keys are dropped, said once per sender in the log."""
+        sender = dtmf.participant
+        if sender is not None and sender.kind == _SIP_KIND and sender.identity == self.caller_identity():
+            return True
+        who = sender.identity if sender is not None else ""
+        if who not in self._ignored:
+            self._ignored.add(who)
+            # Neither the digits nor the identity (a SIP identity holds a phone number) go to the log.
+            kind = rtc.ParticipantKind.Name(sender.kind) if sender is not None else "the server"
+            log.info("keys from a participant who is not the caller (%s) are ignored", kind)
+        return False
 
 
 def sip_caller_number(room: rtc.Room) -> str | None:
