@@ -23,6 +23,8 @@ said near the word "card"; SSNs are 9 digits grouped 3-2-4 or said near "social"
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import re
 import traceback
@@ -93,6 +95,19 @@ _SSN_CONTEXT_RE = re.compile(r"\b(social|ssn|s\.? ?s\.? ?n\.?|security number|ta
 _ASKS_ZIP_RE = re.compile(r"\bzip\b", re.IGNORECASE)
 # The verification dialogue names the caller once verified ("Thank you, Maria, you're verified.").
 _VERIFIED_NAME_RE = re.compile(r"\bThank you, ([A-Z][\w'-]+(?: [A-Z][\w'-]+)?), you're verified")
+
+
+def digits_of(number: str) -> str:
+    """A phone number's digits alone, the last ten at most: "+1 (555) 010-0001" and "5550100001" match."""
+    return re.sub(r"\D", "", number)[-10:]
+
+
+def number_key(number: str, key: str) -> str:
+    """The stored key of a phone number (call records, failed verifications): a keyed hash of its digits.
+
+    Without the key, the ten-digit space cannot be walked offline to turn a stored key back into a number.
+    """
+    return hmac.new(key.encode(), digits_of(number).encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def sanitize(text: str) -> str:

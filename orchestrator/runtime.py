@@ -18,7 +18,7 @@ from agents.graph import build_graph
 from agents.ports import IntentClassifier, Tenant
 from agents.prompts import Prompts
 from orchestrator.config import Settings, get_settings
-from orchestrator.domain import build_tenant, create_schema, open_engine, seed_demo
+from orchestrator.domain import build_tenant, create_schema, open_engine, rekey_clear_numbers, seed_demo
 from orchestrator.store.checkpoints import LatestCheckpointCache, open_checkpointer
 
 log = logging.getLogger(__name__)
@@ -73,8 +73,10 @@ class Services:
             engine = open_engine(settings.sqlalchemy_url)
             stack.push_async_callback(engine.dispose)
             await create_schema(engine)
+            record_key = settings.record_key.get_secret_value()
+            await rekey_clear_numbers(engine, record_key)
             context_clock = clock
-            tenant = build_tenant(engine, clock=clock, timezone=settings.tenant_timezone)
+            tenant = build_tenant(engine, clock=clock, timezone=settings.tenant_timezone, record_key=record_key)
             if seed:
                 today = (clock() if clock else datetime.now().astimezone()).astimezone(_tz(settings)).date()
                 await seed_demo(engine, today=today)

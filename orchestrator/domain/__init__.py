@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.ports import RefundPolicy, Tenant
+from orchestrator.config import DEV_RECORD_KEY
 from orchestrator.domain import redaction as _redaction  # noqa: F401 - registers the caller-text columns' redaction
 from orchestrator.domain.billing import DEFAULT_REFUND_POLICY, SqlBilling
 from orchestrator.domain.customers import SqlCustomers
@@ -18,6 +19,7 @@ from orchestrator.domain.verification import (
     Lockout,
     SqlVerificationGuard,
     VerificationLimits,
+    rekey_clear_numbers,
     watch_lockouts,
 )
 from orchestrator.sql import open_engine
@@ -41,6 +43,7 @@ __all__ = [
     "build_tenant",
     "create_schema",
     "open_engine",
+    "rekey_clear_numbers",
     "seed_demo",
     "watch_lockouts",
 ]
@@ -53,6 +56,7 @@ def build_tenant(
     timezone: str = DEFAULT_TIMEZONE,
     refund_policy: RefundPolicy = DEFAULT_REFUND_POLICY,
     verification_limits: VerificationLimits = DEFAULT_VERIFICATION_LIMITS,
+    record_key: str = DEV_RECORD_KEY,
 ) -> Tenant:
     """Wire the tenant's systems on one engine.
 
@@ -64,6 +68,8 @@ def build_tenant(
             "today" (refund window, open slots) is its local date.
         refund_policy: What the AI may refund by itself.
         verification_limits: Failed verifications a caller ID or an account may have before it is locked.
+        record_key: Keys the hashes failed verifications are stored under instead of phone numbers
+            (`Settings.record_key`, as the call records' number keys).
 
     Returns:
         The tenant. `tenant.desk` is a `SqlHumanDesk`, which also has `accept` and `close`;
@@ -73,7 +79,7 @@ def build_tenant(
     return Tenant(
         name=TENANT_NAME,
         customers=SqlCustomers(store),
-        verification=SqlVerificationGuard(store, verification_limits),
+        verification=SqlVerificationGuard(store, verification_limits, record_key=record_key),
         scheduling=SqlScheduling(store),
         billing=SqlBilling(store, policy=refund_policy),
         support=SqlSupport(store),

@@ -1,21 +1,27 @@
-"""Failed verifications across calls: a rolling count per caller ID and per account, and lock-outs with a cool-down."""
+"""Failed verifications across calls: a rolling count per caller ID and per account, and lock-outs with a cool-down.
+
+Phone numbers are stored as keyed hashes (`redact.number_key` with `Settings.record_key`), never in clear.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Index, Integer, String, func, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Index, Integer, String, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from agents.ports import Tenant, VerificationFailureReason
+from orchestrator.config import DEV_RECORD_KEY
 from orchestrator.domain.customers import normalize_name, normalize_phone
 from orchestrator.domain.db import Store, new_id
 from orchestrator.domain.models import Base, CustomerRow
+from orchestrator.redact import number_key
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +33,7 @@ class VerificationFailureRow(Base):
 
     failure_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     call_id: Mapped[str] = mapped_column(String(128))
-    # "caller:<number>" and "account:<id>" (or "phone:<number>" for a number with no account, "name:<name>").
+    # "caller:<number key>" and "account:<id>" (or "phone:<number key>" for a number with no account, "name:<name>").
     caller_key: Mapped[str | None] = mapped_column(String(64), index=True)
     account_key: Mapped[str] = mapped_column(String(64), index=True)
     reason: Mapped[str] = mapped_column(String(32))
@@ -72,18 +78,17 @@ DEFAULT_VERIFICATION_LIMITS = VerificationLimits()
 
 @dataclass(frozen=True)
 class Lockout:
-    """A key that has just reached the limit (what an alert reports; numbers are masked)."""
+    """A key that has just reached the limit, and what an alert reports of it (numbers masked).
+
+    ``subject`` names the key with any phone number cut to its last four digits: "caller ***0002",
+    "account NW-1002" (the key itself holds a number's keyed hash, which says nothing to a reader).
+    """
 
     key: str
     call_id: str
     failures: int
     until: datetime
-
-    @property
-    def subject(self) -> str:
-        """The key with any phone number cut to its last four digits: "caller ***0002", "account NW-1002"."""
-        kind, _, value = self.key.partition(":")
-        return f"{kind} {value}" if kind == "account" else f"{kind} ***{value[-4:]}"
+    subject: str
 
 
 LockoutHook = Callable[[Lockout], None]
@@ -96,9 +101,16 @@ class SqlVerificationGuard:
         on_lockout: Called once per lock, after its transaction committed (the process wires it to alerts).
     """
 
-    def __init__(self, store: Store, limits: VerificationLimits = DEFAULT_VERIFICATION_LIMITS) -> None:
+    def __init__(
+        self,
+        store: Store,
+        limits: VerificationLimits = DEFAULT_VERIFICATION_LIMITS,
+        *,
+        record_key: str = DEV_RECORD_KEY,
+    ) -> None:
         self._store = store
         self.limits = limits
+        self._record_key = record_key
         self.on_lockout: LockoutHook | None = None
 
     async def locked(
@@ -127,6 +139,7 @@ class SqlVerificationGuard:
         async with self._store.write() as session:
             caller_key, account_key = await self._key_pair(session, caller_id, phone, account_id, name)
             keys = [k for k in (caller_key, account_key) if k]
+            subjects = {caller_key: f"caller ***{_last4(caller_id)}", account_key: _subject(account_key, phone)}
             if self._store.engine.dialect.name == "postgresql":
                 # Two calls failing on one key at once must not both lock it (one lock, one alert).
                 for key in sorted(keys):
@@ -143,7 +156,7 @@ class SqlVerificationGuard:
             )
             await session.flush()
             for key in keys:
-                lockout = await self._maybe_lock(session, key, call_id, now)
+                lockout = await self._maybe_lock(session, key, subjects[key], call_id, now)
                 if lockout is not None:
                     fresh.append(lockout)
         for lockout in fresh:
@@ -155,7 +168,9 @@ class SqlVerificationGuard:
                     log.exception("verification lock-out hook failed")
         return bool(fresh)
 
-    async def _maybe_lock(self, session: AsyncSession, key: str, call_id: str, now: datetime) -> Lockout | None:
+    async def _maybe_lock(
+        self, session: AsyncSession, key: str, subject: str, call_id: str, now: datetime
+    ) -> Lockout | None:
         last_until, recent = (
             await session.execute(
                 select(
@@ -175,7 +190,7 @@ class SqlVerificationGuard:
             return None
         until = now + self.limits.cooldown_after(recent)
         session.add(VerificationLockoutRow(lockout_id=new_id("VL"), key=key, failures=count, at=now, until=until))
-        return Lockout(key=key, call_id=call_id, failures=count, until=until)
+        return Lockout(key=key, call_id=call_id, failures=count, until=until, subject=subject)
 
     async def _keys(
         self, session: AsyncSession, caller_id: str | None, phone: str | None, account_id: str | None, name: str | None
@@ -191,7 +206,7 @@ class SqlVerificationGuard:
         account_id: str | None = None,
         name: str | None = None,
     ) -> tuple[str | None, str]:
-        caller_key = f"caller:{normalize_phone(caller_id)}" if caller_id else None
+        caller_key = f"caller:{self._number_key(caller_id)}" if caller_id else None
         if account_id:
             # The key a phone claim on the same account uses, so guesses by number and by account add up; an
             # account number that does not exist is keyed the same way and tells nothing.
@@ -206,7 +221,55 @@ class SqlVerificationGuard:
         account = (
             await session.execute(select(CustomerRow.account_id).where(CustomerRow.phone == number))
         ).scalar_one_or_none()
-        return caller_key, f"account:{account}" if account else f"phone:{number}"
+        return caller_key, f"account:{account}" if account else f"phone:{self._number_key(number)}"
+
+    def _number_key(self, number: str) -> str:
+        return number_key(normalize_phone(number), self._record_key)
+
+
+def _last4(number: str | None) -> str:
+    return normalize_phone(number or "")[-4:]
+
+
+def _subject(account_key: str, phone: str) -> str:
+    kind, _, value = account_key.partition(":")
+    if kind == "account":
+        return f"account {value}"
+    return f"{kind} ***{_last4(phone) if kind == 'phone' else value[-4:]}"
+
+
+# A key that holds a number in clear, as rows written before numbers were keyed do; a keyed hash is 32 hex digits.
+_CLEAR_NUMBER_KEY = re.compile(r"^(caller|phone):(\+?[0-9]{1,15})$")
+
+
+async def rekey_clear_numbers(engine: AsyncEngine, record_key: str = DEV_RECORD_KEY) -> int:
+    """Replace the phone numbers rows written before numbers were keyed hold in clear by their keyed hashes.
+
+    Counts and locks carry on as before (a number's failures and lock keep adding up under its new key).
+    Safe from several processes at once: a value another process has rekeyed no longer matches its update.
+    Returns how many distinct clear keys were replaced.
+    """
+    columns = (
+        VerificationFailureRow.caller_key,
+        VerificationFailureRow.account_key,
+        VerificationLockoutRow.key,
+    )
+    clear: dict[str, str] = {}
+    async with engine.connect() as conn:
+        for column in columns:
+            values = await conn.execute(
+                select(column).distinct().where(column.like("caller:%") | column.like("phone:%"))
+            )
+            for (value,) in values:
+                if value and (found := _CLEAR_NUMBER_KEY.match(value)) is not None:
+                    clear[value] = f"{found[1]}:{number_key(normalize_phone(found[2]), record_key)}"
+    for old, new in clear.items():
+        async with engine.begin() as conn:
+            for column in columns:
+                await conn.execute(update(column.table).where(column == old).values({column.name: new}))
+    if clear:
+        log.info("verification failures: %d phone numbers kept in clear are now keyed", len(clear))
+    return len(clear)
 
 
 def _lock_id(key: str) -> int:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from orchestrator.config import DEV_RECORD_KEY
-from orchestrator.redact import names_in, redact_text, redact_turns
+from orchestrator.redact import digits_of, names_in, number_key, redact_text, redact_turns
 from orchestrator.results import AnomalyFlag, is_first_contact_resolution, is_success, segments_of
 from orchestrator.sql import create_tables
 from orchestrator.stats import percentile
@@ -78,19 +76,6 @@ class PricedCall(Protocol):
 
 # A caller id with this many digits is a phone number: stored masked, searchable by its key only.
 _PHONE_DIGITS = 7
-
-
-def digits_of(number: str) -> str:
-    """A phone number's digits alone, the last ten at most: "+1 (555) 010-0001" and "5550100001" match."""
-    return re.sub(r"\D", "", number)[-10:]
-
-
-def number_key(number: str, key: str) -> str:
-    """The stored search key of a phone number: a keyed hash of its digits, so the number itself is not kept.
-
-    Without the key, the ten-digit space cannot be walked offline to turn a stored key back into a number.
-    """
-    return hmac.new(key.encode(), digits_of(number).encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def masked_number(caller_id: str) -> str:

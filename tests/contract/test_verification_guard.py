@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from orchestrator.config import DEV_RECORD_KEY
 from orchestrator.domain import (
     Lockout,
     SqlVerificationGuard,
@@ -20,8 +21,10 @@ from orchestrator.domain import (
     create_schema,
     open_engine,
     seed_demo,
+    verification,
 )
-from orchestrator.domain.verification import VerificationFailureRow
+from orchestrator.domain.verification import VerificationFailureRow, VerificationLockoutRow
+from orchestrator.redact import number_key
 from orchestrator.telemetry.alerts import AlertEvaluator
 from tests.conftest import POSTGRES_TEST_URL
 
@@ -109,10 +112,87 @@ async def test_failures_are_stored_with_their_reasons(guard: SqlVerificationGuar
                 ).order_by(VerificationFailureRow.call_id)
             )
         ).all()
+    # Numbers are kept as the call records keep them: keyed hashes of their digits, never in clear.
     assert [tuple(r) for r in rows] == [
-        ("c1", None, "phone:+15559991234", "unknown_number"),
-        ("c2", "caller:+15557770001", "account:NW-1002", "wrong_zip"),
+        ("c1", None, f"phone:{number_key('+15559991234', DEV_RECORD_KEY)}", "unknown_number"),
+        ("c2", f"caller:{number_key('+15557770001', DEV_RECORD_KEY)}", "account:NW-1002", "wrong_zip"),
     ]
+
+
+async def stored_keys(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as conn:
+        failures = (
+            await conn.execute(select(VerificationFailureRow.caller_key, VerificationFailureRow.account_key))
+        ).all()
+        locks = (await conn.execute(select(VerificationLockoutRow.key))).scalars().all()
+    return [k for row in failures for k in row if k] + list(locks)
+
+
+async def test_no_number_is_stored_in_clear_and_a_number_locks_as_before(
+    guard: SqlVerificationGuard, engine: AsyncEngine
+) -> None:
+    seen: list[Lockout] = []
+    guard.on_lockout = seen.append
+    for i in range(LIMITS.max_failures):
+        locked = await guard.record_failure(
+            call_id=f"c{i}", caller_id="+1 (555) 777-0001", phone="5559991234", reason="unknown_number"
+        )
+    assert locked
+    # Counted per number whichever way it was written, both the caller ID and the number claimed.
+    assert await guard.locked(caller_id="+15557770001", phone=None)
+    assert await guard.locked(caller_id=None, phone="+1 555 999 1234")
+    assert not await guard.locked(caller_id="+15557770002", phone="+15559991235")
+    assert sorted(lo.subject for lo in seen) == ["caller ***0001", "phone ***1234"]
+    keys = await stored_keys(engine)
+    assert keys
+    assert not [k for k in keys if "7770001" in k or "9991234" in k], keys
+
+
+async def test_the_keys_depend_on_the_record_key(engine: AsyncEngine, clock: Clock) -> None:
+    await create_schema(engine)
+    await seed_demo(engine, today=NOW.date())
+    other = build_tenant(engine, clock=clock, verification_limits=LIMITS, record_key="another-deployment-key")
+    assert isinstance(other.verification, SqlVerificationGuard)
+    await other.verification.record_failure(call_id="c1", caller_id="+15557770001", phone="", reason="no_match")
+    assert await stored_keys(engine) == [f"caller:{number_key('+15557770001', 'another-deployment-key')}"]
+
+
+async def test_rows_kept_in_clear_are_rekeyed_and_keep_counting(
+    guard: SqlVerificationGuard, engine: AsyncEngine, clock: Clock
+) -> None:
+    # What the guard wrote before numbers were keyed: a caller ID one failure short of the limit, and a
+    # number without an account locked until after now.
+    async with engine.begin() as conn:
+        for i in range(LIMITS.max_failures - 1):
+            await conn.execute(
+                VerificationFailureRow.__table__.insert().values(
+                    failure_id=f"VF-old{i}",
+                    call_id=f"old{i}",
+                    caller_key="caller:+15557770001",
+                    account_key="phone:+15559991234",
+                    reason="unknown_number",
+                    at=NOW - timedelta(minutes=1),
+                )
+            )
+        await conn.execute(
+            VerificationLockoutRow.__table__.insert().values(
+                lockout_id="VL-old",
+                key="phone:+15559991234",
+                failures=LIMITS.max_failures,
+                at=NOW - timedelta(minutes=1),
+                until=NOW + timedelta(minutes=5),
+            )
+        )
+    assert await verification.rekey_clear_numbers(engine, DEV_RECORD_KEY) == 2
+    assert not [k for k in await stored_keys(engine) if "7770001" in k or "9991234" in k]
+    assert await verification.rekey_clear_numbers(engine, DEV_RECORD_KEY) == 0  # once is enough
+    # The old lock holds, and the old failures count towards the next one.
+    assert await guard.locked(caller_id=None, phone="+15559991234")
+    assert not await guard.locked(caller_id="+15557770001", phone=None)
+    assert await guard.record_failure(call_id="new", caller_id="+15557770001", phone="", reason="no_match")
+    assert await guard.locked(caller_id="+15557770001", phone=None)
+    clock.now += timedelta(minutes=5)
+    assert not await guard.locked(caller_id=None, phone="+15559991234")
 
 
 async def test_concurrent_failures_past_the_limit_make_one_lock_and_one_alert(

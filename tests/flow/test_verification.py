@@ -153,7 +153,7 @@ async def test_guesses_spread_over_calls_from_one_caller_id_lock_it(svc: Service
         assert result.escalation_reason is None
     third = await guess(svc, attacker, TOM, "99999", "88888")
     assert (third.outcome, third.escalation_reason) == ("escalated", "verification_locked")
-    assert [lo.key for lo in lockouts] == [f"caller:{attacker}"]
+    assert [lo.subject for lo in lockouts] == ["caller ***0001"]
 
     # The right ZIP no longer helps from that caller ID, and nothing is read from the account.
     right = await guess(svc, attacker, DAVID, ZIPS[DAVID])
@@ -187,7 +187,7 @@ async def test_the_lock_of_a_number_with_no_account_looks_like_a_customers(
     unknown = [await guess(svc, None, "555 999 1234", "99999", "88888") for _ in callers]
     assert [agent_lines(r) for r in unknown] == [agent_lines(r) for r in known]
     assert [r.escalation_reason for r in unknown] == [None, None, "verification_locked"]
-    assert [lo.key for lo in lockouts] == ["account:NW-1003", "phone:+15559991234"]
+    assert [lo.subject for lo in lockouts] == ["account NW-1003", "phone ***1234"]
 
 
 async def test_after_the_cool_down_the_right_zip_verifies_again(
