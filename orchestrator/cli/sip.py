@@ -37,6 +37,8 @@ class SipSetup:
     rule_id: str
     rule_created: bool
     room_prefix: str
+    # An older rule of ours (rooms named by the caller's number) was replaced in place.
+    rule_updated: bool = False
 
     def public(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,10 +78,29 @@ def check_inputs(numbers: list[str], allowed: list[str], room_prefix: str) -> No
         raise ValueError(f"--room-prefix {room_prefix!r}: 1 to 40 letters, digits, '-' or '_'")
 
 
+def call_rooms_rule(room_prefix: str) -> Any:
+    """The dispatch rule that gives each call a room of its own, named ``<prefix>_<number dialled>_<random>``.
+
+    A callee rule with ``randomize``: livekit-server (livekit/protocol's ``EvaluateDispatchRule``) names the room
+    after the number the caller dialled, our trunk's, plus a random suffix. An individual rule would name it
+    ``<prefix>_<caller's number>_<random>``, and the caller's number would reach call jobs, logs, webhooks and
+    metrics with the room name. The caller's number still reaches the call as its ``sip.phoneNumber``
+    attribute. The room's prefix makes its room_started webhook admit it as a call; no agent is named, as our
+    queue dispatches one.
+    """
+    from livekit import api
+
+    return api.SIPDispatchRule(dispatch_rule_callee=api.SIPDispatchRuleCallee(room_prefix=room_prefix, randomize=True))
+
+
+def _names_rooms_by_number_dialled(rule: Any) -> bool:
+    return bool(rule.rule.HasField("dispatch_rule_callee") and rule.rule.dispatch_rule_callee.randomize)
+
+
 async def ensure_sip(
     url: str, key: str, secret: str, *, numbers: list[str], allowed: list[str], room_prefix: str
 ) -> SipSetup:
-    """Find our trunk and dispatch rule on the server, creating whichever is missing."""
+    """Find our trunk and dispatch rule on the server, creating whichever is missing and updating an older rule."""
     import aiohttp
     from livekit import api
 
@@ -94,22 +115,23 @@ async def ensure_sip(
         rules = (await lk.sip.list_dispatch_rule(api.ListSIPDispatchRuleRequest())).items
         rule = next((r for r in rules if r.name == RULE_NAME), None)
         rule_created = rule is None
+        rule_updated = False
         if rule is None:
-            # Individual: every caller gets a room of their own, named <prefix>_<number>_<random>, so a
-            # room_started webhook admits it as a call. No agent is named: our queue dispatches one.
-            individual = api.SIPDispatchRuleIndividual(room_prefix=room_prefix)
             rule = await lk.sip.create_dispatch_rule(
                 api.CreateSIPDispatchRuleRequest(
                     dispatch_rule=api.SIPDispatchRuleInfo(
-                        name=RULE_NAME,
-                        trunk_ids=[trunk.sip_trunk_id],
-                        rule=api.SIPDispatchRule(dispatch_rule_individual=individual),
+                        name=RULE_NAME, trunk_ids=[trunk.sip_trunk_id], rule=call_rooms_rule(room_prefix)
                     )
                 )
             )
-        prefix = (
-            rule.rule.dispatch_rule_individual.room_prefix if rule.rule.HasField("dispatch_rule_individual") else ""
-        )
+        elif not _names_rooms_by_number_dialled(rule):
+            # Made by an older `sip setup` (an individual rule: the caller's number in every room name).
+            old = rule.rule.dispatch_rule_individual.room_prefix or rule.rule.dispatch_rule_callee.room_prefix
+            rule = await lk.sip.update_dispatch_rule_fields(
+                rule.sip_dispatch_rule_id, rule=call_rooms_rule(old or room_prefix)
+            )
+            rule_updated = True
+        prefix = rule.rule.dispatch_rule_callee.room_prefix if rule.rule.HasField("dispatch_rule_callee") else ""
         return SipSetup(
             trunk_id=trunk.sip_trunk_id,
             trunk_created=trunk_created,
@@ -118,6 +140,7 @@ async def ensure_sip(
             rule_id=rule.sip_dispatch_rule_id,
             rule_created=rule_created,
             room_prefix=prefix,
+            rule_updated=rule_updated,
         )
     finally:
         await lk.aclose()
@@ -151,8 +174,9 @@ def setup(
 ) -> None:
     """Create the inbound trunk and the dispatch rule on LIVEKIT_URL, unless they are there already.
 
-    Each inbound call then gets a room of its own whose name starts with the room prefix, and is admitted
-    by the server's webhook and queued like any other call. A second run finds both and creates nothing.
+    Each inbound call then gets a room of its own, named after the room prefix and the number dialled (never
+    the caller's), and is admitted by the server's webhook and queued like any other call. A second run finds
+    both and creates nothing; a rule of an older version, which named rooms by the caller's number, is updated.
     """
     from orchestrator.config import load_settings
 
@@ -183,10 +207,10 @@ def setup(
     answers = ", ".join(done.numbers) or "any number"
     sources = ", ".join(done.allowed_addresses) or "any address (with a number)"
     typer.echo(f"inbound trunk {done.trunk_id} ({TRUNK_NAME}) {said}: answers {answers} from {sources}")
-    said = "created" if done.rule_created else "found"
+    said = "created" if done.rule_created else "updated" if done.rule_updated else "found"
     typer.echo(
         f"dispatch rule {done.rule_id} ({RULE_NAME}) {said}: each call in a room of its own, "
-        f"named {done.room_prefix}_<caller>_<random>"
+        f"named {done.room_prefix}_<number dialled>_<random> (never the caller's number)"
     )
 
 

@@ -38,6 +38,8 @@ SIP_PORT = 5060
 SIP_REDIS_PORT = 6390
 SIP_HEALTH_PORT = 8084
 SIP_RTP_PORTS = (20000, 20199)
+# The number phone callers dial: the trunk's, which names their rooms (never the caller's own number).
+DIALLED = "+15550000100"
 
 
 @dataclass(frozen=True)
@@ -164,11 +166,11 @@ def phone_token(stack: RealStack, room: str, number: str) -> str:
 async def place_phone_call(
     stack: RealStack, number: str, steps: list[dict[str, str]], out_dir: Path, *, cap_s: float = 600.0
 ) -> dict[str, Any]:
-    """One phone caller (`phone_caller`) in the caller's namespace, in a room named as LiveKit SIP's individual
-    dispatch rule names it, recording into ``out_dir`` (which exists); its JSON line, or an ``error``."""
+    """One phone caller (`phone_caller`) in the caller's namespace, in a room named as `sip setup`'s dispatch rule
+    names it (after the number dialled), recording into ``out_dir`` (which exists); its JSON line, or an ``error``."""
     from orchestrator.devstack import phone_caller
 
-    room = f"call-_{number}_{secrets.token_hex(4)}"
+    room = f"call-_{DIALLED}_{secrets.token_hex(4)}"
     argv = [sys.executable, phone_caller.__file__, stack.caller_url, phone_token(stack, room, number)]
     try:
         lines, code = await stack.run_caller([*argv, str(out_dir), json.dumps(steps)], out_dir / "caller.log", cap_s)

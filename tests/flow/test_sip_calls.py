@@ -24,6 +24,7 @@ import pytest
 
 from orchestrator.devstack import phone_caller
 from orchestrator.devstack.netns import NamespacesUnavailable, netns_pair, netns_supported
+from orchestrator.devstack.sip import DIALLED
 from orchestrator.devstack.stack import LIVEKIT_SERVER, RealStack, real_stack
 from tests.flow.test_real_livekit import CALL_CAP_S, queue_stats, read_calls, transcribe
 
@@ -62,8 +63,8 @@ def phone_token(stack: RealStack, room: str, number: str) -> str:
 
 
 def call(stack: RealStack, number: str, steps: list[dict[str, str]]) -> dict[str, Any]:
-    # The room LiveKit SIP's individual dispatch rule would make: <prefix>_<number>_<random>.
-    room = f"call-_{number}_{secrets.token_hex(4)}"
+    # The room `sip setup`'s dispatch rule makes: <prefix>_<number dialled>_<random>.
+    room = f"call-_{DIALLED}_{secrets.token_hex(4)}"
     heard_dir = stack.run_dir / f"heard-{secrets.token_hex(3)}"
     heard_dir.mkdir()
     argv = [sys.executable, phone_caller.__file__, stack.caller_url, phone_token(stack, room, number)]

@@ -23,7 +23,8 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
-NUMBER = "+15550109999"
+NUMBER = "+15550109999"  # the trunk's number: the number callers dial
+RULE_NAME = "switchboard-calls"
 
 
 def run_setup(server: SipApiServer | None, *args: str, secret: str | None = None, url: str | None = None) -> Any:
@@ -93,7 +94,7 @@ def test_bad_input_is_refused_before_anything_is_created(server: SipApiServer) -
     assert server_objects(server) == ([], [])
 
 
-def test_setup_creates_the_trunk_and_an_individual_rule_then_finds_them(server: SipApiServer) -> None:
+def test_setup_creates_the_trunk_and_a_rule_that_keeps_callers_numbers_out_of_room_names(server: SipApiServer) -> None:
     from orchestrator.api.livekit_events import starts_call
 
     first = run_setup(server, "--number", NUMBER, "--allowed-address", "10.213.0.0/16", "--json")
@@ -113,8 +114,14 @@ def test_setup_creates_the_trunk_and_an_individual_rule_then_finds_them(server: 
     assert [r.sip_dispatch_rule_id for r in rules] == [created["rule_id"]]
     [rule] = rules
     assert list(rule.trunk_ids) == [created["trunk_id"]]
-    assert rule.rule.HasField("dispatch_rule_individual")
-    # livekit names each caller's room <prefix>_<number>_<random>: our webhook admits such a room as a call.
+    # A callee rule with randomize: livekit names each call's room <prefix>_<number dialled>_<random>, the
+    # trunk's own number, where an individual rule puts the caller's number in every room name (and so in
+    # call jobs, logs, webhooks and metrics). The caller's number still reaches the call as sip.phoneNumber.
+    assert rule.rule.HasField("dispatch_rule_callee"), rule
+    callee = rule.rule.dispatch_rule_callee
+    assert (callee.room_prefix, callee.randomize, callee.pin) == ("call-", True, "")
+    assert not rule.hide_phone_number
+    # Our webhook admits such a room as a call.
     from livekit.protocol.models import Room
     from livekit.protocol.webhook import WebhookEvent
 
@@ -124,6 +131,43 @@ def test_setup_creates_the_trunk_and_an_individual_rule_then_finds_them(server: 
     assert text.returncode == 0, text.stderr
     assert "found" in text.stdout, text.stdout
     assert "created" not in text.stdout, text.stdout
+    assert "<number dialled>" in text.stdout, text.stdout
+
+
+def test_a_rule_that_named_rooms_by_the_callers_number_is_replaced_in_place(server: SipApiServer) -> None:
+    from livekit import api
+
+    async def individual_rule() -> str:
+        # What `sip setup` made before: an individual rule, rooms named <prefix>_<caller's number>_<random>.
+        lk = api.LiveKitAPI(server.url, server.key, server.secret)
+        try:
+            trunks = (await lk.sip.list_inbound_trunk(api.ListSIPInboundTrunkRequest())).items
+            for rule in (await lk.sip.list_dispatch_rule(api.ListSIPDispatchRuleRequest())).items:
+                await lk.sip.delete_dispatch_rule(
+                    api.DeleteSIPDispatchRuleRequest(sip_dispatch_rule_id=rule.sip_dispatch_rule_id)
+                )
+            individual = api.SIPDispatchRule(
+                dispatch_rule_individual=api.SIPDispatchRuleIndividual(room_prefix="call-")
+            )
+            info = api.SIPDispatchRuleInfo(name=RULE_NAME, trunk_ids=[trunks[0].sip_trunk_id], rule=individual)
+            made = await lk.sip.create_dispatch_rule(api.CreateSIPDispatchRuleRequest(dispatch_rule=info))
+            return str(made.sip_dispatch_rule_id)
+        finally:
+            await lk.aclose()
+
+    if not server_objects(server)[0]:
+        assert run_setup(server, "--number", NUMBER).returncode == 0
+    old_id = asyncio.run(individual_rule())
+    done = run_setup(server, "--number", NUMBER, "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert (out["rule_id"], out["rule_created"], out["rule_updated"]) == (old_id, False, True)
+    [rule] = server_objects(server)[1]
+    assert rule.sip_dispatch_rule_id == old_id
+    assert rule.rule.HasField("dispatch_rule_callee"), rule
+    assert (rule.rule.dispatch_rule_callee.room_prefix, rule.rule.dispatch_rule_callee.randomize) == ("call-", True)
+    again = json.loads(run_setup(server, "--number", NUMBER, "--json").stdout)
+    assert (again["rule_id"], again["rule_created"], again["rule_updated"]) == (old_id, False, False)
 
 
 def test_a_server_without_redis_a_wrong_secret_or_no_server_is_one_line_and_exit_2(
