@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from agents.state import Turn
-from orchestrator.redact import asks_zip, redact_text
+from orchestrator.redact import asks_zip, caller_names, redact_text
 
 if TYPE_CHECKING:
     from orchestrator.contracts import CallJob
@@ -262,7 +262,7 @@ class LiveFeed:
             state = await call.state()
             turn = int(state.get("turn") or 0)
             # The feed is a copy outside the graph: redacted like the call record (`redact_turns`).
-            names = _names(state)
+            names = _names(state) | caller_names(utterance)
             caller = redact_text(utterance, names=names, zip_expected=asks_zip(_reply_before_last_caller_line(state)))
             await self.append(call.call_id, "caller", "caller", caller, turn=turn)
             if record.agent:

@@ -8,14 +8,16 @@ Two levels, one pass each, both on text cleaned by `sanitize` first (NFKC, so fu
   "jane dot doe at gmail dot com"). Everything the graph keeps (its checkpointed state, the transcript, task
   slots, handoff notes, tool arguments, the tenant's records written from them) is built from this text.
   Phone numbers and 5-digit ZIP codes survive it: verification reads them from the turn's words. So do
-  amounts, dates, times and invoice ids, which the specialists act on. The graph's checkpoints therefore
-  may hold the phone number and ZIP code a caller said, and are purged with the call records.
+  amounts, dates, times and invoice ids, which the specialists act on, and names (verification by name and
+  ZIP reads them). The graph's checkpoints therefore may hold the phone number, ZIP code and name a caller
+  said, and are purged with the call records.
 - `redact_text`, for every copy outside the graph: call records, the console's live transcript, escalation
   ticket summaries, the tenant's free-text fields (refund and dispute reasons, credit lines), span
   attributes (ours and livekit's), every log record (`install_log_redaction`) and a failed call's error.
   On top of the above: phone numbers, ZIP codes in answer to a ZIP prompt (any five digits on their own
   where there is no dialogue: spans, the tenant's columns), other numbers of 7 digits or more (account
-  numbers, codes; not dates), and the verified caller's names.
+  numbers, codes; not dates), the verified caller's names, and the names a caller gives for themself
+  ("my name is Maria Gonzalez", "it's under Priya Patel": `caller_names`, looked for in a caller's words only).
 
 Card numbers are digit runs of 13-19 digits that pass the Luhn check, or that are grouped like a card or
 said near the word "card"; SSNs are 9 digits grouped 3-2-4 or said near "social"/"SSN".
@@ -108,6 +110,133 @@ def number_key(number: str, key: str) -> str:
     Without the key, the ten-digit space cannot be walked offline to turn a stored key back into a number.
     """
     return hmac.new(key.encode(), digits_of(number).encode(), hashlib.sha256).hexdigest()[:32]
+
+
+# A caller giving their own name. After a strong cue a name is taken however the STT cased it ("my name is
+# maria gonzalez"). After "this is", capitalised words only ("this is ridiculous" names nobody). After the
+# weak cues ("I'm", "it's", "it's under", "speaking with"), which precede adjectives, holidays and brands as
+# often ("I'm Italian", "it's Christmas"), a first and last name, or one name the caller goes on from
+# ("it's Nate, I had a visit booked", "I'm Karen, the account holder"). Any of them in lower case counts when
+# "speaking", "calling" or "here" follows.
+_SEP = r"(?:\s*,\s*|\s+)"
+_STRONG_CUE_RE = re.compile(
+    r"\b(?:my (?:full |first |last )?name(?: is|'s| was)|(?:the |first |last )?name(?:'s| is)|"
+    rf"(?:under|in) the name(?: of)?|you can call me|call me|i go by|account holder(?: is|'s)){_SEP}",
+    re.IGNORECASE,
+)
+_THIS_IS_RE = re.compile(rf"\bthis is{_SEP}", re.IGNORECASE)
+_WEAK_CUE_RE = re.compile(
+    rf"\b(?:(?:it|the account)(?:'s| is| should be) (?:under|in)|it's|it is|i'm|i am|speaking (?:with|to)){_SEP}",
+    re.IGNORECASE,
+)
+# A name said with nothing before it: "Maria Gonzalez here", "Henry Adams speaking", at the start of a sentence.
+_NAME_FIRST_RE = re.compile(r"(?:^|[.!?,]\s*)((?:[A-Z][a-z'’-]+ ){0,2}[A-Z][a-z'’-]+)(?= (?:here|speaking)\b)")
+_GOES_ON_RE = re.compile(
+    r"\s*(?:,\s*)?(?:speaking|calling|here|from|the account holder|account holder|that's me|"
+    r"i had|i have|i booked|i called|i've)\b",
+    re.IGNORECASE,
+)
+_NAME_WORD_RE = re.compile(r"[A-Za-z][A-Za-z'’-]*\.?")
+_FIRST_GAP_RE = re.compile(r"[ \t]*,?[ \t]*")
+_GAP_RE = re.compile(r"[ \t]+")
+# Fillers between a cue and the name ("my name is, um, Chen Wei") and titles before it ("Dr. Helen Park").
+_FILLERS = frozenset({"um", "uh", "er", "erm", "like"})
+_TITLES = frozenset({"mr", "mrs", "ms", "miss", "dr", "mx"})
+_PARTICLES = frozenset({"de", "la", "del", "da", "di", "van", "von", "der", "le", "bin", "al", "el"})
+_SPEAKING = re.compile(r"\s*,?\s*(?:speaking|calling|here)\b", re.IGNORECASE)
+# Words that end a name, or show there is none: function words, what callers say after a cue, and the
+# tenant's and common brands' names (a caller's plan or router is no name).
+_NOT_NAME = frozenset(
+    """a about actually again all also already am an and any are as at back be because been being both but by can
+    calling call could did do does done down even ever for from fault frustrated get go going got had has have he
+    her here hers him his how i i'm if in is isn't it it's its just last let like listed me mine more most much my
+    no not now of off on one only or other our out over please really right same second she should so some
+    speaking spelled still such than thank thanks that that's the their them then there these they third this those
+    to too under up upset us very was wasn't we well were what when where which while who why will with without
+    would wrong yes yet you your yours sorry sure okay ok hi hello hey yeah yep nope going taking trying waiting
+    urgent ridiculous unbelievable happy unhappy angry annoyed confused customer account holder bill billing
+    invoice name number plan router modem internet service outage technician appointment refund question problem
+    issue warranty sofa couch table desk business company wife husband son daughter mother father mom dad
+    partner family home office hundred thousand dollars dollar canadian american not first new old
+    northwind broadband fiber gig verizon comcast xfinity spectrum att at&t netgear nighthawk eero linksys tp-link
+    google apple samsung monday tuesday wednesday thursday friday saturday sunday january february march april
+    may june july august september october november december brooklyn queens manhattan bronx nobody somebody
+    someone everyone everybody anyone anybody everything nothing something christmas thanksgiving easter you're
+    we're they're he's she's who's what's there's i've i'd i'll""".split()  # noqa: SIM905 - a word list reads and edits best as text
+)
+_MAX_NAME_WORDS = 4
+
+
+def _name_after(text: str, pos: int, *, any_case: bool) -> tuple[int, int] | None:
+    """The span of the name that starts at ``pos`` (after a cue), or None."""
+    words: list[tuple[int, int]] = []
+    while len(words) < _MAX_NAME_WORDS:
+        gap = (_FIRST_GAP_RE if not words else _GAP_RE).match(text, pos)
+        m = _NAME_WORD_RE.match(text, gap.end() if gap else pos)
+        if m is None:
+            break
+        word = m.group().rstrip(".")
+        possessive = word.lower().endswith(("'s", "’s"))
+        low = word.lower()[:-2] if possessive else word.lower()
+        if not words and (low in _FILLERS or low in _TITLES):
+            pos = m.end()
+            continue
+        if low in _PARTICLES and words:
+            pos = m.end()  # "de la Cruz": part of the name only if a name word follows
+            continue
+        single = len(word) == 1
+        if low in _NOT_NAME or (single and not words) or (single and not word.isupper()):
+            break
+        if not any_case and not word[0].isupper():
+            break
+        if m.group().endswith(".") and not single:
+            words.append((m.start(), m.end() - 1))
+            break  # "Maria Gonzalez." ends the sentence
+        end = m.end() - 2 if possessive else m.end()
+        words.append((m.start(), end))
+        pos = m.end()
+        if possessive:
+            break  # "Sofia Rossi's name": the name ends at the possessive
+    if not words:
+        return None
+    return words[0][0], words[-1][1]
+
+
+def self_named(text: str) -> list[str]:
+    """The names a caller gives for themself in ``text``: "my name is Maria Gonzalez", "this is John Smith
+    speaking", "it's under Priya Patel", "I'm Daniel Kim". Only for a caller's words: an agent saying "this is
+    Sam from Northwind" names itself, not the caller.
+    """
+    if not text:
+        return []
+    spans: list[tuple[int, int]] = []
+    for cue, strength in ((_STRONG_CUE_RE, "strong"), (_THIS_IS_RE, "this is"), (_WEAK_CUE_RE, "weak")):
+        for m in cue.finditer(text):
+            span = _name_after(text, m.end(), any_case=strength == "strong")
+            if span is not None and strength == "weak" and " " not in text[span[0] : span[1]]:
+                span = span if _GOES_ON_RE.match(text, span[1]) else None
+            if span is None and strength != "strong":
+                # "this is john smith speaking": lower-case words count when the caller goes on to say so.
+                lower = _name_after(text, m.end(), any_case=True)
+                span = lower if lower is not None and _SPEAKING.match(text, lower[1]) else None
+            if span is not None:
+                spans.append(span)
+    for m in _NAME_FIRST_RE.finditer(text):
+        if not any(w.lower() in _NOT_NAME for w in m.group(1).split()):
+            spans.append(m.span(1))
+    found: list[str] = []
+    for start, end in sorted(spans):
+        name = text[start:end]
+        if len(name) >= 2 and name not in found:
+            found.append(name)
+    return found
+
+
+def caller_names(text: str) -> set[str]:
+    """The names a caller gives for themself in their words (`self_named`), each with its first name alone, as
+    the agent may say it back: what to mask in the caller's words and in the replies to them."""
+    found = self_named(sanitize(text))
+    return {*found, *(name.split()[0] for name in found)}
 
 
 def sanitize(text: str) -> str:
@@ -310,7 +439,7 @@ def redact_text(text: str, *, names: Iterable[str] = (), zip_expected: bool = Fa
 
     Args:
         text: A caller utterance, an agent reply or a log line.
-        names: Names to mask (the verified caller's first and full name).
+        names: Names to mask (the verified caller's first and full name; `caller_names` of a caller's words).
         zip_expected: The text answers a ZIP prompt, so five-digit numbers in it are ZIP codes. Outside
             that context a five-digit number is left alone (it may be an amount or a step number).
 
@@ -353,13 +482,15 @@ def redact_turns(turns: Sequence[tuple[str, str]], *, names: Iterable[str] = ())
     """Redact a call's transcript, using the dialogue for context.
 
     A caller turn is treated as a ZIP answer when the agent's previous reply asked for a ZIP code, and
-    the caller's name is masked everywhere once the agent has said it after verification.
+    the caller's name is masked everywhere once the agent has said it after verification, or once the caller
+    gave it ("my name is Maria Gonzalez": `self_named`, looked for in the caller's turns only).
 
     Args:
         turns: `(caller, agent)` pairs in order.
         names: Extra names to mask (e.g. the verified account holder's name from the state).
     """
     all_names = set(names) | names_in(agent for _, agent in turns)
+    all_names.update(name for caller, _ in turns for name in caller_names(caller))
     out: list[RedactedTurn] = []
     asked_zip = False
     for caller, agent in turns:

@@ -18,7 +18,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from orchestrator.redact import redact_text
+from orchestrator.redact import caller_names, redact_text
 from orchestrator.telemetry import names as n
 from orchestrator.telemetry.cost import Usage
 
@@ -215,7 +215,8 @@ class GraphSpanHandler(BaseCallbackHandler):
                     attrs[n.ATTR_CALL_ID] = self.call_id
                 span = self._start(n.SPAN_GRAPH, None, attrs, SpanKind.INTERNAL)
                 if isinstance(inputs, Mapping):
-                    set_pii(span, n.ATTR_PII_UTTERANCE, str(inputs.get("utterance") or ""))
+                    utterance = str(inputs.get("utterance") or "")
+                    set_pii(span, n.ATTR_PII_UTTERANCE, utterance, names=tuple(caller_names(utterance)))
                 self._runs[run_id] = _Run(span, time.perf_counter())
             elif node and name == node:
                 span = self._start(n.node_span(node), parent_run_id, {n.ATTR_NODE: node}, SpanKind.INTERNAL)

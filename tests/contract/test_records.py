@@ -284,3 +284,32 @@ async def test_processes_opening_the_schema_at_once_mask_old_numbers_without_a_l
     finally:
         for s in [first, *stores]:
             await s.engine.dispose()
+
+
+async def test_a_name_the_caller_gives_is_masked_in_the_record_and_the_agents_own_name_is_not(
+    store: CallStore,
+) -> None:
+    turns = [
+        TurnRecord(
+            "Hi, this is John Smith speaking, my internet is down.",
+            "Sorry to hear that, John. This is Sam from Northwind support.",
+            "support",
+            "support",
+            0.99,
+            20.0,
+            15.0,
+        ),
+        TurnRecord(
+            "This is ridiculous, it's the third outage.", "I understand.", "support", "support", 0.99, 20.0, 15.0
+        ),
+    ]
+    await store.record_call(CallResult(call_id="call-named", turns=turns), started_at=T0, duration_s=30)
+    got = await store.get_call("call-named")
+    assert got is not None
+    assert [t.caller for t in got.turns] == [
+        "Hi, this is [NAME] speaking, my internet is down.",
+        "This is ridiculous, it's the third outage.",
+    ]
+    assert got.turns[0].agent == "Sorry to hear that, [NAME]. This is Sam from Northwind support."
+    assert "Smith" not in str(got.to_json())
+    assert await store.list_calls(search="John Smith") == []
