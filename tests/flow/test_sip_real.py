@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -40,6 +41,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TRUNK_NUMBER = "+15550000100"
 CUSTOMER = "+15550100001"  # a demo customer; ZIP 10027
 QUESTION = "What's my balance?"
+# A call room's name where a log line carries it (our own processes' logs mask a number in it as [PHONE]).
+ROOM_NAME = re.compile(r"call-_[^\s\"',\\}]+")
 
 
 def say_at_8k(text: str, to: Path) -> Path:
@@ -108,6 +111,11 @@ def phone(stack: RealStack, out: Path, *, codecs: list[str], keys: str = "10027#
     return result
 
 
+def room_names(run_dir: Path) -> set[str]:
+    """The call room names in the stack's logs (livekit-server's and livekit-sip's name each room they make)."""
+    return {name for log in run_dir.glob("*.log") for name in ROOM_NAME.findall(log.read_text(errors="replace"))}
+
+
 async def the_call(stack: RealStack) -> dict[str, Any]:
     """The one call's record and checkpoint, once its record is written."""
     from orchestrator.config import load_settings
@@ -152,10 +160,11 @@ def sip_call(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
         result.update(asyncio.run(the_call(stack)))
         result["stats"] = asyncio.run(queue_stats(stack, lambda s: s["completed"] == 1 and s["in_flight"] == 0))
         result["logs"] = stack.logs()
+        result["room_names"] = room_names(run_dir)
         yield result
 
 
-def test_sip_setup_made_the_trunk_and_the_individual_rule(sip_call: dict[str, Any]) -> None:
+def test_sip_setup_made_the_trunk_and_the_rule(sip_call: dict[str, Any]) -> None:
     setup = sip_call["setup"]
     assert (setup["trunk_created"], setup["rule_created"]) == (True, True)
     assert setup["numbers"] == [TRUNK_NUMBER]
@@ -182,6 +191,12 @@ def test_a_phone_call_is_answered_and_its_keyed_zip_verifies_the_caller(sip_call
         f"{result['keys_reply_ms']} ms; heard {heard!r}"
     )
     assert all(h.strip() for h in heard), heard
+
+
+def test_the_calls_room_is_named_after_the_number_dialled_never_the_callers(sip_call: dict[str, Any]) -> None:
+    names = sip_call["room_names"]
+    assert any(name.startswith(f"call-_{TRUNK_NUMBER}_") for name in names), f"{names}\n{sip_call['logs']}"
+    assert not [name for name in names if CUSTOMER.removeprefix("+") in name], names
 
 
 def test_an_invite_offering_only_an_unsupported_codec_is_refused_and_nothing_admitted(
