@@ -7,8 +7,9 @@ from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 AgentName = Literal["router", "scheduling", "billing", "support", "escalation", "human"]
 SPECIALISTS: tuple[AgentName, ...] = ("scheduling", "billing", "support", "escalation")
-# handled_by_human: a supervisor took the call off the AI and still had it when it ended.
-Outcome = Literal["resolved", "escalated", "abandoned", "handled_by_human"]
+# handled_by_human: a supervisor took the call off the AI and still had it when it ended; transferred: an escalated
+# phone call the human desk took by SIP (a warm transfer).
+Outcome = Literal["resolved", "escalated", "abandoned", "handled_by_human", "transferred"]
 
 
 class Turn(TypedDict):

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from orchestrator.config import PROMPTS_DIR
 from orchestrator.providers.llm import RoutingPolicy
+from orchestrator.results import ESCALATED_OUTCOMES
 from orchestrator.stats import percentile
 from orchestrator.store.records import CallView
 from orchestrator.telemetry import charts
@@ -91,7 +92,7 @@ class CallEnd(Protocol):
 
 def fcr_in_scope(outcome: str, escalation_reason: str | None) -> bool:
     """Whether a call counts in first-call resolution: all but the policy escalations (`OUT_OF_SCOPE_ESCALATIONS`)."""
-    return not (outcome == "escalated" and escalation_reason in OUT_OF_SCOPE_ESCALATIONS)
+    return not (outcome in ESCALATED_OUTCOMES and escalation_reason in OUT_OF_SCOPE_ESCALATIONS)
 
 
 def first_call_resolution(calls: Iterable[CallEnd]) -> float | None:
@@ -254,7 +255,7 @@ def build_report(
         )
     p = {q: round(percentile(latencies, q), 1) if latencies else None for q in (50, 95, 99)}
     success_rate = _rate(sum(c.success for c in calls), total)
-    escalation_rate = _rate(sum(c.outcome == "escalated" for c in calls), total)
+    escalation_rate = _rate(sum(c.outcome in ESCALATED_OUTCOMES for c in calls), total)
     fcr_share = first_call_resolution(calls)
     fcr = round(fcr_share, 4) if fcr_share is not None else None
     anomalies = [a.to_json() for c in calls for a in c.anomalies]
@@ -287,7 +288,7 @@ def build_report(
         calls=list(calls),
         outcomes=dict(Counter(c.outcome for c in calls)),
         escalation_reasons=dict(
-            Counter(c.escalation_reason or "unspecified" for c in calls if c.outcome == "escalated")
+            Counter(c.escalation_reason or "unspecified" for c in calls if c.outcome in ESCALATED_OUTCOMES)
         ),
         latency_series=_latency_series(calls, bins),
         rollup=rollup,

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = [
+    "ESCALATED_OUTCOMES",
     "SUCCESS_OUTCOMES",
     "AnomalyFlag",
     "CallResult",
@@ -86,13 +87,15 @@ def outcome_of(state: dict[str, Any]) -> str:
     if state.get("human_agent") and took_over:
         # A supervisor took the call off the AI and still had it at the end: neither the AI's win nor a handover.
         return "handled_by_human"
-    if state.get("outcome") == "escalated":
-        return "escalated"
+    if state.get("outcome") in ESCALATED_OUTCOMES:
+        return str(state["outcome"])
     return "resolved" if state.get("resolutions") else "abandoned"
 
 
+# Handed to a person: waiting for one from the console (escalated), or transferred to the desk by SIP.
+ESCALATED_OUTCOMES = frozenset({"escalated", "transferred"})
 # handled_by_human: a supervisor took the call over and saw it through; the caller got help.
-SUCCESS_OUTCOMES = frozenset({"resolved", "escalated", "handled_by_human"})
+SUCCESS_OUTCOMES = frozenset({"resolved", "handled_by_human", *ESCALATED_OUTCOMES})
 
 
 def is_success(outcome: str, errors: Iterable[str] = ()) -> bool:

@@ -650,7 +650,7 @@ async def history(
     search: Annotated[str | None, Query(max_length=200)] = None,
     number: Annotated[str | None, Query(max_length=40, pattern=r".*\d.*")] = None,
     customer: Annotated[str | None, Query(max_length=100)] = None,
-    outcome: Literal["resolved", "escalated", "handled_by_human", "abandoned"] | None = None,
+    outcome: Literal["resolved", "escalated", "transferred", "handled_by_human", "abandoned"] | None = None,
     intent: Annotated[str | None, Query(max_length=32)] = None,
     since: Moment | None = None,
     until: Moment | None = None,

@@ -239,7 +239,7 @@ async def escalation_page(request: Request, ticket_id: str, who: PageUser, conso
     )
 
 
-OUTCOMES = ("resolved", "escalated", "handled_by_human", "abandoned")
+OUTCOMES = ("resolved", "escalated", "transferred", "handled_by_human", "abandoned")
 INTENTS = ("billing", "scheduling", "support", "escalation", "out_of_scope")
 PER_PAGE = 25
 

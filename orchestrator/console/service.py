@@ -461,7 +461,7 @@ class Console:
         busy = {c.controller for c in calls if c.controller}
         longest = max([stats.oldest_wait_s, *(e.waited_s for e in waiting_people)], default=0.0)
         abandoned = by_outcome.get("abandoned", 0)
-        escalated = by_outcome.get("escalated", 0) + by_outcome.get("handled_by_human", 0)
+        escalated = sum(by_outcome.get(o, 0) for o in ("escalated", "transferred", "handled_by_human"))
         return {
             "waiting": stats.waiting + len(waiting_people),
             "waiting_for_ai": stats.waiting,

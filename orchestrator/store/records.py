@@ -410,7 +410,7 @@ class CallStore:
         Args:
             since: Started at or after.
             until: Started before.
-            outcome: `resolved`, `escalated`, `abandoned` or `handled_by_human`.
+            outcome: `resolved`, `escalated`, `transferred`, `abandoned` or `handled_by_human`.
             intent: The call's first routed intent.
             anomalous: Only calls with (True) or without (False) anomaly flags.
             search: Case-insensitive text in the redacted transcript, or a call id prefix.

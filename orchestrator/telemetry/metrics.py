@@ -9,7 +9,7 @@ from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from orchestrator.results import is_first_contact_resolution, is_success
+from orchestrator.results import ESCALATED_OUTCOMES, is_first_contact_resolution, is_success
 from orchestrator.telemetry import names as n
 from orchestrator.telemetry.anomaly import KINDS as ANOMALY_KINDS
 from orchestrator.telemetry.cost import CallCost
@@ -119,7 +119,7 @@ class CallMetrics:
         self.calls.add(1, {n.L_OUTCOME: outcome if not errors else "error"})
         if is_first_contact_resolution(outcome, resolutions):
             self.first_contact.add(1)
-        if outcome == "escalated":
+        if outcome in ESCALATED_OUTCOMES:
             self.escalations.add(1, {n.L_REASON: escalation_reason or "unspecified"})
         for ms in turn_latencies_ms:
             if ms > 0:

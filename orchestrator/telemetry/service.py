@@ -15,7 +15,7 @@ from opentelemetry.trace import Span
 
 from agents.prompts import Prompts
 from orchestrator.config import Settings
-from orchestrator.results import AnomalyFlag, is_success
+from orchestrator.results import ESCALATED_OUTCOMES, AnomalyFlag, is_success
 from orchestrator.telemetry import names as n
 from orchestrator.telemetry.alerts import AlertEvaluator, AlertStream, Thresholds, WebhookNotifier
 from orchestrator.telemetry.anomaly import AnomalyDetector
@@ -325,7 +325,7 @@ class Telemetry:
             self.alerts.observe_call(
                 call_id=result.call_id,
                 success=is_success(result.outcome, result.errors),
-                escalated=result.outcome == "escalated",
+                escalated=result.outcome in ESCALATED_OUTCOMES,
                 turn_latencies_ms=[t.latency_ms for t in result.turns],
                 cost_usd=cost.total_usd if cost is not None else None,
             )

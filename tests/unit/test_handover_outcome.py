@@ -23,10 +23,27 @@ ACCEPTED = {"turn": 3, "kind": "take_over", "reason": "escalation", "detail": "k
         # An escalation a person accepted stays an escalation.
         ({"human_agent": "kim", "interventions": [ACCEPTED], "outcome": "escalated"}, "escalated"),
         ({"resolutions": []}, "abandoned"),
+        # An escalated phone caller the desk took by SIP.
+        ({"outcome": "transferred", "escalation_reason": "requested_human"}, "transferred"),
     ],
 )
 def test_the_outcome_says_who_handled_the_call(state: dict[str, Any], outcome: str) -> None:
     assert outcome_of(state) == outcome
+
+
+def test_a_transferred_call_is_a_success_and_an_escalation_but_not_a_first_contact_resolution() -> None:
+    from orchestrator.report import fcr_in_scope, first_call_resolution
+
+    assert is_success("transferred")
+    assert not is_first_contact_resolution("transferred", ["billing:pay"])
+    # Asked for a person: out of FCR's scope, as the same call waiting for the console is.
+    assert not fcr_in_scope("transferred", "requested_human")
+    assert fcr_in_scope("transferred", "frustration")
+
+    class End:
+        outcome, escalation_reason = "transferred", "frustration"
+
+    assert first_call_resolution([End()]) == 0.0
 
 
 def test_a_call_handled_by_a_person_is_a_success_but_not_a_first_contact_resolution_by_the_ai() -> None:
