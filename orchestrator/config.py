@@ -141,6 +141,14 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s):// or ws(s):// URL")
         return value
 
+    @field_validator("transfer_sip_uri")
+    @classmethod
+    def _sip_uri(cls, value: str | None) -> str | None:
+        value = (value or "").strip() or None
+        if value and not value.startswith(("sip:", "sips:", "tel:")):
+            raise ValueError("must be a sip:, sips: or tel: URI (e.g. sip:desk@pbx.example.com)")
+        return value
+
     @model_validator(mode="after")
     def _queue_timers(self) -> Settings:
         if self.queue_heartbeat_ms * 2 > self.queue_reclaim_idle_ms:
@@ -213,6 +221,11 @@ class Settings(BaseSettings):
     # A caller in a room silent this long (both sides quiet) is asked if they are still there; as long again, the
     # call ends.
     caller_away_s: float = Field(default=15.0, gt=0)
+    # A human desk reached by SIP (e.g. ``sip:desk@pbx.example.com``): a phone caller the graph escalates is
+    # transferred there (a SIP REFER) once their ticket is written. Unset, a person joins from the console.
+    transfer_sip_uri: str | None = None
+    # How long the desk may ring before the transfer counts as failed and the caller stays with the AI.
+    transfer_ring_s: float = Field(default=30.0, gt=0)
     # Supervisor console (issue 7). Users live in the database (`switchboard users add`); the secret signs
     # session cookies, so set it in production (every process of one deployment needs the same value).
     console_secret: SecretStr = SecretStr("switchboard-console-dev-secret-change-me")

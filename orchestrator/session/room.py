@@ -15,7 +15,10 @@ from livekit import rtc
 from livekit.agents import AgentSession, llm, tts
 from livekit.agents.voice.events import AgentStateChangedEvent, ConversationItemAddedEvent, UserStateChangedEvent
 
+from agents.ports import NotFound, PolicyViolation
+from agents.state import Turn
 from agents.supervisor import speaker_of
+from orchestrator.domain.desk import SqlHumanDesk
 from orchestrator.providers.voice import VoiceStack
 from orchestrator.results import TurnRecord
 from orchestrator.runtime import Services
@@ -23,6 +26,7 @@ from orchestrator.session.graph_llm import GraphAgent
 from orchestrator.session.line import CaptureAudioOutput, LineAudioInput, caller_speech, turn_handling
 from orchestrator.session.telephony import CallerKeys, Keypad
 from orchestrator.session.text import TextCall
+from orchestrator.session.transfer import DeskTransfer, sip_participant
 from orchestrator.telemetry import names as n
 from orchestrator.telemetry.voice import turn_stages
 
@@ -165,6 +169,9 @@ class VoiceCall(TextCall):
         self.keypad: Keypad | None = None
         # Whose keys count: the call's SIP caller's only.
         self._caller_keys = CallerKeys(room) if room is not None else None
+        # The escalated phone caller's transfer to the desk (`Settings.transfer_sip_uri`), once asked for.
+        self._transfer: asyncio.Task[None] | None = None
+        self.transferred: bool | None = None
         if room is not None:
             self.keypad = Keypad(self._keyed)
             room.on("sip_dtmf_received", self._on_dtmf)
@@ -271,6 +278,7 @@ class VoiceCall(TextCall):
             )
             self.result.turns.append(record)
             self._absorb(state)
+            self._transfer_if_escalated(state)
             if self.on_turn is not None:
                 await self.on_turn(self, utterance, record)
         except Exception:
@@ -279,6 +287,54 @@ class VoiceCall(TextCall):
         finally:
             async with self._recorded:
                 self._recorded.notify_all()
+
+    def _transfer_if_escalated(self, state: dict[str, Any]) -> None:
+        """Once the graph has escalated a phone caller and told them so, hand them to the desk by SIP, if one is set.
+
+        The ticket with its summary was written by the turn that escalated, and its reply is over (a turn is
+        recorded after its playout), so the desk's agent reads the ticket before the caller reaches them.
+        """
+        if self._transfer is not None or self.room is None or not self.services.settings.transfer_sip_uri:
+            return
+        if state.get("outcome") != "escalated" or state.get("human_agent"):
+            return
+        caller = sip_participant(self.room)
+        if caller is None:
+            return  # a WebRTC caller has no phone leg to transfer: a person joins from the console
+        self._transfer = asyncio.create_task(
+            self._transfer_to_desk(self.room.name, caller.identity), name=f"voice-transfer-{self.call_id}"
+        )
+
+    async def _transfer_to_desk(self, room_name: str, identity: str) -> None:
+        outcome = await DeskTransfer(self.services.settings).transfer(room_name, identity)
+        self.transferred = outcome.ok
+        try:
+            if outcome.ok:
+                log.info("call %s: the caller was transferred to the desk", self.call_id)
+                await self.update_state({"outcome": "transferred", "ended": True})
+                await self._desk_took(self.result.ticket_id)
+            else:
+                log.warning(
+                    "call %s: transfer to the desk failed: %s; the caller stays with the AI",
+                    self.call_id,
+                    outcome.detail,
+                )
+                line = self.services.prompts.reply("escalation.transfer_failed")
+                # The ticket stays waiting for the console; the caller hears why they are still with us.
+                await self.update_state({"transcript": [Turn(role="agent", agent="escalation", text=line)]})
+                if not self.closed.is_set():
+                    self.session.say(line, add_to_chat_ctx=False)
+            self._absorb(await self.state())
+        except Exception:
+            log.exception("call %s: recording the transfer's outcome failed", self.call_id)
+
+    async def _desk_took(self, ticket_id: str | None) -> None:
+        """The ticket is the desk's now (accepted by its URI), so the console never offers a caller gone to it."""
+        desk = self.services.tenant.desk
+        if ticket_id is None or not isinstance(desk, SqlHumanDesk):
+            return
+        with contextlib.suppress(PolicyViolation, NotFound):  # a supervisor took it from the console meanwhile
+            await desk.accept(ticket_id, str(self.services.settings.transfer_sip_uri))
 
     async def _graph_settled(self) -> None:
         if self.llm.turns.timings:
@@ -304,6 +360,9 @@ class VoiceCall(TextCall):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._speaker
             self._speaker = None
+        if self._transfer is not None:
+            # Bounded by the transfer's own cap: its outcome belongs in the record written after this.
+            await self._transfer
         if self.keypad is not None:
             if self.room is not None:
                 self.room.off("sip_dtmf_received", self._on_dtmf)

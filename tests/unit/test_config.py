@@ -23,6 +23,7 @@ def test_defaults_are_the_embedded_default() -> None:
         ("SWITCHBOARD_TENANT_TIMEZONE", "Mars/Olympus", "SWITCHBOARD_TENANT_TIMEZONE"),
         ("DATABASE_URL", "mysql://x", "DATABASE_URL"),
         ("SWITCHBOARD_QUEUE_MAX_DEPTH", "-1", "SWITCHBOARD_QUEUE_MAX_DEPTH"),
+        ("SWITCHBOARD_TRANSFER_SIP_URI", "desk.example.com", "SWITCHBOARD_TRANSFER_SIP_URI"),
     ],
 )
 def test_invalid_setting_is_named(monkeypatch: pytest.MonkeyPatch, env: str, value: str, named: str) -> None:
