@@ -54,8 +54,9 @@ check: install
 unit: install
 	$(BIN)/pytest -m unit -q
 
+# Two test processes: one runs the real-stack drills (tests/conftest.py, REAL_STACK_DRILLS), the other the rest.
 test: install services system tools check deploy-check
-	$(BIN)/pytest -m "not live"
+	$(BIN)/pytest -m "not live" -n 2 --dist loadgroup
 
 # The smoke eval suite, gated by evals/gates.yaml (non-zero exit on a failed scenario or a breached gate).
 evals: install
