@@ -3,14 +3,18 @@
 Usage: sip_phone.py CONFIG_JSON  (prints one JSON line). CONFIG: ``bind`` (this phone's address), ``uri`` (the
 trunk's number at livekit-sip), ``caller`` (the From number), ``codecs`` (offered, e.g. ["PCMU/8000"]),
 ``wav`` (8 kHz mono, said once the greeting is over), ``keys`` (keyed by RFC 4733 once the agent's answer to
-the WAV is over), ``out`` (a folder for heard.wav and each reply). Replies are found on what is heard: speech
-(level above a floor) that ends with QUIET_S of silence.
+the WAV is over; none: no keys), ``out`` (a folder for heard.wav and each reply), ``transfer`` (optional: instead
+of keys, wait for the call to be transferred (a REFER), call the target, and say ``transfer.wav`` to it once it
+answers; if it refuses, hear the agent again and say ``transfer.again_wav``), ``log`` (optional: pjsua's log,
+with each SIP message, to this file). Replies are found on what is
+heard: speech (level above a floor) that ends with QUIET_S of silence.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import time
 import wave
@@ -26,6 +30,7 @@ QUIET_S = 1.5
 SPEECH_RMS = 300.0
 ANSWER_CAP_S = 60.0
 REPLY_CAP_S = 150.0
+_LEFT_TO_EXIT: list[Any] = []
 
 
 class Phone(pj.Call):  # type: ignore[misc]  # pj.Call is untyped
@@ -33,13 +38,23 @@ class Phone(pj.Call):  # type: ignore[misc]  # pj.Call is untyped
 
     def __init__(self, account: Any, ep: Any, out: Path) -> None:
         super().__init__(account)
-        self.ep, self.out = ep, out
+        self.account, self.ep, self.out = account, ep, out
         self.states: list[str] = []
         self.status: int | None = None
         self.recorder: Any = None
         self.media: Any = None
         self.player: Any = None
         self.last_state: int = pj.PJSIP_INV_STATE_NULL
+        # A REFER's target, and the call to it (pjsua places it; its events come to this object).
+        self.transfer_to: str | None = None
+        self.child: Phone | None = None
+
+    def onCallTransferRequest(self, prm: Any) -> None:  # noqa: N802  # pjsua2's callback name
+        # Accepted (202, pjsua's default); pjsua calls the target and reports to the REFER's sender by NOTIFY.
+        self.transfer_to = str(prm.dstUri)
+        (self.out / "transferred").mkdir(exist_ok=True)
+        self.child = Phone(self.account, self.ep, self.out / "transferred")
+        prm.newCall = self.child
 
     def ended(self) -> bool:
         return bool(self.last_state == pj.PJSIP_INV_STATE_DISCONNECTED)
@@ -73,18 +88,24 @@ class Heard:
         frames = pcm[: len(pcm) // 160 * 160].reshape(-1, 160)
         return np.sqrt((frames**2).mean(axis=1)) if len(frames) else np.zeros(0)
 
-    def segment_after(self, start_s: float) -> tuple[float, float] | None:
-        """The first speech after ``start_s`` that has ended (QUIET_S of silence after it), as (onset, end)."""
+    def segment_after(self, start_s: float, min_s: float = 0.0) -> tuple[float, float] | None:
+        """The first speech after ``start_s`` that has ended (QUIET_S of silence after it), as (onset, end).
+
+        Sound shorter than ``min_s`` (the tail of a ringing tone cut off) is passed over.
+        """
         speech = self.levels() > SPEECH_RMS
-        first = int(start_s / 0.02)
-        onset = next((i for i in range(first, len(speech)) if speech[i]), None)
-        if onset is None:
-            return None
         quiet = int(QUIET_S / 0.02)
-        for i in range(onset, len(speech) - quiet + 1):
-            if not speech[i : i + quiet].any():
-                return onset * 0.02, i * 0.02
-        return None
+        first = int(start_s / 0.02)
+        while True:
+            onset = next((i for i in range(first, len(speech)) if speech[i]), None)
+            if onset is None:
+                return None
+            end = next((i for i in range(onset, len(speech) - quiet + 1) if not speech[i : i + quiet].any()), None)
+            if end is None:
+                return None
+            if (end - onset) * 0.02 >= min_s:
+                return onset * 0.02, end * 0.02
+            first = end
 
     def heard_s(self) -> float:
         return len(self.levels()) * 0.02
@@ -99,6 +120,11 @@ def main(cfg: dict[str, Any]) -> dict[str, Any]:
     ep_cfg.uaConfig.mainThreadOnly = True
     ep_cfg.logConfig.level = 1
     ep_cfg.logConfig.consoleLevel = 1
+    if cfg.get("log"):
+        # Every SIP message sent and received, for a reader of a failed test.
+        ep_cfg.logConfig.filename = cfg["log"]
+        ep_cfg.logConfig.level = 5
+        ep_cfg.logConfig.msgLogging = True
     ep_cfg.medConfig.clockRate = RATE
     ep_cfg.medConfig.sndClockRate = RATE
     ep_cfg.medConfig.noVad = True
@@ -128,11 +154,25 @@ def main(cfg: dict[str, Any]) -> dict[str, Any]:
             with contextlib.suppress(pj.Error):
                 call.hangup(pj.CallOpParam(True))
             pump_until(ep, call, call.ended, 30)
+        child = call.child
+        if child is not None and not child.ended():
+            with contextlib.suppress(pj.Error):
+                child.hangup(pj.CallOpParam(True))
+            pump_until(ep, child, child.ended, 30)
         result["final_status"] = call.status
-        # pjsua asserts in libDestroy while a Call object is alive.
-        call.recorder = call.media = call.player = None
-        del call
-        ep.libDestroy()
+        for leg in (call.child, call):
+            if leg is not None:
+                leg.recorder = leg.media = leg.player = None
+        del leg, child  # no name but ``call`` may hold a Call when it is deleted
+        if call.child is None:
+            # pjsua asserts in libDestroy while a Call object is alive.
+            del call
+            ep.libDestroy()
+        else:
+            # A transferred call's objects are left to the process's exit (`os._exit` below): pjsua2 asserts on
+            # deleting the call it placed for the REFER once that call is over (and the endpoint's own deletion
+            # would destroy the library under them).
+            _LEFT_TO_EXIT.extend((ep, account, call))
 
 
 def pump_until(ep: Any, call: Phone, cond: Any, cap_s: float) -> bool:
@@ -172,12 +212,17 @@ def place(ep: Any, call: Phone, cfg: dict[str, Any], out: Path, result: dict[str
     # The player is done when as much audio has been heard (the line's clock) as it lasts.
     until(lambda: heard.heard_s() >= said_at + said_s, said_s + 30)
     said_end = said_at + said_s
+    if cfg.get("transfer"):
+        return transferred(ep, call, cfg["transfer"], out, result, said_end)
     reply = None
     if until(lambda: heard.segment_after(said_end) is not None, REPLY_CAP_S):
         reply = heard.segment_after(said_end)
     result["reply_s"] = reply
     result["first_audio_ms"] = round((reply[0] - said_end) * 1000) if reply else None
     if reply is None:
+        return result
+    if not cfg.get("keys"):
+        result["reply_wav"] = cut(out / "heard.wav", reply, out / "reply.wav")
         return result
     keyed_at = heard.heard_s()
     call.dialDtmf(cfg["keys"])
@@ -189,6 +234,72 @@ def place(ep: Any, call: Phone, cfg: dict[str, Any], out: Path, result: dict[str
     for name, seg in (("reply", reply), ("keys_reply", keys_reply)):
         if seg is not None:
             result[f"{name}_wav"] = cut(out / "heard.wav", seg, out / f"{name}.wav")
+    return result
+
+
+def say(ep: Any, leg: Phone, wav: str, heard: Heard, cap_s: float) -> float:
+    """Play ``wav`` into ``leg`` and return once as much audio has been heard on it (the line's clock) as it lasts.
+
+    Returns where in ``heard`` it ended, in seconds.
+    """
+    with wave.open(wav) as w:
+        said_s = w.getnframes() / w.getframerate()
+    leg.player = pj.AudioMediaPlayer()
+    leg.player.createPlayer(wav, pj.PJMEDIA_FILE_NO_LOOP)
+    said_at = heard.heard_s()
+    leg.player.startTransmit(leg.media)
+    pump_until(ep, leg, lambda: heard.heard_s() >= said_at + said_s, min(cap_s, said_s + 30))
+    return float(said_at + said_s)
+
+
+def transferred(
+    ep: Any, call: Phone, cfg: dict[str, Any], out: Path, result: dict[str, Any], said_end: float
+) -> dict[str, Any]:
+    """After the WAV: a REFER, the call to its target, and either speech to the target or the agent again.
+
+    What was heard between the WAV and the REFER (the agent saying it transfers the call) is ``reply_wav``.
+    """
+    heard = Heard(out / "heard.wav")
+    pump_until(ep, call, lambda: call.child is not None, REPLY_CAP_S)
+    referred_at = heard.heard_s()
+    result["transfer_to"] = call.transfer_to
+    result["reply_s"] = (said_end, referred_at)
+    if referred_at > said_end:
+        result["reply_wav"] = cut(out / "heard.wav", (said_end, referred_at), out / "reply.wav")
+    child = call.child
+    if child is None:
+        return result
+    # The target answers (media up) or refuses; the first call stays up until then (livekit-sip waits for the NOTIFY).
+    pump_until(ep, child, lambda: child.media is not None, ANSWER_CAP_S)
+    answered = child.media is not None and child.last_state == pj.PJSIP_INV_STATE_CONFIRMED
+    result["transfer"] = {"answered": answered, "status": child.status, "states": list(child.states)}
+    if answered:
+        said_end = say(ep, child, cfg["wav"], Heard(child.out / "heard.wav"), REPLY_CAP_S)
+        result["transfer"]["said_s"] = said_end
+        # A moment of line after the words, so the far end records all of them before the hang-up.
+        pump_until(ep, child, lambda: False, 1.0)
+        with contextlib.suppress(pj.Error):  # the far end hung up first
+            child.hangup(pj.CallOpParam(True))
+        pump_until(ep, child, child.ended, 30)
+        pump_until(ep, call, call.ended, 30)
+        result["first_call_states"] = list(call.states)
+        return result
+    refused_at = heard.heard_s()
+    # The first call is still ours: the agent says the desk did not answer (the ringing tone's cut tail passed over).
+    back = None
+    if pump_until(ep, call, lambda: heard.segment_after(refused_at, 1.0) is not None, REPLY_CAP_S):
+        back = heard.segment_after(refused_at, 1.0)
+    result["back_s"] = back
+    if back is None:
+        return result
+    result["back_wav"] = cut(out / "heard.wav", back, out / "back.wav")
+    said_end = say(ep, call, cfg["again_wav"], heard, REPLY_CAP_S)
+    again = None
+    if pump_until(ep, call, lambda: heard.segment_after(said_end) is not None, REPLY_CAP_S):
+        again = heard.segment_after(said_end)
+    result["again_s"] = again
+    if again is not None:
+        result["again_wav"] = cut(out / "heard.wav", again, out / "again.wav")
     return result
 
 
@@ -214,3 +325,4 @@ if __name__ == "__main__":
         detail = getattr(exc, "info", lambda: "")() or str(exc)
         report = {"error": f"{type(exc).__name__}: {detail}"}
     print(json.dumps(report), flush=True)
+    os._exit(0)

@@ -85,16 +85,26 @@ def sip_setup(stack: RealStack) -> dict[str, Any]:
     return found
 
 
-def phone(stack: RealStack, out: Path, *, codecs: list[str], keys: str = "10027#") -> dict[str, Any]:
+def phone(
+    stack: RealStack,
+    out: Path,
+    *,
+    codecs: list[str],
+    keys: str = "10027#",
+    question: str = QUESTION,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A call from the PJSIP phone (`devstack.sip_phone`); ``extra`` adds to its config (a transfer's script)."""
     out.mkdir()
     cfg = {
         "bind": stack.pair.caller_ip,
         "uri": f"sip:{TRUNK_NUMBER}@{stack.pair.server_ip}:{SIP_PORT}",
         "caller": CUSTOMER,
         "codecs": codecs,
-        "wav": str(say_at_8k(QUESTION, out / "question.wav")),
+        "wav": str(say_at_8k(question, out / "question.wav")),
         "keys": keys,
         "out": str(out),
+        **(extra or {}),
     }
     done = subprocess.run(
         stack.pair.command(stack.pair.caller_ns, [sys.executable, sip_phone.__file__, json.dumps(cfg)]),
