@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from livekit import api
 
 from orchestrator.devstack import phone_caller
 from orchestrator.devstack.netns import NamespacesUnavailable, netns_pair, netns_supported
@@ -46,6 +47,9 @@ KEYED_WHILE_SPEAKING = [{"say": "What's my balance?", "keys_while_answered": "10
 UNKNOWN_NUMBER = [{"say": "I want to check my account balance."}, {"keys": "10027#"}]
 # A customer who withholds their number keys it, then their ZIP (+15550100002's is 10453).
 NUMBER_KEYED = [{"say": "What's my balance?"}, {"keys": "5550100002#"}, {"keys": "10453#"}]
+# A customer who never keys their ZIP, while someone else in the room (a supervisor) keys it as the agent listens.
+OVERHEARD = [{"say": "What's my balance?"}]
+ROOM_KEYS = Path(__file__).with_name("room_keys.py")
 
 
 def phone_token(stack: RealStack, room: str, number: str) -> str:
@@ -62,9 +66,13 @@ def phone_token(stack: RealStack, room: str, number: str) -> str:
     )
 
 
-def call(stack: RealStack, number: str, steps: list[dict[str, str]]) -> dict[str, Any]:
-    # The room `sip setup`'s dispatch rule makes: <prefix>_<number dialled>_<random>.
-    room = f"call-_{DIALLED}_{secrets.token_hex(4)}"
+def room_name() -> str:
+    """The room `sip setup`'s dispatch rule makes: <prefix>_<number dialled>_<random>."""
+    return f"call-_{DIALLED}_{secrets.token_hex(4)}"
+
+
+def call(stack: RealStack, number: str, steps: list[dict[str, str]], room: str | None = None) -> dict[str, Any]:
+    room = room or room_name()
     heard_dir = stack.run_dir / f"heard-{secrets.token_hex(3)}"
     heard_dir.mkdir()
     argv = [sys.executable, phone_caller.__file__, stack.caller_url, phone_token(stack, room, number)]
@@ -103,7 +111,27 @@ def phone_calls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
             caller = call(stack, number, steps)
             calls = asyncio.run(read_calls(stack, f"lk-{caller['room_sid']}"))
             result[name] = {"caller": caller, "record": calls["records"][f"lk-{caller['room_sid']}"], **calls}
-        result["stats"] = asyncio.run(queue_stats(stack, lambda s: s["completed"] == 3 and s["in_flight"] == 0))
+        # A supervisor's keys in a customer's call: the ZIP that would verify them, keyed once the agent listens.
+        room = room_name()
+        supervisor = api.AccessToken(stack.key, stack.secret).with_identity("supervisor-ada").with_kind("standard")
+        token = supervisor.with_grants(api.VideoGrants(room_join=True, room=room)).to_jwt()
+        keys = subprocess.Popen(
+            stack.pair.command(
+                stack.pair.caller_ns, [sys.executable, str(ROOM_KEYS), stack.caller_url, token, room, "10027#"]
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=stack.env(),
+            cwd=ROOT,
+        )
+        cleanup.callback(keys.kill)
+        caller = call(stack, CUSTOMER, OVERHEARD, room)
+        keyed, errors = keys.communicate(timeout=CALL_CAP_S)
+        calls = asyncio.run(read_calls(stack, f"lk-{caller['room_sid']}"))
+        result["overheard"] = {"caller": caller, "keys": json.loads(keyed.strip().splitlines()[-1]), **calls}
+        result["overheard"]["keys_errors"] = errors[-2000:]
+        result["stats"] = asyncio.run(queue_stats(stack, lambda s: s["completed"] == 4 and s["in_flight"] == 0))
         yield result
 
 
@@ -183,8 +211,21 @@ def test_the_agent_hears_speech_that_came_over_a_g711_line(phone_calls: dict[str
     print(f"\nwhat the agent heard over G.711: WER {[round(w, 2) for w in wers]}")
 
 
+def test_a_supervisors_keys_in_the_room_do_not_verify_the_caller(phone_calls: dict[str, Any]) -> None:
+    overheard = phone_calls["overheard"]
+    assert overheard["keys"] == {"keyed": "10027#", "agent_left": True}, overheard["keys_errors"]
+    assert all(t["answered"] for t in overheard["caller"]["turns"])
+    checkpoint = overheard["checkpoint"]
+    assert checkpoint["caller_id"] == CUSTOMER
+    # Only the caller's spoken turn: the supervisor's ZIP, keyed before it, was no turn and verified nobody.
+    callers = [t["text"] for t in checkpoint["transcript"] if t["role"] == "caller"]
+    assert len(callers) == 1, callers
+    assert "10027" not in callers
+    assert (checkpoint.get("verification") or {}).get("status") != "verified", checkpoint.get("verification")
+
+
 def test_each_phone_call_was_admitted_once_and_completed(phone_calls: dict[str, Any]) -> None:
     stats = phone_calls["stats"]
     # room_started admitted each call; the SIP participant's participant_joined named the same call.
-    assert (stats["admitted"], stats["completed"], stats["in_flight"], stats["waiting"]) == (3, 3, 0, 0)
+    assert (stats["admitted"], stats["completed"], stats["in_flight"], stats["waiting"]) == (4, 4, 0, 0)
     assert stats["dead_letters"] == 0
