@@ -56,7 +56,7 @@ unit: install
 
 # Two test processes: one runs the real-stack drills (tests/conftest.py, REAL_STACK_DRILLS), the other the rest.
 test: install services system tools check deploy-check
-	$(BIN)/pytest -m "not live" -n 2 --dist loadgroup
+	$(BIN)/pytest -m "not live" -n 2 --dist loadscope --no-loadscope-reorder
 
 # The smoke eval suite, gated by evals/gates.yaml (non-zero exit on a failed scenario or a breached gate).
 evals: install

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,9 +28,10 @@ POSTGRES_TEST_URL = os.environ.get(
 
 
 # Modules whose fixtures run calls through a real livekit-server in real time (fault drills, bursts, SIP phones):
-# most of their time is waiting on audio, not CPU. `make test` runs two processes (pytest-xdist, --dist loadgroup):
-# one takes these, one after another and first, while the other runs every other module; each module stays whole
-# in one process, so its module-scoped fixtures start once.
+# most of their time is waiting on audio, not CPU. `make test` runs two processes (pytest-xdist); the scheduler
+# below hands these to one process as a single unit, first, while the other runs every other module. Each module
+# stays whole in one process, so its module-scoped fixtures start once. (xdist's own `loadgroup` cannot do it on
+# pytest 9: it renames node ids through an attribute pytest no longer reads.)
 REAL_STACK_DRILLS = frozenset(
     {
         "test_livekit_burst",
@@ -41,17 +44,29 @@ REAL_STACK_DRILLS = frozenset(
         "test_sip_transfer",
     }
 )
+DRILLS_UNIT = "real-stack-drills"
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def _unit_of(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0]
+    return DRILLS_UNIT if Path(module).stem in REAL_STACK_DRILLS else module
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Whole modules per process, the real-stack drills together as one unit (xdist's hook)."""
+    from xdist.scheduler import LoadScopeScheduling  # only a run with -n loads xdist's scheduler
+
+    class ModulesWithDrillsTogether(LoadScopeScheduling):  # type: ignore[misc]  # xdist ships no type stubs
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit_of(nodeid)
+
+    return ModulesWithDrillsTogether(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     _tiers_and_live(items)
-    for item in items:
-        module: str = item.module.__name__  # type: ignore[attr-defined]  # every test item here has a module
-        drill = module.rsplit(".", 1)[-1] in REAL_STACK_DRILLS
-        item.add_marker(pytest.mark.xdist_group("real-stack-drills" if drill else module))
     # The drills first: the longest chain of the run starts at once (a stable sort keeps each module's order).
-    items.sort(key=lambda item: item.get_closest_marker("xdist_group").args[0] != "real-stack-drills")  # type: ignore[union-attr]  # marked just above
+    items.sort(key=lambda item: _unit_of(item.nodeid) != DRILLS_UNIT)
 
 
 def _tiers_and_live(items: list[pytest.Item]) -> None:
