@@ -42,6 +42,7 @@ REAL_STACK_DRILLS = frozenset(
         "test_sip_calls",
         "test_sip_real",
         "test_sip_transfer",
+        "test_sipp_load",
     }
 )
 DRILLS_UNIT = "real-stack-drills"

@@ -282,6 +282,7 @@ def _register_commands() -> None:
     """Commands that live beside their subsystem, each module exposing `register`."""
     from evals.cli import register as register_evals
     from orchestrator.capacity import register as register_capacity
+    from orchestrator.cli.bench_sip import register as register_bench_sip
     from orchestrator.cli.burst import register as register_burst
     from orchestrator.cli.console import register as register_console
     from orchestrator.cli.ops import register as register_ops
@@ -299,6 +300,7 @@ def _register_commands() -> None:
     register_stack(app)  # dev
     register_sip(app)  # sip setup
     register_burst(app)  # bench burst
+    register_bench_sip(app)  # bench sip
 
 
 _register_commands()
