@@ -177,6 +177,10 @@ async def supervise(ctx: AgentContext, state: CallState) -> dict[str, Any]:
             interventions.append(
                 Intervention(turn=turn, kind="take_over", reason=reason, detail=override.get("by", ""))
             )
+        elif kind == "requeue" and state.get("active") == "human":
+            # The person who accepted the escalation is gone: the caller waits for the next one, hearing hold
+            # lines again rather than the silence kept while a person was on the line.
+            update["human_agent"] = None
         elif kind == "escalate":
             update["directive"] = "escalate:supervisor"
         elif kind == "release" and state.get("active") == "human":
