@@ -240,6 +240,9 @@ class Settings(BaseSettings):
     console_lease_s: float = Field(default=15.0, gt=0)
     # After the transcript stream closes, how long a reconnect may take before the call is released.
     console_disconnect_grace_s: float = Field(default=5.0, ge=0)
+    # A supervisor who accepted an escalation must be in the call's room this long after, and one who holds a call
+    # and leaves its room must be back within the disconnect grace; else the call goes back to the queue or the AI.
+    escalation_join_s: float = Field(default=30.0, gt=0)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -141,7 +141,7 @@ class LiveCall:
 
 @dataclass(frozen=True)
 class Line:
-    """One transcript line: ``caller``, ``agent``, ``human`` (a supervisor speaking) or ``event``."""
+    """One transcript line: ``caller``, ``agent``, ``human`` (a supervisor speaking), ``notice`` or ``event``."""
 
     id: str
     role: str
@@ -159,8 +159,9 @@ class LiveFeed:
 
     Keys, all under ``<prefix>:console:``: ``live`` (zset of live call ids by last activity), ``call:<id>``
     (hash of `LiveCall` fields), ``tx:<id>`` (stream of transcript lines), ``cmd:<id>`` (list of pending
-    console commands the worker applies before the caller's next turn), ``ctl:<id>`` (who holds the call)
-    and ``leases`` (zset of held calls by lease deadline).
+    console commands the worker applies before the caller's next turn), ``ctl:<id>`` (who holds the call),
+    ``leases`` (zset of held calls by lease deadline), ``absent`` (zset of held calls whose holder is not
+    in the call's room, by the time they must be there) and ``room:<id>`` (set of supervisors in the room).
 
     Console commands go through the worker rather than straight into the graph checkpoint because a
     checkpoint written while a turn runs is overwritten by that turn's own checkpoint; the worker applies
@@ -193,6 +194,10 @@ class LiveFeed:
     @property
     def leases_key(self) -> str:
         return self._k("leases")
+
+    @property
+    def absent_key(self) -> str:
+        return self._k("absent")
 
     # ------------------------------------------------------------------ worker side
     async def call_started(self, job: CallJob, *, worker: str, resumed_at: int) -> None:
@@ -374,7 +379,8 @@ class LiveFeed:
                 continue
             for line in lines:
                 after = line.id
-                if line.role == "human" and line.text.strip():
+                # A notice is the AI's own word between turns (the person who took the call is gone).
+                if line.role in ("human", "notice") and line.text.strip():
                     yield line.text
 
     async def push_command(self, call_id: str, command: dict[str, str]) -> None:
@@ -420,8 +426,52 @@ class LiveFeed:
             pipe.hgetall(self._k("ctl", call_id))
             pipe.delete(self._k("ctl", call_id))
             pipe.zrem(self.leases_key, call_id)
-            raw, _deleted, _removed = await pipe.execute()
+            pipe.zrem(self.absent_key, call_id)
+            raw, *_ = await pipe.execute()
         return {_s(k): _s(v) for k, v in raw.items()}
+
+    # ------------------------------------------------------------------ the holder in the call's room
+    async def expect_in_room(self, call_id: str, username: str, *, by: float) -> None:
+        """``username``, who holds the call, must be in its room by ``by`` (epoch seconds), unless already there."""
+        there: Any = await self.redis.sismember(self._k("room", call_id), username)
+        if not there:
+            await self.redis.zadd(self.absent_key, {call_id: by})
+
+    async def supervisor_presence(self, call_id: str, username: str, present: bool, *, grace_s: float) -> None:
+        """A supervisor joined or left the call's room (the worker sees it); only the holder's moves count.
+
+        Joined, nothing is due any more; left, they must be back within ``grace_s``. Never raises: a console
+        outage must not drop a caller.
+        """
+        try:
+            room = self._k("room", call_id)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                if present:
+                    pipe.sadd(room, username)
+                else:
+                    pipe.srem(room, username)
+                pipe.expire(room, self.live_ttl_s)
+                await pipe.execute()
+            holder: Any = await self.redis.hget(self._k("ctl", call_id), "username")
+            if holder is None or _s(holder) != username:
+                return
+            if present:
+                await self.redis.zrem(self.absent_key, call_id)
+            else:
+                await self.redis.zadd(self.absent_key, {call_id: time.time() + grace_s})
+        except RedisError as exc:
+            log.warning("live feed: supervisor presence in %s: %s", call_id, exc)
+
+    async def absent(self, *, now: float | None = None) -> list[str]:
+        """Held calls whose holder should have been in the room by now."""
+        now = time.time() if now is None else now
+        ids: Any = await self.redis.zrangebyscore(self.absent_key, "-inf", now)
+        return [_s(i) for i in ids]
+
+    async def claim_absent(self, call_id: str) -> bool:
+        """Take a call off the absent set; True for exactly one claimer (not if the holder joined meanwhile)."""
+        removed: Any = await self.redis.zrem(self.absent_key, call_id)
+        return bool(removed)
 
     async def lapsed(self, *, now: float | None = None) -> list[str]:
         """Held calls whose lease ran out."""

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from agents.graph import build_graph
 from agents.ports import HumanTicket, NotFound, PolicyViolation
+from agents.prompts import Prompts
 from orchestrator.config import Settings
 from orchestrator.console.auth import CookieSigner, Principal, SessionStore, UserStore
 from orchestrator.console.models import AuditRow, CallbackRow, WrapUpRow, create_console_schema
@@ -227,6 +228,7 @@ class Console:
         self._tickets = async_sessionmaker(engine, expire_on_commit=False)
         # Writes that read first take SQLite's write lock up front, as the tenant's own writes do.
         self._store = Store(engine)
+        self.prompts = Prompts.load(settings.prompts_dir)
 
     @classmethod
     @asynccontextmanager
@@ -660,6 +662,12 @@ class Console:
             await self.feed.push_command(
                 ticket.call_id, {"kind": "take_over", "mode": "escalation", "by": who.username}
             )
+            if self.settings.livekit_url:
+                # The caller hears nobody until the supervisor is in the room: if they never come, the call
+                # goes back to the queue (the watchdog) rather than leaving the caller in silence.
+                await self.feed.expect_in_room(
+                    ticket.call_id, who.username, by=time.time() + self.settings.escalation_join_s
+                )
             await self.feed.append(ticket.call_id, "event", who.username, f"{who.username} accepted the escalation.")
         await self.audit.record(who, "accept", call_id=ticket.call_id, ticket_id=ticket_id)
         return ticket, self.livekit_join(who, call)
@@ -771,7 +779,10 @@ class Console:
             priority=max(0, ticket.priority - 1),
         )
         await self.feed.redis.hset(self.feed._k("call", call_id), "ticket_id", again.ticket_id)
+        # The graph waits for a person again (hold lines, not silence), and the caller hears why at once.
+        await self.feed.push_command(call_id, {"kind": "requeue", "by": by})
         await self.feed.append(call_id, "event", by, f"{by} lost contact; the call is back in the escalation queue.")
+        await self.feed.append(call_id, "notice", "escalation", self.prompts.reply("escalation.reconnecting"))
         await self.audit.record(by, "auto_requeue", call_id=call_id, ticket_id=again.ticket_id, detail=ticket_id)
 
     # ------------------------------------------------------------------ the watchdog
@@ -788,24 +799,30 @@ class Console:
                 if rounds % SETTLE_EVERY == 0:
                     await self.settle_queue()
                 for call_id in await self.feed.lapsed():
-                    held = await self.feed.drop(call_id)
-                    if not held:
-                        continue  # released meanwhile, or another API process got there first
-                    by = held.get("username", "")
-                    call = await self.feed.get(call_id)
-                    if call is None or call.status != "live":
-                        continue
-                    if held.get("mode") == "escalation" and held.get("ticket_id"):
-                        await self.requeue(held["ticket_id"], call_id, by)
-                    else:
-                        await self.feed.push_command(call_id, {"kind": "release", "by": by})
-                        await self.feed.append(
-                            call_id, "event", by, f"{by} lost contact; the call goes back to the AI."
-                        )
-                        await self.audit.record(by, "auto_release", call_id=call_id)
+                    await self._holder_gone(call_id)
+                for call_id in await self.feed.absent():
+                    # The supervisor never joined the room, or left it and did not come back in time.
+                    if await self.feed.claim_absent(call_id):
+                        await self._holder_gone(call_id)
             except Exception:  # noqa: BLE001 - one bad round (Redis restarting) must not end the watchdog
                 log.exception("console lease watchdog")
             await asyncio.sleep(WATCHDOG_INTERVAL_S)
+
+    async def _holder_gone(self, call_id: str) -> None:
+        """The call's holder is gone: an accepted escalation back to the queue, a take-over back to the AI."""
+        held = await self.feed.drop(call_id)
+        if not held:
+            return  # released meanwhile, or another API process got there first
+        by = held.get("username", "")
+        call = await self.feed.get(call_id)
+        if call is None or call.status != "live":
+            return
+        if held.get("mode") == "escalation" and held.get("ticket_id"):
+            await self.requeue(held["ticket_id"], call_id, by)
+        else:
+            await self.feed.push_command(call_id, {"kind": "release", "by": by})
+            await self.feed.append(call_id, "event", by, f"{by} lost contact; the call goes back to the AI.")
+            await self.audit.record(by, "auto_release", call_id=call_id)
 
 
 # What a whisper must say for the flows to follow it without a language model: a hand-off they can make.

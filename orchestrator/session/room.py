@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,11 @@ BeforeTurn = Callable[[TextCall], Awaitable[None]]
 # Opens what supervisors type into a call from now on, as it arrives (the console's live feed).
 HumanLines = Callable[[], Awaitable[AsyncIterator[str]]]
 TurnDone = Callable[[TextCall, str, TurnRecord], Awaitable[None]]
+# Told when a supervisor (by username) joins (True) or leaves (False) the call's room.
+Presence = Callable[[str, bool], Coroutine[Any, Any, None]]
+
+# The identity prefix of a supervisor's console in a room (the console's join tokens).
+SUPERVISOR_PREFIX = "supervisor-"
 
 # A caller in a room who says nothing for livekit's user-away timeout (`Settings.caller_away_s`, 15 s of silence on
 # both sides) is asked once if they are still there; silent as long again, the call ends (a dead line, or gone).
@@ -112,6 +117,8 @@ class VoiceCall(TextCall):
         on_turn: Called with the call, the caller's words and the record after each answered turn.
         human_lines: Lines a supervisor types into the call (barge-in, take-over); each is spoken to the
             caller as it arrives, in the agent's voice. (They reach the graph's transcript by `before_turn`.)
+        presence: Told of each supervisor who joins or leaves the room (the console checks that the one
+            holding the call is there).
     """
 
     def __init__(
@@ -127,6 +134,7 @@ class VoiceCall(TextCall):
         before_turn: BeforeTurn | None = None,
         on_turn: TurnDone | None = None,
         human_lines: HumanLines | None = None,
+        presence: Presence | None = None,
     ) -> None:
         if (room is None) == (line is None):
             raise ValueError("a voice call runs in a room or on a local line, exactly one of them")
@@ -172,8 +180,12 @@ class VoiceCall(TextCall):
         # The escalated phone caller's transfer to the desk (`Settings.transfer_sip_uri`), once asked for.
         self._transfer: asyncio.Task[None] | None = None
         self.transferred: bool | None = None
+        self.presence = presence
+        self._moves: set[asyncio.Task[None]] = set()
         if room is not None:
             self.keypad = Keypad(self._keyed)
+            room.on("participant_connected", self._on_joined)
+            room.on("participant_disconnected", self._on_left)
             room.on("sip_dtmf_received", self._on_dtmf)
             self.session.on("agent_state_changed", self._on_agent_state)
 
@@ -198,6 +210,22 @@ class VoiceCall(TextCall):
                 self.session.say(text, add_to_chat_ctx=False)
         except Exception:
             log.exception("call %s: speaking a supervisor's lines failed", self.call_id)
+
+    def _on_joined(self, participant: rtc.RemoteParticipant) -> None:
+        self._moved(participant, True)
+
+    def _on_left(self, participant: rtc.RemoteParticipant) -> None:
+        self._moved(participant, False)
+
+    def _moved(self, participant: rtc.RemoteParticipant, present: bool) -> None:
+        if self.presence is None or not participant.identity.startswith(SUPERVISOR_PREFIX):
+            return
+        if not present and self.room is not None and participant.identity in self.room.remote_participants:
+            return  # the same console joined again before its old connection was dropped (a page reload)
+        username = participant.identity.removeprefix(SUPERVISOR_PREFIX)
+        task = asyncio.create_task(self.presence(username, present), name=f"voice-presence-{self.call_id}")
+        self._moves.add(task)
+        task.add_done_callback(self._moves.discard)
 
     def _on_dtmf(self, dtmf: rtc.SipDTMF) -> None:
         # Only the caller's keys answer the caller's questions (a supervisor's would verify the caller).
@@ -366,7 +394,11 @@ class VoiceCall(TextCall):
         if self.keypad is not None:
             if self.room is not None:
                 self.room.off("sip_dtmf_received", self._on_dtmf)
+                self.room.off("participant_connected", self._on_joined)
+                self.room.off("participant_disconnected", self._on_left)
             await self.keypad.aclose()
+        if self._moves:
+            await asyncio.gather(*self._moves, return_exceptions=True)
         await self.close_session()
         if self._recorder is not None:
             self._items.put_nowait(None)

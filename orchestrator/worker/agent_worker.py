@@ -361,6 +361,9 @@ async def _run_session(
             on_turn=tracker.turn_done,
             # A supervisor's typed lines are spoken to the caller as they arrive, not at the next turn.
             human_lines=None if live is None else functools.partial(live.human_lines, job.call_id),
+            presence=None
+            if live is None
+            else functools.partial(live.supervisor_presence, job.call_id, grace_s=settings.console_disconnect_grace_s),
         )
 
         async def conversation(resumed_at: int) -> None:
