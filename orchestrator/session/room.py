@@ -41,8 +41,17 @@ TurnDone = Callable[[TextCall, str, TurnRecord], Awaitable[None]]
 # Told when a supervisor (by username) joins (True) or leaves (False) the call's room.
 Presence = Callable[[str, bool], Coroutine[Any, Any, None]]
 
-# The identity prefix of a supervisor's console in a room (the console's join tokens).
-SUPERVISOR_PREFIX = "supervisor-"
+# The identity prefixes of a console user in a room (`<role>-<username>`, the console's join tokens).
+_CONSOLE_ROLES = ("supervisor-", "admin-")
+
+
+def console_user(identity: str) -> str | None:
+    """The console username a room participant's identity names, None for anyone else (caller, agent, hold voice)."""
+    for prefix in _CONSOLE_ROLES:
+        if identity.startswith(prefix) and len(identity) > len(prefix):
+            return identity.removeprefix(prefix)
+    return None
+
 
 # A caller in a room who says nothing for livekit's user-away timeout (`Settings.caller_away_s`, 15 s of silence on
 # both sides) is asked once if they are still there; silent as long again, the call ends (a dead line, or gone).
@@ -218,11 +227,11 @@ class VoiceCall(TextCall):
         self._moved(participant, False)
 
     def _moved(self, participant: rtc.RemoteParticipant, present: bool) -> None:
-        if self.presence is None or not participant.identity.startswith(SUPERVISOR_PREFIX):
+        username = console_user(participant.identity)
+        if self.presence is None or username is None:
             return
         if not present and self.room is not None and participant.identity in self.room.remote_participants:
             return  # the same console joined again before its old connection was dropped (a page reload)
-        username = participant.identity.removeprefix(SUPERVISOR_PREFIX)
         task = asyncio.create_task(self.presence(username, present), name=f"voice-presence-{self.call_id}")
         self._moves.add(task)
         task.add_done_callback(self._moves.discard)
