@@ -13,7 +13,6 @@ import json
 import shutil
 import subprocess
 import sys
-import wave
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,8 +49,12 @@ def preflight(server: Path = LIVEKIT_SERVER) -> str | None:
     return stack_preflight(server)
 
 
-def write_speech(to: Path, text: str = QUESTION) -> Path:
-    """flite's speech for ``text`` as raw G.711 μ-law at 8 kHz, what SIPp's rtp_stream sends as payload type 0."""
+def write_speech(to: Path, *, line_s: float, text: str = QUESTION) -> Path:
+    """flite's speech for ``text``, then silence to ``line_s`` seconds: raw G.711 μ-law at 8 kHz for rtp_stream.
+
+    A phone sends RTP the whole call, silence too; livekit-sip hangs up a call that sends none for a while
+    (its media timeout), so the question is followed by μ-law silence for as long as the caller stays on.
+    """
     from orchestrator.providers.tts import FliteTTS
     from orchestrator.session.line import mulaw_encode
 
@@ -59,20 +62,9 @@ def write_speech(to: Path, text: str = QUESTION) -> Path:
     pcm = np.frombuffer(tts.render(text), dtype=np.int16).astype(np.float32)
     n = int(len(pcm) * 8000 / tts.sample_rate)
     at_8k = np.interp(np.linspace(0, len(pcm) - 1, n), np.arange(len(pcm)), pcm).astype(np.int16)
-    to.write_bytes(mulaw_encode(at_8k).tobytes())
+    silence = np.zeros(max(0, int(line_s * 8000) - n), dtype=np.int16)
+    to.write_bytes(mulaw_encode(np.concatenate([at_8k, silence])).tobytes())
     return to
-
-
-def write_wav(ulaw: Path, to: Path) -> None:
-    """The speech file as a WAV, to listen to what the callers said."""
-    from orchestrator.session.line import mulaw_decode
-
-    pcm = mulaw_decode(np.frombuffer(ulaw.read_bytes(), dtype=np.uint8))
-    with wave.open(str(to), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(pcm.tobytes())
 
 
 def sipp_argv(stack: RealStack, *, calls: int, rate: float, hold_s: float, sip_port: int) -> list[str]:
@@ -125,14 +117,15 @@ def _pcts(values: list[float]) -> dict[str, float | None]:
 def summarize(calls: int, stats: dict[str, int], answer_ms: list[float], queue: dict[str, int]) -> dict[str, Any]:
     """The report: SIPp's counts and answer times, and what our queue made of the calls.
 
-    ``lost`` is an answered call the queue never completed (nor counted abandoned: a caller who hung up while
-    queued); a call SIPp failed before its answer is ``failed``, not lost.
+    ``failed`` is a call that did not run SIPp's scenario to its end (refused, unanswered, or hung up on by the
+    stack before the caller's BYE); ``lost`` is an answered call the queue never completed (nor counted
+    abandoned: a caller who hung up while queued).
     """
     answered = len(answer_ms)
     return {
         "calls": calls,
         "answered": answered,
-        "failed": calls - answered,
+        "failed": calls - stats["successful"],
         "admitted": queue["admitted"],
         "completed": queue["completed"],
         "abandoned": queue["abandoned"],
@@ -246,7 +239,8 @@ def run_sip_bench(
     sipp_dir = run_dir / "sipp"
     sipp_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy(SCENARIO, sipp_dir / SCENARIO.name)
-    write_speech(sipp_dir / "speech.ulaw")
+    # Past the BYE, so the line never falls silent while the caller is on it.
+    write_speech(sipp_dir / "speech.ulaw", line_s=hold_s + 5.0)
     with contextlib.ExitStack() as cleanup:
         pair = cleanup.enter_context(netns_pair())
         stack = cleanup.enter_context(

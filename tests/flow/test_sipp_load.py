@@ -27,14 +27,17 @@ pytestmark = [
 ]
 
 CALLS = 4
+# Longer than livekit-sip's media timeout (15 s without RTP ends a call), which a caller silent after its
+# question would meet: a phone line carries silence too.
+HOLD_S = 25.0
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Four SIPp calls placed at once, each 15 s on the line, one agent slot per call."""
+    """Four SIPp calls placed at once, each 25 s on the line, one agent slot per call."""
     run_dir: Path = tmp_path_factory.mktemp("sipp-load")
     try:
-        found = run_sip_bench(CALLS, rate=CALLS, hold_s=15.0, run_dir=run_dir)
+        found = run_sip_bench(CALLS, rate=CALLS, hold_s=HOLD_S, run_dir=run_dir)
     except NamespacesUnavailable as exc:
         pytest.skip(f"no network namespaces here: {exc}")
     found["run_dir"] = str(run_dir)
