@@ -67,6 +67,15 @@ def write_speech(to: Path, *, line_s: float, text: str = QUESTION) -> Path:
     return to
 
 
+def sipp_folder(run_dir: Path) -> Path:
+    """SIPp's working folder in ``run_dir``, empty: SIPp names its traces by its pid, so a kept folder's earlier
+    traces would otherwise be read as this run's."""
+    sipp_dir = run_dir / "sipp"
+    shutil.rmtree(sipp_dir, ignore_errors=True)
+    sipp_dir.mkdir(parents=True)
+    return sipp_dir
+
+
 def sipp_argv(stack: RealStack, *, calls: int, rate: float, hold_s: float, sip_port: int) -> list[str]:
     """SIPp's command line: ``calls`` calls, ``rate`` a second, at most all at once, each ``hold_s`` on the line."""
     binary = sipp_binary() or "sipp"
@@ -236,8 +245,7 @@ def run_sip_bench(
     from orchestrator.devstack.sip import SIP_PORT, start_sip
 
     said = on_progress or (lambda _line: None)
-    sipp_dir = run_dir / "sipp"
-    sipp_dir.mkdir(parents=True, exist_ok=True)
+    sipp_dir = sipp_folder(run_dir)
     shutil.copy(SCENARIO, sipp_dir / SCENARIO.name)
     # Past the BYE, so the line never falls silent while the caller is on it.
     write_speech(sipp_dir / "speech.ulaw", line_s=hold_s + 5.0)

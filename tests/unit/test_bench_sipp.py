@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.bench.sipp import SCENARIO, read_answer_ms, read_stats, summarize
+from orchestrator.bench.sipp import SCENARIO, read_answer_ms, read_stats, sipp_folder, summarize
 
 pytestmark = pytest.mark.unit
 
@@ -40,6 +40,16 @@ def test_no_sipp_traces_is_no_answered_call(tmp_path: Path) -> None:
     )
     assert (report["answered"], report["failed"], report["lost"]) == (0, 2, 0)
     assert report["answer_ms"] == {"p50": None, "p95": None, "p99": None}
+
+
+def test_a_kept_folders_earlier_sipp_traces_are_not_read_again(tmp_path: Path) -> None:
+    earlier = tmp_path / "sipp"
+    earlier.mkdir()
+    (earlier / "sipp_inbound_41_rtt.csv").write_text("Date_ms;response_time_ms;rtd_no\n7444;700;1\n")
+    (earlier / "stats.csv").write_text("SuccessfulCall(C);FailedCall(C);Retransmissions(C);\n5;0;0;\n")
+    folder = sipp_folder(tmp_path)
+    assert read_answer_ms(folder) == []
+    assert read_stats(folder)["successful"] == 0
 
 
 def test_the_scenario_offers_mulaw_and_reads_its_answer_time() -> None:
