@@ -248,6 +248,8 @@ class LiveFeed:
                     lines.append(
                         Turn(role="human", agent=str(command.get("by", "")), text=str(command.get("text", "")))
                     )
+                elif await self._undone(key, command):
+                    continue  # a hold the same person gave up before the caller spoke: neither reaches the graph
                 else:
                     override = {str(k): str(v) for k, v in command.items()}
         except (RedisError, ValueError) as exc:
@@ -260,6 +262,26 @@ class LiveFeed:
             values["override"] = override
         if values:
             await call.update_state(values)
+
+    async def _undone(self, key: str, command: dict[str, Any]) -> bool:
+        """Whether ``command`` (a take-over) is undone by the next pending one (its release or requeue), which is taken.
+
+        One override reaches the graph per caller turn, so a take-over followed by its undoing would give the
+        caller a turn of silence (a person is on the line) before the AI answered again.
+        """
+        if command.get("kind") != "take_over":
+            return False
+        following: Any = await self.redis.lindex(key, 0)
+        if following is None:
+            return False
+        then = json.loads(following)
+        if then.get("kind") not in ("release", "requeue") or then.get("by") != command.get("by"):
+            return False
+        # A release to a named specialist still re-routes: that override goes on to the graph.
+        if then.get("kind") == "release" and then.get("agent"):
+            return False
+        await self.redis.lpop(key)
+        return True
 
     async def turn_done(self, call: RunningCall, utterance: str, record: TurnRecord) -> None:
         """Publish one caller turn and the agent's reply, and the call's new intent, agent, mood and flags."""

@@ -41,7 +41,8 @@ async def test_after_a_requeue_the_caller_waits_for_the_next_person_with_hold_li
 
 async def test_a_requeue_of_a_call_the_ai_has_changes_nothing() -> None:
     state = accepted(kind="requeue", by="sam")
-    state.update(active="billing", human_agent=None)
+    state["active"] = "billing"
+    state["human_agent"] = None
     update = await supervise(context(), state)
     assert update["override"] is None
     assert "human_agent" not in update
