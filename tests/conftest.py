@@ -34,6 +34,7 @@ POSTGRES_TEST_URL = os.environ.get(
 # pytest 9: it renames node ids through an attribute pytest no longer reads.)
 REAL_STACK_DRILLS = frozenset(
     {
+        "test_escalation_vanish",
         "test_livekit_burst",
         "test_livekit_multinode",
         "test_real_livekit",
