@@ -14,7 +14,7 @@ One graph run is one caller turn (thread_id = call id; the checkpointer keeps th
 The supervisor is two nodes: `supervise` reads the caller's turn before anything else (a person asked
 for, anger, abuse, emergencies, loops, console commands), and `review` checks every specialist reply
 (policy, masking, loops) and can correct it or escalate instead. Only `speak` (and LLM specialists,
-sentence by sentence) write speakable text to the stream, then `END_OF_REPLY`, so the voice pipeline
+sentence by sentence) write speakable text to the stream, then an `EndOfReply`, so the voice pipeline
 can start the last sentence before the turn's checkpoint is written.
 
 Each routing decision is taken inside its node (the node returns a `Command`), not by a conditional
@@ -25,6 +25,7 @@ sync ones in a thread pool, a hop per step.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 from langchain_core.exceptions import ModelAPIError, ModelConnectionError
@@ -40,19 +41,21 @@ from agents.llm_agent import run_llm_specialist
 from agents.specialists import escalation as escalation_flow
 from agents.specialists.base import run_specialist
 from agents.specialists.registry import SPECIALISTS, Specialist
-from agents.state import CallState, Intervention
+from agents.state import CallState, Intervention, awaits_digits
 
 SPECIALIST_NODES = tuple(s.name for s in SPECIALISTS)
 
 
+@dataclass(frozen=True)
 class EndOfReply:
-    """Written to the custom stream once the turn's reply is complete (nothing speakable follows)."""
+    """Written to the custom stream once the turn's reply is complete (nothing speakable follows).
 
-    def __repr__(self) -> str:
-        return "END_OF_REPLY"
+    ``expects_digits``: the caller's answer is a digit string (a phone or account number, a ZIP code), read from
+    the state the turn leaves, not from the reply's wording, so a voice pipeline can listen for digits whatever
+    words a tenant's prompts use.
+    """
 
-
-END_OF_REPLY = EndOfReply()
+    expects_digits: bool = False
 
 
 async def supervise(state: CallState, runtime: Runtime[AgentContext]) -> Command[str]:
@@ -125,7 +128,7 @@ async def speak(state: CallState, runtime: Runtime[AgentContext]) -> dict[str, A
     update = supervisor.speak(runtime.context, state)
     if not state.get("spoken"):
         runtime.stream_writer(update.get("reply", ""))
-    runtime.stream_writer(END_OF_REPLY)
+    runtime.stream_writer(EndOfReply(expects_digits=awaits_digits(cast(CallState, {**state, **update}))))
     return update
 
 

@@ -146,3 +146,13 @@ def new_verification() -> Verification:
 def verification_of(state: CallState) -> Verification:
     """The call's verification record (a fresh one before the caller was asked anything)."""
     return state.get("verification") or new_verification()
+
+
+# What a flow can be waiting for whose answer is a digit string: a phone (or account) number, a ZIP code.
+DIGIT_ANSWERS = frozenset({"phone", "zip"})
+
+
+def awaits_digits(state: CallState) -> bool:
+    """Whether the caller's next words answer a question for digits (verification's, or the active task's)."""
+    task = state.get("task") or {}
+    return verification_of(state)["awaiting"] in DIGIT_ANSWERS or task.get("awaiting") in DIGIT_ANSWERS

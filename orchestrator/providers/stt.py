@@ -41,6 +41,8 @@ _MODELS_LOCK = threading.Lock()
 _NUMERAL_TOKENS: dict[str, list[int]] = {}
 # What the agent asks when the answer is a string of digits: the STT hears the agent's question through
 # the session's conversation items (livekit's chat-context carry-over).
+# On an assistant message (`ChatMessage.extra`): whether the reply asked for digits, as the call graph knows it.
+EXPECTS_DIGITS_KEY = "switchboard.expects_digits"
 _ASKS_FOR_DIGITS = re.compile(r"\b(?:zip|postal) code\b|\bphone number\b|\bdigits?\b", re.IGNORECASE)
 # Whisper's context for a digit string: digit words in a caller's groups. Without it, flite's "five" on a
 # narrowband line came back as "side"; with it, numbers never used here as examples are read right.
@@ -151,7 +153,9 @@ class WhisperSTT(stt.STT[Any]):
     def _push_conversation_item(self, ev: ConversationItemAddedEvent) -> None:
         item = ev.item
         if item.type == "message" and item.role == "assistant":
-            self._expect_digits = asks_for_digits(item.text_content or "")
+            # The call graph says whether its reply asked for digits; the wording is the guess without one.
+            told = (item.extra or {}).get(EXPECTS_DIGITS_KEY)
+            self._expect_digits = told if isinstance(told, bool) else asks_for_digits(item.text_content or "")
 
     @property
     def model(self) -> str:

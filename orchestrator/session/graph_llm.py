@@ -37,6 +37,7 @@ from agents.context import AgentContext
 from agents.graph import EndOfReply
 from agents.state import ReplyCut
 from agents.supervisor import cut_reply
+from orchestrator.providers.stt import EXPECTS_DIGITS_KEY
 from orchestrator.redact import describe_error, describe_traceback, redact_caller_input
 from orchestrator.store.checkpoints import LatestCheckpointCache
 
@@ -74,7 +75,9 @@ class GraphAgent(Agent):
         self, chat_ctx: llm.ChatContext, tools: list[llm.Tool], model_settings: ModelSettings
     ) -> AsyncIterator[llm.ChatChunk | str | FlushSentinel]:
         async for chunk in Agent.default.llm_node(self, chat_ctx, tools, model_settings):
-            yield FlushSentinel() if is_end_of_reply(chunk) else chunk
+            yield chunk  # the end-of-reply mark's extra rides on to the assistant message (the STT reads it)
+            if is_end_of_reply(chunk):
+                yield FlushSentinel()
 
 
 @dataclass
@@ -308,9 +311,8 @@ class GraphStream(llm.LLMStream):
                 durability="exit",
             ):
                 if isinstance(chunk, EndOfReply):
-                    self._event_ch.send_nowait(
-                        llm.ChatChunk(id=request_id, delta=llm.ChoiceDelta(extra={END_OF_REPLY_KEY: True}))
-                    )
+                    extra = {END_OF_REPLY_KEY: True, EXPECTS_DIGITS_KEY: chunk.expects_digits}
+                    self._event_ch.send_nowait(llm.ChatChunk(id=request_id, delta=llm.ChoiceDelta(extra=extra)))
                     continue
                 text = chunk if isinstance(chunk, str) else str(chunk)
                 if not text:

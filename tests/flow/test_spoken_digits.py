@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+import yaml
 
-from orchestrator.config import load_settings
+from orchestrator.config import PROMPTS_DIR, load_settings
 from orchestrator.providers.tts import FliteTTS
 from orchestrator.providers.voice import VoiceStack, open_voice
 from orchestrator.runtime import Services
 from orchestrator.session.audio import AudioCall
+from tests.flow.conftest import fixed_clock
 
 pytestmark = [
     pytest.mark.flow,
@@ -47,6 +50,35 @@ async def test_a_caller_with_no_caller_id_says_their_number_and_zip_and_is_verif
         zip_turn = await call.say("10027")
     finally:
         await call.aclose()
+    assert "5550100001" in number.heard
+    assert "10027" in zip_turn.heard
+    assert call.result.account_id == "NW-1001", (zip_turn.heard, zip_turn.agent)
+
+
+async def test_digits_are_heard_as_digits_whatever_words_the_tenant_asks_for_them_with(
+    tmp_path: Path, voice: VoiceStack
+) -> None:
+    # A tenant's own wording names neither a phone number nor a ZIP code: the graph's state, not the words,
+    # tells the STT that the answer is a digit string.
+    prompts = tmp_path / "prompts"
+    shutil.copytree(PROMPTS_DIR, prompts)
+    replies = yaml.safe_load((prompts / "replies.yaml").read_text())
+    replies["verify"]["ask_phone"] = "Sure. Which number is the account under?"
+    replies["verify"]["ask_zip_after_phone"] = "Thanks. And the postcode of the service address?"
+    (prompts / "replies.yaml").write_text(yaml.safe_dump(replies, sort_keys=False))
+    settings = load_settings(data_dir=tmp_path / "data", prompts_dir=prompts)
+    async with await Services.open(settings, clock=fixed_clock) as services:
+        call = AudioCall(
+            services, stt=voice.stt, tts=voice.tts, vad=voice.vad, caller_tts=FliteTTS(), realtime_playout=False
+        )
+        try:
+            asked = await call.say("What's my balance?")
+            assert "Which number" in asked.agent, asked.agent
+            number = await call.say("555 010 0001")
+            assert "postcode" in number.agent, (number.heard, number.agent)
+            zip_turn = await call.say("10027")
+        finally:
+            await call.aclose()
     assert "5550100001" in number.heard
     assert "10027" in zip_turn.heard
     assert call.result.account_id == "NW-1001", (zip_turn.heard, zip_turn.agent)
