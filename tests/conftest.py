@@ -31,13 +31,13 @@ POSTGRES_TEST_URL = os.environ.get(
 # most of their time is waiting on audio, not CPU. `make test` runs two processes (pytest-xdist); the scheduler
 # below hands these to one process as a single unit, first, while the other runs every other module. Each module
 # stays whole in one process, so its module-scoped fixtures start once. (xdist's own `loadgroup` cannot do it on
-# pytest 9: it renames node ids through an attribute pytest no longer reads.)
+# pytest 9: it renames node ids through an attribute pytest no longer reads.) Modules with one or two plain calls
+# through a real stack (test_real_livekit, the demo, the softphone) run beside them, to balance the two.
 REAL_STACK_DRILLS = frozenset(
     {
         "test_escalation_vanish",
         "test_livekit_burst",
         "test_livekit_multinode",
-        "test_real_livekit",
         "test_real_livekit_faults",
         "test_real_livekit_outages",
         "test_sip_calls",
