@@ -459,11 +459,11 @@ class LiveFeed:
         if not there:
             await self.redis.zadd(self.absent_key, {call_id: by})
 
-    async def supervisor_presence(self, call_id: str, username: str, present: bool, *, grace_s: float) -> None:
+    async def supervisor_presence(self, call_id: str, username: str, present: bool, *, grace_s: float) -> bool:
         """A supervisor joined or left the call's room (the worker sees it); only the holder's moves count.
 
-        Joined, nothing is due any more; left, they must be back within ``grace_s``. Never raises: a console
-        outage must not drop a caller.
+        Joined, nothing is due any more; left, they must be back within ``grace_s``. Returns whether ``username``
+        holds the call (True too when Redis cannot say). Never raises: a console outage must not drop a caller.
         """
         try:
             room = self._k("room", call_id)
@@ -476,13 +476,14 @@ class LiveFeed:
                 await pipe.execute()
             holder: Any = await self.redis.hget(self._k("ctl", call_id), "username")
             if holder is None or _s(holder) != username:
-                return
+                return False
             if present:
                 await self.redis.zrem(self.absent_key, call_id)
             else:
                 await self.redis.zadd(self.absent_key, {call_id: time.time() + grace_s})
         except RedisError as exc:
             log.warning("live feed: supervisor presence in %s: %s", call_id, exc)
+        return True
 
     async def absent(self, *, now: float | None = None) -> list[str]:
         """Held calls whose holder should have been in the room by now."""

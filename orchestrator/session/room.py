@@ -26,7 +26,7 @@ from orchestrator.session.graph_llm import GraphAgent
 from orchestrator.session.line import CaptureAudioOutput, LineAudioInput, caller_speech, turn_handling
 from orchestrator.session.telephony import CallerKeys, Keypad
 from orchestrator.session.text import TextCall
-from orchestrator.session.transfer import DeskTransfer, sip_participant
+from orchestrator.session.transfer import DeskTransfer, listener_only, sip_participant
 from orchestrator.telemetry import names as n
 from orchestrator.telemetry.voice import turn_stages
 
@@ -38,8 +38,8 @@ BeforeTurn = Callable[[TextCall], Awaitable[None]]
 # Opens what supervisors type into a call from now on, as it arrives (the console's live feed).
 HumanLines = Callable[[], Awaitable[AsyncIterator[str]]]
 TurnDone = Callable[[TextCall, str, TurnRecord], Awaitable[None]]
-# Told when a supervisor (by username) joins (True) or leaves (False) the call's room.
-Presence = Callable[[str, bool], Coroutine[Any, Any, None]]
+# Told when a supervisor (by username) joins (True) or leaves (False) the call's room; says whether they hold it.
+Presence = Callable[[str, bool], Coroutine[Any, Any, bool]]
 
 # The identity prefixes of a console user in a room (`<role>-<username>`, the console's join tokens).
 _CONSOLE_ROLES = ("supervisor-", "admin-")
@@ -232,9 +232,20 @@ class VoiceCall(TextCall):
             return
         if not present and self.room is not None and participant.identity in self.room.remote_participants:
             return  # the same console joined again before its old connection was dropped (a page reload)
-        task = asyncio.create_task(self.presence(username, present), name=f"voice-presence-{self.call_id}")
+        task = asyncio.create_task(
+            self._report(participant.identity, username, present), name=f"voice-presence-{self.call_id}"
+        )
         self._moves.add(task)
         task.add_done_callback(self._moves.discard)
+
+    async def _report(self, identity: str, username: str, present: bool) -> None:
+        assert self.presence is not None
+        holds = await self.presence(username, present)
+        if present and not holds and self.room is not None:
+            # Never two voices: a console user who does not hold the call (an accepted escalation that went back
+            # to the queue, a token kept from before) only listens until they accept or take it over again.
+            log.warning("call %s: a console user who does not hold the call joined: they may only listen", self.call_id)
+            await listener_only(self.services.settings, self.room.name, identity)
 
     def _on_dtmf(self, dtmf: rtc.SipDTMF) -> None:
         # Only the caller's keys answer the caller's questions (a supervisor's would verify the caller).

@@ -1,4 +1,4 @@
-"""Warm transfer of a phone caller to the human desk by SIP: LiveKit's TransferSIPParticipant (a SIP REFER)."""
+"""LiveKit API actions on a call's room: warm transfer to the desk by SIP (a REFER), a console user made a listener."""
 
 from __future__ import annotations
 
@@ -79,6 +79,30 @@ class DeskTransfer:
         if response.status == api.SIPTransferStatus.STS_TRANSFER_FAILED:
             return TransferOutcome(False, f"the desk did not take the call (SIP {response.sip_status.code or '?'})")
         return TransferOutcome(True)
+
+
+async def listener_only(settings: Settings, room_name: str, identity: str) -> bool:
+    """Take a participant's right to publish (they still hear the call); False when the server refused or failed."""
+    lk = api.LiveKitAPI(
+        _http_url(settings.livekit_url or ""),
+        settings.livekit_api_key,
+        settings.livekit_api_secret.get_secret_value(),
+        timeout=aiohttp.ClientTimeout(total=_API_MARGIN_S),
+        failover=False,
+    )
+    request = api.UpdateParticipantRequest(
+        room=room_name,
+        identity=identity,
+        permission=api.ParticipantPermission(can_subscribe=True, can_publish=False, can_publish_data=False),
+    )
+    try:
+        await lk.room.update_participant(request)
+    except (api.TwirpError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+        log.warning("could not make a console user in %s a listener: %s", room_name, exc)
+        return False
+    finally:
+        await lk.aclose()
+    return True
 
 
 def _sip_detail(exc: api.SipCallError) -> str:

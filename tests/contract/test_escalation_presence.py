@@ -65,11 +65,12 @@ def lines(server: ServedApp, call_id: str) -> list[tuple[str, str]]:
     return [(line.role, line.text) for line in server.call(server.app.state.console.feed.lines(call_id))]
 
 
-def moved(server: ServedApp, call_id: str, username: str, present: bool) -> None:
-    """What the call's voice session reports when a supervisor joins or leaves the room."""
+def moved(server: ServedApp, call_id: str, username: str, present: bool) -> bool:
+    """What the call's voice session reports when a supervisor joins or leaves the room; whether they hold it."""
     feed = server.app.state.console.feed
     grace = server.app.state.settings.console_disconnect_grace_s
-    server.call(feed.supervisor_presence(call_id, username, present, grace_s=grace))
+    holds: bool = server.call(feed.supervisor_presence(call_id, username, present, grace_s=grace))
+    return holds
 
 
 def waiting_for(client: httpx.Client, call_id: str) -> list[dict[str, Any]]:
@@ -161,8 +162,9 @@ def test_a_supervisor_who_leaves_an_accepted_call_for_good_sends_it_back_to_the_
     wait_for(lambda: kinds(server, call_id) == ["take_over", "requeue"])
     assert len(waiting_for(sam, call_id)) == 1
     assert lines(server, call_id)[-1] == ("notice", RECONNECTING)
-    # Back late, sam holds nothing until they accept again: a line of theirs is a barge-in, not a held call's reply.
-    moved(server, call_id, "sam", True)
+    # Back late, sam holds nothing until they accept again (the session lets them only listen), and a line of
+    # theirs is a barge-in, not a held call's reply.
+    assert moved(server, call_id, "sam", True) is False
     assert call_id not in server.call(server.app.state.console.feed.absent(now=time.time() + 3600))
     r = sam.post(f"/v1/console/calls/{call_id}/say", json={"text": "Sorry, I'm back."}, headers=h)
     assert r.json()["action"] == "barge_in"

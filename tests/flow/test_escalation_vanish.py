@@ -2,7 +2,7 @@
 
 livekit-server, the API and both workers run in one network namespace; the caller and the supervisor (both the
 `livekit` rtc SDK) in the other. The supervisor leaves and does not come back: the escalation goes back to the
-queue, and the caller, who would otherwise hear nobody, hears the AI again.
+queue, the caller, who would otherwise hear nobody, hears the AI again, and the supervisor back late only listens.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pytest
 
 from orchestrator.devstack import caller as caller_module
 from orchestrator.devstack.netns import NamespacesUnavailable, netns_pair, netns_supported
-from orchestrator.devstack.stack import API_PORT, LIVEKIT_SERVER, PREFIX, RealStack, real_stack
+from orchestrator.devstack.stack import API_PORT, LIVEKIT_SERVER, PREFIX, SIGNAL_PORT, RealStack, real_stack
 
 pytestmark = [
     pytest.mark.flow,
@@ -89,6 +89,23 @@ def feed_read(stack: RealStack, fn: Any) -> Any:
             await client.aclose()
 
     return asyncio.run(read())
+
+
+def publish_rights(stack: RealStack, room: str, identity: str) -> bool | None:
+    """Whether ``identity`` may publish in ``room``, as livekit-server says; None if they are not in it."""
+    from livekit import api as lkapi
+
+    async def read() -> bool | None:
+        lk = lkapi.LiveKitAPI(f"http://127.0.0.1:{SIGNAL_PORT}", stack.key, stack.secret)
+        try:
+            listed = await lk.room.list_participants(lkapi.ListParticipantsRequest(room=room))
+        finally:
+            await lk.aclose()
+        found = [p for p in listed.participants if p.identity == identity]
+        return found[0].permission.can_publish if found else None
+
+    result: bool | None = stack.pair.call_in(stack.pair.server_ns, lambda: asyncio.run(read()))
+    return result
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
@@ -183,12 +200,31 @@ def vanished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
         supervisor.communicate(timeout=CALL_CAP_S)
         again = until(lambda: [t for t in waiting() if t["ticket_id"] != ticket["ticket_id"]], "the requeue", stack)
         lines = feed_read(stack, lambda f, _r: f.lines(call_id))
+        # Back late, with the token from before: the session lets them listen only.
+        late = subprocess.Popen(
+            pair.command(pair.caller_ns, sup_argv),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=stack.env(),
+            cwd=ROOT,
+        )
+        cleanup.callback(stop, late)
+        assert late.stdout is not None
+        assert late.stdin is not None
+        assert json.loads(late.stdout.readline() or "{}").get("joined")
+        muted = until(lambda: publish_rights(stack, room, "supervisor-sam") is False, "the late one muted", stack)
+        late.stdin.write("\n")
+        late.stdin.flush()
+        late.communicate(timeout=CALL_CAP_S)
         # The caller speaks again: the AI answers (hold lines), where before nobody did.
         caller.stdin.write("\n")
         caller.stdin.flush()
         out, _ = caller.communicate(timeout=CALL_CAP_S)
         result = json.loads(out.strip().splitlines()[-1])
         yield {
+            "muted": muted,
             "again": again,
             "lines": [(ln.role, ln.text) for ln in lines],
             "caller": result,
@@ -201,6 +237,10 @@ def test_the_escalation_goes_back_to_the_queue_when_its_supervisor_leaves_the_ro
     roles = [role for role, _text in vanished["lines"]]
     assert "notice" in roles
     assert any("lost contact" in text for role, text in vanished["lines"] if role == "event")
+
+
+def test_a_supervisor_back_late_may_only_listen(vanished: dict[str, Any]) -> None:
+    assert vanished["muted"]
 
 
 def test_the_caller_hears_the_ai_again_rather_than_silence(vanished: dict[str, Any]) -> None:
