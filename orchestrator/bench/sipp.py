@@ -12,7 +12,6 @@ import csv
 import json
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,13 @@ from typing import Any
 import numpy as np
 
 from orchestrator.devstack.netns import netns_pair
-from orchestrator.devstack.stack import LIVEKIT_SERVER, PREFIX, ROOT, RealStack, StackFailed, real_stack
+from orchestrator.devstack.sip import DIALLED, LIVEKIT_SIP, SIP_PORT, sip_setup, start_sip
+from orchestrator.devstack.stack import LIVEKIT_SERVER, PREFIX, RealStack, real_stack
+from orchestrator.devstack.stack import preflight as stack_preflight
 from orchestrator.stats import percentile
 
 SCENARIO = Path(__file__).with_name("sipp_inbound.xml")
-TRUNK_NUMBER = "+15550000100"
+TRUNK_NUMBER = DIALLED
 CALLER_NUMBER = "+15550100001"  # a demo customer
 QUESTION = "What's my balance?"
 # SIPp's own cap beyond the calls' length (answers wait in the queue on a busy machine); ours is above it.
@@ -39,9 +40,6 @@ def sipp_binary() -> str | None:
 
 def preflight(server: Path = LIVEKIT_SERVER) -> str | None:
     """None when the SIP bench can run here, else one line: what is missing, what to do."""
-    from orchestrator.devstack.sip import LIVEKIT_SIP
-    from orchestrator.devstack.stack import preflight as stack_preflight
-
     if sipp_binary() is None:
         return "sipp is not installed (it places the calls): apt-get install -y sip-tester"
     if not LIVEKIT_SIP.is_file():
@@ -189,23 +187,6 @@ async def _records(stack: RealStack, count: int) -> list[dict[str, Any]]:
         return [view.to_json() for c in calls if (view := await store.get_call(c.call_id)) is not None]
 
 
-def sip_setup(stack: RealStack) -> dict[str, Any]:
-    """`switchboard sip setup` in the server's namespace, as an operator runs it: the trunk and dispatch rule."""
-    argv = [sys.executable, "-m", "orchestrator.cli", "sip", "setup", "--number", TRUNK_NUMBER, "--json"]
-    done = subprocess.run(
-        stack.pair.command(stack.pair.server_ns, argv),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=stack.env(),
-        cwd=ROOT,
-    )
-    if done.returncode != 0:
-        raise StackFailed(f"sip setup exited {done.returncode}: {(done.stdout + done.stderr).strip()[-500:]}")
-    found: dict[str, Any] = json.loads(done.stdout)
-    return found
-
-
 async def _run_sipp(stack: RealStack, argv: list[str], sipp_dir: Path, cap_s: float) -> int | None:
     """SIPp in the caller's namespace, from ``sipp_dir`` (its scenario, speech and traces); its exit code."""
     with (sipp_dir / "sipp.log").open("wb") as log:
@@ -242,8 +223,6 @@ def run_sip_bench(
 
     The report also keeps SIPp's exit code and the setup's result under ``detail``.
     """
-    from orchestrator.devstack.sip import SIP_PORT, start_sip
-
     said = on_progress or (lambda _line: None)
     sipp_dir = sipp_folder(run_dir)
     shutil.copy(SCENARIO, sipp_dir / SCENARIO.name)

@@ -25,6 +25,7 @@ from typing import Any
 
 from orchestrator.devstack.stack import (
     LIVEKIT_SERVER,
+    ROOT,
     SIGNAL_PORT,
     START_CAP_S,
     RealStack,
@@ -264,3 +265,27 @@ def _poll(check: Callable[[], bool], stack: RealStack) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def sip_setup(stack: RealStack, number: str = DIALLED) -> dict[str, Any]:
+    """`switchboard sip setup` in the server's namespace, as an operator runs it: the trunk and dispatch rule.
+
+    Returns:
+        Its ``--json`` answer (what it created or found).
+
+    Raises:
+        StackFailed: The command failed; the message carries the end of its output.
+    """
+    argv = [sys.executable, "-m", "orchestrator.cli", "sip", "setup", "--number", number, "--json"]
+    done = subprocess.run(
+        stack.pair.command(stack.pair.server_ns, argv),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=stack.env(),
+        cwd=ROOT,
+    )
+    if done.returncode != 0:
+        raise StackFailed(f"sip setup exited {done.returncode}: {(done.stdout + done.stderr).strip()[-2000:]}")
+    found: dict[str, Any] = json.loads(done.stdout)
+    return found

@@ -24,7 +24,7 @@ import pytest
 
 from orchestrator.devstack import sip_phone
 from orchestrator.devstack.netns import NamespacesUnavailable, netns_pair, netns_supported
-from orchestrator.devstack.sip import LIVEKIT_SIP, SIP_PORT, start_sip
+from orchestrator.devstack.sip import DIALLED, LIVEKIT_SIP, SIP_PORT, sip_setup, start_sip
 from orchestrator.devstack.stack import LIVEKIT_SERVER, RealStack, real_stack
 from tests.flow.test_real_livekit import CALL_CAP_S, RECORD_CAP_S, _poll, queue_stats
 
@@ -38,7 +38,7 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
-TRUNK_NUMBER = "+15550000100"
+TRUNK_NUMBER = DIALLED
 CUSTOMER = "+15550100001"  # a demo customer; ZIP 10027
 QUESTION = "What's my balance?"
 # A call room's name where a log line carries it (our own processes' logs mask a number in it as [PHONE]).
@@ -68,21 +68,6 @@ def transcribe_8k(path: str) -> str:
         pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float32) / 32768.0
     at_16k = np.interp(np.arange(len(pcm) * 2) / 2, np.arange(len(pcm)), pcm).astype(np.float32)
     return WhisperSTT().transcribe(at_16k)
-
-
-def sip_setup(stack: RealStack) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "orchestrator.cli", "sip", "setup", "--number", TRUNK_NUMBER, "--json"]
-    done = subprocess.run(
-        stack.pair.command(stack.pair.server_ns, argv),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=stack.env(),
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, f"sip setup: {done.stdout}{done.stderr[-2000:]}"
-    found: dict[str, Any] = json.loads(done.stdout)
-    return found
 
 
 def phone(

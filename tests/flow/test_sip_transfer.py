@@ -22,10 +22,10 @@ import pytest
 
 from orchestrator.devstack import sip_desk
 from orchestrator.devstack.netns import NamespacesUnavailable, netns_pair, netns_supported
-from orchestrator.devstack.sip import LIVEKIT_SIP, start_sip
+from orchestrator.devstack.sip import LIVEKIT_SIP, sip_setup, start_sip
 from orchestrator.devstack.stack import LIVEKIT_SERVER, ROOT, RealStack, real_stack
 from tests.flow.test_real_livekit import CALL_CAP_S, RECORD_CAP_S, _poll
-from tests.flow.test_sip_real import phone, say_at_8k, sip_setup, transcribe_8k
+from tests.flow.test_sip_real import phone, say_at_8k, transcribe_8k
 
 pytestmark = [
     pytest.mark.flow,
