@@ -41,6 +41,7 @@ REAL_STACK_DRILLS = frozenset(
         "test_real_livekit_faults",
         "test_real_livekit_outages",
         "test_sip_calls",
+        "test_sip_demo",
         "test_sip_real",
         "test_sip_transfer",
         "test_sipp_load",

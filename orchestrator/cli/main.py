@@ -151,8 +151,13 @@ def demo(
     livekit: Annotated[
         bool, typer.Option("--livekit", help="WebRTC callers through the real stack (livekit-server; needs root).")
     ] = False,
-    callers: Annotated[int | None, typer.Option("--calls", min=1, help="With --livekit: callers (default 4).")] = None,
-    concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="With --livekit: calls at once.")] = 2,
+    sip: Annotated[
+        bool, typer.Option("--sip", help="SIP phones through livekit-sip (`sip demo`; needs root).")
+    ] = False,
+    callers: Annotated[
+        int | None, typer.Option("--calls", min=1, help="With --livekit or --sip: callers (default 4).")
+    ] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="With --livekit or --sip: at once.")] = 2,
     livekit_server: ServerOpt = DEFAULT_SERVER,
 ) -> None:
     """Run scripted calls that cover all four specialists and escalations, and print their transcripts.
@@ -160,11 +165,16 @@ def demo(
     With --livekit the demo's callers speak through livekit-server, the API and both workers instead, and
     the demo prints what became of the calls.
     """
+    if sip:
+        from orchestrator.cli.sip import demo_sip
+
+        demo_sip(calls=callers or 4, concurrency=concurrency, as_json=as_json, server=livekit_server)
+        return
     if livekit:
         demo_livekit(calls=callers or 4, concurrency=concurrency, as_json=as_json, server=livekit_server)
         return
     if callers is not None:
-        fail("--calls needs --livekit (the room-less demo runs each scenario once)")
+        fail("--calls needs --livekit or --sip (the room-less demo runs each scenario once)")
     from orchestrator.scenarios import SCENARIOS
 
     async def main() -> list[dict[str, Any]]:

@@ -1,18 +1,21 @@
-"""`switchboard sip setup` (LiveKit SIP's inbound trunk and dispatch rule) and `sip demo` (phone callers, measured)."""
+"""`switchboard sip setup` (LiveKit SIP's inbound trunk and dispatch rule) and `sip demo` (SIP phones, measured)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import re
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
 from orchestrator.cli.errors import fail, quiet_logs
+from orchestrator.cli.stack import DEFAULT_SERVER, ServerOpt
 
 sip_app = typer.Typer(help="Telephony through LiveKit SIP: the trunk and dispatch rule that admit phone calls.")
 
@@ -214,36 +217,60 @@ def setup(
     )
 
 
-# Demo customers (orchestrator/domain/README.md) and the ZIP code each keys.
+# Demo customers (orchestrator/domain/README.md) and their ZIP codes.
 DEMO_CUSTOMERS = [("+15550100001", "10027"), ("+15550100002", "10453"), ("+15550100003", "11375")]
 DEMO_QUESTION = "What's my balance?"
+# Each phone's own SIP port in the caller's namespace, this plus its index (the desk of the transfer test is not here).
+PHONE_BASE_PORT = 5062
+# A phone waits at most a minute to be answered and 150 s for each reply; a whole call far less than this.
+PHONE_CAP_S = 600.0
+RECORD_CAP_S = 60.0
 
 
 def demo(
-    calls: Annotated[int, typer.Option("--calls", min=1, help="Phone callers to place.")] = 4,
+    calls: Annotated[int, typer.Option("--calls", min=1, help="Phone calls to place.")] = 4,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Calls at once.")] = 2,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    livekit_server: ServerOpt = DEFAULT_SERVER,
 ) -> None:
-    """Phone callers through the real stack: each asks for its balance and keys its ZIP code, then a summary.
+    """SIP phones through the real livekit-sip into the real stack: each asks for its balance and gives its ZIP.
 
-    Each caller is the SIP participant LiveKit SIP makes of a phone call (its number as sip.phoneNumber,
-    keyed digits as SIP DTMF, speech over G.711), in a room as the dispatch rule names it; livekit-sip itself
-    is not in the path. Prints calls, completed, lost, verified_by_keypad, first audio at the caller
-    (P50/P95/P99 over every answered turn) and wer (what the agent heard of the callers' speech). Needs root
-    (network namespaces) and the built livekit-server.
+    Every other caller keys its ZIP code (RFC 4733), the others say it. Prints calls, completed, lost,
+    verified_by_keypad, verified_by_voice, first audio at the phone after its question (P50/P95/P99) and wer
+    (what the agent heard of the spoken question, over G.711). Needs root (network namespaces) and the built
+    livekit-server and livekit-sip (beside it). `switchboard demo --sip` is the same.
     """
+    demo_sip(calls=calls, concurrency=concurrency, as_json=as_json, server=livekit_server)
+
+
+def demo_sip(*, calls: int, concurrency: int, as_json: bool, server: Path) -> None:
+    """`switchboard demo --sip` and `sip demo`: one line and exit 2 when the machine cannot run it, 1 on a loss."""
+    import shutil
+
     from orchestrator.cli.stack import check_machine, run_folder, sigterm_as_interrupt, started_stack
     from orchestrator.config import load_settings
-    from orchestrator.devstack.stack import LIVEKIT_SERVER
+    from orchestrator.devstack.sip import sip_setup, start_sip
+    from orchestrator.devstack.stack import StackFailed
 
     quiet_logs()
     load_settings()
-    check_machine(LIVEKIT_SERVER)
+    # Built beside livekit-server (deploy/dev/tools.sh).
+    livekit_sip = server.parent / "livekit-sip"
+    if not livekit_sip.is_file():
+        fail(f"no livekit-sip at {livekit_sip}: run `deploy/dev/tools.sh livekit-sip` (make tools)")
+    if shutil.which("flite") is None:
+        fail("flite is not installed (it speaks the callers' words): apt-get install -y flite")
+    check_machine(server)
     with (
         sigterm_as_interrupt(),
         run_folder(None, "switchboard-sip-demo-") as run_dir,
-        started_stack(LIVEKIT_SERVER, run_dir, slots=concurrency, show=not as_json) as stack,
+        started_stack(server, run_dir, slots=concurrency, show=not as_json) as stack,
     ):
+        try:
+            start_sip(stack, binary=livekit_sip)
+            sip_setup(stack)
+        except StackFailed as exc:
+            fail(f"livekit-sip did not start: {str(exc).splitlines()[0]} (logs: {run_dir / 'stack'})", 1)
         summary = asyncio.run(_phone_demo(stack, run_dir, calls=calls, concurrency=concurrency))
     if as_json:
         typer.echo(json.dumps(summary))
@@ -254,39 +281,116 @@ def demo(
         fail(f"{summary['lost']} of {calls} calls were lost", 1)
 
 
+@dataclass(frozen=True)
+class PhonePlan:
+    """One demo call: the customer's number, their ZIP, and whether they key it or say it."""
+
+    number: str
+    zip_code: str
+    keyed: bool
+
+
+def phone_plans(calls: int) -> list[PhonePlan]:
+    """The demo customers round-robin; even calls key their ZIP, odd ones say it."""
+    return [PhonePlan(*DEMO_CUSTOMERS[n % len(DEMO_CUSTOMERS)], keyed=n % 2 == 0) for n in range(calls)]
+
+
+async def _place_phone(stack: Any, n: int, plan: PhonePlan, out: Any) -> dict[str, Any]:
+    """One pjsua2 phone (`devstack.sip_phone`) in the caller's namespace calling the trunk; its JSON line."""
+    import sys
+
+    from orchestrator.devstack import sip_phone
+    from orchestrator.devstack.calls import spoken
+    from orchestrator.devstack.sip import DIALLED, SIP_PORT, say_at_8k
+
+    out.mkdir(parents=True, exist_ok=True)
+    cfg: dict[str, Any] = {
+        "bind": stack.pair.caller_ip,
+        "port": PHONE_BASE_PORT + n,
+        "uri": f"sip:{DIALLED}@{stack.pair.server_ip}:{SIP_PORT}",
+        "caller": plan.number,
+        "codecs": ["PCMU/8000"],
+        "wav": str(await asyncio.to_thread(say_at_8k, DEMO_QUESTION, out / "question.wav")),
+        "out": str(out),
+    }
+    if plan.keyed:
+        cfg["keys"] = f"{plan.zip_code}#"
+    else:
+        # Digit by digit, as people give a ZIP code (flite reads "10027" as a number).
+        cfg["zip_wav"] = str(await asyncio.to_thread(say_at_8k, spoken(plan.zip_code), out / "zip.wav"))
+    argv = [sys.executable, sip_phone.__file__, json.dumps(cfg)]
+    try:
+        lines, code = await stack.run_caller(argv, out / "phone.log", PHONE_CAP_S)
+    except TimeoutError:
+        return {"error": f"the phone did not finish within {PHONE_CAP_S:.0f} s"}
+    with contextlib.suppress(json.JSONDecodeError, IndexError):
+        found: dict[str, Any] = json.loads(lines[-1])
+        return found
+    return {"error": f"the phone exited {code} without a report (see {out / 'phone.log'})"}
+
+
 async def _phone_demo(stack: Any, run_dir: Any, *, calls: int, concurrency: int) -> dict[str, Any]:
     from orchestrator.devstack.calls import outcomes, summarize
-    from orchestrator.devstack.sip import place_phone_call
 
     gate = asyncio.Semaphore(concurrency)
-    plans = [DEMO_CUSTOMERS[n % len(DEMO_CUSTOMERS)] for n in range(calls)]
-    for n in range(calls):
-        (run_dir / f"call-{n}").mkdir(parents=True, exist_ok=True)
+    plans = phone_plans(calls)
+    loop = asyncio.get_running_loop()
+    placed_at: dict[int, float] = {}
 
     async def one(n: int) -> dict[str, Any]:
-        number, zip_code = plans[n]
-        steps = [{"say": DEMO_QUESTION}, {"keys": f"{zip_code}#"}]
         async with gate:
-            return await place_phone_call(stack, number, steps, run_dir / f"call-{n}")
+            placed_at[n] = loop.time()
+            return await _place_phone(stack, n, plans[n], run_dir / f"call-{n}")
 
-    callers = list(await asyncio.gather(*(one(n) for n in range(calls))))
-    got = await outcomes(stack, callers, wer=False)
+    phones = list(await asyncio.gather(*(one(n) for n in range(calls))))
+    # The queue's counters once it holds nothing (no room ids: a SIP call's room is livekit-sip's).
+    settled = await outcomes(stack, [], wer=False)
+    records, states = await _records_and_states(stack, sum(1 for p in phones if p.get("answered")))
+    # A record is a phone's: the n-th call from a number, by start, is the n-th phone placed with that number.
+    by_number: dict[str, list[int]] = {}
+    for n in sorted(range(calls), key=lambda n: placed_at[n]):
+        by_number.setdefault(plans[n].number, []).append(n)
+    keyed_verified = spoken_verified = 0
+    for record in sorted(records, key=lambda r: str(r["started_at"])):
+        # The checkpoint's caller id is the From number livekit-sip put on its participant.
+        queue_of_number = by_number.get(str(states[record["call_id"]].get("caller_id")), [])
+        if not queue_of_number:
+            continue
+        n = queue_of_number.pop(0)
+        if (states[record["call_id"]].get("verification") or {}).get("status") == "verified":
+            if plans[n].keyed:
+                keyed_verified += 1
+            else:
+                spoken_verified += 1
+    callers = [{"turns": [{"first_audio_ms": p.get("first_audio_ms")}], **p} for p in phones]
+    got = {"records": {r["call_id"]: r for r in records}, "wers": [], "stats": settled["stats"]}
     summary = summarize(calls, callers, got)
-    checkpoints = await _checkpoints(stack, [c["room_sid"] for c in callers if c.get("room_sid")])
-    verified = sum(1 for state in checkpoints if (state.get("verification") or {}).get("status") == "verified")
-    summary["verified_by_keypad"] = verified
-    summary["wer"] = _heard_wer(checkpoints)
-    keys = ["calls", "completed", "lost", "verified_by_keypad", "first_audio_ms", "wer"]
+    summary["verified_by_keypad"] = keyed_verified
+    summary["verified_by_voice"] = spoken_verified
+    summary["wer"] = _heard_wer(list(states.values()))
+    summary["unanswered"] = sum(1 for p in phones if not p.get("answered"))
+    keys = ["calls", "completed", "lost", "verified_by_keypad", "verified_by_voice", "first_audio_ms", "wer"]
     return {**{k: summary[k] for k in keys}, **{k: v for k, v in summary.items() if k not in keys}}
 
 
-async def _checkpoints(stack: Any, room_sids: list[str]) -> list[dict[str, Any]]:
+async def _records_and_states(stack: Any, answered: int) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Every call's record (waiting for one per answered phone, a while) and its checkpoint, by call id."""
     from orchestrator.config import load_settings
     from orchestrator.runtime import Services
+    from orchestrator.store.records import CallStore
     from orchestrator.worker.runner import checkpoint_state
 
+    loop = asyncio.get_running_loop()
     async with await Services.open(load_settings(data_dir=stack.data_dir), seed=False) as services:
-        return [await checkpoint_state(services, f"lk-{sid}") for sid in room_sids]
+        store = CallStore(services.engine)
+        deadline = loop.time() + RECORD_CAP_S
+        while True:
+            views = await store.list_calls(limit=10_000)
+            if len(views) >= answered or loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.5)
+        records = [view.to_json() for view in views]
+        return records, {r["call_id"]: await checkpoint_state(services, r["call_id"]) for r in records}
 
 
 def _heard_wer(checkpoints: list[dict[str, Any]]) -> float | None:

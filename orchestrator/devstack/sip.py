@@ -1,10 +1,10 @@
-"""livekit-server with the Redis its SIP API needs, on loopback (what `sip setup` configures), and phone callers.
+"""livekit-server with the Redis its SIP API needs, on loopback (what `sip setup` configures), and livekit-sip.
 
 livekit-server keeps SIP trunks and dispatch rules in Redis, and answers its SIP API only when it has one
 (without, every SIP request fails as "not connected"). Its Redis client dials TCP, so this Redis listens
-on a loopback port of its own, not the Unix socket the rest of the stack shares. A phone caller here is the
-SIP participant LiveKit SIP makes of a call (`phone_caller`), placed in the real stack's caller namespace.
-`start_sip` adds the real livekit-sip to the real stack, in its server namespace, sharing a Redis with its server.
+on a loopback port of its own, not the Unix socket the rest of the stack shares. `start_sip` adds the real
+livekit-sip to the real stack, in its server namespace, sharing a Redis with its server; `say_at_8k` is a
+SIP phone's speech.
 """
 
 from __future__ import annotations
@@ -150,39 +150,6 @@ def sip_api_server(run_dir: Path, *, with_redis: bool = True) -> Iterator[SipApi
                 proc.wait()
 
 
-def phone_token(stack: RealStack, room: str, number: str) -> str:
-    """A join token for a SIP participant as LiveKit SIP makes one for a call from ``number``."""
-    from livekit import api
-
-    return (
-        api.AccessToken(stack.key, stack.secret)
-        .with_identity(f"sip_{number}")
-        .with_kind("sip")
-        .with_attributes({"sip.phoneNumber": number, "sip.callStatus": "active"})
-        .with_grants(api.VideoGrants(room_join=True, room=room))
-        .to_jwt()
-    )
-
-
-async def place_phone_call(
-    stack: RealStack, number: str, steps: list[dict[str, str]], out_dir: Path, *, cap_s: float = 600.0
-) -> dict[str, Any]:
-    """One phone caller (`phone_caller`) in the caller's namespace, in a room named as `sip setup`'s dispatch rule
-    names it (after the number dialled), recording into ``out_dir`` (which exists); its JSON line, or an ``error``."""
-    from orchestrator.devstack import phone_caller
-
-    room = f"call-_{DIALLED}_{secrets.token_hex(4)}"
-    argv = [sys.executable, phone_caller.__file__, stack.caller_url, phone_token(stack, room, number)]
-    try:
-        lines, code = await stack.run_caller([*argv, str(out_dir), json.dumps(steps)], out_dir / "caller.log", cap_s)
-    except TimeoutError:
-        return {"error": f"the caller did not finish within {cap_s:.0f} s"}
-    with contextlib.suppress(json.JSONDecodeError, IndexError):
-        found: dict[str, Any] = json.loads(lines[-1])
-        return found
-    return {"error": f"the caller exited {code} without a report (see {out_dir / 'caller.log'})"}
-
-
 def sip_config(stack: RealStack) -> str:
     """livekit-sip's YAML (JSON is YAML): SIP and RTP on the server's namespace address, the server's Redis."""
     return json.dumps(
@@ -289,3 +256,23 @@ def sip_setup(stack: RealStack, number: str = DIALLED) -> dict[str, Any]:
         raise StackFailed(f"sip setup exited {done.returncode}: {(done.stdout + done.stderr).strip()[-2000:]}")
     found: dict[str, Any] = json.loads(done.stdout)
     return found
+
+
+def say_at_8k(text: str, to: Path) -> Path:
+    """flite's speech for ``text`` as a WAV at a phone line's 8 kHz, what a SIP phone plays."""
+    import wave
+
+    import numpy as np
+
+    from orchestrator.providers.tts import FliteTTS
+
+    tts = FliteTTS()
+    pcm = np.frombuffer(tts.render(text), dtype=np.int16).astype(np.float32)
+    n = int(len(pcm) * 8000 / tts.sample_rate)
+    at_8k = np.interp(np.linspace(0, len(pcm) - 1, n), np.arange(len(pcm)), pcm).astype(np.int16)
+    with wave.open(str(to), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(at_8k.tobytes())
+    return to

@@ -3,11 +3,12 @@
 Usage: sip_phone.py CONFIG_JSON  (prints one JSON line). CONFIG: ``bind`` (this phone's address), ``uri`` (the
 trunk's number at livekit-sip), ``caller`` (the From number), ``codecs`` (offered, e.g. ["PCMU/8000"]),
 ``wav`` (8 kHz mono, said once the greeting is over), ``keys`` (keyed by RFC 4733 once the agent's answer to
-the WAV is over; none: no keys), ``out`` (a folder for heard.wav and each reply), ``transfer`` (optional: instead
-of keys, wait for the call to be transferred (a REFER), call the target, and say ``transfer.wav`` to it once it
-answers; if it refuses, hear the agent again and say ``transfer.again_wav``), ``log`` (optional: pjsua's log,
-with each SIP message, to this file). Replies are found on what is
-heard: speech (level above a floor) that ends with QUIET_S of silence.
+the WAV is over; none: no keys), ``zip_wav`` (optional: instead of keys, said once that answer is over; its
+reply is reported as the keys' is), ``port`` (optional: this phone's SIP port, 5060 by default), ``out`` (a
+folder for heard.wav and each reply), ``transfer`` (optional: instead of keys, wait for the call to be
+transferred (a REFER), call the target, and say ``transfer.wav`` to it once it answers; if it refuses, hear the
+agent again and say ``transfer.again_wav``), ``log`` (optional: pjsua's log, with each SIP message, to this
+file). Replies are found on what is heard: speech (level above a floor) that ends with QUIET_S of silence.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def main(cfg: dict[str, Any]) -> dict[str, Any]:
     ep_cfg.medConfig.ecTailLen = 0
     ep.libInit(ep_cfg)
     transport = pj.TransportConfig()
-    transport.port = 5060
+    transport.port = int(cfg.get("port", 5060))
     transport.boundAddress = cfg["bind"]
     transport.publicAddress = cfg["bind"]
     ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, transport)
@@ -221,11 +222,14 @@ def place(ep: Any, call: Phone, cfg: dict[str, Any], out: Path, result: dict[str
     result["first_audio_ms"] = round((reply[0] - said_end) * 1000) if reply else None
     if reply is None:
         return result
-    if not cfg.get("keys"):
+    if cfg.get("zip_wav"):
+        keyed_at = say(ep, call, cfg["zip_wav"], heard, REPLY_CAP_S)
+    elif cfg.get("keys"):
+        keyed_at = heard.heard_s()
+        call.dialDtmf(cfg["keys"])
+    else:
         result["reply_wav"] = cut(out / "heard.wav", reply, out / "reply.wav")
         return result
-    keyed_at = heard.heard_s()
-    call.dialDtmf(cfg["keys"])
     keys_reply = None
     if until(lambda: heard.segment_after(keyed_at) is not None, REPLY_CAP_S):
         keys_reply = heard.segment_after(keyed_at)

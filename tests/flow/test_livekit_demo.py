@@ -64,7 +64,7 @@ def test_a_missing_server_binary_is_one_line_saying_what_to_do(tmp_path: Path, h
 def test_calls_without_livekit_is_a_usage_error() -> None:
     done = switchboard("demo", "--calls", "2")
     assert done.returncode == 2
-    assert done.stderr.strip() == "--calls needs --livekit (the room-less demo runs each scenario once)"
+    assert done.stderr.strip() == "--calls needs --livekit or --sip (the room-less demo runs each scenario once)"
 
 
 @pytest.mark.skipif(WHY_NOT is not None, reason=str(WHY_NOT))
