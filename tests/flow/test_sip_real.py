@@ -24,7 +24,7 @@ import pytest
 
 from orchestrator.devstack import sip_phone
 from orchestrator.devstack.netns import NamespacesUnavailable, netns_pair, netns_supported
-from orchestrator.devstack.sip import DIALLED, LIVEKIT_SIP, SIP_PORT, sip_setup, start_sip
+from orchestrator.devstack.sip import DIALLED, LIVEKIT_SIP, SIP_PORT, say_at_8k, sip_setup, start_sip
 from orchestrator.devstack.stack import LIVEKIT_SERVER, RealStack, real_stack
 from tests.flow.test_real_livekit import CALL_CAP_S, RECORD_CAP_S, _poll, queue_stats
 
@@ -43,22 +43,6 @@ CUSTOMER = "+15550100001"  # a demo customer; ZIP 10027
 QUESTION = "What's my balance?"
 # A call room's name where a log line carries it (our own processes' logs mask a number in it as [PHONE]).
 ROOM_NAME = re.compile(r"call-_[^\s\"',\\}]+")
-
-
-def say_at_8k(text: str, to: Path) -> Path:
-    """flite's speech for ``text``, at a phone line's 8 kHz."""
-    from orchestrator.providers.tts import FliteTTS
-
-    tts = FliteTTS()
-    pcm = np.frombuffer(tts.render(text), dtype=np.int16).astype(np.float32)
-    n = int(len(pcm) * 8000 / tts.sample_rate)
-    at_8k = np.interp(np.linspace(0, len(pcm) - 1, n), np.arange(len(pcm)), pcm).astype(np.int16)
-    with wave.open(str(to), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(at_8k.tobytes())
-    return to
 
 
 def transcribe_8k(path: str) -> str:
