@@ -26,14 +26,16 @@ RECONNECTING = Prompts.load(PROMPTS_DIR).reply("escalation.reconnecting")
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServedApp]:
-    # A long lease, so only the room decides here; a short wait for the room, and a short grace after leaving it.
+    # A long lease, so only the room decides here. The wait for the room and the grace after leaving it are short,
+    # yet far longer than a test's own steps take on a loaded machine: with 0.5 s, an accept followed by a check
+    # (or a release, or the join) raced the watchdog on a fresh clone's run and the call was requeued first.
     with served_console(
         "presence",
         PASSWORD,
         livekit_url="ws://127.0.0.1:7880",
         console_lease_s=600.0,
-        escalation_join_s=0.5,
-        console_disconnect_grace_s=0.3,
+        escalation_join_s=5.0,
+        console_disconnect_grace_s=3.0,
     ) as srv:
         yield srv
 
