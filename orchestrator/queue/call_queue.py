@@ -230,11 +230,13 @@ class CallQueue:
         if self._owns_client:
             await self.redis.aclose()
 
-    async def _call(self, script: AsyncScript, keys: list[str], args: list[Any], *, durable: bool = False) -> Any:
+    async def _call(
+        self, script: AsyncScript, keys: list[str], args: list[Any], *, durable: bool = False, hands_out: bool = False
+    ) -> Any:
         if not self._ready:
             await self.setup()
         try:
-            return await self._run(script, keys, args, durable)
+            return await self._run(script, keys, args, durable, hands_out)
         except ResponseError as exc:
             if refuses_writes(exc):
                 raise NoPrimary(f"Redis refused the write: {exc}") from exc
@@ -242,12 +244,12 @@ class CallQueue:
             if "NOGROUP" not in str(exc):
                 raise
             await self.setup()
-            return await self._run(script, keys, args, durable)
+            return await self._run(script, keys, args, durable, hands_out)
 
-    async def _run(self, script: AsyncScript, keys: list[str], args: list[Any], durable: bool) -> Any:
+    async def _run(self, script: AsyncScript, keys: list[str], args: list[Any], durable: bool, hands_out: bool) -> Any:
         if not durable or self.sync_replicas <= 0:
             return await script(keys=keys, args=args)
-        if script is self._claim or script is self._reclaim:
+        if hands_out:  # a claim or a takeover: not tried at all while the primary lacks its replicas
             await self._replicas_ready()
         # WAIT counts the replicas that hold this connection's writes, so it follows the script on one
         # connection: a pipeline (not a transaction; WAIT is not allowed inside MULTI).
@@ -362,7 +364,7 @@ class CallQueue:
         if self._unobserved:
             args += ["|", *self._unobserved]
             self._unobserved = []
-        raw = await self._call(self._claim, keys, args, durable=True)
+        raw = await self._call(self._claim, keys, args, durable=True, hands_out=True)
         calls = self._parse(raw, consumer)
         if calls or block_ms <= 0:
             return calls
@@ -482,7 +484,7 @@ class CallQueue:
             return []
         keys = [self.keys.dead, self.keys.alerts, self.keys.location, self.keys.counters, *self._streams]
         args = [GROUP, consumer, count, self.reclaim_idle_ms, self.max_attempts, self.alerts_maxlen]
-        return self._parse(await self._call(self._reclaim, keys, args, durable=True), consumer)
+        return self._parse(await self._call(self._reclaim, keys, args, durable=True, hands_out=True), consumer)
 
     # ------------------------------------------------------------------ outcomes
     async def ack(self, claimed: ClaimedCall) -> bool:
