@@ -24,6 +24,7 @@ from orchestrator.results import TurnRecord
 from orchestrator.runtime import Services
 from orchestrator.session.graph_llm import GraphAgent
 from orchestrator.session.line import CaptureAudioOutput, LineAudioInput, caller_speech, turn_handling
+from orchestrator.session.participants import console_user
 from orchestrator.session.telephony import CallerKeys, Keypad
 from orchestrator.session.text import TextCall
 from orchestrator.session.transfer import DeskTransfer, listener_only, sip_participant
@@ -40,18 +41,6 @@ HumanLines = Callable[[], Awaitable[AsyncIterator[str]]]
 TurnDone = Callable[[TextCall, str, TurnRecord], Awaitable[None]]
 # Told when a supervisor (by username) joins (True) or leaves (False) the call's room; says whether they hold it.
 Presence = Callable[[str, bool], Coroutine[Any, Any, bool]]
-
-# The identity prefixes of a console user in a room (`<role>-<username>`, the console's join tokens).
-_CONSOLE_ROLES = ("supervisor-", "admin-")
-
-
-def console_user(identity: str) -> str | None:
-    """The console username a room participant's identity names, None for anyone else (caller, agent, hold voice)."""
-    for prefix in _CONSOLE_ROLES:
-        if identity.startswith(prefix) and len(identity) > len(prefix):
-            return identity.removeprefix(prefix)
-    return None
-
 
 # A caller in a room who says nothing for livekit's user-away timeout (`Settings.caller_away_s`, 15 s of silence on
 # both sides) is asked once if they are still there; silent as long again, the call ends (a dead line, or gone).
@@ -210,6 +199,19 @@ class VoiceCall(TextCall):
         if self.human_lines is not None:
             lines = await self.human_lines()
             self._speaker = asyncio.create_task(self._speak(lines), name=f"voice-human-{self.call_id}")
+
+    def link_caller(self, caller: rtc.RemoteParticipant) -> None:
+        """Hear ``caller`` (`participants.find_caller`) and no one else in the room.
+
+        livekit's RoomIO takes the first standard or SIP participant it sees: a supervisor already listening in
+        would be taken for the caller, and the caller's words never heard.
+        """
+        room_io = self.session.room_io
+        linked = room_io.linked_participant
+        if linked is None or linked.identity != caller.identity:
+            kind = rtc.ParticipantKind.Name(caller.kind)
+            log.info("call %s: the session hears the caller (%s), not whoever joined first", self.call_id, kind)
+        room_io.set_participant(caller.identity)
 
     async def _speak(self, lines: AsyncIterator[str]) -> None:
         try:

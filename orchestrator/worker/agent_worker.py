@@ -25,6 +25,7 @@ from orchestrator.heap import settle_heap
 from orchestrator.live import LiveFeed
 from orchestrator.providers.stt import WhisperSTT, load_vad
 from orchestrator.redis_client import open_redis
+from orchestrator.session.participants import find_caller, may_be_caller
 from orchestrator.session.telephony import sip_caller_number
 from orchestrator.telemetry import names
 from orchestrator.telemetry.cost import ProviderProfile
@@ -150,7 +151,6 @@ PARTS_KEY = "switchboard.parts"
 # is normally in the room when the agent arrives; this covers a room made just before its caller joins. Keep it
 # well under the server's room.empty_timeout, which closes a room that holds only the agent.
 CALLER_WAIT_S = 5.0
-_CALLER_KINDS = (rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD, rtc.ParticipantKind.PARTICIPANT_KIND_SIP)
 # Bounds the status report sent when a job's process exits, before its end marker goes out (the message waits for
 # the server connection's send queue).
 STATUS_UPDATE_CAP_S = 2.0
@@ -202,21 +202,24 @@ class AgentParts:
         )
 
 
-async def caller_in_room(room: rtc.Room, timeout_s: float) -> bool:
-    """True once a caller (a standard or SIP participant, not an agent) is in ``room``; False after ``timeout_s``."""
+async def caller_in_room(room: rtc.Room, timeout_s: float) -> rtc.RemoteParticipant | None:
+    """The call's caller once one is in ``room`` (`participants.find_caller`); None after ``timeout_s``.
+
+    A supervisor listening in or the hold voice is no caller: the wait goes on until the caller joins.
+    """
     joined = asyncio.Event()
 
     def on_joined(participant: rtc.RemoteParticipant) -> None:
-        if participant.kind in _CALLER_KINDS:
+        if may_be_caller(participant):
             joined.set()
 
     room.on("participant_connected", on_joined)
     try:
-        if any(p.kind in _CALLER_KINDS for p in room.remote_participants.values()):
-            return True
+        if (caller := find_caller(room)) is not None:
+            return caller
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(joined.wait(), timeout_s)
-        return joined.is_set()
+        return find_caller(room)
     finally:
         room.off("participant_connected", on_joined)
 
@@ -373,7 +376,8 @@ async def _run_session(
                 tracker.span.set_attribute(names.ATTR_CALL_START_MS, round(start_ms, 1))
             if line is None:
                 await ctx.connect()
-                if await caller_in_room(ctx.room, CALLER_WAIT_S):
+                if (caller := await caller_in_room(ctx.room, CALLER_WAIT_S)) is not None:
+                    call.link_caller(caller)
                     if not call.llm.caller_id:
                         # A phone call's room_started webhook admits it before its SIP caller joins, so its job
                         # has no number: the caller's participant carries it.
@@ -384,8 +388,8 @@ async def _run_session(
                     # rather than wait in an empty room until the server closes it and cancels this job.
                     log.warning("call %s: no caller in room %s: it ends unanswered", job.call_id, ctx.room.name)
             else:
-                caller = local_tts(settings.local_tts_engine, voice=settings.local_tts_voice)
-                await play_caller(call, caller, (job.script or [])[resumed_at:])
+                script_voice = local_tts(settings.local_tts_engine, voice=settings.local_tts_voice)
+                await play_caller(call, script_voice, (job.script or [])[resumed_at:])
             await call.drain()
 
         await tracker.run(call, conversation)

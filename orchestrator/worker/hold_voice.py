@@ -21,10 +21,10 @@ from livekit import api, rtc
 
 from orchestrator.queue.call_queue import CallQueue
 from orchestrator.queue.hold import hold_key
+from orchestrator.session.participants import HOLD_VOICE_PREFIX
 
 logger = logging.getLogger(__name__)
 
-IDENTITY_PREFIX = "hold-"
 RATE = 16000
 # Larger frames than the 10 ms of a live voice: one process plays into every waiting room at once.
 FRAME_MS = 40
@@ -85,7 +85,7 @@ class HoldVoice:
     def token(self, room: str, call_id: str) -> str:
         return (
             api.AccessToken(self.key, self.secret)
-            .with_identity(f"{IDENTITY_PREFIX}{call_id}")
+            .with_identity(f"{HOLD_VOICE_PREFIX}{call_id}")
             .with_kind("agent")
             .with_grants(api.VideoGrants(room_join=True, room=room, agent=True, can_subscribe=False))
             .to_jwt()

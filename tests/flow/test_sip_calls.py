@@ -49,7 +49,7 @@ KEYED_WHILE_SPEAKING = [{"say": "What's my balance?", "keys_while_answered": "10
 UNKNOWN_NUMBER = [{"say": "What's my balance?"}, {"keys": "10027#"}]
 # A customer who withholds their number keys it, then their ZIP (+15550100002's is 10453).
 NUMBER_KEYED = [{"say": "What's my balance?"}, {"keys": "5550100002#"}, {"keys": "10453#"}]
-# A customer who never keys their ZIP, while someone else in the room (a supervisor) keys it as the agent listens.
+# A customer who never keys their ZIP, while a supervisor who was in the room before them keys it as the agent listens.
 OVERHEARD = [{"say": "What's my balance?"}]
 ROOM_KEYS = Path(__file__).with_name("room_keys.py")
 
@@ -113,13 +113,14 @@ def phone_calls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
             caller = call(stack, number, steps)
             calls = asyncio.run(read_calls(stack, f"lk-{caller['room_sid']}"))
             result[name] = {"caller": caller, "record": calls["records"][f"lk-{caller['room_sid']}"], **calls}
-        # A supervisor's keys in a customer's call: the ZIP that would verify them, keyed once the agent listens.
+        # A supervisor already in a customer's call when the agent arrives (listening in to the waiting call) keys
+        # the ZIP that would verify them once the caller is in and the agent listens.
         room = room_name()
         supervisor = api.AccessToken(stack.key, stack.secret).with_identity("supervisor-ada").with_kind("standard")
         token = supervisor.with_grants(api.VideoGrants(room_join=True, room=room)).to_jwt()
         keys = subprocess.Popen(
             stack.pair.command(
-                stack.pair.caller_ns, [sys.executable, str(ROOM_KEYS), stack.caller_url, token, room, "10027#"]
+                stack.pair.caller_ns, [sys.executable, str(ROOM_KEYS), stack.caller_url, token, "10027#"]
             ),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -128,6 +129,11 @@ def phone_calls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
             cwd=ROOT,
         )
         cleanup.callback(keys.kill)
+        assert keys.stdout is not None
+        line = keys.stdout.readline()
+        assert json.loads(line or "{}").get("joined"), (
+            f"the supervisor did not join: {line or keys.stderr.read()[-2000:]}"
+        )
         caller = call(stack, CUSTOMER, OVERHEARD, room)
         keyed, errors = keys.communicate(timeout=CALL_CAP_S)
         calls = asyncio.run(read_calls(stack, f"lk-{caller['room_sid']}"))

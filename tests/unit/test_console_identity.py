@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.session.room import console_user
+from orchestrator.session.participants import console_user
 
 pytestmark = pytest.mark.unit
 
