@@ -22,8 +22,9 @@ from orchestrator.console.auth import (
     Principal,
     csrf_ok,
 )
+from orchestrator.console.room_tokens import JoinMode
 from orchestrator.console.service import DISPOSITIONS, SLA_S, Console, QueueEntry
-from orchestrator.console.softphone import JoinMode, join_call, talk
+from orchestrator.console.softphone import join_call, talk
 from orchestrator.live import LiveFeed
 from orchestrator.web.errors import ApiError, ErrorResponse
 from orchestrator.web.limits import BoundedJsonRoute

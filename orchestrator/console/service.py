@@ -15,7 +15,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from langgraph.graph.state import CompiledStateGraph
-from livekit.api import AccessToken, VideoGrants
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -26,6 +25,7 @@ from agents.prompts import Prompts
 from orchestrator.config import Settings
 from orchestrator.console.auth import CookieSigner, Principal, SessionStore, UserStore
 from orchestrator.console.models import AuditRow, CallbackRow, WrapUpRow, create_console_schema
+from orchestrator.console.room_tokens import room_token
 from orchestrator.domain import create_schema, open_engine
 from orchestrator.domain.db import Store
 from orchestrator.domain.desk import SqlHumanDesk
@@ -677,13 +677,7 @@ class Console:
         if not self.settings.livekit_url or call is None:
             return None
         room = call.room or call.call_id
-        token = (
-            AccessToken(self.settings.livekit_api_key, self.settings.livekit_api_secret.get_secret_value())
-            .with_identity(f"supervisor-{who.username}")
-            .with_name(who.username)
-            .with_grants(VideoGrants(room_join=True, room=room, can_publish=True, can_subscribe=True))
-            .to_jwt()
-        )
+        token = room_token(self.settings, who, room, "escalation")
         return {"url": self.settings.livekit_public_url or self.settings.livekit_url, "room": room, "token": token}
 
     async def close_ticket(self, who: Principal, ticket_id: str, disposition: str, note: str = "") -> None:

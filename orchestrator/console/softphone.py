@@ -6,19 +6,14 @@ import json
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Literal
 
 from livekit.api import AccessToken, RoomConfiguration, VideoGrants
 
 from orchestrator.console.auth import Principal
+from orchestrator.console.room_tokens import TOKEN_TTL, JoinMode, console_identity, room_token
 from orchestrator.console.service import Console
 from orchestrator.web.errors import ApiError
 
-JoinMode = Literal["listen", "barge", "escalation"]
-JOIN_MODES: tuple[JoinMode, ...] = ("listen", "barge", "escalation")
-# A token only has to outlive the join: a connected participant keeps its grants, and the server refreshes them.
-TOKEN_TTL = timedelta(minutes=10)
 # Rooms whose names start with it are calls (the webhook's default room prefix).
 CALL_ROOM_PREFIX = "call-"
 # The call id of a LiveKit room (`call_id_for_room`): only calls that have a room can be joined.
@@ -42,36 +37,6 @@ class Join:
 def public_url(console: Console) -> str | None:
     """The LiveKit URL browsers connect to, None without LiveKit."""
     return console.settings.livekit_public_url or console.settings.livekit_url
-
-
-def _token(console: Console, identity: str, name: str, grants: VideoGrants, attributes: dict[str, str]) -> str:
-    settings = console.settings
-    return (
-        AccessToken(settings.livekit_api_key, settings.livekit_api_secret.get_secret_value())
-        .with_identity(identity)
-        .with_name(name)
-        .with_ttl(TOKEN_TTL)
-        .with_attributes(attributes)
-        .with_grants(grants)
-        .to_jwt()
-    )
-
-
-def grants_for(room: str, mode: JoinMode) -> VideoGrants:
-    """Listening subscribes only and is hidden from everyone in the room; barging and an escalation publish a
-    microphone (no camera, screen or data)."""
-    if mode == "listen":
-        return VideoGrants(
-            room_join=True, room=room, can_subscribe=True, can_publish=False, can_publish_data=False, hidden=True
-        )
-    return VideoGrants(
-        room_join=True,
-        room=room,
-        can_subscribe=True,
-        can_publish=True,
-        can_publish_sources=["microphone"],
-        can_publish_data=False,
-    )
 
 
 async def join_call(console: Console, who: Principal, call_id: str, mode: JoinMode) -> Join:
@@ -119,14 +84,8 @@ async def join_call(console: Console, who: Principal, call_id: str, mode: JoinMo
             await console.audit.record(who, "join_barge", call_id=call_id, outcome="refused", detail=exc.message)
             raise
         joined_now = True
-    identity = f"{who.role}-{who.username}"
-    token = _token(
-        console,
-        identity,
-        who.username,
-        grants_for(call.room, mode),
-        {"switchboard.role": who.role, "switchboard.mode": mode},
-    )
+    identity = console_identity(who)
+    token = room_token(console.settings, who, call.room, mode)
     await console.audit.record(who, f"join_{mode}", call_id=call_id, detail=call.room)
     if joined_now:
         what = "joined the call with a microphone" if mode == "escalation" else "barged in with a microphone"

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from livekit.api import TokenVerifier
 
@@ -133,8 +134,19 @@ def test_only_the_supervisor_who_accepted_an_escalation_joins_it(server: ServedA
     )
     accepted = sam.post(f"/v1/console/escalations/{ticket.ticket_id}/accept")
     assert accepted.status_code == 200, accepted.text
-    # The accept answer's own join details point browsers at the public URL too.
+    # The accept answer's own join details point browsers at the public URL too, and its token is the escalation's
+    # join: the user's console identity, a microphone only (no data, so no keyed digits), and it expires in minutes.
     assert accepted.json()["livekit"]["url"] == PUBLIC
+    accept_token = accepted.json()["livekit"]["token"]
+    grant = claims(server, accept_token)
+    assert (grant.identity, grant.video.room, grant.video.can_publish_sources, grant.video.can_publish_data) == (
+        "supervisor-sam",
+        room,
+        ["microphone"],
+        False,
+    )
+    lifetime = jwt.decode(accept_token, options={"verify_signature": False})
+    assert lifetime["exp"] - lifetime["nbf"] <= 600
     assert error(join(kim, call_id, "escalation")) == (403, "not_your_escalation")
     assert error(join(kim, call_id, "barge")) == (409, "held_by_other")
     r = join(sam, call_id, "escalation")
