@@ -104,12 +104,17 @@ def digits_of(number: str) -> str:
     return re.sub(r"\D", "", number)[-10:]
 
 
+def keyed_hash(value: str, key: str) -> str:
+    """A value as stored where it must be matched but never read back: 32 hex digits of an HMAC-SHA256."""
+    return hmac.new(key.encode(), value.encode(), hashlib.sha256).hexdigest()[:32]
+
+
 def number_key(number: str, key: str) -> str:
     """The stored key of a phone number (call records, failed verifications): a keyed hash of its digits.
 
     Without the key, the ten-digit space cannot be walked offline to turn a stored key back into a number.
     """
-    return hmac.new(key.encode(), digits_of(number).encode(), hashlib.sha256).hexdigest()[:32]
+    return keyed_hash(digits_of(number), key)
 
 
 # A caller giving their own name. After a strong cue a name is taken however the STT cased it ("my name is

@@ -18,7 +18,7 @@ from agents.graph import build_graph
 from agents.ports import IntentClassifier, Tenant
 from agents.prompts import Prompts
 from orchestrator.config import Settings, get_settings
-from orchestrator.domain import build_tenant, create_schema, open_engine, rekey_clear_numbers, seed_demo
+from orchestrator.domain import build_tenant, create_schema, open_engine, rekey_clear_keys, seed_demo
 from orchestrator.store.checkpoints import LatestCheckpointCache, open_checkpointer
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class Services:
             stack.push_async_callback(engine.dispose)
             await create_schema(engine)
             record_key = settings.record_key.get_secret_value()
-            await rekey_clear_numbers(engine, record_key)
+            await rekey_clear_keys(engine, record_key)
             context_clock = clock
             tenant = build_tenant(engine, clock=clock, timezone=settings.tenant_timezone, record_key=record_key)
             if seed:

@@ -19,7 +19,7 @@ from orchestrator.domain.verification import (
     Lockout,
     SqlVerificationGuard,
     VerificationLimits,
-    rekey_clear_numbers,
+    rekey_clear_keys,
     watch_lockouts,
 )
 from orchestrator.sql import open_engine
@@ -43,7 +43,7 @@ __all__ = [
     "build_tenant",
     "create_schema",
     "open_engine",
-    "rekey_clear_numbers",
+    "rekey_clear_keys",
     "seed_demo",
     "watch_lockouts",
 ]

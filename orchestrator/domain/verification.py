@@ -21,7 +21,7 @@ from orchestrator.config import DEV_RECORD_KEY
 from orchestrator.domain.customers import normalize_name, normalize_phone
 from orchestrator.domain.db import Store, new_id
 from orchestrator.domain.models import Base, CustomerRow
-from orchestrator.redact import number_key
+from orchestrator.redact import keyed_hash, number_key
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,8 @@ class VerificationFailureRow(Base):
 
     failure_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     call_id: Mapped[str] = mapped_column(String(128))
-    # "caller:<number key>" and "account:<id>" (or "phone:<number key>" for a number with no account, "name:<name>").
+    # "caller:<number key>" and "account:<id>" (or "phone:<number key>" for a number with no account, or
+    # "name:<name key>"): numbers and names are keyed hashes, never in clear.
     caller_key: Mapped[str | None] = mapped_column(String(64), index=True)
     account_key: Mapped[str] = mapped_column(String(64), index=True)
     reason: Mapped[str] = mapped_column(String(32))
@@ -214,7 +215,8 @@ class SqlVerificationGuard:
         if name:
             # Names are not unique, so a name's guesses count under the name (and the caller ID), never under
             # an account a namesake holds: a stranger cannot lock a customer out by saying their name.
-            return caller_key, f"name:{normalize_name(name)}"[:64]
+            # Keyed like numbers: a guessed name is the caller's words, and kept in clear it would name someone.
+            return caller_key, f"name:{keyed_hash(normalize_name(name), self._record_key)}"
         if not phone:
             return caller_key, ""
         number = normalize_phone(phone)
@@ -235,18 +237,32 @@ def _subject(account_key: str, phone: str) -> str:
     kind, _, value = account_key.partition(":")
     if kind == "account":
         return f"account {value}"
+    if kind == "name":
+        return "a name"  # its key tells nothing, and the name itself is not kept
     return f"{kind} ***{_last4(phone) if kind == 'phone' else value[-4:]}"
 
 
-# A key that holds a number in clear, as rows written before numbers were keyed do; a keyed hash is 32 hex digits.
+# A key that holds a number or a name in clear, as rows written before they were keyed do; a keyed hash is 32 hex
+# digits.
 _CLEAR_NUMBER_KEY = re.compile(r"^(caller|phone):(\+?[0-9]{1,15})$")
+_KEYED = re.compile(r"^[0-9a-f]{32}$")
 
 
-async def rekey_clear_numbers(engine: AsyncEngine, record_key: str = DEV_RECORD_KEY) -> int:
-    """Replace the phone numbers rows written before numbers were keyed hold in clear by their keyed hashes.
+def _keyed_again(value: str, record_key: str) -> str | None:
+    """The keyed form of a stored key that holds a number or a name in clear; None for one already keyed."""
+    if (found := _CLEAR_NUMBER_KEY.match(value)) is not None:
+        return f"{found[1]}:{number_key(normalize_phone(found[2]), record_key)}"
+    kind, _, name = value.partition(":")
+    if kind == "name" and not _KEYED.match(name):
+        return f"name:{keyed_hash(normalize_name(name), record_key)}"
+    return None
 
-    Counts and locks carry on as before (a number's failures and lock keep adding up under its new key).
-    Safe from several processes at once: a value another process has rekeyed no longer matches its update.
+
+async def rekey_clear_keys(engine: AsyncEngine, record_key: str = DEV_RECORD_KEY) -> int:
+    """Replace the phone numbers and names rows written before they were keyed hold in clear by their keyed hashes.
+
+    Counts and locks carry on as before (a number's or a name's failures and lock keep adding up under its new
+    key). Safe from several processes at once: a value another process has rekeyed no longer matches its update.
     Returns how many distinct clear keys were replaced.
     """
     columns = (
@@ -258,17 +274,19 @@ async def rekey_clear_numbers(engine: AsyncEngine, record_key: str = DEV_RECORD_
     async with engine.connect() as conn:
         for column in columns:
             values = await conn.execute(
-                select(column).distinct().where(column.like("caller:%") | column.like("phone:%"))
+                select(column)
+                .distinct()
+                .where(column.like("caller:%") | column.like("phone:%") | column.like("name:%"))
             )
             for (value,) in values:
-                if value and (found := _CLEAR_NUMBER_KEY.match(value)) is not None:
-                    clear[value] = f"{found[1]}:{number_key(normalize_phone(found[2]), record_key)}"
+                if value and (keyed := _keyed_again(value, record_key)) is not None:
+                    clear[value] = keyed
     for old, new in clear.items():
         async with engine.begin() as conn:
             for column in columns:
                 await conn.execute(update(column.table).where(column == old).values({column.name: new}))
     if clear:
-        log.info("verification failures: %d phone numbers kept in clear are now keyed", len(clear))
+        log.info("verification failures: %d numbers and names kept in clear are now keyed", len(clear))
     return len(clear)
 
 

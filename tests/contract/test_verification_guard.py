@@ -183,9 +183,9 @@ async def test_rows_kept_in_clear_are_rekeyed_and_keep_counting(
                 until=NOW + timedelta(minutes=5),
             )
         )
-    assert await verification.rekey_clear_numbers(engine, DEV_RECORD_KEY) == 2
+    assert await verification.rekey_clear_keys(engine, DEV_RECORD_KEY) == 2
     assert not [k for k in await stored_keys(engine) if "7770001" in k or "9991234" in k]
-    assert await verification.rekey_clear_numbers(engine, DEV_RECORD_KEY) == 0  # once is enough
+    assert await verification.rekey_clear_keys(engine, DEV_RECORD_KEY) == 0  # once is enough
     # The old lock holds, and the old failures count towards the next one.
     assert await guard.locked(caller_id=None, phone="+15559991234")
     assert not await guard.locked(caller_id="+15557770001", phone=None)
@@ -193,6 +193,29 @@ async def test_rows_kept_in_clear_are_rekeyed_and_keep_counting(
     assert await guard.locked(caller_id="+15557770001", phone=None)
     clock.now += timedelta(minutes=5)
     assert not await guard.locked(caller_id=None, phone="+15559991234")
+
+
+async def test_names_kept_in_clear_are_rekeyed_and_keep_counting(
+    guard: SqlVerificationGuard, engine: AsyncEngine
+) -> None:
+    # Guesses by name written before names were keyed: one short of the limit.
+    async with engine.begin() as conn:
+        for i in range(LIMITS.max_failures - 1):
+            await conn.execute(
+                VerificationFailureRow.__table__.insert().values(
+                    failure_id=f"VF-name{i}",
+                    call_id=f"old{i}",
+                    caller_key=None,
+                    account_key="name:james carter",
+                    reason="no_match",
+                    at=NOW - timedelta(minutes=1),
+                )
+            )
+    assert await verification.rekey_clear_keys(engine, DEV_RECORD_KEY) == 1
+    assert not [k for k in await stored_keys(engine) if "james" in k]
+    assert await verification.rekey_clear_keys(engine, DEV_RECORD_KEY) == 0
+    assert await guard.record_failure(call_id="new", caller_id=None, phone="", name="James Carter", reason="no_match")
+    assert await guard.locked(caller_id=None, phone=None, name="james carter")
 
 
 async def test_concurrent_failures_past_the_limit_make_one_lock_and_one_alert(
@@ -273,7 +296,9 @@ async def test_guesses_by_account_number_count_with_guesses_by_phone(guard: SqlV
     assert await fail(call_id="n9", caller_id=None, phone="", account_id="NW-9999", reason="no_match")
 
 
-async def test_guesses_by_name_lock_the_name_not_a_namesakes_account(guard: SqlVerificationGuard) -> None:
+async def test_guesses_by_name_lock_the_name_not_a_namesakes_account(
+    guard: SqlVerificationGuard, engine: AsyncEngine
+) -> None:
     for i in range(LIMITS.max_failures - 1):
         assert not await guard.record_failure(
             call_id=f"c{i}", caller_id=None, phone="", name="James Carter", reason="no_match"
@@ -282,6 +307,10 @@ async def test_guesses_by_name_lock_the_name_not_a_namesakes_account(guard: SqlV
     assert await guard.locked(caller_id=None, phone=None, name="JAMES CARTER")
     assert not await guard.locked(caller_id=None, phone=JAMES)
     assert not await guard.locked(caller_id=None, phone=None, account_id="NW-1002")
+    # The name is counted under its keyed hash: the rows and the lock never hold it in clear.
+    keys = await stored_keys(engine)
+    assert keys
+    assert not [k for k in keys if "james" in k.lower() or "carter" in k.lower()], keys
 
 
 async def test_a_name_and_zip_find_one_account_and_tell_nothing_else(engine: AsyncEngine, clock: Clock) -> None:
