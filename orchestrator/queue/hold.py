@@ -1,9 +1,10 @@
-"""Hold announcements: every waiting caller periodically hears their place in the queue and the expected wait.
+"""Hold announcements: a waiting caller hears their place in the queue and the expected wait at once, then regularly.
 
-One announcer runs per worker process, but a Redis lock lets only one of them speak per interval, so
-callers do not hear the same message once per worker. Each message is appended to the per-call stream
-``<prefix>:hold:<call_id>`` (fields ``position``, ``expected_wait_s``, ``text``), which the transport
-that holds the caller (a LiveKit room playing hold audio, or the simulator) consumes.
+One announcer runs per worker process. Each tick gives a message to every waiting call that has had none
+within the interval (a newly queued caller at once, not at the next round), and a short Redis lock lets only
+one process tick at a time, so callers do not hear the same message once per worker. Each message is appended
+to the per-call stream ``<prefix>:hold:<call_id>`` (fields ``position``, ``expected_wait_s``, ``text``), which
+the transport that holds the caller (a LiveKit room playing hold audio, or the simulator) consumes.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from orchestrator.queue.call_queue import CallQueue
+from orchestrator.queue.call_queue import CallQueue, WaitingCall
 from orchestrator.queue.outage import UNREACHABLE, Outage
 
 logger = logging.getLogger(__name__)
 
 HOLD_TTL_S = 3600
 HOLD_MAXLEN = 50
+# How often the announcer looks for calls that are due a message: a newly queued caller waits at most this long.
+TICK_S = 0.5
 
 
 def _s(value: Any) -> str:
@@ -81,11 +84,18 @@ class HoldAnnouncer:
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._lock_key = f"{queue.keys.prefix}:hold:lock"
+        self._tick_s = min(TICK_S, interval_s)
         self._outage = Outage(f"hold announcer {self.name}")
 
-    async def announce(self) -> int:
-        """Give every waiting call one hold message now (ignores the lock); returns how many were sent."""
+    async def announce(self, *, due_only: bool = False) -> int:
+        """Give every waiting call one hold message now (ignores the lock); returns how many were sent.
+
+        Args:
+            due_only: Only the calls with no message within the interval (none yet, or an older one).
+        """
         waiting = await self.queue.waiting()
+        if due_only and waiting:
+            waiting = await self._due(waiting)
         if not waiting:
             return 0
         prefix = self.queue.keys.prefix
@@ -102,12 +112,28 @@ class HoldAnnouncer:
             await pipe.execute()
         return len(waiting)
 
+    async def _due(self, waiting: list[WaitingCall]) -> list[WaitingCall]:
+        """The calls whose last message is older than the interval, by Redis's clock (a stream id is its ms time)."""
+        prefix = self.queue.keys.prefix
+        async with self.queue.redis.pipeline(transaction=False) as pipe:
+            pipe.time()
+            for w in waiting:
+                pipe.xrevrange(hold_key(prefix, w.call_id), count=1)
+            seconds_micros, *lasts = await pipe.execute()
+        now_ms = int(seconds_micros[0]) * 1000 + int(seconds_micros[1]) // 1000
+        interval_ms = self.interval_s * 1000
+        return [
+            w
+            for w, last in zip(waiting, lasts, strict=True)
+            if not last or now_ms - int(_s(last[0][0]).partition("-")[0]) >= interval_ms
+        ]
+
     async def tick(self) -> int:
-        """Announce if no other process did within this interval; returns how many messages were sent."""
-        won = await self.queue.redis.set(self._lock_key, self.name, nx=True, px=max(1, int(self.interval_s * 1000)))
+        """Announce to the calls that are due, unless another process is ticking; returns how many were sent."""
+        won = await self.queue.redis.set(self._lock_key, self.name, nx=True, px=int(self._tick_s * 1000))
         if not won:
             return 0
-        return await self.announce()
+        return await self.announce(due_only=True)
 
     async def _run(self) -> None:
         while not self._stop.is_set():
@@ -121,7 +147,7 @@ class HoldAnnouncer:
             else:
                 self._outage.ok()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.interval_s / 4)
+                await asyncio.wait_for(self._stop.wait(), self._tick_s)
 
     def start(self) -> None:
         """Start the timer task (owned by this object; stopped by :meth:`aclose`)."""

@@ -17,7 +17,7 @@ from orchestrator.api import create_app
 from orchestrator.api.signing import livekit_webhook_token, sign_intake
 from orchestrator.config import Settings, load_settings
 from orchestrator.queue import CallQueue
-from orchestrator.queue.hold import HoldAnnouncer
+from orchestrator.queue.hold import HoldAnnouncer, read_hold_messages
 from orchestrator.web.limits import MAX_BODY_BYTES, json_too_deep
 from tests.conftest import REDIS_TEST_URL
 
@@ -401,6 +401,21 @@ async def test_hold_messages_tell_waiting_callers_their_position(
     [message] = held["messages"]
     assert message["position"] == 2
     assert message["text"].startswith("You're number 2 in the queue; ")
+
+
+async def test_a_newly_queued_caller_hears_their_place_at_once_not_at_the_next_round(
+    client: httpx.AsyncClient, queue: CallQueue
+) -> None:
+    announcer = HoldAnnouncer(queue, interval_s=60)
+    await webhook(client, room_started("call-n1"))
+    assert await announcer.tick() == 1
+    await webhook(client, room_started("call-n2"))
+    # The first caller heard their place a moment ago; the second is told now, not a minute later with the first.
+    assert await announcer.announce(due_only=True) == 1
+    told = [await read_hold_messages(queue.redis, queue.keys.prefix, f"lk-RM_call-n{i}") for i in (1, 2)]
+    assert [[m["position"] for m in messages] for messages in told] == [[1], [2]]
+    # Once the interval has passed, every waiting caller is due again.
+    assert await HoldAnnouncer(queue, interval_s=0).announce(due_only=True) == 2
 
 
 # ---------------------------------------------------------------- abuse: deep JSON, huge bodies
