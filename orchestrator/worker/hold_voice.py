@@ -33,6 +33,10 @@ JOIN_CAP_S = 30.0
 # Joins in progress at once: a burst of rooms is joined a few at a time, so the voice's own joins do not starve the
 # callers' (WebRTC set-ups that time out make the SDK join again, and a room that closed meanwhile is made afresh).
 JOINS_AT_ONCE = 8
+# A failed join (a busy server closing the signalling connection) is tried again after a pause that doubles up to
+# the last: the caller waits in silence meanwhile, but a join that fails at once must not spin.
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 8.0
 READY_LINE = "hold voice ready"
 
 
@@ -81,6 +85,7 @@ class HoldVoice:
         self._joins = asyncio.Semaphore(JOINS_AT_ONCE)
         self.played = 0
         self.skipped = 0
+        self.join_failures = 0
 
     def token(self, room: str, call_id: str) -> str:
         return (
@@ -155,21 +160,51 @@ class HoldVoice:
         rooms = await self._api.room.list_rooms(api.ListRoomsRequest(names=[held.room]))
         return any(f"lk-{r.sid}" == held.call_id for r in rooms.rooms)
 
+    async def _join(self, held: _Held) -> rtc.Room | None:
+        """The call's room, joined; None once the call no longer waits or its room has closed.
+
+        A join that fails is tried again while the caller still waits, so one refused join under load does not
+        leave them in silence for the rest of their wait.
+        """
+        pause = RETRY_FIRST_S
+        while not held.leave.is_set():
+            room = rtc.Room()
+            try:
+                async with self._joins:
+                    if held.leave.is_set() or not await self._still_open(held):
+                        self.skipped += 1
+                        return None
+                    # The SDK's own cap, not a cancellation: a join cancelled here may still complete in the SDK.
+                    options = rtc.RoomOptions(auto_subscribe=False, connect_timeout=JOIN_CAP_S)
+                    await room.connect(self.url, self.token(held.room, held.call_id), options)
+                return room
+            except (rtc.ConnectError, api.TwirpError) as exc:
+                await room.disconnect()
+                self.join_failures += 1
+                logger.warning(
+                    "hold voice: cannot join %s for %s: %s; trying again in %.0f s", held.room, held.call_id, exc, pause
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(held.leave.wait(), pause)
+            pause = min(pause * 2, RETRY_MAX_S)
+        return None
+
     async def _hold(self, held: _Held) -> None:
-        room = rtc.Room()
+        room = await self._join(held)
+        if room is None:
+            return
         try:
-            async with self._joins:
-                if held.leave.is_set() or not await self._still_open(held):
-                    self.skipped += 1
-                    return
-                # The SDK's own cap, not a cancellation: a join cancelled here may still complete in the SDK, later.
-                options = rtc.RoomOptions(auto_subscribe=False, connect_timeout=JOIN_CAP_S)
-                await room.connect(self.url, self.token(held.room, held.call_id), options)
             if f"lk-{await room.sid}" != held.call_id and self._api is not None:
                 # The room closed between the check and the join, which made it again: close the one we made.
                 logger.warning("hold voice: %s closed before the join; closing the room the join made", held.room)
                 await self._api.room.delete_room(api.DeleteRoomRequest(room=held.room))
                 return
+            # Messages that came while the join was being tried again: a caller wants their place now, not each one.
+            newest = None
+            while not held.messages.empty():
+                newest = held.messages.get_nowait()
+            if newest is not None:
+                held.messages.put_nowait(newest)
             source = rtc.AudioSource(RATE, 1, queue_size_ms=1000)
             track = rtc.LocalAudioTrack.create_audio_track("hold", source)
             await room.local_participant.publish_track(
@@ -193,8 +228,6 @@ class HoldVoice:
                     await source.capture_frame(rtc.AudioFrame(chunk, RATE, 1, frame))
                 else:
                     self.played += 1
-        except (rtc.ConnectError, api.TwirpError) as exc:
-            logger.warning("hold voice: cannot join %s for %s: %s", held.room, held.call_id, exc)
         finally:
             await room.disconnect()
 

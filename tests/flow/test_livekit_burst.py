@@ -7,6 +7,7 @@ ours pulls a call only when a slot is free.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import uuid
 from pathlib import Path
@@ -98,6 +99,51 @@ async def test_the_hold_voice_never_joins_a_room_that_has_closed(tmp_path: Path)
             await held.task
             assert (await lk.room.list_rooms(api.ListRoomsRequest(names=["call-gone"]))).rooms == []
             assert voice.skipped == 1
+        finally:
+            await lk.aclose()
+            await queue.redis.delete(*[k async for k in queue.redis.scan_iter(f"{queue.keys.prefix}:*")])
+            await queue.aclose()
+
+
+class RefusedOnce(HoldVoice):
+    """A hold voice whose first join the server refuses (a token of the wrong key), as a busy server drops one."""
+
+    refused = False
+
+    def token(self, room: str, call_id: str) -> str:
+        if not self.refused:
+            self.refused = True
+            return api.AccessToken(self.key, "not-the-secret-of-this-server-0123456789").with_identity("x").to_jwt()
+        return super().token(room, call_id)
+
+
+async def test_a_refused_hold_voice_join_is_tried_again_while_the_caller_waits(tmp_path: Path) -> None:
+    queue = CallQueue.from_url(REDIS_TEST_URL, prefix=f"hold-{uuid.uuid4().hex[:10]}")
+    with sip_api_server(tmp_path, with_redis=False) as server:
+        lk = api.LiveKitAPI(server.url, server.key, server.secret)
+        try:
+            room = await lk.room.create_room(api.CreateRoomRequest(name="call-waits", empty_timeout=300))
+            call_id = f"lk-{room.sid}"
+            await queue.admit(CallJob(call_id=call_id, source="livekit", room="call-waits"))
+            voice = RefusedOnce(
+                queue, url=server.url.replace("http", "ws"), key=server.key, secret=server.secret, render=bytes
+            )
+            await voice.tick()
+            [held] = voice.held.values()
+
+            async def in_room() -> bool:
+                found = await lk.room.list_participants(api.ListParticipantsRequest(room="call-waits"))
+                return any(p.identity == f"hold-{call_id}" for p in found.participants)
+
+            for _ in range(300):  # a poll on the condition, capped at about a minute
+                if await in_room():
+                    break
+                await asyncio.sleep(0.2)
+            assert await in_room()
+            assert (voice.refused, voice.join_failures) == (True, 1)
+            held.leave.set()
+            assert held.task is not None
+            await held.task
         finally:
             await lk.aclose()
             await queue.redis.delete(*[k async for k in queue.redis.scan_iter(f"{queue.keys.prefix}:*")])
