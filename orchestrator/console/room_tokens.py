@@ -20,13 +20,8 @@ def console_identity(who: Principal) -> str:
     return f"{who.role}-{who.username}"
 
 
-def grants_for(room: str, mode: JoinMode) -> VideoGrants:
-    """Listening subscribes only and is hidden from everyone in the room; barging and an escalation publish a
-    microphone (no camera, screen or data)."""
-    if mode == "listen":
-        return VideoGrants(
-            room_join=True, room=room, can_subscribe=True, can_publish=False, can_publish_data=False, hidden=True
-        )
+def speaker_grants(room: str) -> VideoGrants:
+    """Hear the room and speak into it with a microphone: no camera, screen or data (so no keyed digits)."""
     return VideoGrants(
         room_join=True,
         room=room,
@@ -35,6 +30,15 @@ def grants_for(room: str, mode: JoinMode) -> VideoGrants:
         can_publish_sources=["microphone"],
         can_publish_data=False,
     )
+
+
+def grants_for(room: str, mode: JoinMode) -> VideoGrants:
+    """Listening subscribes only and is hidden from everyone in the room; barging and an escalation speak."""
+    if mode == "listen":
+        return VideoGrants(
+            room_join=True, room=room, can_subscribe=True, can_publish=False, can_publish_data=False, hidden=True
+        )
+    return speaker_grants(room)
 
 
 def room_token(settings: Settings, who: Principal, room: str, mode: JoinMode) -> str:

@@ -7,10 +7,10 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from livekit.api import AccessToken, RoomConfiguration, VideoGrants
+from livekit.api import AccessToken, RoomConfiguration
 
 from orchestrator.console.auth import Principal
-from orchestrator.console.room_tokens import TOKEN_TTL, JoinMode, console_identity, room_token
+from orchestrator.console.room_tokens import TOKEN_TTL, JoinMode, console_identity, room_token, speaker_grants
 from orchestrator.console.service import Console
 from orchestrator.web.errors import ApiError
 
@@ -125,16 +125,7 @@ async def talk(console: Console, who: Principal, caller_id: str = "") -> Join:
         .with_identity(identity)
         .with_name(who.username)
         .with_ttl(TOKEN_TTL)
-        .with_grants(
-            VideoGrants(
-                room_join=True,
-                room=room,
-                can_subscribe=True,
-                can_publish=True,
-                can_publish_sources=["microphone"],
-                can_publish_data=False,
-            )
-        )
+        .with_grants(speaker_grants(room))
         .with_room_config(RoomConfiguration(metadata=json.dumps(metadata)))
         .to_jwt()
     )
