@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 AGENTS = ("scheduling", "billing", "support")
 MAX_TEXT = 500
 WATCHDOG_INTERVAL_S = 0.5
+# How long closing the console waits for the watchdog's round in progress before cancelling it.
+WATCHDOG_STOP_S = 5.0
 # The watchdog settles the escalation queue (callers who hung up leave it) every this many rounds.
 SETTLE_EVERY = 4
 # Wrap-up codes a person picks when closing an escalation: what became of it.
@@ -251,8 +253,9 @@ class Console:
                 feed.redis, UserStore(engine), prefix=feed.prefix, ttl_s=settings.console_session_ttl_s
             )
             console = cls(settings, engine=engine, graph=graph, desk=desk, feed=feed, sessions=sessions)
-            watchdog = asyncio.create_task(console.watch_leases(), name="console-lease-watchdog")
-            stack.push_async_callback(_cancel, watchdog)
+            stop = asyncio.Event()
+            watchdog = asyncio.create_task(console.watch_leases(stop), name="console-lease-watchdog")
+            stack.push_async_callback(_stop, stop, watchdog)
             yield console
 
     # ------------------------------------------------------------------ who
@@ -780,14 +783,14 @@ class Console:
         await self.audit.record(by, "auto_requeue", call_id=call_id, ticket_id=again.ticket_id, detail=ticket_id)
 
     # ------------------------------------------------------------------ the watchdog
-    async def watch_leases(self) -> None:
+    async def watch_leases(self, stop: asyncio.Event) -> None:
         """Release held calls whose supervisor went silent: back to the AI, or back to the escalation queue.
 
         Every few rounds it also settles the escalation queue, so callers who hung up leave it whether or not
-        anyone is looking.
+        anyone is looking. Runs until ``stop`` is set.
         """
         rounds = 0
-        while True:
+        while not stop.is_set():
             rounds += 1
             try:
                 if rounds % SETTLE_EVERY == 0:
@@ -800,7 +803,8 @@ class Console:
                         await self._holder_gone(call_id)
             except Exception:  # noqa: BLE001 - one bad round (Redis restarting) must not end the watchdog
                 log.exception("console lease watchdog")
-            await asyncio.sleep(WATCHDOG_INTERVAL_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), WATCHDOG_INTERVAL_S)
 
     async def _holder_gone(self, call_id: str) -> None:
         """The call's holder is gone: an accepted escalation back to the queue, a take-over back to the AI."""
@@ -862,7 +866,12 @@ def _name(who: Principal | str) -> str:
     return who.username if isinstance(who, Principal) else who
 
 
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+async def _stop(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+    """End the watchdog between two rounds; a round still running after `WATCHDOG_STOP_S` is cancelled.
+
+    A loop that only relied on cancellation never ended when a client library swallowed the one cancel it got
+    (a round's Redis or database call): the next sleep came round, and closing the console waited for ever.
+    """
+    stop.set()
+    with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+        await asyncio.wait_for(task, WATCHDOG_STOP_S)
