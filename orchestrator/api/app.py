@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -16,6 +15,7 @@ from orchestrator.api.secret_policy import secret_problems
 from orchestrator.config import Settings
 from orchestrator.console import api as console_api
 from orchestrator.console import pages as console_pages
+from orchestrator.loops import rounds, stop_loop
 from orchestrator.queue import CallQueue, open_queue
 from orchestrator.queue.embedded import EmbeddedRedis
 from orchestrator.telemetry.metrics import CallMetrics
@@ -65,8 +65,9 @@ def create_app(
                 opened = open_queue(settings, url, prefix=queue_prefix)
                 stack.push_async_callback(opened.aclose)
                 app.state.queue = opened
-            poller = asyncio.create_task(_poll_queue_stats(app), name="queue-stats-poller")
-            stack.push_async_callback(_cancel, poller)
+            stop = asyncio.Event()
+            poller = asyncio.create_task(_poll_queue_stats(app, stop), name="queue-stats-poller")
+            stack.push_async_callback(stop_loop, stop, poller, QUEUE_STATS_STOP_S)
             stack.callback(app.state.telemetry.shutdown)
             yield
 
@@ -104,21 +105,15 @@ def create_app(
 
 
 QUEUE_STATS_INTERVAL_S = 5.0
+QUEUE_STATS_STOP_S = 2.0
 
 
-async def _poll_queue_stats(app: FastAPI) -> None:
-    """Feed the queue gauges (depth, oldest wait, dead letters) from the queue every few seconds."""
-    while True:
+async def _poll_queue_stats(app: FastAPI, stop: asyncio.Event) -> None:
+    """Feed the queue gauges (depth, oldest wait, dead letters) from the queue every few seconds, until ``stop``."""
+    async for _ in rounds(QUEUE_STATS_INTERVAL_S, stop):
         queue: CallQueue | None = app.state.queue
         if queue is not None:
             try:
                 app.state.call_metrics.update_queue(await queue.stats())
             except Exception:  # noqa: BLE001 - Redis may be restarting; the next poll catches up
                 pass
-        await asyncio.sleep(QUEUE_STATS_INTERVAL_S)
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

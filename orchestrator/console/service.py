@@ -31,6 +31,7 @@ from orchestrator.domain.db import Store
 from orchestrator.domain.desk import SqlHumanDesk
 from orchestrator.domain.models import CustomerRow, TicketRow
 from orchestrator.live import LiveCall, LiveFeed
+from orchestrator.loops import rounds, stop_loop
 from orchestrator.store.checkpoints import open_checkpointer
 from orchestrator.store.models import CallRow
 from orchestrator.store.records import CallStore, CallView, create_records_schema
@@ -255,7 +256,7 @@ class Console:
             console = cls(settings, engine=engine, graph=graph, desk=desk, feed=feed, sessions=sessions)
             stop = asyncio.Event()
             watchdog = asyncio.create_task(console.watch_leases(stop), name="console-lease-watchdog")
-            stack.push_async_callback(_stop, stop, watchdog)
+            stack.push_async_callback(stop_loop, stop, watchdog, WATCHDOG_STOP_S)
             yield console
 
     # ------------------------------------------------------------------ who
@@ -789,11 +790,9 @@ class Console:
         Every few rounds it also settles the escalation queue, so callers who hung up leave it whether or not
         anyone is looking. Runs until ``stop`` is set.
         """
-        rounds = 0
-        while not stop.is_set():
-            rounds += 1
+        async for n in rounds(WATCHDOG_INTERVAL_S, stop):
             try:
-                if rounds % SETTLE_EVERY == 0:
+                if n % SETTLE_EVERY == 0:
                     await self.settle_queue()
                 for call_id in await self.feed.lapsed():
                     await self._holder_gone(call_id)
@@ -803,8 +802,6 @@ class Console:
                         await self._holder_gone(call_id)
             except Exception:  # noqa: BLE001 - one bad round (Redis restarting) must not end the watchdog
                 log.exception("console lease watchdog")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), WATCHDOG_INTERVAL_S)
 
     async def _holder_gone(self, call_id: str) -> None:
         """The call's holder is gone: an accepted escalation back to the queue, a take-over back to the AI."""
@@ -864,14 +861,3 @@ def _clean(text: str) -> str:
 
 def _name(who: Principal | str) -> str:
     return who.username if isinstance(who, Principal) else who
-
-
-async def _stop(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
-    """End the watchdog between two rounds; a round still running after `WATCHDOG_STOP_S` is cancelled.
-
-    A loop that only relied on cancellation never ended when a client library swallowed the one cancel it got
-    (a round's Redis or database call): the next sleep came round, and closing the console waited for ever.
-    """
-    stop.set()
-    with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-        await asyncio.wait_for(task, WATCHDOG_STOP_S)

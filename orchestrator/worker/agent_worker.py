@@ -23,6 +23,7 @@ from livekit.agents.utils import http_context
 from orchestrator.config import Settings, get_settings
 from orchestrator.heap import settle_heap
 from orchestrator.live import LiveFeed
+from orchestrator.loops import rounds, stop_loop
 from orchestrator.providers.stt import WhisperSTT, load_vad
 from orchestrator.redis_client import open_redis
 from orchestrator.session.participants import find_caller, may_be_caller
@@ -151,6 +152,8 @@ PARTS_KEY = "switchboard.parts"
 # is normally in the room when the agent arrives; this covers a room made just before its caller joins. Keep it
 # well under the server's room.empty_timeout, which closes a room that holds only the agent.
 CALLER_WAIT_S = 5.0
+# How long the end of a call waits for a lease renewal in flight (a Redis round trip) before cancelling it.
+LEASE_STOP_S = 2.0
 # Bounds the status report sent when a job's process exits, before its end marker goes out (the message waits for
 # the server connection's send queue).
 STATUS_UPDATE_CAP_S = 2.0
@@ -287,7 +290,8 @@ async def run_room_call(ctx: JobContext, settings: Settings) -> None:
         parts = AgentParts.load(settings)
     dispatched = DispatchedCall.parse(ctx.job.metadata, room=ctx.job.room.name)
     error: str | None = None
-    lease = asyncio.create_task(_hold_lease(settings, dispatched), name=f"agent-lease-{dispatched.call_id}")
+    lease_stop = asyncio.Event()
+    lease = asyncio.create_task(_hold_lease(settings, dispatched, lease_stop), name=f"agent-lease-{dispatched.call_id}")
     try:
         await _run_session(ctx, settings, parts, dispatched, t0)
     except (Exception, asyncio.CancelledError) as exc:
@@ -296,9 +300,7 @@ async def run_room_call(ctx: JobContext, settings: Settings) -> None:
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        lease.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await lease
+        await stop_loop(lease_stop, lease, LEASE_STOP_S)
         # After the cleanup, so the checkpoint the queue worker then reads holds the whole call. The agent worker
         # hands the marker on once this process has exited (`_release_ended_jobs`), when its slot is really free.
         await _mark_session_end(
@@ -412,8 +414,8 @@ def _profile(settings: Settings, voice: VoiceStack, *, simulated: bool, source: 
     )
 
 
-async def _hold_lease(settings: Settings, dispatched: DispatchedCall) -> None:
-    """Renew the call's agent lease until cancelled: while it holds, the queue worker knows this agent is alive.
+async def _hold_lease(settings: Settings, dispatched: DispatchedCall, stop: asyncio.Event) -> None:
+    """Renew the call's agent lease until ``stop``: while it holds, the queue worker knows this agent is alive.
 
     Its value names this process, so an operator (or a test) can find the job process of a call.
     """
@@ -429,7 +431,7 @@ async def _hold_lease(settings: Settings, dispatched: DispatchedCall) -> None:
     key = agent_lease_key(dispatched.prefix, dispatched.call_id)
     failing = False
     try:
-        while True:
+        async for _ in rounds(AGENT_LEASE_RENEW_S, stop):
             try:
                 await client.set(key, json.dumps({"pid": os.getpid(), "at": time.time()}), px=AGENT_LEASE_MS)
             except Exception as exc:
@@ -439,7 +441,6 @@ async def _hold_lease(settings: Settings, dispatched: DispatchedCall) -> None:
                 failing = True
             else:
                 failing = False
-            await asyncio.sleep(AGENT_LEASE_RENEW_S)
     finally:
         await client.aclose()
 
