@@ -485,8 +485,7 @@ def main() -> None:
         "files": {"onnx": ONNX_FILE, "tokenizer": TOKENIZER_FILE, "head": HEAD_FILE},
         "head": {
             "file": HEAD_FILE,
-            "type": "softmax regression (numpy, full-batch Adam, L2, weighted rows), temperature-scaled; with"
-            " `neighbours`, blended with the nearest training rows' vote",
+            "type": "softmax regression (numpy, full-batch Adam, L2, weighted rows), temperature-scaled",
             "features": list(kinds),
             "labels": list(INTENTS),
             "hash_dim": HASH_DIM if "chargram" in kinds else None,

@@ -1,4 +1,4 @@
-"""The router's local intent classifier: MiniLM int8 on onnxruntime or hashed char n-grams, a linear head, a vote."""
+"""The router's local intent classifier: MiniLM int8 on onnxruntime and/or hashed char n-grams, with a linear head."""
 
 from __future__ import annotations
 
