@@ -397,14 +397,7 @@ def train_lodo_head(
     )
     head = fit_softmax(Features(vectors, None), labels_of(train), config.l2, config.iterations, sample_weight=weights)
     if config.neighbour_share > 0:
-        voting = lodo.voters(train, config)
-        head.neighbours = (
-            embed([r.text for r in voting]),
-            labels_of(voting),
-            lodo.sample_weights(
-                voting, config.balance, config.template_weight, config.written_weight, config.support_weight
-            ).astype(np.float32),
-        )
+        head.neighbours = (vectors, labels_of(train), weights.astype(np.float32))
     dev = load_jsonl(DEV_PATH)
     folds = lodo.run_folds(embed, dev, [*examples, *templates], config)
     logits = np.concatenate([f.logits for f in folds])
@@ -420,13 +413,7 @@ def train_lodo_head(
         "template_weight": config.template_weight,
         "written_weight": config.written_weight,
         "support_weight": config.support_weight,
-        "neighbours": {
-            "k": config.neighbours,
-            "share": config.neighbour_share,
-            "scale": lodo.NEIGHBOUR_SCALE,
-            "rows": len(head.neighbours[0]),
-            "sources_left_out": list(config.non_voters),
-        }
+        "neighbours": {"k": config.neighbours, "share": config.neighbour_share, "scale": lodo.NEIGHBOUR_SCALE}
         if head.neighbours is not None
         else None,
         "iterations": config.iterations,

@@ -183,14 +183,3 @@ def test_one_dataset_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert code == 2
     assert "at least two source datasets" in err
     assert len(err.strip().splitlines()) == 1
-
-
-def test_share_alike_sources_train_the_head_but_never_vote() -> None:
-    rows = [
-        Row("book a viewing", "scheduling", "sgd:train:Homes_1.ScheduleVisit"),
-        Row("get me a human", "escalation", "bitext:train:contact_human_agent"),
-        Row("my card won't work", "support", "banking77:train:card_not_working"),
-        Row("agent", "escalation", "northwind:handwritten"),
-    ]
-    assert [r.text for r in lodo.voters(rows, lodo.Config())] == ["my card won't work", "agent"]
-    assert lodo.voters(rows, lodo.Config(non_voters=())) == rows

@@ -145,13 +145,11 @@ def test_the_shipped_head_records_its_leave_one_dataset_out_scores() -> None:
     # lower on callers unlike its training data than the one it replaces should not ship unnoticed.
     head = json.loads((MODEL_DIR / "manifest.json").read_text())["head"]
     assert head["lodo"]["n"] >= 4000
-    assert head["lodo"]["macro_f1"] >= 0.935
+    assert head["lodo"]["macro_f1"] >= 0.94
     assert head["lodo"]["recall"]["escalation"] >= 0.95
     assert head["lodo"]["recall"]["support"] >= 0.88
     assert head["support_weight"] == 2.0
-    assert {k: head["neighbours"][k] for k in ("k", "share", "scale")} == {"k": 10, "share": 0.4, "scale": 0.05}
-    # Share-alike sources train the head but their embeddings do not ship.
-    assert head["neighbours"]["sources_left_out"] == ["bitext", "sgd"]
+    assert head["neighbours"] == {"k": 10, "share": 0.4, "scale": 0.05}
 
 
 def test_the_nearest_rows_vote_by_weight_and_similarity() -> None:
@@ -173,8 +171,7 @@ def test_confidence_blends_the_head_with_the_neighbours_vote(classifier: OnnxInt
         vectors = weights["neighbour_vectors"].astype(np.float32)
         labels = weights["neighbour_labels"].astype(np.int64)
         row_weights = weights["neighbour_weights"].astype(np.float32)
-    manifest = json.loads((MODEL_DIR / "manifest.json").read_text())
-    assert len(vectors) == len(labels) == len(row_weights) == manifest["head"]["neighbours"]["rows"] > 3000
+    assert len(vectors) == len(labels) == len(row_weights) > 4000
     texts = ["my cable box shows no signal", "what's my balance", "can I speak to someone"]
     head = softmax(classifier.logits(texts) / classifier.temperature)
     encoder = classifier._encoder
