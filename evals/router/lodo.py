@@ -35,7 +35,7 @@ from evals.router.train import (
     labels_of,
     threshold_report,
 )
-from orchestrator.providers.intent import DEFAULT_THRESHOLD, MODEL_DIR, MiniLMEncoder, neighbour_probs, softmax
+from orchestrator.providers.intent import DEFAULT_THRESHOLD, MODEL_DIR, MiniLMEncoder, softmax
 
 FloatArray = npt.NDArray[np.float32]
 DEFAULT_CACHE = Path("/tmp/switchboard-router-embeddings.npz")
@@ -45,9 +45,6 @@ BALANCES = ("label", "label+dataset")
 # The candidates `--grid` compares; the shipped head's settings are chosen from these by LODO macro-F1.
 L2_GRID = (1e-4, 1e-3, 3e-3, 1e-2)
 SUPPORT_WEIGHT_GRID = (1.0, 1.5, 2.0, 2.5, 3.0)
-NEIGHBOUR_GRID = ((10, 0.2), (10, 0.4), (10, 0.6), (30, 0.4))
-# The cosine similarity scale of a neighbour's vote: exp(cos / 0.05), so a neighbour 0.05 closer counts e times more.
-NEIGHBOUR_SCALE = 0.05
 THRESHOLDS = (0.45, 0.5, 0.55, 0.6, 0.7)
 
 Embed = Callable[[Sequence[str]], FloatArray]
@@ -120,11 +117,6 @@ class Config:
     # from an unseen source lands nearer another label's mass: every fold's head under-predicts it. Doubling its
     # total weight moves the boundary out (pooled LODO 0.915 to 0.927 with templates at 0.15; 2.5 gave 0.928).
     support_weight: float = 2.0
-    # The k nearest training utterances vote (by row weight and similarity), and the vote takes this share of the
-    # confidence: a support turn from an unseen source is often near some source's support even where the linear
-    # head's one boundary per label is not (pooled LODO 0.926 to 0.941; shares 0.2 and 0.6 gave 0.937 and 0.934).
-    neighbours: int = 10
-    neighbour_share: float = 0.4
 
     def describe(self) -> str:
         """A one-line name for reports."""
@@ -132,7 +124,6 @@ class Config:
         return (
             f"l2={self.l2:g} balance={self.balance} templates={groups} template_weight={self.template_weight:g}"
             f" written_weight={self.written_weight:g} support_weight={self.support_weight:g}"
-            f" neighbours={self.neighbours} neighbour_share={self.neighbour_share:g}"
         )
 
 
@@ -189,31 +180,6 @@ def fit_logits(embed: Embed, train: Sequence[Row], test: Sequence[Row], config: 
     return head_logits(head, Features(embed([r.text for r in test]), None))
 
 
-def fit_vote(embed: Embed, train: Sequence[Row], test: Sequence[Row], config: Config) -> FloatArray:
-    """The nearest `train` rows' vote on each `test` row, weighted as the head weighs them."""
-    if config.neighbour_share <= 0 or not test:
-        return np.zeros((len(test), len(INTENTS)), np.float32)
-    weights = sample_weights(
-        train, config.balance, config.template_weight, config.written_weight, config.support_weight
-    ).astype(np.float32)
-    return neighbour_probs(
-        embed([r.text for r in test]),
-        embed([r.text for r in train]),
-        labels_of(train),
-        weights,
-        config.neighbours,
-        NEIGHBOUR_SCALE,
-        len(INTENTS),
-    )
-
-
-def blend(probs: FloatArray, vote: FloatArray, config: Config) -> FloatArray:
-    """The head's calibrated probabilities with the neighbours' vote mixed in, as the classifier does."""
-    if config.neighbour_share <= 0:
-        return probs
-    return ((1 - config.neighbour_share) * probs + config.neighbour_share * vote).astype(np.float32)
-
-
 def _norm(text: str) -> str:
     return " ".join(text.lower().split())
 
@@ -234,7 +200,6 @@ class Fold:
     dataset: str
     rows: list[Row]
     logits: FloatArray
-    vote: FloatArray
     temperature: float = 1.0
     probs: FloatArray = field(default_factory=lambda: np.zeros((0, len(INTENTS)), np.float32))
 
@@ -248,18 +213,15 @@ def run_folds(embed: Embed, dev: Sequence[Row], own: Sequence[Row], config: Conf
     folds: list[Fold] = []
     for dataset in sorted({r.dataset for r in dev}):
         train, test = fold_rows(dev, own, dataset)
-        folds.append(Fold(dataset, test, fit_logits(embed, train, test, config), fit_vote(embed, train, test, config)))
+        folds.append(Fold(dataset, test, fit_logits(embed, train, test, config)))
     # Each fold's temperature comes from the other folds' predictions, so calibration is measured out of sample.
     for fold in folds:
         others = [f for f in folds if f is not fold]
         if others:
             fold.temperature = fit_temperature(
-                np.concatenate([f.logits for f in others]),
-                labels_of([r for f in others for r in f.rows]),
-                np.concatenate([f.vote for f in others]),
-                config.neighbour_share,
+                np.concatenate([f.logits for f in others]), labels_of([r for f in others for r in f.rows])
             )
-        fold.probs = blend(softmax(fold.logits / fold.temperature), fold.vote, config)
+        fold.probs = softmax(fold.logits / fold.temperature)
     return folds
 
 
@@ -291,8 +253,7 @@ def in_distribution(
     train, held_out = split_rows(dev)
     logits = fit_logits(embed, [*train, *own], held_out, config)
     temperature = fit_temperature(fit_logits(embed, [*train, *own], train, config), labels_of(train))
-    vote = fit_vote(embed, [*train, *own], held_out, config)
-    return summary(held_out, blend(softmax(logits / temperature), vote, config), threshold)
+    return summary(held_out, softmax(logits / temperature), threshold)
 
 
 def report(
@@ -303,9 +264,7 @@ def report(
     rows = [r for f in folds for r in f.rows]
     pooled = np.concatenate([f.probs for f in folds])
     all_logits = np.concatenate([f.logits for f in folds])
-    temperature = fit_temperature(
-        all_logits, labels_of(rows), np.concatenate([f.vote for f in folds]), config.neighbour_share
-    )
+    temperature = fit_temperature(all_logits, labels_of(rows))
     uncalibrated = summary(rows, softmax(all_logits), threshold)
     return {
         "config": {
@@ -315,8 +274,6 @@ def report(
             "template_weight": config.template_weight,
             "written_weight": config.written_weight,
             "support_weight": config.support_weight,
-            "neighbours": config.neighbours,
-            "neighbour_share": config.neighbour_share,
             "threshold": threshold,
         },
         "datasets": {f.dataset: summary(f.rows, f.probs, threshold) | {"temperature": f.temperature} for f in folds},
@@ -413,10 +370,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=Config.support_weight,
         help="the support label's weight against another's",
     )
-    parser.add_argument("--neighbours", type=int, default=Config.neighbours, help="how many nearest rows vote")
-    parser.add_argument(
-        "--neighbour-share", type=float, default=Config.neighbour_share, help="the vote's share of the confidence (0-1)"
-    )
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     parser.add_argument("--limit", type=int, default=None, help="at most this many rows per dataset and label")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="embedding cache file")
@@ -428,14 +381,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.iterations < 1
             or args.l2 < 0
             or args.support_weight <= 0
-            or args.neighbours < 1
-            or not 0 <= args.neighbour_share <= 1
             or not 0 <= args.threshold <= 1
             or (args.limit is not None and args.limit < 1)
         ):
             raise ValueError(
-                "--iterations must be >= 1, --l2 >= 0, --support-weight > 0, --neighbours >= 1, --neighbour-share and"
-                " --threshold within 0-1 and --limit >= 1"
+                "--iterations must be >= 1, --l2 >= 0, --support-weight > 0, --threshold within 0-1 and --limit >= 1"
             )
         groups = parse_groups(args.groups)
         dev = load(args.data, args.limit)
@@ -450,15 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         grid(embed, dev, examples, args.threshold, args.iterations, args.json)
         return 0
     config = Config(
-        args.l2,
-        args.balance,
-        groups,
-        args.iterations,
-        args.template_weight,
-        args.written_weight,
-        args.support_weight,
-        args.neighbours,
-        args.neighbour_share,
+        args.l2, args.balance, groups, args.iterations, args.template_weight, args.written_weight, args.support_weight
     )
     result = report(embed, dev, [*examples, *augmented_rows(groups)], config, args.threshold)
     print(json.dumps(result, indent=2) if args.json else render(result))
@@ -470,15 +412,13 @@ def grid(
 ) -> None:
     """One line per candidate: pooled LODO macro-F1, escalation recall, worst dataset, confident errors."""
     # L2 with and without templates (at a written row's weight and at the shipped weight), then the other
-    # weighting and the held-back template group at the shipped L2, the support weight, the neighbours' vote: 27.
+    # weighting and the held-back template group at the shipped L2, then the support weight: 22 candidates.
     candidates = [
         Config(l2, "label", groups, iterations, weight)
         for l2 in L2_GRID
         for groups, weight in (((), 1.0), (SHIPPED, 1.0), (SHIPPED, Config.template_weight))
     ]
     candidates += [Config(iterations=iterations, support_weight=weight) for weight in SUPPORT_WEIGHT_GRID]
-    candidates += [Config(iterations=iterations, neighbours=k, neighbour_share=share) for k, share in NEIGHBOUR_GRID]
-    candidates += [Config(iterations=iterations, neighbour_share=0.0)]
     candidates += [
         Config(balance="label+dataset", iterations=iterations),
         Config(groups=tuple(GROUPS), iterations=iterations),

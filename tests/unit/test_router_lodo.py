@@ -88,7 +88,6 @@ def test_json_report_has_every_left_out_dataset_overall_and_the_split(
     assert report["calibration"]["temperature"] > 0
     assert report["in_distribution"]["n"] > 0
     assert report["config"]["templates"] == ["one_word_complaint"]
-    assert (report["config"]["neighbours"], report["config"]["neighbour_share"]) == (10, 0.4)
     assert cache.exists()
 
     # The table form names every fold, then the pooled line and the in-distribution split.
@@ -160,8 +159,6 @@ def test_the_support_label_weighs_its_factor_and_keeps_its_rows_proportions() ->
         (("--groups", "nonsense"), "unknown template group 'nonsense'"),
         (("--l2", "-1"), "--l2 >= 0"),
         (("--support-weight", "0"), "--support-weight > 0"),
-        (("--neighbour-share", "1.5"), "--neighbour-share and --threshold within 0-1"),
-        (("--neighbours", "0"), "--neighbours >= 1"),
         (("--limit", "0"), "--limit >= 1"),
     ],
 )
