@@ -1,7 +1,6 @@
 """Leave-one-dataset-out scores of the router head: train on every source dataset but one, test on that one.
 
 .venv/bin/python -m evals.router.lodo [--json] [--l2 0.001] [--balance label+dataset] [--groups all|none|a,b]
-    [--support-weight 2]
 .venv/bin/python -m evals.router.lodo --grid      # one line per candidate, to choose L2, weighting, templates
 """
 
@@ -44,7 +43,6 @@ WRITTEN_SOURCE = "northwind:handwritten"
 BALANCES = ("label", "label+dataset")
 # The candidates `--grid` compares; the shipped head's settings are chosen from these by LODO macro-F1.
 L2_GRID = (1e-4, 1e-3, 3e-3, 1e-2)
-SUPPORT_WEIGHT_GRID = (1.0, 1.5, 2.0, 2.5, 3.0)
 THRESHOLDS = (0.45, 0.5, 0.55, 0.6, 0.7)
 
 Embed = Callable[[Sequence[str]], FloatArray]
@@ -108,35 +106,22 @@ class Config:
     balance: str = "label"
     groups: tuple[str, ...] = SHIPPED
     iterations: int = ITERATIONS
-    # A templated row counted 0.15 of a written one until support weighed double; then 0.15 let the support
-    # label take "I've emailed three times and never heard back" (a probe) from the escalation templates, and
-    # 0.5 keeps the probes where they were at an equal LODO score (0.926 against 0.927).
-    template_weight: float = 0.5
+    template_weight: float = 0.15
     written_weight: float = 4.0
-    # Support is the most varied label (bank cards, software tickets, passwords, a dead line), so a support turn
-    # from an unseen source lands nearer another label's mass: every fold's head under-predicts it. Doubling its
-    # total weight moves the boundary out (pooled LODO 0.915 to 0.927 with templates at 0.15; 2.5 gave 0.928).
-    support_weight: float = 2.0
 
     def describe(self) -> str:
         """A one-line name for reports."""
         groups = "all" if set(self.groups) == set(GROUPS) else ",".join(self.groups) or "none"
         return (
             f"l2={self.l2:g} balance={self.balance} templates={groups} template_weight={self.template_weight:g}"
-            f" written_weight={self.written_weight:g} support_weight={self.support_weight:g}"
+            f" written_weight={self.written_weight:g}"
         )
 
 
 def sample_weights(
-    rows: Sequence[Row],
-    balance: str,
-    template_weight: float = 1.0,
-    written_weight: float = 1.0,
-    support_weight: float = 1.0,
+    rows: Sequence[Row], balance: str, template_weight: float = 1.0, written_weight: float = 1.0
 ) -> npt.NDArray[np.float64]:
     """Per-row training weights: every label weighs the same; with `label+dataset`, so does every source within it.
-
-    The support label as a whole then weighs `support_weight` times any other.
 
     Weighting sources equally keeps a label from being learnt as the phrasing of its biggest source (STAR's
     and SGD's scheduling, Banking77's support), which is what fails on a dataset the head has not seen.
@@ -161,8 +146,6 @@ def sample_weights(
         for label in groups_per_label:
             mine = np.array([r.label == label for r in rows])
             weights[mine] /= weights[mine].sum()
-    if support_weight != 1.0:
-        weights[np.array([r.label == "support" for r in rows])] *= support_weight
     return weights
 
 
@@ -173,9 +156,7 @@ def fit_logits(embed: Embed, train: Sequence[Row], test: Sequence[Row], config: 
         labels_of(train),
         config.l2,
         config.iterations,
-        sample_weight=sample_weights(
-            train, config.balance, config.template_weight, config.written_weight, config.support_weight
-        ),
+        sample_weight=sample_weights(train, config.balance, config.template_weight, config.written_weight),
     )
     return head_logits(head, Features(embed([r.text for r in test]), None))
 
@@ -272,8 +253,6 @@ def report(
             "balance": config.balance,
             "templates": list(config.groups),
             "template_weight": config.template_weight,
-            "written_weight": config.written_weight,
-            "support_weight": config.support_weight,
             "threshold": threshold,
         },
         "datasets": {f.dataset: summary(f.rows, f.probs, threshold) | {"temperature": f.temperature} for f in folds},
@@ -364,12 +343,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--written-weight", type=float, default=Config.written_weight, help="an examples.jsonl row's weight"
     )
-    parser.add_argument(
-        "--support-weight",
-        type=float,
-        default=Config.support_weight,
-        help="the support label's weight against another's",
-    )
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     parser.add_argument("--limit", type=int, default=None, help="at most this many rows per dataset and label")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="embedding cache file")
@@ -380,13 +353,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if (
             args.iterations < 1
             or args.l2 < 0
-            or args.support_weight <= 0
             or not 0 <= args.threshold <= 1
             or (args.limit is not None and args.limit < 1)
         ):
-            raise ValueError(
-                "--iterations must be >= 1, --l2 >= 0, --support-weight > 0, --threshold within 0-1 and --limit >= 1"
-            )
+            raise ValueError("--iterations must be >= 1, --l2 >= 0, --threshold within 0-1 and --limit >= 1")
         groups = parse_groups(args.groups)
         dev = load(args.data, args.limit)
         if len({r.dataset for r in dev}) < 2:
@@ -399,9 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.grid:
         grid(embed, dev, examples, args.threshold, args.iterations, args.json)
         return 0
-    config = Config(
-        args.l2, args.balance, groups, args.iterations, args.template_weight, args.written_weight, args.support_weight
-    )
+    config = Config(args.l2, args.balance, groups, args.iterations, args.template_weight, args.written_weight)
     result = report(embed, dev, [*examples, *augmented_rows(groups)], config, args.threshold)
     print(json.dumps(result, indent=2) if args.json else render(result))
     return 0
@@ -412,13 +380,12 @@ def grid(
 ) -> None:
     """One line per candidate: pooled LODO macro-F1, escalation recall, worst dataset, confident errors."""
     # L2 with and without templates (at a written row's weight and at the shipped weight), then the other
-    # weighting and the held-back template group at the shipped L2, then the support weight: 22 candidates.
+    # weighting and the held-back template group at the shipped L2: 17 candidates.
     candidates = [
         Config(l2, "label", groups, iterations, weight)
         for l2 in L2_GRID
         for groups, weight in (((), 1.0), (SHIPPED, 1.0), (SHIPPED, Config.template_weight))
     ]
-    candidates += [Config(iterations=iterations, support_weight=weight) for weight in SUPPORT_WEIGHT_GRID]
     candidates += [
         Config(balance="label+dataset", iterations=iterations),
         Config(groups=tuple(GROUPS), iterations=iterations),

@@ -386,9 +386,7 @@ def train_lodo_head(
         labels_of(train),
         config.l2,
         config.iterations,
-        sample_weight=lodo.sample_weights(
-            train, config.balance, config.template_weight, config.written_weight, config.support_weight
-        ),
+        sample_weight=lodo.sample_weights(train, config.balance, config.template_weight, config.written_weight),
     )
     dev = load_jsonl(DEV_PATH)
     folds = lodo.run_folds(embed, dev, [*examples, *templates], config)
@@ -402,7 +400,6 @@ def train_lodo_head(
         "templates": list(config.groups),
         "template_weight": config.template_weight,
         "written_weight": config.written_weight,
-        "support_weight": config.support_weight,
         "iterations": config.iterations,
         "temperature": head.temperature,
         "temperature_fitted_on": "pooled leave-one-dataset-out logits of router-dev (python -m evals.router.lodo)",

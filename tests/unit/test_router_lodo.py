@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
 import pytest
 
 from agents.ports import INTENTS
@@ -127,38 +125,11 @@ def test_templates_are_distinct_and_labelled() -> None:
         assert all("{" not in text for text in expand(group)), name
 
 
-def test_the_support_label_weighs_its_factor_and_keeps_its_rows_proportions() -> None:
-    rows = [
-        Row("my bill", "billing", "alpha:train:x"),
-        Row("what do I owe", "billing", "beta:train:x"),
-        Row("the wifi is down", "support", "alpha:train:x"),
-        Row("reset my password", "support", "alpha:train:x"),
-        Row("my email stopped working", "support", "beta:train:x"),
-        Row("agent", "escalation", "northwind:handwritten"),
-    ]
-    support = [r.label == "support" for r in rows]
-    even = lodo.sample_weights(rows, "label", written_weight=4.0)
-    doubled = lodo.sample_weights(rows, "label", written_weight=4.0, support_weight=2.0)
-
-    def total(weights: npt.NDArray[np.float64], label: str) -> float:
-        return float(weights[[r.label == label for r in rows]].sum())
-
-    assert total(even, "support") == pytest.approx(total(even, "billing"))
-    assert total(doubled, "support") == pytest.approx(2 * total(doubled, "billing"))
-    assert total(doubled, "billing") == pytest.approx(total(doubled, "escalation"))
-    # Within the label each row keeps its share.
-    assert [w for w, s in zip(doubled, support, strict=True) if s] == pytest.approx(
-        [2 * w for w, s in zip(even, support, strict=True) if s]
-    )
-    assert lodo.Config().support_weight == 2.0
-
-
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (("--groups", "nonsense"), "unknown template group 'nonsense'"),
         (("--l2", "-1"), "--l2 >= 0"),
-        (("--support-weight", "0"), "--support-weight > 0"),
         (("--limit", "0"), "--limit >= 1"),
     ],
 )

@@ -130,14 +130,3 @@ def test_manifest_sha256_matches_the_shipped_files() -> None:
         assert hashlib.sha256((MODEL_DIR / name).read_bytes()).hexdigest() == digest, name
     if "minilm" in manifest["head"]["features"]:
         assert (MODEL_DIR / manifest["files"]["onnx"]).stat().st_size <= 25 * 1024 * 1024
-
-
-def test_the_shipped_head_records_its_leave_one_dataset_out_scores() -> None:
-    # The figures come from heads that never saw the dataset they were scored on; a retrained head that scores
-    # lower on callers unlike its training data than the one it replaces should not ship unnoticed.
-    head = json.loads((MODEL_DIR / "manifest.json").read_text())["head"]
-    assert head["lodo"]["n"] >= 4000
-    assert head["lodo"]["macro_f1"] >= 0.92
-    assert head["lodo"]["recall"]["escalation"] >= 0.95
-    assert head["lodo"]["recall"]["support"] >= 0.85
-    assert head["support_weight"] == 2.0
