@@ -180,11 +180,16 @@ def vanished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
         # The supervisor's console joins the room, and drops out for good.
         sup_token = stack.token(room, "supervisor-sam")
         sup_argv = [sys.executable, str(CALLER_SCRIPT), stack.caller_url, sup_token, str(run_dir), "[]"]
+        # What each supervisor process says when it cannot join, kept for the failure message.
+        supervisor_log = (run_dir / "supervisor.log").open("w")
+        cleanup.callback(supervisor_log.close)
+        late_log = (run_dir / "supervisor-late.log").open("w")
+        cleanup.callback(late_log.close)
         supervisor = subprocess.Popen(
             pair.command(pair.caller_ns, sup_argv),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=supervisor_log,
             text=True,
             env=stack.env(),
             cwd=ROOT,
@@ -192,7 +197,9 @@ def vanished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
         cleanup.callback(stop, supervisor)
         assert supervisor.stdout is not None
         assert supervisor.stdin is not None
-        assert json.loads(supervisor.stdout.readline() or "{}").get("joined")
+        assert json.loads(supervisor.stdout.readline() or "{}").get("joined"), (run_dir / "supervisor.log").read_text()[
+            -3000:
+        ]
         in_room = f"{PREFIX}:console:room:{call_id}"
         until(lambda: feed_read(stack, lambda _f, r: r.sismember(in_room, "sam")), "sam seen in the room", stack)
         supervisor.stdin.write("\n")
@@ -205,7 +212,7 @@ def vanished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
             pair.command(pair.caller_ns, sup_argv),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=late_log,
             text=True,
             env=stack.env(),
             cwd=ROOT,
@@ -213,7 +220,9 @@ def vanished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
         cleanup.callback(stop, late)
         assert late.stdout is not None
         assert late.stdin is not None
-        assert json.loads(late.stdout.readline() or "{}").get("joined")
+        assert json.loads(late.stdout.readline() or "{}").get("joined"), (run_dir / "supervisor-late.log").read_text()[
+            -3000:
+        ]
         muted = until(lambda: publish_rights(stack, room, "supervisor-sam") is False, "the late one muted", stack)
         late.stdin.write("\n")
         late.stdin.flush()
