@@ -38,10 +38,16 @@ def may_be_caller(participant: rtc.RemoteParticipant) -> bool:
     )
 
 
+def sip_caller(room: rtc.Room) -> rtc.RemoteParticipant | None:
+    """The phone caller's participant (the first LiveKit SIP made) in ``room``, if one is there."""
+    return next((p for p in room.remote_participants.values() if p.kind == _SIP), None)
+
+
 def find_caller(room: rtc.Room) -> rtc.RemoteParticipant | None:
     """The call's caller among those in ``room``: its SIP participant when there is one, else the first other caller.
 
     A phone call's caller is the SIP participant LiveKit SIP made for it, whoever joined before it.
     """
-    present = [p for p in room.remote_participants.values() if may_be_caller(p)]
-    return next((p for p in present if p.kind == _SIP), present[0] if present else None)
+    if (phone := sip_caller(room)) is not None:
+        return phone
+    return next((p for p in room.remote_participants.values() if may_be_caller(p)), None)

@@ -24,10 +24,10 @@ from orchestrator.results import TurnRecord
 from orchestrator.runtime import Services
 from orchestrator.session.graph_llm import GraphAgent
 from orchestrator.session.line import CaptureAudioOutput, LineAudioInput, caller_speech, turn_handling
-from orchestrator.session.participants import console_user
+from orchestrator.session.participants import console_user, sip_caller
 from orchestrator.session.telephony import CallerKeys, Keypad
 from orchestrator.session.text import TextCall
-from orchestrator.session.transfer import DeskTransfer, listener_only, sip_participant
+from orchestrator.session.transfer import DeskTransfer, listener_only
 from orchestrator.telemetry import names as n
 from orchestrator.telemetry.voice import turn_stages
 
@@ -348,7 +348,7 @@ class VoiceCall(TextCall):
             return
         if state.get("outcome") != "escalated" or state.get("human_agent"):
             return
-        caller = sip_participant(self.room)
+        caller = sip_caller(self.room)
         if caller is None:
             return  # a WebRTC caller has no phone leg to transfer: a person joins from the console
         self._transfer = asyncio.create_task(

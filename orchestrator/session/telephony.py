@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 
 from livekit import rtc
 
+from orchestrator.session.participants import sip_caller
+
 __all__ = ["END_KEY", "PAUSE_S", "CallerKeys", "Keypad", "sip_caller_number"]
 
 log = logging.getLogger(__name__)
@@ -116,10 +118,8 @@ class CallerKeys:
 
     def caller_identity(self) -> str | None:
         """The caller's participant identity, once a SIP participant is in the room."""
-        if self._caller is None:
-            self._caller = next(
-                (p.identity for p in self._room.remote_participants.values() if p.kind == _SIP_KIND), None
-            )
+        if self._caller is None and (phone := sip_caller(self._room)) is not None:
+            self._caller = phone.identity
         return self._caller
 
     def accepts(self, dtmf: rtc.SipDTMF) -> bool:

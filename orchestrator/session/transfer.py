@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import aiohttp
 from google.protobuf.duration_pb2 import Duration
-from livekit import api, rtc
+from livekit import api
 
 from orchestrator.config import Settings
 
-__all__ = ["DeskTransfer", "TransferOutcome", "sip_participant"]
+__all__ = ["DeskTransfer", "TransferOutcome"]
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +25,6 @@ class TransferOutcome:
 
     ok: bool
     detail: str = ""
-
-
-def sip_participant(room: rtc.Room) -> rtc.RemoteParticipant | None:
-    """The phone caller's participant (LiveKit SIP's) in ``room``, if one is there."""
-    for participant in room.remote_participants.values():
-        if participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_SIP:
-            return participant
-    return None
 
 
 class DeskTransfer:
