@@ -10,7 +10,6 @@ the transport that holds the caller (a LiveKit room playing hold audio, or the s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import uuid
@@ -18,6 +17,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from orchestrator.loops import rounds
 from orchestrator.queue.call_queue import CallQueue, WaitingCall
 from orchestrator.queue.outage import UNREACHABLE, Outage
 
@@ -136,7 +136,7 @@ class HoldAnnouncer:
         return await self.announce(due_only=True)
 
     async def _run(self) -> None:
-        while not self._stop.is_set():
+        async for _ in rounds(self._tick_s, self._stop):
             try:
                 await self.tick()
             except UNREACHABLE as exc:
@@ -146,8 +146,6 @@ class HoldAnnouncer:
                 logger.exception("hold announcement failed")
             else:
                 self._outage.ok()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self._tick_s)
 
     def start(self) -> None:
         """Start the timer task (owned by this object; stopped by :meth:`aclose`)."""

@@ -19,6 +19,7 @@ from typing import Any
 
 from livekit import api, rtc
 
+from orchestrator.loops import rounds
 from orchestrator.queue.call_queue import CallQueue
 from orchestrator.queue.hold import hold_key
 from orchestrator.session.participants import HOLD_VOICE_PREFIX
@@ -234,13 +235,11 @@ class HoldVoice:
     async def run(self, stop: asyncio.Event) -> None:
         """Tick every ``poll_s`` until ``stop`` is set; then leave every room."""
         try:
-            while not stop.is_set():
+            async for _ in rounds(self.poll_s, stop):
                 try:
                     await self.tick()
                 except Exception:
                     logger.exception("hold voice: tick failed")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.poll_s)
         finally:
             tasks = [h.task for h in self.held.values() if h.task is not None]
             for held in self.held.values():
