@@ -157,23 +157,31 @@ async def test_the_keys_depend_on_the_record_key(engine: AsyncEngine, clock: Clo
     assert await stored_keys(engine) == [f"caller:{number_key('+15557770001', 'another-deployment-key')}"]
 
 
-async def test_rows_kept_in_clear_are_rekeyed_and_keep_counting(
-    guard: SqlVerificationGuard, engine: AsyncEngine, clock: Clock
-) -> None:
-    # What the guard wrote before numbers were keyed: a caller ID one failure short of the limit, and a
-    # number without an account locked until after now.
+async def old_failures(engine: AsyncEngine, *, caller_key: str | None, account_key: str, reason: str) -> None:
+    """Failures as a guard from before keys were hashed wrote them: one short of the limit, a minute ago."""
     async with engine.begin() as conn:
         for i in range(LIMITS.max_failures - 1):
             await conn.execute(
                 VerificationFailureRow.__table__.insert().values(
                     failure_id=f"VF-old{i}",
                     call_id=f"old{i}",
-                    caller_key="caller:+15557770001",
-                    account_key="phone:+15559991234",
-                    reason="unknown_number",
+                    caller_key=caller_key,
+                    account_key=account_key,
+                    reason=reason,
                     at=NOW - timedelta(minutes=1),
                 )
             )
+
+
+async def test_rows_kept_in_clear_are_rekeyed_and_keep_counting(
+    guard: SqlVerificationGuard, engine: AsyncEngine, clock: Clock
+) -> None:
+    # What the guard wrote before numbers were keyed: a caller ID one failure short of the limit, and a
+    # number without an account locked until after now.
+    await old_failures(
+        engine, caller_key="caller:+15557770001", account_key="phone:+15559991234", reason="unknown_number"
+    )
+    async with engine.begin() as conn:
         await conn.execute(
             VerificationLockoutRow.__table__.insert().values(
                 lockout_id="VL-old",
@@ -199,18 +207,7 @@ async def test_names_kept_in_clear_are_rekeyed_and_keep_counting(
     guard: SqlVerificationGuard, engine: AsyncEngine
 ) -> None:
     # Guesses by name written before names were keyed: one short of the limit.
-    async with engine.begin() as conn:
-        for i in range(LIMITS.max_failures - 1):
-            await conn.execute(
-                VerificationFailureRow.__table__.insert().values(
-                    failure_id=f"VF-name{i}",
-                    call_id=f"old{i}",
-                    caller_key=None,
-                    account_key="name:james carter",
-                    reason="no_match",
-                    at=NOW - timedelta(minutes=1),
-                )
-            )
+    await old_failures(engine, caller_key=None, account_key="name:james carter", reason="no_match")
     assert await verification.rekey_clear_keys(engine, DEV_RECORD_KEY) == 1
     assert not [k for k in await stored_keys(engine) if "james" in k]
     assert await verification.rekey_clear_keys(engine, DEV_RECORD_KEY) == 0
