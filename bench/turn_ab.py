@@ -48,6 +48,7 @@ from orchestrator.heap import settle_heap  # noqa: E402
 from orchestrator.providers.intent_process import ProcessIntentClassifier  # noqa: E402
 from orchestrator.providers.phrase_cache import CachedTTS, PhraseCache, phrase_sentences  # noqa: E402
 from orchestrator.runtime import Services  # noqa: E402
+from orchestrator.stats import percentile  # noqa: E402
 from orchestrator.store.checkpoints import LatestCheckpointCache  # noqa: E402
 
 
@@ -154,8 +155,7 @@ COMPARISONS = ("graph", "speculation", "checkpoints", "tracing", "classifier", "
 
 
 def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))], 2)
+    return round(percentile(values, q), 2)
 
 
 async def run(args: argparse.Namespace) -> None:

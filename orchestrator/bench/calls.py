@@ -30,7 +30,7 @@ from orchestrator.bench.providers.profile import Profile, ProfileCartesia, Profi
 from orchestrator.devstack.calls import CALLER_SCRIPT, spoken
 from orchestrator.devstack.netns import NetnsPair, netns_pair
 from orchestrator.devstack.stack import RealStack, StackFailed, real_stack
-from orchestrator.stats import percentile
+from orchestrator.stats import percentiles
 
 T = TypeVar("T")
 
@@ -207,12 +207,6 @@ def _own_cpu() -> float:
     return times.user + times.system
 
 
-def _pcts(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p95": None, "p99": None}
-    return {f"p{q}": round(percentile(values, q), 1) for q in (50, 95, 99)}
-
-
 def _wait_registered(stack: RealStack, name: str) -> None:
     """Until the process ``name`` of the stack has logged that it registered with the server."""
     [proc] = [p for p in stack.procs if p.name == name]
@@ -258,7 +252,7 @@ def run_call_bench(
             said(f"{n} calls at once: ours, then the baseline")
             ours = asyncio.run(_phase(stack, n, heard, baseline=False))
             base = asyncio.run(_phase(stack, n, heard, baseline=True))
-            o, b = _pcts(ours["first_audio"]), _pcts(base["first_audio"])
+            o, b = percentiles(ours["first_audio"]), percentiles(base["first_audio"])
             out["runs"].append(
                 {
                     "concurrency": n,

@@ -22,7 +22,7 @@ from orchestrator.devstack.netns import netns_pair
 from orchestrator.devstack.sip import DIALLED, LIVEKIT_SIP, SIP_PORT, sip_setup, start_sip
 from orchestrator.devstack.stack import LIVEKIT_SERVER, PREFIX, RealStack, real_stack
 from orchestrator.devstack.stack import preflight as stack_preflight
-from orchestrator.stats import percentile
+from orchestrator.stats import percentiles
 
 SCENARIO = Path(__file__).with_name("sipp_inbound.xml")
 TRUNK_NUMBER = DIALLED
@@ -115,12 +115,6 @@ def read_answer_ms(run_dir: Path) -> list[float]:
     return found
 
 
-def _pcts(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p95": None, "p99": None}
-    return {p: round(percentile(values, q), 1) for p, q in (("p50", 50), ("p95", 95), ("p99", 99))}
-
-
 def summarize(calls: int, stats: dict[str, int], answer_ms: list[float], queue: dict[str, int]) -> dict[str, Any]:
     """The report: SIPp's counts and answer times, and what our queue made of the calls.
 
@@ -138,7 +132,7 @@ def summarize(calls: int, stats: dict[str, int], answer_ms: list[float], queue: 
         "abandoned": queue["abandoned"],
         "lost": max(0, answered - queue["completed"] - queue["abandoned"]),
         "sipp": stats,
-        "answer_ms": _pcts(answer_ms),
+        "answer_ms": percentiles(answer_ms),
     }
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from orchestrator.devstack import caller as caller_module
 from orchestrator.devstack.stack import PREFIX, RealStack
-from orchestrator.stats import percentile
+from orchestrator.stats import percentiles
 
 CALLER_SCRIPT = Path(caller_module.__file__)
 # A caller waits at most 90 s for its agent and 60 s for each answer; a whole call far less than this.
@@ -160,12 +160,6 @@ async def outcomes(stack: RealStack, callers: list[dict[str, Any]], *, wer: bool
     return {"records": records, "wers": wers, "stats": stats}
 
 
-def _pcts(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p95": None, "p99": None}
-    return {f"p{q}": round(percentile(values, q), 1) for q in (50, 95, 99)}
-
-
 def summarize(calls: int, callers: list[dict[str, Any]], got: dict[str, Any]) -> dict[str, Any]:
     """The demo's summary: what became of each call, first audio at the caller, WER, escalations and routes.
 
@@ -186,7 +180,7 @@ def summarize(calls: int, callers: list[dict[str, Any]], got: dict[str, Any]) ->
         "completed": completed,
         "lost": calls - completed - abandoned - stats.dead_letters - held,
         "abandoned": abandoned,
-        "first_audio_ms": _pcts(first_audio),
+        "first_audio_ms": percentiles(first_audio),
         "wer": round(sum(wers) / len(wers), 3) if wers else None,
         "escalation_rate": round(sum(r["outcome"] == "escalated" for r in records) / len(records), 3)
         if records

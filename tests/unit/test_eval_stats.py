@@ -17,6 +17,7 @@ from evals.stats import (
     sign_test,
     wilcoxon_signed_rank,
 )
+from orchestrator.stats import percentiles
 
 pytestmark = pytest.mark.unit
 
@@ -96,3 +97,10 @@ def test_paired_bootstrap_of_a_constant_shift_is_that_shift() -> None:
     lo, hi = paired_bootstrap_ci(20, lambda idx: float(np.mean(cand[idx]) - np.mean(base[idx])), seed=3)
     assert lo == pytest.approx(-2.0)
     assert hi == pytest.approx(-2.0)
+
+
+def test_the_benchmarks_percentiles_are_the_one_percentile_rounded_and_none_for_no_values() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentiles(values) == {q: round(percentile(values, int(q[1:])), 1) for q in ("p50", "p95", "p99")}
+    assert percentiles([1.234, 5.678], (50,), digits=2) == {"p50": 3.46}
+    assert percentiles([]) == {"p50": None, "p95": None, "p99": None}
