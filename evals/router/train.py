@@ -85,6 +85,8 @@ class Head:
     bias: FloatArray
     temperature: float = 1.0
     l2: float = 0.0
+    # The training rows' embeddings, label indices and weights, for the nearest-neighbour vote.
+    neighbours: tuple[FloatArray, IntArray, FloatArray] | None = None
 
 
 def fit_idf(texts: Sequence[str], dim: int = HASH_DIM) -> FloatArray:
@@ -189,11 +191,17 @@ def fit_softmax(
     )
 
 
-def fit_temperature(logits: FloatArray, y: IntArray) -> float:
-    """The temperature minimising validation negative log-likelihood (grid search, 0.25-5)."""
+def fit_temperature(logits: FloatArray, y: IntArray, vote: FloatArray | None = None, share: float = 0.0) -> float:
+    """The temperature minimising validation negative log-likelihood (grid search, 0.25-5).
+
+    With a neighbours' `vote`, the likelihood is that of the blend the classifier reports: the head's share
+    then has to be sharper, since the vote alone is rarely certain.
+    """
     best, best_nll = 1.0, float("inf")
     for t in np.arange(0.25, 5.01, 0.05):
         p = softmax(logits / t)
+        if vote is not None and share > 0:
+            p = (1 - share) * p + share * vote
         nll = -float(np.mean(np.log(p[np.arange(len(y)), y] + 1e-12)))
         if nll < best_nll:
             best, best_nll = float(t), nll
@@ -362,6 +370,8 @@ def classifier_from_head(
     clf._bias = head.bias
     clf.temperature = head.temperature
     clf._sparse_weight = 1.0
+    clf._neighbours = None
+    clf._neighbour_k, clf._neighbour_share, clf._neighbour_scale = 0, 0.0, 1.0
     clf._encoder = builder.encoder if "minilm" in kinds else None
     return clf
 
@@ -379,32 +389,62 @@ def train_lodo_head(
 
     config = lodo.Config()
     templates = augmented_rows(config.groups)
-    train = [*dev_train, *examples, *templates]
+    turns = lodo.load_regression()
+    # The regression turns check the head; a training row with the same words would make that check a recital.
+    train = lodo.without_turns([*dev_train, *examples, *templates], turns)
     embed = lodo.EmbeddingCache(lodo.DEFAULT_CACHE, model_dir)
-    head = fit_softmax(
-        Features(embed([r.text for r in train]), None),
-        labels_of(train),
-        config.l2,
-        config.iterations,
-        sample_weight=lodo.sample_weights(train, config.balance, config.template_weight, config.written_weight),
+    vectors = embed([r.text for r in train])
+    weights = lodo.sample_weights(
+        train, config.balance, config.template_weight, config.written_weight, config.support_weight
     )
+    head = fit_softmax(Features(vectors, None), labels_of(train), config.l2, config.iterations, sample_weight=weights)
+    if config.neighbour_share > 0:
+        voting = lodo.voters(train, config)
+        head.neighbours = (
+            embed([r.text for r in voting]),
+            labels_of(voting),
+            lodo.voter_weights(voting, config),
+        )
     dev = load_jsonl(DEV_PATH)
-    folds = lodo.run_folds(embed, dev, [*examples, *templates], config)
+    own = lodo.without_turns([*examples, *templates], turns)
+    folds = lodo.run_folds(embed, dev, own, config)
     logits = np.concatenate([f.logits for f in folds])
     rows = [r for f in folds for r in f.rows]
-    head.temperature = fit_temperature(logits, labels_of(rows))
-    overall = lodo.summary(rows, softmax((logits / head.temperature).astype(np.float32)), DEFAULT_THRESHOLD)
+    votes = np.concatenate([f.vote for f in folds])
+    head.temperature = fit_temperature(logits, labels_of(rows), votes, config.neighbour_share)
+    probs = softmax((logits / head.temperature).astype(np.float32))
+    overall = lodo.summary(rows, lodo.blend(probs, votes, config), DEFAULT_THRESHOLD)
+    checked = lodo.regression(embed, dev, own, config, head.temperature, turns)
     tuning = {
         "l2": config.l2,
         "balance": config.balance,
         "templates": list(config.groups),
         "template_weight": config.template_weight,
         "written_weight": config.written_weight,
+        "support_weight": config.support_weight,
+        "neighbours": {
+            "k": config.neighbours,
+            "share": config.neighbour_share,
+            "scale": config.neighbour_scale,
+            "weights": config.vote_weights,
+            "rows": len(head.neighbours[0]),
+            "sources_left_out": list(config.non_voters),
+        }
+        if head.neighbours is not None
+        else None,
         "iterations": config.iterations,
         "temperature": head.temperature,
         "temperature_fitted_on": "pooled leave-one-dataset-out logits of router-dev (python -m evals.router.lodo)",
         "lodo": {
             k: overall[k] for k in ("n", "macro_f1", "recall", "ece", "coverage", "confident_errors", "threshold")
+        },
+        "regression": {
+            "file": "evals/router/regression.jsonl",
+            "n": checked["n"],
+            "wrong": len(checked["wrong"]),
+            "under_margin": len(checked["under_margin"]),
+            "margin": checked["margin"],
+            "lowest_confidence": checked["lowest"]["confidence"] if checked["lowest"] else None,
         },
     }
     return head, tuning, templates
@@ -439,6 +479,11 @@ def main() -> None:
     arrays: dict[str, Any] = {"bias": head.bias, "temperature": np.float32(head.temperature)}
     if head.w_dense is not None:
         arrays["w_dense"] = head.w_dense.astype(np.float16)
+    if head.neighbours is not None:
+        # float16 vectors: half the size, and a cosine changes by under 1e-3.
+        arrays["neighbour_vectors"] = head.neighbours[0].astype(np.float16)
+        arrays["neighbour_labels"] = head.neighbours[1].astype(np.int8)
+        arrays["neighbour_weights"] = head.neighbours[2].astype(np.float32)
     if head.w_sparse is not None and idf is not None:
         arrays["w_sparse"] = head.w_sparse.astype(np.float16)
         arrays["idf"] = idf.astype(np.float16)
@@ -451,7 +496,8 @@ def main() -> None:
         "files": {"onnx": ONNX_FILE, "tokenizer": TOKENIZER_FILE, "head": HEAD_FILE},
         "head": {
             "file": HEAD_FILE,
-            "type": "softmax regression (numpy, full-batch Adam, L2, weighted rows), temperature-scaled",
+            "type": "softmax regression (numpy, full-batch Adam, L2, weighted rows), temperature-scaled; with"
+            " `neighbours`, blended with the nearest training rows' vote",
             "features": list(kinds),
             "labels": list(INTENTS),
             "hash_dim": HASH_DIM if "chargram" in kinds else None,

@@ -1,4 +1,4 @@
-"""The router's local intent classifier: MiniLM int8 on onnxruntime and/or hashed char n-grams, with a linear head."""
+"""The router's local intent classifier: MiniLM int8 on onnxruntime or hashed char n-grams, a linear head, a vote."""
 
 from __future__ import annotations
 
@@ -113,6 +113,31 @@ def char_ngram_vector(text: str, dim: int, idf: FloatArray) -> tuple[npt.NDArray
     return idx, (values / norm if norm > 0 else values).astype(np.float32)
 
 
+def neighbour_probs(
+    queries: FloatArray,
+    vectors: FloatArray,
+    labels: npt.NDArray[np.int64],
+    weights: FloatArray,
+    k: int,
+    scale: float,
+    n_labels: int,
+) -> FloatArray:
+    """Per label, the share of the `k` nearest training vectors' votes (weight times exp(cosine / scale)).
+
+    Unit-length vectors, so the dot product is the cosine similarity. One row per query.
+    """
+    sims = queries @ vectors.T
+    k = min(k, sims.shape[1])
+    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    near = np.take_along_axis(sims, top, axis=1)
+    # Subtracting each row's best similarity keeps exp() in range; the shares are unchanged.
+    votes = weights[top] * np.exp((near - near.max(axis=1, keepdims=True)) / scale)
+    out = np.zeros((len(queries), n_labels), np.float64)
+    for column in range(n_labels):
+        out[:, column] = (votes * (labels[top] == column)).sum(axis=1)
+    return cast(FloatArray, (out / np.maximum(out.sum(axis=1, keepdims=True), 1e-30)).astype(np.float32))
+
+
 def softmax(logits: FloatArray) -> FloatArray:
     """Row-wise softmax, stable for large logits."""
     shifted = logits - logits.max(axis=-1, keepdims=True)
@@ -125,8 +150,9 @@ class OnnxIntentClassifier:
 
     The features (MiniLM sentence embedding, hashed char n-gram TF-IDF, or both side by side) and the
     linear softmax head come from the files in `model_dir`; `manifest.json` says which features the head
-    was trained on. Confidence is the temperature-scaled softmax probability of the top intent, so a
-    threshold such as `DEFAULT_THRESHOLD` marks doubtful turns for the LLM fallback.
+    was trained on. Confidence is the temperature-scaled softmax probability of the top intent, blended with
+    the votes of the nearest training utterances when the head ships them, so a threshold such as
+    `DEFAULT_THRESHOLD` marks doubtful turns for the LLM fallback.
 
     Args:
         model_dir: folder with `manifest.json`, `head.npz` and, if the head uses MiniLM, the ONNX
@@ -150,6 +176,18 @@ class OnnxIntentClassifier:
             self._idf: FloatArray | None = weights["idf"].astype(np.float32) if "idf" in weights else None
             self._bias: FloatArray = weights["bias"].astype(np.float32)
             self.temperature = float(weights["temperature"])
+            # The training utterances' embeddings, labels and row weights, for the nearest-neighbour vote.
+            self._neighbours: tuple[FloatArray, npt.NDArray[np.int64], FloatArray] | None = None
+            if "neighbour_vectors" in weights:
+                self._neighbours = (
+                    weights["neighbour_vectors"].astype(np.float32),
+                    weights["neighbour_labels"].astype(np.int64),
+                    weights["neighbour_weights"].astype(np.float32),
+                )
+        vote = head.get("neighbours") or {}
+        self._neighbour_k = int(vote.get("k", 0))
+        self._neighbour_share = float(vote.get("share", 0.0))
+        self._neighbour_scale = float(vote.get("scale", 1.0))
         self._sparse_weight = float(head.get("sparse_scale", 1.0))
         self._encoder: MiniLMEncoder | None = None
         if "minilm" in self.features:
@@ -158,7 +196,23 @@ class OnnxIntentClassifier:
 
     def logits(self, texts: Sequence[str]) -> FloatArray:
         """Raw head scores (before temperature), shape (len(texts), 5), in `self.labels` order."""
+        return self._scores(texts)[0]
+
+    def probabilities(self, texts: Sequence[str]) -> FloatArray:
+        """Calibrated probabilities, shape (len(texts), 5): the head's, blended with the neighbours' vote."""
+        logits, dense = self._scores(texts)
+        probs = softmax(logits / self.temperature)
+        if self._neighbours is not None and dense is not None and self._neighbour_share > 0:
+            vectors, labels, weights = self._neighbours
+            vote = neighbour_probs(
+                dense, vectors, labels, weights, self._neighbour_k, self._neighbour_scale, len(self.labels)
+            )
+            probs = (1 - self._neighbour_share) * probs + self._neighbour_share * vote
+        return probs
+
+    def _scores(self, texts: Sequence[str]) -> tuple[FloatArray, FloatArray | None]:
         out = np.tile(self._bias, (len(texts), 1))
+        dense: FloatArray | None = None
         if self._encoder is not None and self._w_dense is not None:
             dense = self._encoder.embed(texts)
             out += dense @ self._w_dense
@@ -167,7 +221,7 @@ class OnnxIntentClassifier:
             for row, text in enumerate(texts):
                 idx, values = char_ngram_vector(text, dim, self._idf)
                 out[row] += self._sparse_weight * (values @ self._w_sparse[idx])
-        return out
+        return out, dense
 
     def classify_batch(self, texts: Sequence[str]) -> list[IntentPrediction]:
         """Classifies several utterances at once (for evals; a live turn uses `classify`)."""
@@ -176,7 +230,7 @@ class OnnxIntentClassifier:
         for i in set(range(len(texts))) - set(todo):
             results[i] = self._empty()
         if todo:
-            probs = softmax(self.logits([texts[i] for i in todo]) / self.temperature)
+            probs = self.probabilities([texts[i] for i in todo])
             for i, row in zip(todo, probs, strict=True):
                 best = int(row.argmax())
                 scores: dict[str, float] = {label: float(p) for label, p in zip(self.labels, row, strict=True)}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
 from agents.ports import INTENTS
@@ -86,6 +88,8 @@ def test_json_report_has_every_left_out_dataset_overall_and_the_split(
     assert report["calibration"]["temperature"] > 0
     assert report["in_distribution"]["n"] > 0
     assert report["config"]["templates"] == ["one_word_complaint"]
+    assert (report["config"]["neighbours"], report["config"]["neighbour_share"]) == (10, 0.3)
+    assert report["config"]["vote_weights"] == "flat"
     assert cache.exists()
 
     # The table form names every fold, then the pooled line and the in-distribution split.
@@ -125,11 +129,42 @@ def test_templates_are_distinct_and_labelled() -> None:
         assert all("{" not in text for text in expand(group)), name
 
 
+def test_the_support_label_weighs_its_factor_and_keeps_its_rows_proportions() -> None:
+    rows = [
+        Row("my bill", "billing", "alpha:train:x"),
+        Row("what do I owe", "billing", "beta:train:x"),
+        Row("the wifi is down", "support", "alpha:train:x"),
+        Row("reset my password", "support", "alpha:train:x"),
+        Row("my email stopped working", "support", "beta:train:x"),
+        Row("agent", "escalation", "northwind:handwritten"),
+    ]
+    support = [r.label == "support" for r in rows]
+    even = lodo.sample_weights(rows, "label", written_weight=4.0)
+    doubled = lodo.sample_weights(rows, "label", written_weight=4.0, support_weight=2.0)
+
+    def total(weights: npt.NDArray[np.float64], label: str) -> float:
+        return float(weights[[r.label == label for r in rows]].sum())
+
+    assert total(even, "support") == pytest.approx(total(even, "billing"))
+    assert total(doubled, "support") == pytest.approx(2 * total(doubled, "billing"))
+    assert total(doubled, "billing") == pytest.approx(total(doubled, "escalation"))
+    # Within the label each row keeps its share.
+    assert [w for w, s in zip(doubled, support, strict=True) if s] == pytest.approx(
+        [2 * w for w, s in zip(even, support, strict=True) if s]
+    )
+    assert lodo.Config().support_weight == 2.0
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (("--groups", "nonsense"), "unknown template group 'nonsense'"),
         (("--l2", "-1"), "--l2 >= 0"),
+        (("--support-weight", "0"), "--support-weight > 0"),
+        (("--neighbour-share", "1.5"), "--neighbour-share and --threshold within 0-1"),
+        (("--neighbours", "0"), "--neighbours >= 1"),
+        (("--neighbour-scale", "0"), "--neighbour-scale > 0"),
+        (("--regression", "/nonexistent/regression.jsonl"), "No such file"),
         (("--limit", "0"), "--limit >= 1"),
     ],
 )
@@ -151,3 +186,71 @@ def test_one_dataset_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert code == 2
     assert "at least two source datasets" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_share_alike_sources_train_the_head_but_never_vote() -> None:
+    rows = [
+        Row("book a viewing", "scheduling", "sgd:train:Homes_1.ScheduleVisit"),
+        Row("get me a human", "escalation", "bitext:train:contact_human_agent"),
+        Row("my card won't work", "support", "banking77:train:card_not_working"),
+        Row("agent", "escalation", "northwind:handwritten"),
+    ]
+    assert [r.text for r in lodo.voters(rows, lodo.Config())] == ["my card won't work", "agent"]
+    assert lodo.voters(rows, lodo.Config(non_voters=())) == rows
+
+
+def test_the_regression_turns_are_reported_and_one_read_wrong_makes_a_candidate_ineligible(
+    files: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    data, examples, cache = files
+    turns = tmp_path / "regression.jsonl"
+    # A pizza order labelled billing: no head trained on the slice reads it so, so no candidate is eligible.
+    lines = [
+        {"text": "I want a refund on my bill", "label": "billing", "kind": "request", "from": "a test"},
+        {"text": "order me a large pizza", "label": "billing", "kind": "request", "from": "a test"},
+    ]
+    turns.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    common = ("--data", data, "--examples", examples, "--cache", cache, "--iterations", "60", "--regression", turns)
+    code, out, err = run(capsys, *common, "--json")
+    assert (code, err) == (0, "")
+    reg = json.loads(out)["regression"]
+    assert reg["n"] == 2
+    assert reg["eligible"] is False
+    assert [(r["text"], r["label"]) for r in reg["wrong"]] == [("order me a large pizza", "billing")]
+    assert reg["wrong"][0]["read"] != "billing"
+    assert reg["margin"] == lodo.REGRESSION_MARGIN
+
+    code, table, _ = run(capsys, *common)
+    assert "regression turns: 2, 1 wrong" in table
+    assert "NOT eligible" in table
+
+
+def test_the_grid_chooses_only_among_eligible_candidates(
+    files: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    data, examples, cache = files
+    turns = tmp_path / "regression.jsonl"
+    line = {"text": "order me a large pizza", "label": "billing", "kind": "request", "from": "a test"}
+    turns.write_text(json.dumps(line) + "\n")
+    common = ("--data", data, "--examples", examples, "--cache", cache, "--iterations", "10", "--regression", turns)
+    code, out, _ = run(capsys, *common, "--grid", "--json")
+    assert code == 0
+    lines = [json.loads(text) for text in out.splitlines()]
+    assert len(lines) > 10
+    assert all(entry["eligible"] is False for entry in lines[:-1])
+    # Whatever its LODO score, a candidate that misreads one of our own turns is not chosen.
+    assert lines[-1] == {"chosen": None, "macro_f1": None}
+
+
+def test_a_training_row_with_a_regression_turns_words_is_left_out() -> None:
+    turns = [Row("What's my balance?", "billing", "")]
+    rows = [Row("what's my  balance", "billing", "northwind:handwritten"), Row("my bill", "billing", "x")]
+    assert [r.text for r in lodo.without_turns(rows, turns)] == ["my bill"]
+
+
+def test_among_eligible_candidates_equal_on_lodo_the_widest_margin_wins() -> None:
+    a, b, c = lodo.Config(l2=1e-4), lodo.Config(l2=1e-3), lodo.Config(l2=1e-2)
+    assert lodo.choose([]) is None
+    # b is 0.001 under a on LODO (noise) but reads our turns with a wider margin; c is clearly worse on LODO.
+    assert lodo.choose([(0.934, 0.66, a), (0.933, 0.72, b), (0.920, 0.90, c)]) == (0.933, 0.72, b)
+    assert lodo.choose([(0.940, 0.66, a), (0.933, 0.72, b)]) == (0.940, 0.66, a)
