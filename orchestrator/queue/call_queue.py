@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from orchestrator.contracts import Admission, CallJob, DeadLetter, QueueStats, WaitHistogram
+from orchestrator.contracts import Admission, CallJob, CallOutcome, DeadLetter, QueueStats, WaitHistogram
 from orchestrator.queue import scripts
 from orchestrator.queue.errors import DeadLetterNotFound, NoPrimary, QueueFull, refuses_writes
 from orchestrator.queue.keys import GROUP, RELEASED_CONSUMER, WAIT_BUCKETS_MS, QueueKeys
+from orchestrator.queue.outcomes import DEFAULT_MAXLEN as OUTCOMES_MAXLEN
+from orchestrator.queue.outcomes import OUTCOME_FIELD, outcomes_key
 from orchestrator.queue.replication import ReplicaQuorum
 from orchestrator.redis_client import open_redis
 
@@ -26,6 +28,10 @@ if TYPE_CHECKING:
 
 FailOutcome = Literal["retry", "dead", "gone"]
 AbandonOutcome = Literal["waiting", "delayed", "in_flight", "gone"]
+
+
+# How long an entry's "outcome published" marker lives: far longer than any call and its retries.
+OUTCOME_ONCE_MS = 86_400_000
 
 
 def _s(value: Any) -> str:
@@ -172,6 +178,7 @@ class CallQueue:
         self._admit = reg(scripts.ADMIT)
         self._claim = reg(scripts.CLAIM)
         self._ack = reg(scripts.ACK)
+        self._publish = reg(scripts.PUBLISH)
         self._heartbeat = reg(scripts.HEARTBEAT)
         self._reclaim = reg(scripts.RECLAIM)
         self._fail = reg(scripts.FAIL)
@@ -506,6 +513,21 @@ class CallQueue:
         return self._parse(await self._call(self._reclaim, keys, args, durable=True, hands_out=True), consumer)
 
     # ------------------------------------------------------------------ outcomes
+    async def publish_outcome(self, claimed: ClaimedCall, outcome: CallOutcome) -> bool:
+        """Append a claimed call's outcome to the outcome stream (:mod:`orchestrator.queue.outcomes`) once.
+
+        A synced write like the ack that follows it: an outcome published just before a failover is not lost
+        with the old primary, and one the replicas did not confirm raises :class:`NoPrimary`, to be published
+        again. Once per queue entry: a try that follows one that landed, or a new holder re-running an ended
+        call, adds no second record.
+
+        Returns:
+            False when the entry's outcome was already on the stream.
+        """
+        keys = [outcomes_key(self.keys.prefix), self.keys.published(claimed.call_id, claimed.entry_id)]
+        args = [OUTCOME_FIELD, outcome.model_dump_json(), OUTCOMES_MAXLEN, OUTCOME_ONCE_MS]
+        return bool(await self._call(self._publish, keys, args, durable=True))
+
     async def ack(self, claimed: ClaimedCall) -> bool:
         """Acknowledge a finished call: XACK + XDEL of its entry, and feed the handle-time average.
 

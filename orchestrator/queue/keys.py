@@ -105,3 +105,7 @@ class QueueKeys:
     def fence(self) -> str:
         """Counter written after each replicated write, so that ``WAIT`` also confirms a script that wrote nothing."""
         return f"{self.prefix}:fence"
+
+    def published(self, call_id: str, entry_id: str) -> str:
+        """Marker of a queue entry whose outcome is on the outcome stream (a replayed call is a new entry)."""
+        return f"{self.prefix}:published:{call_id}:{entry_id}"

@@ -1,8 +1,8 @@
 """The outcome stream: one record per finished (or dead-lettered) call, for the simulator and dashboards.
 
-Stream ``<prefix>:outcomes``; each entry has one field ``o``, the :class:`CallOutcome` as JSON. Delivery
-is at least once (a worker that dies between publishing and acking re-runs the call's last step), so
-readers keep the last record per ``call_id``.
+Stream ``<prefix>:outcomes``; each entry has one field ``o``, the :class:`CallOutcome` as JSON, appended by
+:meth:`CallQueue.publish_outcome`, once per queue entry (a marker key guards the append: a worker that dies
+between publishing and acking has its call's last step re-run by another, which adds no second record).
 """
 
 from __future__ import annotations
@@ -20,16 +20,6 @@ DEFAULT_MAXLEN = 100_000
 def outcomes_key(prefix: str) -> str:
     """The outcome stream of a queue prefix."""
     return f"{prefix}:outcomes"
-
-
-async def publish_outcome(
-    redis: aioredis.Redis, prefix: str, outcome: CallOutcome, *, maxlen: int = DEFAULT_MAXLEN
-) -> str:
-    """Append an outcome to the stream; returns its entry id."""
-    entry: Any = await redis.xadd(
-        outcomes_key(prefix), {OUTCOME_FIELD: outcome.model_dump_json()}, maxlen=maxlen, approximate=True
-    )
-    return entry.decode() if isinstance(entry, bytes) else str(entry)
 
 
 async def read_outcomes(

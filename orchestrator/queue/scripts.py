@@ -209,6 +209,15 @@ redis.call('HINCRBY', KEYS[4], 'completed', 1)
 return 1
 """
 
+# KEYS: outcomes, once (the call's queue entry's marker)   ARGV: field, JSON, the stream's length cap, marker TTL ms
+# Appends the outcome unless this entry's was appended before: a publish tried again (its confirmation fell short,
+# or its holder died before the ack and the next one re-ran the ended call) adds no second record.
+PUBLISH = r"""
+if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[4]) then return 0 end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', ARGV[1], ARGV[2])
+return 1
+"""
+
 # KEYS: streams...   ARGV: group, consumer, then pairs of (stream index, entry id)
 # Renews (idle := 0) only the entries this consumer still owns; returns the ids it lost.
 HEARTBEAT = r"""

@@ -16,7 +16,6 @@ from orchestrator.contracts import CallOutcome
 from orchestrator.queue import CallQueue, ClaimedCall, FailOutcome, Reclaimer
 from orchestrator.queue.hold import HoldAnnouncer
 from orchestrator.queue.outage import UNREACHABLE, Outage
-from orchestrator.queue.outcomes import publish_outcome
 from orchestrator.redact import describe_error
 from orchestrator.worker.runner import CallDeferred, CallRunner
 
@@ -344,7 +343,7 @@ class Worker:
         async def step() -> bool:
             nonlocal published
             if not published:
-                await publish_outcome(self.queue.redis, self.queue.keys.prefix, outcome)
+                await self.queue.publish_outcome(claimed, outcome)
                 published = True
             await self.queue.ack(claimed)
             return True
@@ -400,7 +399,7 @@ class Worker:
                 error=error[:2000],
             )
             with contextlib.suppress(Exception):
-                await publish_outcome(self.queue.redis, self.queue.keys.prefix, dead)
+                await self.queue.publish_outcome(claimed, dead)
             if self.on_dead_letter is not None:
                 self.on_dead_letter(claimed.call_id, error, claimed.attempt)
 

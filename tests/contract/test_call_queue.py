@@ -12,9 +12,10 @@ from typing import Any, TypeVar
 import pytest
 import redis.asyncio as aioredis
 
-from orchestrator.contracts import CallJob
+from orchestrator.contracts import CallJob, CallOutcome
 from orchestrator.queue import CallQueue, ClaimedCall, DeadLetterNotFound, QueueFull, Reclaimer
 from orchestrator.queue.embedded import EmbeddedRedis
+from orchestrator.queue.outcomes import read_outcomes
 from tests.conftest import REDIS_TEST_URL
 
 pytestmark = pytest.mark.contract
@@ -108,6 +109,25 @@ async def test_admit_claim_ack(make_queue: Callable[..., CallQueue]) -> None:
     assert (stats.waiting, stats.in_flight, stats.completed) == (0, 0, 1)
     # XACK + XDEL: nothing is left behind in the stream
     assert await q.redis.xlen(q.keys.stream(1)) == 0
+
+
+async def test_an_outcome_is_published_once_per_queue_entry(make_queue: Callable[..., CallQueue]) -> None:
+    # A publish tried again after one that landed, or a new holder re-running an ended call, adds no record.
+    q = make_queue(**FAST)
+    await q.admit(job("once-1"))
+    [claimed] = await q.claim("w1", block_ms=0)
+    done = CallOutcome(call_id="once-1", status="completed", worker="w1", attempt=1)
+    assert await q.publish_outcome(claimed, done) is True
+    assert await q.publish_outcome(claimed, done) is False
+
+    async def reclaimed() -> list[ClaimedCall]:
+        return await q.reclaim("w2", count=1)
+
+    [taken_over] = await eventually(reclaimed, within=CAP_S)  # w1 died before its ack
+    assert await q.publish_outcome(taken_over, done.model_copy(update={"worker": "w2", "attempt": 2})) is False
+    assert await q.ack(taken_over)
+    records, _ = await read_outcomes(q.redis, q.keys.prefix)
+    assert [(o.call_id, o.worker) for o in records] == [("once-1", "w1")]
 
 
 async def blocked_in_a_read(client: aioredis.Redis) -> bool:

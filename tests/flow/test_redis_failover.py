@@ -20,6 +20,7 @@ from orchestrator.api.app import create_app
 from orchestrator.api.signing import sign_intake
 from orchestrator.config import Settings, load_settings
 from orchestrator.queue import open_queue
+from orchestrator.queue.outcomes import read_outcomes
 from orchestrator.runtime import Services
 from orchestrator.worker.runner import TURN_GAP_KEY
 from tests.flow.test_workers import WorkerProcess
@@ -236,6 +237,7 @@ async def test_a_sentinel_failover_mid_batch_loses_no_accepted_call_and_runs_non
         )
         assert not exited(), f"a worker exited: {[w.proc.returncode for w in workers]}"
         stats = await queue.stats()
+        published, _ = await read_outcomes(queue.redis, queue.keys.prefix, count=10_000)
         await queue.aclose()
 
     statuses = Counter(s for _, _, s in sender.answers)
@@ -244,7 +246,8 @@ async def test_a_sentinel_failover_mid_batch_loses_no_accepted_call_and_runs_non
     print(
         f"\nfailover with {len(redis_set.replicas)} replicas: {len(accepted)} calls accepted,"
         f" {sum(outcomes().values())} outcomes for {len(set(outcomes()))}"
-        f" calls, completed {stats.completed}; answers {dict(statuses)}; 503 from {refused[0] - killed_at:.2f} s"
+        f" calls, completed {stats.completed}, {len(published)} records on the outcome stream;"
+        f" answers {dict(statuses)}; 503 from {refused[0] - killed_at:.2f} s"
         f" to {refused[-1] - killed_at:.2f} s after the kill, replica promoted at {promoted_at - killed_at:.2f} s,"
         f" first 202 after the kill at {back - killed_at:.2f} s"
     )
@@ -260,6 +263,10 @@ async def test_a_sentinel_failover_mid_batch_loses_no_accepted_call_and_runs_non
     ]
     assert not twice, f"calls completed twice: {twice}; their starts and ends (worker, s after the kill): {starts}"
     assert (stats.waiting, stats.in_flight, stats.dead_letters, stats.completed) == (0, 0, 0, len(accepted))
+    # The outcome stream (the API's /v1/outcomes, the dashboards) kept every call's record through the switch.
+    records = Counter(o.call_id for o in published)
+    assert set(records) == accepted, f"outcomes lost: {sorted(accepted - set(records))}"
+    assert max(records.values()) == 1, f"outcomes published twice: {records.most_common(3)}"
 
     svc: Services = await open_services(seed=False)
     try:
