@@ -13,7 +13,7 @@ import tempfile
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 from livekit import rtc
@@ -49,6 +49,35 @@ log = logging.getLogger(__name__)
 
 # An agent worker not connected to the server for this long says so in its log (it normally registers in under 1 s).
 CONNECT_GRACE_S = 5.0
+
+
+class Reachability:
+    """When the agent worker says it cannot reach the server (after ``grace_s`` of trying), and when it is back."""
+
+    def __init__(self, grace_s: float) -> None:
+        self.grace_s = grace_s
+        self._away_since: float | None = None
+        self._said = False
+
+    def step(self, *, connected: bool, draining: bool, connecting: bool, now: float) -> Literal["away", "back"] | None:
+        """Take in the worker's state at ``now``; the line to log, if any."""
+        if connected:
+            back = self._said
+            self._away_since, self._said = None, False
+            return "back" if back else None
+        if draining:
+            # Stopping: neither away nor back (a worker that never reached the server is not "ready" as it goes).
+            self._away_since, self._said = None, False
+            return None
+        if not connecting:
+            self._away_since = None  # still starting (loading its models): not trying to connect yet
+            return None
+        if self._away_since is None:
+            self._away_since = now
+        elif not self._said and now - self._away_since >= self.grace_s:
+            self._said = True
+            return "away"
+        return None
 
 
 class ReadinessServer:
@@ -100,23 +129,18 @@ class ReadinessServer:
         livekit's own retry warnings are among the library chatter the CLI turns down.
         """
         loop = asyncio.get_running_loop()
-        away_since: float | None = None
-        said = False
+        reach = Reachability(grace_s)
         while True:
-            if self.connected or self.draining:
-                if said:
-                    log.warning("agent worker: registered with livekit-server at %s again: ready", url)
-                away_since, said = None, False
-            elif not self.server._connecting:
-                away_since = None  # still starting (loading its models): not trying to connect yet
-            elif away_since is None:
-                away_since = loop.time()
-            elif not said and loop.time() - away_since >= grace_s:
+            said = reach.step(
+                connected=self.connected, draining=self.draining, connecting=self.server._connecting, now=loop.time()
+            )
+            if said == "back":
+                log.warning("agent worker: registered with livekit-server at %s again: ready", url)
+            elif said == "away":
                 log.warning(
                     "agent worker: cannot reach livekit-server at %s (retrying; not ready, so no call is sent here)",
                     url,
                 )
-                said = True
             await asyncio.sleep(interval_s)
 
     async def start(self) -> None:
