@@ -67,11 +67,11 @@ class ReplicaQuorum:
         """Whether the count is older than :data:`REFRESH_S`."""
         return self._clock() - self._checked_at >= REFRESH_S
 
-    def observe(self, replid: str, connected: int, live: int | None = None) -> None:
+    def observe(self, replid: str, connected: int, live: int) -> None:
         """Take in what the primary reports: its replication id, its replicas online, and how many acknowledge."""
         now = self._clock()
         self._checked_at = now
-        self._live = connected if live is None else live
+        self._live = live
         if replid != self._replid:
             self._replid, self._connected, self._lost_since = replid, connected, None
         elif connected >= self._connected:
