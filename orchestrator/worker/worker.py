@@ -332,11 +332,12 @@ class Worker:
             self._ending.discard(claimed.entry_id)
 
     async def _record_end(self, claimed: ClaimedCall, outcome: CallOutcome) -> bool:
-        """Publish the outcome, then ack; True once the outcome is published (outcomes are at least once).
+        """Publish the outcome, then ack; True once the outcome is published.
 
         Before publishing, a call found taken over is left to its new holder, which publishes it. After,
         an ack that finds the entry gone (the client's own retry of an ack that had landed, or, rarely, a
-        new holder that finished first) still counts the call here: repeating an outcome beats losing it.
+        new holder that finished first) still counts the call here: counting an end twice beats losing it.
+        The outcome stream itself holds one record per queue entry (:meth:`CallQueue.publish_outcome`).
         """
         published = False
 
@@ -355,7 +356,8 @@ class Worker:
             # the call for ended while the new primary still holds it pending, to be taken over and run again.
             await self._settle(claimed, step, check_first=True, check=lambda: not published)
         except Exception:
-            # Not acked: the call is reclaimed after the idle time and its (ended) checkpoint re-published.
+            # Not acked: the call is reclaimed after the idle time and its ended checkpoint run again, which adds
+            # no second record to the outcome stream.
             logger.exception("could not record the end of call %s", claimed.call_id)
         return published
 
