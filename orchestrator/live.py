@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from agents.state import Turn
 from orchestrator.redact import asks_zip, caller_names, redact_text
+from orchestrator.redis_client import require_text_replies
 
 if TYPE_CHECKING:
     from orchestrator.contracts import CallJob
@@ -172,6 +173,7 @@ class LiveFeed:
     """
 
     def __init__(self, redis: aioredis.Redis, *, prefix: str = "sb", keep_s: int = KEEP_ENDED_S) -> None:
+        require_text_replies(redis, "LiveFeed")
         self.redis = redis
         self.prefix = prefix
         self.keep_s = keep_s
@@ -342,8 +344,8 @@ class LiveFeed:
     async def append(self, call_id: str, role: str, agent: str, text: str, *, turn: int = 0) -> str:
         """Add a transcript line; returns its stream id."""
         payload = json.dumps({"role": role, "agent": agent, "text": text, "turn": turn, "ts": time.time()})
-        entry: Any = await self.redis.xadd(self._k("tx", call_id), {"j": payload}, maxlen=MAX_LINES, approximate=True)
-        return _s(entry)
+        entry = await self.redis.xadd(self._k("tx", call_id), {"j": payload}, maxlen=MAX_LINES, approximate=True)
+        return str(entry)
 
     async def get(self, call_id: str) -> LiveCall | None:
         """A live or recently ended call, or None."""
@@ -361,8 +363,8 @@ class LiveFeed:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for raw_id in ids:
-                pipe.hgetall(self._k("call", _s(raw_id)))
-                pipe.hgetall(self._k("ctl", _s(raw_id)))
+                pipe.hgetall(self._k("call", raw_id))
+                pipe.hgetall(self._k("ctl", raw_id))
             results = await pipe.execute()
         calls = [_live_call(results[i], results[i + 1]) for i in range(0, len(results), 2)]
         live = [c for c in calls if c is not None and c.status == "live"]
@@ -389,7 +391,7 @@ class LiveFeed:
         (a call resumed in another process must not say them twice).
         """
         newest: Any = await self.redis.xrevrange(self._k("tx", call_id), count=1)
-        return self._human_lines_after(call_id, _s(newest[0][0]) if newest else "0-0", block_ms)
+        return self._human_lines_after(call_id, newest[0][0] if newest else "0-0", block_ms)
 
     async def _human_lines_after(self, call_id: str, after: str, block_ms: int) -> AsyncIterator[str]:
         while True:
@@ -425,13 +427,12 @@ class LiveFeed:
             keys=[self._k("ctl", call_id), self.leases_key],
             args=[username, mode, ticket_id, str(now), str(now + lease_s), call_id],
         )
-        holder = _s(owner) if owner else ""
-        return holder or None
+        return owner or None
 
     async def renew(self, call_id: str, username: str, *, lease_s: float) -> bool:
         """Extend the lease of the call ``username`` holds; False if they do not hold it."""
         holder: Any = await self.redis.hget(self._k("ctl", call_id), "username")
-        if holder is None or _s(holder) != username:
+        if holder is None or holder != username:
             return False
         # XX: a lease dropped meanwhile (released, or expired and handled) is not brought back.
         await self.redis.zadd(self.leases_key, {call_id: time.time() + lease_s}, xx=True)
@@ -439,7 +440,7 @@ class LiveFeed:
 
     async def holder(self, call_id: str) -> dict[str, str]:
         raw: Any = await self.redis.hgetall(self._k("ctl", call_id))
-        return {_s(k): _s(v) for k, v in raw.items()}
+        return dict(raw)
 
     async def drop(self, call_id: str) -> dict[str, str]:
         """End whoever's hold on the call; returns what it was (empty if nobody held it, or someone else just
@@ -450,7 +451,7 @@ class LiveFeed:
             pipe.zrem(self.leases_key, call_id)
             pipe.zrem(self.absent_key, call_id)
             raw, *_ = await pipe.execute()
-        return {_s(k): _s(v) for k, v in raw.items()}
+        return dict(raw)
 
     # ------------------------------------------------------------------ the holder in the call's room
     async def expect_in_room(self, call_id: str, username: str, *, by: float) -> None:
@@ -475,7 +476,7 @@ class LiveFeed:
                 pipe.expire(room, self.live_ttl_s)
                 await pipe.execute()
             holder: Any = await self.redis.hget(self._k("ctl", call_id), "username")
-            if holder is None or _s(holder) != username:
+            if holder is None or holder != username:
                 return False
             if present:
                 await self.redis.zrem(self.absent_key, call_id)
@@ -489,7 +490,7 @@ class LiveFeed:
         """Held calls whose holder should have been in the room by now."""
         now = time.time() if now is None else now
         ids: Any = await self.redis.zrangebyscore(self.absent_key, "-inf", now)
-        return [_s(i) for i in ids]
+        return list(ids)
 
     async def claim_absent(self, call_id: str) -> bool:
         """Take a call off the absent set; True for exactly one claimer (not if the holder joined meanwhile)."""
@@ -500,7 +501,7 @@ class LiveFeed:
         """Held calls whose lease ran out."""
         now = time.time() if now is None else now
         ids: Any = await self.redis.zrangebyscore(self.leases_key, "-inf", now)
-        return [_s(i) for i in ids]
+        return list(ids)
 
 
 def _verified_account(state: dict[str, Any]) -> str:
@@ -524,14 +525,10 @@ def _reply_before_last_caller_line(state: dict[str, Any]) -> str:
     return ""
 
 
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _line(entry_id: Any, fields: Any) -> Line:
-    data = json.loads(_s(fields.get(b"j", fields.get("j", "{}"))))
+    data = json.loads(fields.get("j", "{}"))
     return Line(
-        id=_s(entry_id),
+        id=entry_id,
         role=str(data.get("role", "")),
         agent=str(data.get("agent", "")),
         text=str(data.get("text", "")),
@@ -541,10 +538,10 @@ def _line(entry_id: Any, fields: Any) -> Line:
 
 
 def _live_call(raw: Any, ctl: Any) -> LiveCall | None:
-    data = {_s(k): _s(v) for k, v in raw.items()}
+    data = dict(raw)
     if not data.get("call_id"):
         return None
-    control = {_s(k): _s(v) for k, v in ctl.items()}
+    control = dict(ctl)
 
     def num(name: str) -> float:
         try:

@@ -1,4 +1,8 @@
-"""Every Redis client of every process comes from here: a plain Redis by URL, or a Sentinel-managed primary."""
+"""Every Redis client of every process comes from here: a plain Redis by URL, or a Sentinel-managed primary.
+
+Clients answer in ``str`` (``decode_responses=True``): every key, field and value of ours is text. The one
+store of bytes, the phrase cache's audio, asks for ``decode_responses=False``.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ def open_redis(
     max_connections: int | None = None,
     pool_timeout_s: float = 10.0,
     sentinel_timeout_s: float = 0.5,
+    decode_responses: bool = True,
     **options: Any,
 ) -> aioredis.Redis:
     """A client for ``url``: a plain server, or the primary a set of sentinels names.
@@ -33,8 +38,10 @@ def open_redis(
         max_connections: With it, a blocking pool of this size (callers wait for a free connection).
         pool_timeout_s: How long a caller waits for a free connection (blocking pool only).
         sentinel_timeout_s: Socket timeout of the connections to the sentinels themselves.
-        options: Connection options (timeouts, retry, decode_responses…), passed to redis-py.
+        decode_responses: Replies as ``str`` (the default) or as ``bytes``.
+        options: Connection options (timeouts, retry…), passed to redis-py.
     """
+    options["decode_responses"] = decode_responses
     blocking: dict[str, Any] = {}
     if max_connections is not None:
         blocking = {"max_connections": max_connections, "timeout": pool_timeout_s}
@@ -70,3 +77,9 @@ class _SentinelRedis(aioredis.Redis):
         if self.sentinels is not None:
             for sentinel in self.sentinels.sentinels:
                 await sentinel.aclose()
+
+
+def require_text_replies(redis: aioredis.Redis, owner: str) -> None:
+    """Refuse a client that answers in bytes: ``owner`` reads replies as ``str``, as ``open_redis`` gives them."""
+    if not redis.get_encoder().decode_responses:  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        raise ValueError(f"{owner} needs a Redis client with decode_responses=True (open_redis gives one)")

@@ -69,10 +69,10 @@ async def _watch_admissions(stack: RealStack, seen: dict[str, tuple[int, str, st
             for priority, stream in zip(queue.keys.priorities, queue.keys.streams, strict=True):
                 entries: Any = await queue.redis.xrange(stream)
                 for entry_id, fields in entries:
-                    call_id = fields[b"c"].decode()
+                    call_id = fields["c"]
                     if call_id not in seen:
-                        room = str(json.loads(fields[b"j"]).get("room") or "")
-                        seen[call_id] = (priority, entry_id.decode(), room)
+                        room = str(json.loads(fields["j"]).get("room") or "")
+                        seen[call_id] = (priority, entry_id, room)
             if stop.is_set():
                 return
             with contextlib.suppress(TimeoutError):

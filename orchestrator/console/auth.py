@@ -18,6 +18,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from orchestrator.console.models import TokenRow, UserRow
+from orchestrator.redis_client import require_text_replies
 
 Role = Literal["supervisor", "admin"]
 ROLES: tuple[Role, ...] = ("supervisor", "admin")
@@ -269,6 +270,7 @@ class SessionStore:
     """
 
     def __init__(self, redis: aioredis.Redis, users: UserStore, *, prefix: str, ttl_s: int) -> None:
+        require_text_replies(redis, "Sessions")
         self.redis = redis
         self.users = users
         self.prefix = prefix
@@ -301,7 +303,7 @@ class SessionStore:
     async def get(self, session_id: str) -> Principal | None:
         """The session's principal, or None once it expired, was ended, or its user changed (then it is ended)."""
         raw: Any = await self.redis.hgetall(self._key(session_id))
-        data = {_s(k): _s(v) for k, v in raw.items()}
+        data: dict[str, str] = dict(raw)
         if not data.get("username") or data.get("role") not in ROLES:
             return None
         current = await self.users.stamp(data["username"])
@@ -324,10 +326,6 @@ class SessionStore:
 def csrf_ok(expected: str, given: str | None) -> bool:
     """Constant-time comparison of a submitted CSRF token with the session's."""
     return bool(expected) and given is not None and hmac.compare_digest(expected.encode(), given.encode())
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 # Failed logins: five per user, or twenty per client address, within the window lock that user or address out.

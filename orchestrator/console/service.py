@@ -460,10 +460,7 @@ class Console:
                 ).all()
             }
         cutoff = time.time() - PRESENT_S
-        present = {
-            (u.decode() if isinstance(u, bytes) else str(u))
-            for u in await self.feed.redis.zrangebyscore(f"{self.feed.prefix}:console:seen", cutoff, "+inf")
-        }
+        present = set(await self.feed.redis.zrangebyscore(f"{self.feed.prefix}:console:seen", cutoff, "+inf"))
         busy = {c.controller for c in calls if c.controller}
         longest = max([stats.oldest_wait_s, *(e.waited_s for e in waiting_people)], default=0.0)
         abandoned = by_outcome.get("abandoned", 0)

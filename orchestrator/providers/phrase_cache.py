@@ -133,11 +133,17 @@ class PhraseCache:
 
     @staticmethod
     def connect(url: str, *, timeout_s: float = 0.5) -> Any:
-        """A redis-py asyncio client tuned for a cache: short timeouts, no retries (a miss is cheap)."""
+        """A redis-py asyncio client tuned for a cache: short timeouts, no retries (a miss is cheap), audio as bytes."""
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
-        return open_redis(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
+        return open_redis(
+            url,
+            decode_responses=False,
+            socket_connect_timeout=timeout_s,
+            socket_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+        )
 
     def __init__(
         self,

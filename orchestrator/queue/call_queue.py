@@ -19,7 +19,7 @@ from orchestrator.queue.keys import GROUP, RELEASED_CONSUMER, WAIT_BUCKETS_MS, Q
 from orchestrator.queue.outcomes import DEFAULT_MAXLEN as OUTCOMES_MAXLEN
 from orchestrator.queue.outcomes import OUTCOME_FIELD, outcomes_key
 from orchestrator.queue.replication import ReplicaQuorum
-from orchestrator.redis_client import open_redis
+from orchestrator.redis_client import open_redis, require_text_replies
 
 if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
@@ -32,10 +32,6 @@ AbandonOutcome = Literal["waiting", "delayed", "in_flight", "gone"]
 
 # How long an entry's "outcome published" marker lives: far longer than any call and its retries.
 OUTCOME_ONCE_MS = 86_400_000
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +109,7 @@ class CallQueue:
         """Build a queue on an existing client.
 
         Args:
-            redis: An asyncio Redis client (``decode_responses`` either way).
+            redis: An asyncio Redis client that answers in ``str`` (``decode_responses=True``, as from ``open_redis``).
             prefix: Prefix of every key (tests use a random one).
             priorities: Priority levels; lower numbers are served first.
             max_depth: Admission refuses calls once this many wait.
@@ -147,6 +143,7 @@ class CallQueue:
             raise ValueError("heartbeat_ms must be at most half of reclaim_idle_ms")
         if not priorities or len(set(priorities)) != len(priorities):
             raise ValueError("priorities must be distinct and not empty")
+        require_text_replies(redis, "CallQueue")
         self.redis = redis
         self.keys = QueueKeys(prefix, tuple(sorted(priorities)))
         self.max_depth = max_depth
@@ -345,15 +342,15 @@ class CallQueue:
                 uses,
             ]
             res = await self._call(self._admit, keys, args, durable=True)
-            status = _s(res[0])
+            status = res[0]
             if status != "reused":
                 break
             # The id was used before (or another admit took the next use meanwhile): queue it under the next.
-            uses = int(_s(res[1]))
+            uses = int(res[1])
         if status == "full":
-            retry_ms = int(_s(res[2]))
-            raise QueueFull(max(1, -(-retry_ms // 1000)), _s(res[1]))
-        position, wait_ms, *queued_as = _s(res[1]).split(" ")
+            retry_ms = int(res[2])
+            raise QueueFull(max(1, -(-retry_ms // 1000)), res[1])
+        position, wait_ms, *queued_as = res[1].split(" ")
         return Admission(
             call_id=queued_as[0] if queued_as else source_id,
             position=int(position),
@@ -403,10 +400,10 @@ class CallQueue:
         redis_now_ms = time.time() * 1000 + self._clock_offset_ms
         out = []
         for stream, items in resp:
-            idx = self._streams.index(_s(stream)) + 1
+            idx = self._streams.index(stream) + 1
             for entry_id, raw_fields in items:
-                f = {_s(k): _s(v) for k, v in raw_fields.items()}
-                eid = _s(entry_id)
+                f = dict(raw_fields)
+                eid = entry_id
                 waited = max(0, int(redis_now_ms - int(eid.split("-", 1)[0])))
                 self._unobserved.append(waited)
                 out.append(self._claimed(idx, eid, 1, int(f["a"]), f["j"], waited, consumer, now))
@@ -445,7 +442,7 @@ class CallQueue:
         for i in range(0, len(raw), 6):
             idx, entry_id, deliveries, attempt, job, waited = raw[i : i + 6]
             out.append(
-                self._claimed(int(idx), _s(entry_id), int(deliveries), int(attempt), job, int(waited), consumer, now)
+                self._claimed(int(idx), entry_id, int(deliveries), int(attempt), job, int(waited), consumer, now)
             )
         return out
 
@@ -492,7 +489,7 @@ class CallQueue:
             args: list[Any] = [GROUP, consumer]
             for c in calls:
                 args += [self._index[c.priority], c.entry_id]
-            gone = {_s(x) for x in await self._call(self._heartbeat, self._streams, args)}
+            gone = set(await self._call(self._heartbeat, self._streams, args))
             lost += [c for c in calls if c.entry_id in gone]
         return lost
 
@@ -568,7 +565,7 @@ class CallQueue:
             self.alerts_maxlen,
         ]
         res = await self._call(self._fail, keys, args, durable=True)
-        outcome = _s(res[0])
+        outcome: str = res[0]
         if outcome not in ("retry", "dead", "gone"):
             raise RuntimeError(f"unexpected fail outcome {outcome!r}")
         return outcome  # type: ignore[return-value]  # narrowed by the check above
@@ -601,7 +598,7 @@ class CallQueue:
         res = await self._call(
             self._abandon, [*keys, *self._streams], [GROUP, RELEASED_CONSUMER, call_id], durable=True
         )
-        state = _s(res[0])
+        state: str = res[0]
         if state not in ("waiting", "delayed", "in_flight", "gone"):
             raise RuntimeError(f"unexpected abandon result {state!r}")
         return state  # type: ignore[return-value]  # checked against the Literal's values just above
@@ -654,9 +651,9 @@ class CallQueue:
 
     @staticmethod
     def _dead(entry_id: Any, fields: dict[Any, Any]) -> DeadLetter:
-        f = {_s(k): _s(v) for k, v in fields.items()}
+        f = dict(fields)
         return DeadLetter(
-            id=_s(entry_id),
+            id=entry_id,
             job=CallJob.model_validate_json(f["j"]),
             error=f["e"],
             attempts=int(f["a"]),
@@ -688,7 +685,7 @@ class CallQueue:
         keys = [self.keys.location, self.keys.workers, self.keys.handle, *self._streams]
         args = [GROUP, RELEASED_CONSUMER, int(self.default_handle_s * 1000), self.keys.worker_prefix, call_id, limit]
         raw = await self._call(self._waiting, keys, args)
-        return [WaitingCall(_s(raw[i]), int(raw[i + 1]), int(_s(raw[i + 2])) / 1000) for i in range(0, len(raw), 3)]
+        return [WaitingCall(raw[i], int(raw[i + 1]), int(raw[i + 2]) / 1000) for i in range(0, len(raw), 3)]
 
     async def position(self, call_id: str) -> int | None:
         """1-based place of a waiting call across priorities, or None when it is not waiting."""
@@ -711,8 +708,8 @@ class CallQueue:
         keys += [self.keys.counters, *self._streams]
         args = [GROUP, RELEASED_CONSUMER, int(self.default_handle_s * 1000), self.keys.worker_prefix]
         per, oldest, busy, delayed, dead, slots, avg, hist_raw, counters_raw = await self._call(self._stats, keys, args)
-        hist = {_s(hist_raw[i]): int(hist_raw[i + 1]) for i in range(0, len(hist_raw), 2)}
-        counters = {_s(counters_raw[i]): int(counters_raw[i + 1]) for i in range(0, len(counters_raw), 2)}
+        hist = {hist_raw[i]: int(hist_raw[i + 1]) for i in range(0, len(hist_raw), 2)}
+        counters = {counters_raw[i]: int(counters_raw[i + 1]) for i in range(0, len(counters_raw), 2)}
         buckets = {f"{b / 1000:g}": hist.get(f"le:{b}", 0) for b in WAIT_BUCKETS_MS}
         buckets["+Inf"] = hist.get("le:+Inf", 0)
         waiting = {p: int(n) for p, n in zip(self.keys.priorities, per, strict=True)}
@@ -724,7 +721,7 @@ class CallQueue:
             retries_scheduled=int(delayed),
             dead_letters=int(dead),
             worker_slots=int(slots),
-            avg_handle_s=float(_s(avg)) / 1000,
+            avg_handle_s=float(avg) / 1000,
             admitted=counters.get("admitted", 0),
             duplicates=counters.get("duplicates", 0),
             refused=counters.get("refused", 0),

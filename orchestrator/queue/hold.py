@@ -29,10 +29,6 @@ HOLD_MAXLEN = 50
 TICK_S = 0.5
 
 
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def hold_key(prefix: str, call_id: str) -> str:
     """The hold-message stream of one call."""
     return f"{prefix}:hold:{call_id}"
@@ -55,10 +51,10 @@ async def read_hold_messages(redis: aioredis.Redis, prefix: str, call_id: str) -
     entries: Any = await redis.xrange(hold_key(prefix, call_id))
     out = []
     for entry_id, fields in entries:
-        f = {_s(k): _s(v) for k, v in fields.items()}
+        f = dict(fields)
         out.append(
             {
-                "id": _s(entry_id),
+                "id": entry_id,
                 "position": int(f.get("position", 0)),
                 "expected_wait_s": float(f.get("expected_wait_s", 0)),
                 "text": f.get("text", ""),
@@ -125,7 +121,7 @@ class HoldAnnouncer:
         return [
             w
             for w, last in zip(waiting, lasts, strict=True)
-            if not last or now_ms - int(_s(last[0][0]).partition("-")[0]) >= interval_ms
+            if not last or now_ms - int(last[0][0].partition("-")[0]) >= interval_ms
         ]
 
     async def tick(self) -> int:

@@ -39,8 +39,8 @@ async def read_outcomes(
     last = after
     for _stream, items in resp or []:
         for entry_id, fields in items:
-            last = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-            raw = fields.get(OUTCOME_FIELD.encode(), fields.get(OUTCOME_FIELD))
+            last = entry_id
+            raw = fields.get(OUTCOME_FIELD)
             if raw is not None:
                 out.append(CallOutcome.model_validate_json(raw))
     return out, last

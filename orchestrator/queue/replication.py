@@ -87,7 +87,7 @@ class ReplicaQuorum:
             return  # the write will be refused as READONLY; keep what the primary said
         replid = info.get("master_replid", "")
         self.observe(
-            replid.decode() if isinstance(replid, bytes) else str(replid),
+            str(replid),
             online_replicas(info),
             online_replicas(info, max_lag_s=MAX_LAG_S),
         )

@@ -103,15 +103,14 @@ class HoldVoice:
         where = await redis.hget(self.queue.keys.location, call_id)
         if where is None:
             return None
-        idx, _, entry_id = (where.decode() if isinstance(where, bytes) else str(where)).partition(" ")
+        idx, _, entry_id = where.partition(" ")
         if not entry_id:
             return None  # a delayed retry: not in a stream now
         stream = self.queue.keys.streams[int(idx) - 1]
         entries = await redis.xrange(stream, entry_id, entry_id)
         if not entries:
             return None
-        fields = {(k.decode() if isinstance(k, bytes) else k): v for k, v in entries[0][1].items()}
-        job = json.loads(fields.get("j", b"{}"))
+        job = json.loads(entries[0][1].get("j", "{}"))
         return str(job.get("room") or "") if job.get("source") == "livekit" and job.get("room") else None
 
     async def tick(self) -> None:
@@ -141,9 +140,8 @@ class HoldVoice:
                 continue
             # Only the newest: a caller wants their place now, not every place they have had.
             entry_id, fields = entries[-1]
-            held.last_id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-            text = fields.get(b"text", fields.get("text", b""))
-            held.messages.put_nowait(text.decode() if isinstance(text, bytes) else str(text))
+            held.last_id = entry_id
+            held.messages.put_nowait(fields.get("text", ""))
 
     async def _speech(self, text: str) -> bytes:
         if text not in self._audio:

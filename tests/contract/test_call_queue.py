@@ -51,7 +51,9 @@ async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     # a blocking pool: 200 concurrent admits wait for one of 64 connections instead of failing
     # Named, so a test can find its own connections in CLIENT LIST on a server other runs share.
     name = f"test-queue-{uuid.uuid4().hex[:10]}"
-    pool = aioredis.BlockingConnectionPool.from_url(redis_url, max_connections=64, client_name=name)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        redis_url, max_connections=64, client_name=name, decode_responses=True
+    )
     r = aioredis.Redis(connection_pool=pool)
     try:
         yield r
@@ -346,7 +348,7 @@ async def test_retries_with_backoff_then_dead_letter_and_alert(
         assert await q.dead_letter(dead.id) == dead
         alerts: Any = await client.xrange(q.keys.alerts)
         [(_, alert)] = alerts
-        assert (alert[b"kind"], alert[b"call_id"], alert[b"dead_id"]) == (b"dead_letter", b"flaky", dead.id.encode())
+        assert (alert["kind"], alert["call_id"], alert["dead_id"]) == ("dead_letter", "flaky", dead.id)
 
         async def published() -> dict[str, Any] | None:
             msg: dict[str, Any] | None = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.05)
@@ -354,7 +356,7 @@ async def test_retries_with_backoff_then_dead_letter_and_alert(
 
         msg = await eventually(published, within=CAP_S)
         assert msg is not None
-        assert b'"call_id":"flaky"' in msg["data"]
+        assert '"call_id":"flaky"' in msg["data"]
         stats = await q.stats()
         assert (stats.dead_letters, stats.retries_scheduled, stats.waiting, stats.in_flight) == (1, 0, 0, 0)
     finally:

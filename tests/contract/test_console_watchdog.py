@@ -32,7 +32,7 @@ class Stubborn(Console):
 
 async def test_closing_the_console_ends_a_watchdog_whose_round_swallowed_the_cancel(tmp_path: Path) -> None:
     Stubborn.entered = asyncio.Event()
-    redis = aioredis.Redis.from_url(REDIS_TEST_URL)
+    redis = aioredis.Redis.from_url(REDIS_TEST_URL, decode_responses=True)
     feed = LiveFeed(redis, prefix=f"wd-{uuid.uuid4().hex[:8]}")
 
     async def open_and_close() -> None:

@@ -133,7 +133,7 @@ async def _turns(prefix: str, call_id: str) -> int:
 
     from orchestrator.live import LiveFeed
 
-    client = aioredis.Redis.from_url(REDIS_TEST_URL)
+    client = aioredis.Redis.from_url(REDIS_TEST_URL, decode_responses=True)
     try:
         return len(await LiveFeed(client, prefix=prefix).lines(call_id))
     finally:

@@ -24,7 +24,7 @@ SCRIPT = ["What's my balance?", "10027"]
 
 @pytest.fixture
 async def feed() -> AsyncIterator[LiveFeed]:
-    client = aioredis.Redis.from_url(REDIS_TEST_URL)
+    client = aioredis.Redis.from_url(REDIS_TEST_URL, decode_responses=True)
     live = LiveFeed(client, prefix=f"trk-{uuid.uuid4().hex[:10]}")
     try:
         yield live

@@ -185,8 +185,8 @@ def test_after_the_primarys_kill_the_sentinels_promote_the_replica_and_our_clien
     failover: dict[str, Any],
 ) -> None:
     # The same URL, a new connection: the write lands on the promoted replica, which had the earlier write.
-    assert failover["after"] == [True, b"1"]
-    assert failover["primary_port"] == {b"port": b"6380"}
+    assert failover["after"] == [True, "1"]
+    assert failover["primary_port"] == {"port": "6380"}
 
 
 def test_the_restarted_primary_rejoins_as_a_replica_so_synced_writes_go_on(failover: dict[str, Any]) -> None:

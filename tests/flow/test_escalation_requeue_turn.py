@@ -18,7 +18,7 @@ pytestmark = pytest.mark.flow
 
 @pytest.fixture
 async def feed() -> AsyncIterator[LiveFeed]:
-    redis = aioredis.from_url(REDIS_TEST_URL)
+    redis = aioredis.from_url(REDIS_TEST_URL, decode_responses=True)
     feed = LiveFeed(redis, prefix=f"requeue-turn-{uuid.uuid4().hex[:8]}")
     yield feed
     keys = [k async for k in redis.scan_iter(f"{feed.prefix}:*")]

@@ -82,7 +82,7 @@ def feed_read(stack: RealStack, fn: Any) -> Any:
     from orchestrator.live import LiveFeed
 
     async def read() -> Any:
-        client = aioredis.Redis.from_url(stack.redis_url)
+        client = aioredis.Redis.from_url(stack.redis_url, decode_responses=True)
         try:
             return await fn(LiveFeed(client, prefix=PREFIX), client)
         finally:

@@ -72,7 +72,7 @@ async def test_card_ssn_and_email_never_reach_the_graphs_checkpoints(services: S
 
 
 async def test_the_live_transcript_in_redis_is_redacted(services: Services) -> None:
-    redis = aioredis.from_url(REDIS_TEST_URL)
+    redis = aioredis.from_url(REDIS_TEST_URL, decode_responses=True)
     feed = LiveFeed(redis, prefix=f"t{uuid.uuid4().hex[:8]}")
     call = TextCall(services, call_id="call-pii-live", caller_id=None)
     try:

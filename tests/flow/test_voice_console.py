@@ -38,7 +38,7 @@ async def voice(services: Services) -> AsyncIterator[VoiceStack]:
 
 @pytest.fixture
 async def feed() -> AsyncIterator[LiveFeed]:
-    redis = aioredis.from_url(REDIS_TEST_URL)
+    redis = aioredis.from_url(REDIS_TEST_URL, decode_responses=True)
     yield LiveFeed(redis, prefix=f"voice-console-{uuid.uuid4().hex[:8]}")
     await redis.aclose()
 

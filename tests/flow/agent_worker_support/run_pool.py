@@ -102,7 +102,7 @@ async def main(port: int, call_id: str, room: str, prefix: str) -> None:
     await readiness.start()
     runner = asyncio.create_task(server.run(devmode=False, unregistered=True))
     out: dict[str, Any] = {"readyz_unregistered": await asyncio.to_thread(readyz, port)}
-    redis = aioredis.Redis.from_url(settings.redis_url or "redis://127.0.0.1:6379/15")
+    redis = aioredis.Redis.from_url(settings.redis_url or "redis://127.0.0.1:6379/15", decode_responses=True)
     engine = open_engine(settings.sqlalchemy_url)
     trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
     out["trace"] = {"trace_id": trace_id, "parent_id": parent_id}
