@@ -121,22 +121,6 @@ class MultiNodeStack(RealStack):
 
         self.pair.call_in(self.pair.server_ns, lambda: asyncio.run(create()))
 
-    def participants(self, room: str) -> list[str]:
-        """The identities in ``room`` now, as the server reports them (none once the room is gone)."""
-        from livekit import api
-
-        async def listed() -> list[str]:
-            lk = api.LiveKitAPI(f"http://127.0.0.1:{SIGNAL_PORT}", self.key, self.secret)
-            try:
-                found = await lk.room.list_participants(api.ListParticipantsRequest(room=room))
-                return sorted(p.identity for p in found.participants)
-            except api.TwirpError:
-                return []
-            finally:
-                await lk.aclose()
-
-        return self.pair.call_in(self.pair.server_ns, lambda: asyncio.run(listed()))
-
     def placements(self) -> dict[str, str]:
         """Every room a node was chosen for (room name to node id), from the nodes' "selected node for room" lines."""
         placed: dict[str, str] = {}

@@ -132,6 +132,22 @@ class RealStack:
 
         self.pair.call_in(self.pair.server_ns, lambda: asyncio.run(create()))
 
+    def participants(self, room: str) -> list[str]:
+        """The identities in ``room`` now, as the server reports them (none once the room is gone)."""
+        from livekit import api
+
+        async def listed() -> list[str]:
+            lk = api.LiveKitAPI(f"http://127.0.0.1:{SIGNAL_PORT}", self.key, self.secret)
+            try:
+                found = await lk.room.list_participants(api.ListParticipantsRequest(room=room))
+                return sorted(p.identity for p in found.participants)
+            except api.TwirpError:
+                return []
+            finally:
+                await lk.aclose()
+
+        return self.pair.call_in(self.pair.server_ns, lambda: asyncio.run(listed()))
+
     async def run_caller(self, argv: list[str], log: Path, cap_s: float | None = None) -> tuple[list[str], int | None]:
         """Run a caller process in the caller's namespace until it exits; its stdout lines and exit code.
 
@@ -224,6 +240,18 @@ class RealStack:
 
         if not self.pair.call_in(self.pair.server_ns, poll):
             raise StackFailed(f"{what} did not answer 200 on :{port}{path} within {START_CAP_S:.0f} s\n{self.logs()}")
+
+    def stop_one(self, proc: Proc) -> None:
+        """SIGTERM one process's group and wait for it (a worker drains first; SIGKILL past the grace)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.popen.pid, signal.SIGTERM)
+        try:
+            proc.popen.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.popen.pid, signal.SIGKILL)
+            proc.popen.wait()
+        self.procs.remove(proc)
 
     def stop(self) -> None:
         """SIGTERM every process group (the agent worker drains), then SIGKILL what is left; in reverse order.

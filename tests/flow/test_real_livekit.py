@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 
 from orchestrator.devstack import caller as caller_module
-from orchestrator.devstack.netns import NamespacesUnavailable, netns_pair, netns_supported
+from orchestrator.devstack.netns import MEDIA_NICE, NamespacesUnavailable, netns_pair, netns_supported
 from orchestrator.devstack.stack import LIVEKIT_SERVER, PREFIX, RealStack, real_stack
 
 pytestmark = [
@@ -170,7 +171,15 @@ def real_call(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
         result.update(asyncio.run(read_calls(stack, f"lk-{caller['room_sid']}")))
         result["stats"] = asyncio.run(queue_stats(stack, lambda s: s["completed"] == 2 and s["in_flight"] == 0))
         result.update(caller=caller, room=room)
+        result["priorities"] = {p.name: os.getpriority(os.PRIO_PROCESS, p.popen.pid) for p in stack.procs}
         yield result
+
+
+def test_the_stacks_media_processes_run_at_the_media_priority(real_call: dict[str, Any]) -> None:
+    # livekit-server, the API and both workers: batch work on the same cores slows them and cannot starve them.
+    priorities = real_call["priorities"]
+    assert {"livekit-server", "agent-worker", "queue-worker"} <= priorities.keys()
+    assert set(priorities.values()) == {MEDIA_NICE}, priorities
 
 
 def test_the_caller_is_answered_in_the_room_turn_by_turn(real_call: dict[str, Any]) -> None:

@@ -10,13 +10,15 @@ webhooks, dispatched through the queue, and the caller hears the agent through t
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import secrets
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,16 @@ def phone_token(stack: RealStack, room: str, number: str) -> str:
     )
 
 
+def wait_until(check: Callable[[], bool], cap_s: float) -> bool:
+    """Poll ``check`` until it holds (True) or ``cap_s`` passes (False)."""
+    deadline = time.monotonic() + cap_s
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def room_name() -> str:
     """The room `sip setup`'s dispatch rule makes: <prefix>_<number dialled>_<random>."""
     return f"call-_{DIALLED}_{secrets.token_hex(4)}"
@@ -103,7 +115,7 @@ def phone_calls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         except NamespacesUnavailable as exc:
             pytest.skip(f"no network namespaces here: {exc}")
         stack = cleanup.enter_context(real_stack(pair, run_dir))
-        stack.start_queue_worker()
+        worker = stack.start_queue_worker()
         result: dict[str, Any] = {}
         for name, number, steps in (
             ("customer", CUSTOMER, KEYED_WHILE_SPEAKING),
@@ -114,7 +126,10 @@ def phone_calls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
             calls = asyncio.run(read_calls(stack, f"lk-{caller['room_sid']}"))
             result[name] = {"caller": caller, "record": calls["records"][f"lk-{caller['room_sid']}"], **calls}
         # A supervisor already in a customer's call when the agent arrives (listening in to the waiting call) keys
-        # the ZIP that would verify them once the caller is in and the agent listens.
+        # the ZIP that would verify them once the caller is in and the agent listens. The supervisor's join makes
+        # the room, which admits the call; no queue worker runs until the caller is in too, so the agent comes to a
+        # room that holds both however slow the machine (one that finds no caller soon ends the call unanswered).
+        stack.stop_one(worker)
         room = room_name()
         supervisor = api.AccessToken(stack.key, stack.secret).with_identity("supervisor-ada").with_kind("standard")
         token = supervisor.with_grants(api.VideoGrants(room_join=True, room=room)).to_jwt()
@@ -134,7 +149,12 @@ def phone_calls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         assert json.loads(line or "{}").get("joined"), (
             f"the supervisor did not join: {line or keys.stderr.read()[-2000:]}"
         )
-        caller = call(stack, CUSTOMER, OVERHEARD, room)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            placed = pool.submit(call, stack, CUSTOMER, OVERHEARD, room)
+            joined = wait_until(lambda: placed.done() or f"sip_{CUSTOMER}" in stack.participants(room), CALL_CAP_S)
+            assert joined, f"the caller never joined {room}\n{stack.logs()}"
+            stack.start_queue_worker()
+            caller = placed.result()
         keyed, errors = keys.communicate(timeout=CALL_CAP_S)
         calls = asyncio.run(read_calls(stack, f"lk-{caller['room_sid']}"))
         result["overheard"] = {"caller": caller, "keys": json.loads(keyed.strip().splitlines()[-1]), **calls}
