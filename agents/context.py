@@ -62,6 +62,12 @@ class IntentPrefetch:
         """Whether a classification of `key` is under way (or done) and not yet taken."""
         return key in self._pending
 
+    async def shared(self, key: tuple[str, str]) -> IntentPrediction:
+        """The classification of `key`, started now if it is not under way, and left for `result` to take."""
+        self.start(key)
+        # Shielded: a turn cancelled while it waits must not cancel the classification `route` may still take.
+        return await asyncio.shield(self._pending[key])
+
     async def result(self, key: tuple[str, str]) -> IntentPrediction:
         """The started classification of `key`, or a new one. Off the event loop either way: in the
         classifier's own process if it has one (`aclassify`), else on a thread (onnxruntime releases the GIL)."""

@@ -59,16 +59,27 @@ class EndOfReply:
 
 
 async def supervise(state: CallState, runtime: Runtime[AgentContext]) -> Command[str]:
-    update = await supervisor.supervise(runtime.context, state)
+    ctx = runtime.context
+
+    async def learned() -> str | None:
+        # The trigger head reads the router's own embedding of the turn: asked only of a turn `route` will
+        # classify anyway, so a caller's answer to a specialist's question ("10453") costs no model run.
+        routed = cast(CallState, {**state, "active": state.get("active") or "router"})
+        if not router.needs_classifier(ctx, routed):
+            return None
+        key = router.intent_key(state.get("call_id") or "", state.get("utterance", "") or "")
+        return (await ctx.intents.shared(key)).trigger
+
+    update = await supervisor.supervise(ctx, state, learned)
     opened = cast(CallState, {**state, **update})
     goto = after_supervise(opened)
-    if goto == "route" and not router.needs_classifier(runtime.context, opened):
+    if goto == "route" and not router.needs_classifier(ctx, opened):
         # The caller answers the active specialist's question: `route` would only keep the call where
         # it is, so the turn goes straight to the specialist (one LangGraph step fewer).
         update = {**update, **router.staying(opened)}
         goto = opened.get("active", "router")
     elif goto == "route":
-        router.prefetch(runtime.context, opened)  # the classifier runs while LangGraph moves on to `route`
+        router.prefetch(ctx, opened)  # the classifier runs while LangGraph moves on to `route`
     return Command(update=update, goto=goto)
 
 

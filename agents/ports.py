@@ -333,9 +333,13 @@ class Tenant:
 
 @dataclass(frozen=True)
 class IntentPrediction:
+    """The router's reading of a turn; `trigger` is the escalation trigger a second head reads in the same words
+    (over its own threshold), for the supervisor where its patterns find none."""
+
     intent: Intent
     confidence: float
     scores: dict[str, float] = field(default_factory=dict)
+    trigger: str | None = None
 
 
 class IntentClassifier(Protocol):

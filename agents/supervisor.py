@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,7 @@ _REFUND_PROMISE = re.compile(
 _ESCALATE_AT_ONCE = frozenset({"emergency", "fraud", "legal_threat", "requested_human"})
 # A caller who says the call is going round ("I already told you") is believed once the call shows it too.
 _SAID_STUCK = frozenset({"loop", "repeated_failures"})
+_TRIGGERS = frozenset({*_ESCALATE_AT_ONCE, *_SAID_STUCK, "anger", "abuse"})
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,12 @@ class Check:
     cue: str | None = None
 
 
-def check_utterance(text: str, state: CallState) -> Check:
-    """Classify the caller's words for the supervisor; pure, so it is unit-tested directly."""
+def check_utterance(text: str, state: CallState, learned: str | None = None) -> Check:
+    """Classify the caller's words for the supervisor; pure, so it is unit-tested directly.
+
+    `learned` is the trigger the classifier's trigger head reads in the words (`IntentPrediction.trigger`): it
+    counts only where the patterns find none, and then as if they had found it.
+    """
     t = parsing.normalize(text)
     if not t:
         if _non_english(text.lower()):
@@ -62,7 +68,7 @@ def check_utterance(text: str, state: CallState) -> Check:
             return Check(escalate="repeated_failures")
         return Check(directive="reprompt")
     shouting = text.isupper() and len(text) > 12
-    cue = reading(text) or ("anger" if shouting else None)
+    cue = reading(text) or ("anger" if shouting else None) or (learned if learned in _TRIGGERS else None)
     if cue in _ESCALATE_AT_ONCE:
         return Check(escalate=cue, cue=cue)
     callers = [x["text"] for x in state.get("transcript", []) if x["role"] == "caller"]
@@ -122,8 +128,15 @@ def _non_english(t: str) -> bool:
     return len(_NON_ENGLISH.findall(t)) >= 2 and len(_ENGLISH.findall(t)) == 0
 
 
-async def supervise(ctx: AgentContext, state: CallState) -> dict[str, Any]:
-    """Open the turn: record what the caller said, apply console overrides, run the cheap checks."""
+async def supervise(
+    ctx: AgentContext, state: CallState, learned: Callable[[], Awaitable[str | None]] | None = None
+) -> dict[str, Any]:
+    """Open the turn: record what the caller said, apply console overrides, run the cheap checks.
+
+    `learned`, if given, returns the trigger head's reading of the turn; it is asked only for a turn in which
+    the patterns find nothing and that goes on to be answered (the graph passes the router's classification,
+    which that turn needs anyway, so the words are embedded once).
+    """
     raw = state.get("utterance", "") or ""
     text = raw[:MAX_UTTERANCE_CHARS]
     turn = state.get("turn", 0) + 1
@@ -199,6 +212,10 @@ async def supervise(ctx: AgentContext, state: CallState) -> dict[str, Any]:
         return update
     if update["directive"] is None:
         check = check_utterance(text, state)
+        if learned is not None and check == Check():
+            trigger = await learned()
+            if trigger is not None:
+                check = check_utterance(text, state, trigger)
         update["frustration"] = state.get("frustration", 0) + check.frustration_delta
         if check.escalate:
             update["directive"] = f"escalate:{check.escalate}"

@@ -2,8 +2,9 @@
 
 .venv/bin/python -m evals.supervisor.bench [--set FILE] [--errors] [--json]
 
-The sets: triggers.jsonl (the default), then holdout.jsonl and holdout2.jsonl, each written before it was first
-run against the checks of its day (see the git log for each set's first-run figures).
+The sets: triggers.jsonl (the default), then holdout.jsonl, holdout2.jsonl and holdout3.jsonl, each written before it
+was first run against the checks of its day (see the git log for each set's first-run figures). The trigger head
+(train_head.py) trains on the first two only. --patterns scores the patterns without the head.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from agents.state import CallState, Turn
 from agents.supervisor import Check, check_utterance
+from orchestrator.providers.intent import OnnxIntentClassifier, load_classifier
 
 TRIGGERS_PATH = Path(__file__).resolve().parent / "triggers.jsonl"
 TRIGGERS = (
@@ -71,15 +73,29 @@ def trigger_of(check: Check) -> str:
     return check.cue or "none"
 
 
-def evaluate(rows: list[Row]) -> dict[str, Any]:
-    """Per-trigger precision and recall, the false-escalation rate on "none" rows, and the errors."""
+def evaluate(rows: list[Row], classifier: OnnxIntentClassifier | None = None, *, head: bool = True) -> dict[str, Any]:
+    """Per-trigger precision and recall, the false-escalation rate on "none" rows, and the errors.
+
+    As in `supervisor.supervise`, the trigger head is asked only about a turn in which the patterns find nothing;
+    `head=False` scores the patterns alone. The head's CPU time excludes the embedding, which the router computes
+    for the turn anyway.
+    """
     predicted: list[str] = []
     cpu_us: list[float] = []
+    head_us: list[float] = []
+    model = (classifier or load_classifier()) if head else None
     for row in rows:
         # The thread's CPU time, not the wall clock: on a shared box, preemption would be most of a wall-clock P99.
         start = time.thread_time_ns()
         check = check_utterance(row.text, row.state)
         cpu_us.append((time.thread_time_ns() - start) / 1000)
+        if model is not None and check == Check():
+            dense = model.embed([row.text])
+            start = time.thread_time_ns()
+            trigger = model.triggers(dense)[0]
+            head_us.append((time.thread_time_ns() - start) / 1000)
+            if trigger is not None:
+                check = check_utterance(row.text, row.state, trigger)
         predicted.append(trigger_of(check))
     per_trigger: dict[str, dict[str, float | int]] = {}
     for trigger in TRIGGERS:
@@ -100,6 +116,9 @@ def evaluate(rows: list[Row]) -> dict[str, Any]:
         "false_escalations": false,
         "false_escalation_rate": round(false / len(negatives), 4) if negatives else 0.0,
         "cpu_us": {"p50": float(np.percentile(cpu_us, 50)), "p99": float(np.percentile(cpu_us, 99))},
+        "head_cpu_us": {"p50": float(np.percentile(head_us, 50)), "p99": float(np.percentile(head_us, 99))}
+        if head_us
+        else None,
         "errors": [
             {"text": r.text, "label": r.label, "predicted": p}
             for r, p in zip(rows, predicted, strict=True)
@@ -114,12 +133,13 @@ def main() -> None:
     parser.add_argument("--set", type=Path, default=TRIGGERS_PATH, help="a JSONL file of labelled utterances")
     parser.add_argument("--errors", action="store_true", help="list the rows the checks misread")
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    parser.add_argument("--patterns", action="store_true", help="the patterns alone, without the trigger head")
     args = parser.parse_args()
     try:
         rows = load(args.set)
     except (OSError, ValueError, KeyError) as exc:
         raise SystemExit(f"cannot read {args.set}: {exc}") from None
-    result = evaluate(rows)
+    result = evaluate(rows, head=not args.patterns)
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -130,6 +150,10 @@ def main() -> None:
     print(f"false escalations: {result['false_escalations']}/{result['none']} non-escalation rows ({rate:.2%})")
     cpu = result["cpu_us"]
     print(f"check_utterance CPU time: p50 {cpu['p50']:.0f} us, p99 {cpu['p99']:.0f} us ({result['n']} rows)")
+    if (head := result["head_cpu_us"]) is not None:
+        print(
+            f"trigger head CPU time (past the router's embedding): p50 {head['p50']:.0f} us, p99 {head['p99']:.0f} us"
+        )
     if args.errors:
         for e in result["errors"]:
             print(f"  {e['label']:>17} read as {e['predicted']:<17} {e['text']!r}")

@@ -25,6 +25,8 @@ MAX_TOKENS = 128
 MAX_CHARS = 600
 # The confidence below which callers should treat a prediction as doubtful (e.g. hand it to an LLM).
 DEFAULT_THRESHOLD = 0.55
+# The supervisor's trigger head (evals/supervisor/train_head.py): a softmax over the same sentence embedding.
+TRIGGER_HEAD_FILE = "triggers.npz"
 
 FloatArray = npt.NDArray[np.float32]
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -189,6 +191,16 @@ class OnnxIntentClassifier:
         self._neighbour_share = float(vote.get("share", 0.0))
         self._neighbour_scale = float(vote.get("scale", 1.0))
         self._sparse_weight = float(head.get("sparse_scale", 1.0))
+        # The trigger head reads the embedding the router's head has just used, so a turn is embedded once.
+        self._triggers: tuple[FloatArray, FloatArray, tuple[str, ...], float] | None = None
+        if "minilm" in self.features and (self.model_dir / TRIGGER_HEAD_FILE).exists():
+            with np.load(self.model_dir / TRIGGER_HEAD_FILE) as t:
+                self._triggers = (
+                    t["w"].astype(np.float32),
+                    t["bias"].astype(np.float32),
+                    tuple(str(label) for label in t["labels"]),
+                    float(t["threshold"]),
+                )
         self._encoder: MiniLMEncoder | None = None
         if "minilm" in self.features:
             files = self.manifest["files"]
@@ -200,6 +212,27 @@ class OnnxIntentClassifier:
 
     def probabilities(self, texts: Sequence[str]) -> FloatArray:
         """Calibrated probabilities, shape (len(texts), 5): the head's, blended with the neighbours' vote."""
+        return self._read(texts)[0]
+
+    def embed(self, texts: Sequence[str]) -> FloatArray:
+        """The sentence embeddings both heads read (empty rows when the head uses no MiniLM features)."""
+        return self._encoder.embed(texts) if self._encoder is not None else np.zeros((len(texts), 0), np.float32)
+
+    def triggers(self, dense: FloatArray) -> list[str | None]:
+        """The escalation trigger the trigger head reads in each embedding, if its probability reaches the
+        head's threshold (None without a trigger head)."""
+        if self._triggers is None:
+            return [None] * len(dense)
+        w, bias, labels, threshold = self._triggers
+        probs = softmax(dense @ w + bias)
+        best = probs.argmax(axis=1)
+        return [
+            labels[k] if labels[k] != "none" and row[k] >= threshold else None
+            for k, row in zip(best, probs, strict=True)
+        ]
+
+    def _read(self, texts: Sequence[str]) -> tuple[FloatArray, list[str | None]]:
+        """The router's probabilities and the trigger head's reading, from one embedding per text."""
         logits, dense = self._scores(texts)
         probs = softmax(logits / self.temperature)
         if self._neighbours is not None and dense is not None and self._neighbour_share > 0:
@@ -208,7 +241,7 @@ class OnnxIntentClassifier:
                 dense, vectors, labels, weights, self._neighbour_k, self._neighbour_scale, len(self.labels)
             )
             probs = (1 - self._neighbour_share) * probs + self._neighbour_share * vote
-        return probs
+        return probs, self.triggers(dense) if dense is not None else [None] * len(texts)
 
     def _scores(self, texts: Sequence[str]) -> tuple[FloatArray, FloatArray | None]:
         out = np.tile(self._bias, (len(texts), 1))
@@ -230,11 +263,13 @@ class OnnxIntentClassifier:
         for i in set(range(len(texts))) - set(todo):
             results[i] = self._empty()
         if todo:
-            probs = self.probabilities([texts[i] for i in todo])
-            for i, row in zip(todo, probs, strict=True):
+            probs, triggers = self._read([texts[i] for i in todo])
+            for i, row, trigger in zip(todo, probs, triggers, strict=True):
                 best = int(row.argmax())
                 scores: dict[str, float] = {label: float(p) for label, p in zip(self.labels, row, strict=True)}
-                results[i] = IntentPrediction(intent=self.labels[best], confidence=float(row[best]), scores=scores)
+                results[i] = IntentPrediction(
+                    intent=self.labels[best], confidence=float(row[best]), scores=scores, trigger=trigger
+                )
         return [r for r in results if r is not None]
 
     def classify(self, text: str) -> IntentPrediction:

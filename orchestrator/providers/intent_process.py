@@ -16,7 +16,7 @@ about 9 ms, but the turn's overhead P99 did not clearly improve (the loop and it
 share one core), and pinning cannot be right for every host (several workers per box): nothing is pinned.
 
 Protocol: one JSON object per line. The parent writes `{"id": n, "text": "..."}` on the child's stdin;
-the child answers `{"id": n, "intent": ..., "confidence": ..., "scores": {...}}` (or `{"id": n, "error":
+the child answers `{"id": n, "intent": ..., "confidence": ..., "scores": {...}, "trigger": ...}` (or `{"id": n, "error":
 "..."}`) on its stdout, and `{"ready": true}` once its model is loaded. The child exits when its stdin
 closes, so it never outlives its parent.
 
@@ -178,7 +178,12 @@ class ProcessIntentClassifier:
             return
         self.served += 1
         future.set_result(
-            IntentPrediction(intent=msg["intent"], confidence=float(msg["confidence"]), scores=msg["scores"])
+            IntentPrediction(
+                intent=msg["intent"],
+                confidence=float(msg["confidence"]),
+                scores=msg["scores"],
+                trigger=msg.get("trigger"),
+            )
         )
 
     async def _lost(self, proc: asyncio.subprocess.Process) -> None:
@@ -246,6 +251,7 @@ def serve(model_dir: Path, stdin: Any = None, stdout: Any = None) -> None:
                 "intent": prediction.intent,
                 "confidence": prediction.confidence,
                 "scores": prediction.scores,
+                "trigger": prediction.trigger,
             }
         except Exception as exc:  # noqa: BLE001 - the parent redoes it in its own process
             answer = {"id": request_id, "error": repr(exc)[:300]}

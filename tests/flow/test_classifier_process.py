@@ -24,6 +24,8 @@ UTTERANCES = [
     "I need to book a technician visit for next week",
     "My internet keeps dropping every evening",
     "I want to speak to a real person right now",
+    # The trigger head's reading crosses the pipe too: an emergency the supervisor's patterns do not read.
+    "I need to ring the fire brigade and the line is dead",
     "What's the weather like tomorrow?",
     "",
 ]

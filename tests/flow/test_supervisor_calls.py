@@ -30,6 +30,24 @@ async def test_a_fraud_or_theft_report_reaches_a_person_at_once(services: Servic
     assert "member of our team" in result.turns[1].agent
 
 
+@pytest.mark.parametrize(
+    ("first", "reason"),
+    [
+        ("I need to ring the fire brigade and the line is dead", "emergency"),
+        ("somebody has been logging into my account who isn't me", "fraud"),
+    ],
+)
+async def test_a_trigger_in_words_the_patterns_do_not_know_reaches_a_person_for_its_reason(
+    services: Services, first: str, reason: str
+) -> None:
+    # The classifier's trigger head reads what the supervisor's patterns miss; the router alone would have handed
+    # the emergency over as a complaint and the break-in to support.
+    result = await run_text_call(services, [first, "hello?"], caller_id=JAMES)
+    assert result.outcome == "escalated", [(t.caller, t.agent) for t in result.turns]
+    assert result.escalation_reason == reason
+    assert result.handoffs[0]["to_agent"] == "human"
+
+
 async def test_a_product_called_fire_is_support_not_an_emergency(services: Services) -> None:
     result = await run_text_call(services, ["My Fire TV stick keeps buffering"], caller_id=JAMES)
     assert result.escalation_reason is None

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from agents.context import AgentContext
+from agents.prompts import Prompts
 from agents.state import CallState, ReplyCut, Turn
-from agents.supervisor import _mask_emails, _refund_promise_cents, check_utterance, cut_reply
+from agents.supervisor import _mask_emails, _refund_promise_cents, check_utterance, cut_reply, supervise
+from orchestrator.config import PROMPTS_DIR
 
 pytestmark = pytest.mark.unit
 
@@ -189,3 +192,42 @@ def test_a_cut_reply_keeps_what_the_caller_heard() -> None:
 )
 def test_a_cut_that_is_not_the_newest_reply_changes_nothing(transcript: list[Turn]) -> None:
     assert cut_reply(transcript, ReplyCut(said=REPLY, heard="I can")) is None
+
+
+def test_a_learned_trigger_counts_where_the_patterns_find_none_and_never_over_them() -> None:
+    unknown = "I need to ring the fire brigade and the line is dead"
+    assert check_utterance(unknown, CallState()).escalate is None
+    assert check_utterance(unknown, CallState(), "emergency").escalate == "emergency"
+    # Anger from the head counts as the patterns' anger does: a frustration point, no escalation on one turn.
+    assert check_utterance("this is taking the mickey", CallState(), "anger").frustration_delta == 1
+    assert check_utterance("I want to talk to a real person", CallState(), "fraud").escalate == "requested_human"
+    assert check_utterance("hello", CallState(), "abuse").directive == "greet"
+    assert check_utterance("my balance please", CallState(), "not a trigger") == check_utterance(
+        "my balance please", CallState()
+    )
+
+
+def plain_context() -> AgentContext:
+    return AgentContext(
+        tenant=None,  # type: ignore[arg-type]  # the pre-turn checks never touch the tenant
+        classifier=None,  # type: ignore[arg-type]  # the learned reading is passed in
+        prompts=Prompts.load(PROMPTS_DIR),
+        models=None,
+    )
+
+
+async def test_the_learned_reading_is_asked_only_for_a_turn_the_patterns_leave_alone() -> None:
+    asked: list[str] = []
+
+    async def learned() -> str | None:
+        asked.append("asked")
+        return "fraud"
+
+    ctx = plain_context()
+    update = await supervise(ctx, CallState(utterance="somebody keeps logging into my account"), learned)
+    assert update["directive"] == "escalate:fraud"
+    assert [i["reason"] for i in update["interventions"]] == ["fraud"]
+    assert asked == ["asked"]
+    for already in ("I want to talk to a real person", "hello", ""):
+        await supervise(ctx, CallState(utterance=already), learned)
+    assert asked == ["asked"]

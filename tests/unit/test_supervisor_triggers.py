@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from agents.triggers import reading
 from evals.supervisor.bench import MAX_FALSE_ESCALATION, MIN_RECALL, TRIGGERS, TRIGGERS_PATH, evaluate, load
+from orchestrator.providers.intent import load_classifier
 
 pytestmark = pytest.mark.unit
 
@@ -37,3 +39,27 @@ def test_an_unknown_label_is_refused_with_its_line(tmp_path: Path) -> None:
     bad.write_text('{"text": "hello", "label": "none"}\n{"text": "x", "label": "angry"}\n')
     with pytest.raises(ValueError, match=r"bad.jsonl:2: unknown label 'angry'"):
         load(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "trigger"),
+    [
+        ("I need to ring the fire brigade and the line is dead", "emergency"),
+        ("somebody has been logging into my account who isn't me", "fraud"),
+        ("My Fire TV stick keeps buffering", None),
+        ("What's my balance?", None),
+    ],
+)
+def test_the_trigger_head_reads_what_the_patterns_miss_and_leaves_ordinary_turns_alone(
+    text: str, trigger: str | None
+) -> None:
+    assert reading(text) is None
+    assert load_classifier().classify(text).trigger == trigger
+
+
+def test_the_head_adds_recall_on_a_set_it_never_trained_on_and_no_false_escalation() -> None:
+    rows = load(TRIGGERS_PATH.with_name("holdout3.jsonl"))
+    with_head, patterns = evaluate(rows), evaluate(rows, head=False)
+    hits = sum(s["recall"] * s["support"] for s in with_head["per_trigger"].values())
+    assert hits > sum(s["recall"] * s["support"] for s in patterns["per_trigger"].values())
+    assert with_head["false_escalations"] == patterns["false_escalations"]
