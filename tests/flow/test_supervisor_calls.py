@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
+from agents.ports import IntentPrediction
+from orchestrator.providers.intent import load_classifier
 from orchestrator.runtime import Services
 from orchestrator.session.text import run_text_call
 
@@ -46,6 +52,32 @@ async def test_a_trigger_in_words_the_patterns_do_not_know_reaches_a_person_for_
     assert result.outcome == "escalated", [(t.caller, t.agent) for t in result.turns]
     assert result.escalation_reason == reason
     assert result.handoffs[0]["to_agent"] == "human"
+
+
+class CountingClassifier:
+    """The shipped classifier, keeping the words of every turn it reads."""
+
+    def __init__(self) -> None:
+        self.read: list[str] = []
+
+    def classify(self, text: str) -> IntentPrediction:
+        self.read.append(text)
+        return load_classifier().classify(text)
+
+
+async def test_a_routed_turn_is_embedded_once_for_the_router_and_the_trigger_head(
+    open_services: Callable[..., Any],
+) -> None:
+    counting = CountingClassifier()
+    services = await open_services(classifier=counting)
+    try:
+        turns = ["Hi, can you help me?", "What's my balance?"]
+        result = await run_text_call(services, turns, caller_id=JAMES)
+    finally:
+        await services.aclose()
+    assert [h["to_agent"] for h in result.handoffs] == ["billing"]
+    # The supervisor asked the head about both turns (its patterns read nothing in them): one reading each.
+    assert Counter(counting.read) == Counter(turns)
 
 
 async def test_a_product_called_fire_is_support_not_an_emergency(services: Services) -> None:
