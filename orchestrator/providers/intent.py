@@ -212,7 +212,7 @@ class OnnxIntentClassifier:
 
     def probabilities(self, texts: Sequence[str]) -> FloatArray:
         """Calibrated probabilities, shape (len(texts), 5): the head's, blended with the neighbours' vote."""
-        return self._read(texts)[0]
+        return self._blend(texts)[0]
 
     def embed(self, texts: Sequence[str]) -> FloatArray:
         """The sentence embeddings both heads read (empty rows when the head uses no MiniLM features)."""
@@ -231,8 +231,8 @@ class OnnxIntentClassifier:
             for k, row in zip(best, probs, strict=True)
         ]
 
-    def _read(self, texts: Sequence[str]) -> tuple[FloatArray, list[str | None]]:
-        """The router's probabilities and the trigger head's reading, from one embedding per text."""
+    def _blend(self, texts: Sequence[str]) -> tuple[FloatArray, FloatArray | None]:
+        """The router's probabilities, and the embeddings they came from (for the trigger head to read too)."""
         logits, dense = self._scores(texts)
         probs = softmax(logits / self.temperature)
         if self._neighbours is not None and dense is not None and self._neighbour_share > 0:
@@ -241,7 +241,7 @@ class OnnxIntentClassifier:
                 dense, vectors, labels, weights, self._neighbour_k, self._neighbour_scale, len(self.labels)
             )
             probs = (1 - self._neighbour_share) * probs + self._neighbour_share * vote
-        return probs, self.triggers(dense) if dense is not None else [None] * len(texts)
+        return probs, dense
 
     def _scores(self, texts: Sequence[str]) -> tuple[FloatArray, FloatArray | None]:
         out = np.tile(self._bias, (len(texts), 1))
@@ -263,7 +263,8 @@ class OnnxIntentClassifier:
         for i in set(range(len(texts))) - set(todo):
             results[i] = self._empty()
         if todo:
-            probs, triggers = self._read([texts[i] for i in todo])
+            probs, dense = self._blend([texts[i] for i in todo])
+            triggers = self.triggers(dense) if dense is not None else [None] * len(todo)
             for i, row, trigger in zip(todo, probs, triggers, strict=True):
                 best = int(row.argmax())
                 scores: dict[str, float] = {label: float(p) for label, p in zip(self.labels, row, strict=True)}
