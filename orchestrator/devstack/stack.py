@@ -23,8 +23,11 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from orchestrator.devstack.netns import NetnsPair
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
 LIVEKIT_SERVER = ROOT / ".tools" / "bin" / "livekit-server"
@@ -213,6 +216,15 @@ class RealStack:
         """The queue worker, started by the test: until then, admitted calls wait in the queue."""
         argv = [sys.executable, "-m", "orchestrator.cli", "worker", "--slots", str(self.slots), "--prefix", PREFIX]
         return self.start("queue-worker", [*argv, "--hold-interval", "0"])
+
+    def wait_for(self, check: Callable[[], T], cap_s: float, what: str) -> T:
+        """Poll ``check()`` until it returns something truthy, and return that; past ``cap_s``, raise with the logs."""
+        deadline = time.monotonic() + cap_s
+        while not (value := check()):
+            if time.monotonic() >= deadline:
+                raise StackFailed(f"{what} not within {cap_s:.0f} s\n{self.logs()}")
+            time.sleep(0.2)
+        return value
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name} (exit {p.popen.poll()}) ---\n{p.tail()}" for p in self.procs)

@@ -48,18 +48,6 @@ CALL_CAP_S = 300
 WAIT_CAP_S = 180
 
 
-def _wait_for(check: Any, cap_s: float, what: str, stack: MultiNodeStack) -> Any:
-    """Poll ``check()`` until it returns something truthy, for at most ``cap_s``."""
-    deadline = time.monotonic() + cap_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} not within {cap_s:.0f} s\n{stack.logs()}")
-        time.sleep(0.2)
-
-
 class Call:
     """A WebRTC caller placed through the balancer's URL; ``pause_after`` holds it on the line after that turn."""
 
@@ -179,14 +167,14 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
 
         # SIGTERM the first node with the held call on it: it drains (SHUTTING_DOWN, no new rooms).
         first.signal(signal.SIGTERM)
-        _wait_for(lambda: _logged(stack, 0, "exit requested"), WAIT_CAP_S, "the first node's drain", stack)
+        stack.wait_for(lambda: _logged(stack, 0, "exit requested"), WAIT_CAP_S, "the first node's drain")
         token = stack.token(rooms["draining"], "caller-draining", metadata={"caller_id": CALLER})
         result["draining"] = Call(stack, pair, "draining", token).finish()
         result["first_alive_after_draining_call"] = first.proc.popen.poll() is None
 
         # The held call goes on to its second turn on the draining node; the node exits once it has hung up.
         result["held"] = held.finish()
-        result["first_exit"] = _wait_for(lambda: first.proc.popen.poll() is not None, WAIT_CAP_S, "node exit", stack)
+        result["first_exit"] = stack.wait_for(lambda: first.proc.popen.poll() is not None, WAIT_CAP_S, "node exit")
         result["first_exit_code"] = first.proc.popen.returncode
         stack.procs.remove(first.proc)  # gone on purpose: check_alive must not count it
         result["registered_after_exit"] = stack.registered_nodes()
@@ -289,7 +277,7 @@ def killed_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
             who = stack.participants(room)
             return who if stack.room_nodes().get(room) == second.node_id and len(who) == 2 else None
 
-        result["rejoined"] = _wait_for(back_on_the_other_node, WAIT_CAP_S, "the held call back in its room", stack)
+        result["rejoined"] = stack.wait_for(back_on_the_other_node, WAIT_CAP_S, "the held call back in its room")
         result["rejoined_s"] = round(time.monotonic() - killed_at, 1)
         result["held"] = held.finish()
         after = f"call-after-{secrets.token_hex(3)}"

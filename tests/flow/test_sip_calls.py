@@ -17,8 +17,7 @@ import secrets
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,16 +67,6 @@ def phone_token(stack: RealStack, room: str, number: str) -> str:
         .with_grants(api.VideoGrants(room_join=True, room=room))
         .to_jwt()
     )
-
-
-def wait_until(check: Callable[[], bool], cap_s: float) -> bool:
-    """Poll ``check`` until it holds (True) or ``cap_s`` passes (False)."""
-    deadline = time.monotonic() + cap_s
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
 
 
 def room_name() -> str:
@@ -151,8 +140,9 @@ def phone_calls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         )
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             placed = pool.submit(call, stack, CUSTOMER, OVERHEARD, room)
-            joined = wait_until(lambda: placed.done() or f"sip_{CUSTOMER}" in stack.participants(room), CALL_CAP_S)
-            assert joined, f"the caller never joined {room}\n{stack.logs()}"
+            stack.wait_for(
+                lambda: placed.done() or f"sip_{CUSTOMER}" in stack.participants(room), CALL_CAP_S, "the caller's join"
+            )
             stack.start_queue_worker()
             caller = placed.result()
         keyed, errors = keys.communicate(timeout=CALL_CAP_S)
