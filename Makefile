@@ -54,10 +54,9 @@ check: install
 unit: install
 	$(BIN)/pytest -m unit -q
 
-# Three test processes: two run the real-stack drills as two chains (tests/conftest.py, REAL_STACK_CHAINS), the
-# third the rest.
+# Two test processes: one runs the real-stack drills (tests/conftest.py, REAL_STACK_DRILLS), the other the rest.
 test: install services system tools check deploy-check
-	$(BIN)/pytest -m "not live" -n 3 --dist loadscope --no-loadscope-reorder
+	$(BIN)/pytest -m "not live" -n 2 --dist loadscope --no-loadscope-reorder
 
 # The smoke eval suite, gated by evals/gates.yaml (non-zero exit on a failed scenario or a breached gate).
 evals: install

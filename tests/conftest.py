@@ -18,7 +18,7 @@ for _name in ("DATABASE_URL", "REDIS_URL", "OPENAI_BASE_URL", "ANTHROPIC_BASE_UR
     os.environ.pop(_name, None)
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["LANGSMITH_TRACING"] = "false"
-# One folder per test process (`make test` runs three, see REAL_STACK_CHAINS), so their SQLite files never meet.
+# One folder per test process (`make test` runs two, see REAL_STACK_DRILLS), so their SQLite files never meet.
 os.environ.setdefault("SWITCHBOARD_DATA_DIR", f"/tmp/switchboard-test-data{os.environ.get('PYTEST_XDIST_WORKER', '')}")
 
 REDIS_TEST_URL = os.environ.get("SWITCHBOARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -28,51 +28,48 @@ POSTGRES_TEST_URL = os.environ.get(
 
 
 # Modules whose fixtures run calls through a real livekit-server in real time (fault drills, bursts, SIP phones):
-# most of their time is waiting on audio, not CPU (their processes run at the media's priority, see
-# devstack.netns). `make test` runs three processes (pytest-xdist); the scheduler below hands these out as two
-# chains of about equal length (about four minutes each on a quiet 2-core box), first, one to each of two
-# processes, while the third runs the other modules. Each module stays whole in one process, so its module-scoped
-# fixtures start once. (xdist's own `loadgroup` cannot do it on pytest 9: it renames node ids through an attribute
-# pytest no longer reads.) Modules with one or two plain calls through a real stack (test_real_livekit, the demo,
-# the softphone) are left to the scheduler, to balance the three.
-REAL_STACK_CHAINS = {
-    "real-stack-drills-1": frozenset(
-        {"test_real_livekit_faults", "test_livekit_multinode", "test_sip_calls", "test_escalation_vanish"}
-    ),
-    "real-stack-drills-2": frozenset(
-        {
-            "test_livekit_burst",
-            "test_real_livekit_outages",
-            "test_sip_transfer",
-            "test_sip_demo",
-            "test_sip_real",
-            "test_sipp_load",
-        }
-    ),
-}
-_CHAIN_OF = {module: chain for chain, modules in REAL_STACK_CHAINS.items() for module in modules}
+# most of their time is waiting on audio, not CPU. `make test` runs two processes (pytest-xdist); the scheduler
+# below hands these to one process as a single unit, first, while the other runs every other module. Each module
+# stays whole in one process, so its module-scoped fixtures start once. (xdist's own `loadgroup` cannot do it on
+# pytest 9: it renames node ids through an attribute pytest no longer reads.) Modules with one or two plain calls
+# through a real stack (test_real_livekit, the demo, the softphone) run beside them, to balance the two.
+REAL_STACK_DRILLS = frozenset(
+    {
+        "test_escalation_vanish",
+        "test_livekit_burst",
+        "test_livekit_multinode",
+        "test_real_livekit_faults",
+        "test_real_livekit_outages",
+        "test_sip_calls",
+        "test_sip_demo",
+        "test_sip_real",
+        "test_sip_transfer",
+        "test_sipp_load",
+    }
+)
+DRILLS_UNIT = "real-stack-drills"
 
 
 def _unit_of(nodeid: str) -> str:
     module = nodeid.split("::", 1)[0]
-    return _CHAIN_OF.get(Path(module).stem, module)
+    return DRILLS_UNIT if Path(module).stem in REAL_STACK_DRILLS else module
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Whole modules per process, the real-stack drills as two chains (xdist's hook)."""
+    """Whole modules per process, the real-stack drills together as one unit (xdist's hook)."""
     from xdist.scheduler import LoadScopeScheduling  # only a run with -n loads xdist's scheduler
 
-    class ModulesWithDrillChains(LoadScopeScheduling):  # type: ignore[misc]  # xdist ships no type stubs
+    class ModulesWithDrillsTogether(LoadScopeScheduling):  # type: ignore[misc]  # xdist ships no type stubs
         def _split_scope(self, nodeid: str) -> str:
             return _unit_of(nodeid)
 
-    return ModulesWithDrillChains(config, log)
+    return ModulesWithDrillsTogether(config, log)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     _tiers_and_live(items)
-    # The drill chains first: the longest units of the run start at once (a stable sort keeps each module's order).
-    items.sort(key=lambda item: _unit_of(item.nodeid) not in REAL_STACK_CHAINS)
+    # The drills first: the longest chain of the run starts at once (a stable sort keeps each module's order).
+    items.sort(key=lambda item: _unit_of(item.nodeid) != DRILLS_UNIT)
 
 
 def _tiers_and_live(items: list[pytest.Item]) -> None:
