@@ -285,6 +285,26 @@ def request_after_answer(text: str) -> str:
     return rest
 
 
+# Turning the whole task down ("no thanks", "never mind", "leave it as it is"), as opposed to a "no" to one option.
+_DECLINE = re.compile(
+    r"^(?:(?:no|nah|nope|oh|um|uh|ok|okay|well|actually)\b[\s,.!]*)*(?:thanks|thank you|that'?s (?:all|it|fine))\b"
+    r"|\b(?:never ?mind|forget (?:it|about it)|don'?t bother|leave it|keep it|i'?ll keep|keep (?:my|the) (?:visit|"
+    r"appointment|booking)|i'?ve changed my mind|i changed my mind|changed my mind|i'?ll (?:call|ring) (?:back|later)|"
+    r"not (?:any ?more|anymore|now)|(?:don'?t|do not) (?:want|need) (?:to (?:move|change|book|cancel|reschedule)|"
+    r"(?:a|the|any) (?:visit|appointment|technician)))\b"
+)
+# Words that ask for other options, so a "no thanks" beside them is not a refusal ("no thanks, anything later?").
+_OTHER_OPTIONS = re.compile(
+    r"\b(?:other|another|else|different|none|neither|later|earlier|sooner|any (?:other )?(?:time|day)|instead)\b"
+)
+
+
+def declines(text: str) -> bool:
+    """Whether the caller turns the task down ("no thanks", "never mind"), not one option ("no, another day")."""
+    t = normalize(text)
+    return bool(_DECLINE.search(t)) and not _OTHER_OPTIONS.search(t)
+
+
 def declines_first(text: str) -> bool:
     """Whether a yes is held back until a question is answered ("yes, but when is it due?")."""
     return bool(re.match(r"^(?:\w+\W+){0,3}?but\b", normalize(text)))

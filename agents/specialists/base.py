@@ -213,7 +213,7 @@ async def run_specialist(
     elif confirming and parsing.yes_no(utterance) is False:
         # Declined: nothing is done, and the caller hears so before the answer to what they asked instead
         # (a flow's own "no" may offer something else, which the request has already answered).
-        first = {"reply": ctx.prompts.reply("billing.not_done")}
+        first = {"reply": ctx.prompts.reply("common.not_done")}
     said = _without(first.get("reply", ""), ctx.prompts.reply("common.anything_else"))
     target = state.get("followup_intent") or agent
     if target != agent:

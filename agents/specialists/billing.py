@@ -83,7 +83,7 @@ async def flow(ctx: AgentContext, state: CallState, tools: CallerTools, task: Ta
         if answer is None:
             return Step(reply=p.reply("common.yes_or_no"), task=task, progress=False)
         if not answer:
-            return Step(reply=p.reply("billing.not_done") + " " + p.reply("common.anything_else"), task=None)
+            return Step(reply=p.reply("common.not_done") + " " + p.reply("common.anything_else"), task=None)
         return await _commit(ctx, tools, task)
 
     name = task["name"]

@@ -58,6 +58,8 @@ async def flow(ctx: AgentContext, state: CallState, tools: CallerTools, task: Ta
         answer = parsing.yes_no(utterance)
         if answer is None:
             return Step(reply=p.reply("common.yes_or_no"), task=task, progress=False)
+        if not answer and (task["name"] == "cancel" or parsing.declines(utterance)):
+            return _left_as_it_was(ctx)
         if not answer:
             return await _offer(
                 ctx, tools, task, utterance, exclude=[slots["chosen"]["slot_id"]] if "chosen" in slots else []
@@ -144,6 +146,8 @@ async def _pick_slot(ctx: AgentContext, tools: CallerTools, task: Task, utteranc
     offered = task["slots"].get("offered", [])
     idx = parsing.choose(utterance, [_local(ctx, s["start"]) for s in offered], ctx.today())
     if idx is None:
+        if parsing.declines(utterance):
+            return _left_as_it_was(ctx)
         if parsing.weekday(utterance, ctx.today()) or parsing.part_of_day(utterance):
             return await _offer(ctx, tools, task, utterance)
         if parsing.yes_no(utterance) is False or parsing.mentions(utterance, "none", "neither", "other", "else"):
@@ -156,6 +160,12 @@ async def _pick_slot(ctx: AgentContext, tools: CallerTools, task: Task, utteranc
     when = spoken_time(datetime.fromisoformat(offered[idx]["start"]), ctx)
     key = "scheduling.confirm_move" if task["name"] == "move" else "scheduling.confirm_book"
     return Step(reply=ctx.prompts.reply(key, when=when), task=task)
+
+
+def _left_as_it_was(ctx: AgentContext) -> Step:
+    """The caller turned the task down: nothing is booked, moved or cancelled, and the call goes on."""
+    p = ctx.prompts
+    return Step(reply=p.reply("common.not_done") + " " + p.reply("common.anything_else"), resolved=True)
 
 
 async def _commit(ctx: AgentContext, tools: CallerTools, task: Task) -> Step:

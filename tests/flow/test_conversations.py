@@ -184,6 +184,37 @@ async def test_a_plain_no_to_anything_else_still_ends_the_call(services: Service
     assert "Goodbye" in result.turns[-1].agent
 
 
+@pytest.mark.parametrize("declined", ["no thanks", "never mind, I'll keep it"])
+async def test_turning_down_the_offered_times_changes_nothing_and_the_call_goes_on(
+    services: Services, declined: str
+) -> None:
+    before = await services.tenant.scheduling.appointments("NW-1001")
+    result = await talk(
+        services, "I need to reschedule my technician appointment", "10027", declined, "no", caller_id=MARIA
+    )
+    assert result.turns[2].agent.startswith("No problem, I haven't made any changes."), replies(result)
+    assert "anything else" in result.turns[2].agent
+    assert "Goodbye" in result.turns[3].agent
+    assert result.outcome == "resolved"
+    assert await services.tenant.scheduling.appointments("NW-1001") == before
+
+
+async def test_a_no_to_the_offered_times_offers_others(services: Services) -> None:
+    result = await talk(
+        services, "I need to reschedule my technician appointment", "10027", "no, none of those", caller_id=MARIA
+    )
+    first, second = result.turns[1].agent, result.turns[2].agent
+    assert "Which works best" in second, second
+    assert second.split("I have ", 1)[1] != first.split("I have ", 1)[1]
+
+
+async def test_a_no_to_a_cancellation_cancels_nothing(services: Services) -> None:
+    result = await talk(services, "I want to cancel my technician visit", "10027", "no", caller_id=MARIA)
+    assert result.turns[2].agent.startswith("No problem, I haven't made any changes."), replies(result)
+    assert "cancel_visit" not in tools_ok(result)
+    assert len(await services.tenant.scheduling.appointments("NW-1001")) == 1
+
+
 # ------------------------------------------------------------------ the router's own question answered in a word
 
 

@@ -119,6 +119,29 @@ def test_a_request_after_a_yes_or_no_is_read_apart_from_the_answer(said: str, as
     assert parsing.declines_first(said) is held
 
 
+@pytest.mark.parametrize(
+    ("said", "declined"),
+    [
+        ("no thanks", True),
+        ("No, thank you.", True),
+        ("that's fine, thanks", True),
+        ("never mind, leave it as it is", True),
+        ("actually I'll keep my appointment", True),
+        ("I've changed my mind", True),
+        ("I don't want to move it after all", True),
+        ("no", False),
+        ("none of those", False),
+        ("no thanks, anything later in the week?", False),
+        ("no, do you have another day?", False),
+        ("neither, thanks", False),
+        ("the first one, thanks", False),
+        ("yes", False),
+    ],
+)
+def test_turning_a_task_down_is_told_apart_from_asking_for_other_options(said: str, declined: bool) -> None:
+    assert parsing.declines(said) is declined
+
+
 def test_a_zip_code_said_after_an_account_number_is_read_from_after_the_word_zip() -> None:
     said = "My account number is N W one zero zero two and my zip is one oh four five three"
     assert parsing.account_number(said) == "NW-1002"
