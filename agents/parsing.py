@@ -305,6 +305,33 @@ def declines(text: str) -> bool:
     return bool(_DECLINE.search(t)) and not _OTHER_OPTIONS.search(t)
 
 
+# Digits as callers say them; not "to", "too", "for" or "o", which are words far more often than digits.
+_SAID_DIGITS = frozenset(("zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"))
+_REPEATED_DIGIT = re.compile(r"\b(?:double|triple)\b")
+# The lengths at which a digit string a caller is asked for is whole: a ZIP code, a phone number with or without
+# its leading 1. An account number as printed on the bill ("NW-1002") is whole at four.
+_WHOLE_DIGIT_STRINGS = frozenset((5, 10, 11))
+_ACCOUNT_PREFIX = re.compile(r"\bn\s?\.?\s?w\b")
+
+
+def stops_short_of_a_number(text: str) -> bool:
+    """Whether the digits said so far stop short of a ZIP code, a phone number or an account number.
+
+    False when no digit was said ("it's James Carter"): that answer is whole in another way.
+    """
+    t = normalize(text)
+    if _REPEATED_DIGIT.search(t):
+        return False  # "double five" is counted by nobody's fingers here; do not hold it
+    count = sum(
+        len(w) if w.isdigit() else 1
+        for w in t.replace("-", " ").replace(".", " ").split()
+        if w.isdigit() or w in _SAID_DIGITS
+    )
+    if count == 0 or count in _WHOLE_DIGIT_STRINGS:
+        return False
+    return not (count == 4 and _ACCOUNT_PREFIX.search(t))
+
+
 def declines_first(text: str) -> bool:
     """Whether a yes is held back until a question is answered ("yes, but when is it due?")."""
     return bool(re.match(r"^(?:\w+\W+){0,3}?but\b", normalize(text)))

@@ -52,7 +52,7 @@ async def main(turns: int) -> None:
                             services,
                             stt=engine,
                             tts=voice.tts,
-                            vad=voice.vad,
+                            vad=voice.turn_vad,
                             caller_id="+15550100001",
                             realtime_playout=False,
                         )

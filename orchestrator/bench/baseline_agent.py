@@ -15,7 +15,7 @@ from livekit.agents.types import NOT_GIVEN
 from livekit.plugins import openai as openai_plugin
 
 from orchestrator.config import get_settings
-from orchestrator.providers.stt import load_vad
+from orchestrator.providers.stt import TURN_SILENCE_S, load_vad
 from orchestrator.providers.voice import build_stt, build_tts
 from orchestrator.session.line import turn_handling
 
@@ -46,6 +46,7 @@ class RouterThenSpecialist(Agent):
 
 def _prewarm(proc: JobProcess) -> None:
     proc.userdata["vad"] = load_vad()
+    proc.userdata["turn_vad"] = load_vad(min_silence_s=TURN_SILENCE_S)  # both designs take turns alike
 
 
 async def _entrypoint(ctx: JobContext) -> None:
@@ -55,7 +56,7 @@ async def _entrypoint(ctx: JobContext) -> None:
     session: AgentSession[Any] = AgentSession(
         stt=build_stt(settings, vad=vad),
         tts=build_tts(settings),
-        vad=vad,
+        vad=ctx.proc.userdata["turn_vad"],
         llm=openai_plugin.LLM(model="gpt-4o-mini", base_url=settings.openai_base_url or NOT_GIVEN, api_key=key),
         turn_handling=turn_handling(resume_after_noise=True),  # type: ignore[arg-type]  # livekit types it as a TypedDict
     )

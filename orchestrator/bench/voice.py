@@ -472,7 +472,7 @@ async def _embedded(settings: Settings, services: Services) -> list[dict[str, An
                         services,
                         stt=stack.stt,
                         tts=stack.tts,
-                        vad=stack.vad,
+                        vad=stack.turn_vad,
                         caller_id="+15550100001",
                         realtime_playout=False,
                     )

@@ -104,7 +104,7 @@ async def audio_call(
                 say,
                 stt=voice.stt,
                 tts=voice.tts,
-                vad=voice.vad,
+                vad=voice.turn_vad,
                 telephony=telephony,
                 pace=pace,
                 caller_id=caller_id,

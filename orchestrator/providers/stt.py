@@ -21,6 +21,7 @@ from livekit.agents.vad import VADEventType
 # Imported here, not lazily: livekit plugins register themselves and must be imported on the main thread.
 from livekit.plugins import silero
 
+from agents import parsing
 from orchestrator.providers.spoken_numbers import normalise
 
 if TYPE_CHECKING:
@@ -239,7 +240,23 @@ class WhisperSTT(stt.STT[Any]):
         )
 
 
-def load_vad(*, min_silence_s: float = 0.4, sample_rate: int = 16000) -> VAD:
+# The silence that ends a stretch of speech for Whisper: shorter pauses stay inside one recognition, whose
+# words then have their context (a phone number said in groups is decoded whole).
+SEGMENT_SILENCE_S = 0.4
+# The silence after which the session asks whether the caller's turn is over (`session.endpointing`).
+TURN_SILENCE_S = 0.2
+# How long an answer that stops midway ("my number is five five five") waits for the rest after its last word.
+UNFINISHED_ANSWER_WAIT_S = 1.5
+# The pause put between a number's groups when they are decoded together.
+_GROUP_PAUSE_S = 0.3
+
+
+def _silence_like(frame: rtc.AudioFrame, seconds: float) -> rtc.AudioFrame:
+    samples = round(frame.sample_rate * seconds)
+    return rtc.AudioFrame(bytes(samples * frame.num_channels * 2), frame.sample_rate, frame.num_channels, samples)
+
+
+def load_vad(*, min_silence_s: float = SEGMENT_SILENCE_S, sample_rate: int = 16000) -> VAD:
     """Silero VAD from the plugin wheel (its ONNX model ships inside; no download)."""
     return silero.VAD.load(min_silence_duration=min_silence_s, sample_rate=8000 if sample_rate == 8000 else 16000)
 
@@ -290,6 +307,10 @@ class _SpeculativeStream(stt.RecognizeStream):
         self.speculations = 0  # decodes started early
         self.speculations_used = 0  # of which the VAD's end of speech took the result
 
+    def _expecting_digits(self) -> bool:
+        wrapped = self._adapter.wrapped_stt
+        return isinstance(wrapped, WhisperSTT) and wrapped.expecting_digits
+
     def _recognize(self, frames: list[rtc.AudioFrame]) -> asyncio.Task[stt.SpeechEvent]:
         return asyncio.create_task(
             self._adapter.wrapped_stt.recognize(
@@ -310,12 +331,27 @@ class _SpeculativeStream(stt.RecognizeStream):
                     vad_stream.push_frame(item)
             vad_stream.end_input()
 
+        async def release_after(delay: float, final: stt.SpeechEvent) -> None:
+            await asyncio.sleep(delay)
+            held.clear()
+            self._event_ch.send_nowait(final)
+
+        held: list[rtc.AudioFrame] = []  # a digit answer that stopped short, kept to decode again with the rest
+        release: asyncio.Task[None] | None = None  # hands that answer on as it is if the rest never comes
+
         async def recognize() -> None:
+            nonlocal release
             speech: list[rtc.AudioFrame] | None = None  # the speech so far, as the VAD will hand it over
+            before: list[rtc.AudioFrame] = []  # the held groups this speech goes on from
             early: asyncio.Task[stt.SpeechEvent] | None = None
             async for event in vad_stream:
                 if event.type == VADEventType.START_OF_SPEECH:
-                    speech, early = list(event.frames), None
+                    before = []
+                    if release is not None and not release.done():
+                        release.cancel()
+                        before = [*held, _silence_like(held[-1], _GROUP_PAUSE_S)]
+                    held.clear()
+                    speech, early = [*before, *event.frames], None
                     self._event_ch.send_nowait(stt.SpeechEvent(stt.SpeechEventType.START_OF_SPEECH))
                 elif event.type == VADEventType.INFERENCE_DONE and speech is not None:
                     speech.extend(event.frames)
@@ -331,20 +367,27 @@ class _SpeculativeStream(stt.RecognizeStream):
                     self._event_ch.send_nowait(
                         stt.SpeechEvent(type=stt.SpeechEventType.END_OF_SPEECH, speech_end_time=speech_end_time)
                     )
-                    task = early if early is not None else self._recognize(list(event.frames))
+                    segment = [*before, *event.frames]
+                    task = early if early is not None else self._recognize(segment)
                     if early is not None:
                         self.speculations_used += 1
                     speech, early = None, None
                     result = await task
                     if not result.alternatives or not result.alternatives[0].text:
                         continue
-                    self._event_ch.send_nowait(
-                        stt.SpeechEvent(
-                            type=stt.SpeechEventType.FINAL_TRANSCRIPT,
-                            alternatives=[result.alternatives[0]],
-                            speech_end_time=result.speech_end_time or speech_end_time,
-                        )
+                    final = stt.SpeechEvent(
+                        type=stt.SpeechEventType.FINAL_TRANSCRIPT,
+                        alternatives=[result.alternatives[0]],
+                        speech_end_time=result.speech_end_time or speech_end_time,
                     )
+                    if self._expecting_digits() and parsing.stops_short_of_a_number(result.alternatives[0].text):
+                        # A number read out in groups: Whisper reads a lone group badly ("five five five" came
+                        # back as "5555"), so the groups are decoded together once the rest is said.
+                        held[:] = segment
+                        waited = time.time() - speech_end_time
+                        release = asyncio.create_task(release_after(max(0.0, UNFINISHED_ANSWER_WAIT_S - waited), final))
+                        continue
+                    self._event_ch.send_nowait(final)
 
         tasks = [
             asyncio.create_task(forward_input(), name="speculative.forward_input"),
@@ -353,5 +396,5 @@ class _SpeculativeStream(stt.RecognizeStream):
         try:
             await asyncio.gather(*tasks)
         finally:
-            await utils.aio.cancel_and_wait(*tasks, *pending)
+            await utils.aio.cancel_and_wait(*tasks, *pending, *([release] if release is not None else []))
             await vad_stream.aclose()

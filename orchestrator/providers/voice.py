@@ -11,11 +11,12 @@ import aiohttp
 from livekit import rtc
 from livekit.agents import stt, tts, vad
 from livekit.agents.types import APIConnectOptions
+from livekit.agents.vad import VAD
 
 from orchestrator.config import Settings
 from orchestrator.providers.fallbacks import fallback_stt, fallback_tts
 from orchestrator.providers.phrase_cache import CachedTTS, PhraseCache, phrase_sentences
-from orchestrator.providers.stt import WhisperSTT, _to_float32_16k, load_vad, local_stt
+from orchestrator.providers.stt import TURN_SILENCE_S, WhisperSTT, _to_float32_16k, load_vad, local_stt
 from orchestrator.providers.tts import local_tts
 
 # Plugins register themselves on import and must be imported on the main thread (livekit rule).
@@ -97,9 +98,14 @@ def _cartesia_identity(settings: Settings, engine: tts.TTS[Any]) -> dict[str, An
 
 @dataclass
 class VoiceStack:
-    """Everything a voice session needs from providers; close with `aclose`."""
+    """Everything a voice session needs from providers; close with `aclose`.
 
-    vad: vad.VAD
+    `vad` cuts the caller's speech into stretches for the STT; `turn_vad` is the session's (`AgentSession(vad=)`),
+    which ends a speech sooner so that the turn detector can end a finished turn sooner.
+    """
+
+    vad: VAD
+    turn_vad: VAD
     stt: stt.STT[Any]
     tts: CachedTTS
     cache: PhraseCache
@@ -164,7 +170,8 @@ async def open_voice(
         phrases=sentences,
         inner_conn_options=APIConnectOptions(max_retry=0, timeout=settings.voice_fallback_timeout_s),
     )
-    return VoiceStack(vad=the_vad, stt=session_stt, tts=cached, cache=cache, whisper=whisper)
+    turn_vad = await asyncio.to_thread(load_vad, min_silence_s=TURN_SILENCE_S)
+    return VoiceStack(vad=the_vad, turn_vad=turn_vad, stt=session_stt, tts=cached, cache=cache, whisper=whisper)
 
 
 async def batch_transcribe(settings: Settings, audio: bytes, *, mimetype: str = "audio/wav") -> str:

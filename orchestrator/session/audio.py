@@ -171,6 +171,15 @@ class AudioCall(TextCall):
             await self.start()
         return await self._turn(utterance, await self.caller_audio(utterance))
 
+    async def say_in_parts(self, parts: Sequence[str], *, pause_s: float) -> AudioTurnRecord:
+        """Speak one caller turn in parts with `pause_s` of silence between them, as callers read a number out
+        in groups, and wait for the agent's answer to the whole of it."""
+        if not self._started:
+            await self.start()
+        gap = bytes(round(self.line.sample_rate * pause_s) * 2)
+        pcm = gap.join([await self.caller_audio(part) for part in parts])
+        return await self._turn(" ".join(parts), pcm)
+
     async def barge_in(self, utterance: str) -> AudioTurnRecord:
         """Speak over the agent: wait until its reply is playing, say `utterance`, wait for the answer to it.
 

@@ -14,6 +14,9 @@ from livekit import rtc
 from livekit.agents import io, tts
 from opentelemetry import context as otel_context
 
+from orchestrator.providers.stt import UNFINISHED_ANSWER_WAIT_S
+from orchestrator.session.endpointing import AnswerAwareTurnDetector
+
 __all__ = [
     "CaptureAudioOutput",
     "CapturedFrame",
@@ -225,10 +228,17 @@ async def caller_speech(engine: tts.TTS[Any], text: str, *, sample_rate: int) ->
 
 
 def turn_handling(
-    *, min_delay: float = 0.2, allow_interruptions: bool = True, resume_after_noise: bool = False
+    *,
+    min_delay: float = 0.2,
+    max_delay: float = UNFINISHED_ANSWER_WAIT_S,
+    allow_interruptions: bool = True,
+    resume_after_noise: bool = False,
 ) -> dict[str, Any]:
-    """Turn settings pinned for self-hosting: VAD endpointing, no cloud turn model, no preemptive graph runs.
+    """Turn settings pinned for self-hosting: VAD endpointing read by the answer-aware detector, no cloud turn
+    model, no preemptive graph runs.
 
+    The session's VAD ends a speech after `TURN_SILENCE_S`; a turn that sounds finished then ends `min_delay`
+    after the caller's last word, one that does not (`AnswerAwareTurnDetector`) up to `max_delay` after it.
     Preemptive generation is off because a graph turn has side effects (bookings, payments) and must run once.
 
     Args:
@@ -237,8 +247,8 @@ def turn_handling(
             in silence. The local line's capture cannot pause, so there a cut-in always stops the reply.
     """
     return {
-        "turn_detection": "vad",
-        "endpointing": {"mode": "fixed", "min_delay": min_delay, "max_delay": 3.0},
+        "turn_detection": AnswerAwareTurnDetector(),
+        "endpointing": {"mode": "fixed", "min_delay": min_delay, "max_delay": max_delay},
         "interruption": {
             "enabled": allow_interruptions,
             "mode": "vad",

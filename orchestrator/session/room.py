@@ -152,7 +152,7 @@ class VoiceCall(TextCall):
         self.session = AgentSession(
             llm=self.llm,
             stt=voice.stt,
-            vad=voice.vad,
+            vad=voice.turn_vad,
             tts=voice.tts,
             turn_handling=turn_handling(resume_after_noise=line is None),  # type: ignore[arg-type]  # livekit types it as a TypedDict
             **line_options,

@@ -70,7 +70,7 @@ def assert_turn_measured(turn: AudioTurnRecord) -> None:
 
 async def test_caller_is_heard_and_answered(services: Services, voice: VoiceStack) -> None:
     call = AudioCall(
-        services, stt=voice.stt, tts=voice.tts, vad=voice.vad, caller_tts=caller_voice(), caller_id=CALLER,
+        services, stt=voice.stt, tts=voice.tts, vad=voice.turn_vad, caller_tts=caller_voice(), caller_id=CALLER,
         realtime_playout=False,
     )  # fmt: skip
     try:
@@ -88,7 +88,7 @@ async def test_caller_is_heard_and_answered(services: Services, voice: VoiceStac
 
 async def test_telephony_line(services: Services, voice: VoiceStack) -> None:
     call = AudioCall(
-        services, stt=voice.stt, tts=voice.tts, vad=voice.vad, caller_tts=caller_voice(), caller_id=CALLER,
+        services, stt=voice.stt, tts=voice.tts, vad=voice.turn_vad, caller_tts=caller_voice(), caller_id=CALLER,
         telephony=True, realtime_playout=False,
     )  # fmt: skip
     try:
@@ -103,7 +103,7 @@ async def test_telephony_line(services: Services, voice: VoiceStack) -> None:
 
 async def test_silence_and_line_noise_start_no_turn(services: Services, voice: VoiceStack) -> None:
     call = AudioCall(
-        services, stt=voice.stt, tts=voice.tts, vad=voice.vad, caller_tts=caller_voice(), noise_level=30.0,
+        services, stt=voice.stt, tts=voice.tts, vad=voice.turn_vad, caller_tts=caller_voice(), noise_level=30.0,
         realtime_playout=False,
     )  # fmt: skip
     try:
@@ -127,7 +127,7 @@ async def first_reply(services: Services, call: AudioCall) -> str:
 async def test_barge_in_stops_the_agent(services: Services, voice: VoiceStack) -> None:
     """The caller talks over the agent's first reply with a new request: the agent stops, hears it, answers it."""
     call = AudioCall(
-        services, stt=voice.stt, tts=voice.tts, vad=voice.vad, caller_tts=caller_voice(), caller_id=CALLER,
+        services, stt=voice.stt, tts=voice.tts, vad=voice.turn_vad, caller_tts=caller_voice(), caller_id=CALLER,
     )  # fmt: skip
     try:
         first = asyncio.create_task(call.say("My internet keeps dropping."))
@@ -230,7 +230,7 @@ async def test_the_reply_is_spoken_before_the_turn_is_saved(services: Services, 
     """
     held = HeldWrites(services.checkpointer)
     call = AudioCall(
-        replace(services, graph=build_graph(held)), stt=voice.stt, tts=voice.tts, vad=voice.vad,
+        replace(services, graph=build_graph(held)), stt=voice.stt, tts=voice.tts, vad=voice.turn_vad,
         caller_tts=caller_voice(), caller_id=CALLER, realtime_playout=False,
     )  # fmt: skip
     try:
@@ -286,7 +286,7 @@ async def test_the_router_starts_on_the_stt_final_before_the_turn_is_committed(
             deepgram_base_url=deepgram.listen_url,
         )
         call = AudioCall(
-            services, stt=build_stt(settings, vad=voice.vad, http_session=http), tts=voice.tts, vad=voice.vad,
+            services, stt=build_stt(settings, vad=voice.vad, http_session=http), tts=voice.tts, vad=voice.turn_vad,
             caller_tts=caller_voice(), caller_id=CALLER, realtime_playout=False,
         )  # fmt: skip
         pcm = await call.caller_audio(said)
@@ -319,7 +319,7 @@ async def test_the_router_starts_on_the_stt_final_before_the_turn_is_committed(
 async def test_a_caller_who_hangs_up_mid_reply_heard_only_its_start(services: Services, voice: VoiceStack) -> None:
     """The call ends while the agent speaks: the checkpoint keeps the words played, as a barge-in would."""
     call = AudioCall(
-        services, stt=voice.stt, tts=voice.tts, vad=voice.vad, caller_tts=caller_voice(), caller_id=CALLER,
+        services, stt=voice.stt, tts=voice.tts, vad=voice.turn_vad, caller_tts=caller_voice(), caller_id=CALLER,
     )  # fmt: skip
     turn = asyncio.create_task(call.say("My internet keeps dropping."))
     try:

@@ -42,7 +42,7 @@ async def says_number_and_zip(
     """A caller with no caller ID reads the number on the account and its ZIP code, digit by digit, as the demo's
     callers do (flite: "five five five, zero one zero, ..."); ``asks`` are words of the two questions."""
     call = AudioCall(
-        services, stt=voice.stt, tts=voice.tts, vad=voice.vad, caller_tts=FliteTTS(), telephony=telephony,
+        services, stt=voice.stt, tts=voice.tts, vad=voice.turn_vad, caller_tts=FliteTTS(), telephony=telephony,
         realtime_playout=False,
     )  # fmt: skip
     try:
@@ -56,6 +56,23 @@ async def says_number_and_zip(
     assert "5550100001" in number.heard
     assert "10027" in zip_turn.heard
     assert call.result.account_id == "NW-1001", (zip_turn.heard, zip_turn.agent)
+
+
+async def test_a_number_read_out_in_groups_with_pauses_is_one_answer(services: Services, voice: VoiceStack) -> None:
+    """Pauses between the groups of a phone number, longer than the silence that ends a finished turn, do not
+    end the turn: the digits stop short of a phone number, so the session waits for the rest."""
+    call = AudioCall(
+        services, stt=voice.stt, tts=voice.tts, vad=voice.turn_vad, caller_tts=FliteTTS(), realtime_playout=False
+    )
+    try:
+        asked = await call.say("What's my balance?")
+        assert "phone number" in asked.agent, asked.agent
+        number = await call.say_in_parts(["555", "010", "0001"], pause_s=0.7)
+    finally:
+        await call.aclose()
+    assert "".join(c for c in number.heard if c.isdigit()) == "5550100001", number.heard
+    assert "ZIP code" in number.agent, (number.heard, number.agent)
+    assert len(call.result.turns) == 2
 
 
 @pytest.mark.parametrize("telephony", [False, True], ids=["16k", "8k-ulaw"])
