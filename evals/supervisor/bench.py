@@ -2,9 +2,9 @@
 
 .venv/bin/python -m evals.supervisor.bench [--set FILE] [--errors] [--json]
 
-The sets: triggers.jsonl (the default), then holdout.jsonl, holdout2.jsonl and holdout3.jsonl, each written before it
-was first run against the checks of its day (see the git log for each set's first-run figures). The trigger head
-(train_head.py) trains on the first two only. --patterns scores the patterns without the head.
+The sets: triggers.jsonl (the default), then holdout.jsonl to holdout4.jsonl, each written before it was first run
+against the checks of its day (see the git log for each set's first-run figures). The trigger head (train_head.py)
+trains on triggers, holdout and holdout3; holdout2 and holdout4 it never sees. --patterns scores the patterns alone.
 """
 
 from __future__ import annotations

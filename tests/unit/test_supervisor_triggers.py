@@ -9,11 +9,13 @@ import pytest
 
 from agents.triggers import reading
 from evals.supervisor.bench import MAX_FALSE_ESCALATION, MIN_RECALL, TRIGGERS, TRIGGERS_PATH, evaluate, load
+from evals.supervisor.train_head import LABELS, TRAIN_SETS, written_rows
 from orchestrator.providers.intent import MODEL_DIR, TRIGGER_HEAD_FILE, load_classifier
 
 pytestmark = pytest.mark.unit
 
 HOLDOUT_PATH = TRIGGERS_PATH.with_name("holdout.jsonl")
+HOLDOUT4_PATH = TRIGGERS_PATH.with_name("holdout4.jsonl")
 
 
 @pytest.mark.parametrize("path", [TRIGGERS_PATH, HOLDOUT_PATH], ids=["triggers", "holdout"])
@@ -47,8 +49,16 @@ def test_an_unknown_label_is_refused_with_its_line(tmp_path: Path) -> None:
     [
         ("I need to ring the fire brigade and the line is dead", "emergency"),
         ("somebody has been logging into my account who isn't me", "fraud"),
+        ("my neighbour is lying on the floor and won't wake up", "emergency"),
+        ("there's a strange man at my door refusing to leave and I'm scared", "emergency"),
+        ("someone in another country has been paying with my account", "fraud"),
+        ("you heard me wrong a second time", "repeated_failures"),
         ("My Fire TV stick keeps buffering", None),
         ("What's my balance?", None),
+        # Negation and idiom sit close to a trigger in the embedding.
+        ("no, I'm not angry, I only want to change my plan", None),
+        ("I'm not after a human, just my balance", None),
+        ("the landline has been dead since Tuesday, can an engineer look", None),
     ],
 )
 def test_the_trigger_head_reads_what_the_patterns_miss_and_leaves_ordinary_turns_alone(
@@ -59,11 +69,19 @@ def test_the_trigger_head_reads_what_the_patterns_miss_and_leaves_ordinary_turns
 
 
 def test_the_head_adds_recall_on_a_set_it_never_trained_on_and_no_false_escalation() -> None:
-    rows = load(TRIGGERS_PATH.with_name("holdout3.jsonl"))
+    assert HOLDOUT4_PATH not in TRAIN_SETS
+    rows = load(HOLDOUT4_PATH)
     with_head, patterns = evaluate(rows), evaluate(rows, head=False)
     hits = sum(s["recall"] * s["support"] for s in with_head["per_trigger"].values())
     assert hits > sum(s["recall"] * s["support"] for s in patterns["per_trigger"].values())
     assert with_head["false_escalations"] == patterns["false_escalations"]
+
+
+def test_the_head_learns_words_only_from_rows_whose_words_carry_the_trigger() -> None:
+    # "hmm" after three failures is repeated_failures because of the call; as words it is nothing.
+    triggers_in_words = {text for text, label in written_rows() if LABELS[label] != "none"}
+    assert not {"hmm", "uh", "what?", "the bill", "cancel it"} & triggers_in_words
+    assert "You keep mishearing me" in triggers_in_words
 
 
 def test_the_shipped_trigger_head_names_the_benchmarks_triggers_over_the_routers_embedding() -> None:
