@@ -10,7 +10,8 @@ from dataclasses import dataclass
 # human"), a hypothetical or long-past clause ("what if the router caught fire", "stolen last year"), or a title
 # or a question about prevention ("the Identity Thief movie", "how do I protect my account from fraud").
 _NEGATION = re.compile(
-    r"\b(?:not|never|no need|without|cannot|do i (?:need|have) to|\w+n't|dont|cant|wont|didnt|doesnt|isnt|wasnt)\b"
+    r"\b(?:not|never|no need|without|cannot|do i (?:need|have) to|\w+n't|dont|cant|wont|didnt|doesnt|isnt|wasnt|"
+    r"nothing|nobody|no one|no-one)\b"
 )
 _IRREALIS = re.compile(
     r"\b(?:if|suppose|supposing|what if|in case|whether|hypothetically|would (?:it|that|the|this|happen)|"
@@ -184,7 +185,7 @@ CUES: dict[str, list[_Cue]] = {
         + _ADJ
         + _PERSON_SINGLE
         + _NOT_A_PERSON,
-        r"\b(?:want|need|like|prefer|rather have|ask(?:ing)? for|demand(?:ing)?|request(?:ing)?)\s+"
+        r"(?<!\bno )\b(?:want|need|like|prefer|rather have|ask(?:ing)? for|demand(?:ing)?|request(?:ing)?)\s+"
         r"(?:to (?:have|get)\s+)?(?:a|an|your|the|some)\s+" + _ADJ + _PERSON_SINGLE + _NOT_A_PERSON,
         r"\b(?:get|give|put)\s+(?:me\s+)?(?:someone|somebody|anyone|a person|a human)\s+on the (?:line|phone)\b",
         r"\b(?:someone|somebody) (?:real|in charge)\b",

@@ -69,6 +69,9 @@ def test_escalating_words(text: str, reason: str) -> None:
         "my phone was stolen last year, so I need to update the number",
         "how do I protect my account from fraud?",
         "I talked to an agent yesterday and she booked me in",
+        "nothing was stolen, I only moved the router to the hallway",
+        "nobody hacked me, I just forgot my password",
+        "no need to get a manager, that answers it",
     ],
 )
 def test_innocent_words_do_not_escalate(text: str) -> None:
