@@ -41,7 +41,7 @@ from agents.llm_agent import run_llm_specialist
 from agents.specialists import escalation as escalation_flow
 from agents.specialists.base import run_specialist
 from agents.specialists.registry import SPECIALISTS, Specialist
-from agents.state import CallState, Intervention, awaits_digits
+from agents.state import CallState, Intervention, awaits_confirmation, awaits_digits
 
 SPECIALIST_NODES = tuple(s.name for s in SPECIALISTS)
 
@@ -52,10 +52,12 @@ class EndOfReply:
 
     ``expects_digits``: the caller's answer is a digit string (a phone or account number, a ZIP code), read from
     the state the turn leaves, not from the reply's wording, so a voice pipeline can listen for digits whatever
-    words a tenant's prompts use.
+    words a tenant's prompts use. ``confirms_effect``: the caller's answer says yes or no to an effect (a payment,
+    a booking), so a voice pipeline can give a "yes" more time to become "yes, but...".
     """
 
     expects_digits: bool = False
+    confirms_effect: bool = False
 
 
 async def supervise(state: CallState, runtime: Runtime[AgentContext]) -> Command[str]:
@@ -139,7 +141,8 @@ async def speak(state: CallState, runtime: Runtime[AgentContext]) -> dict[str, A
     update = supervisor.speak(runtime.context, state)
     if not state.get("spoken"):
         runtime.stream_writer(update.get("reply", ""))
-    runtime.stream_writer(EndOfReply(expects_digits=awaits_digits(cast(CallState, {**state, **update}))))
+    after = cast(CallState, {**state, **update})
+    runtime.stream_writer(EndOfReply(expects_digits=awaits_digits(after), confirms_effect=awaits_confirmation(after)))
     return update
 
 

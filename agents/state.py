@@ -152,6 +152,11 @@ def verification_of(state: CallState) -> Verification:
 DIGIT_ANSWERS = frozenset({"phone", "zip"})
 
 
+def awaits_confirmation(state: CallState) -> bool:
+    """Whether the caller's next words say yes or no to an effect the flow is about to have (a payment, a booking)."""
+    return (state.get("task") or {}).get("awaiting") == "confirm"
+
+
 def awaits_digits(state: CallState) -> bool:
     """Whether the caller's next words answer a question for digits (verification's, or the active task's)."""
     task = state.get("task") or {}

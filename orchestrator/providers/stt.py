@@ -247,13 +247,14 @@ SEGMENT_SILENCE_S = 0.4
 TURN_SILENCE_S = 0.2
 # How long an answer that stops midway ("my number is five five five") waits for the rest after its last word.
 UNFINISHED_ANSWER_WAIT_S = 1.5
-# The pause put between a number's groups when they are decoded together.
-_GROUP_PAUSE_S = 0.3
 
 
-def _silence_like(frame: rtc.AudioFrame, seconds: float) -> rtc.AudioFrame:
-    samples = round(frame.sample_rate * seconds)
-    return rtc.AudioFrame(bytes(samples * frame.num_channels * 2), frame.sample_rate, frame.num_channels, samples)
+def _without_tail(frames: list[rtc.AudioFrame], seconds: float) -> rtc.AudioFrame:
+    """``frames`` as one frame, less their last ``seconds`` (the silence that ended the speech)."""
+    whole = rtc.combine_audio_frames(frames)
+    keep = max(0, whole.samples_per_channel - round(whole.sample_rate * seconds))
+    data = bytes(whole.data.cast("B"))[: keep * whole.num_channels * 2]
+    return rtc.AudioFrame(data, whole.sample_rate, whole.num_channels, keep)
 
 
 def load_vad(*, min_silence_s: float = SEGMENT_SILENCE_S, sample_rate: int = 16000) -> VAD:
@@ -331,26 +332,18 @@ class _SpeculativeStream(stt.RecognizeStream):
                     vad_stream.push_frame(item)
             vad_stream.end_input()
 
-        async def release_after(delay: float, final: stt.SpeechEvent) -> None:
-            await asyncio.sleep(delay)
-            held.clear()
-            self._event_ch.send_nowait(final)
-
-        held: list[rtc.AudioFrame] = []  # a digit answer that stopped short, kept to decode again with the rest
-        release: asyncio.Task[None] | None = None  # hands that answer on as it is if the rest never comes
-
         async def recognize() -> None:
-            nonlocal release
             speech: list[rtc.AudioFrame] | None = None  # the speech so far, as the VAD will hand it over
             before: list[rtc.AudioFrame] = []  # the held groups this speech goes on from
             early: asyncio.Task[stt.SpeechEvent] | None = None
+            # A digit answer that stopped short: its speech, to decode again with the rest, and its final, handed
+            # on as it is once the caller has been silent for UNFINISHED_ANSWER_WAIT_S of audio.
+            held: list[rtc.AudioFrame] = []
+            held_final: stt.SpeechEvent | None = None
             async for event in vad_stream:
                 if event.type == VADEventType.START_OF_SPEECH:
-                    before = []
-                    if release is not None and not release.done():
-                        release.cancel()
-                        before = [*held, _silence_like(held[-1], _GROUP_PAUSE_S)]
-                    held.clear()
+                    before = held  # the VAD's own padding before this speech keeps the groups apart
+                    held, held_final = [], None
                     speech, early = [*before, *event.frames], None
                     self._event_ch.send_nowait(stt.SpeechEvent(stt.SpeechEventType.START_OF_SPEECH))
                 elif event.type == VADEventType.INFERENCE_DONE and speech is not None:
@@ -362,6 +355,11 @@ class _SpeculativeStream(stt.RecognizeStream):
                         pending.add(early)
                         early.add_done_callback(pending.discard)
                         self.speculations += 1
+                elif event.type == VADEventType.INFERENCE_DONE and held_final is not None:
+                    # Counted in the audio's time, not the clock's, so a slow decode never ends the wait early.
+                    if event.silence_duration >= UNFINISHED_ANSWER_WAIT_S:
+                        self._event_ch.send_nowait(held_final)
+                        held, held_final = [], None
                 elif event.type == VADEventType.END_OF_SPEECH:
                     speech_end_time = time.time() - event.silence_duration - event.inference_duration
                     self._event_ch.send_nowait(
@@ -383,11 +381,11 @@ class _SpeculativeStream(stt.RecognizeStream):
                     if self._expecting_digits() and parsing.stops_short_of_a_number(result.alternatives[0].text):
                         # A number read out in groups: Whisper reads a lone group badly ("five five five" came
                         # back as "5555"), so the groups are decoded together once the rest is said.
-                        held[:] = segment
-                        waited = time.time() - speech_end_time
-                        release = asyncio.create_task(release_after(max(0.0, UNFINISHED_ANSWER_WAIT_S - waited), final))
+                        held, held_final = [_without_tail(segment, event.silence_duration)], final
                         continue
                     self._event_ch.send_nowait(final)
+            if held_final is not None:
+                self._event_ch.send_nowait(held_final)  # the input ended: what was heard is all there is
 
         tasks = [
             asyncio.create_task(forward_input(), name="speculative.forward_input"),
@@ -396,5 +394,5 @@ class _SpeculativeStream(stt.RecognizeStream):
         try:
             await asyncio.gather(*tasks)
         finally:
-            await utils.aio.cancel_and_wait(*tasks, *pending, *([release] if release is not None else []))
+            await utils.aio.cancel_and_wait(*tasks, *pending)
             await vad_stream.aclose()

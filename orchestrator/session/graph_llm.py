@@ -39,6 +39,7 @@ from agents.state import ReplyCut
 from agents.supervisor import cut_reply
 from orchestrator.providers.stt import EXPECTS_DIGITS_KEY
 from orchestrator.redact import describe_error, describe_traceback, redact_caller_input
+from orchestrator.session.endpointing import CONFIRMS_EFFECT_KEY
 from orchestrator.store.checkpoints import LatestCheckpointCache
 
 log = logging.getLogger(__name__)
@@ -311,7 +312,11 @@ class GraphStream(llm.LLMStream):
                 durability="exit",
             ):
                 if isinstance(chunk, EndOfReply):
-                    extra = {END_OF_REPLY_KEY: True, EXPECTS_DIGITS_KEY: chunk.expects_digits}
+                    extra = {
+                        END_OF_REPLY_KEY: True,
+                        EXPECTS_DIGITS_KEY: chunk.expects_digits,
+                        CONFIRMS_EFFECT_KEY: chunk.confirms_effect,
+                    }
                     self._event_ch.send_nowait(llm.ChatChunk(id=request_id, delta=llm.ChoiceDelta(extra=extra)))
                     continue
                 text = chunk if isinstance(chunk, str) else str(chunk)

@@ -8,7 +8,8 @@ import pytest
 from evals.replies import check_replies, default_reply_policy
 from orchestrator.results import CallResult
 from orchestrator.runtime import Services
-from orchestrator.session.text import run_text_call
+from orchestrator.session.endpointing import CONFIRMS_EFFECT_KEY
+from orchestrator.session.text import TextCall, run_text_call
 
 pytestmark = pytest.mark.flow
 
@@ -213,6 +214,22 @@ async def test_a_no_to_a_cancellation_cancels_nothing(services: Services) -> Non
     assert result.turns[2].agent.startswith("No problem, I haven't made any changes."), replies(result)
     assert "cancel_visit" not in tools_ok(result)
     assert len(await services.tenant.scheduling.appointments("NW-1001")) == 1
+
+
+async def test_only_a_reply_asking_to_confirm_an_effect_is_marked_as_one(services: Services) -> None:
+    """The turn-taking gives an answer to "Shall I charge...?" more time (`session/endpointing.py`): the graph
+    marks that reply, whatever its words."""
+    call = TextCall(services, caller_id=JAMES)
+    marks = []
+    try:
+        for said in ("What's my balance?", "10453", "yes"):
+            await call.say(said)
+            last = [m for m in call.session.history.messages() if m.role == "assistant"][-1]
+            marks.append((last.text_content or "", (last.extra or {}).get(CONFIRMS_EFFECT_KEY)))
+    finally:
+        await call.aclose()
+    assert [confirms for _, confirms in marks] == [False, False, True], marks
+    assert marks[-1][0].startswith("Shall I charge"), marks
 
 
 # ------------------------------------------------------------------ the router's own question answered in a word

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from livekit.agents import llm
 
-from orchestrator.providers.stt import EXPECTS_DIGITS_KEY
-from orchestrator.session.endpointing import AnswerAwareTurnDetector, sounds_finished
+from orchestrator.providers.stt import EXPECTS_DIGITS_KEY, TURN_SILENCE_S
+from orchestrator.session.endpointing import (
+    CONFIRMATION_SILENCE_S,
+    CONFIRMS_EFFECT_KEY,
+    AnswerAwareTurnDetector,
+    sounds_finished,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -46,10 +53,15 @@ def test_a_turn_sounds_finished_when_its_words_are_a_whole_answer(
     assert sounds_finished(said, expects_digits=expects_digits) is finished
 
 
-def _context(agent: str, caller: str, *, told: bool | None = None) -> llm.ChatContext:
+def _context(agent: str, caller: str, *, told: bool | None = None, confirms: bool | None = None) -> llm.ChatContext:
+    extra: dict[str, bool] = {}
+    if told is not None:
+        extra[EXPECTS_DIGITS_KEY] = told
+    if confirms is not None:
+        extra[CONFIRMS_EFFECT_KEY] = confirms
     ctx = llm.ChatContext.empty()
     ctx.add_message(role="user", content="What's my balance?")
-    ctx.add_message(role="assistant", content=agent, extra={} if told is None else {EXPECTS_DIGITS_KEY: told})
+    ctx.add_message(role="assistant", content=agent, extra=extra)
     ctx.add_message(role="user", content=caller)
     return ctx
 
@@ -69,3 +81,32 @@ async def test_the_detector_reads_the_turn_against_what_the_agent_asked() -> Non
     assert await finished(_context(asked, "555 010", told=False))
     # Only the caller's latest words count, not an earlier turn's.
     assert await finished(_context("Is there anything else?", "no thanks"))
+
+
+@pytest.mark.looptime
+async def test_a_yes_to_an_effect_ends_only_after_the_longer_silence_and_speech_meanwhile_cancels_it() -> None:
+    """A "yes" to "Shall I charge...?" is the turn that moves money: it is given the time a "yes, but..." needs."""
+    detector = AnswerAwareTurnDetector()
+    loop = asyncio.get_running_loop()
+    asked = "Your balance is forty-nine dollars. Shall I charge it to the card on file?"
+
+    async def ended_after(ctx: llm.ChatContext) -> float:
+        start = loop.time()
+        assert await detector.predict_end_of_turn(ctx) >= await detector.unlikely_threshold("en")
+        return loop.time() - start
+
+    assert await ended_after(_context("Is there anything else I can help you with?", "yes")) == 0.0
+    assert await ended_after(_context(asked, "yes", confirms=True)) == pytest.approx(
+        CONFIRMATION_SILENCE_S - TURN_SILENCE_S
+    )
+    # Without the graph's word (an LLM's own question), the wording says it asks for a go-ahead.
+    assert await ended_after(_context(asked, "yes")) > 0.0
+    assert await ended_after(_context(asked, "yes", confirms=False)) == 0.0
+
+    # The caller goes on ("yes, but...") before the wait is over: the session cancels the turn's end.
+    waiting = asyncio.create_task(detector.predict_end_of_turn(_context(asked, "yes", confirms=True)))
+    await asyncio.sleep((CONFIRMATION_SILENCE_S - TURN_SILENCE_S) / 2)
+    assert not waiting.done()
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
