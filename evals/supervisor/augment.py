@@ -637,6 +637,19 @@ TEMPLATES: dict[str, list[Template]] = {
             },
         ),
         (
+            "{it} not {what}, {req}",
+            {
+                "it": ("it's", "this is", "that's"),
+                "what": ("a fire", "an emergency", "urgent", "a complaint", "fraud", "a scam", "dangerous"),
+                "req": (
+                    "just a blinking light",
+                    "I only want to move my visit",
+                    "the router's a bit warm",
+                    "just a question about my bill",
+                ),
+            },
+        ),
+        (
             "no need for {who}, {done}",
             {
                 "who": ("a supervisor", "a manager", "a human", "anyone else", "a person"),

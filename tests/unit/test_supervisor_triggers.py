@@ -9,7 +9,7 @@ import pytest
 
 from agents.triggers import reading
 from evals.supervisor.bench import MAX_FALSE_ESCALATION, MIN_RECALL, TRIGGERS, TRIGGERS_PATH, evaluate, load
-from evals.supervisor.train_head import LABELS, TRAIN_SETS, written_rows
+from evals.supervisor.train_head import LABELS, TRAIN_SETS, ordinary_rows, written_rows
 from orchestrator.providers.intent import MODEL_DIR, TRIGGER_HEAD_FILE, load_classifier
 
 pytestmark = pytest.mark.unit
@@ -75,6 +75,15 @@ def test_the_head_adds_recall_on_a_set_it_never_trained_on_and_no_false_escalati
     hits = sum(s["recall"] * s["support"] for s in with_head["per_trigger"].values())
     assert hits > sum(s["recall"] * s["support"] for s in patterns["per_trigger"].values())
     assert with_head["false_escalations"] == patterns["false_escalations"]
+
+
+def test_the_head_reads_no_trigger_in_our_products_ordinary_turns() -> None:
+    # "can you explain the charges on my account" read as fraud would hand a billing question to a person.
+    texts = [text for text, _ in ordinary_rows()]
+    assert len(texts) > 300
+    classifier = load_classifier()
+    read = [(text, trigger) for text, trigger in zip(texts, classifier.triggers(classifier.embed(texts)), strict=True)]
+    assert [(text, trigger) for text, trigger in read if trigger is not None] == []
 
 
 def test_the_head_learns_words_only_from_rows_whose_words_carry_the_trigger() -> None:
