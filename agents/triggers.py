@@ -333,9 +333,14 @@ def _holds(cue: _Cue, t: str, m: re.Match[str]) -> bool:
     return not (cue.prevention and _PREVENTION.search(clause))
 
 
+# "Sue" written with a capital inside a sentence is a person ("addressed to Sue Lawson", "talk to Sue in billing"):
+# speech-to-text writes the verb in lower case. Read as another name before the words are lower-cased.
+_SUE_NAMED = re.compile(r"(?<=[A-Za-z0-9,;:'\"]\s)Sue\b")
+
+
 def reading(text: str) -> str | None:
     """The escalation trigger the caller's words carry, if any, most urgent first (no state: words only)."""
-    t = _clean(text)
+    t = _clean(_SUE_NAMED.sub("Susan", text))
     for trigger, cues in CUES.items():
         for cue in cues:
             if any(_holds(cue, t, m) for m in cue.pattern.finditer(t)):

@@ -32,6 +32,8 @@ def history(*caller_lines: str, agent_last: str = "", agent_says: str = "") -> C
         ("representative please", "requested_human"),
         ("I'm calling my lawyer about this", "legal_threat"),
         ("I will take you to small claims court", "legal_threat"),
+        ("I'm going to sue you for this", "legal_threat"),
+        ("Honestly, I want to sue Northwind over it", "legal_threat"),
         ("there's smoke coming out of the router", "emergency"),
         ("the cable outside is sparking", "emergency"),
         # Theft, robbery, fraud and identity theft go to a person on the turn they are reported.
@@ -56,6 +58,8 @@ def test_escalating_words(text: str, reason: str) -> None:
         # Products, people's and business names, job titles, words inside words.
         "my Fire TV stick keeps buffering",
         "my wife Sue is the account holder",
+        "please send the bill addressed to Sue Lawson",
+        "can I talk to Sue in billing again?",
         "Frank will be home for the technician",
         "my account manager said I'd get a discount",
         "I live at 12 Oak Court",
