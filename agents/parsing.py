@@ -332,6 +332,29 @@ def stops_short_of_a_number(text: str) -> bool:
     return not (count == 4 and _ACCOUNT_PREFIX.search(t))
 
 
+# A whole turn that asks to hear the last reply again ("sorry, could you repeat that?", "what was that?").
+_REPEAT_REQUEST = re.compile(
+    r"(?:(?:sorry|i'm sorry|pardon|excuse me|um|uh|oh|hello|what|huh|hang on|wait)[\s,.]+)*(?:"
+    r"(?:can|could|would|will) you (?:please )?(?:repeat|say)"
+    r"(?: (?:that|it|this|the (?:question|number|options|times|last part|amount|date|address)))?"
+    r"(?: again| one more time)?(?: please)?"
+    r"|(?:please )?(?:repeat|say) (?:that|it|this)(?: again| one more time)?(?: please)?"
+    r"|please repeat(?: that| it)?|repeat please|say again|one more time(?: please)?"
+    r"|what (?:was that|did you (?:just )?say)|i didn'?t (?:catch|hear|get|understand) (?:that|you|what you said|it)"
+    r"|i missed (?:that|it|what you said)|come again|pardon(?: me)?)(?: please)?"
+)
+# Words that ask for the last reply again only as a question on their own ("Sorry?", "What?").
+_REPEAT_WORDS = frozenset(("sorry", "what", "huh", "pardon", "excuse me", "sorry what", "what sorry", "eh"))
+
+
+def asks_to_repeat(text: str) -> bool:
+    """Whether the whole turn asks to hear the agent's last reply again, and nothing else."""
+    t = normalize(text).strip(" .,:-")
+    if _REPEAT_REQUEST.fullmatch(t):
+        return True
+    return text.strip().endswith("?") and t in _REPEAT_WORDS
+
+
 def declines_first(text: str) -> bool:
     """Whether a yes is held back until a question is answered ("yes, but when is it due?")."""
     return bool(re.match(r"^(?:\w+\W+){0,3}?but\b", normalize(text)))

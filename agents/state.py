@@ -20,6 +20,8 @@ class Turn(TypedDict):
     text: str
     # The caller cut this reply off by speaking over it: `text` is what they heard of it.
     interrupted: NotRequired[bool]
+    # The last reply said again at the caller's request ("sorry, could you repeat that?"): not a reply of its own.
+    repeated: NotRequired[bool]
 
 
 class ReplyCut(TypedDict):

@@ -67,12 +67,15 @@ def check_utterance(text: str, state: CallState, learned: str | None = None) -> 
         if state.get("failures", 0) >= 3:
             return Check(escalate="repeated_failures")
         return Check(directive="reprompt")
+    if parsing.asks_to_repeat(text):
+        # Not an answer, not a loop and no frustration: the caller did not hear the last reply.
+        return Check(directive="repeat")
     shouting = text.isupper() and len(text) > 12
     cue = reading(text) or ("anger" if shouting else None) or (learned if learned in _TRIGGERS else None)
     if cue in _ESCALATE_AT_ONCE:
         return Check(escalate=cue, cue=cue)
     callers = [x["text"] for x in state.get("transcript", []) if x["role"] == "caller"]
-    agents = [x["text"] for x in state.get("transcript", []) if x["role"] == "agent"]
+    agents = _replies(state.get("transcript", []))
     if cue in _SAID_STUCK:
         # Once alone, "you already asked me that" may follow a question asked again for good reason (a ZIP
         # code that did not match): it counts as frustration, and the turn goes on to be answered.
@@ -246,13 +249,17 @@ def _released_to(state: CallState, asked: str) -> str:
 
 
 def canned(ctx: AgentContext, state: CallState) -> dict[str, Any]:
-    """Replies the supervisor gives itself: re-prompts, language, greetings, closing, hold."""
+    """Replies the supervisor gives itself: re-prompts, language, greetings, closing, hold, the last reply again."""
     directive = state.get("directive") or ""
     p = ctx.prompts
     if directive == "close":
         return {"reply": p.reply("common.goodbye"), "ended": True, "directive": None}
     if directive == "human":
         return {"reply": "", "directive": None}
+    if directive == "repeat":
+        said = _replies(state.get("transcript", []))
+        # The directive stays for `speak`, which marks the line; the next turn's `supervise` clears it.
+        return {"reply": said[-1] if said else p.reply("common.reprompt")}
     key = {
         "reprompt": "common.reprompt",
         "language": "common.english_only",
@@ -278,7 +285,7 @@ def review(ctx: AgentContext, state: CallState) -> dict[str, Any]:
         # Flows cannot follow free text, and a whisper is never read to the caller: the console turns a
         # whisper into a flow action (or refuses it) when no model is configured, so this one is dropped.
         update["guidance"] = None
-    agent_replies = [_unvaried(ctx, t["text"]) for t in state.get("transcript", []) if t["role"] == "agent"]
+    agent_replies = [_unvaried(ctx, text) for text in _replies(state.get("transcript", []))]
     if reply and len(agent_replies) >= 2 and agent_replies[-1] == agent_replies[-2] == reply:
         interventions.append(Intervention(turn=turn, kind="escalate", reason="loop", detail=""))
         update["directive"] = "escalate:loop"
@@ -298,9 +305,17 @@ def speak(ctx: AgentContext, state: CallState) -> dict[str, Any]:
     reply = state.get("reply", "")
     if not reply:
         return {}
-    if not state.get("spoken"):
-        reply = vary(ctx, state, reply)
-    return {"reply": reply, "transcript": [Turn(role="agent", agent=speaker_of(state), text=reply)]}
+    line = Turn(role="agent", agent=speaker_of(state), text=reply)
+    if state.get("directive") == "repeat":
+        line["repeated"] = True  # word for word, as asked: neither varied nor counted by the loop checks
+    elif not state.get("spoken"):
+        line["text"] = reply = vary(ctx, state, reply)
+    return {"reply": reply, "transcript": [line]}
+
+
+def _replies(transcript: list[Turn]) -> list[str]:
+    """The agent's replies, less the ones said again at the caller's request."""
+    return [t["text"] for t in transcript if t["role"] == "agent" and not t.get("repeated")]
 
 
 def vary(ctx: AgentContext, state: CallState, reply: str) -> str:
@@ -312,7 +327,7 @@ def vary(ctx: AgentContext, state: CallState, reply: str) -> str:
     (the loop check counts those), and the review's loop check sees through the wording (`_unvaried`).
     """
     lines = state.get("transcript", [])
-    agents = [t["text"] for t in lines if t["role"] == "agent"]
+    agents = _replies(lines)
     callers = [parsing.normalize(t["text"]) for t in lines if t["role"] == "caller"]
     if not agents or _unvaried(ctx, agents[-1]) != _unvaried(ctx, reply):
         return reply

@@ -232,6 +232,43 @@ async def test_only_a_reply_asking_to_confirm_an_effect_is_marked_as_one(service
     assert marks[-1][0].startswith("Shall I charge"), marks
 
 
+# ------------------------------------------------------------------ the last reply again, when asked
+
+
+async def test_asking_to_hear_the_question_again_repeats_it_and_costs_no_verification_attempt(
+    services: Services,
+) -> None:
+    result = await talk(
+        services, "What's my balance?", "Sorry, can you repeat that?", "11111", "what was that?", caller_id=JAMES
+    )
+    asked, again, wrong, again_wrong = replies(result)
+    assert again == asked, replies(result)
+    assert again_wrong == wrong, replies(result)
+    # One wrong ZIP so far: the repeat requests were no answers, so the call is not a failing verification yet.
+    done = await talk(services, "What's my balance?", "please repeat", "say that again", "10453", caller_id=JAMES)
+    assert "verified" in done.turns[-1].agent, replies(done)
+    assert [i.reason for i in done.interventions if i.kind == "escalate"] == []
+
+
+async def test_asking_twice_to_hear_the_offered_times_again_neither_loops_nor_transfers(services: Services) -> None:
+    result = await talk(
+        services,
+        "I need to reschedule my technician appointment",
+        "10027",
+        "sorry, what did you say?",
+        "could you repeat the times?",
+        "hmm",
+        caller_id=MARIA,
+    )
+    offer = result.turns[1].agent
+    assert result.turns[2].agent == offer
+    assert result.turns[3].agent == offer
+    # After two repeats, an answer the flow cannot use is asked again in other words, not taken as a loop.
+    assert result.turns[4].agent != offer
+    assert result.outcome != "escalated", replies(result)
+    assert result.handoffs[-1]["to_agent"] == "scheduling"
+
+
 # ------------------------------------------------------------------ the router's own question answered in a word
 
 

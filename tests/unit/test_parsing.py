@@ -142,6 +142,43 @@ def test_turning_a_task_down_is_told_apart_from_asking_for_other_options(said: s
     assert parsing.declines(said) is declined
 
 
+@pytest.mark.parametrize(
+    "said",
+    [
+        "Sorry, can you repeat that?",
+        "could you say that again please",
+        "please repeat",
+        "What was that?",
+        "sorry, what did you say?",
+        "I didn't catch that",
+        "Can you repeat the times?",
+        "come again?",
+        "Pardon?",
+        "Sorry?",
+        "What?",
+    ],
+)
+def test_a_request_to_hear_the_last_reply_again_is_read_as_one(said: str) -> None:
+    assert parsing.asks_to_repeat(said)
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "What's my balance?",
+        "what about tomorrow?",
+        "sorry, I gave the wrong zip, it's 10453",
+        "sorry",
+        "repeat my last payment",
+        "can you say that my payment went through",
+        "I repeat, I want a refund",
+        "say hello to the technician",
+    ],
+)
+def test_words_of_repeating_in_a_request_of_its_own_are_not_read_as_one(said: str) -> None:
+    assert not parsing.asks_to_repeat(said)
+
+
 def test_a_zip_code_said_after_an_account_number_is_read_from_after_the_word_zip() -> None:
     said = "My account number is N W one zero zero two and my zip is one oh four five three"
     assert parsing.account_number(said) == "NW-1002"
