@@ -306,7 +306,7 @@ def declines(text: str) -> bool:
 
 
 # Digits as callers say them; not "to", "too", "for" or "o", which are words far more often than digits.
-_SAID_DIGITS = frozenset(("zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"))
+_SAID_DIGITS = frozenset(_DIGIT_WORDS) - {"to", "too", "for", "o"}
 _REPEATED_DIGIT = re.compile(r"\b(?:double|triple)\b")
 # The lengths at which a digit string a caller is asked for is whole: a ZIP code, a phone number with or without
 # its leading 1. An account number as printed on the bill ("NW-1002") is whole at four.

@@ -137,6 +137,7 @@ async def open_voice(
     phrases: list[str],
     redis_url: str | None = None,
     vad_instance: vad.VAD | None = None,
+    turn_vad_instance: vad.VAD | None = None,
     http_session: aiohttp.ClientSession | None = None,
 ) -> VoiceStack:
     """Build VAD, STT, TTS and the phrase cache from settings, loading local models off the event loop.
@@ -146,6 +147,7 @@ async def open_voice(
         phrases: phrases for the cache (`Prompts.phrases()`).
         redis_url: the cache's shared tier; None keeps it in process.
         vad_instance: a VAD already loaded (a worker's prewarm); default loads silero.
+        turn_vad_instance: the session's VAD already loaded (`TURN_SILENCE_S`); default loads it.
         http_session: for cloud plugins outside a LiveKit job (see `livekit.agents.utils.http_context`).
     """
     # silero.VAD.load is blocking (~1 s) but must not run on a worker thread before the plugin is imported;
@@ -170,7 +172,11 @@ async def open_voice(
         phrases=sentences,
         inner_conn_options=APIConnectOptions(max_retry=0, timeout=settings.voice_fallback_timeout_s),
     )
-    turn_vad = await asyncio.to_thread(load_vad, min_silence_s=TURN_SILENCE_S)
+    turn_vad = (
+        turn_vad_instance
+        if turn_vad_instance is not None
+        else await asyncio.to_thread(load_vad, min_silence_s=TURN_SILENCE_S)
+    )
     return VoiceStack(vad=the_vad, turn_vad=turn_vad, stt=session_stt, tts=cached, cache=cache, whisper=whisper)
 
 

@@ -24,7 +24,7 @@ from orchestrator.config import Settings, get_settings
 from orchestrator.heap import settle_heap
 from orchestrator.live import LiveFeed
 from orchestrator.loops import rounds, stop_loop
-from orchestrator.providers.stt import WhisperSTT, load_vad
+from orchestrator.providers.stt import TURN_SILENCE_S, WhisperSTT, load_vad
 from orchestrator.redis_client import open_redis
 from orchestrator.session.participants import find_caller, may_be_caller
 from orchestrator.session.telephony import sip_caller_number
@@ -197,7 +197,8 @@ class AgentParts:
 
     classifier: IntentClassifier
     prompts: Prompts
-    vad: VAD
+    vad: VAD  # cuts the caller's speech for Whisper
+    turn_vad: VAD  # the session's, which ends a turn sooner (`VoiceStack.turn_vad`)
     telemetry: Telemetry
     # Compiled once without a checkpointer; each job binds a copy to its own store's checkpointer.
     graph: CompiledStateGraph[Any, Any, Any, Any]
@@ -222,6 +223,7 @@ class AgentParts:
             classifier=classifier,
             prompts=Prompts.load(settings.prompts_dir),
             vad=load_vad(),
+            turn_vad=load_vad(min_silence_s=TURN_SILENCE_S),
             # The process's one set of providers; set as OpenTelemetry's globals for livekit's own metrics.
             # Its metrics go to the directory the agent worker's /metrics reads, since nobody scrapes a job process.
             telemetry=Telemetry.build(settings, set_global=True, multiprocess_dir=os.environ.get(METRICS_DIR_ENV)),
@@ -367,7 +369,13 @@ async def _run_session(
         except RedisNotConfigured:
             log.warning("call %s: no Redis configured: no console, no shared phrase cache", job.call_id)
             redis_url = None
-        voice = await open_voice(settings, phrases=parts.prompts.phrases(), redis_url=redis_url, vad_instance=parts.vad)
+        voice = await open_voice(
+            settings,
+            phrases=parts.prompts.phrases(),
+            redis_url=redis_url,
+            vad_instance=parts.vad,
+            turn_vad_instance=parts.turn_vad,
+        )
         stack.push_async_callback(voice.aclose)
         line = LocalLine.open() if job.script is not None else None
         telemetry.profile = _profile(settings, voice, simulated=line is not None, source=job.source)
