@@ -6,7 +6,8 @@ A turn is over when the agent's state attribute has gone from speaking back to l
 has fallen silent; the audio heard after each turn is written as a WAV for the test to transcribe.
 
 Usage: caller.py URL TOKEN OUT_DIR TURNS_JSON [PAUSE_AFTER]  (prints one JSON line: timings, per-turn WAV paths)
-With no turns the caller only waits in the room, and hangs up when a line arrives on its stdin. With PAUSE_AFTER
+With no turns the caller only waits in the room, and hangs up when a line arrives on its stdin; one whose right to
+publish is taken as it joins stays on as a listener. With PAUSE_AFTER
 (a turn count, or several: "1,2"), it prints {"paused": N} after N turns and stays on the line until a line arrives
 on its stdin. What people other than the agent say (a supervisor who barged in) is written to people.wav.
 Exit codes: 0 every turn answered, 3 the agent never arrived or never answered a turn.
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 from livekit import rtc
+from livekit.rtc.participant import PublishTrackError
 
 RATE = 16000
 FRAME = RATE // 100  # 10 ms
@@ -134,7 +136,16 @@ async def main(url: str, token: str, out_dir: Path, turns: list[str], pause_afte
         note_state(participant)
     source = rtc.AudioSource(RATE, 1, queue_size_ms=100)
     track = rtc.LocalAudioTrack.create_audio_track("microphone", source)
-    await room.local_participant.publish_track(track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
+    try:
+        await room.local_participant.publish_track(
+            track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+        )
+    except PublishTrackError:
+        # A listener who was made one as they joined (a console user who no longer holds the call): the server
+        # took the right to publish before the track's answer came, and never answers it. They still hear the call.
+        if turns or room.local_participant.permissions.can_publish:
+            raise
+        out["listener"] = True
     pending: asyncio.Queue[bytes] = asyncio.Queue()
     spoken: asyncio.Queue[float] = asyncio.Queue()
 
