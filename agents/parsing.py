@@ -309,9 +309,8 @@ def declines(text: str) -> bool:
 _SAID_DIGITS = frozenset(_DIGIT_WORDS) - {"to", "too", "for", "o"}
 _REPEATED_DIGIT = re.compile(r"\b(?:double|triple)\b")
 # The lengths at which a digit string a caller is asked for is whole: a ZIP code, a phone number with or without
-# its leading 1. An account number as printed on the bill ("NW-1002") is whole at four.
+# its leading 1. An account number ("NW-1002", "account 1002") is whole at four, as `account_number` reads it.
 _WHOLE_DIGIT_STRINGS = frozenset((5, 10, 11))
-_ACCOUNT_PREFIX = re.compile(r"\bn\s?\.?\s?w\b")
 
 
 def stops_short_of_a_number(text: str) -> bool:
@@ -329,7 +328,7 @@ def stops_short_of_a_number(text: str) -> bool:
     )
     if count == 0 or count in _WHOLE_DIGIT_STRINGS:
         return False
-    return not (count == 4 and _ACCOUNT_PREFIX.search(t))
+    return not (count == 4 and account_number(t) is not None)
 
 
 # A whole turn that asks to hear the last reply again ("sorry, could you repeat that?", "what was that?").
