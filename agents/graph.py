@@ -120,7 +120,7 @@ def _specialist(spec: Specialist) -> Callable[..., Awaitable[Command[str]]]:
 
 
 async def escalate(state: CallState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
-    reason = (state.get("directive") or "escalate:requested_human").split(":", 1)[1]
+    reason = state.get("escalate_for") or "requested_human"
     return await escalation_flow.escalate(runtime.context, state, reason)
 
 
@@ -147,35 +147,31 @@ async def speak(state: CallState, runtime: Runtime[AgentContext]) -> dict[str, A
 
 
 def after_supervise(state: CallState) -> str:
-    directive = state.get("directive") or ""
-    if directive.startswith("escalate:"):
+    if state.get("escalate_for"):
         return "escalate"
-    if directive:
+    if state.get("directive"):
         return "respond"
     return "route"
 
 
 def after_route(state: CallState) -> str:
-    directive = state.get("directive") or ""
-    if directive.startswith("escalate:"):
+    if state.get("escalate_for"):
         return "escalate"
-    if directive == "respond":
+    if state.get("directive") == "respond":
         return "respond"
     active = state.get("active", "router")
     return active if active in SPECIALIST_NODES else "respond"
 
 
 def after_specialist(state: CallState) -> str:
-    directive = state.get("directive") or ""
-    if directive.startswith("escalate:"):
+    if state.get("escalate_for"):
         return "escalate"
-    if directive.startswith("handoff:") and directive.split(":", 1)[1] in SPECIALIST_NODES:
-        return directive.split(":", 1)[1]
-    return "review"
+    target = state.get("handoff_to")
+    return target if target in SPECIALIST_NODES else "review"
 
 
 def after_review(state: CallState) -> str:
-    return "escalate" if (state.get("directive") or "").startswith("escalate:") else "speak"
+    return "escalate" if state.get("escalate_for") else "speak"
 
 
 def build_graph(checkpointer: BaseCheckpointSaver[Any] | None = None) -> CompiledStateGraph[Any, Any, Any, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
 from agents.context import AgentContext
-from agents.specialists.base import failed_directive, verify
+from agents.specialists.base import failed_verification, verify
 from agents.speech import for_the_ear
 from agents.state import CallState, new_verification, verification_of
 from agents.supervisor import CORRECTIONS, reply_breach
@@ -32,12 +32,12 @@ async def run_llm_specialist(
     supervisor's guard first, so a policy breach is never spoken.
     """
     assert ctx.models is not None
-    update: dict[str, Any] = {"directive": None}
+    update: dict[str, Any] = {"handoff_to": None}
     if needs_verification(agent):
         verification, prompt = await verify(ctx, state, state.get("utterance", ""))
         update["verification"] = verification
         if verification["status"] == "failed":
-            return {**update, "directive": failed_directive(verification)}
+            return {**update, "escalate_for": failed_verification(verification)}
         if prompt is not None:
             before = (state.get("verification") or new_verification())["attempts"]
             failures = 0 if verification["attempts"] == before else state.get("failures", 0) + 1

@@ -241,7 +241,7 @@ async def route(ctx: AgentContext, state: CallState) -> dict[str, Any]:
         if not switching:
             return {**stay, "confidence": state.get("confidence", local.confidence)}
         if intent == "escalation":
-            update["directive"] = "escalate:complaint"
+            update["escalate_for"] = "complaint"
             return update
         return {**update, **_handoff(state, active, intent, "topic_change", source)}
 
@@ -263,7 +263,7 @@ async def route(ctx: AgentContext, state: CallState) -> dict[str, Any]:
         reply = ctx.prompts.reply("common.greet" if opening == "opening" else "router.urgent")
         return {"intent": None, "confidence": 0.0, "reply": reply, "directive": "respond"}
     if intent == "escalation" and (confidence >= ctx.router_threshold or source == "llm"):
-        update["directive"] = "escalate:complaint"
+        update["escalate_for"] = "complaint"
         return update
     unsure = confidence < ctx.router_threshold and source == "classifier"
     if (intent == "out_of_scope" or unsure) and reading(text) == "anger":

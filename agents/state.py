@@ -10,6 +10,8 @@ SPECIALISTS: tuple[AgentName, ...] = ("scheduling", "billing", "support", "escal
 # handled_by_human: a supervisor took the call off the AI and still had it when it ended; transferred: an escalated
 # phone call the human desk took by SIP (a warm transfer).
 Outcome = Literal["resolved", "escalated", "abandoned", "handled_by_human", "transferred"]
+# A turn the supervisor (or the router) answers itself, with no specialist: see `supervisor.canned`.
+Directive = Literal["respond", "reprompt", "repeat", "language", "greet", "close", "hold", "human"]
 
 
 class Turn(TypedDict):
@@ -137,8 +139,11 @@ class CallState(TypedDict, total=False):
     guidance: str | None
     # The person on the call once a human joined it (took it over, or accepted its escalation): the AI is silent.
     human_agent: str | None
-    # Set by the supervisor for this turn only: which node answers, and why.
-    directive: str | None
+    # This turn's routing, each set for the turn only (`supervise` clears them): the supervisor or the router
+    # answers itself; a person should take the call, for this reason; another specialist takes the turn over.
+    directive: Directive | None
+    escalate_for: str | None
+    handoff_to: str | None
 
 
 def new_verification() -> Verification:

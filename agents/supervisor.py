@@ -12,7 +12,7 @@ from langgraph.types import Overwrite
 from agents import parsing
 from agents.context import AgentContext
 from agents.speech import for_the_ear, spoken_dollars_cents
-from agents.state import CallState, Handoff, Intervention, ReplyCut, Turn
+from agents.state import CallState, Directive, Handoff, Intervention, ReplyCut, Turn
 from agents.triggers import reading
 
 MAX_UTTERANCE_CHARS = 1000
@@ -47,7 +47,7 @@ class Check:
     """The outcome of the pre-turn checks on what the caller said."""
 
     escalate: str | None = None
-    directive: str | None = None
+    directive: Directive | None = None
     frustration_delta: int = 0
     warn: bool = False
     # The trigger the caller's words carry, whether or not it escalates on this turn.
@@ -149,6 +149,8 @@ async def supervise(
         "reply": "",
         "spoken": False,
         "directive": None,
+        "escalate_for": None,
+        "handoff_to": None,
         "followup": "",
         "followup_intent": "",
         "transcript": [Turn(role="caller", agent="caller", text=text)],
@@ -198,7 +200,7 @@ async def supervise(
             # lines again rather than the silence kept while a person was on the line.
             update["human_agent"] = None
         elif kind == "escalate":
-            update["directive"] = "escalate:supervisor"
+            update["escalate_for"] = "supervisor"
         elif kind == "release" and state.get("active") == "human":
             # Back to the AI: the specialist the human took the call from, else the router decides afresh.
             target = _released_to(state, override.get("agent", ""))
@@ -213,7 +215,7 @@ async def supervise(
         update["directive"] = "human" if update.get("human_agent", state.get("human_agent")) else "hold"
         update["interventions"] = interventions
         return update
-    if update["directive"] is None:
+    if update["escalate_for"] is None:
         check = check_utterance(text, state)
         if learned is not None and check == Check():
             trigger = await learned()
@@ -221,7 +223,7 @@ async def supervise(
                 check = check_utterance(text, state, trigger)
         update["frustration"] = state.get("frustration", 0) + check.frustration_delta
         if check.escalate:
-            update["directive"] = f"escalate:{check.escalate}"
+            update["escalate_for"] = check.escalate
             if check.escalate not in {"repeated_failures", "loop"}:
                 # The supervisor's own reading of the turn: this caller needs a person.
                 update.update(intent="escalation", confidence=1.0)
@@ -288,7 +290,7 @@ def review(ctx: AgentContext, state: CallState) -> dict[str, Any]:
     agent_replies = [_unvaried(ctx, text) for text in _replies(state.get("transcript", []))]
     if reply and len(agent_replies) >= 2 and agent_replies[-1] == agent_replies[-2] == reply:
         interventions.append(Intervention(turn=turn, kind="escalate", reason="loop", detail=""))
-        update["directive"] = "escalate:loop"
+        update["escalate_for"] = "loop"
     if not reply:
         reply = ctx.prompts.reply("common.reprompt")
     update.update(reply=reply, interventions=interventions)

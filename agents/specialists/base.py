@@ -171,9 +171,9 @@ def _locked(v: Verification) -> tuple[Verification, str | None]:
     return v, None
 
 
-def failed_directive(v: Verification) -> str:
-    """The escalation directive of a failed verification (a lock-out is told apart for the human)."""
-    return "escalate:verification_locked" if v.get("locked") else "escalate:verification_failed"
+def failed_verification(v: Verification) -> str:
+    """The escalation reason of a failed verification (a lock-out is told apart for the human)."""
+    return "verification_locked" if v.get("locked") else "verification_failed"
 
 
 def first_name(state: CallState) -> str:
@@ -208,7 +208,7 @@ async def run_specialist(
     if confirming and parsing.yes_no(utterance) and not parsing.declines_first(utterance):
         settle = CallState(**{**state, "utterance": "yes"})
         first = await _run_once(agent, ctx, settle, start, flow, needs_verification=needs_verification, effects=effects)
-        if first.get("directive") or first.get("task"):
+        if first.get("escalate_for") or first.get("handoff_to") or first.get("task"):
             return first  # a hand-over, or the step still needs the caller: the request waits its turn
     elif confirming and parsing.yes_no(utterance) is False:
         # Declined: nothing is done, and the caller hears so before the answer to what they asked instead
@@ -222,7 +222,7 @@ async def run_specialist(
             "reply": said,
             "task": {},
             "active": target,
-            "directive": f"handoff:{target}",
+            "handoff_to": target,
             "handoffs": [
                 Handoff(
                     turn=state.get("turn", 0),
@@ -234,7 +234,7 @@ async def run_specialist(
             ],
         }
     verification = first.get("verification") or verification_of(state)
-    # The state's directive stays: after a same-turn hand-over it carries what the other specialist said.
+    # The state's `handoff_to` stays: after a same-turn hand-over it says the other specialist spoke first.
     fresh = CallState(**{**state, "utterance": request, "task": {}, "verification": verification})
     second = await _run_once(agent, ctx, fresh, start, flow, needs_verification=needs_verification, effects=effects)
     merged = {**first, **second, "reply": _join(said, second.get("reply", ""))}
@@ -260,17 +260,17 @@ async def _run_once(
 ) -> dict[str, Any]:
     utterance = state.get("utterance", "")
     # A same-turn handoff from another specialist: keep what it already said.
-    carried = state.get("reply", "") if (state.get("directive") or "").startswith("handoff:") else ""
+    carried = state.get("reply", "") if state.get("handoff_to") else ""
     task: Task = dict(state.get("task") or {})  # type: ignore[assignment]
     if task.get("name") is None or task.get("agent") != agent:
         task = start(utterance)
         task["agent"] = agent
-    update: dict[str, Any] = {"directive": None}
+    update: dict[str, Any] = {"handoff_to": None}
     if needs_verification(task):
         verification, prompt = await verify(ctx, state, utterance)
         update["verification"] = verification
         if verification["status"] == "failed":
-            return {**update, "task": task, "directive": failed_directive(verification)}
+            return {**update, "task": task, "escalate_for": failed_verification(verification)}
         if prompt is not None:
             progressed = verification["attempts"] == verification_of(state)["attempts"]
             reply = _join(carried, prompt)
@@ -295,7 +295,7 @@ async def _run_once(
     if step.resolved:
         update["resolutions"] = [f"{agent}:{task.get('name')}"]
     if step.escalate:
-        update["directive"] = f"escalate:{step.escalate}"
+        update["escalate_for"] = step.escalate
     elif step.handoff:
         to_agent, reason, next_task = step.handoff
         if next_task is not None:
@@ -303,7 +303,7 @@ async def _run_once(
         update.update(
             active=to_agent,
             task=next_task or {},
-            directive=f"handoff:{to_agent}",
+            handoff_to=to_agent,
             handoffs=[
                 Handoff(
                     turn=state.get("turn", 0),

@@ -157,7 +157,7 @@ async def escalate(ctx: AgentContext, state: CallState, reason: str) -> dict[str
         "escalation_reason": reason,
         "ticket_id": ticket_id,
         "tool_events": tools.events,
-        "directive": None,
+        "escalate_for": None,
         "handoffs": [
             Handoff(turn=state.get("turn", 0), from_agent=previous, to_agent="human", reason=reason, context=summary)
         ],

@@ -232,7 +232,7 @@ async def test_the_learned_reading_is_asked_only_for_a_turn_the_patterns_leave_a
 
     ctx = plain_context()
     update = await supervise(ctx, CallState(utterance="somebody keeps logging into my account"), learned)
-    assert update["directive"] == "escalate:fraud"
+    assert update["escalate_for"] == "fraud"
     assert [i["reason"] for i in update["interventions"]] == ["fraud"]
     assert asked == ["asked"]
     for already in ("I want to talk to a real person", "hello", ""):
