@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from livekit import rtc
 
+from orchestrator.devstack.rtc_exit import leave
+
 STATE = "lk.agent.state"
 HOLD_PREFIX = "hold-"
 # A received frame louder than this is speech; silence and comfort noise sit far below it.
@@ -111,3 +113,4 @@ async def main(url: str, rooms: list[dict[str, str]], cap_s: float) -> list[dict
 if __name__ == "__main__":
     found = asyncio.run(main(sys.argv[1], json.loads(Path(sys.argv[2]).read_text()), float(sys.argv[3])))
     print(json.dumps(found), flush=True)
+    leave(0)

@@ -28,6 +28,8 @@ import numpy as np
 from livekit import rtc
 from livekit.rtc.participant import PublishTrackError
 
+from orchestrator.devstack.rtc_exit import leave
+
 RATE = 16000
 FRAME = RATE // 100  # 10 ms
 STATE = "lk.agent.state"
@@ -238,4 +240,4 @@ async def main(url: str, token: str, out_dir: Path, turns: list[str], pause_afte
 
 if __name__ == "__main__":
     pause = {int(n) for n in sys.argv[5].split(",")} if len(sys.argv) > 5 else None
-    sys.exit(asyncio.run(main(sys.argv[1], sys.argv[2], Path(sys.argv[3]), json.loads(sys.argv[4]), pause)))
+    leave(asyncio.run(main(sys.argv[1], sys.argv[2], Path(sys.argv[3]), json.loads(sys.argv[4]), pause)))

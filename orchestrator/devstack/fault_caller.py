@@ -25,6 +25,7 @@ from typing import Any
 from livekit import rtc
 
 from orchestrator.devstack.caller import AGENT_CAP_S, FRAME, RATE, STATE, TURN_CAP_S, Heard, render, wait_until
+from orchestrator.devstack.rtc_exit import leave
 
 AGENT = rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
 
@@ -188,4 +189,4 @@ async def main(url: str, token: str, steps: list[dict[str, Any]]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]))))
+    leave(asyncio.run(main(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]))))

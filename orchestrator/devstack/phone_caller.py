@@ -36,6 +36,7 @@ from orchestrator.devstack.caller import (
     render,
     wait_until,
 )
+from orchestrator.devstack.rtc_exit import leave
 
 # DTMF event codes of RFC 4733: digits are themselves, '*' 10, '#' 11.
 DTMF_CODES = {**{str(d): d for d in range(10)}, "*": 10, "#": 11}
@@ -219,4 +220,4 @@ async def main(url: str, token: str, out_dir: Path, steps: list[dict[str, str]])
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(sys.argv[1], sys.argv[2], Path(sys.argv[3]), json.loads(sys.argv[4]))))
+    leave(asyncio.run(main(sys.argv[1], sys.argv[2], Path(sys.argv[3]), json.loads(sys.argv[4]))))
