@@ -9,7 +9,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
 from agents.context import AgentContext
-from agents.specialists.base import failed_verification, verify
+from agents.specialists.base import failed_verification, verification_progressed, verify
 from agents.speech import for_the_ear
 from agents.state import CallState, new_verification, verification_of
 from agents.supervisor import CORRECTIONS, reply_breach
@@ -39,8 +39,8 @@ async def run_llm_specialist(
         if verification["status"] == "failed":
             return {**update, "escalate_for": failed_verification(verification)}
         if prompt is not None:
-            before = (state.get("verification") or new_verification())["attempts"]
-            failures = 0 if verification["attempts"] == before else state.get("failures", 0) + 1
+            progressed = verification_progressed(state.get("verification") or new_verification(), verification)
+            failures = 0 if progressed else state.get("failures", 0) + 1
             return {**update, "reply": prompt, "failures": failures}
         state = CallState(**{**state, "verification": verification})
 

@@ -285,6 +285,27 @@ def request_after_answer(text: str) -> str:
     return rest
 
 
+# Words that join a question to what was said before it ("and when is it due?", "oh, so why is it so high?").
+_JOINING_LEAD = re.compile(r"^(?:(?:and|oh|so|um|uh|well|but|also|actually|sorry|hang on|wait|hmm)\b[\s,.!;:-]*)+")
+
+
+def new_request(text: str) -> str:
+    """A question or request that stands on its own, said where a yes or no was asked for ("how come there's a
+    late fee?", "and when is it due?"), without its joining words; empty for anything else.
+
+    Like `request_after_answer`'s, it must open like a question or a request and hold three words or more, so
+    a short reaction ("why not?", "hmm, really?") or an answer in other words ("sounds good") is never one.
+    """
+    if yes_no(text) is not None:
+        return ""
+    t = normalize(text)
+    lead = _JOINING_LEAD.match(t)
+    rest = (t[lead.end() :] if lead else t).strip(" .,")
+    if len(rest.split()) < 3 or not _REQUEST_START.match(rest):
+        return ""
+    return rest
+
+
 # Turning the whole task down ("no thanks", "never mind", "leave it as it is"), as opposed to a "no" to one option.
 _DECLINE = re.compile(
     r"^(?:(?:no|nah|nope|oh|um|uh|ok|okay|well|actually)\b[\s,.!]*)*(?:thanks|thank you|that'?s (?:all|it|fine))\b"

@@ -108,10 +108,16 @@ def asks_yes_no(task: Task) -> bool:
 
 
 def request_after_answer(task: Task, verification_awaiting: str, text: str) -> str:
-    """A new request the caller adds to their yes or no, or to "no" after "anything else?", if any."""
+    """A new request the caller adds to their yes or no, or says instead of one, or adds to "no" after "anything
+    else?", if any."""
     if verification_awaiting or (task.get("name") and not asks_yes_no(task)):
         return ""
-    return parsing.request_after_answer(text)
+    added = parsing.request_after_answer(text)
+    if added or not asks_yes_no(task):
+        return added
+    # A question instead of the yes or no ("Would you like to pay it now?" "How come there's a late fee?"): the
+    # open offer is dropped and the question answered, where the flow would have heard neither yes nor no.
+    return parsing.new_request(text)
 
 
 def answers_pending(task: Task, verification_awaiting: str, text: str, today: Any) -> bool:

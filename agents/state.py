@@ -11,7 +11,7 @@ SPECIALISTS: tuple[AgentName, ...] = ("scheduling", "billing", "support", "escal
 # phone call the human desk took by SIP (a warm transfer).
 Outcome = Literal["resolved", "escalated", "abandoned", "handled_by_human", "transferred"]
 # A turn the supervisor (or the router) answers itself, with no specialist: see `supervisor.canned`.
-Directive = Literal["respond", "reprompt", "repeat", "language", "greet", "close", "hold", "human"]
+Directive = Literal["respond", "reprompt", "repeat", "language", "greet", "close", "more", "hold", "human"]
 
 
 class Turn(TypedDict):
@@ -72,6 +72,8 @@ class Verification(TypedDict):
     attempts: int
     # What the verification dialogue is waiting for, if anything.
     awaiting: Literal["phone", "zip", ""]
+    # Times the caller was told what verification needs after saying something else: no attempt, no progress.
+    reminders: NotRequired[int]
     # The number whose account the caller claims (caller ID or spoken); `account_id` is set only once verified.
     phone: NotRequired[str | None]
     # Failed because the caller ID or the account is locked after too many failures across calls.
@@ -130,6 +132,9 @@ class CallState(TypedDict, total=False):
     # The conversation is over (the caller said goodbye, or a human took the call off the AI).
     ended: bool
     escalation_reason: str | None
+    # The ZIP code of the service address the caller gave for an outage check, so a second question about the
+    # outage ("when will it be fixed?") is answered without asking for it again.
+    service_zip: str | None
     ticket_id: str | None
     # This turn's input from a voice session: the caller cut the previous reply off; `supervise` applies it.
     reply_cut: ReplyCut | None

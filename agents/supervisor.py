@@ -20,7 +20,16 @@ MAX_UTTERANCE_CHARS = 1000
 _CLOSING = re.compile(
     r"^(no|nope|nothing|that'?s (all|it)|that is all|no thanks?|no thank you|i'?m good|all good|bye|goodbye|"
     r"thanks?,? (bye|that'?s all)|nothing else)\b"
+    # A bare thanks ("ok, thank you", "alright thanks so much") after "anything else?" ends the call too.
+    r"|^(?:(?:ok|okay|alright|all right|great|perfect|cool|oh)[ ,]+)*(?:thanks?|thank you)(?: (?:so|very) much)?$"
 )
+# A plain yes to "anything else?" ("yes", "yeah, one more thing"): there is more, not yet what. Short: a longer
+# turn says what ("yes, I need to book a visit" is routed, its request read by `request_after_answer`).
+_MORE = re.compile(
+    r"^(?:yes|yeah|yep|yup|sure|i do|one more thing|there(?:'s| is) (?:one more|something)|"
+    r"i have (?:another|one more))\b"
+)
+_MORE_WORDS = 6
 _GREETING = re.compile(r"^(hi|hello|hey|good (morning|afternoon|evening))( there)?[.!]?$")
 _NON_ENGLISH = re.compile(
     r"\b(hola|quiero|necesito|factura|por favor|gracias|bonjour|je|voudrais|merci|ich|bitte|rechnung|obrigado|"
@@ -98,8 +107,12 @@ def check_utterance(text: str, state: CallState, learned: str | None = None) -> 
         return Check(directive="language", frustration_delta=int(angry), cue=cue)
     last_agent = agents[-1] if agents else ""
     asks_more = bool(parsing.request_after_answer(text))  # "no wait, what's my balance?" is no goodbye
-    if _CLOSING.match(t) and not asks_more and ("anything else" in last_agent.lower() or "goodbye" in t or "bye" in t):
+    offered_more = any(asked in last_agent.lower() for asked in ("anything else", "what else"))
+    if _CLOSING.match(t) and not asks_more and (offered_more or "goodbye" in t or "bye" in t):
         return Check(directive="close")
+    if offered_more and not asks_more and not state.get("task") and _MORE.match(t) and len(t.split()) <= _MORE_WORDS:
+        # "Yes" to "anything else?" says there is more, not what: ask for it, rather than guess a topic from it.
+        return Check(directive="more")
     if _GREETING.match(t) and not state.get("task"):
         return Check(directive="greet")
     return Check(frustration_delta=int(angry), warn=abusive, cue=cue)
@@ -266,6 +279,7 @@ def canned(ctx: AgentContext, state: CallState) -> dict[str, Any]:
         "reprompt": "common.reprompt",
         "language": "common.english_only",
         "greet": "common.greet",
+        "more": "common.what_else",
         "hold": "escalation.hold",
     }
     return {"reply": p.reply(key.get(directive, "common.reprompt")), "directive": None}
@@ -324,9 +338,9 @@ def vary(ctx: AgentContext, state: CallState, reply: str) -> str:
     """`reply`, or another wording when it would repeat the last reply word for word to different words.
 
     The same line again tells a caller who said something else nothing new: the router puts its offer another
-    way, a caller waiting for a person hears that they are still in the queue, and a specialist says first that
-    it still could not use what it heard. A caller who says the very same thing again hears the same answer
-    (the loop check counts those), and the review's loop check sees through the wording (`_unvaried`).
+    way, a caller waiting for a person hears that they are still in the queue, and a specialist that could not use
+    what it heard (the turn made no progress) says so first. A caller who says the very same thing again hears the
+    same answer (the loop check counts those), and the review's loop check sees through the wording (`_unvaried`).
     """
     lines = state.get("transcript", [])
     agents = _replies(lines)
@@ -342,8 +356,12 @@ def vary(ctx: AgentContext, state: CallState, reply: str) -> str:
         candidates = [p.reply("escalation.hold_again"), p.reply("escalation.hold")]
     elif active == "router":
         candidates = [p.reply("common.rephrase"), still]
-    else:
+    elif state.get("failures", 0):
         candidates = [still]
+    else:
+        # The specialist used the caller's words and the answer is the same ("when will it be fixed?" after the
+        # outage was told): said again as it is; the review's loop check still counts it.
+        return reply
     return next((again for again in candidates if again != agents[-1]), reply)
 
 

@@ -70,6 +70,8 @@ async def verify(ctx: AgentContext, state: CallState, utterance: str) -> tuple[V
         if claimed is None:
             if parsing.names_another_reference(utterance):
                 return _failed_attempt(ctx, v, "verify.not_an_account")
+            if parsing.new_request(utterance):
+                return _reminded(ctx, v, "verify.phone_first")  # "what days do you have?": nothing to look up
             return _failed_attempt(ctx, v, "verify.retry_phone", "verify.retry_phone_again")
         _set_claim(v, claimed)
         v["awaiting"] = "zip"
@@ -86,6 +88,10 @@ async def verify(ctx: AgentContext, state: CallState, utterance: str) -> tuple[V
             )
         if parsing.names_another_reference(utterance):
             return _failed_attempt(ctx, v, "verify.not_an_account")
+        if len(parsing.digits(utterance)) < 3:
+            # No number that could be a ZIP code ("what days do you have?", "the first one"): nothing was checked,
+            # so nothing "doesn't match"; the caller hears what is needed, and no attempt is spent.
+            return _reminded(ctx, v, "verify.zip_first")
         return _failed_attempt(ctx, v, "verify.retry_zip", "verify.retry_zip_again")
     elif claimed is not None and claimed[0] != "phone":
         _set_claim(v, claimed)  # "James Carter, 10453" while the ZIP of the caller ID's account was asked for
@@ -151,6 +157,18 @@ async def _check_zip(
     if failed:
         return _locked(v)
     return _failed_attempt(ctx, v, "verify.retry_zip", "verify.retry_zip_again")
+
+
+def _reminded(ctx: AgentContext, v: Verification, key: str) -> tuple[Verification, str | None]:
+    """Tell the caller what verification needs, after they said something else: no attempt, but no progress."""
+    v["reminders"] = v.get("reminders", 0) + 1
+    v["last_retry"] = key
+    return v, ctx.prompts.reply(key)
+
+
+def verification_progressed(before: Verification, after: Verification) -> bool:
+    """Whether a verification turn moved on: no failed attempt, and no reminder of what it needs."""
+    return after["attempts"] == before["attempts"] and after.get("reminders", 0) == before.get("reminders", 0)
 
 
 def _failed_attempt(
@@ -272,7 +290,7 @@ async def _run_once(
         if verification["status"] == "failed":
             return {**update, "task": task, "escalate_for": failed_verification(verification)}
         if prompt is not None:
-            progressed = verification["attempts"] == verification_of(state)["attempts"]
+            progressed = verification_progressed(verification_of(state), verification)
             reply = _join(carried, prompt)
             return {**update, "task": task, "reply": reply, "failures": _failures(state, progressed)}
         if verification_of(state)["status"] != "verified":

@@ -15,10 +15,23 @@ from agents.tools import CallerTools, money, spoken_date, spoken_period
 AGENT = "billing"
 
 
+# "Can I get the technician fee back?", "I want that charge back": a refund, said without the word.
+_GET_BACK = re.compile(
+    r"\b(?:get|have|want|need)\b(?: [\w$.]+){0,4} (?:fees?|charges?|money|payments?|deposit|amount|dollars) back\b"
+)
+_PAYMENT_STATUS = ("went through", "go through", "gone through", "payment status", "received my payment",
+                   "get my payment", "my last payment", "payment from last", "did my payment")  # fmt: skip
+
+
 def start(utterance: str) -> Task:
     """Read which billing task the caller wants from their first words."""
-    if parsing.mentions(utterance, "refund", "money back", "reimburse", "credit back", "credit my"):
+    if parsing.mentions(utterance, "refund", "money back", "reimburse", "credit back", "credit my") or _GET_BACK.search(
+        parsing.normalize(utterance)
+    ):
         name = "refund"
+    elif parsing.mentions(utterance, *_PAYMENT_STATUS):
+        # "Did my payment go through?": the balance answers it (a payment received is off it), nothing to pay.
+        name = "balance"
     elif parsing.mentions(
         utterance,
         "dispute",

@@ -48,7 +48,9 @@ async def flow(ctx: AgentContext, state: CallState, tools: CallerTools, task: Ta
         code = parsing.zip_code(utterance)
         if code is None:
             return Step(reply=p.reply("support.ask_zip_again"), task=task, progress=False)
-        return await _outage(ctx, tools, task, code)
+        step = await _outage(ctx, tools, task, code)
+        step.extra["service_zip"] = code
+        return step
     if awaiting == "offer_restart":
         if parsing.yes_no(utterance):
             task["name"], task["awaiting"] = "restart", ""
@@ -99,15 +101,19 @@ async def flow(ctx: AgentContext, state: CallState, tools: CallerTools, task: Ta
         return await _walkthrough(
             ctx, tools, task, slots.get("request", "") if name == "troubleshoot" else "restart router"
         )
-    # Outage check: the verified account's ZIP code, one the caller said, or ask for it.
-    code = parsing.zip_code(slots.get("request", ""))
+    # Outage check: one the caller says now or said before on this call, the verified account's, or ask for it.
+    code = parsing.zip_code(slots.get("request", "")) or state.get("service_zip")
     if code is None and tools.account_id is None:
         task["awaiting"] = "zip"
         return Step(reply=p.reply("support.ask_zip"), task=task)
-    return await _outage(ctx, tools, task, code)
+    step = await _outage(ctx, tools, task, code, told=code is not None and code == state.get("service_zip"))
+    if code is not None:
+        step.extra["service_zip"] = code
+    return step
 
 
-async def _outage(ctx: AgentContext, tools: CallerTools, task: Task, code: str | None) -> Step:
+async def _outage(ctx: AgentContext, tools: CallerTools, task: Task, code: str | None, told: bool = False) -> Step:
+    """The outage in the caller's area, if any; `told`: this call already heard about it, so only how it stands."""
     p = ctx.prompts
     outage = await tools.outage(code)
     if outage is not None and outage.status != "resolved":
@@ -121,8 +127,9 @@ async def _outage(ctx: AgentContext, tools: CallerTools, task: Task, code: str |
                 )
                 + " "
             )
+        key = "support.outage_still" if told else "support.outage"
         return Step(
-            reply=p.reply("support.outage", description=outage.description.rstrip(". "), eta=eta)
+            reply=p.reply(key, description=outage.description.rstrip(". "), eta=eta)
             + " "
             + p.reply("common.anything_else"),
             task=None,

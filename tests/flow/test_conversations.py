@@ -317,3 +317,81 @@ async def test_money_matters_outside_the_business_and_small_talk_are_not_billing
     result = await talk(services, said, caller_id=TOM)
     assert result.handoffs == [], replies(result)
     assert reply in result.turns[0].agent
+
+
+# ------------------------------------------------------------------ a question where a yes or no was asked for
+
+SOFIA = "+15550100007"
+
+
+@pytest.mark.parametrize(
+    ("caller", "turns", "heard", "tool"),
+    [
+        # "Would you like to pay it now?" answered with a question about the bill: the question is answered.
+        (JAMES, ["What's my balance?", "10453", "and when is it due?"], "due on", None),
+        (JAMES, ["What's my balance?", "10453", "how come there's a late fee?"], "Late fee", None),
+        # A refund asked for without the word, instead of the yes: offered, and granted on the caller's yes.
+        (
+            SOFIA,
+            ["What's my balance?", "10301", "can I get the technician fee back", "yes"],
+            "refund",
+            "request_refund",
+        ),
+    ],
+)
+async def test_a_question_instead_of_a_yes_or_no_is_answered(
+    services: Services, caller: str, turns: list[str], heard: str, tool: str | None
+) -> None:
+    result = await talk(services, *turns, caller_id=caller)
+    asked = 2  # the turn after the offer
+    assert "anything else" not in result.turns[asked].agent.lower(), replies(result)
+    assert heard.lower() in " ".join(replies(result)[asked:]).lower(), replies(result)
+    assert tool is None or tool in tools_ok(result)
+    assert "make_payment" not in tools_ok(result)
+
+
+async def test_a_yes_to_anything_else_is_asked_what_and_a_thanks_ends_the_call(services: Services) -> None:
+    result = await talk(services, "What's my balance?", "10453", "no", "yes", "thank you", caller_id=JAMES)
+    assert "anything else" in result.turns[2].agent.lower()
+    assert "what else can I help you with" in result.turns[3].agent, replies(result)
+    assert "Goodbye" in result.turns[4].agent, replies(result)
+    assert result.outcome == "resolved"
+
+
+async def test_a_question_at_the_zip_prompt_is_told_what_is_needed_and_spends_no_attempt(services: Services) -> None:
+    result = await talk(
+        services, "I need to move my technician visit", "what days do you have?", "10027", caller_id=MARIA
+    )
+    told = result.turns[1].agent
+    assert "ZIP code" in told, replies(result)
+    assert "doesn't match" not in told, replies(result)
+    assert "verified" in result.turns[2].agent, replies(result)
+    # Three questions in a row are no failed verification: they count as turns going nowhere, and a person
+    # takes the call for that reason, not because the caller failed to prove who they are.
+    stuck = await talk(services, "What's my balance?", "what do you need?", "the first one", "why?", caller_id=JAMES)
+    assert stuck.escalation_reason != "verification_failed", replies(stuck)
+
+
+async def test_an_outage_asked_about_again_is_told_how_it_stands_without_asking_the_zip_again(
+    services: Services,
+) -> None:
+    result = await talk(
+        services, "Is there an outage in my area?", "11215", "oh ok, when will it be fixed?", "alright thanks"
+    )
+    first, again = result.turns[1].agent, result.turns[2].agent
+    assert "known outage" in first
+    assert "ZIP" not in again, replies(result)
+    assert "still working on the outage" in again, replies(result)
+    assert "Goodbye" in result.turns[3].agent
+    assert result.outcome == "resolved"
+
+
+async def test_asking_whether_a_payment_went_through_reads_the_balance_and_takes_no_payment(
+    services: Services,
+) -> None:
+    result = await talk(
+        services, "Can you check if my payment from last week went through?", "10453", "ok", caller_id=JAMES
+    )
+    assert "Your balance is" in result.turns[1].agent, replies(result)
+    assert "how much would you like to pay" not in result.turns[1].agent.lower()
+    assert "make_payment" not in tools_ok(result)

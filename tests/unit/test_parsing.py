@@ -184,3 +184,21 @@ def test_a_zip_code_said_after_an_account_number_is_read_from_after_the_word_zip
     assert parsing.account_number(said) == "NW-1002"
     assert parsing.zip_code(said) == "10453"
     assert parsing.zip_code("my zip code is 1 0 4 5 3") == "10453"
+
+
+@pytest.mark.parametrize(
+    ("said", "asked"),
+    [
+        ("how come there's a late fee?", "how come there's a late fee"),
+        ("and when is it due?", "when is it due"),
+        ("oh, so can I get the fee back", "can i get the fee back"),
+        # Answers, reactions and yes or no are no request of their own.
+        ("why not?", ""),
+        ("hmm, really?", ""),
+        ("the first one", ""),
+        ("sounds good", ""),
+        ("no wait what is my balance", ""),
+    ],
+)
+def test_a_question_said_instead_of_a_yes_or_no_is_read_as_a_request(said: str, asked: str) -> None:
+    assert parsing.new_request(said) == asked
