@@ -308,8 +308,13 @@ def test_two_settlers_at_once_leave_one_callback_and_no_error(server: ServedApp)
         return await asyncio.gather(console.settle_queue(), console.settle_queue(), console.settle_queue())
 
     settled = server.call(both())
-    mine = [t for batch in settled for t in batch if t.call_id in calls]
-    assert sorted(t.call_id for t in mine) == sorted(calls)
+    mine = [t.call_id for batch in settled for t in batch if t.call_id in calls]
+    # The app's own lease watchdog settles the queue every few rounds too, so it may take some of them first:
+    # what must hold is that each ticket was settled once, by whichever settler came first.
+    assert len(mine) == len(set(mine)), mine
+    for call_id in calls:
+        assert [e["action"] for e in audit(server, call_id=call_id) if e["action"] == "callback"] == ["callback"]
+    assert not [t for t in server.call(console.desk.waiting()) if t.call_id in calls]
     owed = {t["call_id"]: t["caller"] for t in login(server, "sam")[0].get("/v1/console/callbacks").json()}
     assert {c: owed.get(c) for c in calls} == {c: f"+1555010{i:04d}" for i, c in enumerate(calls)}
 
