@@ -225,9 +225,9 @@ def person_name(text: str) -> str | None:
     Only two or three plain words after a lead-in ("my name is", "it's under") count, so a sentence such as
     "I don't know the number" is never taken for a name; anything after a comma or a number is left out.
     """
-    # "the account is in my name, Robert Chen": the name may come in any part of the sentence (normalize()
-    # drops commas, so the parts are cut first).
-    for raw in re.split(r"[,;]", text):
+    # "the account is in my name, Robert Chen", "What's my balance? It's Aisha Khan": the name may come in any
+    # part of the turn (normalize() drops the punctuation, so the parts are cut first).
+    for raw in re.split(r"[,;?!]|\.(?:\s|$)", text):
         part = re.split(r"\bzip\b|\bpostcode\b|\band\b|\d", normalize(raw).replace(".", " "), maxsplit=1)[0]
         words = _NAME_LEAD.sub("", part.strip()).split()
         if 2 <= len(words) <= 3 and not any(

@@ -56,16 +56,24 @@ async def verify(ctx: AgentContext, state: CallState, utterance: str) -> tuple[V
         return v, None
     guard = ctx.tenant.verification
     caller_id = state.get("caller_id") or None
+    code = parsing.zip_code(utterance)
+    claimed = _claim(utterance)
     if v["awaiting"] == "":
         if await guard.locked(caller_id=caller_id, phone=caller_id):
             return _locked(v)
+        said_zip = code is not None and parsing.mentions(utterance, "zip", "postcode", "postal code")
+        if said_zip and (caller_id or claimed is not None):
+            # "It's Aisha Khan, my ZIP is 11375, I was double charged": who and the ZIP, said with the request.
+            v["phone"], v["awaiting"] = caller_id, "zip"
+            if claimed is not None:
+                _set_claim(v, claimed)
+            assert code is not None
+            return await _check_zip(ctx, state, v, code)
         if caller_id:
             v["phone"], v["awaiting"] = caller_id, "zip"
             return v, prompts.reply("verify.ask_zip")
         v["awaiting"] = "phone"
         return v, prompts.reply("verify.ask_phone")
-    code = parsing.zip_code(utterance)
-    claimed = _claim(utterance)
     if v["awaiting"] == "phone":
         if claimed is None:
             if parsing.names_another_reference(utterance):

@@ -395,3 +395,25 @@ async def test_asking_whether_a_payment_went_through_reads_the_balance_and_takes
     assert "Your balance is" in result.turns[1].agent, replies(result)
     assert "how much would you like to pay" not in result.turns[1].agent.lower()
     assert "make_payment" not in tools_ok(result)
+
+
+@pytest.mark.parametrize(
+    ("caller", "said"),
+    [
+        (AISHA, "It's Aisha Khan, my zip is 11375, what's my balance?"),
+        (None, "What's my balance? It's Aisha Khan, zip code 11375"),
+        (AISHA, "What's my balance? My ZIP is 11375"),
+    ],
+)
+async def test_who_and_the_zip_said_with_the_request_verify_the_caller_at_once(
+    services: Services, caller: str | None, said: str
+) -> None:
+    result = await talk(services, said, caller_id=caller)
+    assert "you're verified" in result.turns[0].agent, replies(result)
+    assert "Your balance is" in result.turns[0].agent, replies(result)
+
+
+async def test_a_wrong_zip_said_with_the_request_is_a_failed_attempt_like_any_other(services: Services) -> None:
+    result = await talk(services, "What's my balance? My ZIP is 99999", "11375", caller_id=AISHA)
+    assert "doesn't match" in result.turns[0].agent, replies(result)
+    assert "you're verified" in result.turns[1].agent, replies(result)
