@@ -14,6 +14,7 @@ from orchestrator.session.text import TextCall, run_text_call
 pytestmark = pytest.mark.flow
 
 MARIA, JAMES, AISHA, TOM = "+15550100001", "+15550100002", "+15550100003", "+15550100004"
+SOFIA = "+15550100007"
 
 
 async def talk(services: Services, *turns: str, caller_id: str | None = None) -> CallResult:
@@ -320,8 +321,6 @@ async def test_money_matters_outside_the_business_and_small_talk_are_not_billing
 
 
 # ------------------------------------------------------------------ a question where a yes or no was asked for
-
-SOFIA = "+15550100007"
 
 
 @pytest.mark.parametrize(
