@@ -93,7 +93,7 @@ def phone_number(text: str) -> str | None:
 def amount_cents(text: str) -> int | None:
     """A money amount: "$42.50", "42 dollars", "forty" is not understood (ASR gives numerals)."""
     t = normalize(text)
-    m = re.search(r"\$\s?(\d+(?:\.\d{1,2})?)", t) or re.search(r"(\d+(?:\.\d{1,2})?)\s*(?:dollars|bucks|usd)", t)
+    m = re.search(r"\$\s?(\d+(?:\.\d{1,2})?)", t) or re.search(r"(\d+(?:\.\d{1,2})?)\s*(?:dollars?|bucks|usd)\b", t)
     if not m:
         m = re.fullmatch(r"(?:pay\s+)?(\d+(?:\.\d{1,2})?)", t)
     if not m:
@@ -248,6 +248,32 @@ def account_number(text: str) -> str | None:
             if len(found) == 4:
                 return f"NW-{found}"
     return None
+
+
+# A question about what the account is ("what's my account number?", "what plan am I on?"), answered from the
+# verified account; not an account number given ("my account number is N W 1002").
+_ACCOUNT_INFO = re.compile(
+    r"\b(?:what(?:'s| is)|tell me|give me|need|know|find|get|read me|remind me of) (?:my|our|the) account number\b"
+    r"|\b(?:what|which) (?:plan|speed|package)\b|\bplan (?:am i|i'm|i am|we're|we are) on\b"
+)
+
+
+def asks_about_account(text: str) -> bool:
+    """Whether the caller asks for their account number or which plan they have."""
+    return bool(_ACCOUNT_INFO.search(normalize(text)))
+
+
+# Changes to how the account pays or what it has, which the tenant's tools cannot make: a person can.
+_ACCOUNT_CHANGES = ("autopay", "auto pay", "auto-pay", "automatic payment", "direct debit", "card on file",
+                    "payment method", "new card", "update my card", "change my card", "credit card details",
+                    "bank details", "paperless", "billing address", "change my plan", "upgrade", "downgrade",
+                    "switch plan", "switch my plan", "cheaper plan", "faster plan", "payment plan",
+                    "payment arrangement", "payment extension", "more time to pay")  # fmt: skip
+
+
+def asks_account_change(text: str) -> bool:
+    """Whether the caller asks to change how the account pays or what plan it has ("set up autopay")."""
+    return mentions(text, *_ACCOUNT_CHANGES)
 
 
 def names_another_reference(text: str) -> bool:

@@ -53,7 +53,19 @@ _URGENT = re.compile(
 # callers answer it with; a reply naming one family only is that family's.
 _MENU_WORDS = {
     "scheduling": ("technician", "visit", "appointment", "engineer", "reschedule", "book"),
-    "billing": ("bill", "billing", "charge", "payment", "invoice", "refund", "balance", "pay"),
+    "billing": (
+        "bill",
+        "billing",
+        "charge",
+        "payment",
+        "invoice",
+        "refund",
+        "balance",
+        "pay",
+        "autopay",
+        "auto pay",
+        "plan",
+    ),
     "support": ("service", "internet", "wifi", "wi-fi", "connection", "outage", "router", "broadband", "signal"),
 }
 _MENU_QUESTIONS = ("router.clarify", "router.complaint", "router.urgent", "router.out_of_scope", "common.rephrase")
@@ -67,6 +79,11 @@ def menu_answer(ctx: AgentContext, state: CallState, text: str) -> str | None:
         return None
     if agents[-1] not in {ctx.prompts.reply(key) for key in _MENU_QUESTIONS}:
         return None
+    return named_family(text)
+
+
+def named_family(text: str) -> str | None:
+    """The one specialist whose words `text` uses ("the technician", "autopay"), if it uses one family's only."""
     named = [agent for agent, words in _MENU_WORDS.items() if parsing.mentions(text, *words)]
     return named[0] if len(named) == 1 else None
 
@@ -271,7 +288,15 @@ async def route(ctx: AgentContext, state: CallState) -> dict[str, Any]:
     if intent == "escalation" and (confidence >= ctx.router_threshold or source == "llm"):
         update["escalate_for"] = "complaint"
         return update
+    if parsing.asks_about_account(text):
+        # "What plan am I on?", "what's my account number?": a closed grammar for a question the classifier's
+        # data barely has (it reads most as out of scope or support); billing reads it from the account.
+        return {**update, "intent": "billing", **_handoff(state, active, "billing", "intent:billing", "words")}
     unsure = confidence < ctx.router_threshold and source == "classifier"
+    if unsure and intent in ROUTABLE and named_family(text) == intent:
+        # Two weak signals that agree ("The technician never showed up" at 0.53, "set up autopay" at 0.47): the
+        # classifier's best guess and the only family the caller's words name. A question would only repeat it.
+        return {**update, **_handoff(state, active, intent, f"intent:{intent}", "classifier+words")}
     if (intent == "out_of_scope" or unsure) and reading(text) == "anger":
         # A complaint with no topic ("useless", "nobody ever answers your phones"): ask what went wrong rather
         # than refuse it; the supervisor has counted the anger and hands the call to a person if it goes on.

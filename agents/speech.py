@@ -89,6 +89,13 @@ def spoken_phone(number: str) -> str:
     return ", ".join(" ".join(_DIGITS[int(d)] for d in group) for group in groups if group)
 
 
+def spoken_account(account_id: str) -> str:
+    """An account number letter by letter and digit by digit: "NW-1005" -> "N W, one zero zero five"."""
+    letters = " ".join(c for c in account_id if c.isalpha())
+    numbers = " ".join(_DIGITS[int(c)] for c in account_id if c.isdigit())
+    return ", ".join(part for part in (letters, numbers) if part)
+
+
 _AMOUNT = re.compile(r"\$\s?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?(?!\d)")
 # The dot of "a.m." is dropped only inside a sentence; at its end it is the full stop.
 _CLOCK = re.compile(r"\b(\d{1,2})(?::(\d{2}))?\s?([AaPp])\.?\s?[Mm]\b(?:\.(?=\s+[a-z]))?")

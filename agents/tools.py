@@ -174,6 +174,15 @@ class CallerTools:
         account = self._account()
         return await self._run("list_invoices", {}, lambda: self.tenant.billing.invoices(account, 3))
 
+    async def plan(self) -> str:
+        """The verified account's plan ("Fiber 500"): the account record's only field a caller asks to hear."""
+        account = self._account()
+
+        async def call() -> str:
+            return (await self.tenant.customers.get(account)).plan
+
+        return await self._run("get_plan", {}, call)
+
     async def pay(self, amount_cents: int) -> Payment:
         account, key = self._account(), self._key("make_payment")
         return await self._run(

@@ -9,6 +9,7 @@ from agents import parsing
 from agents.context import AgentContext
 from agents.ports import Invoice, PolicyViolation
 from agents.specialists.base import Step
+from agents.speech import spoken_account
 from agents.state import CallState, Task
 from agents.tools import CallerTools, money, spoken_date, spoken_period
 
@@ -21,6 +22,17 @@ _GET_BACK = re.compile(
 )
 _PAYMENT_STATUS = ("went through", "go through", "gone through", "payment status", "received my payment",
                    "get my payment", "my last payment", "payment from last", "did my payment")  # fmt: skip
+# Questions about what the bill is made of, rather than a charge the caller thinks is wrong: "why is my bill so
+# high?", "what's the 49 dollar charge for?", "can you go through my bill?".
+_EXPLAIN = ("so high", "higher", "went up", "gone up", "goes up", "more than usual", "more than last",
+            "more this month", "increase", "explain", "breakdown", "break down", "go through my bill",
+            "go over my bill", "what am i paying", "what i'm paying", "what's on my bill", "what is on my bill",
+            "itemi", "charge for", "charges for", "copy of my bill", "copy of the bill", "read me my bill",
+            "what's this bill", "what is this bill")  # fmt: skip
+# A charge the caller says is wrong: a dispute, even if they also ask why the bill went up.
+_WRONG = ("wrong", "incorrect", "overcharg", "charged twice", "double charg", "mistake", "unauthori", "dispute",
+          "never ordered", "didn't order", "did not order", "never signed up", "didn't sign up", "don't recognize",
+          "do not recognize")  # fmt: skip
 
 
 def start(utterance: str) -> Task:
@@ -29,6 +41,12 @@ def start(utterance: str) -> Task:
         parsing.normalize(utterance)
     ):
         name = "refund"
+    elif parsing.asks_account_change(utterance):
+        name = "account_change"
+    elif parsing.asks_about_account(utterance):
+        name = "account_info"
+    elif parsing.mentions(utterance, *_EXPLAIN) and not parsing.mentions(utterance, *_WRONG):
+        name = "explain"
     elif parsing.mentions(utterance, *_PAYMENT_STATUS):
         # "Did my payment go through?": the balance answers it (a payment received is off it), nothing to pay.
         name = "balance"
@@ -87,6 +105,20 @@ async def flow(ctx: AgentContext, state: CallState, tools: CallerTools, task: Ta
         return await _ask_amount(ctx, tools, task, utterance)
     if awaiting == "line":
         return await _pick_line(ctx, tools, task, utterance)
+    if awaiting == "offer_dispute":
+        # After the bill was read out: a charge named ("the late fee", "the 49 dollar one") is the one to dispute.
+        invoices = await tools.invoices()
+        if _match_line(utterance, [(inv, line) for inv in invoices for line in inv.lines]) is not None:
+            task["name"] = "dispute"
+            return await _pick_line(ctx, tools, task, utterance)
+        if parsing.yes_no(utterance):
+            task["name"] = "dispute"
+            if not slots.get("suggested"):
+                return await _pick_line(ctx, tools, task, "")
+            # A yes to "would you like me to open a dispute on it?": the charge and its amount were named already.
+            step = await _pick_line(ctx, tools, task, slots["suggested"])
+            return await _commit(ctx, tools, task) if task.get("awaiting") == "confirm" else step
+        return Step(reply=p.reply("common.anything_else"), task=None, resolved=True)
     if awaiting == "offer_human":
         if parsing.yes_no(utterance):
             return Step(reply="", escalate=slots.get("escalation_reason", "refund_over_policy"))
@@ -109,6 +141,14 @@ async def flow(ctx: AgentContext, state: CallState, tools: CallerTools, task: Ta
         return Step(reply=p.reply("billing.balance", amount=money(bal.due_cents), due=due), task=task, resolved=True)
     if name == "pay":
         return await _ask_amount(ctx, tools, task, slots.get("request", ""))
+    if name == "explain":
+        return await _explain(ctx, tools, task)
+    if name == "account_info":
+        return await _account_info(ctx, tools, state)
+    if name == "account_change":
+        task["awaiting"] = "offer_human"
+        slots["escalation_reason"] = "account_change"
+        return Step(reply=p.reply("billing.account_change"), task=task)
     return await _pick_line(ctx, tools, task, slots.get("request", ""), first=True)
 
 
@@ -202,6 +242,52 @@ async def _pick_line(ctx: AgentContext, tools: CallerTools, task: Task, utteranc
     )
 
 
+async def _explain(ctx: AgentContext, tools: CallerTools, task: Task) -> Step:
+    """The latest bill's total and what it is made of, or, when it went up, what is new on it; then an offer to
+    dispute a charge. A question about one charge ("what's the 49 dollar charge for?") is answered with it alone.
+
+    Charges are named without their amounts: three amounts in words are more than a caller can follow by ear,
+    and a charge named back ("the late fee", "the fifteen dollar one") is read out with its amount.
+    """
+    p = ctx.prompts
+    invoices = await tools.invoices()
+    request = task["slots"].get("request", "")
+    if _match_line(request, [(inv, line) for inv in invoices for line in inv.lines]) is not None:
+        task["name"] = "dispute"
+        return await _pick_line(ctx, tools, task, request, first=True)
+    if not invoices:
+        return Step(reply=p.reply("billing.no_bills") + " " + p.reply("common.anything_else"), resolved=True)
+    latest = invoices[0]
+    period, total = spoken_period(latest.period), money(latest.amount_cents)
+    new: list[str] = []
+    if len(invoices) > 1 and latest.amount_cents > invoices[1].amount_cents:
+        before = {ln.description for ln in invoices[1].lines}
+        new = [ln.description for ln in latest.lines if ln.amount_cents > 0 and ln.description not in before]
+    task["awaiting"] = "offer_dispute"
+    if not new:
+        reply = p.reply("billing.bill_summary", period=period, total=total, items=_charges(latest))
+        return Step(reply=reply + " " + p.reply("billing.offer_dispute"), task=task, resolved=True)
+    difference = money(latest.amount_cents - invoices[1].amount_cents)
+    reply = p.reply("billing.bill_higher", period=period, total=total, difference=difference, new=_and_list(new))
+    if len(new) == 1:
+        # The one new charge is what the caller asks about: a yes disputes it (`offer_dispute`).
+        task["slots"]["suggested"] = new[0]
+        return Step(reply=reply + " " + p.reply("billing.offer_dispute_it"), task=task, resolved=True)
+    return Step(reply=reply + " " + p.reply("billing.offer_dispute"), task=task, resolved=True)
+
+
+async def _account_info(ctx: AgentContext, tools: CallerTools, state: CallState) -> Step:
+    """The verified account's number, spoken character by character, and its plan."""
+    account = tools.account_id or ""
+    plan = await tools.plan()
+    return Step(
+        reply=ctx.prompts.reply("billing.account_info", number=spoken_account(account), plan=plan)
+        + " "
+        + ctx.prompts.reply("common.anything_else"),
+        resolved=True,
+    )
+
+
 def _offer_specialist(task: Task, reply: str) -> Step:
     """A refund the AI may not grant: say why (`reply`) and offer a billing specialist."""
     task["awaiting"] = "offer_human"
@@ -265,11 +351,36 @@ _STOP = {
     "bill",
     "fee",
     "me",
+    # The words of a question about a charge, not of the charge ("why is it so high?", "what's that for?").
+    "why",
+    "what",
+    "whats",
+    "how",
+    "come",
+    "high",
+    "higher",
+    "much",
+    "explain",
+    "paying",
+    "copy",
+    "there",
+    "about",
 }
+_WHEN = re.compile(r"\b(?:this|last|next|every|each|per|a) month\b")
 
 
 def _match_line(utterance: str, lines: list[tuple[Invoice, Any]]) -> tuple[Invoice, Any] | None:
-    words = {w for w in re.findall(r"[a-z]+", parsing.normalize(utterance)) if w not in _STOP and len(w) > 2}
+    """The charge the caller names, by its amount ("the 49 dollar charge") or by the words of its description."""
+    said = parsing.amount_cents(utterance)
+    if said is not None:
+        # "The fifteen dollar fee" for a $14.99 line: a whole-dollar amount said is the line's, rounded.
+        for close in (0, 99):
+            by_amount = [(inv, line) for inv, line in lines if abs(line.amount_cents - said) <= close]
+            if by_amount and (close == 0 or said % 100 == 0):
+                return by_amount[0]
+    # "This month", "last month" say when, not which charge ("monthly plan").
+    text = _WHEN.sub(" ", parsing.normalize(utterance))
+    words = {w for w in re.findall(r"[a-z]+", text) if w not in _STOP and len(w) > 2}
     if not words:
         return None
     best, best_score = None, 0
@@ -283,5 +394,11 @@ def _match_line(utterance: str, lines: list[tuple[Invoice, Any]]) -> tuple[Invoi
 
 def _charges(inv: Invoice) -> str:
     # Names only: amounts in words would make the list too long to follow by ear, and the caller picks by name.
-    items = [ln.description for ln in inv.lines if ln.amount_cents > 0]
-    return ", ".join(items[:-1]) + (", and " if len(items) > 1 else "") + items[-1] if items else "no charges"
+    return _and_list([ln.description for ln in inv.lines if ln.amount_cents > 0]) or "no charges"
+
+
+def _and_list(items: list[str]) -> str:
+    """ "a, b, and c" for the ear; "" for none."""
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + ", and " + items[-1]

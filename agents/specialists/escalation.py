@@ -30,6 +30,7 @@ REASON_TEXT = {
     "verification_locked": "verification is locked after repeated failures on this caller ID or account",
     "refund_over_policy": "a refund beyond what the assistant may approve",
     "complaint": "the caller has a complaint",
+    "account_change": "a change to the payment method, autopay or plan, which the assistant cannot make",
     "no_availability": "no technician slots were available",
     "supervisor": "a supervisor asked for it",
 }

@@ -15,9 +15,23 @@ from agents.tools import CallerTools, spoken_time
 AGENT = "scheduling"
 
 
+# A visit that did not happen ("the technician never showed up"): an apology, then a new time.
+_MISSED = ("never showed", "never show", "didn't show", "did not show", "no show", "no-show", "never came",
+           "didn't come", "did not come", "never turned up", "didn't turn up", "did not turn up", "never arrived",
+           "didn't arrive", "did not arrive", "stood up", "missed appointment", "missed my appointment",
+           "missed the appointment", "missed visit", "was supposed to come", "was meant to come")  # fmt: skip
+# A question about a visit already booked ("is the technician still coming?"), answered from the bookings.
+_CHECK = ("when is", "when's", "what time is", "what time will", "when will", "confirm my", "do i have",
+          "check my appointment", "check on my", "still coming", "still on", "on the way", "on their way",
+          "on his way", "on her way", "is the technician coming", "is someone coming", "have i got",
+          "is my appointment", "my appointment still", "did i book", "is there a visit", "any visit")  # fmt: skip
+
+
 def start(utterance: str) -> Task:
     """Read which scheduling task the caller wants from their first words."""
-    if parsing.mentions(utterance, "cancel", "call off", "don't need the", "no longer need"):
+    if parsing.mentions(utterance, *_MISSED):
+        name = "missed"
+    elif parsing.mentions(utterance, "cancel", "call off", "don't need the", "no longer need"):
         name = "cancel"
     elif parsing.mentions(
         utterance,
@@ -34,7 +48,7 @@ def start(utterance: str) -> Task:
         "earlier",
     ):
         name = "move"
-    elif parsing.mentions(utterance, "when is", "what time is", "confirm my", "do i have", "check my appointment"):
+    elif parsing.mentions(utterance, *_CHECK):
         name = "check"
     else:
         name = "book"
@@ -83,6 +97,8 @@ async def flow(ctx: AgentContext, state: CallState, tools: CallerTools, task: Ta
     # First turn of the task (after verification).
     if name == "book":
         step = await _offer(ctx, tools, task, slots.get("request", ""))
+    elif name == "missed":
+        step = await _missed(ctx, tools, task)
     else:
         appts = await tools.appointments()
         if not appts:
@@ -104,6 +120,22 @@ async def flow(ctx: AgentContext, state: CallState, tools: CallerTools, task: Ta
         else:
             slots["appointment"] = _appt(appts[0])
             step = await _after_appointment(ctx, tools, task, slots.get("request", ""))
+    return step
+
+
+async def _missed(ctx: AgentContext, tools: CallerTools, task: Task) -> Step:
+    """The technician did not come: say sorry, then offer the earliest times, to move the visit still booked (if
+    the caller has one) or to book a new one."""
+    appts = await tools.appointments()
+    if appts:
+        task["name"] = "move"
+        task["slots"]["appointment"] = _appt(appts[0])
+        step = await _after_appointment(ctx, tools, task, "")
+    else:
+        task["name"] = "book"
+        task["slots"].setdefault("reason", "Rebooking after a missed technician visit")
+        step = await _offer(ctx, tools, task, "")
+    step.reply = ctx.prompts.reply("scheduling.missed") + " " + step.reply
     return step
 
 

@@ -14,9 +14,17 @@ from agents.tools import CallerTools
 AGENT = "support"
 
 
+# "I don't know my ZIP code": the outage check goes on without it, instead of asking for it again and again.
+_NO_ZIP = ("don't know", "do not know", "dont know", "not sure", "no idea", "can't remember", "cannot remember",
+           "forgot", "don't remember", "don't have")  # fmt: skip
+
+
 def start(utterance: str) -> Task:
     """Read which support task the caller wants from their first words."""
-    if parsing.mentions(
+    if parsing.asks_about_account(utterance) or parsing.asks_account_change(utterance):
+        # What the account is or how it pays ("what plan am I on?", "upgrade my internet plan"): billing's.
+        name = "account"
+    elif parsing.mentions(
         utterance, "technician", "engineer", "send someone", "someone to come", "come out", "home visit"
     ):
         name = "visit"
@@ -46,6 +54,9 @@ async def flow(ctx: AgentContext, state: CallState, tools: CallerTools, task: Ta
 
     if awaiting == "zip":
         code = parsing.zip_code(utterance)
+        if code is None and parsing.mentions(utterance, *_NO_ZIP):
+            task["awaiting"] = "offer_restart"
+            return Step(reply=p.reply("support.no_zip"), task=task)
         if code is None:
             return Step(reply=p.reply("support.ask_zip_again"), task=task, progress=False)
         step = await _outage(ctx, tools, task, code)
@@ -84,6 +95,9 @@ async def flow(ctx: AgentContext, state: CallState, tools: CallerTools, task: Ta
         return Step(reply=p.reply("common.anything_else"), task=None)
 
     name = task["name"]
+    if name == "account":
+        # Billing reads its own task from the caller's words (no task handed over).
+        return Step(reply="", task=None, handoff=("billing", "account", None))
     if name == "visit":
         # The caller already knows they need a technician: scheduling books it, no troubleshooting first.
         reason = str(slots.get("request", ""))[:200] or "technician visit"

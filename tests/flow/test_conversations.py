@@ -14,7 +14,7 @@ from orchestrator.session.text import TextCall, run_text_call
 pytestmark = pytest.mark.flow
 
 MARIA, JAMES, AISHA, TOM = "+15550100001", "+15550100002", "+15550100003", "+15550100004"
-SOFIA = "+15550100007"
+ELEANOR, ROBERT, SOFIA, DAVID = "+15550100005", "+15550100006", "+15550100007", "+15550100008"
 
 
 async def talk(services: Services, *turns: str, caller_id: str | None = None) -> CallResult:
@@ -416,3 +416,123 @@ async def test_a_wrong_zip_said_with_the_request_is_a_failed_attempt_like_any_ot
     result = await talk(services, "What's my balance? My ZIP is 99999", "11375", caller_id=AISHA)
     assert "doesn't match" in result.turns[0].agent, replies(result)
     assert "you're verified" in result.turns[1].agent, replies(result)
+
+
+# ------------------------------------------------------------------ what callers ask that no task answered
+
+
+@pytest.mark.parametrize(
+    "question", ["Why is my bill so high this month?", "Can you go through my bill with me?", "What am I paying for?"]
+)
+async def test_a_question_about_the_bill_says_what_is_new_on_it_and_a_yes_disputes_that(
+    services: Services, question: str
+) -> None:
+    result = await talk(services, question, "10301", "yes", caller_id=SOFIA)
+    said = result.turns[1].agent
+    # The total, the difference from the bill before and why, then an offer to dispute it, not to pay.
+    assert "bill is ninety-eight dollars and ninety-nine cents" in said, said
+    assert "forty-nine dollars more than the one before, because of the Technician visit fee" in said, said
+    assert said.endswith("Would you like me to open a dispute on it?"), said
+    assert "I've opened a dispute on the Technician visit fee charge" in result.turns[2].agent, replies(result)
+    assert "make_payment" not in tools_ok(result)
+    assert broken_rules(result) == [], replies(result)
+
+
+async def test_a_bill_that_did_not_go_up_is_read_by_its_charges(services: Services) -> None:
+    result = await talk(services, "Can you explain my bill?", "10011", "no thanks", caller_id=DAVID)
+    said = result.turns[1].agent
+    assert "It has charges for Fiber 500 monthly plan" in said, said
+    assert "more than the one before" not in said
+    assert "Is there anything else" in result.turns[2].agent, replies(result)
+    assert "dispute_charge" not in tools_ok(result)
+    assert broken_rules(result) == [], replies(result)
+
+
+@pytest.mark.parametrize(
+    ("caller", "turns", "charge"),
+    [
+        (SOFIA, ["What's my balance?", "10301", "what's the 49 dollar charge for?", "yes"], "Technician visit fee"),
+        (JAMES, ["Can you explain my bill?", "10453", "the late fee", "yes"], "Late fee"),
+        (JAMES, ["Can you explain my bill?", "10453", "the 15 dollar one", "yes"], "Late fee"),
+        (JAMES, ["What is the 15 dollar charge for?", "10453", "yes"], "Late fee"),
+    ],
+)
+async def test_a_charge_named_by_its_amount_or_its_words_is_the_one_disputed(
+    services: Services, caller: str, turns: list[str], charge: str
+) -> None:
+    result = await talk(services, *turns, caller_id=caller)
+    confirm, done = result.turns[-2].agent, result.turns[-1].agent
+    assert f"I see a {charge} charge" in confirm, replies(result)
+    assert f"I've opened a dispute on the {charge} charge" in done, replies(result)
+    assert [e for e in result.tool_events if e["name"] == "dispute_charge" and e["ok"]], replies(result)
+
+
+async def test_this_month_says_when_not_which_charge(services: Services) -> None:
+    # "I was double charged this month": no charge named, so the caller is asked which, not offered the plan.
+    result = await talk(services, "I was double charged this month", "11375", caller_id=AISHA)
+    assert "Which charge do you mean?" in result.turns[1].agent, replies(result)
+
+
+@pytest.mark.parametrize("question", ["What's my account number?", "What plan am I on?", "Which plan do I have?"])
+async def test_the_account_number_and_plan_are_read_from_the_verified_account(
+    services: Services, question: str
+) -> None:
+    result = await talk(services, question, "10021", caller_id=ELEANOR)
+    said = result.turns[1].agent
+    assert "you're verified" in said, replies(result)
+    assert "N W, one zero zero five" in said, said
+    assert "Fiber 2 Gig plan" in said, said
+    assert "outage" not in said
+    # Nothing is told before the caller is verified.
+    assert "one zero zero five" not in result.turns[0].agent
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        "I'd like to set up autopay",
+        "I need to update my credit card on file",
+        "Can I upgrade my plan?",
+        "I want to upgrade my internet plan",
+    ],
+)
+async def test_a_change_no_tool_can_make_is_offered_to_a_person_not_answered_with_the_balance(
+    services: Services, request_: str
+) -> None:
+    result = await talk(services, request_, "10453", "yes", caller_id=JAMES)
+    offer = result.turns[1].agent
+    assert "billing team can do that" in offer, replies(result)
+    assert "Your balance is" not in offer
+    assert result.outcome == "escalated"
+    assert result.escalation_reason == "account_change"
+    assert "make_payment" not in tools_ok(result)
+
+
+@pytest.mark.parametrize("question", ["Is the technician still coming?", "Is my appointment still on?"])
+async def test_a_question_about_a_visit_is_answered_from_the_bookings(services: Services, question: str) -> None:
+    booked = await talk(services, question, "10027", caller_id=MARIA)
+    assert "You have a technician visit on" in booked.turns[1].agent, replies(booked)
+    assert "Which works best" not in booked.turns[1].agent
+    none = await talk(services, question, "10011", "no thanks", caller_id=DAVID)
+    assert "I don't see any technician visits booked" in none.turns[1].agent, replies(none)
+    assert "book_visit" not in tools_ok(none)
+
+
+@pytest.mark.parametrize(("caller", "zip_code", "moved"), [(MARIA, "10027", True), (DAVID, "10011", False)])
+async def test_a_technician_who_never_came_gets_an_apology_and_the_earliest_times(
+    services: Services, caller: str, zip_code: str, moved: bool
+) -> None:
+    result = await talk(
+        services, "The technician never showed up yesterday", zip_code, "the first one", "yes", caller_id=caller
+    )
+    offer = result.turns[1].agent
+    assert offer.split("verified. ")[1].startswith("I'm really sorry the technician didn't make it"), offer
+    assert ("currently booked" in offer) is moved, offer
+    assert ("move_visit" if moved else "book_visit") in tools_ok(result), replies(result)
+    assert broken_rules(result) == [], replies(result)
+
+
+async def test_a_caller_who_does_not_know_the_zip_is_helped_without_it(services: Services) -> None:
+    result = await talk(services, "My internet is down", "I don't know my zip code", "yes")
+    assert "go on without it" in result.turns[1].agent, replies(result)
+    assert "Step 1" in result.turns[2].agent, replies(result)
