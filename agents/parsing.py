@@ -353,7 +353,7 @@ def declines(text: str) -> bool:
 
 
 # Digits as callers say them; not "to", "too", "for" or "o", which are words far more often than digits.
-_SAID_DIGITS = frozenset(_DIGIT_WORDS) - {"to", "too", "for", "o"}
+SAID_DIGITS = frozenset(_DIGIT_WORDS) - {"to", "too", "for", "o"}
 _REPEATED_DIGIT = re.compile(r"\b(?:double|triple)\b")
 # The lengths at which a digit string a caller is asked for is whole: a ZIP code, a phone number with or without
 # its leading 1. An account number ("NW-1002", "account 1002") is whole at four, as `account_number` reads it.
@@ -371,7 +371,7 @@ def stops_short_of_a_number(text: str) -> bool:
     count = sum(
         len(w) if w.isdigit() else 1
         for w in t.replace("-", " ").replace(".", " ").split()
-        if w.isdigit() or w in _SAID_DIGITS
+        if w.isdigit() or w in SAID_DIGITS
     )
     if count == 0 or count in _WHOLE_DIGIT_STRINGS:
         return False

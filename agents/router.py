@@ -118,6 +118,56 @@ def topicless(text: str) -> str | None:
     return None
 
 
+# The words around who a caller says they are, in an introduction with no request in it ("Hi, this is Aisha
+# Khan, my ZIP code is 11375", "hello, account N W one zero zero three").
+_INTRO_WORDS = re.compile(
+    r"\b(?:my|the|name(?:'s)?|is|it's|it is|this is|here|i'm|i am|speaking|calling|zip(?: code)?|postcode|"
+    r"postal code|phone(?: number)?|number|account(?: number)?|holder|under|and|n|w)\b"
+)
+
+
+_NAME_LEAD = re.compile(r"\b(?:it's|it is|this is|my name|name's|name is|i'm|i am|speaking)\b")
+
+
+def introduction(text: str) -> str | None:
+    """The caller's first name (or "" when none was given) for a turn that only says who they are: a name, a
+    phone or account number or a ZIP code, and greetings; None for anything else."""
+    first, claimed = "", False
+    for part in _parts(text):
+        t = " ".join(parsing.normalize(part).replace(".", " ").replace(":", " ").replace("-", " ").split())
+        if not t or _OPENING.fullmatch(t):
+            continue  # "hi", "good morning"
+        # A name only with its lead-in ("it's", "my name is"): two words alone are as often a verdict ("absolutely
+        # pathetic") as a name.
+        name = parsing.person_name(part) if _NAME_LEAD.search(t) else None
+        if name is None and not (parsing.account_number(part) or parsing.phone_number(part) or parsing.zip_code(part)):
+            return None
+        if name is not None:
+            t = re.sub(rf"\b{re.escape(name.lower())}\b", " ", t)
+            first = first or name.split(" ")[0]
+        t = " ".join(w for w in t.split() if not w.isdigit() and w not in parsing.SAID_DIGITS)
+        rest = " ".join(_INTRO_WORDS.sub(" ", t).split())
+        if rest and not _OPENING.fullmatch(rest):
+            return None
+        claimed = True
+    return first if claimed else None
+
+
+def without_introduction(text: str) -> str:
+    """The turn without the parts that only say who the caller is ("I'm James Carter, what's my balance?" ->
+    "what's my balance"), for the classifier, which reads a name as a topic; the whole turn if that is all."""
+    parts = _parts(text)
+    rest = [p for p in parts if introduction(p) is None]
+    if not rest or len(rest) == len(parts) or all(topicless(p) == "opening" for p in rest):
+        return text
+    return ", ".join(rest)
+
+
+def _parts(text: str) -> list[str]:
+    """A turn cut at its commas and sentence ends, as a caller's clauses."""
+    return [p.strip() for p in re.split(r"[,;?!]|\.(?:\s|$)", text) if p.strip()]
+
+
 def asks_yes_no(task: Task) -> bool:
     """Whether the active specialist's open question is a yes or no one ("Shall I...?", "Would you like...?")."""
     awaiting = task.get("awaiting", "")
@@ -246,11 +296,13 @@ async def route(ctx: AgentContext, state: CallState) -> dict[str, Any]:
         return stay
     task: Task = state.get("task") or Task()
     request = request_after_answer(task, verification_of(state)["awaiting"], text) if active in ROUTABLE else ""
-    if request:
-        # The request is what gets routed; the answer before it is the active specialist's to settle.
+    # What is classified: a request after an answer (the answer is the active specialist's to settle), or the
+    # turn without the caller's introduction of themselves.
+    subject = request or without_introduction(text)
+    if subject != text:
         ctx.intents.discard(intent_key(state.get("call_id") or "", text))
-    local = await ctx.intents.result(intent_key(state.get("call_id") or "", request or text))
-    prediction, source = await classify(ctx, request or text, local)
+    local = await ctx.intents.result(intent_key(state.get("call_id") or "", subject))
+    prediction, source = await classify(ctx, subject, local)
     intent, confidence = prediction.intent, prediction.confidence
     update: dict[str, Any] = {"intent": intent, "confidence": round(confidence, 4), "directive": None}
 
@@ -285,6 +337,12 @@ async def route(ctx: AgentContext, state: CallState) -> dict[str, Any]:
         # Nothing to route yet: welcome the caller (or ask what is urgent) instead of refusing or guessing.
         reply = ctx.prompts.reply("common.greet" if opening == "opening" else "router.urgent")
         return {"intent": None, "confidence": 0.0, "reply": reply, "directive": "respond"}
+    first_name = introduction(text) if active == "router" else None
+    if first_name is not None:
+        # Who they are, and nothing yet of what they want: welcome them, and verification starts from it.
+        reply = ctx.prompts.reply("common.greet_named", name=first_name) if first_name else ""
+        reply = reply or ctx.prompts.reply("common.greet")
+        return {"intent": None, "confidence": 0.0, "reply": reply, "directive": "respond", "introduced": text[:200]}
     if intent == "escalation" and (confidence >= ctx.router_threshold or source == "llm"):
         update["escalate_for"] = "complaint"
         return update

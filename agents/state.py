@@ -135,6 +135,9 @@ class CallState(TypedDict, total=False):
     # The ZIP code of the service address the caller gave for an outage check, so a second question about the
     # outage ("when will it be fixed?") is answered without asking for it again.
     service_zip: str | None
+    # Who the caller said they are before saying what they want ("hi, it's Aisha Khan, zip 11375"), so that
+    # verification starts from it instead of asking for it again.
+    introduced: str | None
     ticket_id: str | None
     # This turn's input from a voice session: the caller cut the previous reply off; `supervise` applies it.
     reply_cut: ReplyCut | None

@@ -56,6 +56,9 @@ async def verify(ctx: AgentContext, state: CallState, utterance: str) -> tuple[V
         return v, None
     guard = ctx.tenant.verification
     caller_id = state.get("caller_id") or None
+    if v["awaiting"] == "" and state.get("introduced"):
+        # "Hi, it's Aisha Khan, zip 11375" before the request: who they are, said a turn early.
+        utterance = f"{state.get('introduced')}, {utterance}"
     code = parsing.zip_code(utterance)
     claimed = _claim(utterance)
     if v["awaiting"] == "":
@@ -72,6 +75,13 @@ async def verify(ctx: AgentContext, state: CallState, utterance: str) -> tuple[V
         if caller_id:
             v["phone"], v["awaiting"] = caller_id, "zip"
             return v, prompts.reply("verify.ask_zip")
+        if claimed is not None:
+            # "I'm James Carter, what's my balance?" with no caller ID: the account is named, its ZIP is next.
+            _set_claim(v, claimed)
+            v["awaiting"] = "zip"
+            return v, prompts.reply(
+                "verify.ask_zip_after_phone" if claimed[0] == "phone" else "verify.ask_zip_after_name"
+            )
         v["awaiting"] = "phone"
         return v, prompts.reply("verify.ask_phone")
     if v["awaiting"] == "phone":

@@ -536,3 +536,22 @@ async def test_a_caller_who_does_not_know_the_zip_is_helped_without_it(services:
     result = await talk(services, "My internet is down", "I don't know my zip code", "yes")
     assert "go on without it" in result.turns[1].agent, replies(result)
     assert "Step 1" in result.turns[2].agent, replies(result)
+
+
+@pytest.mark.parametrize(
+    ("turns", "asked_for_the_zip"),
+    [
+        (["hi, it's Aisha Khan, zip 11375", "I was double charged this month"], False),
+        (["Hello, this is James Carter", "what's my balance?", "10453"], True),
+        (["I'm James Carter, what's my balance?", "10453"], True),
+    ],
+)
+async def test_who_the_caller_says_they_are_first_is_not_asked_for_again(
+    services: Services, turns: list[str], asked_for_the_zip: bool
+) -> None:
+    result = await talk(services, *turns)  # no caller ID: only what they say identifies them
+    said = replies(result)
+    assert not any("not something I can help with" in r for r in said), said
+    assert not any("phone number on the account" in r for r in said), said
+    assert any("ZIP code on the account" in r for r in said) is asked_for_the_zip, said
+    assert "you're verified" in said[-1], said

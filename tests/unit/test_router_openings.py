@@ -9,7 +9,7 @@ import pytest
 from agents.context import AgentContext
 from agents.ports import Intent, IntentPrediction
 from agents.prompts import Prompts
-from agents.router import route, topicless
+from agents.router import introduction, route, topicless, without_introduction
 from agents.state import CallState
 from orchestrator.config import PROMPTS_DIR
 
@@ -105,3 +105,53 @@ def test_a_topic_or_a_plain_answer_is_no_opening(text: str) -> None:
 async def test_out_of_scope_is_still_refused() -> None:
     update = await route(context("out_of_scope", 0.9), CallState(utterance="hi, what's the weather like?", turn=1))
     assert "not something I can help with" in update["reply"]
+
+
+# ------------------------------------------------------------------ who the caller is, before what they want
+
+
+@pytest.mark.parametrize(
+    ("text", "first_name"),
+    [
+        ("hi, it's Aisha Khan, zip 11375", "Aisha"),
+        ("Hello, this is James Carter", "James"),
+        ("Good morning, my name is Maria Gonzalez", "Maria"),
+        ("Hi, account number N W one zero zero three", ""),
+        ("hi my zip code is 10453", ""),
+        ("It's Robert Chen speaking", "Robert"),
+    ],
+)
+async def test_an_introduction_alone_is_welcomed_by_name_and_kept_for_verification(text: str, first_name: str) -> None:
+    assert introduction(text) == first_name
+    update = await route(context("out_of_scope", 0.58), CallState(utterance=text, turn=1))
+    assert update["introduced"] == text
+    assert update["directive"] == "respond"
+    expected = PROMPTS.reply("common.greet_named", name=first_name) if first_name else PROMPTS.reply("common.greet")
+    assert update["reply"] == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "absolutely pathetic",  # two words, but a verdict: no lead-in makes them a name
+        "it's James Carter, what's my balance?",  # an introduction with a request is routed, not welcomed
+        "my internet is down",
+        "I'm calling about my bill",
+        "the late fee of 15 dollars",
+    ],
+)
+def test_a_turn_with_something_to_route_is_no_introduction(text: str) -> None:
+    assert introduction(text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "classified"),
+    [
+        ("I'm James Carter, what's my balance?", "what's my balance"),
+        ("What's my balance? It's Aisha Khan, zip code 11375", "What's my balance"),
+        ("my internet is down", "my internet is down"),
+        ("hi, it's Aisha Khan, zip 11375", "hi, it's Aisha Khan, zip 11375"),  # nothing else: the whole turn
+    ],
+)
+def test_the_classifier_reads_the_request_without_the_introduction(text: str, classified: str) -> None:
+    assert without_introduction(text) == classified
