@@ -26,7 +26,12 @@ _YES = re.compile(
     r"\b(yes|yeah|yep|yup|sure|correct|right|ok(ay)?|please do|go ahead|do it|that'?s right|sounds good|"
     r"perfect|confirm(ed)?|absolutely|definitely|fine|great)\b"
 )
-_NO = re.compile(r"\b(no|nope|nah|don'?t|do not|not really|cancel that|never ?mind|wrong|stop|negative)\b")
+# A no in more words than one; a yes word inside one ("not right now") is no yes.
+_NO_PHRASE = re.compile(
+    r"\b(?:not really|cancel that|rather not|i'?ll pass|not necessary|not today|not right now|not at the moment|"
+    r"maybe (?:later|another time)|skip (?:it|that))\b"
+)
+_NO = re.compile(rf"\b(no|nope|nah|don'?t|do not|never ?mind|wrong|stop|negative)\b|{_NO_PHRASE.pattern}")
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _ORDINALS = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "last": -1}
 _CARDINALS = {"one": 0, "two": 1, "three": 2}
@@ -43,7 +48,7 @@ def yes_no(text: str) -> bool | None:
     """True for an affirmative, False for a negative, None when the caller said neither."""
     t = normalize(text)
     no = bool(_NO.search(t))
-    yes = bool(_YES.search(t))
+    yes = bool(_YES.search(_NO_PHRASE.sub(" ", t)))
     if no and not yes:
         return False
     if yes and not no:
@@ -283,7 +288,7 @@ def names_another_reference(text: str) -> bool:
 
 # Leading words that answer a yes/no question or join it to what follows ("no wait", "yes please, and").
 _ANSWER_LEAD = re.compile(
-    r"^(?:(?:yes|yeah|yep|yup|sure|ok|okay|no|nope|nah|not really|not now|not yet|please|thanks|thank you|"
+    r"^(?:(?:yes|yeah|yep|yup|sure|ok|okay|no|nope|nah|not really|not now|not yet|please|thanks|thank you|that's fine|"
     r"that's all|wait|hang on|hold on|one second|actually|oh|um|uh|well|but|and|also|though|then|first|great|"
     r"perfect|fine|alright|all right|correct|right|go ahead|do it|sounds good|never ?mind|cancel that)"
     r"\b[\s,.!;:-]*)+"

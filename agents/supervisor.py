@@ -18,8 +18,10 @@ from agents.triggers import reading
 MAX_UTTERANCE_CHARS = 1000
 
 _CLOSING = re.compile(
-    r"^(no|nope|nothing|that'?s (all|it)|that is all|no thanks?|no thank you|i'?m good|all good|bye|goodbye|"
-    r"thanks?,? (bye|that'?s all)|nothing else)\b"
+    r"^(no|nope|nothing|that'?s (all|it|everything|fine)|that is (all|it|everything)|no thanks?|no thank you|"
+    r"i'?m (good|fine|all set|sorted)|we'?re (good|fine|all set|done)|all (good|set|sorted)|fine|i'?m done|bye|"
+    r"goodbye|thanks?,? (bye|that'?s all)|nothing else|that'?ll (be all|do)|that will (be all|do)|"
+    r"that should (be it|be all|do it)|i think that'?s (all|it|everything))\b"
     # A bare thanks ("ok, thank you", "alright thanks so much") after "anything else?" ends the call too.
     r"|^(?:(?:ok|okay|alright|all right|great|perfect|cool|oh)[ ,]+)*(?:thanks?|thank you)(?: (?:so|very) much)?$"
 )

@@ -22,6 +22,13 @@ def test_yes_no(text: str, expected: bool | None) -> None:
 
 
 @pytest.mark.parametrize(
+    "text", ["I'd rather not", "I'll pass, thanks", "not today", "not right now", "maybe later", "skip that"]
+)
+def test_a_no_in_other_words_is_a_no(text: str) -> None:
+    assert parsing.yes_no(text) is False
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [("it's 10027", "10027"), ("one oh oh two seven", "10027"), ("1 0 0 2 7", "10027"), ("my zip is 1002", None)],
 )

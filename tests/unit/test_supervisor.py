@@ -159,6 +159,23 @@ def test_closing_only_after_anything_else() -> None:
     assert check_utterance("no thanks", history(agent_last="Shall I book it?")).directive is None
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["fine", "that's fine", "I'm all set", "that'll be all, thanks", "we're good", "no, I think that's everything"],
+)
+def test_the_ways_callers_say_that_was_all_close_the_call(text: str) -> None:
+    anything_else = history(agent_last="Is there anything else I can help you with?")
+    assert check_utterance(text, anything_else).directive == "close"
+
+
+@pytest.mark.parametrize(
+    "text", ["that's fine, can you also check my appointment?", "fine, but what's my balance now?"]
+)
+def test_that_was_all_with_a_request_after_it_is_no_goodbye(text: str) -> None:
+    anything_else = history(agent_last="Is there anything else I can help you with?")
+    assert check_utterance(text, anything_else).directive != "close"
+
+
 def test_reply_guards() -> None:
     assert _refund_promise_cents("I've refunded $120.00 to your card.") == 12000
     assert _refund_promise_cents("Your balance is $40.") is None
