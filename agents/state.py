@@ -11,7 +11,9 @@ SPECIALISTS: tuple[AgentName, ...] = ("scheduling", "billing", "support", "escal
 # phone call the human desk took by SIP (a warm transfer).
 Outcome = Literal["resolved", "escalated", "abandoned", "handled_by_human", "transferred"]
 # A turn the supervisor (or the router) answers itself, with no specialist: see `supervisor.canned`.
-Directive = Literal["respond", "reprompt", "repeat", "language", "greet", "close", "more", "hold", "human"]
+Directive = Literal[
+    "respond", "reprompt", "repeat", "language", "greet", "close", "more", "more_or_done", "hold", "human"
+]
 
 
 class Turn(TypedDict):

@@ -32,6 +32,11 @@ _MORE = re.compile(
     r"i have (?:another|one more))\b"
 )
 _MORE_WORDS = 6
+# A bare acknowledgement ("hmm okay", "alright", "I see"): after "anything else?", neither more nor goodbye.
+_ACK = re.compile(
+    r"(?:(?:hmm+|mm+|um+|uh+|oh|ah|well)[ ,.]*)*(?:ok|okay|alright|all right|right|i see|got it|cool|great|"
+    r"understood|mm ?hmm|uh ?huh|gotcha)(?:[ ,.]+(?:ok|okay|then|thanks?|thank you))*[ .!]*"
+)
 _GREETING = re.compile(r"^(hi|hello|hey|good (morning|afternoon|evening))( there)?[.!]?$")
 _NON_ENGLISH = re.compile(
     r"\b(hola|quiero|necesito|factura|por favor|gracias|bonjour|je|voudrais|merci|ich|bitte|rechnung|obrigado|"
@@ -115,6 +120,9 @@ def check_utterance(text: str, state: CallState, learned: str | None = None) -> 
     if offered_more and not asks_more and not state.get("task") and _MORE.match(t) and len(t.split()) <= _MORE_WORDS:
         # "Yes" to "anything else?" says there is more, not what: ask for it, rather than guess a topic from it.
         return Check(directive="more")
+    if offered_more and not asks_more and not state.get("task") and _ACK.fullmatch(t):
+        # Asked once whether that is everything ("…, or is that everything for today?"), a second one ends it.
+        return Check(directive="close" if "is that everything" in last_agent.lower() else "more_or_done")
     if _GREETING.match(t) and not state.get("task"):
         return Check(directive="greet")
     return Check(frustration_delta=int(angry), warn=abusive, cue=cue)
@@ -282,6 +290,7 @@ def canned(ctx: AgentContext, state: CallState) -> dict[str, Any]:
         "language": "common.english_only",
         "greet": "common.greet",
         "more": "common.what_else",
+        "more_or_done": "common.more_or_done",
         "hold": "escalation.hold",
     }
     return {"reply": p.reply(key.get(directive, "common.reprompt")), "directive": None}

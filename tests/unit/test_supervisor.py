@@ -12,6 +12,8 @@ from orchestrator.config import PROMPTS_DIR
 
 pytestmark = pytest.mark.unit
 
+PROMPTS = Prompts.load(PROMPTS_DIR)
+
 
 def history(*caller_lines: str, agent_last: str = "", agent_says: str = "") -> CallState:
     transcript: list[Turn] = []
@@ -174,6 +176,19 @@ def test_the_ways_callers_say_that_was_all_close_the_call(text: str) -> None:
 def test_that_was_all_with_a_request_after_it_is_no_goodbye(text: str) -> None:
     anything_else = history(agent_last="Is there anything else I can help you with?")
     assert check_utterance(text, anything_else).directive != "close"
+
+
+@pytest.mark.parametrize("text", ["hmm okay", "alright", "okay then", "I see", "got it, thanks"])
+def test_an_acknowledgement_after_anything_else_asks_once_then_ends_the_call(text: str) -> None:
+    first = check_utterance(text, history(agent_last="Is there anything else I can help you with?"))
+    assert first.directive == "more_or_done"
+    asked = PROMPTS.reply("common.more_or_done")
+    assert check_utterance(text, history(agent_last=asked)).directive == "close"
+    # Mid-task it is the task's answer ("okay" to "tell me when you're done"), not the supervisor's.
+    assert (
+        check_utterance(text, history(agent_last="Step 2: Unplug the router. Tell me when you're done.")).directive
+        is None
+    )
 
 
 def test_reply_guards() -> None:
