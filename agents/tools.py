@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from agents.context import AgentContext
 from agents.ports import Appointment, Article, Balance, Dispute, DomainError, Invoice, Outage, Payment, Refund, Slot
-from agents.speech import spoken_clock, spoken_money
+from agents.speech import spoken_account, spoken_clock, spoken_money
 from agents.state import CallState, ToolEvent, verification_of
 
 T = TypeVar("T")
@@ -259,7 +259,14 @@ class CallerTools:
                 self._t_move(),
                 self._t_cancel(),
             ],
-            "billing": [self._t_balance(), self._t_invoices(), self._t_pay(), self._t_dispute(), self._t_refund()],
+            "billing": [
+                self._t_balance(),
+                self._t_invoices(),
+                self._t_plan(),
+                self._t_pay(),
+                self._t_dispute(),
+                self._t_refund(),
+            ],
             "support": [self._t_outage(), self._t_articles(), self._t_reset()],
         }
         return tools.get(agent, [])
@@ -327,6 +334,13 @@ class CallerTools:
             )
 
         return self._tool("list_invoices", "List recent invoices with their charge lines.", _NoArgs, fn)
+
+    def _t_plan(self) -> BaseTool:
+        async def fn() -> str:
+            plan = await self.plan()
+            return f"plan {plan}; account number {spoken_account(self._account())}"
+
+        return self._tool("get_plan", "Get the caller's plan and account number.", _NoArgs, fn)
 
     def _t_pay(self) -> BaseTool:
         async def fn(amount_cents: int) -> str:

@@ -58,6 +58,19 @@ async def test_llm_billing_uses_tools_after_deterministic_verification(open_serv
     assert "account_id" not in str(request.tools)
 
 
+async def test_llm_billing_reads_the_verified_accounts_plan_and_number(open_services: Callable[..., Any]) -> None:
+    model = ScriptedChatModel([ToolCall("get_plan"), "You're on Fiber 500."])
+    services = await open_services(models=OneModel(model))
+    try:
+        result = await run_text_call(services, ["What plan am I on?", "10027"], caller_id=MARIA)
+    finally:
+        await services.aclose()
+    model.assert_complete()
+    (event,) = result.tool_events
+    assert (event["name"], event["ok"], event["result"]) == ("get_plan", True, "Fiber 500")
+    assert "get_plan" in model.calls[0].tool_names
+
+
 async def test_model_cannot_touch_another_account(open_services: Callable[..., Any]) -> None:
     services = await open_services()
     try:
