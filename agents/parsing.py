@@ -224,6 +224,11 @@ _ACCOUNT = re.compile(r"\bn\s?\.?\s?w\b\.?\s?-?\s?((?:\d|\s|-)+)")
 _ACCOUNT_SAID = re.compile(r"\baccount(?: number)?(?: is| it's)?\s+((?:\d|\s|-)+)")
 
 
+def clauses(text: str) -> list[str]:
+    """A turn cut at its commas and sentence ends, as a caller's clauses ("It's Aisha Khan, zip 11375")."""
+    return [part.strip() for part in re.split(r"[,;?!]|\.(?:\s|$)", text) if part.strip()]
+
+
 def person_name(text: str) -> str | None:
     """A caller's first and last name ("It's James Carter" -> "James Carter"), when that is what they said.
 
@@ -232,7 +237,7 @@ def person_name(text: str) -> str | None:
     """
     # "the account is in my name, Robert Chen", "What's my balance? It's Aisha Khan": the name may come in any
     # part of the turn (normalize() drops the punctuation, so the parts are cut first).
-    for raw in re.split(r"[,;?!]|\.(?:\s|$)", text):
+    for raw in clauses(text):
         part = re.split(r"\bzip\b|\bpostcode\b|\band\b|\d", normalize(raw).replace(".", " "), maxsplit=1)[0]
         words = _NAME_LEAD.sub("", part.strip()).split()
         if 2 <= len(words) <= 3 and not any(

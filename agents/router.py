@@ -133,7 +133,7 @@ def introduction(text: str) -> str | None:
     """The caller's first name (or "" when none was given) for a turn that only says who they are: a name, a
     phone or account number or a ZIP code, and greetings; None for anything else."""
     first, claimed = "", False
-    for part in _parts(text):
+    for part in parsing.clauses(text):
         t = " ".join(parsing.normalize(part).replace(".", " ").replace(":", " ").replace("-", " ").split())
         if not t or _OPENING.fullmatch(t):
             continue  # "hi", "good morning"
@@ -156,16 +156,11 @@ def introduction(text: str) -> str | None:
 def without_introduction(text: str) -> str:
     """The turn without the parts that only say who the caller is ("I'm James Carter, what's my balance?" ->
     "what's my balance"), for the classifier, which reads a name as a topic; the whole turn if that is all."""
-    parts = _parts(text)
+    parts = parsing.clauses(text)
     rest = [p for p in parts if introduction(p) is None]
     if not rest or len(rest) == len(parts) or all(topicless(p) == "opening" for p in rest):
         return text
     return ", ".join(rest)
-
-
-def _parts(text: str) -> list[str]:
-    """A turn cut at its commas and sentence ends, as a caller's clauses."""
-    return [p.strip() for p in re.split(r"[,;?!]|\.(?:\s|$)", text) if p.strip()]
 
 
 def asks_yes_no(task: Task) -> bool:
@@ -340,8 +335,11 @@ async def route(ctx: AgentContext, state: CallState) -> dict[str, Any]:
     first_name = introduction(text) if active == "router" else None
     if first_name is not None:
         # Who they are, and nothing yet of what they want: welcome them, and verification starts from it.
-        reply = ctx.prompts.reply("common.greet_named", name=first_name) if first_name else ""
-        reply = reply or ctx.prompts.reply("common.greet")
+        reply = (
+            ctx.prompts.reply("common.greet_named", name=first_name)
+            if first_name
+            else ctx.prompts.reply("common.greet")
+        )
         return {"intent": None, "confidence": 0.0, "reply": reply, "directive": "respond", "introduced": text[:200]}
     if intent == "escalation" and (confidence >= ctx.router_threshold or source == "llm"):
         update["escalate_for"] = "complaint"

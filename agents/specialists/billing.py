@@ -108,15 +108,15 @@ async def flow(ctx: AgentContext, state: CallState, tools: CallerTools, task: Ta
     if awaiting == "offer_dispute":
         # After the bill was read out: a charge named ("the late fee", "the 49 dollar one") is the one to dispute.
         invoices = await tools.invoices()
-        if _match_line(utterance, [(inv, line) for inv in invoices for line in inv.lines]) is not None:
+        if _match_line(utterance, _lines(invoices)) is not None:
             task["name"] = "dispute"
-            return await _pick_line(ctx, tools, task, utterance)
+            return await _pick_line(ctx, tools, task, utterance, invoices=invoices)
         if parsing.yes_no(utterance):
             task["name"] = "dispute"
             if not slots.get("suggested"):
-                return await _pick_line(ctx, tools, task, "")
+                return await _pick_line(ctx, tools, task, "", invoices=invoices)
             # A yes to "would you like me to open a dispute on it?": the charge and its amount were named already.
-            step = await _pick_line(ctx, tools, task, slots["suggested"])
+            step = await _pick_line(ctx, tools, task, slots["suggested"], invoices=invoices)
             return await _commit(ctx, tools, task) if task.get("awaiting") == "confirm" else step
         return Step(reply=p.reply("common.anything_else"), task=None, resolved=True)
     if awaiting == "offer_human":
@@ -144,7 +144,7 @@ async def flow(ctx: AgentContext, state: CallState, tools: CallerTools, task: Ta
     if name == "explain":
         return await _explain(ctx, tools, task)
     if name == "account_info":
-        return await _account_info(ctx, tools, state)
+        return await _account_info(ctx, tools)
     if name == "account_change":
         task["awaiting"] = "offer_human"
         slots["escalation_reason"] = "account_change"
@@ -176,10 +176,19 @@ async def _ask_amount(ctx: AgentContext, tools: CallerTools, task: Task, utteran
     return Step(reply=p.reply("billing.confirm_pay", amount=money(amount)), task=task)
 
 
-async def _pick_line(ctx: AgentContext, tools: CallerTools, task: Task, utterance: str, first: bool = False) -> Step:
+async def _pick_line(
+    ctx: AgentContext,
+    tools: CallerTools,
+    task: Task,
+    utterance: str,
+    first: bool = False,
+    invoices: list[Invoice] | None = None,
+) -> Step:
+    """The charge the caller means, to confirm a dispute or refund of; `invoices` if the turn already read them."""
     p = ctx.prompts
-    invoices = await tools.invoices()
-    lines = [(inv, line) for inv in invoices for line in inv.lines]
+    if invoices is None:
+        invoices = await tools.invoices()
+    lines = _lines(invoices)
     match = _match_line(utterance, lines)
     if match is None:
         task["awaiting"] = "line"
@@ -252,9 +261,9 @@ async def _explain(ctx: AgentContext, tools: CallerTools, task: Task) -> Step:
     p = ctx.prompts
     invoices = await tools.invoices()
     request = task["slots"].get("request", "")
-    if _match_line(request, [(inv, line) for inv in invoices for line in inv.lines]) is not None:
+    if _match_line(request, _lines(invoices)) is not None:
         task["name"] = "dispute"
-        return await _pick_line(ctx, tools, task, request, first=True)
+        return await _pick_line(ctx, tools, task, request, first=True, invoices=invoices)
     if not invoices:
         return Step(reply=p.reply("billing.no_bills") + " " + p.reply("common.anything_else"), resolved=True)
     latest = invoices[0]
@@ -276,7 +285,7 @@ async def _explain(ctx: AgentContext, tools: CallerTools, task: Task) -> Step:
     return Step(reply=reply + " " + p.reply("billing.offer_dispute"), task=task, resolved=True)
 
 
-async def _account_info(ctx: AgentContext, tools: CallerTools, state: CallState) -> Step:
+async def _account_info(ctx: AgentContext, tools: CallerTools) -> Step:
     """The verified account's number, spoken character by character, and its plan."""
     account = tools.account_id or ""
     plan = await tools.plan()
@@ -367,6 +376,11 @@ _STOP = {
     "about",
 }
 _WHEN = re.compile(r"\b(?:this|last|next|every|each|per|a) month\b")
+
+
+def _lines(invoices: list[Invoice]) -> list[tuple[Invoice, Any]]:
+    """Every line of the invoices, each with its invoice."""
+    return [(inv, line) for inv in invoices for line in inv.lines]
 
 
 def _match_line(utterance: str, lines: list[tuple[Invoice, Any]]) -> tuple[Invoice, Any] | None:
