@@ -27,17 +27,24 @@ POSTGRES_TEST_URL = os.environ.get(
 )
 
 
-# Modules whose fixtures run calls through a real livekit-server in real time (fault drills, bursts, SIP phones):
-# most of their time is waiting on audio, not CPU. `make test` runs two processes (pytest-xdist); the scheduler
-# below hands these to one process as a single unit, first, while the other runs every other module. Each module
-# stays whole in one process, so its module-scoped fixtures start once. (xdist's own `loadgroup` cannot do it on
-# pytest 9: it renames node ids through an attribute pytest no longer reads.) Modules with one or two plain calls
-# through a real stack (test_real_livekit, the demo, the softphone) run beside them, to balance the two.
+# Modules that run calls through a real stack in real time (livekit-server, workers, WebRTC or SIP callers, a
+# browser): most of their time is waiting on audio, not CPU. `make test` runs two processes (pytest-xdist); the
+# scheduler below hands every one of these to one process as a single unit, first, while the other runs every other
+# module. So one real-time stack runs at a time: two at once on 2 cores starved each other's audio (both run at
+# MEDIA_NICE, above everything else), and a starved agent mishears (the SIP demo heard a word of "What's my balance?"
+# wrong, and that call went nowhere). Each module stays whole in one process, so its module-scoped fixtures start
+# once. (xdist's own `loadgroup` cannot do it on pytest 9: it renames node ids through an attribute pytest no
+# longer reads.)
 REAL_STACK_DRILLS = frozenset(
     {
+        "test_agent_worker_drain",
+        "test_bench_calls",
+        "test_console_softphone",
         "test_escalation_vanish",
         "test_livekit_burst",
+        "test_livekit_demo",
         "test_livekit_multinode",
+        "test_real_livekit",
         "test_real_livekit_faults",
         "test_real_livekit_outages",
         "test_sip_calls",

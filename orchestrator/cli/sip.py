@@ -369,6 +369,16 @@ async def _phone_demo(stack: Any, run_dir: Any, *, calls: int, concurrency: int)
     summary["verified_by_voice"] = spoken_verified
     summary["wer"] = _heard_wer(list(states.values()))
     summary["unanswered"] = sum(1 for p in phones if not p.get("answered"))
+    # Why a call did not complete, in its own words: what the agent heard and said.
+    summary["not_completed"] = [
+        {
+            "call_id": r["call_id"],
+            "outcome": r["outcome"],
+            "transcript": [[t["role"], t["text"]] for t in states[r["call_id"]].get("transcript", [])],
+        }
+        for r in records
+        if r["outcome"] not in ("resolved", "escalated")
+    ]
     keys = ["calls", "completed", "lost", "verified_by_keypad", "verified_by_voice", "first_audio_ms", "wer"]
     return {**{k: summary[k] for k in keys}, **{k: v for k, v in summary.items() if k not in keys}}
 

@@ -3,7 +3,8 @@
 Each turn is rendered with the local TTS (flite) before the call, so speaking it costs nothing. The
 microphone track carries silence between turns, as a phone does, so the agent's VAD sees each turn end.
 A turn is over when the agent's state attribute has gone from speaking back to listening and its audio
-has fallen silent; the audio heard after each turn is written as a WAV for the test to transcribe.
+has fallen silent; the audio heard from each turn's start to the end of its reply is written as a WAV for the test
+to transcribe.
 
 Usage: caller.py URL TOKEN OUT_DIR TURNS_JSON [PAUSE_AFTER]  (prints one JSON line: timings, per-turn WAV paths)
 With no turns the caller only waits in the room, and hangs up when a line arrives on its stdin; one whose right to
@@ -194,6 +195,9 @@ async def main(url: str, token: str, out_dir: Path, turns: list[str], pause_afte
             return 3
         out["agent_listening_s"] = round(time.monotonic() - t0, 3)
         for text, pcm in zip(turns, speech, strict=True):
+            # The turn's WAV is everything heard from here: a reply that began before the caller's own clock saw
+            # its turn end (a starved caller notices late) is kept whole.
+            began = time.monotonic()
             pending.put_nowait(pcm)
             ended = await spoken.get()
             back = await wait_reply(ended)
@@ -203,7 +207,7 @@ async def main(url: str, token: str, out_dir: Path, turns: list[str], pause_afte
                 w.setnchannels(1)
                 w.setsampwidth(2)
                 w.setframerate(RATE)
-                w.writeframes(heard.pcm_between(ended, time.monotonic()))
+                w.writeframes(heard.pcm_between(began, time.monotonic()))
             out["turns"].append(
                 {
                     "caller": text,
