@@ -3,8 +3,8 @@
 Each turn is rendered with the local TTS (flite) before the call, so speaking it costs nothing. The
 microphone track carries silence between turns, as a phone does, so the agent's VAD sees each turn end.
 A turn is over when the agent's state attribute has gone from speaking back to listening and its audio
-has fallen silent; the audio heard from each turn's start to the end of its reply is written as a WAV for the test
-to transcribe.
+has fallen silent; the audio of each reply (from the end of the caller's turn, or from when the agent began
+speaking if that came first) is written as a WAV for the test to transcribe.
 
 Usage: caller.py URL TOKEN OUT_DIR TURNS_JSON [PAUSE_AFTER]  (prints one JSON line: timings, per-turn WAV paths)
 With no turns the caller only waits in the room, and hangs up when a line arrives on its stdin; one whose right to
@@ -179,6 +179,11 @@ async def main(url: str, token: str, out_dir: Path, turns: list[str], pause_afte
         listening_at = states[-1][0]
         return await wait_until(heard.changed, lambda: heard.silent_since(listening_at) >= TAIL_SILENCE_S, TURN_CAP_S)
 
+    def reply_from(began: float, ended: float) -> float:
+        """Where a turn's reply starts: when the caller's turn ended, or earlier if the agent began speaking
+        during it (a starved caller's clock sees its own turn end late); never the previous reply's tail."""
+        return min([ended, *(at for at, s in states if s == "speaking" and began <= at)])
+
     mic = asyncio.create_task(microphone())
     code = 0
     try:
@@ -195,8 +200,6 @@ async def main(url: str, token: str, out_dir: Path, turns: list[str], pause_afte
             return 3
         out["agent_listening_s"] = round(time.monotonic() - t0, 3)
         for text, pcm in zip(turns, speech, strict=True):
-            # The turn's WAV is everything heard from here: a reply that began before the caller's own clock saw
-            # its turn end (a starved caller notices late) is kept whole.
             began = time.monotonic()
             pending.put_nowait(pcm)
             ended = await spoken.get()
@@ -207,7 +210,7 @@ async def main(url: str, token: str, out_dir: Path, turns: list[str], pause_afte
                 w.setnchannels(1)
                 w.setsampwidth(2)
                 w.setframerate(RATE)
-                w.writeframes(heard.pcm_between(began, time.monotonic()))
+                w.writeframes(heard.pcm_between(reply_from(began, ended), time.monotonic()))
             out["turns"].append(
                 {
                     "caller": text,
