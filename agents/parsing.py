@@ -240,11 +240,14 @@ def person_name(text: str) -> str | None:
     for raw in clauses(text):
         part = re.split(r"\bzip\b|\bpostcode\b|\band\b|\d", normalize(raw).replace(".", " "), maxsplit=1)[0]
         words = _NAME_LEAD.sub("", part.strip()).split()
-        if 2 <= len(words) <= 3 and not any(
-            w in _NOT_NAME or w in _DIGIT_WORDS or not re.fullmatch(r"[a-z][a-z'-]*", w) for w in words
-        ):
+        if 2 <= len(words) <= 3 and not any(not_a_name(w) for w in words):
             return " ".join("-".join(p.capitalize() for p in w.split("-")) for w in words)
     return None
+
+
+def not_a_name(word: str) -> bool:
+    """Whether ``word`` (lower case) cannot be part of a person's name: a common word, a digit, a number word."""
+    return word in _NOT_NAME or word in _DIGIT_WORDS or not re.fullmatch(r"[a-z][a-z'-]*", word)
 
 
 def account_number(text: str) -> str | None:
@@ -281,9 +284,27 @@ _ACCOUNT_CHANGES = ("autopay", "auto pay", "auto-pay", "automatic payment", "dir
                     "payment arrangement", "payment extension", "more time to pay")  # fmt: skip
 
 
+# Ending the service itself ("cancel my internet", "I want to close my account", "we're switching providers"):
+# a person does it (and may keep the customer); not a technician visit or a payment called off.
+_CANCEL_SERVICE = re.compile(
+    r"\b(?:cancel\w*|terminat\w*|discontinu\w*|disconnect\w*|end|ending|close|closing|shut off|stop|quit)"
+    r"(?: [\w']+){0,3}? (?:service|internet|account|subscription|contract|plan|broadband|wi-?fi|connection|"
+    r"membership)\b|\b(?:switch\w*|mov\w*|go\w*) (?:to|over to) (?:another|a different|a new|a cheaper) "
+    r"(?:provider|company|isp)\b|\bswitching (?:providers|companies)\b|\bleave northwind\b|\bleaving northwind\b"
+)
+_NOT_SERVICE = re.compile(r"\b(?:appointment|visit|technician|tech|booking|payment|dispute|refund|order)\b")
+
+
+def cancels_service(text: str) -> bool:
+    """Whether the caller wants to end their service ("cancel my internet"), not a visit or a payment."""
+    t = normalize(text)
+    return bool(_CANCEL_SERVICE.search(t)) and not _NOT_SERVICE.search(t)
+
+
 def asks_account_change(text: str) -> bool:
-    """Whether the caller asks to change how the account pays or what plan it has ("set up autopay")."""
-    return mentions(text, *_ACCOUNT_CHANGES)
+    """Whether the caller asks to change how the account pays or what plan it has ("set up autopay"), or to end
+    the service."""
+    return mentions(text, *_ACCOUNT_CHANGES) or cancels_service(text)
 
 
 def names_another_reference(text: str) -> bool:
@@ -409,6 +430,21 @@ def asks_to_repeat(text: str) -> bool:
     if _REPEAT_REQUEST.fullmatch(t):
         return True
     return text.strip().endswith("?") and t in _REPEAT_WORDS
+
+
+# A question about the agent's question, and nothing else: why it is asked, or what it means.
+_WHY = re.compile(
+    r"(?:(?:um|uh|sorry|wait|hang on|hold on|ok|okay|but|and|huh)[ ,]+)*"
+    r"(?:why(?: not| is that| do you (?:need|want|ask)(?: (?:that|this|it|to know|for (?:that|it)|my [\w ]{1,20}))?"
+    r"| would you need (?:that|it|to know)| does it matter)?|what for|how come|what(?:'s| is) (?:that|it|this) for|"
+    r"what do you need (?:that|it|this|to know that|my [\w ]{1,20}) for|what do you mean(?: by that)?|"
+    r"what does that mean|i don'?t (?:understand|get it)(?: the question)?|what are you asking(?: me)?)[ ?.!]*"
+)
+
+
+def asks_why(text: str) -> bool:
+    """Whether the whole turn asks why the agent asked, or what its question means ("why do you need that?")."""
+    return bool(_WHY.fullmatch(normalize(text).strip(" .,:-")))
 
 
 def declines_first(text: str) -> bool:

@@ -127,6 +127,9 @@ _INTRO_WORDS = re.compile(
 
 
 _NAME_LEAD = re.compile(r"\b(?:it's|it is|this is|my name|name's|name is|i'm|i am|speaking)\b")
+# A name in one word is a name only after the words that say so ("my name is Maria"; "I'm Maria" may be "I'm
+# fine").
+_ONE_NAME = re.compile(r"^(?:(?:my|the) name(?:'s| is)|name(?:'s| is)) ([a-z][a-z'-]+)$")
 
 
 def introduction(text: str) -> str | None:
@@ -139,12 +142,18 @@ def introduction(text: str) -> str | None:
             continue  # "hi", "good morning"
         # A name only with its lead-in ("it's", "my name is"): two words alone are as often a verdict ("absolutely
         # pathetic") as a name.
-        name = parsing.person_name(part) if _NAME_LEAD.search(t) else None
+        # After a name, the name again ("My name is Bond, James Bond"): no lead-in needed.
+        name = parsing.person_name(part) if _NAME_LEAD.search(t) or first else None
+        one = _ONE_NAME.fullmatch(t)
+        if name is None and one and not parsing.not_a_name(one.group(1)):
+            name = one.group(1).capitalize()
         if name is None and not (parsing.account_number(part) or parsing.phone_number(part) or parsing.zip_code(part)):
             return None
         if name is not None:
             t = re.sub(rf"\b{re.escape(name.lower())}\b", " ", t)
-            first = first or name.split(" ")[0]
+            # A whole name after a one-word one ("Bond, James Bond") gives the first name.
+            whole = " " in name and first and first == name.split(" ")[-1]
+            first = name.split(" ")[0] if whole or not first else first
         t = " ".join(w for w in t.split() if not w.isdigit() and w not in parsing.SAID_DIGITS)
         rest = " ".join(_INTRO_WORDS.sub(" ", t).split())
         if rest and not _OPENING.fullmatch(rest):
@@ -301,6 +310,10 @@ async def route(ctx: AgentContext, state: CallState) -> dict[str, Any]:
     intent, confidence = prediction.intent, prediction.confidence
     update: dict[str, Any] = {"intent": intent, "confidence": round(confidence, 4), "directive": None}
 
+    if active in ROUTABLE and active != "billing" and parsing.cancels_service(subject):
+        # "Actually I just want to cancel my account", mid-task: ending the service is billing's to offer to a
+        # person, whatever the classifier makes of it (a complaint, or the active topic).
+        return {**update, "intent": "billing", **_handoff(state, active, "billing", "topic_change", "words")}
     if request and not (intent == "escalation" and confidence >= ctx.switch_threshold):
         # The active specialist settles the answer, then takes the request or hands it to the one it is for.
         # The request is a new one by its words, not an answer mistaken for a topic: the router's own threshold.
@@ -341,6 +354,10 @@ async def route(ctx: AgentContext, state: CallState) -> dict[str, Any]:
             else ctx.prompts.reply("common.greet")
         )
         return {"intent": None, "confidence": 0.0, "reply": reply, "directive": "respond", "introduced": text[:200]}
+    if parsing.cancels_service(subject):
+        # Ending the service: a person does it, offered by billing once the caller is verified, whatever the
+        # classifier makes of it (it reads "cancel my service" as a complaint, "close my account" as support).
+        return {**update, "intent": "billing", **_handoff(state, active, "billing", "intent:billing", "words")}
     if intent == "escalation" and (confidence >= ctx.router_threshold or source == "llm"):
         update["escalate_for"] = "complaint"
         return update

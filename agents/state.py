@@ -12,7 +12,7 @@ SPECIALISTS: tuple[AgentName, ...] = ("scheduling", "billing", "support", "escal
 Outcome = Literal["resolved", "escalated", "abandoned", "handled_by_human", "transferred"]
 # A turn the supervisor (or the router) answers itself, with no specialist: see `supervisor.canned`.
 Directive = Literal[
-    "respond", "reprompt", "repeat", "language", "greet", "close", "more", "more_or_done", "hold", "human"
+    "respond", "reprompt", "repeat", "why", "language", "greet", "close", "more", "more_or_done", "hold", "human"
 ]
 
 

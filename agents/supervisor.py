@@ -12,7 +12,7 @@ from langgraph.types import Overwrite
 from agents import parsing
 from agents.context import AgentContext
 from agents.speech import for_the_ear, spoken_dollars_cents
-from agents.state import CallState, Directive, Handoff, Intervention, ReplyCut, Turn
+from agents.state import CallState, Directive, Handoff, Intervention, ReplyCut, Turn, verification_of
 from agents.triggers import reading
 
 MAX_UTTERANCE_CHARS = 1000
@@ -24,6 +24,15 @@ _CLOSING = re.compile(
     r"that should (be it|be all|do it)|i think that'?s (all|it|everything))\b"
     # A bare thanks ("ok, thank you", "alright thanks so much") after "anything else?" ends the call too.
     r"|^(?:(?:ok|okay|alright|all right|great|perfect|cool|oh)[ ,]+)*(?:thanks?|thank you)(?: (?:so|very) much)?$"
+)
+# A turn that ends in a goodbye, after nothing but thanks and acknowledgements ("ok thanks bye", "alright, thank
+# you, have a good day"): the caller is leaving, whatever the agent asked. Its "ok" is no yes to that question.
+_FAREWELL = re.compile(
+    r"^(?:(?:ok|okay|alright|all right|great|perfect|cool|oh|well|fine|right|sure|got it|i see|no|nope|"
+    r"thanks?|thank you(?: (?:so|very) much)?|cheers|that'?s (?:all|it|great|fine|everything)|"
+    r"(?:that'?s|that is) all (?:i need(?:ed)?|for (?:now|today)))[ ,.!]+)*"
+    r"(?:bye(?: bye| now| then)?|goodbye|good bye|have a (?:good|nice|great|lovely) (?:day|one|night|evening|weekend)|"
+    r"take care|see (?:you|ya)(?: later)?|talk (?:to you )?later)(?:[ ,.!]+(?:thanks?|thank you|bye))*[ .!]*$"
 )
 # A plain yes to "anything else?" ("yes", "yeah, one more thing"): there is more, not yet what. Short: a longer
 # turn says what ("yes, I need to book a visit" is routed, its request read by `request_after_answer`).
@@ -86,6 +95,11 @@ def check_utterance(text: str, state: CallState, learned: str | None = None) -> 
     if parsing.asks_to_repeat(text):
         # Not an answer, not a loop and no frustration: the caller did not hear the last reply.
         return Check(directive="repeat")
+    asked = _replies(state.get("transcript", []))
+    if asked and _question(asked[-1]) and parsing.asks_why(text):
+        # "Why do you need that?", "what do you mean?": not an answer that failed, but a question about the
+        # question: say why it is asked, and ask it again.
+        return Check(directive="why")
     shouting = text.isupper() and len(text) > 12
     cue = reading(text) or ("anger" if shouting else None) or (learned if learned in _TRIGGERS else None)
     if cue in _ESCALATE_AT_ONCE:
@@ -116,6 +130,8 @@ def check_utterance(text: str, state: CallState, learned: str | None = None) -> 
     asks_more = bool(parsing.request_after_answer(text))  # "no wait, what's my balance?" is no goodbye
     offered_more = any(asked in last_agent.lower() for asked in ("anything else", "what else"))
     if _CLOSING.match(t) and not asks_more and (offered_more or "goodbye" in t or "bye" in t):
+        return Check(directive="close")
+    if _FAREWELL.match(t):
         return Check(directive="close")
     if offered_more and not asks_more and not state.get("task") and _MORE.match(t) and len(t.split()) <= _MORE_WORDS:
         # "Yes" to "anything else?" says there is more, not what: ask for it, rather than guess a topic from it.
@@ -281,6 +297,8 @@ def canned(ctx: AgentContext, state: CallState) -> dict[str, Any]:
         return {"reply": p.reply("common.goodbye"), "ended": True, "directive": None}
     if directive == "human":
         return {"reply": "", "directive": None}
+    if directive == "why":
+        return {"reply": _why(ctx, state), "directive": None}
     if directive == "repeat":
         said = _replies(state.get("transcript", []))
         # The directive stays for `speak`, which marks the line; the next turn's `supervise` clears it.
@@ -294,6 +312,35 @@ def canned(ctx: AgentContext, state: CallState) -> dict[str, Any]:
         "hold": "escalation.hold",
     }
     return {"reply": p.reply(key.get(directive, "common.reprompt")), "directive": None}
+
+
+def _question(reply: str) -> str:
+    """The last question in ``reply`` ("... Would you like me to walk you through it?"), or ""."""
+    asked = [part.strip() for part in re.findall(r"[^.?!]*\?", reply) if part.strip()]
+    if not asked:
+        return ""
+    # Without the words that tied it to what came before ("First, for your security, what's...").
+    question = re.sub(r"^(?:first|and|so|now|okay|ok)\b[, ]+", "", asked[-1], flags=re.IGNORECASE)
+    return question[:1].upper() + question[1:]
+
+
+def _why(ctx: AgentContext, state: CallState) -> str:
+    """Why the last question was asked, where the call's state says (verification, an outage check), and the
+    question again."""
+    p = ctx.prompts
+    said = _replies(state.get("transcript", []))
+    question = _question(said[-1]) if said else ""
+    verification = verification_of(state)
+    task = state.get("task") or {}
+    if verification.get("status") != "verified" and verification.get("awaiting") in ("zip", "phone"):
+        reason = p.reply("verify.why")
+    elif state.get("active") == "support" and task.get("awaiting") == "zip":
+        reason = p.reply("support.why_zip")
+    else:
+        # Not capitalised mid-sentence, unless it starts with "I".
+        lowered = question if re.match(r"I\b", question) else question[:1].lower() + question[1:]
+        return p.reply("common.asking", question=lowered)
+    return f"{reason} {question}"
 
 
 def review(ctx: AgentContext, state: CallState) -> dict[str, Any]:
@@ -313,7 +360,7 @@ def review(ctx: AgentContext, state: CallState) -> dict[str, Any]:
         # whisper into a flow action (or refuses it) when no model is configured, so this one is dropped.
         update["guidance"] = None
     agent_replies = [_unvaried(ctx, text) for text in _replies(state.get("transcript", []))]
-    if reply and len(agent_replies) >= 2 and agent_replies[-1] == agent_replies[-2] == reply:
+    if reply and len(agent_replies) >= 2 and agent_replies[-1] == agent_replies[-2] == _unvaried(ctx, reply):
         interventions.append(Intervention(turn=turn, kind="escalate", reason="loop", detail=""))
         update["escalate_for"] = "loop"
     if not reply:
@@ -361,7 +408,8 @@ def vary(ctx: AgentContext, state: CallState, reply: str) -> str:
     if len(callers) >= 2 and callers[-1] == callers[-2]:
         return reply
     p = ctx.prompts
-    still = f"{p.reply('common.still_need')} {reply}"
+    # One apology: "Sorry, I still couldn't use that." before "Sorry, I need the ZIP code" drops the second.
+    still = f"{p.reply('common.still_need')} {_unvaried(ctx, reply)}"
     active = state.get("active", "router")
     if active == "human":
         candidates = [p.reply("escalation.hold_again"), p.reply("escalation.hold")]
@@ -379,7 +427,9 @@ def vary(ctx: AgentContext, state: CallState, reply: str) -> str:
 def _unvaried(ctx: AgentContext, text: str) -> str:
     """A reply without the wording `vary` put on it, to compare what was said."""
     prefix = ctx.prompts.reply("common.still_need") + " "
-    return text[len(prefix) :] if text.startswith(prefix) else text
+    text = text[len(prefix) :] if text.startswith(prefix) else text
+    text = re.sub(r"^(?:i'?m )?sorry, ", "", text, flags=re.IGNORECASE)
+    return text[:1].upper() + text[1:]
 
 
 def speaker_of(state: CallState | dict[str, Any]) -> str:

@@ -76,7 +76,16 @@ def _rate(part: int, whole: int) -> float | None:
 # Escalations after the AI failed (frustration, loops, repeated misunderstanding, failed verification, no
 # slots, abuse, a supervisor stepping in) stay in scope and count as not resolved.
 OUT_OF_SCOPE_ESCALATIONS: frozenset[str] = frozenset(
-    {"requested_human", "legal_threat", "emergency", "fraud", "refund_over_policy", "account_change", "complaint"}
+    {
+        "requested_human",
+        "legal_threat",
+        "emergency",
+        "fraud",
+        "refund_over_policy",
+        "account_change",
+        "cancellation",
+        "complaint",
+    }
 )
 
 

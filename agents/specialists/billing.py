@@ -30,6 +30,11 @@ _EXPLAIN = ("so high", "higher", "went up", "gone up", "goes up", "more than usu
             "itemi", "charge for", "charges for", "copy of my bill", "copy of the bill", "read me my bill",
             "what's this bill", "what is this bill")  # fmt: skip
 # A charge the caller says is wrong: a dispute, even if they also ask why the bill went up.
+# "When is my bill due?", "when do I have to pay?", "what's the due date?": the date, not the balance again.
+_DUE = re.compile(
+    r"\bdue date\b|\bwhen(?:'s| is| are| will| do| does| should| must| would)\b(?: [\w']+){0,5}? "
+    r"(?:due|pay|paid|charged|billed|bill|payment)\b"
+)
 _WRONG = ("wrong", "incorrect", "overcharg", "charged twice", "double charg", "mistake", "unauthori", "dispute",
           "never ordered", "didn't order", "did not order", "never signed up", "didn't sign up", "don't recognize",
           "do not recognize")  # fmt: skip
@@ -50,6 +55,8 @@ def start(utterance: str) -> Task:
     elif parsing.mentions(utterance, *_PAYMENT_STATUS):
         # "Did my payment go through?": the balance answers it (a payment received is off it), nothing to pay.
         name = "balance"
+    elif _DUE.search(parsing.normalize(utterance)):
+        name = "due"
     elif parsing.mentions(
         utterance,
         "dispute",
@@ -139,6 +146,8 @@ async def flow(ctx: AgentContext, state: CallState, tools: CallerTools, task: Ta
         task["awaiting"] = "offer_pay"
         due = f" due on {spoken_date(bal.next_due_on)}" if bal.next_due_on else ""
         return Step(reply=p.reply("billing.balance", amount=money(bal.due_cents), due=due), task=task, resolved=True)
+    if name == "due":
+        return await _due(ctx, tools, task)
     if name == "pay":
         return await _ask_amount(ctx, tools, task, slots.get("request", ""))
     if name == "explain":
@@ -147,9 +156,24 @@ async def flow(ctx: AgentContext, state: CallState, tools: CallerTools, task: Ta
         return await _account_info(ctx, tools)
     if name == "account_change":
         task["awaiting"] = "offer_human"
-        slots["escalation_reason"] = "account_change"
-        return Step(reply=p.reply("billing.account_change"), task=task)
+        cancel = parsing.cancels_service(slots.get("request", ""))
+        slots["escalation_reason"] = "cancellation" if cancel else "account_change"
+        return Step(reply=p.reply("billing.cancellation" if cancel else "billing.account_change"), task=task)
     return await _pick_line(ctx, tools, task, slots.get("request", ""), first=True)
+
+
+async def _due(ctx: AgentContext, tools: CallerTools, task: Task) -> Step:
+    """When the balance is due (the question, not the balance read again), and the offer to pay it."""
+    p = ctx.prompts
+    bal = await tools.balance()
+    if bal.due_cents <= 0:
+        return Step(reply=p.reply("billing.nothing_due") + " " + p.reply("common.anything_else"), resolved=True)
+    task["awaiting"] = "offer_pay"
+    if bal.next_due_on:
+        said = p.reply("billing.due_on", amount=money(bal.due_cents), date=spoken_date(bal.next_due_on))
+    else:
+        said = p.reply("billing.due_unknown", amount=money(bal.due_cents))
+    return Step(reply=said, task=task, resolved=True)
 
 
 async def _ask_amount(ctx: AgentContext, tools: CallerTools, task: Task, utterance: str) -> Step:

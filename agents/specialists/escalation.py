@@ -31,6 +31,7 @@ REASON_TEXT = {
     "refund_over_policy": "a refund beyond what the assistant may approve",
     "complaint": "the caller has a complaint",
     "account_change": "a change to the payment method, autopay or plan, which the assistant cannot make",
+    "cancellation": "the caller wants to cancel their service",
     "no_availability": "no technician slots were available",
     "supervisor": "a supervisor asked for it",
 }

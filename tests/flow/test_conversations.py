@@ -555,3 +555,102 @@ async def test_who_the_caller_says_they_are_first_is_not_asked_for_again(
     assert not any("phone number on the account" in r for r in said), said
     assert any("ZIP code on the account" in r for r in said) is asked_for_the_zip, said
     assert "you're verified" in said[-1], said
+
+
+# ------------------------------------------------------------------ goodbyes, due dates, cancellations, "why?"
+
+
+@pytest.mark.parametrize("goodbye", ["ok thanks bye", "alright, thank you, have a good day", "okay great, bye now"])
+async def test_a_goodbye_after_a_yes_or_no_question_ends_the_call_and_takes_nothing_for_a_yes(
+    services: Services, goodbye: str
+) -> None:
+    result = await talk(services, "What's my balance?", "10027", goodbye, caller_id=MARIA)
+    assert "Would you like to pay it now?" in result.turns[1].agent, replies(result)
+    assert result.turns[2].agent == services.prompts.reply("common.goodbye"), replies(result)
+    assert "Shall I charge" not in " ".join(replies(result))
+    assert result.outcome == "resolved"
+
+
+@pytest.mark.parametrize(
+    "question", ["When is my next bill due?", "when do I have to pay it by?", "What's the due date on my bill?"]
+)
+async def test_a_question_about_when_the_bill_is_due_is_answered_with_the_date_not_the_balance_again(
+    services: Services, question: str
+) -> None:
+    result = await talk(services, "What's my balance?", "10027", question, caller_id=MARIA)
+    said = result.turns[2].agent
+    assert said != result.turns[1].agent, replies(result)
+    assert "is due on December" in said, said
+    assert "Your balance is" not in said
+    # Asked first, before the balance: the date too, once the caller is verified.
+    first = await talk(services, question, "10027", caller_id=MARIA)
+    assert "is due on December" in first.turns[1].agent, replies(first)
+
+
+@pytest.mark.parametrize(
+    "turns",
+    [
+        ["I want to cancel my service", "10027", "yes"],
+        ["I'd like to cancel my internet", "10027", "yes"],
+        ["We're switching to another provider, I need to close my account", "10027", "yes"],
+        ["my internet keeps dropping", "10027", "actually I just want to cancel my account", "10027", "yes"],
+    ],
+)
+async def test_a_caller_who_wants_to_cancel_is_verified_and_offered_a_person_for_it(
+    services: Services, turns: list[str]
+) -> None:
+    result = await talk(services, *turns, caller_id=MARIA)
+    offer = result.turns[-2].agent
+    assert "can't cancel your service myself" in offer, replies(result)
+    assert "you're verified" in offer
+    assert result.outcome == "escalated"
+    assert result.escalation_reason == "cancellation"
+
+
+async def test_cancelling_a_visit_is_still_scheduling_not_the_service(services: Services) -> None:
+    result = await talk(services, "I need to cancel my technician appointment", "10027", "yes", caller_id=MARIA)
+    assert "Shall I cancel it?" in result.turns[1].agent, replies(result)
+    assert "cancel_visit" in tools_ok(result)
+
+
+@pytest.mark.parametrize(
+    ("caller", "turns", "because"),
+    [
+        (MARIA, ["my internet keeps dropping", "why do you need that?", "11215"], "check for outages"),
+        (MARIA, ["What's my balance?", "why?", "10027"], "speaking with the account holder"),
+        (None, ["What's my balance?", "what for?", "555 010 0001", "why do you need my zip?", "10027"], "holder"),
+    ],
+)
+async def test_a_caller_who_asks_why_is_told_and_asked_again_and_loses_no_attempt(
+    services: Services, caller: str | None, turns: list[str], because: str
+) -> None:
+    result = await talk(services, *turns, caller_id=caller)
+    why = result.turns[1].agent
+    assert because in why, replies(result)
+    assert why.endswith("?"), why
+    assert "couldn't" not in why
+    assert "didn't catch" not in why
+    assert result.turns[-1].agent != why
+    if turns[-1] == "10027":
+        assert "you're verified" in result.turns[-1].agent, replies(result)
+
+
+async def test_what_do_you_mean_after_a_yes_or_no_question_asks_it_again_in_plain_words(services: Services) -> None:
+    result = await talk(services, "What's my balance?", "10027", "what do you mean?", "no thanks", caller_id=MARIA)
+    assert result.turns[2].agent == "What I'm asking is: would you like to pay it now?", replies(result)
+    assert "make_payment" not in tools_ok(result)
+
+
+@pytest.mark.parametrize(
+    ("opening", "first_name"),
+    [
+        ("Hi, my name is Bond, James Bond", "James"),
+        ("My name is Maria", "Maria"),
+        ("hello, the name's Robert", "Robert"),
+    ],
+)
+async def test_a_name_in_one_word_or_said_twice_is_an_introduction(
+    services: Services, opening: str, first_name: str
+) -> None:
+    result = await talk(services, opening, "What's my balance?")
+    assert result.turns[0].agent == services.prompts.reply("common.greet_named", name=first_name), replies(result)

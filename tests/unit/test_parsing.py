@@ -209,3 +209,37 @@ def test_a_zip_code_said_after_an_account_number_is_read_from_after_the_word_zip
 )
 def test_a_question_said_instead_of_a_yes_or_no_is_read_as_a_request(said: str, asked: str) -> None:
     assert parsing.new_request(said) == asked
+
+
+@pytest.mark.parametrize(
+    ("said", "cancels"),
+    [
+        ("I want to cancel my service", True),
+        ("please terminate my internet contract", True),
+        ("I'd like to close my account", True),
+        ("we're switching to another provider", True),
+        ("I need to cancel my technician appointment", False),
+        ("cancel the visit on friday", False),
+        ("can you cancel that payment", False),
+        ("my internet service keeps dropping", False),
+        ("the connection ends every evening", False),
+    ],
+)
+def test_ending_the_service_is_told_from_cancelling_a_visit_or_a_payment(said: str, cancels: bool) -> None:
+    assert parsing.cancels_service(said) is cancels
+
+
+@pytest.mark.parametrize(
+    ("said", "why"),
+    [
+        ("why?", True),
+        ("why do you need my zip code?", True),
+        ("what do you need that for", True),
+        ("what do you mean?", True),
+        ("why is my bill so high", False),
+        ("what do you mean my payment failed", False),
+        ("10027", False),
+    ],
+)
+def test_a_question_about_the_question_is_the_whole_turn(said: str, why: bool) -> None:
+    assert parsing.asks_why(said) is why

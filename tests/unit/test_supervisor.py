@@ -191,6 +191,29 @@ def test_an_acknowledgement_after_anything_else_asks_once_then_ends_the_call(tex
     )
 
 
+@pytest.mark.parametrize(
+    "text", ["ok thanks bye", "alright, thank you, have a good day", "no, bye", "great, thanks, take care", "bye bye"]
+)
+def test_a_turn_that_ends_in_a_goodbye_closes_whatever_was_asked(text: str) -> None:
+    asked = history(agent_last="Your balance is forty dollars. Would you like to pay it now?")
+    assert check_utterance(text, asked).directive == "close"
+
+
+@pytest.mark.parametrize(
+    "text", ["yes please, and bye", "thanks, can I pay it by friday? bye", "can I pay it by friday"]
+)
+def test_a_goodbye_word_inside_a_request_or_a_yes_is_no_goodbye(text: str) -> None:
+    asked = history(agent_last="Your balance is forty dollars. Would you like to pay it now?")
+    assert check_utterance(text, asked).directive != "close"
+
+
+@pytest.mark.parametrize("text", ["why?", "Why do you need that?", "what for", "what do you mean?", "huh, why not"])
+def test_why_or_what_do_you_mean_after_a_question_is_a_question_about_it(text: str) -> None:
+    assert check_utterance(text, history(agent_last="What's the ZIP code on your account?")).directive == "why"
+    # After a statement there is no question to explain: the turn goes on as any other.
+    assert check_utterance(text, history(agent_last="Your payment went through.")).directive != "why"
+
+
 def test_reply_guards() -> None:
     assert _refund_promise_cents("I've refunded $120.00 to your card.") == 12000
     assert _refund_promise_cents("Your balance is $40.") is None
