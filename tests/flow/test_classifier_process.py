@@ -37,7 +37,10 @@ def local() -> OnnxIntentClassifier:
 
 
 @pytest.fixture
-async def child(local: OnnxIntentClassifier) -> AsyncIterator[ProcessIntentClassifier]:
+async def child(local: OnnxIntentClassifier, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ProcessIntentClassifier]:
+    # What the child answers is asserted here, not how fast: on a loaded machine it misses the live bound of
+    # 0.5 s, and a turn then classifies in its own process (the one test about the bound sets its own).
+    monkeypatch.setattr(intent_process, "ANSWER_WITHIN_S", 60.0)
     classifier = ProcessIntentClassifier(local)
     await classifier.start()
     try:
