@@ -46,8 +46,10 @@ def settings() -> Settings:
     return load_settings(
         redis_url=REDIS_TEST_URL,
         data_dir=tempfile.mkdtemp(prefix="sb-console-browser-"),
-        console_lease_s=5.0,
-        console_disconnect_grace_s=2.0,
+        # No test here is about a lease running out: a page starved on a loaded machine renews late, and a
+        # 5 s lease then sent the call back to the AI mid-test (its hold line in the transcript).
+        console_lease_s=120.0,
+        console_disconnect_grace_s=30.0,
     )
 
 
