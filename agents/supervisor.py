@@ -314,6 +314,12 @@ def canned(ctx: AgentContext, state: CallState) -> dict[str, Any]:
     return {"reply": p.reply(key.get(directive, "common.reprompt")), "directive": None}
 
 
+# A question a yes or no answers ("Would you like…?", "Shall I…?", "Is your internet working now?").
+_YES_NO_QUESTION = re.compile(
+    r"(?:would|shall|should|do|does|did|is|are|was|can|could|will|may|have|has)\b", re.IGNORECASE
+)
+
+
 def _question(reply: str) -> str:
     """The last question in ``reply`` ("... Would you like me to walk you through it?"), or ""."""
     asked = [part.strip() for part in re.findall(r"[^.?!]*\?", reply) if part.strip()]
@@ -336,6 +342,12 @@ def _why(ctx: AgentContext, state: CallState) -> str:
         reason = p.reply("verify.why")
     elif state.get("active") == "support" and task.get("awaiting") == "zip":
         reason = p.reply("support.why_zip")
+    elif not _YES_NO_QUESTION.match(question) and said:
+        # "Which works best for you?" means nothing without the times before it: the whole offer again, less the
+        # verification that came with it.
+        before, after = p.reply("verify.thanks", name="\0").split("\0")
+        preface = re.compile(rf"^{re.escape(before)}.*?{re.escape(after)}\s*")
+        return p.reply("common.say_again", said=preface.sub("", said[-1]))
     else:
         # Not capitalised mid-sentence, unless it starts with "I".
         lowered = question if re.match(r"I\b", question) else question[:1].lower() + question[1:]

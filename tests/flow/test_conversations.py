@@ -641,6 +641,17 @@ async def test_what_do_you_mean_after_a_yes_or_no_question_asks_it_again_in_plai
     assert "make_payment" not in tools_ok(result)
 
 
+async def test_what_do_you_mean_after_a_choice_of_times_says_the_times_again(services: Services) -> None:
+    result = await talk(
+        services, "I'd like to book a technician", "10027", "why not", "the first one", "yes", caller_id=MARIA
+    )
+    again = result.turns[2].agent
+    assert again.startswith("Let me say that again. I have "), replies(result)
+    assert again.endswith("Which works best for you?"), again
+    assert "verified" not in again
+    assert "book_visit" in tools_ok(result)
+
+
 @pytest.mark.parametrize(
     ("opening", "first_name"),
     [
