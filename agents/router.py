@@ -310,7 +310,9 @@ async def route(ctx: AgentContext, state: CallState) -> dict[str, Any]:
     intent, confidence = prediction.intent, prediction.confidence
     update: dict[str, Any] = {"intent": intent, "confidence": round(confidence, 4), "directive": None}
 
-    if active in ROUTABLE and active != "billing" and parsing.cancels_service(subject):
+    # Ending the service goes to billing, which offers a person once the caller is verified.
+    cancels = parsing.cancels_service(subject)
+    if active in ROUTABLE and active != "billing" and cancels:
         # "Actually I just want to cancel my account", mid-task: ending the service is billing's to offer to a
         # person, whatever the classifier makes of it (a complaint, or the active topic).
         return {**update, "intent": "billing", **_handoff(state, active, "billing", "topic_change", "words")}
@@ -354,7 +356,7 @@ async def route(ctx: AgentContext, state: CallState) -> dict[str, Any]:
             else ctx.prompts.reply("common.greet")
         )
         return {"intent": None, "confidence": 0.0, "reply": reply, "directive": "respond", "introduced": text[:200]}
-    if parsing.cancels_service(subject):
+    if cancels:
         # Ending the service: a person does it, offered by billing once the caller is verified, whatever the
         # classifier makes of it (it reads "cancel my service" as a complaint, "close my account" as support).
         return {**update, "intent": "billing", **_handoff(state, active, "billing", "intent:billing", "words")}

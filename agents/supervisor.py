@@ -95,8 +95,8 @@ def check_utterance(text: str, state: CallState, learned: str | None = None) -> 
     if parsing.asks_to_repeat(text):
         # Not an answer, not a loop and no frustration: the caller did not hear the last reply.
         return Check(directive="repeat")
-    asked = _replies(state.get("transcript", []))
-    if asked and _question(asked[-1]) and parsing.asks_why(text):
+    agents = _replies(state.get("transcript", []))
+    if agents and _question(agents[-1]) and parsing.asks_why(text):
         # "Why do you need that?", "what do you mean?": not an answer that failed, but a question about the
         # question: say why it is asked, and ask it again.
         return Check(directive="why")
@@ -105,7 +105,6 @@ def check_utterance(text: str, state: CallState, learned: str | None = None) -> 
     if cue in _ESCALATE_AT_ONCE:
         return Check(escalate=cue, cue=cue)
     callers = [x["text"] for x in state.get("transcript", []) if x["role"] == "caller"]
-    agents = _replies(state.get("transcript", []))
     if cue in _SAID_STUCK:
         # Once alone, "you already asked me that" may follow a question asked again for good reason (a ZIP
         # code that did not match): it counts as frustration, and the turn goes on to be answered.

@@ -29,12 +29,12 @@ _EXPLAIN = ("so high", "higher", "went up", "gone up", "goes up", "more than usu
             "go over my bill", "what am i paying", "what i'm paying", "what's on my bill", "what is on my bill",
             "itemi", "charge for", "charges for", "copy of my bill", "copy of the bill", "read me my bill",
             "what's this bill", "what is this bill")  # fmt: skip
-# A charge the caller says is wrong: a dispute, even if they also ask why the bill went up.
 # "When is my bill due?", "when do I have to pay?", "what's the due date?": the date, not the balance again.
 _DUE = re.compile(
     r"\bdue date\b|\bwhen(?:'s| is| are| will| do| does| should| must| would)\b(?: [\w']+){0,5}? "
     r"(?:due|pay|paid|charged|billed|bill|payment)\b"
 )
+# A charge the caller says is wrong: a dispute, even if they also ask why the bill went up.
 _WRONG = ("wrong", "incorrect", "overcharg", "charged twice", "double charg", "mistake", "unauthori", "dispute",
           "never ordered", "didn't order", "did not order", "never signed up", "didn't sign up", "don't recognize",
           "do not recognize")  # fmt: skip
